@@ -1,0 +1,1 @@
+//! ferromq configuration (placeholder until the config crate lands).

@@ -1,0 +1,114 @@
+//! Writing STOMP frames into a byte buffer.
+//!
+//! [`FrameWriter`] writes a frame header by header straight into the output buffer,
+//! which lets the broker build MESSAGE frames without first assembling a
+//! [`Frame`]; [`encode_frame`] writes a whole [`Frame`].
+
+use super::frame::{Command, Frame};
+use super::Version;
+use bytes::{BufMut, BytesMut};
+
+/// Writes one frame into a buffer: [`FrameWriter::begin`], any number of
+/// [`FrameWriter::header`] calls, then [`FrameWriter::finish`] with the body.
+pub struct FrameWriter<'a> {
+    buf: &'a mut BytesMut,
+    escape: Escape,
+}
+
+#[derive(Clone, Copy)]
+enum Escape {
+    /// 1.0, or CONNECT/CONNECTED: no escape sequences exist, so a newline in a
+    /// value (which would end the header) becomes a space.
+    None,
+    /// 1.1: `\\`, `\n`, `\c`.
+    V1_1,
+    /// 1.2: 1.1 plus `\r`.
+    V1_2,
+}
+
+impl<'a> FrameWriter<'a> {
+    /// Writes the command line.
+    pub fn begin(buf: &'a mut BytesMut, command: Command, version: Version) -> FrameWriter<'a> {
+        let escape = match version {
+            _ if !command.escapes_headers() => Escape::None,
+            Version::V1_0 => Escape::None,
+            Version::V1_1 => Escape::V1_1,
+            Version::V1_2 => Escape::V1_2,
+        };
+        buf.put_slice(command.as_str().as_bytes());
+        buf.put_u8(b'\n');
+        FrameWriter { buf, escape }
+    }
+
+    /// Writes one `name:value` line, escaped for the version.
+    pub fn header(&mut self, name: &str, value: &str) -> &mut Self {
+        self.put_escaped(name);
+        self.buf.put_u8(b':');
+        self.put_escaped(value);
+        self.buf.put_u8(b'\n');
+        self
+    }
+
+    /// Writes a header whose value is an integer, without allocating.
+    pub fn header_u64(&mut self, name: &str, value: u64) -> &mut Self {
+        self.put_escaped(name);
+        self.buf.put_u8(b':');
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = value;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.buf.put_slice(&digits[i..]);
+        self.buf.put_u8(b'\n');
+        self
+    }
+
+    /// Writes `content-length` (when the body is not empty), the blank line, the
+    /// body and the terminating NUL.
+    pub fn finish(mut self, body: &[u8]) {
+        if !body.is_empty() {
+            self.header_u64("content-length", body.len() as u64);
+        }
+        self.buf.put_u8(b'\n');
+        self.buf.put_slice(body);
+        self.buf.put_u8(0);
+    }
+
+    fn put_escaped(&mut self, text: &str) {
+        let special = |b: u8| matches!(b, b'\\' | b'\n' | b':' | b'\r');
+        if !text.bytes().any(special) {
+            self.buf.put_slice(text.as_bytes());
+            return;
+        }
+        for b in text.bytes() {
+            match (self.escape, b) {
+                (Escape::None, b'\n') => self.buf.put_u8(b' '),
+                (Escape::None, b) => self.buf.put_u8(b),
+                (_, b'\\') => self.buf.put_slice(b"\\\\"),
+                (_, b'\n') => self.buf.put_slice(b"\\n"),
+                (_, b':') => self.buf.put_slice(b"\\c"),
+                (Escape::V1_2, b'\r') => self.buf.put_slice(b"\\r"),
+                (_, b) => self.buf.put_u8(b),
+            }
+        }
+    }
+}
+
+/// Writes a whole frame. A `content-length` header in `frame.headers` is
+/// ignored in favour of the body's real length.
+pub fn encode_frame(frame: &Frame, version: Version, buf: &mut BytesMut) {
+    buf.reserve(64 + frame.body.len());
+    let mut w = FrameWriter::begin(buf, frame.command, version);
+    for (name, value) in frame.headers.iter() {
+        if name != "content-length" {
+            w.header(name, value);
+        }
+    }
+    w.finish(&frame.body);
+}
