@@ -163,7 +163,9 @@ impl Decoder {
                         return Err(FrameError::MissingNul);
                     }
                     let head_len = self.head_len_of(buf)?;
-                    return self.take(buf, head_len, total - 1 - head_len, total).map(Some);
+                    return self
+                        .take(buf, head_len, total - 1 - head_len, total)
+                        .map(Some);
                 }
                 Progress::Unsized {
                     body_start,
@@ -321,11 +323,17 @@ fn content_length_of(head: &[u8]) -> Result<Option<usize>, FrameError> {
 }
 
 /// Parses the command line and headers of a complete head.
-fn parse_head(head: &[u8], version: Version, limits: Limits) -> Result<(Command, Headers), FrameError> {
+fn parse_head(
+    head: &[u8],
+    version: Version,
+    limits: Limits,
+) -> Result<(Command, Headers), FrameError> {
     let mut lines = head_lines(head);
     let command_line = lines.next().unwrap_or_default();
     let command = Command::parse(command_line).ok_or_else(|| {
-        FrameError::UnknownCommand(String::from_utf8_lossy(&command_line[..command_line.len().min(64)]).into_owned())
+        FrameError::UnknownCommand(
+            String::from_utf8_lossy(&command_line[..command_line.len().min(64)]).into_owned(),
+        )
     })?;
     let unescape = command.escapes_headers() && version >= Version::V1_1;
     let mut headers = Headers::new();
@@ -338,7 +346,9 @@ fn parse_head(head: &[u8], version: Version, limits: Limits) -> Result<(Command,
             });
         }
         let colon = memchr::memchr(b':', line).ok_or_else(|| {
-            FrameError::MalformedHeader(String::from_utf8_lossy(&line[..line.len().min(64)]).into_owned())
+            FrameError::MalformedHeader(
+                String::from_utf8_lossy(&line[..line.len().min(64)]).into_owned(),
+            )
         })?;
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         if unescape {
