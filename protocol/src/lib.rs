@@ -7,5 +7,8 @@
 //! - [`native`]: ferromq's own length-prefixed binary protocol (AMQP 1.0 model).
 #![deny(missing_docs)]
 
+pub use headers::Headers;
+
+pub mod headers;
 pub mod native;
 pub mod stomp;

@@ -8,8 +8,9 @@
 //! The decoder remembers how far it has already looked, so a large body arriving
 //! in many reads is not rescanned from the start each time.
 
-use super::frame::{Command, Frame, Headers};
+use super::frame::{Command, Frame};
 use super::Version;
+use crate::headers::Headers;
 use bytes::{Buf, BytesMut};
 use thiserror::Error;
 

@@ -10,9 +10,10 @@ pub mod decode;
 pub mod encode;
 pub mod frame;
 
+pub use crate::headers::Headers;
 pub use decode::{Decoder, FrameError, Limits};
 pub use encode::{encode_frame, FrameWriter};
-pub use frame::{Command, Frame, Headers};
+pub use frame::{Command, Frame};
 
 use std::fmt;
 
