@@ -69,7 +69,12 @@ fn reword(message: &str) -> String {
                 .replacen(", there are no fields", "; this table takes no keys", 1);
             format!("unknown key {rest}")
         }
-        None => message.to_owned(),
+        // "expected struct StompConfig" names a Rust type the operator
+        // never sees; in the file it is a table.
+        None => match message.find("expected struct ") {
+            Some(at) => format!("{}expected a table", &message[..at]),
+            None => message.to_owned(),
+        },
     }
 }
 

@@ -84,13 +84,26 @@ impl ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The unit giving the shortest exact number, binary on a tie:
+        // 16777216 is "16MiB", 1000000 is "1MB".
         let n = self.0;
-        for (size, unit) in [(TIB, "TiB"), (GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
-            if n != 0 && n % size == 0 {
-                return write!(f, "{}{unit}", n / size);
-            }
-        }
-        write!(f, "{n}B")
+        let units = [
+            (TIB, "TiB"),
+            (1_000_000_000_000, "TB"),
+            (GIB, "GiB"),
+            (1_000_000_000, "GB"),
+            (MIB, "MiB"),
+            (1_000_000, "MB"),
+            (KIB, "KiB"),
+            (1000, "KB"),
+            (1, "B"),
+        ];
+        let (size, unit) = units
+            .into_iter()
+            .filter(|(size, _)| n != 0 && n % size == 0)
+            .min_by_key(|(size, _)| n / size)
+            .unwrap_or((1, "B"));
+        write!(f, "{}{unit}", n / size)
     }
 }
 
@@ -322,6 +335,9 @@ mod tests {
         }
         assert_eq!(ByteSize(16 * MIB).to_string(), "16MiB");
         assert_eq!(ByteSize(1536).to_string(), "1536B");
+        assert_eq!(ByteSize(1_000_000).to_string(), "1MB");
+        assert_eq!(ByteSize(10_000_000_000).to_string(), "10GB");
+        assert_eq!(ByteSize(0).to_string(), "0B");
     }
 
     #[test]

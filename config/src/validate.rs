@@ -281,7 +281,8 @@ fn store(check: &Check<'_>, store: &StoreConfig) -> Result<(), ConfigError> {
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 /// Accepts what `tracing_subscriber::EnvFilter` accepts in the common forms:
-/// comma-separated `level`, `target` or `target=level` directives.
+/// comma-separated `level`, `target` or `target=level` directives, where a
+/// bare `target` must look like a module path (`ferromq_store`, `a::b`).
 fn log(check: &Check<'_>, log: &LogConfig) -> Result<(), ConfigError> {
     let is_level = |s: &str| LEVELS.contains(&s.to_ascii_lowercase().as_str());
     let is_target = |s: &str| {
@@ -299,12 +300,19 @@ fn log(check: &Check<'_>, log: &LogConfig) -> Result<(), ConfigError> {
         )
     };
     if log.level.trim().is_empty() {
-        return Err(bad(&log.level));
+        return Err(check.fail("log.level", "must not be empty (use \"off\" for no logs)"));
     }
     for directive in log.level.split(',').map(str::trim) {
         let ok = match directive.split_once('=') {
             Some((target, level)) => is_target(target) && is_level(level),
-            None => is_level(directive) || is_target(directive),
+            // EnvFilter reads a bare word as "everything from this target",
+            // so a misspelt level ("verbose") would silently log nothing
+            // useful. Only accept bare targets that look like module paths.
+            None => {
+                is_level(directive)
+                    || (is_target(directive)
+                        && (directive.contains('_') || directive.contains("::")))
+            }
         };
         if !ok {
             return Err(bad(directive));
