@@ -93,19 +93,22 @@ fn contains(span: &Range<usize>, target: &Range<usize>) -> bool {
 }
 
 /// Path segments (`"stomp"`, `".listen"`, `"[2]"`) of the deepest key or
-/// value in `table` whose span holds the start of `target`.
+/// value in `table` whose span holds the start of `target`. Children are
+/// searched before any entry's own span is considered, so a container whose
+/// span is wider than its text (a `[table]` header) never shadows the key.
 fn locate_in_table(table: &DeTable<'_>, target: &Range<usize>) -> Option<Vec<String>> {
-    for (key, value) in table {
-        let name = key.get_ref().to_string();
-        if let Some(mut inner) = locate_in_value(value.get_ref(), target) {
-            inner.insert(0, name);
-            return Some(inner);
-        }
-        if contains(&key.span(), target) || contains(&value.span(), target) {
-            return Some(vec![name]);
-        }
-    }
-    None
+    let deeper = table.iter().find_map(|(key, value)| {
+        locate_in_value(value.get_ref(), target).map(|mut inner| {
+            inner.insert(0, key.get_ref().to_string());
+            inner
+        })
+    });
+    deeper.or_else(|| {
+        table
+            .iter()
+            .find(|(key, value)| contains(&key.span(), target) || contains(&value.span(), target))
+            .map(|(key, _)| vec![key.get_ref().to_string()])
+    })
 }
 
 fn locate_in_value(value: &DeValue<'_>, target: &Range<usize>) -> Option<Vec<String>> {

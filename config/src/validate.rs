@@ -15,7 +15,7 @@ use crate::{
 /// few headers fits.
 const MIN_FRAME: ByteSize = ByteSize::kib(1);
 
-/// Collects errors for one file.
+/// Builds errors about one file.
 struct Check<'a> {
     origin: &'a Path,
 }

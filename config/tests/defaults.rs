@@ -66,3 +66,48 @@ fn default_listen_addresses_parse() {
     );
     assert!(!config.tls.enabled());
 }
+
+/// Key paths of every table and key in `table`, e.g. `stomp.listen`.
+fn key_paths(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (key, value) in table {
+        let path = format!("{prefix}{key}");
+        if let toml::Value::Table(inner) = value {
+            key_paths(inner, &format!("{path}."), out);
+        }
+        out.push(path);
+    }
+}
+
+#[test]
+fn example_file_spells_out_every_key() {
+    let example: toml::Table = toml::from_str(EXAMPLE_CONFIG).unwrap();
+    let printed: toml::Table = toml::from_str(&Config::default().to_toml()).unwrap();
+    let (mut in_example, mut in_schema) = (Vec::new(), Vec::new());
+    key_paths(&example, "", &mut in_example);
+    key_paths(&printed, "", &mut in_schema);
+    // `[[acl]]` must follow every other table, so the example shows it in a
+    // comment instead of as `acl = []`.
+    in_schema.retain(|key| key != "acl");
+    in_example.sort();
+    in_schema.sort();
+    assert_eq!(in_example, in_schema);
+}
+
+#[test]
+fn every_key_in_the_example_has_a_comment() {
+    let mut previous = "";
+    for (number, line) in EXAMPLE_CONFIG.lines().enumerate() {
+        let line = line.trim();
+        let is_key = !line.is_empty() && !line.starts_with('#') && !line.starts_with('[');
+        if is_key {
+            assert!(
+                previous.starts_with('#') || previous.ends_with(','),
+                "line {}: `{line}` has no comment above it",
+                number + 1
+            );
+        }
+        if !line.is_empty() {
+            previous = line;
+        }
+    }
+}

@@ -273,3 +273,17 @@ fn validate_checks_configs_built_in_code() {
     config.validate(Path::new("code")).unwrap();
     assert_eq!(config.stomp.listen_addr(), None);
 }
+
+#[test]
+fn errors_inside_inline_tables_and_dotted_keys_name_the_key() {
+    rejects("stomp = { max_headers = \"x\" }\n", "stomp.max_headers");
+    rejects("stomp.max_headers = \"x\"\n", "stomp.max_headers");
+    rejects(
+        "[[acl]]\ndestination = \"/queue/a\"\nread = \"x\"\n",
+        "acl[0].read",
+    );
+    rejects(
+        "[[acl]]\ndestination = \"/queue/a\"\nread = [\"a\", 5]\n",
+        "acl[0].read[1]",
+    );
+}
