@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 //! STOMP codec tests: byte literals, frames split at every offset, limits and
 //! property round trips.
 

@@ -1,1 +1,451 @@
-//! Harness for end-to-end tests (placeholder).
+//! Harness for end-to-end tests: starts the real `ferromq` binary on
+//! ephemeral loopback ports and speaks raw STOMP to it over blocking sockets.
+//!
+//! - [`Broker`]: a broker process with its own data directory; learns its
+//!   bound ports from the "listener ready" log lines.
+//! - [`Client`]: a raw STOMP connection with frame-level send and receive.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: a panic is a test failure
+
+use bytes::BytesMut;
+use ferromq_protocol::stomp::{encode_frame, Command, Decoder, Frame, Limits, Version};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for something the broker should do promptly.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Path of the `ferromq` binary: `$FERROMQ_BIN`, else the one cargo built
+/// next to this test executable (`target/<profile>/ferromq`).
+pub fn ferromq_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("FERROMQ_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/<test> -> target/debug/ferromq
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("ferromq");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p ferromq-broker` (or set FERROMQ_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running broker process. Killed when dropped.
+pub struct Broker {
+    child: Option<Child>,
+    /// The STOMP listener.
+    pub stomp: SocketAddr,
+    /// The STOMP+TLS listener, when configured.
+    pub stomp_tls: Option<SocketAddr>,
+    /// Every other listener by name (`native`, `admin`, ...).
+    pub listeners: Vec<(String, SocketAddr)>,
+    log: Arc<Mutex<String>>,
+    /// The data directory (kept for restarts).
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    args: Vec<String>,
+}
+
+/// Arguments that put every listener on an ephemeral loopback port (or off).
+fn default_args() -> Vec<String> {
+    [
+        "--stomp",
+        "127.0.0.1:0",
+        "--stomp-tls",
+        "",
+        "--native",
+        "",
+        "--native-tls",
+        "",
+        "--admin",
+        "",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl Broker {
+    /// A broker with embedded defaults, STOMP on an ephemeral port.
+    pub fn start() -> Broker {
+        Broker::start_with(None, &[])
+    }
+
+    /// A broker with `config` (TOML text, written to a file) and extra
+    /// command-line arguments (which override the defaults above).
+    pub fn start_with(config: Option<&str>, extra: &[&str]) -> Broker {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut args = default_args();
+        if let Some(text) = config {
+            let path = tmp.path().join("ferromq.toml");
+            std::fs::write(&path, text).expect("write config");
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
+        args.push("--data-dir".into());
+        args.push(data_dir.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Broker::spawn(args, data_dir, Some(tmp))
+    }
+
+    fn spawn(args: Vec<String>, data_dir: PathBuf, tmp: Option<tempfile::TempDir>) -> Broker {
+        let mut child = Process::new(ferromq_bin())
+            .args(&args)
+            .env(
+                "RUST_LOG",
+                std::env::var("FERROMQ_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ferromq");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("FERROMQ_TEST_ECHO").is_some() {
+                    eprintln!("[ferromq] {line}");
+                }
+                if let Some(l) = parse_listener(&line) {
+                    let _ = tx.send(Some(l));
+                }
+                if line.contains("ferromq started") {
+                    let _ = tx.send(None);
+                }
+                let mut g = log2.lock().unwrap();
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        let mut listeners = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Some(l)) => listeners.push(l),
+                Ok(None) => break,
+                Err(_) => {
+                    let status = child.try_wait().ok().flatten();
+                    panic!(
+                        "ferromq did not start (exit {status:?}); log:\n{}",
+                        log.lock().unwrap()
+                    );
+                }
+            }
+        }
+        let find = |name: &str| listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
+        Broker {
+            stomp: find("stomp").unwrap_or_else(|| "127.0.0.1:1".parse().unwrap()),
+            stomp_tls: find("stomp+tls"),
+            listeners: listeners.clone(),
+            child: Some(child),
+            log,
+            data_dir,
+            _tmp: tmp,
+            args,
+        }
+    }
+
+    /// Everything the broker logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The address of listener `name` (`stomp`, `stomp+tls`, `native`, ...).
+    pub fn listener(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("broker already stopped");
+        let _ = Process::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = c.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!(
+                    "ferromq did not exit within {WAIT:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a new process with the same arguments and data directory
+    /// (ports are re-chosen). The old one must be stopped.
+    pub fn restart(mut self) -> Broker {
+        assert!(self.child.is_none(), "stop the broker before restarting it");
+        let tmp = self._tmp.take();
+        Broker::spawn(self.args.clone(), self.data_dir.clone(), tmp)
+    }
+
+    /// A raw connection to the STOMP port, nothing sent yet.
+    pub fn raw(&self) -> Client {
+        Client::connect(self.stomp)
+    }
+
+    /// A STOMP 1.2 session (CONNECT sent, CONNECTED received).
+    pub fn client(&self) -> Client {
+        let mut c = self.raw();
+        c.send(
+            Frame::new(Command::Connect)
+                .header("accept-version", "1.2")
+                .header("host", "/"),
+        );
+        let f = c.recv();
+        assert_eq!(f.command, Command::Connected, "{f:?}");
+        c.version = Version::V1_2;
+        c.decoder.set_version(Version::V1_2);
+        c
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Parses `listener ready listener="stomp" addr=127.0.0.1:1234`.
+fn parse_listener(line: &str) -> Option<(String, SocketAddr)> {
+    if !line.contains("listener ready") {
+        return None;
+    }
+    let name = line
+        .split("listener=\"")
+        .nth(1)?
+        .split('"')
+        .next()?
+        .to_string();
+    let addr = line
+        .split("addr=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some((name, addr))
+}
+
+/// A byte stream a [`Client`] can run over: plain TCP, or TLS set up by a
+/// test (which keeps this crate free of a TLS dependency).
+pub trait Transport: Read + Write + Send {
+    /// Bounds the next blocking read (`None`: wait forever).
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        TcpStream::set_read_timeout(self, d)
+    }
+}
+
+/// A blocking raw STOMP connection.
+pub struct Client {
+    stream: Box<dyn Transport>,
+    decoder: Decoder,
+    buf: BytesMut,
+    /// Version used to encode frames we send.
+    pub version: Version,
+}
+
+impl Client {
+    /// Opens a TCP connection.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).ok();
+        Client::over(Box::new(stream))
+    }
+
+    /// A client over an already connected transport (e.g. TLS).
+    pub fn over(stream: Box<dyn Transport>) -> Client {
+        Client {
+            stream,
+            decoder: Decoder::new(Limits {
+                max_frame_size: 64 << 20,
+                ..Limits::default()
+            }),
+            buf: BytesMut::new(),
+            version: Version::V1_0,
+        }
+    }
+
+    /// Sets the version used for escaping in both directions.
+    pub fn set_version(&mut self, v: Version) {
+        self.version = v;
+        self.decoder.set_version(v);
+    }
+
+    /// Writes raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Writes a frame.
+    pub fn send(&mut self, frame: Frame) {
+        let mut b = BytesMut::new();
+        encode_frame(&frame, self.version, &mut b);
+        self.send_raw(&b);
+    }
+
+    /// Receives a frame within `d`, or `None` on timeout. Panics on EOF.
+    pub fn recv_within(&mut self, d: Duration) -> Option<Frame> {
+        let deadline = Instant::now() + d;
+        loop {
+            if let Some(f) = self
+                .decoder
+                .decode(&mut self.buf)
+                .expect("broker sent a malformed frame")
+            {
+                return Some(f);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).ok();
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("connection closed while waiting for a frame"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None
+                }
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// Receives a frame, failing the test after [`WAIT`].
+    pub fn recv(&mut self) -> Frame {
+        self.recv_within(WAIT)
+            .expect("no frame from the broker in time")
+    }
+
+    /// Receives frames until one has `command`, returning it.
+    pub fn recv_command(&mut self, command: Command) -> Frame {
+        loop {
+            let f = self.recv();
+            if f.command == command {
+                return f;
+            }
+        }
+    }
+
+    /// Asserts nothing arrives within `d`.
+    pub fn expect_silence(&mut self, d: Duration) {
+        if let Some(f) = self.recv_within(d) {
+            panic!("expected no frame, got {f:?}");
+        }
+    }
+
+    /// Reads until the broker closes the connection; returns the frames that
+    /// came first. Fails after [`WAIT`].
+    pub fn recv_until_closed(&mut self) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            while let Ok(Some(f)) = self.decoder.decode(&mut self.buf) {
+                frames.push(f);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "connection not closed in time; got {frames:?}"
+            );
+            self.stream.set_read_timeout(Some(left)).ok();
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return frames,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return frames, // reset counts as closed
+            }
+        }
+    }
+
+    /// Expects one ERROR frame and then the close; returns the ERROR.
+    pub fn expect_error(&mut self) -> Frame {
+        let frames = self.recv_until_closed();
+        let errors: Vec<_> = frames
+            .iter()
+            .filter(|f| f.command == Command::Error)
+            .collect();
+        assert_eq!(
+            errors.len(),
+            1,
+            "expected exactly one ERROR, got {frames:?}"
+        );
+        assert!(
+            errors[0].get("message").is_some(),
+            "ERROR without message header"
+        );
+        errors[0].clone()
+    }
+
+    /// Subscribes and waits for the receipt.
+    pub fn subscribe(&mut self, id: &str, destination: &str, ack: &str) {
+        self.send(
+            Frame::new(Command::Subscribe)
+                .header("id", id)
+                .header("destination", destination)
+                .header("ack", ack)
+                .header("receipt", &format!("sub-{id}")),
+        );
+        let r = self.recv_command(Command::Receipt);
+        assert_eq!(r.get("receipt-id"), Some(format!("sub-{id}").as_str()));
+    }
+
+    /// Sends a message and waits for its receipt.
+    pub fn send_message(&mut self, destination: &str, body: &str, headers: &[(&str, &str)]) {
+        let mut f = Frame::new(Command::Send)
+            .header("destination", destination)
+            .header("receipt", "send")
+            .body(body.to_string());
+        for (k, v) in headers {
+            f = f.header(k, v);
+        }
+        self.send(f);
+        let r = self.recv();
+        assert_eq!(r.command, Command::Receipt, "{r:?}");
+    }
+}

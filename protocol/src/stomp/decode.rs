@@ -134,6 +134,9 @@ impl Decoder {
         loop {
             match self.progress {
                 Progress::Head => {
+                    if self.head_scanned == 0 {
+                        check_command_line(buf, self.limits)?;
+                    }
                     let Some(head_len) = self.find_head_end(buf)? else {
                         return Ok(None);
                     };
@@ -294,6 +297,23 @@ fn skip_heartbeats(buf: &mut BytesMut) {
         }
     }
     buf.advance(n);
+}
+
+/// Rejects a bad command line as soon as it is complete, so a client that
+/// sends something else entirely (an HTTP request, say) hears about it at
+/// once instead of after a timeout.
+fn check_command_line(buf: &[u8], limits: Limits) -> Result<(), FrameError> {
+    let window = &buf[..buf.len().min(limits.max_header_line + 2)];
+    if let Some(nl) = memchr::memchr(b'\n', window) {
+        let line = &buf[..nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if Command::parse(line).is_none() {
+            return Err(FrameError::UnknownCommand(
+                String::from_utf8_lossy(&line[..line.len().min(64)]).into_owned(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Lines of a head without their terminators (the blank line excluded).

@@ -1,0 +1,172 @@
+//! The ferromq broker.
+//!
+//! The data path reads top to bottom:
+//! [`server`] (listeners, admission, TLS) → [`stomp`] (connection, session,
+//! outbox/writer) → [`router`] (destinations, subscriptions, credit) →
+//! [`store`] (an ordered log of typed entries). The router knows no protocol
+//! and touches no socket; the store knows no protocol either.
+
+pub mod router;
+pub mod server;
+pub mod stomp;
+pub mod store;
+pub mod tls;
+
+use ferromq_config::Config;
+use router::{Router, RouterConfig};
+use server::{accept_loop, Admission, ListenerContext, ListenerKind};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use stomp::{ConnectionConfig, SessionConfig};
+use store::memory::MemoryStore;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// Why the broker could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr} ({listener}): {source}")]
+    Bind {
+        /// Which listener.
+        listener: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TLS files are missing or invalid.
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] tls::TlsError),
+}
+
+/// A started broker: listeners bound, accepting connections.
+pub struct Broker {
+    router: Arc<Router>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    shutdown_timeout: Duration,
+    listeners: Vec<(ListenerKind, SocketAddr)>,
+}
+
+fn router_config(config: &Config) -> RouterConfig {
+    RouterConfig {
+        node: config.broker.name.clone(),
+        memory_limit: config.destinations.memory_limit.as_usize(),
+        queue_prefetch: config.destinations.queue_prefetch as usize,
+        topic_prefetch: config.destinations.topic_prefetch as usize,
+        max_destinations: config.limits.max_destinations as usize,
+    }
+}
+
+fn connection_config(config: &Config) -> ConnectionConfig {
+    let s = &config.stomp;
+    ConnectionConfig {
+        limits: ferromq_protocol::stomp::Limits {
+            max_frame_size: s.max_frame_size.as_usize(),
+            max_headers: s.max_headers as usize,
+            max_header_line: s.max_header_line.as_usize(),
+        },
+        connect_timeout: s.connect_timeout.as_duration(),
+        frame_timeout: s.frame_timeout.as_duration(),
+        heartbeat_grace: s.heartbeat_grace,
+        reply_limit: 10_000,
+        session: Arc::new(SessionConfig {
+            heartbeat_send_min: s.heartbeat_send_min.as_duration(),
+            heartbeat_receive_min: s.heartbeat_receive_min.as_duration(),
+            max_subscriptions: config.limits.max_subscriptions_per_connection as usize,
+            max_transaction_bytes: config.destinations.memory_limit.as_usize(),
+            max_transactions: 100,
+            server: format!("ferromq/{}", env!("CARGO_PKG_VERSION")),
+        }),
+    }
+}
+
+impl Broker {
+    /// Binds every configured listener and starts accepting.
+    pub async fn start(config: &Config) -> Result<Broker, StartError> {
+        let router = Arc::new(Router::new(router_config(config), Arc::new(MemoryStore)));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let ctx = Arc::new(ListenerContext {
+            router: router.clone(),
+            stomp: Arc::new(connection_config(config)),
+            admission: Admission::new(
+                config.limits.max_connections as usize,
+                config.limits.max_connections_per_ip as usize,
+            ),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        });
+        let acceptor = tls::acceptor(&config.tls)?;
+        let mut planned = Vec::new();
+        if let Some(addr) = config.stomp.listen_addr() {
+            planned.push((ListenerKind::Stomp, addr, None));
+        }
+        match (config.stomp.tls_listen_addr(), &acceptor) {
+            (Some(addr), Some(a)) => planned.push((ListenerKind::StompTls, addr, Some(a.clone()))),
+            (Some(_), None) => {
+                info!("stomp+tls listener not started: tls.cert and tls.key are not set")
+            }
+            _ => {}
+        }
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        for (kind, addr, tls) in planned {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    listener: kind.name(),
+                    addr,
+                    source,
+                })?;
+            let local = listener.local_addr().unwrap_or(addr);
+            bound.push((listener, kind, tls));
+            listeners.push((kind, local));
+        }
+        for (listener, kind, tls) in bound {
+            tokio::spawn(accept_loop(listener, kind, tls, ctx.clone()));
+        }
+        for (kind, addr) in &listeners {
+            info!(listener = kind.name(), %addr, "listener ready");
+        }
+        Ok(Broker {
+            router,
+            shutdown,
+            tracker,
+            shutdown_timeout: config.broker.shutdown_timeout.as_duration(),
+            listeners,
+        })
+    }
+
+    /// The bound address of each listener.
+    pub fn listeners(&self) -> &[(ListenerKind, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// The router (for tests and the admin API).
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// Graceful shutdown: stop accepting, tell every client (STOMP ERROR
+    /// "broker shutting down"), return their unacked messages, and wait up
+    /// to the configured timeout for connections to finish.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(self.shutdown_timeout, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = self.tracker.len(),
+                "shutdown timeout reached with connections still open"
+            );
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! [`Destination`]: one queue or topic, its waiting messages, its subscriptions
+//! and their credit, behind one short-held mutex.
+//!
+//! Locking: each destination has its own `std::sync::Mutex`, held only for
+//! in-memory bookkeeping (never across an `.await`, never while taking another
+//! destination's lock), so producers and consumers of different destinations
+//! never contend. Delivering calls a [`super::DeliverySink`], which only queues.
+
+use super::address::{Address, DestinationKind};
+use super::message::{now_ms, Message};
+use super::pending::{Pending, PendingQueue};
+use super::subscription::{ConnectionId, InFlight, SubscriptionId, SubscriptionState};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// Counters exported as metrics. Monotonic except `depth`-like values, which
+/// are computed on demand.
+#[derive(Debug, Default)]
+pub struct DestinationStats {
+    /// Messages published.
+    pub enqueued: AtomicU64,
+    /// Messages acknowledged (consumed).
+    pub dequeued: AtomicU64,
+    /// Deliveries of messages that had been delivered before.
+    pub redelivered: AtomicU64,
+    /// Messages dropped because they expired.
+    pub expired: AtomicU64,
+    /// Topic messages dropped because a subscriber's backlog was full.
+    pub discarded: AtomicU64,
+}
+
+/// A queue or topic.
+pub struct Destination {
+    /// Canonical name and kind.
+    pub address: Address,
+    /// Producer flow control threshold in bytes.
+    memory_limit: usize,
+    /// Most messages one topic subscriber may have waiting.
+    backlog_limit: usize,
+    /// Bytes held (waiting or unacked), mirrored outside the lock so producers
+    /// can check flow control without locking.
+    memory: AtomicUsize,
+    /// Producers waiting for `memory` to drop below the limit.
+    waiting_producers: AtomicUsize,
+    space: Notify,
+    /// Metrics.
+    pub stats: DestinationStats,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Queues only: messages waiting for a consumer with credit.
+    waiting: PendingQueue,
+    subscriptions: Vec<SubscriptionState>,
+    /// Round-robin cursor over `subscriptions`.
+    next: usize,
+    bytes: usize,
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckError {
+    /// The subscription is gone.
+    NoSubscription,
+    /// No such message is awaiting acknowledgement on the subscription.
+    NotDelivered,
+}
+
+/// A snapshot for metrics and the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationSnapshot {
+    /// Messages waiting for a consumer.
+    pub waiting: usize,
+    /// Messages delivered and not yet acknowledged.
+    pub unacked: usize,
+    /// Subscriptions.
+    pub consumers: usize,
+    /// Bytes held.
+    pub bytes: usize,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("name", &self.address.name)
+            .finish()
+    }
+}
+
+impl Destination {
+    /// An empty destination.
+    pub fn new(address: Address, memory_limit: usize, backlog_limit: usize) -> Destination {
+        Destination {
+            address,
+            memory_limit,
+            backlog_limit: backlog_limit.max(1),
+            memory: AtomicUsize::new(0),
+            waiting_producers: AtomicUsize::new(0),
+            space: Notify::new(),
+            stats: DestinationStats::default(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The canonical name.
+    pub fn name(&self) -> &str {
+        &self.address.name
+    }
+
+    /// Queue or topic.
+    pub fn kind(&self) -> DestinationKind {
+        self.address.kind
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a broker bug; the state is
+        // still structurally valid, so keep serving rather than poison everyone.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether producers must wait before publishing more.
+    pub fn is_over_limit(&self) -> bool {
+        self.memory.load(Ordering::Relaxed) >= self.memory_limit
+    }
+
+    /// Waits until the destination is under its memory limit (producer flow
+    /// control). Returns at once when it already is.
+    pub async fn wait_for_space(&self) {
+        self.waiting_producers.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_over_limit() {
+                break;
+            }
+            notified.await;
+        }
+        self.waiting_producers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Producers currently blocked by flow control.
+    pub fn blocked_producers(&self) -> usize {
+        self.waiting_producers.load(Ordering::Relaxed)
+    }
+
+    /// Publishes a message: hands it to a consumer with credit or keeps it.
+    pub fn publish(&self, message: Arc<Message>) {
+        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.lock();
+        let p = Pending {
+            message,
+            redeliveries: 0,
+        };
+        match self.address.kind {
+            DestinationKind::Queue => {
+                st.bytes += p.message.footprint();
+                if st.waiting.is_empty() {
+                    if let Some(i) = st.next_with_credit() {
+                        st.subscriptions[i].deliver(p);
+                        return self.account(&st);
+                    }
+                }
+                st.waiting.push_back(p);
+            }
+            DestinationKind::Topic => {
+                let fp = p.message.footprint();
+                let limit = self.backlog_limit;
+                let mut added = 0;
+                let mut discarded = 0;
+                for sub in &mut st.subscriptions {
+                    if sub.backlog.is_empty() && sub.has_credit() {
+                        sub.deliver(p.clone());
+                    } else if sub.backlog.len() < limit {
+                        sub.backlog.push_back(p.clone());
+                    } else {
+                        discarded += 1;
+                        continue;
+                    }
+                    added += fp;
+                }
+                st.bytes += added;
+                if discarded > 0 {
+                    self.stats.discarded.fetch_add(discarded, Ordering::Relaxed);
+                }
+            }
+        }
+        self.account(&st);
+    }
+
+    /// Puts a message recovered from the store back in the waiting list.
+    /// Topic messages are only recovered for durable subscriptions, which
+    /// keep their own queue, so this is for queues.
+    pub fn restore(&self, message: Arc<Message>, redeliveries: u32) {
+        let mut st = self.lock();
+        st.bytes += message.footprint();
+        st.waiting.push_back(Pending {
+            message,
+            redeliveries,
+        });
+        self.account(&st);
+    }
+
+    /// Adds a subscription and delivers what it can take at once.
+    pub fn subscribe(&self, sub: SubscriptionState) {
+        let mut st = self.lock();
+        st.subscriptions.push(sub);
+        self.dispatch(&mut st);
+        self.account(&st);
+    }
+
+    /// Removes a subscription. On a queue its unacknowledged messages go back
+    /// in front of the waiting ones, in their delivery order, marked
+    /// redelivered; on a topic they are dropped with the subscription.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> Option<SubscriptionState> {
+        let mut st = self.lock();
+        let i = st.subscriptions.iter().position(|s| s.consumer.id == id)?;
+        let mut sub = st.subscriptions.remove(i);
+        if st.next > i {
+            st.next -= 1;
+        }
+        let returned = sub.take_unacked();
+        match self.address.kind {
+            DestinationKind::Queue => st.requeue(returned),
+            DestinationKind::Topic => {
+                let freed: usize = returned
+                    .iter()
+                    .map(|f| f.message.footprint())
+                    .sum::<usize>()
+                    + sub
+                        .backlog
+                        .iter()
+                        .map(|p| p.message.footprint())
+                        .sum::<usize>();
+                st.bytes -= freed.min(st.bytes);
+                sub.backlog.drain();
+            }
+        }
+        self.dispatch(&mut st);
+        self.account(&st);
+        Some(sub)
+    }
+
+    /// Acknowledges message `seq` (and, when `cumulative`, every message
+    /// delivered before it) on subscription `id`. Returns the messages
+    /// consumed, for the store.
+    pub fn ack(
+        &self,
+        id: SubscriptionId,
+        seq: u64,
+        cumulative: bool,
+    ) -> Result<Vec<Arc<Message>>, AckError> {
+        let mut st = self.lock();
+        let sub = st.subscription(id)?;
+        let pos = sub.position(seq).ok_or(AckError::NotDelivered)?;
+        let taken = take_acked(sub, pos, cumulative);
+        let freed: usize = taken.iter().map(|f| f.message.footprint()).sum();
+        st.bytes -= freed.min(st.bytes);
+        self.stats
+            .dequeued
+            .fetch_add(taken.len() as u64, Ordering::Relaxed);
+        self.dispatch(&mut st);
+        self.account(&st);
+        Ok(taken.into_iter().map(|f| f.message).collect())
+    }
+
+    /// Rejects message `seq` (cumulatively in client mode): it goes back to be
+    /// delivered again, marked redelivered.
+    pub fn nack(&self, id: SubscriptionId, seq: u64, cumulative: bool) -> Result<(), AckError> {
+        let mut st = self.lock();
+        let sub = st.subscription(id)?;
+        let pos = sub.position(seq).ok_or(AckError::NotDelivered)?;
+        let taken = take_acked(sub, pos, cumulative);
+        match self.address.kind {
+            DestinationKind::Queue => st.requeue(taken),
+            DestinationKind::Topic => {
+                // A topic subscriber gets its own message again.
+                if let Ok(sub) = st.subscription(id) {
+                    for f in taken.into_iter().rev() {
+                        sub.backlog.push_front(Pending {
+                            message: f.message,
+                            redeliveries: f.redeliveries + 1,
+                        });
+                    }
+                }
+            }
+        }
+        self.dispatch(&mut st);
+        self.account(&st);
+        Ok(())
+    }
+
+    /// Marks message `seq` (cumulatively in client mode) as acknowledged inside
+    /// a transaction: its credit is returned now, the message is removed only
+    /// by [`Destination::ack`]ing the returned sequence numbers at commit.
+    pub fn hold(
+        &self,
+        id: SubscriptionId,
+        seq: u64,
+        cumulative: bool,
+    ) -> Result<Vec<u64>, AckError> {
+        let mut st = self.lock();
+        let sub = st.subscription(id)?;
+        let pos = sub.position(seq).ok_or(AckError::NotDelivered)?;
+        let first = if cumulative { 0 } else { pos };
+        let mut seqs = Vec::new();
+        for f in sub.unacked.range_mut(first..=pos) {
+            if !f.held {
+                f.held = true;
+                seqs.push(f.message.seq);
+            }
+        }
+        sub.held += seqs.len();
+        self.dispatch(&mut st);
+        self.account(&st);
+        Ok(seqs)
+    }
+
+    /// Undoes [`Destination::hold`] (transaction aborted): the messages are
+    /// unacknowledged again and count against credit.
+    pub fn unhold(&self, id: SubscriptionId, seqs: &[u64]) {
+        let mut st = self.lock();
+        if let Ok(sub) = st.subscription(id) {
+            for f in sub
+                .unacked
+                .iter_mut()
+                .filter(|f| f.held && seqs.contains(&f.message.seq))
+            {
+                f.held = false;
+                sub.held -= 1;
+            }
+        }
+    }
+
+    /// Auto-ack subscriptions: the deliveries `seqs` were written to the
+    /// connection, so they are consumed. Returns them, for the store.
+    pub fn settle_written(&self, id: SubscriptionId, seqs: &[u64]) -> Vec<Arc<Message>> {
+        let mut st = self.lock();
+        let Ok(sub) = st.subscription(id) else {
+            return Vec::new();
+        };
+        let mut done = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            // Written in delivery order, so the match is nearly always at the front.
+            if let Some(pos) = sub.position(seq) {
+                if let Some(f) = sub.unacked.remove(pos) {
+                    done.push(f.message);
+                }
+            }
+        }
+        let freed: usize = done.iter().map(|m| m.footprint()).sum();
+        st.bytes -= freed.min(st.bytes);
+        self.stats
+            .dequeued
+            .fetch_add(done.len() as u64, Ordering::Relaxed);
+        self.dispatch(&mut st);
+        self.account(&st);
+        done
+    }
+
+    /// Whether subscription `id` holds message `seq` unacknowledged.
+    pub fn has_unacked(&self, id: SubscriptionId, seq: u64) -> bool {
+        let mut st = self.lock();
+        st.subscription(id)
+            .map(|s| s.position(seq).is_some())
+            .unwrap_or(false)
+    }
+
+    /// Counts for metrics.
+    pub fn snapshot(&self) -> DestinationSnapshot {
+        let st = self.lock();
+        let backlog: usize = st.subscriptions.iter().map(|s| s.backlog.len()).sum();
+        DestinationSnapshot {
+            waiting: st.waiting.len() + backlog,
+            unacked: st.subscriptions.iter().map(|s| s.unacked.len()).sum(),
+            consumers: st.subscriptions.len(),
+            bytes: st.bytes,
+        }
+    }
+
+    /// Whether the destination has no subscription and holds nothing.
+    pub fn is_idle(&self) -> bool {
+        let st = self.lock();
+        st.subscriptions.is_empty() && st.waiting.is_empty()
+    }
+
+    /// Whether connection `conn` has a subscription here.
+    pub fn has_subscriber_from(&self, conn: ConnectionId) -> bool {
+        self.lock()
+            .subscriptions
+            .iter()
+            .any(|s| s.consumer.connection == conn)
+    }
+
+    /// Moves waiting messages to subscriptions with credit.
+    fn dispatch(&self, st: &mut State) {
+        let now = if st.waiting.is_empty() && st.subscriptions.iter().all(|s| s.backlog.is_empty())
+        {
+            return;
+        } else {
+            now_ms()
+        };
+        let mut expired = 0u64;
+        let mut freed = 0usize;
+        match self.address.kind {
+            DestinationKind::Queue => {
+                while !st.waiting.is_empty() {
+                    let Some(i) = st.next_with_credit() else {
+                        break;
+                    };
+                    let Some(p) = st.waiting.pop() else { break };
+                    if p.message.is_expired(now) {
+                        expired += 1;
+                        freed += p.message.footprint();
+                        continue;
+                    }
+                    if p.redeliveries > 0 {
+                        self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    st.subscriptions[i].deliver(p);
+                }
+            }
+            DestinationKind::Topic => {
+                for sub in &mut st.subscriptions {
+                    while sub.has_credit() {
+                        let Some(p) = sub.backlog.pop() else { break };
+                        if p.message.is_expired(now) {
+                            expired += 1;
+                            freed += p.message.footprint();
+                            continue;
+                        }
+                        if p.redeliveries > 0 {
+                            self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        sub.deliver(p);
+                    }
+                }
+            }
+        }
+        if expired > 0 {
+            self.stats.expired.fetch_add(expired, Ordering::Relaxed);
+            st.bytes -= freed.min(st.bytes);
+        }
+    }
+
+    /// Publishes the byte count for lock-free flow-control checks and wakes
+    /// blocked producers once there is room.
+    fn account(&self, st: &State) {
+        self.memory.store(st.bytes, Ordering::Relaxed);
+        if st.bytes < self.memory_limit && self.waiting_producers.load(Ordering::SeqCst) > 0 {
+            self.space.notify_waiters();
+        }
+    }
+}
+
+impl State {
+    fn subscription(&mut self, id: SubscriptionId) -> Result<&mut SubscriptionState, AckError> {
+        self.subscriptions
+            .iter_mut()
+            .find(|s| s.consumer.id == id)
+            .ok_or(AckError::NoSubscription)
+    }
+
+    /// The next subscription in round-robin order that has credit.
+    fn next_with_credit(&mut self) -> Option<usize> {
+        let n = self.subscriptions.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if self.subscriptions[i].has_credit() {
+                self.next = (i + 1) % n;
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Puts returned messages back in front, keeping their relative order.
+    fn requeue(&mut self, returned: Vec<InFlight>) {
+        for f in returned.into_iter().rev() {
+            self.waiting.push_front(Pending {
+                message: f.message,
+                redeliveries: f.redeliveries + 1,
+            });
+        }
+    }
+}
+
+/// Removes the acknowledged entries: just `pos`, or (cumulative) every
+/// non-held entry up to and including `pos`.
+fn take_acked(sub: &mut SubscriptionState, pos: usize, cumulative: bool) -> Vec<InFlight> {
+    if !cumulative {
+        let f = sub.unacked.remove(pos);
+        if let Some(f) = &f {
+            if f.held {
+                sub.held -= 1;
+            }
+        }
+        return f.into_iter().collect();
+    }
+    let mut taken = Vec::with_capacity(pos + 1);
+    let mut kept = std::collections::VecDeque::new();
+    for f in sub.unacked.drain(..=pos) {
+        if f.held {
+            kept.push_back(f);
+        } else {
+            taken.push(f);
+        }
+    }
+    for f in kept.into_iter().rev() {
+        sub.unacked.push_front(f);
+    }
+    taken
+}

@@ -1,0 +1,81 @@
+//! Messages as the router holds them, and the [`Delivery`] it hands to a
+//! protocol session through a [`DeliverySink`].
+//!
+//! Nothing here knows STOMP: a message is an id, a destination, some typed
+//! JMS-like properties, user headers and a body that every subscriber shares.
+
+use super::subscription::Consumer;
+use bytes::Bytes;
+use ferromq_protocol::Headers;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Default JMS priority, as in ActiveMQ.
+pub const DEFAULT_PRIORITY: u8 = 4;
+
+/// One published message. Shared (`Arc`) by every queue slot, subscriber and
+/// store entry that refers to it; never mutated after publication.
+#[derive(Debug)]
+pub struct Message {
+    /// Broker-wide unique, increasing sequence number (the message id's suffix).
+    pub seq: u64,
+    /// The destination it was published to, in canonical `/queue/x` form.
+    pub destination: Arc<str>,
+    /// Survives a restart (`persistent:true`).
+    pub persistent: bool,
+    /// 0 (lowest) to 9 (highest).
+    pub priority: u8,
+    /// Expiry time in ms since the epoch; 0 = never.
+    pub expires: u64,
+    /// Publication time in ms since the epoch.
+    pub timestamp: u64,
+    /// Producer-set headers (user properties, content-type, correlation-id,
+    /// reply-to, ...), without the ones the broker writes itself.
+    pub headers: Headers,
+    /// The payload.
+    pub body: Bytes,
+}
+
+impl Message {
+    /// Bytes this message accounts for against memory limits: the body plus a
+    /// fixed allowance for headers and bookkeeping.
+    pub fn footprint(&self) -> usize {
+        self.body.len() + 256
+    }
+
+    /// Whether the message has expired at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires != 0 && self.expires <= now_ms
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A message handed to one consumer.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The subscription it is delivered on.
+    pub consumer: Arc<Consumer>,
+    /// The message.
+    pub message: Arc<Message>,
+    /// How many times it was delivered before (0 = first delivery).
+    pub redeliveries: u32,
+}
+
+/// Where the router puts deliveries for one connection. Implemented by each
+/// protocol's outbound queue.
+///
+/// `deliver` is called with a destination lock held, so it must only enqueue
+/// and wake a writer: never block, never call back into the router. Its queue
+/// is bounded by the subscriptions' credit (prefetch), which the router
+/// enforces before calling it.
+pub trait DeliverySink: Send + Sync {
+    /// Queues a delivery for writing.
+    fn deliver(&self, delivery: Delivery);
+}

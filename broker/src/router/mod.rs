@@ -1,0 +1,309 @@
+//! The router owns destination state: which destinations exist, what each one
+//! holds, who subscribes and how much credit they have. Sessions of any
+//! protocol call it with typed requests; it never touches a socket and knows
+//! no wire format. Persistent state changes are appended to the [`Store`].
+//!
+//! - [`address`]: destination names.
+//! - [`destination`]: one queue or topic and its dispatch logic.
+//! - [`subscription`]: consumers, ack modes, credit.
+//! - [`pending`]: the priority-ordered waiting list.
+//! - [`message`]: messages and deliveries.
+
+pub mod address;
+pub mod destination;
+pub mod message;
+pub mod pending;
+pub mod subscription;
+
+pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};
+pub use destination::{AckError, Destination, DestinationSnapshot};
+pub use message::{now_ms, Delivery, DeliverySink, Message, DEFAULT_PRIORITY};
+pub use subscription::{AckMode, ConnectionId, Consumer, SubscriptionId};
+
+use crate::store::{Commit, LogEntry, Store};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use subscription::SubscriptionState;
+use thiserror::Error;
+
+/// Router settings, taken from the `[destinations]` and `[limits]` config.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Node name, part of every message id.
+    pub node: String,
+    /// Per-destination producer flow control threshold, bytes.
+    pub memory_limit: usize,
+    /// Default prefetch for queue subscriptions.
+    pub queue_prefetch: usize,
+    /// Default prefetch for topic subscriptions (also each topic
+    /// subscriber's backlog limit).
+    pub topic_prefetch: usize,
+    /// Most destinations that may exist at once.
+    pub max_destinations: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            node: "ferromq".into(),
+            memory_limit: 64 << 20,
+            queue_prefetch: 1000,
+            topic_prefetch: 32766,
+            max_destinations: 10_000,
+        }
+    }
+}
+
+/// Errors a session reports to its client.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RouterError {
+    /// Not a destination name we accept.
+    #[error("Illegal destination name: [{0}] -- ferromq destinations must begin with one of: {ALLOWED_PREFIXES}")]
+    IllegalDestination(String),
+    /// Another connection's temporary destination, or one that is gone.
+    #[error("temporary destination {0} does not exist or belongs to another connection")]
+    TemporaryDestination(String),
+    /// `max_destinations` reached.
+    #[error("destination limit of {0} reached")]
+    TooManyDestinations(usize),
+    /// ACK/NACK of something not delivered or already acknowledged.
+    #[error("unexpected ACK/NACK for message-id [{0}]: it is not awaiting acknowledgement on this subscription")]
+    NotDelivered(String),
+}
+
+/// The router. One per broker, shared by every session.
+pub struct Router {
+    config: RouterConfig,
+    store: Arc<dyn Store>,
+    /// Read-mostly: lookups take the read lock; creating or deleting a
+    /// destination takes the write lock briefly. Never held while locking a
+    /// destination's own state.
+    destinations: RwLock<HashMap<Arc<str>, Arc<Destination>>>,
+    next_seq: AtomicU64,
+    next_subscription: AtomicU64,
+    next_connection: AtomicU64,
+}
+
+impl Router {
+    /// A router with no destinations.
+    pub fn new(config: RouterConfig, store: Arc<dyn Store>) -> Router {
+        Router {
+            config,
+            store,
+            destinations: RwLock::new(HashMap::new()),
+            next_seq: AtomicU64::new(1),
+            next_subscription: AtomicU64::new(1),
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// A fresh connection id.
+    pub fn connection_id(&self) -> ConnectionId {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh message sequence number.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Looks a destination up, creating it on first use. A temporary
+    /// destination is created only by its owner.
+    pub fn destination(
+        &self,
+        address: &Address,
+        conn: ConnectionId,
+    ) -> Result<Arc<Destination>, RouterError> {
+        if let Some(d) = self.read().get(&address.name) {
+            return Ok(d.clone());
+        }
+        if address.temp_owner.is_some_and(|owner| owner != conn) {
+            return Err(RouterError::TemporaryDestination(address.name.to_string()));
+        }
+        let mut map = self.destinations.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = map.get(&address.name) {
+            return Ok(d.clone());
+        }
+        if map.len() >= self.config.max_destinations {
+            return Err(RouterError::TooManyDestinations(
+                self.config.max_destinations,
+            ));
+        }
+        let backlog = self.config.topic_prefetch.max(1);
+        let d = Arc::new(Destination::new(
+            address.clone(),
+            self.config.memory_limit,
+            backlog,
+        ));
+        map.insert(address.name.clone(), d.clone());
+        Ok(d)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Destination>>> {
+        self.destinations.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts recovered messages back (at start, before any listener opens)
+    /// and continues sequence numbers after the highest recovered one.
+    pub fn restore(&self, recovered: crate::store::Recovered) -> Result<(), RouterError> {
+        self.next_seq
+            .fetch_max(recovered.next_seq, Ordering::Relaxed);
+        for (message, redeliveries) in recovered.messages {
+            let address = Address::parse(&message.destination, 0)?;
+            let destination = self.destination(&address, address.temp_owner.unwrap_or(0))?;
+            destination.restore(message, redeliveries);
+        }
+        Ok(())
+    }
+
+    /// Every destination, for metrics and the admin API.
+    pub fn destinations(&self) -> Vec<Arc<Destination>> {
+        let mut v: Vec<_> = self.read().values().cloned().collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    }
+
+    /// Publishes a message. Persistent messages are appended to the store
+    /// *before* they become visible to consumers, so the log always holds an
+    /// enqueue before its ack; the returned [`Commit`] says when the enqueue is
+    /// durable (the session waits on it before sending a receipt).
+    pub fn publish(&self, destination: &Destination, message: Message) -> Commit {
+        let message = Arc::new(message);
+        let commit = if message.persistent {
+            self.store.append(vec![LogEntry::Enqueue {
+                message: message.clone(),
+            }])
+        } else {
+            Commit::Done
+        };
+        destination.publish(message);
+        commit
+    }
+
+    /// Adds a subscription. Messages may be delivered to `sink` before this
+    /// returns, so a protocol that must answer first (STOMP's RECEIPT) queues
+    /// its answer on the sink's connection beforehand.
+    pub fn subscribe(
+        &self,
+        destination: Arc<Destination>,
+        connection: ConnectionId,
+        tag: Arc<str>,
+        ack: AckMode,
+        prefetch: Option<usize>,
+        sink: Arc<dyn DeliverySink>,
+    ) -> Arc<Consumer> {
+        let prefetch = prefetch.unwrap_or(match destination.kind() {
+            DestinationKind::Queue => self.config.queue_prefetch,
+            DestinationKind::Topic => self.config.topic_prefetch,
+        });
+        let consumer = Arc::new(Consumer {
+            id: self.next_subscription.fetch_add(1, Ordering::Relaxed),
+            connection,
+            destination: destination.clone(),
+            tag,
+            ack,
+        });
+        destination.subscribe(SubscriptionState::new(consumer.clone(), sink, prefetch));
+        consumer
+    }
+
+    /// Ends a subscription; unacknowledged queue messages are redelivered.
+    pub fn unsubscribe(&self, consumer: &Consumer) {
+        consumer.destination.unsubscribe(consumer.id);
+    }
+
+    /// Acknowledges (cumulatively for `client` mode).
+    pub fn ack(&self, consumer: &Consumer, seq: u64) -> Result<(), RouterError> {
+        let cumulative = consumer.ack == AckMode::Client;
+        let acked = consumer
+            .destination
+            .ack(consumer.id, seq, cumulative)
+            .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))?;
+        self.log_acks(&consumer.destination, &acked);
+        Ok(())
+    }
+
+    /// Acknowledges exactly `seqs` (a committed transaction's acks).
+    pub fn ack_exact(&self, consumer: &Consumer, seqs: &[u64]) {
+        for &seq in seqs {
+            if let Ok(acked) = consumer.destination.ack(consumer.id, seq, false) {
+                self.log_acks(&consumer.destination, &acked);
+            }
+        }
+    }
+
+    /// Rejects (cumulatively for `client` mode): redelivered later.
+    pub fn nack(&self, consumer: &Consumer, seq: u64) -> Result<(), RouterError> {
+        let cumulative = consumer.ack == AckMode::Client;
+        consumer
+            .destination
+            .nack(consumer.id, seq, cumulative)
+            .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))
+    }
+
+    /// Rejects exactly `seqs` (a committed transaction's nacks).
+    pub fn nack_exact(&self, consumer: &Consumer, seqs: &[u64]) {
+        for &seq in seqs {
+            let _ = consumer.destination.nack(consumer.id, seq, false);
+        }
+    }
+
+    /// A transactional ACK/NACK: frees credit now, applies at commit.
+    pub fn hold(&self, consumer: &Consumer, seq: u64) -> Result<Vec<u64>, RouterError> {
+        let cumulative = consumer.ack == AckMode::Client;
+        consumer
+            .destination
+            .hold(consumer.id, seq, cumulative)
+            .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))
+    }
+
+    /// Undoes [`Router::hold`] for an aborted transaction.
+    pub fn unhold(&self, consumer: &Consumer, seqs: &[u64]) {
+        consumer.destination.unhold(consumer.id, seqs);
+    }
+
+    /// Auto-ack deliveries that reached the socket.
+    pub fn settle_written(&self, consumer: &Consumer, seqs: &[u64]) {
+        let done = consumer.destination.settle_written(consumer.id, seqs);
+        self.log_acks(&consumer.destination, &done);
+    }
+
+    fn log_acks(&self, destination: &Destination, acked: &[Arc<Message>]) {
+        let entries: Vec<LogEntry> = acked
+            .iter()
+            .filter(|m| m.persistent)
+            .map(|m| LogEntry::Ack {
+                destination: destination.address.name.clone(),
+                seq: m.seq,
+            })
+            .collect();
+        if !entries.is_empty() {
+            // Acks need not be durable before anyone is told anything: losing
+            // one in a crash means a redelivery, which at-least-once allows.
+            drop(self.store.append(entries));
+        }
+    }
+
+    /// Removes the temporary destinations `conn` owned. Called when it closes,
+    /// after its subscriptions are gone.
+    pub fn drop_temporaries(&self, conn: ConnectionId) {
+        let mut map = self.destinations.write().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, d| d.address.temp_owner != Some(conn));
+    }
+
+    /// The message id clients see for sequence number `seq`.
+    pub fn message_id(&self, seq: u64) -> String {
+        format!("ID:{}-{}", self.config.node, seq)
+    }
+
+    /// The sequence number inside a message id made by [`Router::message_id`].
+    pub fn seq_of_message_id(id: &str) -> Option<u64> {
+        id.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
+    }
+}

@@ -1,0 +1,83 @@
+//! [`PendingQueue`]: messages waiting for a consumer, highest priority first and
+//! FIFO within a priority.
+
+use super::message::Message;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// A message waiting in a queue or in a topic subscriber's backlog.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The message.
+    pub message: Arc<Message>,
+    /// Deliveries so far (0 for a message never delivered).
+    pub redeliveries: u32,
+}
+
+/// Ten FIFO lanes, one per JMS priority. Popping takes from the highest
+/// non-empty lane, so ordering costs O(1) per message.
+#[derive(Debug, Default)]
+pub struct PendingQueue {
+    lanes: [VecDeque<Pending>; 10],
+    len: usize,
+}
+
+impl PendingQueue {
+    /// Appends a new message behind others of its priority.
+    pub fn push_back(&mut self, p: Pending) {
+        let lane = usize::from(p.message.priority.min(9));
+        self.lanes[lane].push_back(p);
+        self.len += 1;
+    }
+
+    /// Puts a returned message in front of others of its priority. Call in
+    /// reverse delivery order to keep returned messages in their old order.
+    pub fn push_front(&mut self, p: Pending) {
+        let lane = usize::from(p.message.priority.min(9));
+        self.lanes[lane].push_front(p);
+        self.len += 1;
+    }
+
+    /// Takes the next message: highest priority, oldest first.
+    pub fn pop(&mut self) -> Option<Pending> {
+        let lane = self.lanes.iter_mut().rev().find(|l| !l.is_empty())?;
+        self.len -= 1;
+        lane.pop_front()
+    }
+
+    /// Removes and returns the first message (in pop order) that `accept`
+    /// takes, leaving the others in place. Used for selectors and groups.
+    pub fn pop_matching(&mut self, mut accept: impl FnMut(&Pending) -> bool) -> Option<Pending> {
+        for lane in self.lanes.iter_mut().rev() {
+            if let Some(i) = lane.iter().position(&mut accept) {
+                self.len -= 1;
+                return lane.remove(i);
+            }
+        }
+        None
+    }
+
+    /// Number of waiting messages.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Removes everything, in pop order.
+    pub fn drain(&mut self) -> Vec<Pending> {
+        let mut out = Vec::with_capacity(self.len);
+        while let Some(p) = self.pop() {
+            out.push(p);
+        }
+        out
+    }
+
+    /// Iterates in pop order without removing (for browsing and metrics).
+    pub fn iter(&self) -> impl Iterator<Item = &Pending> + '_ {
+        self.lanes.iter().rev().flat_map(|l| l.iter())
+    }
+}

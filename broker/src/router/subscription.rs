@@ -1,0 +1,128 @@
+//! Subscriptions: the [`Consumer`] handle a session keeps, and the
+//! [`SubscriptionState`] the router keeps for it (credit and unacked messages).
+
+use super::destination::Destination;
+use super::message::{DeliverySink, Message};
+use super::pending::{Pending, PendingQueue};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Broker-wide unique subscription number.
+pub type SubscriptionId = u64;
+
+/// Unique id of a client connection (any protocol).
+pub type ConnectionId = u64;
+
+/// When a delivered message counts as consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Consumed once written to the connection (not at dispatch, unlike
+    /// ActiveMQ, so a connection that dies first loses nothing).
+    Auto,
+    /// Cumulative: acknowledging a message acknowledges every message
+    /// delivered before it on the subscription (ActiveMQ's `client`).
+    Client,
+    /// Each message is acknowledged on its own.
+    ClientIndividual,
+}
+
+impl AckMode {
+    /// Parses STOMP's `ack` header values.
+    pub fn parse(s: &str) -> Option<AckMode> {
+        match s {
+            "auto" => Some(AckMode::Auto),
+            "client" => Some(AckMode::Client),
+            "client-individual" => Some(AckMode::ClientIndividual),
+            _ => None,
+        }
+    }
+}
+
+/// What a session holds for one of its subscriptions, and what each
+/// [`super::message::Delivery`] points back to.
+#[derive(Debug)]
+pub struct Consumer {
+    /// Broker-wide id.
+    pub id: SubscriptionId,
+    /// The connection that owns it.
+    pub connection: ConnectionId,
+    /// The destination consumed from.
+    pub destination: Arc<Destination>,
+    /// The protocol's own name for the subscription (STOMP's `id` header).
+    pub tag: Arc<str>,
+    /// Acknowledgement mode.
+    pub ack: AckMode,
+}
+
+/// A message delivered and not yet acknowledged.
+#[derive(Debug)]
+pub struct InFlight {
+    /// The message.
+    pub message: Arc<Message>,
+    /// Deliveries before this one.
+    pub redeliveries: u32,
+    /// Acknowledged inside an open transaction: no longer counts against
+    /// credit, but is only removed when the transaction commits.
+    pub held: bool,
+}
+
+/// The router's state for one subscription. Lives inside its destination's
+/// lock.
+pub struct SubscriptionState {
+    /// The shared handle.
+    pub consumer: Arc<Consumer>,
+    /// Where deliveries go.
+    pub sink: Arc<dyn DeliverySink>,
+    /// Most unacknowledged (non-held) messages at once: the prefetch.
+    pub prefetch: usize,
+    /// Delivered, not yet acknowledged, in delivery order.
+    pub unacked: VecDeque<InFlight>,
+    /// How many of `unacked` are held by a transaction.
+    pub held: usize,
+    /// Topic subscribers only: messages waiting for this subscriber's credit.
+    pub backlog: PendingQueue,
+}
+
+impl SubscriptionState {
+    /// A new subscription with empty state.
+    pub fn new(consumer: Arc<Consumer>, sink: Arc<dyn DeliverySink>, prefetch: usize) -> Self {
+        SubscriptionState {
+            consumer,
+            sink,
+            prefetch: prefetch.max(1),
+            unacked: VecDeque::new(),
+            held: 0,
+            backlog: PendingQueue::default(),
+        }
+    }
+
+    /// Whether another message may be delivered now.
+    pub fn has_credit(&self) -> bool {
+        self.unacked.len() - self.held < self.prefetch
+    }
+
+    /// Records `p` as delivered and hands it to the sink.
+    pub fn deliver(&mut self, p: Pending) {
+        self.sink.deliver(super::message::Delivery {
+            consumer: self.consumer.clone(),
+            message: p.message.clone(),
+            redeliveries: p.redeliveries,
+        });
+        self.unacked.push_back(InFlight {
+            message: p.message,
+            redeliveries: p.redeliveries,
+            held: false,
+        });
+    }
+
+    /// Position of message `seq` among the unacked, if delivered here.
+    pub fn position(&self, seq: u64) -> Option<usize> {
+        self.unacked.iter().position(|f| f.message.seq == seq)
+    }
+
+    /// Takes every unacked message, in delivery order, for redelivery.
+    pub fn take_unacked(&mut self) -> Vec<InFlight> {
+        self.held = 0;
+        self.unacked.drain(..).collect()
+    }
+}

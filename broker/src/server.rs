@@ -1,0 +1,215 @@
+//! Listeners: binds every configured address, accepts connections within the
+//! connection limits, hands each one (plain or TLS) to its protocol's
+//! connection handler, and drains them all on shutdown.
+
+use crate::router::Router;
+use crate::stomp::{self, ConnectionConfig};
+use bytes::BytesMut;
+use ferromq_protocol::stomp::{encode_frame, Command, Frame, Version};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+/// Which protocol a listener speaks and whether it wraps TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// STOMP over TCP.
+    Stomp,
+    /// STOMP over TLS.
+    StompTls,
+}
+
+impl ListenerKind {
+    /// Name used in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Stomp => "stomp",
+            ListenerKind::StompTls => "stomp+tls",
+        }
+    }
+}
+
+/// Connection admission: a total limit and a per-source-IP limit.
+pub struct Admission {
+    total: Arc<Semaphore>,
+    per_ip_limit: usize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Held for the life of an admitted connection; releases its slots on drop.
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    ip: IpAddr,
+    admission: Arc<Admission>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut map = self
+            .admission
+            .per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Admission {
+    /// Limits of `total` connections and `per_ip` from one address.
+    pub fn new(total: usize, per_ip: usize) -> Arc<Admission> {
+        Arc::new(Admission {
+            total: Arc::new(Semaphore::new(total)),
+            per_ip_limit: per_ip,
+            per_ip: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Admits a connection from `ip`, or says which limit refused it.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, &'static str> {
+        let permit = self
+            .total
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| "connection limit reached (limits.max_connections)")?;
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.per_ip_limit {
+            return Err("too many connections from this address (limits.max_connections_per_ip)");
+        }
+        *n += 1;
+        Ok(Admitted {
+            _permit: permit,
+            ip,
+            admission: self.clone(),
+        })
+    }
+}
+
+/// Everything an accept loop needs.
+pub struct ListenerContext {
+    /// Destination state.
+    pub router: Arc<Router>,
+    /// STOMP connection settings.
+    pub stomp: Arc<ConnectionConfig>,
+    /// Connection limits.
+    pub admission: Arc<Admission>,
+    /// Fired on shutdown.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// Accepts connections on `listener` until shutdown.
+pub async fn accept_loop(
+    listener: TcpListener,
+    kind: ListenerKind,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<ListenerContext>,
+) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = ctx.shutdown.cancelled() => return,
+        };
+        let (socket, peer) = match accepted {
+            Ok(x) => {
+                backoff = Duration::from_millis(10);
+                x
+            }
+            Err(e) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                warn!(listener = kind.name(), error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let admitted = match ctx.admission.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                warn!(listener = kind.name(), %peer, reason = why, "connection refused");
+                ctx.tracker.spawn(refuse(socket, why));
+                continue;
+            }
+        };
+        let ctx2 = ctx.clone();
+        let tls = tls.clone();
+        ctx.tracker.spawn(async move {
+            let _admitted = admitted;
+            serve_socket(socket, peer, kind, tls, ctx2).await;
+        });
+    }
+}
+
+async fn serve_socket(
+    socket: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<ListenerContext>,
+) {
+    let peer_text = peer.to_string();
+    match (kind, tls) {
+        (ListenerKind::Stomp, _) => {
+            let (r, w) = socket.into_split();
+            stomp::serve(
+                r,
+                w,
+                peer_text,
+                ctx.stomp.clone(),
+                ctx.router.clone(),
+                ctx.shutdown.clone(),
+            )
+            .await;
+        }
+        (ListenerKind::StompTls, Some(acceptor)) => {
+            let handshake =
+                tokio::time::timeout(ctx.stomp.connect_timeout, acceptor.accept(socket)).await;
+            match handshake {
+                Ok(Ok(stream)) => {
+                    let (r, w) = tokio::io::split(stream);
+                    stomp::serve(
+                        r,
+                        w,
+                        peer_text,
+                        ctx.stomp.clone(),
+                        ctx.router.clone(),
+                        ctx.shutdown.clone(),
+                    )
+                    .await;
+                }
+                Ok(Err(e)) => {
+                    info!(listener = kind.name(), peer = %peer_text, error = %e, "TLS handshake failed")
+                }
+                Err(_) => {
+                    info!(listener = kind.name(), peer = %peer_text, "TLS handshake timed out")
+                }
+            }
+        }
+        (ListenerKind::StompTls, None) => {}
+    }
+}
+
+/// Tells a refused STOMP client why, then closes.
+async fn refuse(mut socket: TcpStream, why: &'static str) {
+    let mut buf = BytesMut::new();
+    let frame = Frame::new(Command::Error).header("message", why).body(why);
+    encode_frame(&frame, Version::V1_0, &mut buf);
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&buf)).await;
+    let _ = socket.shutdown().await;
+}

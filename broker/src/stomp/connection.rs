@@ -1,0 +1,166 @@
+//! One STOMP connection: reads bytes from the socket, decodes frames, feeds
+//! them to the [`Session`], and enforces the read-side timeouts (CONNECT must
+//! come soon, a started frame must finish, a client must heart-beat). Output
+//! goes through the [`Outbox`] to the writer task.
+
+use super::outbox::{Outbox, Outgoing};
+use super::session::{Flow, Session, SessionConfig, StompError};
+use super::writer;
+use crate::router::Router;
+use bytes::BytesMut;
+use ferromq_protocol::native::looks_like_native;
+use ferromq_protocol::stomp::{Decoder, Limits};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+/// Settings for a connection's read side.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Frame limits.
+    pub limits: Limits,
+    /// CONNECT must arrive within this.
+    pub connect_timeout: Duration,
+    /// A frame, once started, must complete within this.
+    pub frame_timeout: Duration,
+    /// A client silent for `grace` × its heart-beat interval is dropped.
+    pub heartbeat_grace: f64,
+    /// Replies queued before the session stops reading.
+    pub reply_limit: usize,
+    /// Session settings.
+    pub session: Arc<SessionConfig>,
+}
+
+/// Serves one connection until the client leaves, breaks the protocol, or
+/// the broker shuts down.
+pub async fn serve<R, W>(
+    mut reader: R,
+    writer_half: W,
+    peer: String,
+    config: Arc<ConnectionConfig>,
+    router: Arc<Router>,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let id = router.connection_id();
+    let outbox = Arc::new(Outbox::new(config.reply_limit));
+    let writer = tokio::spawn(writer::run(
+        writer_half,
+        outbox.clone(),
+        router.clone(),
+        peer.clone(),
+    ));
+    let mut session = Session::new(
+        id,
+        peer.clone(),
+        config.session.clone(),
+        router,
+        outbox.clone(),
+    );
+    let mut decoder = Decoder::new(config.limits);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    debug!(conn = id, %peer, "connection accepted");
+
+    let reason: Result<&str, StompError> = loop {
+        // Decode everything buffered before reading again.
+        if session.version().is_none() && looks_like_native(&buf) {
+            break Err(StompError::new(
+                "this is a STOMP port: ferromq native protocol clients connect to the native port (default 61620)",
+            ));
+        }
+        let decoded = loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    // Handling may wait (reply room, producer flow control);
+                    // shutdown must still get through. Cancelling there is
+                    // safe: those waits come after the frame took effect.
+                    let handled = tokio::select! {
+                        r = async {
+                            outbox.wait_for_room().await;
+                            session.handle(frame).await
+                        } => r,
+                        _ = shutdown.cancelled() => Err(StompError::new("broker shutting down")),
+                    };
+                    match handled {
+                        Ok(Flow::Continue) => {
+                            if let Some(v) = session.version() {
+                                decoder.set_version(v);
+                            }
+                        }
+                        Ok(Flow::Disconnect) => break Some(Ok("client disconnected")),
+                        Err(e) => break Some(Err(e)),
+                    }
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(Err(StompError::new(format!("malformed frame: {e}")))),
+            }
+        };
+        if let Some(end) = decoded {
+            break end;
+        }
+        let deadline = read_deadline(&config, &session, !buf.is_empty());
+        if buf.capacity() - buf.len() < 8 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        let read = tokio::select! {
+            r = tokio::time::timeout(deadline, reader.read_buf(&mut buf)) => r,
+            _ = shutdown.cancelled() => break Err(StompError::new("broker shutting down")),
+        };
+        match read {
+            Ok(Ok(0)) => break Ok("peer closed the connection"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                debug!(conn = id, %peer, error = %e, "read failed");
+                break Ok("read error");
+            }
+            Err(_) => break Err(timeout_error(&session, !buf.is_empty())),
+        }
+    };
+
+    match &reason {
+        Ok(why) => info!(conn = id, %peer, reason = why, "stomp connection closed"),
+        Err(e) => {
+            info!(conn = id, %peer, error = %e.message, "stomp connection closed with error");
+            outbox.push(Outgoing::Frame(e.to_frame()));
+        }
+    }
+    // Close the outbox first so deliveries still queued are not written,
+    // then return them (and every unacked message) to their queues.
+    outbox.close();
+    session.close();
+    let _ = writer.await;
+}
+
+/// How long to wait for the next bytes.
+fn read_deadline(config: &ConnectionConfig, session: &Session, mid_frame: bool) -> Duration {
+    if session.version().is_none() {
+        return config.connect_timeout;
+    }
+    let heartbeat = session
+        .heartbeat()
+        .receive
+        .map(|d| d.mul_f64(config.heartbeat_grace.max(1.0)));
+    match (heartbeat, mid_frame) {
+        (Some(h), true) => h.min(config.frame_timeout),
+        (Some(h), false) => h,
+        (None, true) => config.frame_timeout,
+        // No heart-beats agreed and nothing pending: wait as long as it takes.
+        (None, false) => Duration::from_secs(365 * 24 * 3600),
+    }
+}
+
+fn timeout_error(session: &Session, mid_frame: bool) -> StompError {
+    if session.version().is_none() {
+        StompError::new("no CONNECT frame received in time")
+    } else if mid_frame && session.heartbeat().receive.is_none() {
+        StompError::new("incomplete frame: the rest did not arrive in time")
+    } else {
+        StompError::new(
+            "heart-beat timeout: nothing received from the client within the agreed interval",
+        )
+    }
+}

@@ -1,0 +1,12 @@
+//! The STOMP front end: connection (socket reads and timeouts), session
+//! (the protocol state machine), outbox and writer (ordered, batched output),
+//! transactions.
+
+pub mod connection;
+pub mod outbox;
+pub mod session;
+pub mod transaction;
+pub mod writer;
+
+pub use connection::{serve, ConnectionConfig};
+pub use session::SessionConfig;

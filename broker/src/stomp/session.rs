@@ -1,0 +1,632 @@
+//! [`Session`]: the STOMP state machine of one connection. It turns frames
+//! into router requests and replies through the connection's [`Outbox`]. It
+//! owns connection state: the negotiated version, subscriptions by STOMP id,
+//! open transactions.
+
+use super::outbox::{Outbox, Outgoing};
+use super::transaction::{Transaction, TxOp};
+use crate::router::{
+    now_ms, AckMode, Address, ConnectionId, Consumer, Destination, Message, Router, RouterError,
+    SubscriptionId, DEFAULT_PRIORITY,
+};
+use crate::store::Commit;
+use ferromq_protocol::stomp::{Command, Frame, Version};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Session settings from the `[stomp]` and `[limits]` config.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Fastest the server offers to send heart-beats.
+    pub heartbeat_send_min: Duration,
+    /// Fastest the server wants to receive them.
+    pub heartbeat_receive_min: Duration,
+    /// Most subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Most bytes buffered by one transaction's SENDs.
+    pub max_transaction_bytes: usize,
+    /// Most open transactions per connection.
+    pub max_transactions: usize,
+    /// Server name for CONNECTED.
+    pub server: String,
+}
+
+/// A protocol error: answered with one ERROR frame, then the connection closes.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("{message}")]
+pub struct StompError {
+    /// The ERROR frame's `message` header.
+    pub message: String,
+    /// Longer explanation for the body.
+    pub detail: String,
+    /// The offending frame's `receipt`, echoed as `receipt-id`.
+    pub receipt: Option<String>,
+}
+
+impl StompError {
+    /// An error with a short message.
+    pub fn new(message: impl Into<String>) -> StompError {
+        StompError {
+            message: message.into(),
+            detail: String::new(),
+            receipt: None,
+        }
+    }
+
+    /// Adds a body explaining more.
+    pub fn detail(mut self, detail: impl Into<String>) -> StompError {
+        self.detail = detail.into();
+        self
+    }
+
+    /// The ERROR frame for `version`.
+    pub fn to_frame(&self) -> Frame {
+        let mut f = Frame::new(Command::Error).header("message", &self.message);
+        if let Some(r) = &self.receipt {
+            f = f.header("receipt-id", r);
+        }
+        let body = if self.detail.is_empty() {
+            &self.message
+        } else {
+            &self.detail
+        };
+        f.header("content-type", "text/plain").body(body.clone())
+    }
+}
+
+impl From<RouterError> for StompError {
+    fn from(e: RouterError) -> Self {
+        StompError::new(e.to_string())
+    }
+}
+
+/// What the connection does after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// The client said DISCONNECT: close once replies are written.
+    Disconnect,
+}
+
+/// Negotiated heart-beat intervals (None = off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeartBeat {
+    /// How often we must send.
+    pub send: Option<Duration>,
+    /// How often the client promised to send.
+    pub receive: Option<Duration>,
+}
+
+struct Subscription {
+    consumer: Arc<Consumer>,
+}
+
+/// State of one STOMP connection.
+pub struct Session {
+    id: ConnectionId,
+    peer: String,
+    config: Arc<SessionConfig>,
+    router: Arc<Router>,
+    outbox: Arc<Outbox>,
+    version: Option<Version>,
+    heartbeat: HeartBeat,
+    subscriptions: HashMap<String, Subscription>,
+    transactions: HashMap<String, Transaction>,
+}
+
+impl Session {
+    /// A session awaiting CONNECT.
+    pub fn new(
+        id: ConnectionId,
+        peer: String,
+        config: Arc<SessionConfig>,
+        router: Arc<Router>,
+        outbox: Arc<Outbox>,
+    ) -> Session {
+        Session {
+            id,
+            peer,
+            config,
+            router,
+            outbox,
+            version: None,
+            heartbeat: HeartBeat::default(),
+            subscriptions: HashMap::new(),
+            transactions: HashMap::new(),
+        }
+    }
+
+    /// The negotiated version, once connected.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// The negotiated heart-beats.
+    pub fn heartbeat(&self) -> HeartBeat {
+        self.heartbeat
+    }
+
+    /// Handles one frame. An error means: send it as ERROR and close.
+    pub async fn handle(&mut self, frame: Frame) -> Result<Flow, StompError> {
+        let receipt = frame.get("receipt").map(str::to_string);
+        let result = self.dispatch(frame).await;
+        result.map_err(|mut e| {
+            if e.receipt.is_none() {
+                e.receipt = receipt;
+            }
+            e
+        })
+    }
+
+    async fn dispatch(&mut self, frame: Frame) -> Result<Flow, StompError> {
+        if self.version.is_none() {
+            return match frame.command {
+                Command::Connect | Command::Stomp => self.connect(&frame),
+                other => Err(StompError::new(format!(
+                    "{other} before CONNECT: the first frame must be CONNECT or STOMP"
+                ))),
+            };
+        }
+        match frame.command {
+            Command::Send => self.send(frame).await,
+            Command::Subscribe => self.subscribe(&frame),
+            Command::Unsubscribe => self.unsubscribe(&frame),
+            Command::Ack => self.ack(&frame, true),
+            Command::Nack => self.ack(&frame, false),
+            Command::Begin => self.begin(&frame),
+            Command::Commit => self.commit(&frame),
+            Command::Abort => self.abort(&frame),
+            Command::Disconnect => {
+                self.receipt(&frame, Vec::new());
+                Ok(Flow::Disconnect)
+            }
+            Command::Connect | Command::Stomp => {
+                Err(StompError::new("already connected: CONNECT sent twice"))
+            }
+            other => Err(StompError::new(format!(
+                "{other} is a server frame; a client may not send it"
+            ))),
+        }
+    }
+
+    fn connect(&mut self, frame: &Frame) -> Result<Flow, StompError> {
+        let version = Version::negotiate(frame.get("accept-version")).ok_or_else(|| {
+            StompError::new("Supported protocol versions are 1.0,1.1,1.2").detail(format!(
+                "accept-version '{}' names no version this broker speaks (1.0, 1.1, 1.2)",
+                frame.get("accept-version").unwrap_or_default()
+            ))
+        })?;
+        if version >= Version::V1_1 {
+            if let Some(hb) = frame.get("heart-beat") {
+                let (cx, cy) = parse_heartbeat(hb).ok_or_else(|| {
+                    StompError::new(format!(
+                        "invalid heart-beat header '{hb}': expected two integers 'cx,cy'"
+                    ))
+                })?;
+                let sx = self.config.heartbeat_send_min;
+                let sy = self.config.heartbeat_receive_min;
+                self.heartbeat = HeartBeat {
+                    send: (cy > 0).then(|| sx.max(Duration::from_millis(cy))),
+                    receive: (cx > 0).then(|| sy.max(Duration::from_millis(cx))),
+                };
+            }
+        }
+        self.version = Some(version);
+        let mut reply = Frame::new(Command::Connected)
+            .header("version", version.as_str())
+            .header("server", &self.config.server)
+            .header("session", &format!("ferromq-{}", self.id));
+        if version >= Version::V1_1 {
+            reply = reply.header(
+                "heart-beat",
+                &format!(
+                    "{},{}",
+                    self.config.heartbeat_send_min.as_millis(),
+                    self.config.heartbeat_receive_min.as_millis()
+                ),
+            );
+        }
+        if let Some(rid) = frame.get("request-id") {
+            reply = reply.header("response-id", rid);
+        }
+        tracing::info!(conn = self.id, peer = %self.peer, version = %version, user = frame.get("login").unwrap_or("anonymous"), "stomp session opened");
+        self.outbox.push(Outgoing::Connected {
+            frame: reply,
+            version,
+            heartbeat: self.heartbeat.send,
+        });
+        Ok(Flow::Continue)
+    }
+
+    async fn send(&mut self, frame: Frame) -> Result<Flow, StompError> {
+        let raw = required(&frame, "destination")?;
+        let address = Address::parse(raw, self.id)?;
+        let destination = self.router.destination(&address, self.id)?;
+        let message = self.message_from(&frame, &destination)?;
+        if let Some(tx) = frame.get("transaction") {
+            let max = self.config.max_transaction_bytes;
+            let t = self.transaction(tx)?;
+            t.bytes += message.footprint();
+            if t.bytes > max {
+                return Err(StompError::new(format!(
+                    "transaction {tx} holds more than {max} bytes of messages; commit smaller transactions"
+                )));
+            }
+            t.ops.push(TxOp::Send {
+                destination,
+                message,
+            });
+            self.receipt(&frame, Vec::new());
+            return Ok(Flow::Continue);
+        }
+        let commit = self.router.publish(&destination, message);
+        self.receipt(&frame, vec![commit]);
+        // Producer flow control: stop reading this producer until the
+        // destination is back under its memory limit.
+        if destination.is_over_limit() {
+            destination.wait_for_space().await;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Builds the router's message from a SEND frame.
+    fn message_from(
+        &self,
+        frame: &Frame,
+        destination: &Destination,
+    ) -> Result<Message, StompError> {
+        let persistent = match frame.get("persistent") {
+            None => false,
+            Some(v) => parse_bool(v).ok_or_else(|| bad_header("persistent", v, "true or false"))?,
+        };
+        let priority = match frame.get("priority") {
+            None => DEFAULT_PRIORITY,
+            Some(v) => v
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= 9)
+                .ok_or_else(|| bad_header("priority", v, "an integer from 0 to 9"))?,
+        };
+        let expires = match frame.get("expires") {
+            None => 0,
+            Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                bad_header(
+                    "expires",
+                    v,
+                    "a time in milliseconds since the epoch (0 = never)",
+                )
+            })?,
+        };
+        let mut headers = frame.headers.without(BROKER_HEADERS);
+        if let Some(reply_to) = frame.get("reply-to") {
+            // A private temp name means nothing to the receiver: give it the
+            // form other connections can send to.
+            if reply_to.starts_with("/temp-queue/") || reply_to.starts_with("/temp-topic/") {
+                let addr = Address::parse(reply_to, self.id)?;
+                headers = headers.without(&["reply-to"]);
+                headers.push("reply-to", &addr.name);
+            }
+        }
+        Ok(Message {
+            seq: self.router.next_seq(),
+            destination: destination.address.name.clone(),
+            persistent,
+            priority,
+            expires,
+            timestamp: now_ms(),
+            headers,
+            body: frame.body.clone(),
+        })
+    }
+
+    fn subscribe(&mut self, frame: &Frame) -> Result<Flow, StompError> {
+        let version = self.version.unwrap_or(Version::V1_0);
+        let raw = required(frame, "destination")?;
+        let id = match frame.get("id") {
+            Some(id) => id.to_string(),
+            None if version == Version::V1_0 => raw.to_string(),
+            None => {
+                return Err(StompError::new(
+                    "SUBSCRIBE requires an 'id' header in STOMP 1.1 and 1.2",
+                ))
+            }
+        };
+        if self.subscriptions.contains_key(&id) {
+            return Err(StompError::new(format!(
+                "subscription id '{id}' is already in use on this connection"
+            )));
+        }
+        if self.subscriptions.len() >= self.config.max_subscriptions {
+            return Err(StompError::new(format!(
+                "subscription limit of {} per connection reached",
+                self.config.max_subscriptions
+            )));
+        }
+        let ack = match frame.get("ack") {
+            None => AckMode::Auto,
+            Some(v) => AckMode::parse(v)
+                .ok_or_else(|| bad_header("ack", v, "auto, client or client-individual"))?,
+        };
+        for unsupported in [
+            "selector",
+            "browser",
+            "activemq.subscriptionName",
+            "durable-subscription-name",
+        ] {
+            if frame.headers.contains(unsupported) {
+                return Err(StompError::new(format!(
+                    "SUBSCRIBE header '{unsupported}' is not supported yet"
+                )));
+            }
+        }
+        let prefetch = match frame
+            .get("activemq.prefetchSize")
+            .or_else(|| frame.get("prefetch-count"))
+        {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<usize>()
+                    .map_err(|_| bad_header("activemq.prefetchSize", v, "a number of messages"))?
+                    .max(1),
+            ),
+        };
+        let address = Address::parse(raw, self.id)?;
+        let destination = self.router.destination(&address, self.id)?;
+        // The RECEIPT is queued before the subscription exists, so it is
+        // written before any MESSAGE of the subscription.
+        self.receipt(frame, Vec::new());
+        let consumer = self.router.subscribe(
+            destination,
+            self.id,
+            id.as_str().into(),
+            ack,
+            prefetch,
+            self.outbox.clone(),
+        );
+        self.subscriptions.insert(id, Subscription { consumer });
+        Ok(Flow::Continue)
+    }
+
+    fn unsubscribe(&mut self, frame: &Frame) -> Result<Flow, StompError> {
+        let id = frame
+            .get("id")
+            .or_else(|| {
+                frame
+                    .get("destination")
+                    .filter(|_| self.version == Some(Version::V1_0))
+            })
+            .ok_or_else(|| StompError::new("UNSUBSCRIBE requires an 'id' header"))?;
+        let sub = self.subscriptions.remove(id).ok_or_else(|| {
+            StompError::new(format!("no subscription with id '{id}' on this connection"))
+        })?;
+        self.release_transactions_of(sub.consumer.id);
+        self.router.unsubscribe(&sub.consumer);
+        self.receipt(frame, Vec::new());
+        Ok(Flow::Continue)
+    }
+
+    fn ack(&mut self, frame: &Frame, positive: bool) -> Result<Flow, StompError> {
+        let (consumer, seq) = self.acked_message(frame)?;
+        if consumer.ack == AckMode::Auto {
+            return Err(StompError::new(format!(
+                "subscription '{}' uses ack:auto; there is nothing to {}",
+                consumer.tag,
+                if positive { "ACK" } else { "NACK" }
+            )));
+        }
+        if let Some(tx) = frame.get("transaction") {
+            self.transaction(tx)?;
+            let seqs = self.router.hold(&consumer, seq)?;
+            if let Some(t) = self.transactions.get_mut(tx) {
+                t.ops.push(if positive {
+                    TxOp::Ack { consumer, seqs }
+                } else {
+                    TxOp::Nack { consumer, seqs }
+                });
+            }
+        } else if positive {
+            self.router.ack(&consumer, seq)?;
+        } else {
+            self.router.nack(&consumer, seq)?;
+        }
+        self.receipt(frame, Vec::new());
+        Ok(Flow::Continue)
+    }
+
+    /// Finds the subscription and message an ACK/NACK names: the 1.2 `id`
+    /// (our `ack` header), else `message-id` with `subscription` (1.1), else
+    /// `message-id` alone (1.0; searched across subscriptions).
+    fn acked_message(&self, frame: &Frame) -> Result<(Arc<Consumer>, u64), StompError> {
+        if let Some(ack_id) = frame.get("id") {
+            if let Some((sub, seq)) = parse_ack_id(ack_id) {
+                if let Some(s) = self.subscriptions.values().find(|s| s.consumer.id == sub) {
+                    return Ok((s.consumer.clone(), seq));
+                }
+            }
+            if frame.get("message-id").is_none() {
+                return Err(StompError::new(format!(
+                    "unexpected ACK/NACK id [{ack_id}]: use the 'ack' header value of the MESSAGE"
+                )));
+            }
+        }
+        let message_id = frame.get("message-id").ok_or_else(|| {
+            StompError::new("ACK/NACK requires 'id' (STOMP 1.2) or 'message-id' (STOMP 1.0/1.1)")
+        })?;
+        let seq = Router::seq_of_message_id(message_id).ok_or_else(|| {
+            StompError::new(format!("unexpected ACK/NACK for message-id [{message_id}]"))
+        })?;
+        if let Some(sub_id) = frame.get("subscription") {
+            let sub = self.subscriptions.get(sub_id).ok_or_else(|| {
+                StompError::new(format!(
+                    "no subscription with id '{sub_id}' on this connection"
+                ))
+            })?;
+            return Ok((sub.consumer.clone(), seq));
+        }
+        self.subscriptions
+            .values()
+            .find(|s| s.consumer.destination.has_unacked(s.consumer.id, seq))
+            .map(|s| (s.consumer.clone(), seq))
+            .ok_or_else(|| {
+                StompError::new(format!(
+                    "unexpected ACK/NACK for message-id [{message_id}]: not awaiting acknowledgement on this connection"
+                ))
+            })
+    }
+
+    fn begin(&mut self, frame: &Frame) -> Result<Flow, StompError> {
+        let tx = required(frame, "transaction")?;
+        if self.transactions.contains_key(tx) {
+            return Err(StompError::new(format!(
+                "transaction '{tx}' is already open"
+            )));
+        }
+        if self.transactions.len() >= self.config.max_transactions {
+            return Err(StompError::new(format!(
+                "limit of {} open transactions per connection reached",
+                self.config.max_transactions
+            )));
+        }
+        self.transactions
+            .insert(tx.to_string(), Transaction::default());
+        self.receipt(frame, Vec::new());
+        Ok(Flow::Continue)
+    }
+
+    fn commit(&mut self, frame: &Frame) -> Result<Flow, StompError> {
+        let tx = required(frame, "transaction")?;
+        let t = self
+            .transactions
+            .remove(tx)
+            .ok_or_else(|| StompError::new(format!("no open transaction '{tx}'")))?;
+        let mut commits = Vec::new();
+        for op in t.ops {
+            match op {
+                TxOp::Send {
+                    destination,
+                    message,
+                } => commits.push(self.router.publish(&destination, message)),
+                TxOp::Ack { consumer, seqs } => self.router.ack_exact(&consumer, &seqs),
+                TxOp::Nack { consumer, seqs } => self.router.nack_exact(&consumer, &seqs),
+            }
+        }
+        // Durability ordering: the COMMIT's receipt waits for every persistent
+        // SEND of the transaction to be durable.
+        self.receipt(frame, commits);
+        Ok(Flow::Continue)
+    }
+
+    fn abort(&mut self, frame: &Frame) -> Result<Flow, StompError> {
+        let tx = required(frame, "transaction")?;
+        let t = self
+            .transactions
+            .remove(tx)
+            .ok_or_else(|| StompError::new(format!("no open transaction '{tx}'")))?;
+        self.rollback(t);
+        self.receipt(frame, Vec::new());
+        Ok(Flow::Continue)
+    }
+
+    /// Undoes a transaction: its SENDs vanish, its ACK/NACKs are undone and
+    /// the messages are unacknowledged again.
+    fn rollback(&self, t: Transaction) {
+        for op in t.ops {
+            if let TxOp::Ack { consumer, seqs } | TxOp::Nack { consumer, seqs } = op {
+                self.router.unhold(&consumer, &seqs);
+            }
+        }
+    }
+
+    /// Drops transactional acks of a subscription that is going away.
+    fn release_transactions_of(&mut self, sub: SubscriptionId) {
+        for t in self.transactions.values_mut() {
+            t.ops.retain(|op| match op {
+                TxOp::Ack { consumer, .. } | TxOp::Nack { consumer, .. } => consumer.id != sub,
+                TxOp::Send { .. } => true,
+            });
+        }
+    }
+
+    fn transaction(&mut self, tx: &str) -> Result<&mut Transaction, StompError> {
+        self.transactions
+            .get_mut(tx)
+            .ok_or_else(|| StompError::new(format!("no open transaction '{tx}': BEGIN it first")))
+    }
+
+    fn receipt(&self, frame: &Frame, after: Vec<Commit>) {
+        if let Some(id) = frame.get("receipt") {
+            self.outbox.push(Outgoing::Receipt {
+                id: id.to_string(),
+                after,
+            });
+        }
+    }
+
+    /// Ends the session: aborts open transactions, returns unacknowledged
+    /// messages to their queues, removes temporary destinations.
+    pub fn close(&mut self) {
+        for (_, t) in std::mem::take(&mut self.transactions) {
+            self.rollback(t);
+        }
+        for (_, sub) in self.subscriptions.drain() {
+            self.router.unsubscribe(&sub.consumer);
+        }
+        self.router.drop_temporaries(self.id);
+    }
+}
+
+/// Headers the broker writes itself on MESSAGE, or that only steer a SEND.
+const BROKER_HEADERS: &[&str] = &[
+    "destination",
+    "receipt",
+    "transaction",
+    "content-length",
+    "message-id",
+    "subscription",
+    "ack",
+    "redelivered",
+    "timestamp",
+    "expires",
+    "priority",
+    "persistent",
+];
+
+fn required<'a>(frame: &'a Frame, name: &str) -> Result<&'a str, StompError> {
+    frame.get(name).ok_or_else(|| {
+        StompError::new(format!(
+            "{} frame is missing the required '{name}' header",
+            frame.command
+        ))
+    })
+}
+
+fn bad_header(name: &str, value: &str, expected: &str) -> StompError {
+    StompError::new(format!(
+        "invalid '{name}' header '{value}': expected {expected}"
+    ))
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim() {
+        "true" | "TRUE" | "True" => Some(true),
+        "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_heartbeat(v: &str) -> Option<(u64, u64)> {
+    let (a, b) = v.split_once(',')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+/// Our `ack` header values are `<subscription>-<seq>` (no `:`, which STOMP
+/// 1.1+ would have to escape).
+fn parse_ack_id(v: &str) -> Option<(SubscriptionId, u64)> {
+    let (a, b) = v.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}

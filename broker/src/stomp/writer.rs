@@ -1,0 +1,201 @@
+//! The writer task of a STOMP connection: drains the [`Outbox`], encodes
+//! frames into one buffer per batch and writes them with one system call,
+//! sends heart-beats when idle, and settles auto-ack deliveries once written.
+
+use super::outbox::{Outbox, Outgoing};
+use crate::router::{AckMode, Consumer, Delivery, Router};
+use bytes::BytesMut;
+use ferromq_protocol::stomp::{encode_frame, Command, Frame, FrameWriter, Version};
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tracing::debug;
+
+/// Flush the batch buffer once it grows past this, even mid-batch.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// Writes everything the outbox yields to `socket` until the outbox closes or
+/// the socket fails.
+pub async fn run<W: AsyncWrite + Unpin>(
+    mut socket: W,
+    outbox: Arc<Outbox>,
+    router: Arc<Router>,
+    peer: String,
+) {
+    let mut w = Writer {
+        router,
+        version: Version::V1_0,
+        heartbeat: None,
+        buf: BytesMut::with_capacity(64 * 1024),
+        scratch: String::with_capacity(64),
+        written: Vec::new(),
+    };
+    let mut batch = VecDeque::new();
+    loop {
+        if outbox.take(&mut batch).is_none() {
+            break;
+        }
+        if batch.is_empty() {
+            let idle = async {
+                match w.heartbeat {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = outbox.ready() => {}
+                _ = idle => w.buf.extend_from_slice(b"\n"),
+            }
+        }
+        let closed = outbox.is_closed();
+        for item in batch.drain(..) {
+            if let Err(e) = w.encode(item, closed, &mut socket).await {
+                debug!(%peer, error = %e, "write failed");
+                return;
+            }
+            if w.buf.len() >= WRITE_CHUNK {
+                if let Err(e) = w.flush(&mut socket).await {
+                    debug!(%peer, error = %e, "write failed");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = w.flush(&mut socket).await {
+            debug!(%peer, error = %e, "write failed");
+            return;
+        }
+    }
+    let _ = socket.shutdown().await;
+}
+
+struct Writer {
+    router: Arc<Router>,
+    version: Version,
+    heartbeat: Option<Duration>,
+    buf: BytesMut,
+    /// Reused for message ids and ack ids: no allocation per message.
+    scratch: String,
+    /// Auto-ack deliveries in `buf`, settled once it is written.
+    written: Vec<(Arc<Consumer>, u64)>,
+}
+
+impl Writer {
+    async fn encode<W: AsyncWrite + Unpin>(
+        &mut self,
+        item: Outgoing,
+        closed: bool,
+        socket: &mut W,
+    ) -> std::io::Result<()> {
+        match item {
+            Outgoing::Connected {
+                frame,
+                version,
+                heartbeat,
+            } => {
+                encode_frame(&frame, Version::V1_0, &mut self.buf);
+                self.version = version;
+                self.heartbeat = heartbeat;
+            }
+            Outgoing::Frame(frame) => encode_frame(&frame, self.version, &mut self.buf),
+            Outgoing::Receipt { id, after } => {
+                // Durability ordering: the RECEIPT is encoded only after every
+                // store commit it depends on has completed.
+                let mut failure = None;
+                if !after.is_empty() {
+                    // Let earlier output go while we wait.
+                    self.flush(socket).await?;
+                    for c in after {
+                        if let Err(e) = c.wait().await {
+                            failure = Some(e);
+                        }
+                    }
+                }
+                let frame = match failure {
+                    None => Frame::new(Command::Receipt).header("receipt-id", &id),
+                    Some(e) => Frame::new(Command::Error)
+                        .header("receipt-id", &id)
+                        .header("message", "message was not stored")
+                        .body(e.to_string()),
+                };
+                encode_frame(&frame, self.version, &mut self.buf);
+            }
+            Outgoing::Delivery(d) => {
+                if !closed {
+                    self.encode_message(&d);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_message(&mut self, d: &Delivery) {
+        let m = &d.message;
+        let c = &d.consumer;
+        let dest = &c.destination.address;
+        // A temporary destination shows its owner the name it used.
+        let dest_name = match (&dest.owner_name, dest.temp_owner) {
+            (Some(own), Some(owner)) if owner == c.connection => own,
+            _ => &dest.name,
+        };
+        self.buf.reserve(256 + m.body.len());
+        let mut f = FrameWriter::begin(&mut self.buf, Command::Message, self.version);
+        f.header("subscription", &c.tag);
+        self.scratch.clear();
+        let _ = write!(self.scratch, "ID:{}-{}", self.router.config().node, m.seq);
+        f.header("message-id", &self.scratch);
+        f.header("destination", dest_name);
+        if c.ack != AckMode::Auto && self.version >= Version::V1_2 {
+            self.scratch.clear();
+            let _ = write!(self.scratch, "{}-{}", c.id, m.seq);
+            f.header("ack", &self.scratch);
+        }
+        if d.redeliveries > 0 {
+            f.header("redelivered", "true");
+        }
+        f.header_u64("timestamp", m.timestamp);
+        f.header_u64("expires", m.expires);
+        f.header_u64("priority", u64::from(m.priority));
+        if m.persistent {
+            f.header("persistent", "true");
+        }
+        for (name, value) in m.headers.iter() {
+            f.header(name, value);
+        }
+        f.finish(&m.body);
+        if c.ack == AckMode::Auto {
+            self.written.push((c.clone(), m.seq));
+        }
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            socket.write_all(&self.buf).await?;
+            socket.flush().await?;
+            self.buf.clear();
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Auto-ack messages count as consumed once written (not at dispatch,
+    /// so a connection that dies before the write loses nothing).
+    fn settle(&mut self) {
+        if self.written.is_empty() {
+            return;
+        }
+        let mut seqs = Vec::new();
+        let mut i = 0;
+        while i < self.written.len() {
+            let consumer = self.written[i].0.clone();
+            seqs.clear();
+            while i < self.written.len() && self.written[i].0.id == consumer.id {
+                seqs.push(self.written[i].1);
+                i += 1;
+            }
+            self.router.settle_written(&consumer, &seqs);
+        }
+        self.written.clear();
+    }
+}

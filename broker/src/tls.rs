@@ -1,0 +1,93 @@
+//! TLS for the STOMP and native listeners: builds a rustls server config
+//! (ring provider, TLS 1.2 and 1.3) from the PEM files named in `[tls]`.
+
+use ferromq_config::{ClientAuth, TlsConfig};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio_rustls::TlsAcceptor;
+
+/// Why TLS could not be set up. Names the file at fault.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// A PEM file is missing, unreadable or holds nothing usable.
+    #[error("{path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// rustls refused the certificate/key combination.
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(String),
+}
+
+fn file_error(path: &Path, reason: impl Into<String>) -> TlsError {
+    TlsError::File {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    std::fs::metadata(path)
+        .map_err(|e| file_error(path, format!("cannot read certificate file: {e}")))?;
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, format!("cannot read certificates: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, format!("invalid PEM certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "no PEM certificate found"));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    std::fs::metadata(path).map_err(|e| file_error(path, format!("cannot read key file: {e}")))?;
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| file_error(path, format!("no usable PEM private key: {e}")))
+}
+
+/// Builds the acceptor, or `None` when TLS is not configured.
+pub fn acceptor(config: &TlsConfig) -> Result<Option<TlsAcceptor>, TlsError> {
+    let Some((cert, key)) = config.cert_and_key() else {
+        return Ok(None);
+    };
+    let certs = load_certs(cert)?;
+    let key = load_key(key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let builder = match (config.client_auth, &config.client_ca) {
+        (ClientAuth::None, _) | (_, None) => builder.with_no_client_auth(),
+        (mode, Some(ca)) => {
+            let mut roots = RootCertStore::empty();
+            for c in load_certs(ca)? {
+                roots
+                    .add(c)
+                    .map_err(|e| file_error(ca, format!("invalid CA certificate: {e}")))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if mode == ClientAuth::Optional {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(
+                verifier
+                    .build()
+                    .map_err(|e| TlsError::Rustls(e.to_string()))?,
+            )
+        }
+    };
+    let server = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Rustls(format!("{}: {e}", cert.display())))?;
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
