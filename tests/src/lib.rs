@@ -162,6 +162,36 @@ impl Broker {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits (up to [`WAIT`]) until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory of the broker process in KiB (`VmRSS` in
+    /// `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("broker not running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+    }
+
     /// The address of listener `name` (`stomp`, `stomp+tls`, `native`, ...).
     pub fn listener(&self, name: &str) -> Option<SocketAddr> {
         self.listeners
@@ -304,6 +334,88 @@ impl Client {
     pub fn set_version(&mut self, v: Version) {
         self.version = v;
         self.decoder.set_version(v);
+    }
+
+    /// Sends CONNECT with `headers` (STOMP 1.0 encoding, as CONNECT is never
+    /// escaped) and returns the broker's answer. On CONNECTED, switches this
+    /// client to the negotiated version.
+    pub fn handshake(&mut self, command: Command, headers: &[(&str, &str)]) -> Frame {
+        let mut f = Frame::new(command);
+        for (k, v) in headers {
+            f = f.header(k, v);
+        }
+        self.send(f);
+        let reply = self.recv();
+        if reply.command == Command::Connected {
+            let v = reply
+                .get("version")
+                .and_then(Version::parse)
+                .unwrap_or(Version::V1_0);
+            self.set_version(v);
+        }
+        reply
+    }
+
+    /// Everything the broker writes within `d` (buffered bytes the decoder
+    /// has not consumed first), without decoding: for heart-beat checks.
+    pub fn read_raw_for(&mut self, d: Duration) -> Vec<u8> {
+        let mut out = self.buf.split().to_vec();
+        let deadline = Instant::now() + d;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            self.stream.set_read_timeout(Some(left)).ok();
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return out,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return out
+                }
+                Err(_) => return out,
+            }
+        }
+    }
+
+    /// Receives `n` MESSAGE frames (failing on anything else).
+    pub fn recv_messages(&mut self, n: usize) -> Vec<Frame> {
+        (0..n)
+            .map(|_| {
+                let f = self.recv();
+                assert_eq!(f.command, Command::Message, "{f:?}");
+                f
+            })
+            .collect()
+    }
+
+    /// Sends a frame carrying `receipt` and waits for that RECEIPT.
+    pub fn send_with_receipt(&mut self, frame: Frame, receipt: &str) {
+        self.send(frame.header("receipt", receipt));
+        let r = self.recv();
+        assert_eq!(r.command, Command::Receipt, "{r:?}");
+        assert_eq!(r.get("receipt-id"), Some(receipt), "{r:?}");
+    }
+
+    /// Sends a frame carrying `receipt`, waits for that RECEIPT and returns
+    /// the frames (deliveries) that arrived before it.
+    pub fn send_collect(&mut self, frame: Frame, receipt: &str) -> Vec<Frame> {
+        self.send(frame.header("receipt", receipt));
+        let mut before = Vec::new();
+        loop {
+            let f = self.recv();
+            if f.command == Command::Receipt && f.get("receipt-id") == Some(receipt) {
+                return before;
+            }
+            assert_ne!(f.command, Command::Error, "{f:?}");
+            before.push(f);
+        }
     }
 
     /// Writes raw bytes.
