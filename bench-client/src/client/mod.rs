@@ -1,0 +1,115 @@
+//! The benchmark's clients, independent of the wire protocol: a producer
+//! ([`producer`]) and a consumer ([`consumer`]) task each own one link at a
+//! time and, like the original, count an error, wait, and reconnect (to the
+//! next failover endpoint) whenever the link fails.
+
+pub mod consumer;
+pub mod producer;
+
+use crate::driver::DriverError;
+use crate::stats::{Counters, SharedHistogram};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// State shared by every client of one scenario and its sampler.
+pub struct ScenarioShared {
+    /// Per-interval counters.
+    pub counters: Counters,
+    /// End-to-end latency (send stamp to receipt by a consumer).
+    pub e2e: SharedHistogram,
+    /// Send (or commit) to RECEIPT latency.
+    pub receipt: SharedHistogram,
+    /// Clients that connected at least once.
+    pub connected: AtomicU32,
+    /// Fast check of the stop signal on hot paths.
+    stopping: AtomicBool,
+    stop_tx: watch::Sender<bool>,
+    /// Queue staging: set when producers should stop and consumers start.
+    midpoint_tx: watch::Sender<bool>,
+    /// The most recent error, for the progress line and the final report.
+    last_error: Mutex<Option<String>>,
+    /// Pause before reconnecting after an error.
+    pub reconnect_delay: Duration,
+    /// Print every error as it happens.
+    pub display_errors: bool,
+}
+
+impl ScenarioShared {
+    /// Fresh state.
+    pub fn new(reconnect_delay: Duration, display_errors: bool) -> ScenarioShared {
+        ScenarioShared {
+            counters: Counters::default(),
+            e2e: SharedHistogram::default(),
+            receipt: SharedHistogram::default(),
+            connected: AtomicU32::new(0),
+            stopping: AtomicBool::new(false),
+            stop_tx: watch::channel(false).0,
+            midpoint_tx: watch::channel(false).0,
+            last_error: Mutex::new(None),
+            reconnect_delay,
+            display_errors,
+        }
+    }
+
+    /// Tells every client to finish.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        self.stop_tx.send_replace(true);
+    }
+
+    /// Whether [`ScenarioShared::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once [`ScenarioShared::stop`] is called.
+    pub async fn stopped(&self) {
+        let mut rx = self.stop_tx.subscribe();
+        // The sender lives in `self`, so `wait_for` cannot fail while we wait.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Signals the queue-staging midpoint.
+    pub fn reach_midpoint(&self) {
+        self.midpoint_tx.send_replace(true);
+    }
+
+    /// Whether the midpoint has passed.
+    pub fn past_midpoint(&self) -> bool {
+        *self.midpoint_tx.borrow()
+    }
+
+    /// Resolves at the midpoint.
+    pub async fn midpoint(&self) {
+        let mut rx = self.midpoint_tx.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Counts and remembers an error.
+    pub fn record_error(&self, who: &str, error: &DriverError) {
+        self.counters.error();
+        let text = format!("{who}: {error}");
+        if self.display_errors {
+            eprintln!("\nerror: {text}");
+        }
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+    }
+
+    /// The most recent error.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sleeps the reconnect delay; returns false if stopped meanwhile.
+    pub async fn pause_before_reconnect(&self) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(self.reconnect_delay) => !self.is_stopping(),
+            _ = self.stopped() => false,
+        }
+    }
+}

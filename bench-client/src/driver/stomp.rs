@@ -1,0 +1,497 @@
+//! The STOMP driver: CONNECT with version negotiation, SEND with a send-time
+//! stamp header, RECEIPT waits, BEGIN/COMMIT, SUBSCRIBE (durable on ActiveMQ
+//! and RabbitMQ alike) and ACK in the negotiated version's form.
+//!
+//! Frames are written with [`FrameWriter`] straight into a per-connection
+//! buffer that is reused, so sending a message allocates nothing.
+
+use super::transport::{self, ByteStream};
+use super::{ConsumerLink, ConsumerSpec, Driver, DriverError, ProducerLink, ProducerSpec};
+use crate::scenario::AckMode;
+use crate::url::BrokerUrl;
+use bytes::BytesMut;
+use ferromq_protocol::stomp::{Command, Decoder, Frame, FrameWriter, Limits, Version};
+use rustls::ClientConfig;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Header carrying the producer's send time (ns on the run's clock).
+pub const STAMP_HEADER: &str = "bench-ts";
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+/// Most messages handed out by one `receive` call (bounds the stamp vector).
+const MAX_BATCH: usize = 4096;
+/// Write buffers larger than this are released after a flush (10 MB bodies).
+const KEEP_WRITE_CAPACITY: usize = 4 * 1024 * 1024;
+
+/// Connection settings shared by every link of a run.
+#[derive(Debug, Clone)]
+pub struct StompOptions {
+    /// Where to connect.
+    pub url: BrokerUrl,
+    /// `login` header.
+    pub login: Option<String>,
+    /// `passcode` header.
+    pub passcode: Option<String>,
+    /// `host` header (RabbitMQ's virtual host).
+    pub vhost: String,
+    /// Limit for TCP connect, TLS handshake and CONNECTED.
+    pub connect_timeout: Duration,
+    /// TLS settings, when any endpoint uses TLS.
+    pub tls: Option<Arc<ClientConfig>>,
+}
+
+/// Opens STOMP links.
+#[derive(Debug, Clone)]
+pub struct StompDriver {
+    options: Arc<StompOptions>,
+}
+
+impl StompDriver {
+    /// A driver for `options`.
+    pub fn new(options: StompOptions) -> StompDriver {
+        StompDriver {
+            options: Arc::new(options),
+        }
+    }
+}
+
+impl Driver for StompDriver {
+    type Producer = StompProducer;
+    type Consumer = StompConsumer;
+
+    async fn connect_producer(
+        &self,
+        endpoint: usize,
+        spec: &ProducerSpec,
+    ) -> Result<StompProducer, DriverError> {
+        let conn = Connection::open(&self.options, endpoint, None).await?;
+        Ok(StompProducer {
+            conn,
+            spec: spec.clone(),
+        })
+    }
+
+    async fn connect_consumer(
+        &self,
+        endpoint: usize,
+        spec: &ConsumerSpec,
+    ) -> Result<StompConsumer, DriverError> {
+        let mut conn =
+            Connection::open(&self.options, endpoint, spec.durable_name.as_deref()).await?;
+        let sub_id = spec
+            .durable_name
+            .clone()
+            .unwrap_or_else(|| "bench-0".into());
+        {
+            let mut w = FrameWriter::begin(&mut conn.wbuf, Command::Subscribe, conn.version);
+            w.header("destination", &spec.destination)
+                .header("id", &sub_id)
+                .header("ack", spec.ack.as_str())
+                .header_u64("activemq.prefetchSize", u64::from(spec.prefetch))
+                .header_u64("prefetch-count", u64::from(spec.prefetch))
+                .header("receipt", "subscribed");
+            if let Some(name) = &spec.durable_name {
+                w.header("activemq.subscriptionName", name)
+                    .header("durable", "true")
+                    .header("auto-delete", "false");
+            }
+            w.finish(&[]);
+        }
+        conn.flush().await?;
+        // Wait for the subscription to exist before producers start: on a
+        // topic, anything sent earlier would be lost to this consumer.
+        let timeout = self.options.connect_timeout;
+        tokio::time::timeout(timeout, conn.wait_receipt_named("subscribed"))
+            .await
+            .map_err(|_| DriverError::Timeout {
+                endpoint: conn.endpoint.clone(),
+                what: "RECEIPT for SUBSCRIBE",
+            })??;
+        Ok(StompConsumer {
+            conn,
+            ack: spec.ack,
+            sub_id,
+            durable: spec.durable_name.is_some(),
+            ack_ids: String::new(),
+            ack_ranges: Vec::new(),
+        })
+    }
+
+    fn endpoint_count(&self) -> usize {
+        self.options.url.endpoints.len()
+    }
+}
+
+/// One STOMP connection: socket, read and write buffers, decoder.
+struct Connection {
+    stream: Box<dyn ByteStream>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    decoder: Decoder,
+    version: Version,
+    endpoint: String,
+}
+
+impl Connection {
+    async fn open(
+        options: &StompOptions,
+        endpoint: usize,
+        client_id: Option<&str>,
+    ) -> Result<Connection, DriverError> {
+        let ep = &options.url.endpoints[endpoint % options.url.endpoints.len().max(1)];
+        let stream = transport::connect(ep, options.tls.as_ref(), options.connect_timeout).await?;
+        let limits = Limits {
+            // Room for the matrix's 10 MB bodies plus headers.
+            max_frame_size: 32 * 1024 * 1024,
+            ..Limits::default()
+        };
+        let mut conn = Connection {
+            stream,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::with_capacity(READ_CHUNK),
+            decoder: Decoder::new(limits),
+            version: Version::V1_0,
+            endpoint: ep.to_string(),
+        };
+        {
+            let mut w = FrameWriter::begin(&mut conn.wbuf, Command::Connect, Version::V1_0);
+            w.header("accept-version", "1.0,1.1,1.2")
+                .header("host", &options.vhost)
+                .header("heart-beat", "0,0");
+            if let Some(login) = &options.login {
+                w.header("login", login);
+            }
+            if let Some(passcode) = &options.passcode {
+                w.header("passcode", passcode);
+            }
+            if let Some(id) = client_id {
+                w.header("client-id", id);
+            }
+            w.finish(&[]);
+        }
+        conn.flush().await?;
+        let connected = tokio::time::timeout(options.connect_timeout, conn.read_frame())
+            .await
+            .map_err(|_| DriverError::Timeout {
+                endpoint: conn.endpoint.clone(),
+                what: "CONNECTED",
+            })??;
+        match connected.command {
+            Command::Connected => {
+                conn.version = connected
+                    .get("version")
+                    .and_then(Version::parse)
+                    .unwrap_or(Version::V1_0);
+                conn.decoder.set_version(conn.version);
+                Ok(conn)
+            }
+            _ => Err(broker_error(&conn.endpoint, &connected)),
+        }
+    }
+
+    /// One read from the socket into the read buffer. Cancel-safe.
+    async fn read_more(&mut self) -> Result<(), DriverError> {
+        self.rbuf.reserve(READ_CHUNK);
+        let n = self
+            .stream
+            .read_buf(&mut self.rbuf)
+            .await
+            .map_err(|source| DriverError::Io {
+                endpoint: self.endpoint.clone(),
+                what: "read",
+                source,
+            })?;
+        if n == 0 {
+            return Err(DriverError::Closed {
+                endpoint: self.endpoint.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn decode(&mut self) -> Result<Option<Frame>, DriverError> {
+        self.decoder
+            .decode(&mut self.rbuf)
+            .map_err(|source| DriverError::Protocol {
+                endpoint: self.endpoint.clone(),
+                source,
+            })
+    }
+
+    async fn read_frame(&mut self) -> Result<Frame, DriverError> {
+        loop {
+            if let Some(frame) = self.decode()? {
+                return Ok(frame);
+            }
+            self.read_more().await?;
+        }
+    }
+
+    async fn wait_receipt_named(&mut self, id: &str) -> Result<(), DriverError> {
+        loop {
+            let frame = self.read_frame().await?;
+            match frame.command {
+                Command::Receipt if frame.get("receipt-id") == Some(id) => return Ok(()),
+                Command::Error => return Err(broker_error(&self.endpoint, &frame)),
+                _ => {}
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), DriverError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        self.stream
+            .write_all(&self.wbuf)
+            .await
+            .map_err(|source| DriverError::Io {
+                endpoint: self.endpoint.clone(),
+                what: "write",
+                source,
+            })?;
+        self.wbuf.clear();
+        if self.wbuf.capacity() > KEEP_WRITE_CAPACITY {
+            self.wbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        Ok(())
+    }
+
+    /// Reads what the socket already holds, without waiting.
+    async fn read_ready(&mut self) -> Result<(), DriverError> {
+        tokio::select! {
+            biased;
+            r = self.read_more() => r,
+            _ = std::future::ready(()) => Ok(()),
+        }
+    }
+
+    fn push_tx(&mut self, command: Command, tx: u64, receipt: Option<u64>) {
+        let mut w = FrameWriter::begin(&mut self.wbuf, command, self.version);
+        w.header_u64("transaction", tx);
+        if let Some(r) = receipt {
+            w.header_u64("receipt", r);
+        }
+        w.finish(&[]);
+    }
+
+    async fn disconnect(mut self) {
+        FrameWriter::begin(&mut self.wbuf, Command::Disconnect, self.version).finish(&[]);
+        let bye = async {
+            let _ = self.flush().await;
+            let _ = self.stream.shutdown().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), bye).await;
+    }
+}
+
+/// An ERROR (or unexpected) frame as a [`DriverError`].
+fn broker_error(endpoint: &str, frame: &Frame) -> DriverError {
+    let mut message = format!("{:?}", frame.command);
+    if let Some(m) = frame.get("message") {
+        message = format!("{message}: {m}");
+    }
+    let body = String::from_utf8_lossy(&frame.body);
+    let body = body.trim();
+    if !body.is_empty() {
+        let short: String = body.chars().take(200).collect();
+        message = format!("{message} ({short})");
+    }
+    DriverError::Broker {
+        endpoint: endpoint.to_string(),
+        message,
+    }
+}
+
+/// A producer link.
+pub struct StompProducer {
+    conn: Connection,
+    spec: ProducerSpec,
+}
+
+impl ProducerLink for StompProducer {
+    fn push_send(&mut self, stamp_ns: u64, tx: Option<u64>, receipt: Option<u64>) {
+        let conn = &mut self.conn;
+        conn.wbuf.reserve(self.spec.body.len() + 128);
+        let mut w = FrameWriter::begin(&mut conn.wbuf, Command::Send, conn.version);
+        w.header("destination", &self.spec.destination);
+        // No header at all for non-persistent: RabbitMQ reads an explicit
+        // `persistent:false` as a request for an exclusive queue.
+        if self.spec.persistent {
+            w.header("persistent", "true");
+        }
+        w.header_u64(STAMP_HEADER, stamp_ns);
+        if let Some(tx) = tx {
+            w.header_u64("transaction", tx);
+        }
+        if let Some(r) = receipt {
+            w.header_u64("receipt", r);
+        }
+        w.finish(&self.spec.body);
+    }
+
+    fn push_begin(&mut self, tx: u64) {
+        self.conn.push_tx(Command::Begin, tx, None);
+    }
+
+    fn push_commit(&mut self, tx: u64, receipt: Option<u64>) {
+        self.conn.push_tx(Command::Commit, tx, receipt);
+    }
+
+    fn buffered(&self) -> usize {
+        self.conn.wbuf.len()
+    }
+
+    async fn flush(&mut self) -> Result<(), DriverError> {
+        self.conn.flush().await
+    }
+
+    async fn wait_receipt(&mut self, id: u64) -> Result<(), DriverError> {
+        loop {
+            let frame = self.conn.read_frame().await?;
+            match frame.command {
+                Command::Receipt => {
+                    let got = frame.get("receipt-id").and_then(|v| v.parse::<u64>().ok());
+                    if got == Some(id) {
+                        return Ok(());
+                    }
+                }
+                Command::Error => return Err(broker_error(&self.conn.endpoint, &frame)),
+                _ => {}
+            }
+        }
+    }
+
+    async fn check_incoming(&mut self) -> Result<(), DriverError> {
+        self.conn.read_ready().await?;
+        while let Some(frame) = self.conn.decode()? {
+            if frame.command == Command::Error {
+                return Err(broker_error(&self.conn.endpoint, &frame));
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(self) {
+        self.conn.disconnect().await;
+    }
+}
+
+/// A subscribed consumer link.
+pub struct StompConsumer {
+    conn: Connection,
+    ack: AckMode,
+    sub_id: String,
+    durable: bool,
+    /// Ack ids of the last `receive`, concatenated (reused between calls).
+    ack_ids: String,
+    /// `(start, end)` of each message's id in `ack_ids`.
+    ack_ranges: Vec<(usize, usize)>,
+}
+
+impl StompConsumer {
+    fn take_message(&mut self, frame: &Frame, stamps: &mut Vec<u64>) {
+        let stamp = frame
+            .get(STAMP_HEADER)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        stamps.push(stamp);
+        if self.ack != AckMode::Auto {
+            let key = if self.conn.version >= Version::V1_2 {
+                "ack"
+            } else {
+                "message-id"
+            };
+            let id = frame.get(key).unwrap_or("");
+            let start = self.ack_ids.len();
+            self.ack_ids.push_str(id);
+            self.ack_ranges.push((start, self.ack_ids.len()));
+        }
+    }
+}
+
+impl ConsumerLink for StompConsumer {
+    async fn receive(&mut self, stamps: &mut Vec<u64>) -> Result<usize, DriverError> {
+        self.ack_ids.clear();
+        self.ack_ranges.clear();
+        let before = stamps.len();
+        loop {
+            while stamps.len() - before < MAX_BATCH {
+                let Some(frame) = self.conn.decode()? else {
+                    break;
+                };
+                match frame.command {
+                    Command::Message => self.take_message(&frame, stamps),
+                    Command::Error => return Err(broker_error(&self.conn.endpoint, &frame)),
+                    _ => {}
+                }
+            }
+            let got = stamps.len() - before;
+            if got > 0 {
+                return Ok(got);
+            }
+            // Nothing decoded yet, so cancelling this read loses nothing.
+            self.conn.read_more().await?;
+        }
+    }
+
+    fn push_ack(&mut self, index: usize, tx: Option<u64>) {
+        if self.ack == AckMode::Auto {
+            return;
+        }
+        let Some(&(start, end)) = self.ack_ranges.get(index) else {
+            return;
+        };
+        let id = &self.ack_ids[start..end];
+        let conn = &mut self.conn;
+        let mut w = FrameWriter::begin(&mut conn.wbuf, Command::Ack, conn.version);
+        if conn.version >= Version::V1_2 {
+            w.header("id", id);
+        } else {
+            w.header("message-id", id)
+                .header("subscription", &self.sub_id);
+        }
+        if let Some(tx) = tx {
+            w.header_u64("transaction", tx);
+        }
+        w.finish(&[]);
+    }
+
+    fn push_begin(&mut self, tx: u64) {
+        self.conn.push_tx(Command::Begin, tx, None);
+    }
+
+    fn push_commit(&mut self, tx: u64) {
+        self.conn.push_tx(Command::Commit, tx, None);
+    }
+
+    async fn flush(&mut self) -> Result<(), DriverError> {
+        self.conn.flush().await
+    }
+
+    async fn unsubscribe_and_close(mut self) {
+        let conn = &mut self.conn;
+        {
+            let mut w = FrameWriter::begin(&mut conn.wbuf, Command::Unsubscribe, conn.version);
+            w.header("id", &self.sub_id);
+            if self.durable {
+                w.header("activemq.subscriptionName", &self.sub_id)
+                    .header("durable", "true");
+            }
+            w.header("receipt", "unsubscribed");
+            w.finish(&[]);
+        }
+        let unsubscribe = async {
+            conn.flush().await?;
+            conn.wait_receipt_named("unsubscribed").await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), unsubscribe).await;
+        self.conn.disconnect().await;
+    }
+
+    async fn close(self) {
+        self.conn.disconnect().await;
+    }
+}

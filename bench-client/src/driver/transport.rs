@@ -1,0 +1,170 @@
+//! Byte streams to a broker: plain TCP (Nagle off, as every benchmark client
+//! should) or TLS via rustls with the `ring` provider. Trust comes from the
+//! compiled-in Mozilla roots plus `--ca` files; `--insecure` skips verification
+//! for self-signed test brokers.
+
+use super::DriverError;
+use crate::url::{Endpoint, Scheme};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// A connected byte stream, plain or TLS.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// How to reach and trust the broker.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Extra trusted CA certificates (PEM files).
+    pub ca_files: Vec<PathBuf>,
+    /// Accept any server certificate.
+    pub insecure: bool,
+}
+
+/// Builds the rustls client configuration once per run.
+pub fn tls_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, DriverError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DriverError::Tls {
+            endpoint: "(config)".into(),
+            message: e.to_string(),
+        })?;
+    let config = if opts.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for file in &opts.ca_files {
+            let tls_err = |message: String| DriverError::Tls {
+                endpoint: file.display().to_string(),
+                message,
+            };
+            let certs = CertificateDer::pem_file_iter(file)
+                .map_err(|e| tls_err(format!("cannot read CA file: {e}")))?;
+            let mut added = 0;
+            for cert in certs {
+                let cert = cert.map_err(|e| tls_err(format!("bad PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| tls_err(format!("bad CA certificate: {e}")))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(tls_err("no certificate in file".into()));
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    Ok(Arc::new(config))
+}
+
+/// Opens a stream to `endpoint` within `timeout`.
+pub async fn connect(
+    endpoint: &Endpoint,
+    tls: Option<&Arc<ClientConfig>>,
+    timeout: Duration,
+) -> Result<Box<dyn ByteStream>, DriverError> {
+    let name = endpoint.to_string();
+    let io_err = |what, source| DriverError::Io {
+        endpoint: name.clone(),
+        what,
+        source,
+    };
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(endpoint.socket_addr()))
+        .await
+        .map_err(|_| DriverError::Timeout {
+            endpoint: name.clone(),
+            what: "TCP connect",
+        })?
+        .map_err(|e| io_err("connect", e))?;
+    tcp.set_nodelay(true)
+        .map_err(|e| io_err("set TCP_NODELAY", e))?;
+    match endpoint.scheme {
+        Scheme::Stomp => Ok(Box::new(tcp)),
+        Scheme::StompTls => {
+            let config = tls.ok_or_else(|| DriverError::Tls {
+                endpoint: name.clone(),
+                message: "no TLS configuration".into(),
+            })?;
+            let server_name =
+                ServerName::try_from(endpoint.host.clone()).map_err(|e| DriverError::Tls {
+                    endpoint: name.clone(),
+                    message: format!("invalid server name: {e}"),
+                })?;
+            let handshake = TlsConnector::from(config.clone()).connect(server_name, tcp);
+            let stream = tokio::time::timeout(timeout, handshake)
+                .await
+                .map_err(|_| DriverError::Timeout {
+                    endpoint: name.clone(),
+                    what: "TLS handshake",
+                })?
+                .map_err(|e| DriverError::Tls {
+                    endpoint: name.clone(),
+                    message: e.to_string(),
+                })?;
+            Ok(Box::new(stream))
+        }
+    }
+}
+
+/// `--insecure`: trusts any certificate but still checks handshake signatures,
+/// so only the identity check is skipped.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,431 @@
+//! Runs one scenario the way the original does: start consumers then
+//! producers, wait for them to connect, discard the warm-up periods, take N
+//! samples (counters read and reset each interval), stop every client, then
+//! drain what is left on the destinations so the next scenario starts clean.
+
+use crate::client::consumer::{self, ConsumerPlan};
+use crate::client::producer::{self, ProducerPlan};
+use crate::client::ScenarioShared;
+use crate::clock;
+use crate::driver::{ConsumerLink, ConsumerSpec, Driver, ProducerSpec};
+use crate::scenario::{AckMode, Mode, Scenario};
+use crate::stats::{IntervalCounts, SampleSeries};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// Sampling and naming settings of a run.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Warm-up intervals discarded.
+    pub warm_up_count: u32,
+    /// Samples per scenario (unless the scenario says otherwise).
+    pub sample_count: u32,
+    /// Length of one sample.
+    pub sample_interval: Duration,
+    /// A drain ends after this long without a message.
+    pub drain_timeout: Duration,
+    /// How long to wait for all clients to connect.
+    pub connect_wait: Duration,
+    /// Prefix of queue names.
+    pub queue_prefix: String,
+    /// Prefix of topic names.
+    pub topic_prefix: String,
+    /// Consumer prefetch.
+    pub prefetch: u32,
+    /// Pause before a client reconnects.
+    pub reconnect_delay: Duration,
+    /// Print errors as they happen.
+    pub display_errors: bool,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            warm_up_count: 3,
+            sample_count: 15,
+            sample_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(3),
+            connect_wait: Duration::from_secs(10),
+            queue_prefix: "/queue/".into(),
+            topic_prefix: "/topic/".into(),
+            prefetch: 1000,
+            reconnect_delay: Duration::from_secs(1),
+            display_errors: false,
+        }
+    }
+}
+
+impl RunSettings {
+    /// Samples for `s`.
+    pub fn samples_for(&self, s: &Scenario) -> u32 {
+        s.sample_count.unwrap_or(self.sample_count)
+    }
+
+    /// Rough duration of `s`, for the ETA.
+    pub fn estimate(&self, s: &Scenario) -> Duration {
+        let intervals = self.warm_up_count + self.samples_for(s);
+        let drain = if s.needs_drain() {
+            self.drain_timeout
+        } else {
+            Duration::ZERO
+        };
+        self.sample_interval * intervals + drain + Duration::from_millis(500)
+    }
+}
+
+/// What a live sample looks like to the progress display.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleTick {
+    /// 1-based sample number (0 during warm-up).
+    pub sample: u32,
+    /// Samples in this scenario.
+    pub of: u32,
+    /// The interval's counts.
+    pub counts: IntervalCounts,
+}
+
+/// The measurements of one scenario.
+pub struct ScenarioOutcome {
+    /// Per-sample series and histograms.
+    pub series: SampleSeries,
+    /// Messages removed by the drain.
+    pub drained: u64,
+    /// Errors counted outside the samples (warm-up, shutdown).
+    pub errors_outside_samples: u64,
+    /// The last error seen, if any.
+    pub last_error: Option<String>,
+}
+
+/// Runs `scenario`, calling `tick` after every interval.
+pub async fn run_scenario<D: Driver>(
+    driver: Arc<D>,
+    scenario: &Scenario,
+    settings: &RunSettings,
+    tick: &mut (dyn FnMut(SampleTick) + Send),
+) -> ScenarioOutcome {
+    let shared = Arc::new(ScenarioShared::new(
+        settings.reconnect_delay,
+        settings.display_errors,
+    ));
+    let body: Arc<[u8]> = payload(scenario.message_size).into();
+    let mut tasks = JoinSet::new();
+    for plan in consumer_plans(scenario, settings) {
+        tasks.spawn(consumer::run(driver.clone(), plan, shared.clone()));
+    }
+    let expected_consumers = if scenario.staging {
+        0
+    } else {
+        scenario.consumers
+    };
+    // Consumers subscribe (with a receipt) before producers start, so topic
+    // subscribers see the first messages.
+    wait_connected(&shared, expected_consumers, settings.connect_wait).await;
+    for plan in producer_plans(scenario, &body, settings) {
+        if plan.rate.is_some() {
+            tasks.spawn(producer::spawn_on_own_thread(
+                driver.clone(),
+                plan,
+                shared.clone(),
+            ));
+        } else {
+            tasks.spawn(producer::run(driver.clone(), plan, shared.clone()));
+        }
+    }
+    wait_connected(
+        &shared,
+        expected_consumers + scenario.producers,
+        settings.connect_wait,
+    )
+    .await;
+
+    let start = Instant::now();
+    let interval = settings.sample_interval;
+    let samples = settings.samples_for(scenario);
+    let midpoint = scenario
+        .staging
+        .then(|| start + interval * (settings.warm_up_count + samples / 2));
+    let mut outside = 0u64;
+    for w in 1..=settings.warm_up_count {
+        sleep_until_or_midpoint(start + interval * w, midpoint, &shared).await;
+        let counts = shared.counters.take();
+        outside += counts.errors;
+        tick(SampleTick {
+            sample: 0,
+            of: samples,
+            counts,
+        });
+    }
+    // Everything recorded during warm-up is discarded.
+    shared.e2e.take();
+    shared.receipt.take();
+    let mut series = SampleSeries::default();
+    let sampling_start = start + interval * settings.warm_up_count;
+    for i in 1..=samples {
+        sleep_until_or_midpoint(sampling_start + interval * i, midpoint, &shared).await;
+        let counts = shared.counters.take();
+        let e2e = shared.e2e.take();
+        let receipt = shared.receipt.take();
+        series.push(clock::unix_ms(), counts, &e2e, &receipt);
+        tick(SampleTick {
+            sample: i,
+            of: samples,
+            counts,
+        });
+    }
+    shared.stop();
+    // Clients finish their current operation and disconnect; one that hangs
+    // on a dead socket is abandoned.
+    let stopped = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+    outside += shared.counters.take().errors;
+    let drained = if scenario.needs_drain() {
+        drain(driver.as_ref(), scenario, settings).await
+    } else {
+        0
+    };
+    ScenarioOutcome {
+        series,
+        drained,
+        errors_outside_samples: outside,
+        last_error: shared.last_error(),
+    }
+}
+
+async fn wait_connected(shared: &ScenarioShared, expected: u32, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while shared.connected.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sleeps until `until`, firing the staging midpoint on the way if it falls
+/// before then.
+async fn sleep_until_or_midpoint(
+    until: Instant,
+    midpoint: Option<Instant>,
+    shared: &ScenarioShared,
+) {
+    if let Some(m) = midpoint {
+        if !shared.past_midpoint() && m <= until {
+            tokio::time::sleep_until(m.into()).await;
+            shared.reach_midpoint();
+        }
+    }
+    tokio::time::sleep_until(until.into()).await;
+}
+
+/// The original's payload: a text line padded with `a..z` to `size` bytes.
+pub fn payload(size: usize) -> Vec<u8> {
+    let mut body: Vec<u8> = b"Message from ferromq-bench\n"
+        .iter()
+        .copied()
+        .take(size)
+        .collect();
+    let mut letter = 0u8;
+    while body.len() < size {
+        body.push(b'a' + letter);
+        letter = (letter + 1) % 26;
+    }
+    body
+}
+
+/// Durable subscription name of consumer `i` (stable, so a drain can reattach).
+fn durable_name(i: u32) -> String {
+    format!("ferromq-bench-c{i}")
+}
+
+fn consumer_ack(scenario: &Scenario) -> AckMode {
+    // A transaction on the consuming side covers ACKs; with `ack:auto` there
+    // would be nothing for it to commit.
+    if scenario.tx_size > 0 && scenario.ack == AckMode::Auto {
+        AckMode::Client
+    } else {
+        scenario.ack
+    }
+}
+
+fn consumer_plans(scenario: &Scenario, settings: &RunSettings) -> Vec<ConsumerPlan> {
+    (0..scenario.consumers)
+        .map(|i| ConsumerPlan {
+            index: i,
+            spec: ConsumerSpec {
+                destination: scenario.destination(
+                    i,
+                    &settings.queue_prefix,
+                    &settings.topic_prefix,
+                ),
+                ack: consumer_ack(scenario),
+                durable_name: (scenario.durable && scenario.mode == Mode::Topic)
+                    .then(|| durable_name(i)),
+                prefetch: settings.prefetch,
+            },
+            tx_size: scenario.tx_size,
+            delay: scenario
+                .slow_consumer
+                .filter(|s| s.index == i)
+                .map(|s| s.delay),
+            start_at_midpoint: scenario.staging,
+        })
+        .collect()
+}
+
+fn producer_plans(
+    scenario: &Scenario,
+    body: &Arc<[u8]>,
+    settings: &RunSettings,
+) -> Vec<ProducerPlan> {
+    let share = scenario
+        .producer_rate
+        .map(|r| r as f64 / f64::from(scenario.producers.max(1)));
+    (0..scenario.producers)
+        .map(|i| ProducerPlan {
+            index: i,
+            spec: ProducerSpec {
+                destination: scenario.destination(
+                    i,
+                    &settings.queue_prefix,
+                    &settings.topic_prefix,
+                ),
+                persistent: scenario.persistent,
+                body: body.clone(),
+            },
+            sync_send: scenario.persistent && scenario.sync_send,
+            tx_size: scenario.tx_size,
+            rate: share,
+            stop_at_midpoint: scenario.staging,
+            own_thread: false,
+        })
+        .collect()
+}
+
+/// Consumes what is left until nothing arrives for `drain_timeout`; removes
+/// durable subscriptions. Returns the number of messages drained.
+async fn drain<D: Driver>(driver: &D, scenario: &Scenario, settings: &RunSettings) -> u64 {
+    let targets: Vec<ConsumerSpec> = if scenario.durable && scenario.mode == Mode::Topic {
+        (0..scenario.consumers)
+            .map(|i| ConsumerSpec {
+                destination: scenario.destination(
+                    i,
+                    &settings.queue_prefix,
+                    &settings.topic_prefix,
+                ),
+                ack: AckMode::Auto,
+                durable_name: Some(durable_name(i)),
+                prefetch: settings.prefetch,
+            })
+            .collect()
+    } else {
+        (0..scenario.destination_count)
+            .map(|d| ConsumerSpec {
+                destination: scenario.destination(
+                    d,
+                    &settings.queue_prefix,
+                    &settings.topic_prefix,
+                ),
+                ack: AckMode::Auto,
+                durable_name: None,
+                prefetch: settings.prefetch,
+            })
+            .collect()
+    };
+    let drains = targets.iter().enumerate().map(|(i, spec)| async move {
+        let Ok(mut link) = driver.connect_consumer(i, spec).await else {
+            return 0u64;
+        };
+        let mut stamps = Vec::with_capacity(4096);
+        let mut total = 0u64;
+        loop {
+            stamps.clear();
+            match tokio::time::timeout(settings.drain_timeout, link.receive(&mut stamps)).await {
+                Ok(Ok(n)) => total += n as u64,
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
+        if spec.durable_name.is_some() {
+            link.unsubscribe_and_close().await;
+        } else {
+            link.close().await;
+        }
+        total
+    });
+    let mut total = 0;
+    for n in join_all(drains).await {
+        total += n;
+    }
+    total
+}
+
+/// Runs futures concurrently on the current task.
+async fn join_all<F: std::future::Future<Output = u64>>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<u64> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut done: Vec<Option<u64>> = vec![None; pinned.len()];
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, fut) in done.iter_mut().zip(pinned.iter_mut()) {
+            if slot.is_none() {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    done.into_iter().map(|v| v.unwrap_or(0)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_has_the_exact_size() {
+        for size in [0, 1, 10, 27, 1000, 100_000] {
+            let p = payload(size);
+            assert_eq!(p.len(), size);
+        }
+        let p = payload(40);
+        assert!(p.starts_with(b"Message from"));
+        assert_eq!(&p[27..30], b"abc");
+    }
+
+    #[test]
+    fn plans_follow_the_scenario() {
+        let mut s = Scenario::baseline("throughput");
+        (s.producers, s.destination_count, s.consumers) = (10, 10, 10);
+        s.tx_size = 10;
+        s.ack = AckMode::Auto;
+        s.producer_rate = Some(1000);
+        let settings = RunSettings::default();
+        let body: Arc<[u8]> = payload(10).into();
+        let producers = producer_plans(&s, &body, &settings);
+        assert_eq!(producers.len(), 10);
+        assert_eq!(producers[3].spec.destination, "/queue/loadq-3");
+        assert_eq!(producers[0].rate, Some(100.0));
+        let consumers = consumer_plans(&s, &settings);
+        assert_eq!(consumers[7].spec.destination, "/queue/loadq-7");
+        assert_eq!(consumers[0].spec.ack, AckMode::Client, "tx forces acks");
+        assert!(consumers.iter().all(|c| c.spec.durable_name.is_none()));
+        s.mode = Mode::Topic;
+        s.durable = true;
+        let consumers = consumer_plans(&s, &settings);
+        assert_eq!(
+            consumers[2].spec.durable_name.as_deref(),
+            Some("ferromq-bench-c2")
+        );
+    }
+}
