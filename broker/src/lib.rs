@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use stomp::{ConnectionConfig, SessionConfig};
-use store::memory::MemoryStore;
+use store::sled_store::{SledStore, StoreSettings};
+use store::writer::WriterSettings;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,12 @@ pub enum StartError {
     /// TLS files are missing or invalid.
     #[error("TLS setup failed: {0}")]
     Tls(#[from] tls::TlsError),
+    /// The durable store cannot be opened (the error names the directory).
+    #[error("cannot open the message store: {0}")]
+    Store(#[from] store::OpenError),
+    /// Recovered messages could not be put back (e.g. destination limit).
+    #[error("cannot restore the stored messages: {0}")]
+    Restore(#[from] router::RouterError),
 }
 
 /// A started broker: listeners bound, accepting connections.
@@ -51,6 +58,7 @@ pub struct Broker {
     tracker: TaskTracker,
     shutdown_timeout: Duration,
     listeners: Vec<(ListenerKind, SocketAddr)>,
+    store: Arc<dyn store::Store>,
 }
 
 fn router_config(config: &Config) -> RouterConfig {
@@ -89,7 +97,20 @@ fn connection_config(config: &Config) -> ConnectionConfig {
 impl Broker {
     /// Binds every configured listener and starts accepting.
     pub async fn start(config: &Config) -> Result<Broker, StartError> {
-        let router = Arc::new(Router::new(router_config(config), Arc::new(MemoryStore)));
+        // The store opens (and recovers) before any listener: no client can
+        // see the broker until every stored message is back in its queue.
+        let (sled_store, recovered) = SledStore::open(StoreSettings {
+            path: config.broker.data_dir.join("store"),
+            writer: WriterSettings {
+                sync: config.store.sync,
+                batch_delay: config.store.batch_delay.as_duration(),
+                disk_limit: config.store.disk_limit.get(),
+            },
+            cache_bytes: (config.store.memory_limit.get() / 2).max(8 << 20),
+        })?;
+        let store: Arc<dyn store::Store> = Arc::new(sled_store);
+        let router = Arc::new(Router::new(router_config(config), store.clone()));
+        router.restore(recovered)?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let ctx = Arc::new(ListenerContext {
@@ -140,6 +161,7 @@ impl Broker {
             tracker,
             shutdown_timeout: config.broker.shutdown_timeout.as_duration(),
             listeners,
+            store,
         })
     }
 
@@ -168,5 +190,7 @@ impl Broker {
                 "shutdown timeout reached with connections still open"
             );
         }
+        // Last: write and flush whatever the connections appended.
+        self.store.close();
     }
 }

@@ -6,15 +6,30 @@
 //! messages, destinations and sequence numbers. Replication (Raft) will sit in
 //! front of `append` without changing this interface: a commit will then mean
 //! "durable on a quorum".
+//!
+//! - [`memory`]: no persistence at all.
+//! - [`sled_store`]: the durable store on sled (open, recover, close).
+//! - [`writer`]: the single log writer doing group commit.
+//! - [`state`]: the state machine the log is applied to.
+//! - [`record`]: the versioned on-disk encoding.
 
 pub mod memory;
+pub mod record;
+pub mod sled_store;
+pub mod state;
+pub mod writer;
 
-use crate::router::Message;
+use crate::router::{Delivery, DeliverySink, Destination, DestinationKind, Message};
+use std::path::PathBuf;
 use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
 /// One state change of a persistent message or of durable metadata.
+///
+/// Entries are applied in append order; that order is the log order, which
+/// is also the order messages come back in after a restart (message sequence
+/// numbers are not: a transaction's sends get theirs long before COMMIT).
 #[derive(Debug, Clone)]
 pub enum LogEntry {
     /// A persistent message was published.
@@ -29,6 +44,27 @@ pub enum LogEntry {
         /// Its sequence number.
         seq: u64,
     },
+    /// A persistent message has been handed to consumers `count` times in
+    /// total (first delivery, NACKs, returns from closed subscriptions). Kept
+    /// so that after a restart it comes back marked redelivered, with its
+    /// delivery count.
+    Delivered {
+        /// Its sequence number.
+        seq: u64,
+        /// Deliveries so far, this one included.
+        count: u32,
+    },
+}
+
+impl LogEntry {
+    /// Bytes this entry holds while it waits for the writer (for the write
+    /// queue's bound and the disk limit).
+    pub fn queued_bytes(&self) -> usize {
+        match self {
+            LogEntry::Enqueue { message } => record::encoded_len(message),
+            LogEntry::Ack { .. } | LogEntry::Delivered { .. } => 32,
+        }
+    }
 }
 
 /// A store failure, reported to the producer instead of a receipt.
@@ -45,6 +81,40 @@ pub enum StoreError {
     Closed,
 }
 
+/// Why the store could not be opened. Always names the data directory.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    /// The directory cannot be created, read or written.
+    #[error("data directory {path}: {reason}")]
+    Directory {
+        /// The data directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The files exist but cannot be read as a ferromq store.
+    #[error("data directory {path} holds a corrupt store: {reason}")]
+    Corrupt {
+        /// The data directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store was written by another (newer or unknown) format version.
+    #[error(
+        "data directory {path} was written in store format {found}, this ferromq reads format {supported} only; \
+         refusing to open it (use the ferromq version that wrote it, or move the directory away)"
+    )]
+    Format {
+        /// The data directory.
+        path: PathBuf,
+        /// The version (or description) found on disk.
+        found: String,
+        /// The version this build reads.
+        supported: u32,
+    },
+}
+
 /// When appended entries become durable.
 #[derive(Debug)]
 pub enum Commit {
@@ -52,6 +122,9 @@ pub enum Commit {
     Done,
     /// Durable when the receiver yields `Ok(())`.
     Pending(oneshot::Receiver<Result<(), StoreError>>),
+    /// Refused before anything was written (store full or closed): the
+    /// entries were not appended and must not take effect.
+    Failed(StoreError),
 }
 
 impl Commit {
@@ -60,7 +133,13 @@ impl Commit {
         match self {
             Commit::Done => Ok(()),
             Commit::Pending(rx) => rx.await.unwrap_or(Err(StoreError::Closed)),
+            Commit::Failed(e) => Err(e),
         }
+    }
+
+    /// Whether the append was refused outright.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Commit::Failed(_))
     }
 }
 
@@ -77,11 +156,60 @@ pub struct Recovered {
 /// A durable log of [`LogEntry`]s.
 pub trait Store: Send + Sync {
     /// Appends entries in order. The returned [`Commit`] resolves once every
-    /// one of them is durable.
+    /// one of them is durable. May block the calling thread briefly when the
+    /// write queue is full (backpressure from the disk); never call it while
+    /// holding a destination lock.
     fn append(&self, entries: Vec<LogEntry>) -> Commit;
 
-    /// Rebuilds the state the log describes. Called once, at start.
-    fn recover(&self) -> Result<Recovered, StoreError> {
-        Ok(Recovered::default())
+    /// Records that persistent message `seq` has been delivered `count`
+    /// times. Never blocks (it is called with a destination lock held) and
+    /// is made durable with the next group commit, not on its own.
+    fn mark_delivered(&self, _seq: u64, _count: u32) {}
+
+    /// Writes everything still queued, flushes, and stops accepting entries.
+    /// Called once at shutdown, after the connections are gone.
+    fn close(&self) {}
+}
+
+/// A [`DeliverySink`] wrapper that records each delivery of a stored message
+/// ([`Store::mark_delivered`]) before passing it on, so a message delivered
+/// before a crash comes back `redelivered` with its delivery count.
+///
+/// Why a mark per delivery and not "every recovered message of a queue that
+/// had consumers": the mark is exact (a message never delivered comes back
+/// unmarked, one delivered twice comes back with count 2, which NACK
+/// redelivery limits need) and costs one small sled write that rides on the
+/// next group commit; when the ack follows within the same batch, neither
+/// is written at all.
+pub struct DeliveryMarks {
+    inner: Arc<dyn DeliverySink>,
+    store: Arc<dyn Store>,
+}
+
+impl DeliveryMarks {
+    /// Wraps `sink` when `destination` stores its persistent messages.
+    pub fn wrap(
+        sink: Arc<dyn DeliverySink>,
+        destination: &Destination,
+        store: &Arc<dyn Store>,
+    ) -> Arc<dyn DeliverySink> {
+        if destination.kind() == DestinationKind::Queue && !destination.address.is_temporary() {
+            Arc::new(DeliveryMarks {
+                inner: sink,
+                store: store.clone(),
+            })
+        } else {
+            sink
+        }
+    }
+}
+
+impl DeliverySink for DeliveryMarks {
+    fn deliver(&self, delivery: Delivery) {
+        if delivery.message.persistent {
+            self.store
+                .mark_delivered(delivery.message.seq, delivery.redeliveries + 1);
+        }
+        self.inner.deliver(delivery);
     }
 }

@@ -1,0 +1,320 @@
+//! [`SledStore`]: the durable [`Store`] on sled 0.34.
+//!
+//! Opening checks the data directory and the format version, rebuilds the
+//! [`StateMachine`] from what sled holds (the recovery the router restores
+//! from) and starts the [`LogWriter`]. Every failure names the directory and
+//! is returned, never panicked: sled itself panics on some corrupt files, so
+//! its open runs under `catch_unwind`.
+
+use super::record::{self, FORMAT, FORMAT_KEY};
+use super::state::StateMachine;
+use super::writer::{LogWriter, WriterSettings};
+use super::{Commit, LogEntry, OpenError, Recovered, Store};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tracing::info;
+
+/// Where and how to open the store.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// The sled directory (created if missing).
+    pub path: PathBuf,
+    /// Writer settings (sync mode, batch delay, disk limit).
+    pub writer: WriterSettings,
+    /// sled's page cache, bytes.
+    pub cache_bytes: u64,
+}
+
+/// The durable store.
+pub struct SledStore {
+    writer: LogWriter,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store and recovers its messages.
+    pub fn open(settings: StoreSettings) -> Result<(SledStore, Recovered), OpenError> {
+        let path = settings.path.clone();
+        let started = Instant::now();
+        let dir_error = |reason: String| OpenError::Directory {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(&path).map_err(|e| dir_error(format!("cannot create it: {e}")))?;
+        let meta = std::fs::metadata(&path).map_err(|e| dir_error(e.to_string()))?;
+        if meta.permissions().readonly() {
+            return Err(dir_error("it is read-only".into()));
+        }
+        let db = open_sled(&path, settings.cache_bytes)?;
+        check_format(&path, &db)?;
+        let (state, recovered) =
+            StateMachine::recover(&db).map_err(|reason| OpenError::Corrupt {
+                path: path.clone(),
+                reason,
+            })?;
+        info!(
+            path = %path.display(),
+            messages = recovered.messages.len(),
+            bytes = state.live_bytes(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            sync = ?settings.writer.sync,
+            "store opened"
+        );
+        let writer = LogWriter::start(db, state, settings.writer)
+            .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
+        Ok((SledStore { writer, path }, recovered))
+    }
+
+    /// The sled directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Store for SledStore {
+    fn append(&self, entries: Vec<LogEntry>) -> Commit {
+        self.writer.append(entries)
+    }
+
+    fn mark_delivered(&self, seq: u64, count: u32) {
+        self.writer.mark(seq, count);
+    }
+
+    fn close(&self) {
+        self.writer.close();
+    }
+}
+
+/// Opens sled with its timer flusher off (the writer flushes explicitly),
+/// turning both its errors and its panics into [`OpenError`]s.
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .flush_every_ms(None);
+    // sled 0.34 panics (instead of returning an error) on some kinds of
+    // damaged files. Silence the default hook while opening so the operator
+    // sees our one-line error, not a backtrace; we are still single-threaded
+    // here (no listener is open yet).
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(sled::Error::Io(e))) => Err(OpenError::Directory {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+        Ok(Err(e)) => Err(OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "sled panicked while reading it".into());
+            Err(OpenError::Corrupt {
+                path: path.to_path_buf(),
+                reason,
+            })
+        }
+    }
+}
+
+/// Accepts a store written in [`FORMAT`], initialises an empty one, refuses
+/// anything else.
+fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> {
+    let corrupt = |reason: String| OpenError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    match db.get(FORMAT_KEY).map_err(|e| corrupt(e.to_string()))? {
+        Some(v) => match record::decode_u32(&v) {
+            Some(FORMAT) => Ok(()),
+            Some(other) => Err(OpenError::Format {
+                path: path.to_path_buf(),
+                found: other.to_string(),
+                supported: FORMAT,
+            }),
+            None => Err(OpenError::Format {
+                path: path.to_path_buf(),
+                found: format!("an unreadable version marker ({} bytes)", v.len()),
+                supported: FORMAT,
+            }),
+        },
+        None if db.is_empty() && db.tree_names().len() <= 1 => db
+            .insert(FORMAT_KEY, &FORMAT.to_be_bytes())
+            .and_then(|_| db.flush())
+            .map(|_| ())
+            .map_err(|e| OpenError::Directory {
+                path: path.to_path_buf(),
+                reason: format!("cannot write to it: {e}"),
+            }),
+        None => Err(OpenError::Format {
+            path: path.to_path_buf(),
+            found: "none (the sled database has no ferromq format marker)".into(),
+            supported: FORMAT,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::Message;
+    use crate::store::StoreError;
+    use bytes::Bytes;
+    use ferromq_config::StoreSync;
+    use ferromq_protocol::Headers;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn settings(path: &Path, disk_limit: u64) -> StoreSettings {
+        StoreSettings {
+            path: path.to_path_buf(),
+            writer: WriterSettings {
+                sync: StoreSync::Always,
+                batch_delay: Duration::from_millis(2),
+                disk_limit,
+            },
+            cache_bytes: 8 << 20,
+        }
+    }
+
+    fn enqueue(seq: u64, body: usize) -> LogEntry {
+        LogEntry::Enqueue {
+            message: Arc::new(Message {
+                seq,
+                destination: "/queue/t".into(),
+                persistent: true,
+                priority: 4,
+                expires: 0,
+                timestamp: 1,
+                headers: Headers::new(),
+                body: Bytes::from(vec![b'b'; body]),
+            }),
+        }
+    }
+
+    fn wait(c: Commit) -> Result<(), StoreError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(c.wait())
+    }
+
+    #[test]
+    fn appended_messages_are_recovered_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+        assert!(rec.messages.is_empty());
+        wait(store.append(vec![enqueue(1, 10), enqueue(2, 10)])).unwrap();
+        store.mark_delivered(2, 1);
+        wait(store.append(vec![LogEntry::Ack {
+            destination: "/queue/t".into(),
+            seq: 1,
+        }]))
+        .unwrap();
+        store.close();
+        assert!(matches!(
+            store.append(vec![enqueue(3, 1)]),
+            Commit::Failed(StoreError::Closed)
+        ));
+        drop(store);
+        let (_store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+        let got: Vec<(u64, u32)> = rec.messages.iter().map(|(m, n)| (m.seq, *n)).collect();
+        assert_eq!(got, vec![(2, 1)]);
+        assert_eq!(rec.next_seq, 3);
+    }
+
+    #[test]
+    fn over_the_disk_limit_enqueues_fail_and_acks_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SledStore::open(settings(dir.path(), 10_000)).unwrap();
+        let mut seq = 0;
+        let failure = loop {
+            seq += 1;
+            assert!(seq < 100, "the disk limit never applied");
+            match store.append(vec![enqueue(seq, 1000)]) {
+                Commit::Failed(e) => break e,
+                c => wait(c).unwrap(),
+            }
+        };
+        assert!(matches!(failure, StoreError::Full(_)), "{failure:?}");
+        assert!(seq > 5, "failed too early, at {seq}");
+        wait(store.append(vec![LogEntry::Ack {
+            destination: "/queue/t".into(),
+            seq: 1,
+        }]))
+        .unwrap();
+        wait(store.append(vec![enqueue(seq, 1000)])).unwrap();
+    }
+
+    #[test]
+    fn another_format_is_refused_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(FORMAT_KEY, &99u32.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let e = SledStore::open(settings(dir.path(), 1 << 30)).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, OpenError::Format { .. }), "{text}");
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+        assert!(text.contains("format 99"), "{text}");
+    }
+
+    #[test]
+    fn a_sled_database_without_our_marker_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(b"something", &b"else"[..]).unwrap();
+            db.flush().unwrap();
+        }
+        let e = SledStore::open(settings(dir.path(), 1 << 30)).unwrap_err();
+        assert!(e.to_string().contains("no ferromq format marker"), "{e}");
+    }
+
+    #[test]
+    fn garbage_files_give_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+            wait(store.append(vec![enqueue(1, 100)])).unwrap();
+        }
+        for name in ["conf", "db"] {
+            let p = dir.path().join(name);
+            if p.exists() {
+                std::fs::write(&p, vec![0xA5u8; 4096]).unwrap();
+            }
+        }
+        let e = SledStore::open(settings(dir.path(), 1 << 30)).unwrap_err();
+        assert!(
+            e.to_string().contains(&dir.path().display().to_string()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_path_below_a_file_is_a_directory_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain-file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = SledStore::open(settings(&file.join("store"), 1 << 30)).unwrap_err();
+        assert!(matches!(e, OpenError::Directory { .. }), "{e}");
+        assert!(e.to_string().contains("plain-file"), "{e}");
+    }
+}

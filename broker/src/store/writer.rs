@@ -1,0 +1,288 @@
+//! [`LogWriter`]: the one thread that writes the log, with group commit.
+//!
+//! Every connection appends to one bounded queue; the writer thread takes
+//! everything queued, applies it to the [`StateMachine`] (one atomic
+//! `sled::Batch`), flushes once, and only then resolves every [`Commit`] of
+//! the batch. While a flush runs, new entries pile up and share the next one:
+//! with many producers one fsync serves many receipts.
+//!
+//! It is an OS thread, not a tokio task, because `sled::Db::flush` blocks in
+//! fsync. It holds no router lock, so a producer blocked on a full queue
+//! (backpressure) always gets going again once the writer drains it.
+
+use super::state::StateMachine;
+use super::{Commit, LogEntry, StoreError};
+use ferromq_config::StoreSync;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+/// Bytes of entries the queue holds before producers wait for the writer.
+const MAX_QUEUE_BYTES: usize = 32 << 20;
+/// A `batch` group is written early once it holds this much.
+const BATCH_BYTES: usize = 4 << 20;
+/// With `sync = never`, how often the writer flushes anyway.
+const NEVER_FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// How the writer makes entries durable.
+#[derive(Debug, Clone)]
+pub struct WriterSettings {
+    /// `store.sync`.
+    pub sync: StoreSync,
+    /// `store.batch_delay` (`batch` only).
+    pub batch_delay: Duration,
+    /// `store.disk_limit`: bytes of stored messages above which new
+    /// persistent messages are refused.
+    pub disk_limit: u64,
+}
+
+type Waiter = oneshot::Sender<Result<(), StoreError>>;
+
+#[derive(Default)]
+struct Queue {
+    entries: Vec<LogEntry>,
+    waiters: Vec<Waiter>,
+    /// Bytes of `entries` (bounded by [`MAX_QUEUE_BYTES`]).
+    bytes: usize,
+    /// Bytes of the enqueues among them (for the disk limit).
+    enqueue_bytes: u64,
+    closed: bool,
+    /// Set after a failed write: the store refuses everything from then on
+    /// rather than acknowledge on top of a state it could not write.
+    broken: Option<StoreError>,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Wakes the writer.
+    work: Condvar,
+    /// Wakes producers waiting for queue space.
+    space: Condvar,
+    settings: WriterSettings,
+    /// Bytes of live message records, published by the writer.
+    live_bytes: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The handle producers append through.
+pub struct LogWriter {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LogWriter {
+    /// Starts the writer thread over an opened, recovered store.
+    pub fn start(
+        db: sled::Db,
+        state: StateMachine,
+        settings: WriterSettings,
+    ) -> std::io::Result<LogWriter> {
+        if settings.sync == StoreSync::Never {
+            warn!(
+                "store.sync = \"never\": RECEIPTs do not wait for the disk; persistent messages \
+                 received in the last second before a crash WILL BE LOST (benchmarks and tests only)"
+            );
+        }
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            space: Condvar::new(),
+            live_bytes: AtomicU64::new(state.live_bytes()),
+            settings,
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("ferromq-log-writer".into())
+            .spawn(move || run(&s, &db, state))?;
+        Ok(LogWriter {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues `entries`; the commit resolves after the batch holding them is
+    /// flushed (per `store.sync`). Blocks while the queue is full.
+    pub fn append(&self, entries: Vec<LogEntry>) -> Commit {
+        if entries.is_empty() {
+            return Commit::Done;
+        }
+        let settings = &self.shared.settings;
+        let bytes: usize = entries.iter().map(LogEntry::queued_bytes).sum();
+        let enqueue_bytes: u64 = entries
+            .iter()
+            .filter(|e| matches!(e, LogEntry::Enqueue { .. }))
+            .map(|e| e.queued_bytes() as u64)
+            .sum();
+        let mut q = self.shared.lock();
+        if enqueue_bytes > 0 {
+            let stored = self.shared.live_bytes.load(Ordering::Relaxed) + q.enqueue_bytes;
+            if stored + enqueue_bytes > settings.disk_limit {
+                return Commit::Failed(StoreError::Full(format!(
+                    "{stored} bytes of persistent messages are stored and store.disk_limit is {}; \
+                     consume messages to free space",
+                    settings.disk_limit
+                )));
+            }
+        }
+        // Backpressure: the disk is slower than the producers. Waiting here
+        // blocks only this connection's task thread, and only until the
+        // writer (which needs nothing from the caller) takes the queue.
+        while q.bytes >= MAX_QUEUE_BYTES && !q.closed && q.broken.is_none() {
+            q = self.shared.space.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        if let Some(e) = &q.broken {
+            return Commit::Failed(e.clone());
+        }
+        if q.closed {
+            return Commit::Failed(StoreError::Closed);
+        }
+        q.entries.extend(entries);
+        q.bytes += bytes;
+        q.enqueue_bytes += enqueue_bytes;
+        let commit = if settings.sync == StoreSync::Never {
+            Commit::Done
+        } else {
+            let (tx, rx) = oneshot::channel();
+            q.waiters.push(tx);
+            Commit::Pending(rx)
+        };
+        drop(q);
+        self.shared.work.notify_one();
+        commit
+    }
+
+    /// Queues a delivery mark without waiting and without a commit: it is
+    /// written and flushed with whatever batch comes next. Called under a
+    /// destination lock, so it must not block; marks are few (one per
+    /// delivery, bounded by consumer credit) and tiny.
+    pub fn mark(&self, seq: u64, count: u32) {
+        let mut q = self.shared.lock();
+        if q.closed || q.broken.is_some() {
+            return;
+        }
+        q.entries.push(LogEntry::Delivered { seq, count });
+        q.bytes += 32;
+        drop(q);
+        self.shared.work.notify_one();
+    }
+
+    /// Writes what is queued, flushes, and stops the thread.
+    pub fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.work.notify_all();
+        self.shared.space.notify_all();
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            if h.join().is_err() {
+                error!("the store's log writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The writer thread's loop.
+fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
+    let settings = &shared.settings;
+    let mut unflushed = false;
+    let mut last_flush = Instant::now();
+    loop {
+        let (entries, waiters, closing) = {
+            let mut q = shared.lock();
+            while q.entries.is_empty() && !q.closed {
+                if unflushed {
+                    // Only with sync = never: flush now and then anyway.
+                    let (g, timeout) = shared
+                        .work
+                        .wait_timeout(q, NEVER_FLUSH_EVERY)
+                        .unwrap_or_else(|e| e.into_inner());
+                    q = g;
+                    if timeout.timed_out() {
+                        break;
+                    }
+                } else {
+                    q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            if settings.sync == StoreSync::Batch && !q.entries.is_empty() {
+                // Group commit with a delay: gather more for up to
+                // batch_delay (or until the batch is big) before writing.
+                let deadline = Instant::now() + settings.batch_delay;
+                while !q.closed && q.bytes < BATCH_BYTES {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    q = shared
+                        .work
+                        .wait_timeout(q, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+            let entries = std::mem::take(&mut q.entries);
+            let waiters = std::mem::take(&mut q.waiters);
+            q.bytes = 0;
+            q.enqueue_bytes = 0;
+            shared.space.notify_all();
+            (entries, waiters, q.closed)
+        };
+        let mut result = Ok(());
+        if !entries.is_empty() {
+            let mut batch = sled::Batch::default();
+            state.apply(&entries, &mut batch);
+            result = db
+                .apply_batch(batch)
+                .map_err(|e| StoreError::Io(e.to_string()));
+            unflushed = true;
+        }
+        // Durability ordering, part 1: flush (fsync) before resolving any
+        // commit, so a RECEIPT released below means "on disk". sled's own
+        // timer flusher is off (flush_every_ms = None): nothing depends on it.
+        let due = settings.sync != StoreSync::Never
+            || closing
+            || last_flush.elapsed() >= NEVER_FLUSH_EVERY;
+        if result.is_ok() && unflushed && due {
+            result = db
+                .flush()
+                .map(|_| ())
+                .map_err(|e| StoreError::Io(format!("flush: {e}")));
+            unflushed = false;
+            last_flush = Instant::now();
+        }
+        shared
+            .live_bytes
+            .store(state.live_bytes(), Ordering::Relaxed);
+        if let Err(e) = &result {
+            error!(error = %e, "store write failed; refusing persistent messages from now on");
+            shared.lock().broken = Some(e.clone());
+            shared.space.notify_all();
+        }
+        // Durability ordering, part 2: only now are the waiting commits (and
+        // with them RECEIPTs) released.
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+        if closing && entries.is_empty() {
+            break;
+        }
+    }
+    info!(
+        live_messages = state.live_messages(),
+        live_bytes = state.live_bytes(),
+        "store closed"
+    );
+}
