@@ -175,13 +175,23 @@ impl Router {
     /// durable (the session waits on it before sending a receipt).
     pub fn publish(&self, destination: &Destination, message: Message) -> Commit {
         let message = Arc::new(message);
-        let commit = if message.persistent {
+        // Only queues that outlive their connection are stored: a topic
+        // message without a durable subscriber, or a temporary queue's, has
+        // nobody to come back to after a restart.
+        let stored = message.persistent
+            && destination.kind() == DestinationKind::Queue
+            && !destination.address.is_temporary();
+        let commit = if stored {
             self.store.append(vec![LogEntry::Enqueue {
                 message: message.clone(),
             }])
         } else {
             Commit::Done
         };
+        if commit.is_failed() {
+            // Refused (store full or closed): the message never existed.
+            return commit;
+        }
         destination.publish(message);
         commit
     }
@@ -209,6 +219,9 @@ impl Router {
             tag,
             ack,
         });
+        // Deliveries of stored messages are recorded, so they come back
+        // marked redelivered after a restart.
+        let sink = crate::store::DeliveryMarks::wrap(sink, &destination, &self.store);
         destination.subscribe(SubscriptionState::new(consumer.clone(), sink, prefetch));
         consumer
     }
@@ -219,23 +232,27 @@ impl Router {
     }
 
     /// Acknowledges (cumulatively for `client` mode).
-    pub fn ack(&self, consumer: &Consumer, seq: u64) -> Result<(), RouterError> {
+    /// The [`Commit`] says when the ack is durable (an ACK's RECEIPT waits
+    /// for it, so an acknowledged message never comes back).
+    pub fn ack(&self, consumer: &Consumer, seq: u64) -> Result<Commit, RouterError> {
         let cumulative = consumer.ack == AckMode::Client;
         let acked = consumer
             .destination
             .ack(consumer.id, seq, cumulative)
             .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))?;
-        self.log_acks(&consumer.destination, &acked);
-        Ok(())
+        Ok(self.log_acks(&consumer.destination, &acked))
     }
 
     /// Acknowledges exactly `seqs` (a committed transaction's acks).
-    pub fn ack_exact(&self, consumer: &Consumer, seqs: &[u64]) {
+    /// The [`Commit`] says when they are durable.
+    pub fn ack_exact(&self, consumer: &Consumer, seqs: &[u64]) -> Commit {
+        let mut all = Vec::with_capacity(seqs.len());
         for &seq in seqs {
             if let Ok(acked) = consumer.destination.ack(consumer.id, seq, false) {
-                self.log_acks(&consumer.destination, &acked);
+                all.extend(acked);
             }
         }
+        self.log_acks(&consumer.destination, &all)
     }
 
     /// Rejects (cumulatively for `client` mode): redelivered later.
@@ -271,10 +288,10 @@ impl Router {
     /// Auto-ack deliveries that reached the socket.
     pub fn settle_written(&self, consumer: &Consumer, seqs: &[u64]) {
         let done = consumer.destination.settle_written(consumer.id, seqs);
-        self.log_acks(&consumer.destination, &done);
+        drop(self.log_acks(&consumer.destination, &done));
     }
 
-    fn log_acks(&self, destination: &Destination, acked: &[Arc<Message>]) {
+    fn log_acks(&self, destination: &Destination, acked: &[Arc<Message>]) -> Commit {
         let entries: Vec<LogEntry> = acked
             .iter()
             .filter(|m| m.persistent)
@@ -283,11 +300,13 @@ impl Router {
                 seq: m.seq,
             })
             .collect();
-        if !entries.is_empty() {
-            // Acks need not be durable before anyone is told anything: losing
-            // one in a crash means a redelivery, which at-least-once allows.
-            drop(self.store.append(entries));
+        if entries.is_empty() {
+            return Commit::Done;
         }
+        // Auto-ack callers drop the commit: losing such an ack in a crash
+        // means a redelivery, which at-least-once allows. An ACK frame with
+        // a receipt waits for it.
+        self.store.append(entries)
     }
 
     /// Removes the temporary destinations `conn` owned. Called when it closes,

@@ -419,6 +419,7 @@ impl Session {
                 if positive { "ACK" } else { "NACK" }
             )));
         }
+        let mut durable = Vec::new();
         if let Some(tx) = frame.get("transaction") {
             self.transaction(tx)?;
             let seqs = self.router.hold(&consumer, seq)?;
@@ -430,11 +431,13 @@ impl Session {
                 });
             }
         } else if positive {
-            self.router.ack(&consumer, seq)?;
+            // Durability ordering: the ACK's receipt waits for the ack to be
+            // on disk, so an acknowledged message never comes back.
+            durable.push(self.router.ack(&consumer, seq)?);
         } else {
             self.router.nack(&consumer, seq)?;
         }
-        self.receipt(frame, Vec::new());
+        self.receipt(frame, durable);
         Ok(Flow::Continue)
     }
 
@@ -511,12 +514,14 @@ impl Session {
                     destination,
                     message,
                 } => commits.push(self.router.publish(&destination, message)),
-                TxOp::Ack { consumer, seqs } => self.router.ack_exact(&consumer, &seqs),
+                TxOp::Ack { consumer, seqs } => {
+                    commits.push(self.router.ack_exact(&consumer, &seqs))
+                }
                 TxOp::Nack { consumer, seqs } => self.router.nack_exact(&consumer, &seqs),
             }
         }
         // Durability ordering: the COMMIT's receipt waits for every persistent
-        // SEND of the transaction to be durable.
+        // SEND and every ACK of the transaction to be durable.
         self.receipt(frame, commits);
         Ok(Flow::Continue)
     }
