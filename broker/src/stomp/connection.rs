@@ -13,6 +13,7 @@ use ferromq_protocol::stomp::{Decoder, Limits};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -63,6 +64,11 @@ pub async fn serve<R, W>(
     );
     let mut decoder = Decoder::new(config.limits);
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Both timeouts bound a whole span (accept to CONNECT, first byte to
+    // last of a frame), not each read, so a client trickling a byte at a
+    // time cannot hold a connection open.
+    let accepted = Instant::now();
+    let mut frame_started: Option<Instant> = None;
     debug!(conn = id, %peer, "connection accepted");
 
     let reason: Result<&str, StompError> = loop {
@@ -75,6 +81,7 @@ pub async fn serve<R, W>(
         let decoded = loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
+                    frame_started = None;
                     // Handling may wait (reply room, producer flow control);
                     // shutdown must still get through. Cancelling there is
                     // safe: those waits come after the frame took effect.
@@ -102,7 +109,17 @@ pub async fn serve<R, W>(
         if let Some(end) = decoded {
             break end;
         }
-        let deadline = read_deadline(&config, &session, !buf.is_empty());
+        if buf.is_empty() {
+            frame_started = None;
+        } else if frame_started.is_none() {
+            frame_started = Some(Instant::now());
+        }
+        let deadline = read_deadline(
+            &config,
+            &session,
+            accepted.elapsed(),
+            frame_started.map(|t| t.elapsed()),
+        );
         if buf.capacity() - buf.len() < 8 * 1024 {
             buf.reserve(64 * 1024);
         }
@@ -135,21 +152,28 @@ pub async fn serve<R, W>(
     let _ = writer.await;
 }
 
-/// How long to wait for the next bytes.
-fn read_deadline(config: &ConnectionConfig, session: &Session, mid_frame: bool) -> Duration {
+/// How long to wait for the next bytes, given the time since the accept and
+/// the age of the frame in progress (if one is).
+fn read_deadline(
+    config: &ConnectionConfig,
+    session: &Session,
+    since_accept: Duration,
+    frame_age: Option<Duration>,
+) -> Duration {
     if session.version().is_none() {
-        return config.connect_timeout;
+        return config.connect_timeout.saturating_sub(since_accept);
     }
     let heartbeat = session
         .heartbeat()
         .receive
         .map(|d| d.mul_f64(config.heartbeat_grace.max(1.0)));
-    match (heartbeat, mid_frame) {
-        (Some(h), true) => h.min(config.frame_timeout),
-        (Some(h), false) => h,
-        (None, true) => config.frame_timeout,
+    let frame_left = frame_age.map(|age| config.frame_timeout.saturating_sub(age));
+    match (heartbeat, frame_left) {
+        (Some(h), Some(f)) => h.min(f),
+        (Some(h), None) => h,
+        (None, Some(f)) => f,
         // No heart-beats agreed and nothing pending: wait as long as it takes.
-        (None, false) => Duration::from_secs(365 * 24 * 3600),
+        (None, None) => Duration::from_secs(365 * 24 * 3600),
     }
 }
 
