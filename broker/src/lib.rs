@@ -7,6 +7,7 @@
 //! and touches no socket; the store knows no protocol either.
 
 pub mod router;
+pub mod selector;
 pub mod server;
 pub mod stomp;
 pub mod store;
@@ -68,6 +69,16 @@ fn router_config(config: &Config) -> RouterConfig {
         queue_prefetch: config.destinations.queue_prefetch as usize,
         topic_prefetch: config.destinations.topic_prefetch as usize,
         max_destinations: config.limits.max_destinations as usize,
+        dead_letter: router::DeadLetterPolicy {
+            max_redeliveries: config.destinations.max_redeliveries,
+            queue: config.destinations.dead_letter_queue.clone(),
+            individual: config.destinations.individual_dead_letter,
+            nack: match config.destinations.nack {
+                ferromq_config::NackPolicy::Redeliver => router::NackPolicy::Redeliver,
+                ferromq_config::NackPolicy::DeadLetter => router::NackPolicy::DeadLetter,
+            },
+            expired_to_dlq: config.destinations.expired_to_dlq,
+        },
     }
 }
 
@@ -112,6 +123,7 @@ impl Broker {
         let router = Arc::new(Router::new(router_config(config), store.clone()));
         router.restore(recovered)?;
         let shutdown = CancellationToken::new();
+        tokio::spawn(router.clone().run_dead_letters());
         let tracker = TaskTracker::new();
         let ctx = Arc::new(ListenerContext {
             router: router.clone(),

@@ -239,6 +239,28 @@ impl Broker {
         Broker::spawn(self.args.clone(), self.data_dir.clone(), tmp)
     }
 
+    /// A STOMP 1.2 session plus a second handle on its socket for writing
+    /// from another thread (e.g. a producer that may block on flow control
+    /// while the test reads receipts).
+    pub fn client_with_writer(&self) -> (Client, FrameSender) {
+        let stream = TcpStream::connect(self.stomp).expect("connect");
+        stream.set_nodelay(true).ok();
+        let writer = stream.try_clone().expect("clone socket");
+        let mut c = Client::over(Box::new(stream));
+        let f = c.handshake(
+            Command::Connect,
+            &[("accept-version", "1.2"), ("host", "/")],
+        );
+        assert_eq!(f.command, Command::Connected, "{f:?}");
+        (
+            c,
+            FrameSender {
+                stream: writer,
+                version: Version::V1_2,
+            },
+        )
+    }
+
     /// A raw connection to the STOMP port, nothing sent yet.
     pub fn raw(&self) -> Client {
         Client::connect(self.stomp)
@@ -297,6 +319,26 @@ pub trait Transport: Read + Write + Send {
 impl Transport for TcpStream {
     fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
         TcpStream::set_read_timeout(self, d)
+    }
+}
+
+/// The writing half of a [`Broker::client_with_writer`] connection.
+pub struct FrameSender {
+    stream: TcpStream,
+    version: Version,
+}
+
+impl FrameSender {
+    /// Writes a frame; blocks while the broker is not reading.
+    pub fn send(&mut self, frame: &Frame) -> std::io::Result<()> {
+        let mut b = BytesMut::new();
+        encode_frame(frame, self.version, &mut b);
+        self.stream.write_all(&b)
+    }
+
+    /// Writes raw bytes; blocks while the broker is not reading.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
     }
 }
 

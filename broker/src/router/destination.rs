@@ -7,12 +7,13 @@
 //! never contend. Delivering calls a [`super::DeliverySink`], which only queues.
 
 use super::address::{Address, DestinationKind};
+use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, NackPolicy};
 use super::message::{now_ms, Message};
 use super::pending::{Pending, PendingQueue};
 use super::subscription::{ConnectionId, InFlight, SubscriptionId, SubscriptionState};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 /// Counters exported as metrics. Monotonic except `depth`-like values, which
 /// are computed on demand.
@@ -46,6 +47,11 @@ pub struct Destination {
     space: Notify,
     /// Metrics.
     pub stats: DestinationStats,
+    /// Redelivery limits and where dead letters go.
+    policy: Arc<DeadLetterPolicy>,
+    /// This destination is a DLQ: its messages are never dead-lettered again.
+    is_dlq: bool,
+    dead_letters: mpsc::UnboundedSender<DeadLetter>,
     state: Mutex<State>,
 }
 
@@ -91,8 +97,17 @@ impl std::fmt::Debug for Destination {
 
 impl Destination {
     /// An empty destination.
-    pub fn new(address: Address, memory_limit: usize, backlog_limit: usize) -> Destination {
+    pub fn new(
+        address: Address,
+        memory_limit: usize,
+        backlog_limit: usize,
+        policy: Arc<DeadLetterPolicy>,
+        dead_letters: mpsc::UnboundedSender<DeadLetter>,
+    ) -> Destination {
         Destination {
+            is_dlq: policy.is_dlq(&address.name),
+            policy,
+            dead_letters,
             address,
             memory_limit,
             backlog_limit: backlog_limit.max(1),
@@ -223,7 +238,7 @@ impl Destination {
         }
         let returned = sub.take_unacked();
         match self.address.kind {
-            DestinationKind::Queue => st.requeue(returned),
+            DestinationKind::Queue => self.requeue(&mut st, returned),
             DestinationKind::Topic => {
                 let freed: usize = returned
                     .iter()
@@ -273,8 +288,18 @@ impl Destination {
         let sub = st.subscription(id)?;
         let pos = sub.position(seq).ok_or(AckError::NotDelivered)?;
         let taken = take_acked(sub, pos, cumulative);
+        if self.policy.nack == NackPolicy::DeadLetter && !self.is_dlq {
+            let freed: usize = taken.iter().map(|f| f.message.footprint()).sum();
+            st.bytes -= freed.min(st.bytes);
+            for f in taken {
+                self.bury(f.message, DeathCause::Rejected, true);
+            }
+            self.dispatch(&mut st);
+            self.account(&st);
+            return Ok(());
+        }
         match self.address.kind {
-            DestinationKind::Queue => st.requeue(taken),
+            DestinationKind::Queue => self.requeue(&mut st, taken),
             DestinationKind::Topic => {
                 // A topic subscriber gets its own message again.
                 if let Ok(sub) = st.subscription(id) {
@@ -414,6 +439,7 @@ impl Destination {
                     if p.message.is_expired(now) {
                         expired += 1;
                         freed += p.message.footprint();
+                        self.bury(p.message, DeathCause::Expired, self.policy.expired_to_dlq);
                         continue;
                     }
                     if p.redeliveries > 0 {
@@ -429,6 +455,7 @@ impl Destination {
                         if p.message.is_expired(now) {
                             expired += 1;
                             freed += p.message.footprint();
+                            self.bury(p.message, DeathCause::Expired, self.policy.expired_to_dlq);
                             continue;
                         }
                         if p.redeliveries > 0 {
@@ -443,6 +470,33 @@ impl Destination {
             self.stats.expired.fetch_add(expired, Ordering::Relaxed);
             st.bytes -= freed.min(st.bytes);
         }
+    }
+
+    /// Puts returned messages back in front, keeping their relative order,
+    /// marked redelivered; those delivered too often become dead letters.
+    fn requeue(&self, st: &mut State, returned: Vec<InFlight>) {
+        for f in returned.into_iter().rev() {
+            let redeliveries = f.redeliveries + 1;
+            if redeliveries > self.policy.max_redeliveries && !self.is_dlq {
+                st.bytes -= f.message.footprint().min(st.bytes);
+                self.bury(f.message, DeathCause::TooManyRedeliveries(redeliveries), true);
+                continue;
+            }
+            st.waiting.push_front(Pending {
+                message: f.message,
+                redeliveries,
+            });
+        }
+    }
+
+    /// Hands a message to the router's dead-letter task.
+    fn bury(&self, message: Arc<Message>, cause: DeathCause, to_dlq: bool) {
+        let _ = self.dead_letters.send(DeadLetter {
+            message,
+            from: self.address.name.clone(),
+            cause,
+            to_dlq,
+        });
     }
 
     /// Publishes the byte count for lock-free flow-control checks and wakes
@@ -476,15 +530,6 @@ impl State {
         None
     }
 
-    /// Puts returned messages back in front, keeping their relative order.
-    fn requeue(&mut self, returned: Vec<InFlight>) {
-        for f in returned.into_iter().rev() {
-            self.waiting.push_front(Pending {
-                message: f.message,
-                redeliveries: f.redeliveries + 1,
-            });
-        }
-    }
 }
 
 /// Removes the acknowledged entries: just `pos`, or (cumulative) every

@@ -10,12 +10,14 @@
 //! - [`message`]: messages and deliveries.
 
 pub mod address;
+pub mod dead_letter;
 pub mod destination;
 pub mod message;
 pub mod pending;
 pub mod subscription;
 
 pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};
+pub use dead_letter::{DeadLetterPolicy, NackPolicy};
 pub use destination::{AckError, Destination, DestinationSnapshot};
 pub use message::{now_ms, Delivery, DeliverySink, Message, DEFAULT_PRIORITY};
 pub use subscription::{AckMode, ConnectionId, Consumer, SubscriptionId};
@@ -23,7 +25,9 @@ pub use subscription::{AckMode, ConnectionId, Consumer, SubscriptionId};
 use crate::store::{Commit, LogEntry, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use dead_letter::DeadLetter;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::mpsc;
 use subscription::SubscriptionState;
 use thiserror::Error;
 
@@ -41,6 +45,8 @@ pub struct RouterConfig {
     pub topic_prefetch: usize,
     /// Most destinations that may exist at once.
     pub max_destinations: usize,
+    /// Redelivery limits and dead-letter queues.
+    pub dead_letter: DeadLetterPolicy,
 }
 
 impl Default for RouterConfig {
@@ -51,6 +57,7 @@ impl Default for RouterConfig {
             queue_prefetch: 1000,
             topic_prefetch: 32766,
             max_destinations: 10_000,
+            dead_letter: DeadLetterPolicy::default(),
         }
     }
 }
@@ -83,12 +90,20 @@ pub struct Router {
     next_seq: AtomicU64,
     next_subscription: AtomicU64,
     next_connection: AtomicU64,
+    dead_letter_policy: Arc<DeadLetterPolicy>,
+    dead_letters: mpsc::UnboundedSender<DeadLetter>,
+    /// Taken by [`Router::run_dead_letters`].
+    dead_letter_rx: Mutex<Option<mpsc::UnboundedReceiver<DeadLetter>>>,
 }
 
 impl Router {
     /// A router with no destinations.
     pub fn new(config: RouterConfig, store: Arc<dyn Store>) -> Router {
+        let (dead_letters, rx) = mpsc::unbounded_channel();
         Router {
+            dead_letter_policy: Arc::new(config.dead_letter.clone()),
+            dead_letters,
+            dead_letter_rx: Mutex::new(Some(rx)),
             config,
             store,
             destinations: RwLock::new(HashMap::new()),
@@ -140,6 +155,8 @@ impl Router {
             address.clone(),
             self.config.memory_limit,
             backlog,
+            self.dead_letter_policy.clone(),
+            self.dead_letters.clone(),
         ));
         map.insert(address.name.clone(), d.clone());
         Ok(d)
@@ -307,6 +324,61 @@ impl Router {
         // means a redelivery, which at-least-once allows. An ACK frame with
         // a receipt waits for it.
         self.store.append(entries)
+    }
+
+    /// Moves dead letters to their DLQ and out of the store, until the
+    /// router is dropped. Spawn once at start.
+    pub async fn run_dead_letters(self: Arc<Self>) {
+        let rx = self.dead_letter_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut rx) = rx else { return };
+        // Hold only a weak reference while waiting, so the router can go.
+        let weak = Arc::downgrade(&self);
+        drop(self);
+        while let Some(dead) = rx.recv().await {
+            let Some(router) = weak.upgrade() else { break };
+            router.bury(dead);
+        }
+    }
+
+    fn bury(&self, dead: DeadLetter) {
+        let mut entries = Vec::new();
+        if dead.to_dlq {
+            let dlq_name = self.dead_letter_policy.dlq_for(&dead.from);
+            let address = Address::parse(&dlq_name, 0);
+            if let Ok(dlq) = address.and_then(|a| self.destination(&a, 0)) {
+                let m = &dead.message;
+                let mut headers = m.headers.without(&["original-destination", "dlq-reason"]);
+                headers.push("original-destination", &m.destination);
+                headers.push("dlq-reason", &dead.cause.describe());
+                let copy = Arc::new(Message {
+                    seq: self.next_seq(),
+                    destination: dlq.address.name.clone(),
+                    persistent: m.persistent,
+                    priority: m.priority,
+                    // A message expired on arrival would expire again here.
+                    expires: 0,
+                    timestamp: m.timestamp,
+                    headers,
+                    body: m.body.clone(),
+                });
+                if copy.persistent {
+                    entries.push(LogEntry::Enqueue { message: copy.clone() });
+                }
+                dlq.publish(copy);
+            }
+        }
+        if dead.message.persistent {
+            entries.push(LogEntry::Ack {
+                destination: dead.from.clone(),
+                seq: dead.message.seq,
+            });
+        }
+        if !entries.is_empty() {
+            // The DLQ copy and the ack of the original go in one append, in
+            // that order: a crash between them leaves a duplicate in the
+            // DLQ, never a loss.
+            drop(self.store.append(entries));
+        }
     }
 
     /// Removes the temporary destinations `conn` owned. Called when it closes,

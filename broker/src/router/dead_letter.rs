@@ -1,0 +1,104 @@
+//! Dead letters: messages a destination gives up on (delivered too often,
+//! rejected under the dead-letter NACK policy, or expired).
+//!
+//! A destination cannot publish to its dead-letter queue itself, because that
+//! would take a second destination lock while holding its own. It sends a
+//! [`DeadLetter`] down a channel instead, and [`super::Router`]'s dead-letter
+//! task moves it: a copy goes to the DLQ (when the policy says so) and the
+//! original is acknowledged in the store. The channel needs no bound of its
+//! own: each message dies at most once, so its length is bounded by the
+//! messages the destinations were allowed to hold.
+
+use super::message::Message;
+use std::sync::Arc;
+
+/// Why a message is dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeathCause {
+    /// Redelivered more than `max_redeliveries` times.
+    TooManyRedeliveries(u32),
+    /// NACKed under the `dead-letter` NACK policy.
+    Rejected,
+    /// Its `expires` time passed before delivery.
+    Expired,
+}
+
+impl DeathCause {
+    /// The text of the `dlq-reason` header.
+    pub fn describe(self) -> String {
+        match self {
+            DeathCause::TooManyRedeliveries(n) => format!("delivery failed {n} times (max redeliveries exceeded)"),
+            DeathCause::Rejected => "rejected by a consumer (NACK)".into(),
+            DeathCause::Expired => "expired before delivery".into(),
+        }
+    }
+}
+
+/// What happens to rejected messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NackPolicy {
+    /// NACK puts the message back for redelivery (until max redeliveries).
+    Redeliver,
+    /// NACK sends the message straight to the DLQ (ActiveMQ's behaviour).
+    DeadLetter,
+}
+
+/// Redelivery and dead-letter settings shared by every destination.
+#[derive(Debug, Clone)]
+pub struct DeadLetterPolicy {
+    /// Deliveries after the first before a message is dead-lettered.
+    pub max_redeliveries: u32,
+    /// Shared DLQ name, without `/queue/`.
+    pub queue: String,
+    /// Use `DLQ.<name>` per destination instead of the shared queue.
+    pub individual: bool,
+    /// What NACK does.
+    pub nack: NackPolicy,
+    /// Expired messages go to the DLQ (else they are dropped).
+    pub expired_to_dlq: bool,
+}
+
+impl Default for DeadLetterPolicy {
+    fn default() -> Self {
+        DeadLetterPolicy {
+            max_redeliveries: 6,
+            queue: "ActiveMQ.DLQ".into(),
+            individual: false,
+            nack: NackPolicy::Redeliver,
+            expired_to_dlq: false,
+        }
+    }
+}
+
+impl DeadLetterPolicy {
+    /// The DLQ for messages from `destination` (canonical name).
+    pub fn dlq_for(&self, destination: &str) -> String {
+        if self.individual {
+            let short = destination
+                .strip_prefix("/queue/")
+                .or_else(|| destination.strip_prefix("/topic/"))
+                .unwrap_or(destination);
+            format!("/queue/DLQ.{short}")
+        } else {
+            format!("/queue/{}", self.queue)
+        }
+    }
+
+    /// Whether `destination` is a dead-letter queue (never dead-lettered again).
+    pub fn is_dlq(&self, destination: &str) -> bool {
+        destination == format!("/queue/{}", self.queue) || destination.starts_with("/queue/DLQ.")
+    }
+}
+
+/// A message on its way out of a destination.
+#[derive(Debug)]
+pub struct DeadLetter {
+    /// The message.
+    pub message: Arc<Message>,
+    /// The destination it leaves (its store entries are keyed by it).
+    pub from: Arc<str>,
+    /// Why.
+    pub cause: DeathCause,
+    /// Copy it to the DLQ (else it is only dropped).
+    pub to_dlq: bool,
+}

@@ -1,0 +1,311 @@
+//! Limits through the real broker, each set small in a config file: frame
+//! size, header count, header line length, the frame and CONNECT timeouts,
+//! producer flow control, and a slow consumer that must not stop others or
+//! grow the broker's memory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferromq_protocol::stomp::{Command, Frame};
+use ferromq_tests::{Broker, Client};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SMALL_FRAMES: &str = r#"
+[stomp]
+max_frame_size = "4KiB"
+max_header_line = "1KiB"
+max_headers = 10
+"#;
+
+fn message(e: &Frame) -> String {
+    e.get("message").unwrap().to_string()
+}
+
+fn still_serving(broker: &Broker) {
+    let mut c = broker.client();
+    c.subscribe("s", "/queue/after", "auto");
+    broker.client().send_message("/queue/after", "ok", &[]);
+    assert_eq!(&c.recv().body[..], b"ok");
+}
+
+#[test]
+fn frame_over_max_frame_size_is_refused() {
+    let broker = Broker::start_with(Some(SMALL_FRAMES), &[]);
+    // Just under the limit is fine.
+    let mut ok = broker.client();
+    ok.send_message("/queue/big", &"x".repeat(3500), &[]);
+    let mut c = broker.client();
+    let body = vec![b'y'; 5000];
+    c.send(
+        Frame::new(Command::Send)
+            .header("destination", "/queue/big")
+            .body(body),
+    );
+    let e = c.expect_error();
+    assert!(message(&e).contains("4096"), "{e:?}");
+    still_serving(&broker);
+}
+
+#[test]
+fn body_without_content_length_is_refused_once_over_the_limit() {
+    let broker = Broker::start_with(Some(SMALL_FRAMES), &[]);
+    let mut c = broker.client();
+    // No NUL ever comes: the broker must not wait for one.
+    let mut raw = b"SEND\ndestination:/queue/big\n\n".to_vec();
+    raw.extend(std::iter::repeat_n(b'z', 5000));
+    c.send_raw(&raw);
+    let e = c.expect_error();
+    assert!(message(&e).contains("4096"), "{e:?}");
+    still_serving(&broker);
+}
+
+#[test]
+fn content_length_over_the_limit_is_refused_before_the_body() {
+    let broker = Broker::start_with(Some(SMALL_FRAMES), &[]);
+    let mut c = broker.client();
+    c.send_raw(b"SEND\ndestination:/queue/big\ncontent-length:1000000\n\n");
+    let e = c.expect_error();
+    assert!(message(&e).contains("4096"), "{e:?}");
+}
+
+#[test]
+fn too_many_headers_are_refused() {
+    let broker = Broker::start_with(Some(SMALL_FRAMES), &[]);
+    let mut ok = broker.client();
+    let nine: Vec<(String, String)> = (0..7).map(|i| (format!("h{i}"), "v".into())).collect();
+    let refs: Vec<(&str, &str)> = nine.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // destination, receipt, content-length and 7 more: at the limit.
+    ok.send_message("/queue/h", "ok", &refs);
+    let mut c = broker.client();
+    let mut f = Frame::new(Command::Send).header("destination", "/queue/h");
+    for i in 0..10 {
+        f = f.header(&format!("h{i}"), "v");
+    }
+    c.send(f);
+    let e = c.expect_error();
+    assert!(message(&e).contains("10"), "{e:?}");
+    still_serving(&broker);
+}
+
+#[test]
+fn header_line_over_the_limit_is_refused() {
+    let broker = Broker::start_with(Some(SMALL_FRAMES), &[]);
+    let mut c = broker.client();
+    c.send(
+        Frame::new(Command::Send)
+            .header("destination", "/queue/h")
+            .header("long", &"v".repeat(2000)),
+    );
+    let e = c.expect_error();
+    assert!(message(&e).contains("1024"), "{e:?}");
+    still_serving(&broker);
+}
+
+const SHORT_TIMEOUTS: &str = r#"
+[stomp]
+frame_timeout = "1s"
+connect_timeout = "1s"
+"#;
+
+/// Expects the ERROR to arrive after about `timeout` (not immediately, not
+/// much later).
+fn assert_cut_off_after(c: &mut Client, started: Instant, needle: &str) {
+    let e = c.expect_error();
+    let waited = started.elapsed();
+    assert!(message(&e).contains(needle), "{e:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "cut off after {waited:?}"
+    );
+}
+
+#[test]
+fn half_a_frame_then_silence_is_cut_off() {
+    let broker = Broker::start_with(Some(SHORT_TIMEOUTS), &[]);
+    let mut c = broker.client();
+    let started = Instant::now();
+    c.send_raw(b"SEND\ndestination:/queue/half\n");
+    assert_cut_off_after(&mut c, started, "incomplete");
+    still_serving(&broker);
+}
+
+#[test]
+fn half_a_body_then_silence_is_cut_off() {
+    let broker = Broker::start_with(Some(SHORT_TIMEOUTS), &[]);
+    let mut c = broker.client();
+    let started = Instant::now();
+    c.send_raw(b"SEND\ndestination:/queue/half\ncontent-length:100\n\n0123456789");
+    assert_cut_off_after(&mut c, started, "incomplete");
+}
+
+#[test]
+fn a_frame_trickled_byte_by_byte_is_cut_off_by_frame_timeout() {
+    let broker = Broker::start_with(Some(SHORT_TIMEOUTS), &[]);
+    let (mut c, mut writer) = broker.client_with_writer();
+    let started = Instant::now();
+    // Each byte arrives well inside frame_timeout, but the frame as a whole
+    // would take 6 s: the broker must cut it off after about 1 s.
+    let trickle = std::thread::spawn(move || {
+        for b in b"SEND\ndestination:/queue/trickle\nheader:value\n\nbody".iter() {
+            if writer.send_raw(std::slice::from_ref(b)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    });
+    let e = c.expect_error();
+    let waited = started.elapsed();
+    assert!(message(&e).contains("incomplete"), "{e:?}");
+    assert!(
+        waited < Duration::from_millis(2500),
+        "cut off after {waited:?}"
+    );
+    trickle.join().unwrap();
+}
+
+#[test]
+fn no_connect_within_connect_timeout_is_cut_off() {
+    let broker = Broker::start_with(Some(SHORT_TIMEOUTS), &[]);
+    let mut c = broker.raw();
+    let started = Instant::now();
+    assert_cut_off_after(&mut c, started, "CONNECT");
+    still_serving(&broker);
+}
+
+#[test]
+fn half_a_connect_frame_is_cut_off_by_connect_timeout() {
+    let broker = Broker::start_with(Some(SHORT_TIMEOUTS), &[]);
+    let mut c = broker.raw();
+    let started = Instant::now();
+    c.send_raw(b"CONNECT\naccept-version:1.2\n");
+    assert_cut_off_after(&mut c, started, "CONNECT");
+}
+
+#[test]
+fn a_connect_trickled_byte_by_byte_is_cut_off_by_connect_timeout() {
+    let broker = Broker::start_with(Some(SHORT_TIMEOUTS), &[]);
+    let mut c = broker.raw();
+    let started = Instant::now();
+    for b in b"CONNECT\naccept-version:1.2\nhost:/".iter().take(12) {
+        c.send_raw(std::slice::from_ref(b));
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let e = c.expect_error();
+    let waited = started.elapsed();
+    assert!(message(&e).contains("CONNECT"), "{e:?}");
+    assert!(
+        waited < Duration::from_millis(2500),
+        "cut off after {waited:?}"
+    );
+}
+
+const FLOW_CONTROL: &str = r#"
+[destinations]
+memory_limit = "1MiB"
+"#;
+
+#[test]
+fn producer_stalls_over_the_memory_limit_and_resumes_when_drained() {
+    let broker = Broker::start_with(Some(FLOW_CONTROL), &[]);
+    const COUNT: usize = 160; // 10 MiB of 64 KiB bodies, 10x the limit
+    let (mut receipts, mut writer) = broker.client_with_writer();
+    let producer = std::thread::spawn(move || {
+        let body = vec![b'p'; 64 * 1024];
+        for i in 0..COUNT {
+            let f = Frame::new(Command::Send)
+                .header("destination", "/queue/flow")
+                .header("receipt", &i.to_string())
+                .body(body.clone());
+            writer.send(&f).unwrap();
+        }
+    });
+    // Receipts flow until the queue holds about 1 MiB, then stop.
+    let mut confirmed = 0;
+    while receipts.recv_within(Duration::from_millis(500)).is_some() {
+        confirmed += 1;
+    }
+    assert!(
+        (10..=40).contains(&confirmed),
+        "{confirmed} sends confirmed with no consumer and a 1 MiB limit"
+    );
+    let rss_stalled = broker.rss_kib();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        receipts.recv_within(Duration::from_millis(100)).is_none(),
+        "producer was not stalled"
+    );
+    assert!(
+        broker.rss_kib() < rss_stalled + 8 * 1024,
+        "memory grew while the producer was stalled"
+    );
+    // A consumer drains the queue: the producer resumes and every message
+    // arrives once.
+    let mut consumer = broker.client();
+    consumer.subscribe("s", "/queue/flow", "auto");
+    for _ in 0..COUNT {
+        let m = consumer.recv();
+        assert_eq!(m.body.len(), 64 * 1024);
+    }
+    while confirmed < COUNT {
+        assert_eq!(receipts.recv().command, Command::Receipt);
+        confirmed += 1;
+    }
+    producer.join().unwrap();
+    consumer.expect_silence(Duration::from_millis(100));
+}
+
+const SLOW_CONSUMER: &str = r#"
+[destinations]
+memory_limit = "8MiB"
+"#;
+
+#[test]
+fn slow_consumer_does_not_stop_others_and_memory_stays_bounded() {
+    let broker = Broker::start_with(Some(SLOW_CONSUMER), &[]);
+    const BODY: usize = 4 * 1024;
+    const COUNT: usize = 50 * 1024 * 1024 / BODY; // 50 MiB in total
+                                                  // Subscribed and then never reads.
+    let mut slow = broker.client();
+    slow.subscribe("slow", "/queue/slow", "auto");
+    let mut fast = broker.client();
+    fast.subscribe("fast", "/queue/slow", "auto");
+    let rss_start = broker.rss_kib();
+    let (_receipts, mut writer) = broker.client_with_writer();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let producer = std::thread::spawn({
+        let sent = sent.clone();
+        move || {
+            let body = vec![b's'; BODY];
+            for _ in 0..COUNT {
+                let f = Frame::new(Command::Send)
+                    .header("destination", "/queue/slow")
+                    .body(body.clone());
+                writer.send(&f).unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let mut received = 0;
+    let mut rss_max = rss_start;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    // The fast consumer keeps receiving while the slow one holds its share.
+    while let Some(f) = fast.recv_within(Duration::from_secs(3)) {
+        assert_eq!(f.body.len(), BODY);
+        received += 1;
+        if received % 1000 == 0 {
+            rss_max = rss_max.max(broker.rss_kib());
+        }
+        assert!(Instant::now() < deadline, "too slow: {received} received");
+    }
+    producer.join().unwrap();
+    assert!(
+        received > COUNT / 2,
+        "the fast consumer got only {received} of {COUNT}"
+    );
+    assert!(
+        rss_max < rss_start + 64 * 1024,
+        "broker RSS grew from {rss_start} KiB to {rss_max} KiB"
+    );
+    eprintln!("fast consumer received {received} of {COUNT}; RSS {rss_start} -> {rss_max} KiB");
+    drop(slow);
+}
