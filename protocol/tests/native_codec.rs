@@ -391,6 +391,17 @@ fn oversized_frame_is_refused_from_its_prefix_alone() {
 }
 
 #[test]
+fn a_stalled_large_frame_does_not_pin_its_whole_size() {
+    let codec = NativeCodec::new(16 * 1024 * 1024);
+    // Announces a frame just under 16 MiB, then nothing.
+    let mut buf = BytesMut::from(&[0x00, 0xff, 0xff, 0x00, 0x08][..]);
+    assert_eq!(codec.decode(&mut buf), Ok(None));
+    assert!(buf.capacity() >= 64 * 1024);
+    assert!(buf.capacity() < 1024 * 1024, "reserved {}", buf.capacity());
+    assert_eq!(buf.len(), 5, "nothing consumed from a partial frame");
+}
+
+#[test]
 fn stomp_or_http_on_the_native_port_is_an_error() {
     let codec = NativeCodec::default();
     for text in [

@@ -16,6 +16,9 @@ use prost::Message as _;
 /// Bytes of the length prefix in front of every frame.
 pub const LENGTH_PREFIX_LEN: usize = 4;
 
+/// Most spare capacity [`NativeCodec::decode`] reserves for a partial frame.
+const MAX_RESERVE: usize = 64 * 1024;
+
 /// Encoder and decoder for one connection, with a limit for each direction.
 ///
 /// Before the Open exchange both limits are [`DEFAULT_MAX_FRAME_SIZE`]; after it,
@@ -34,7 +37,9 @@ impl Default for NativeCodec {
 }
 
 impl NativeCodec {
-    /// A codec accepting and writing frames of at most `max_frame_size` bytes.
+    /// A codec accepting and writing frames of at most `max_frame_size` bytes
+    /// (taken literally: pass [`super::Open::effective_max_frame_size`], not a
+    /// raw 0 meaning "default").
     pub fn new(max_frame_size: u32) -> NativeCodec {
         let limit = max_frame_size as usize;
         NativeCodec {
@@ -66,7 +71,7 @@ impl NativeCodec {
     /// Removes one whole frame from the front of `buf`.
     ///
     /// Returns `Ok(None)` when `buf` holds only part of a frame (it then reserves
-    /// room for the rest, which the limit bounds); call again after the next read
+    /// room for the rest, up to 64 KiB at a time); call again after the next read
     /// into the same buffer. The decoded frame's bodies share `buf`'s memory. A
     /// frame that is too large, malformed or breaks a rule of
     /// [`super::validate`] is an error, after which the connection must close.
@@ -87,7 +92,10 @@ impl NativeCodec {
             });
         }
         if buf.len() < size {
-            buf.reserve(size - buf.len());
+            // Room for the rest, but not more than MAX_RESERVE at a time: a peer
+            // that announces a large frame and then stalls should not pin the
+            // whole limit's worth of memory per connection.
+            buf.reserve((size - buf.len()).min(MAX_RESERVE));
             return Ok(None);
         }
         let mut bytes = buf.split_to(size).freeze();
