@@ -21,7 +21,8 @@ pub mod writer;
 
 use crate::router::{Delivery, DeliverySink, Destination, DestinationKind, Message};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -161,29 +162,71 @@ pub trait Store: Send + Sync {
     /// holding a destination lock.
     fn append(&self, entries: Vec<LogEntry>) -> Commit;
 
-    /// Records that persistent message `seq` has been delivered `count`
-    /// times. Never blocks (it is called with a destination lock held) and
-    /// is made durable with the next group commit, not on its own.
-    fn mark_delivered(&self, _seq: u64, _count: u32) {}
+    /// Records a delivery of a stored message (`mark`: its seq and delivery
+    /// count) and decides when it may reach the consumer: the delivery
+    /// record must be durable no later than the consumer can see the
+    /// message, or a crash could bring it back without `redelivered`.
+    ///
+    /// Returns the handoff when it may go out at once (the record will be
+    /// flushed together with the message's own enqueue, or nothing needs
+    /// recording); otherwise keeps it and releases it after the flush that
+    /// makes the record durable. `must_wait` keeps a subscription's
+    /// deliveries in order behind ones still held. Never blocks: it is
+    /// called with a destination lock held.
+    fn hand_off(
+        &self,
+        _mark: Option<(u64, u32)>,
+        _must_wait: bool,
+        handoff: Handoff,
+    ) -> Option<Handoff> {
+        Some(handoff)
+    }
 
     /// Writes everything still queued, flushes, and stops accepting entries.
     /// Called once at shutdown, after the connections are gone.
     fn close(&self) {}
 }
 
-/// A [`DeliverySink`] wrapper that records each delivery of a stored message
-/// ([`Store::mark_delivered`]) before passing it on, so a message delivered
-/// before a crash comes back `redelivered` with its delivery count.
+/// A [`DeliverySink`] wrapper for queues whose persistent messages are
+/// stored: each delivery of a stored message is recorded in the log
+/// ([`LogEntry::Delivered`]) before the consumer can see it, so a message
+/// delivered before a crash comes back `redelivered` with its count.
 ///
-/// Why a mark per delivery and not "every recovered message of a queue that
-/// had consumers": the mark is exact (a message never delivered comes back
-/// unmarked, one delivered twice comes back with count 2, which NACK
-/// redelivery limits need) and costs one small sled write that rides on the
-/// next group commit; when the ack follows within the same batch, neither
-/// is written at all.
+/// Why an exact record and not "mark every recovered message of a queue that
+/// had consumers": a message never delivered comes back unmarked, one
+/// delivered twice comes back with count 2 (which redelivery limits need),
+/// and the cost stays small: a fresh message's record rides in the same
+/// group commit as its enqueue (no wait at all), and when the ack follows
+/// within that batch nothing is written. Only deliveries of messages already
+/// on disk wait for one group commit.
 pub struct DeliveryMarks {
     inner: Arc<dyn DeliverySink>,
     store: Arc<dyn Store>,
+    /// Itself, for the handoffs it gives the store.
+    me: Weak<DeliveryMarks>,
+    /// Deliveries held by the store, not yet passed to `inner`.
+    held: AtomicUsize,
+}
+
+/// A delivery waiting for its record to be durable.
+pub struct Handoff {
+    sink: Arc<DeliveryMarks>,
+    delivery: Delivery,
+}
+
+impl Handoff {
+    /// The stored message's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.delivery.message.seq
+    }
+
+    /// Passes the delivery on to the consumer's connection.
+    pub fn release(self) {
+        self.sink.inner.deliver(self.delivery);
+        // Decrement after the deliver: a later delivery that sees zero may
+        // go directly without overtaking this one.
+        self.sink.held.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl DeliveryMarks {
@@ -194,9 +237,11 @@ impl DeliveryMarks {
         store: &Arc<dyn Store>,
     ) -> Arc<dyn DeliverySink> {
         if destination.kind() == DestinationKind::Queue && !destination.address.is_temporary() {
-            Arc::new(DeliveryMarks {
+            Arc::new_cyclic(|me| DeliveryMarks {
                 inner: sink,
                 store: store.clone(),
+                me: me.clone(),
+                held: AtomicUsize::new(0),
             })
         } else {
             sink
@@ -206,10 +251,23 @@ impl DeliveryMarks {
 
 impl DeliverySink for DeliveryMarks {
     fn deliver(&self, delivery: Delivery) {
-        if delivery.message.persistent {
-            self.store
-                .mark_delivered(delivery.message.seq, delivery.redeliveries + 1);
+        let Some(me) = self.me.upgrade() else {
+            return self.inner.deliver(delivery);
+        };
+        // Called under the destination lock, so deliveries of one
+        // subscription come here one at a time, in order.
+        let must_wait = self.held.load(Ordering::SeqCst) > 0;
+        let mark = delivery
+            .message
+            .persistent
+            .then(|| (delivery.message.seq, delivery.redeliveries + 1));
+        if mark.is_none() && !must_wait {
+            return self.inner.deliver(delivery);
         }
-        self.inner.deliver(delivery);
+        self.held.fetch_add(1, Ordering::SeqCst);
+        let handoff = Handoff { sink: me, delivery };
+        if let Some(now) = self.store.hand_off(mark, must_wait, handoff) {
+            now.release();
+        }
     }
 }

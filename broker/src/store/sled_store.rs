@@ -9,7 +9,7 @@
 use super::record::{self, FORMAT, FORMAT_KEY};
 use super::state::StateMachine;
 use super::writer::{LogWriter, WriterSettings};
-use super::{Commit, LogEntry, OpenError, Recovered, Store};
+use super::{Commit, Handoff, LogEntry, OpenError, Recovered, Store};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tracing::info;
@@ -84,8 +84,13 @@ impl Store for SledStore {
         self.writer.append(entries)
     }
 
-    fn mark_delivered(&self, seq: u64, count: u32) {
-        self.writer.mark(seq, count);
+    fn hand_off(
+        &self,
+        mark: Option<(u64, u32)>,
+        must_wait: bool,
+        handoff: Handoff,
+    ) -> Option<Handoff> {
+        self.writer.hand_off(mark, must_wait, handoff)
     }
 
     fn close(&self) {
@@ -220,7 +225,7 @@ mod tests {
         let (store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
         assert!(rec.messages.is_empty());
         wait(store.append(vec![enqueue(1, 10), enqueue(2, 10)])).unwrap();
-        store.mark_delivered(2, 1);
+        wait(store.append(vec![LogEntry::Delivered { seq: 2, count: 1 }])).unwrap();
         wait(store.append(vec![LogEntry::Ack {
             destination: "/queue/t".into(),
             seq: 1,

@@ -11,8 +11,9 @@
 //! (backpressure) always gets going again once the writer drains it.
 
 use super::state::StateMachine;
-use super::{Commit, LogEntry, StoreError};
+use super::{Commit, Handoff, LogEntry, StoreError};
 use ferromq_config::StoreSync;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -45,6 +46,11 @@ type Waiter = oneshot::Sender<Result<(), StoreError>>;
 struct Queue {
     entries: Vec<LogEntry>,
     waiters: Vec<Waiter>,
+    /// Deliveries to release once this batch is flushed.
+    handoffs: Vec<Handoff>,
+    /// Seqs of the messages enqueued in `entries`: a delivery record of one
+    /// of them is flushed with the message itself, so it needs no wait.
+    enqueued: HashSet<u64>,
     /// Bytes of `entries` (bounded by [`MAX_QUEUE_BYTES`]).
     bytes: usize,
     /// Bytes of the enqueues among them (for the disk limit).
@@ -144,6 +150,11 @@ impl LogWriter {
         if q.closed {
             return Commit::Failed(StoreError::Closed);
         }
+        for e in &entries {
+            if let LogEntry::Enqueue { message } = e {
+                q.enqueued.insert(message.seq);
+            }
+        }
         q.entries.extend(entries);
         q.bytes += bytes;
         q.enqueue_bytes += enqueue_bytes;
@@ -159,19 +170,55 @@ impl LogWriter {
         commit
     }
 
-    /// Queues a delivery mark without waiting and without a commit: it is
-    /// written and flushed with whatever batch comes next. Called under a
-    /// destination lock, so it must not block; marks are few (one per
-    /// delivery, bounded by consumer credit) and tiny.
-    pub fn mark(&self, seq: u64, count: u32) {
+    /// See [`super::Store::hand_off`]. The record is queued without a
+    /// commit; the handoff is held (and released by the writer after the
+    /// flush) unless the message's own enqueue is still queued, in which case
+    /// both reach the disk in the same atomic batch and the consumer may see
+    /// the message now. Marks are few (bounded by consumer credit) and tiny,
+    /// so they are not held back by the queue bound.
+    pub fn hand_off(
+        &self,
+        mark: Option<(u64, u32)>,
+        must_wait: bool,
+        handoff: Handoff,
+    ) -> Option<Handoff> {
+        if self.shared.settings.sync == StoreSync::Never {
+            // Nothing is waited for in this mode; record and go.
+            if let Some((seq, count)) = mark {
+                self.push_mark(seq, count);
+            }
+            return Some(handoff);
+        }
+        let mut q = self.shared.lock();
+        if q.closed || q.broken.is_some() {
+            return Some(handoff);
+        }
+        let free = match mark {
+            Some((seq, count)) => {
+                q.entries.push(LogEntry::Delivered { seq, count });
+                q.bytes += 32;
+                q.enqueued.contains(&seq)
+            }
+            None => true,
+        };
+        let result = if free && !must_wait {
+            Some(handoff)
+        } else {
+            q.handoffs.push(handoff);
+            None
+        };
+        drop(q);
+        self.shared.work.notify_one();
+        result
+    }
+
+    fn push_mark(&self, seq: u64, count: u32) {
         let mut q = self.shared.lock();
         if q.closed || q.broken.is_some() {
             return;
         }
         q.entries.push(LogEntry::Delivered { seq, count });
         q.bytes += 32;
-        drop(q);
-        self.shared.work.notify_one();
     }
 
     /// Writes what is queued, flushes, and stops the thread.
@@ -200,9 +247,9 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
     let mut unflushed = false;
     let mut last_flush = Instant::now();
     loop {
-        let (entries, waiters, closing) = {
+        let (entries, waiters, handoffs, closing) = {
             let mut q = shared.lock();
-            while q.entries.is_empty() && !q.closed {
+            while q.entries.is_empty() && q.handoffs.is_empty() && !q.closed {
                 if unflushed {
                     // Only with sync = never: flush now and then anyway.
                     let (g, timeout) = shared
@@ -235,10 +282,12 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
             }
             let entries = std::mem::take(&mut q.entries);
             let waiters = std::mem::take(&mut q.waiters);
+            let handoffs = std::mem::take(&mut q.handoffs);
+            q.enqueued.clear();
             q.bytes = 0;
             q.enqueue_bytes = 0;
             shared.space.notify_all();
-            (entries, waiters, q.closed)
+            (entries, waiters, handoffs, q.closed)
         };
         let mut result = Ok(());
         if !entries.is_empty() {
@@ -275,6 +324,11 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
         // with them RECEIPTs) released.
         for w in waiters {
             let _ = w.send(result.clone());
+        }
+        // Deliveries whose records are now durable may reach consumers
+        // (after a failed write too: the message was in memory all along).
+        for h in handoffs {
+            h.release();
         }
         if closing && entries.is_empty() {
             break;
