@@ -5,11 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use bytes::{Bytes, BytesMut};
+use ferromq_protocol::native::stomp_mapping::is_reserved_header;
 use ferromq_protocol::native::{
-    split_transfer, Accepted, Attach, Begin, Close, Declare, DeliveryState, Detach, Discharge,
-    Disposition, End, ErrorCondition, ErrorInfo, Flow, Frame, Heartbeat, Message, Modified,
-    NativeCodec, Open, Performative, PlainCredentials, Properties, Reassembler, Rejected, Released,
-    Role, SettleMode, Transfer, MAX_PRIORITY, MIN_MAX_FRAME_SIZE,
+    message_from_stomp, split_transfer, stomp_headers_from, Accepted, Attach, Begin, Close,
+    Declare, DeliveryState, Detach, Discharge, Disposition, End, ErrorCondition, ErrorInfo, Flow,
+    Frame, Heartbeat, Message, Modified, NativeCodec, Open, Performative, PlainCredentials,
+    Properties, Reassembler, Rejected, Released, Role, SettleMode, Transfer, MAX_PRIORITY,
+    MIN_MAX_FRAME_SIZE,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::option;
@@ -341,6 +343,19 @@ proptest! {
             expected.message.get_or_insert_with(Message::default);
         }
         prop_assert_eq!(whole, Some(expected));
+    }
+
+    #[test]
+    fn native_to_stomp_to_native_keeps_the_message(mut original in message(64)) {
+        let headers = stomp_headers_from(&original);
+        let back = message_from_stomp(&headers, original.body.clone()).unwrap();
+        // What the mapping documents as not carried: STOMP has no delivery count,
+        // reserved names cannot be application headers, and a STOMP message
+        // always has (possibly default) properties.
+        original.application_headers.retain(|k, _| !is_reserved_header(k));
+        let properties = original.properties.get_or_insert_with(Properties::default);
+        properties.delivery_count = 0;
+        prop_assert_eq!(back, original);
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl NativeCodec {
     /// room for the rest, up to 64 KiB at a time); call again after the next read
     /// into the same buffer. The decoded frame's bodies share `buf`'s memory. A
     /// frame that is too large, malformed or breaks a rule of
-    /// [`super::validate`] is an error, after which the connection must close.
+    /// [`mod@super::validate`] is an error, after which the connection must close.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, NativeError> {
         let Some(prefix) = buf.get(..LENGTH_PREFIX_LEN) else {
             return Ok(None);

@@ -9,8 +9,9 @@
 //! - [`transfer`]: Transfer with its [`Message`] and [`Properties`], and Disposition.
 //! - [`condition`]: [`ErrorCondition`] and the [`ErrorInfo`] sent to a peer.
 //! - [`codec`]: [`NativeCodec`], incremental decoding and bounded encoding.
-//! - [`validate`]: the rules a decoded frame must follow beyond protobuf's.
+//! - [`mod@validate`]: the rules a decoded frame must follow beyond protobuf's.
 //! - [`split`] and [`reassemble`]: messages larger than a frame.
+//! - [`stomp_mapping`]: STOMP headers to native properties and back.
 //! - [`error`]: the [`NativeError`] type.
 
 pub mod codec;
@@ -21,6 +22,7 @@ pub mod performative;
 pub mod preamble;
 pub mod reassemble;
 pub mod split;
+pub mod stomp_mapping;
 pub mod transfer;
 pub mod validate;
 
@@ -35,6 +37,7 @@ pub use performative::{
 pub use preamble::{looks_like_native, Preamble, PreambleCheck, ProtocolVersion, MAGIC};
 pub use reassemble::Reassembler;
 pub use split::{split_transfer, TransferFrames};
+pub use stomp_mapping::{message_from_stomp, stomp_headers_from, MappingError};
 pub use transfer::{
     Accepted, DeliveryState, Disposition, Message, Modified, Properties, Rejected, Released,
     Transfer, DEFAULT_PRIORITY, MAX_PRIORITY,

@@ -130,7 +130,7 @@ pub struct Disposition {
 
 impl Disposition {
     /// The delivery ids this disposition covers. Empty when `last < first`,
-    /// which [`super::validate`] rejects on decode.
+    /// which [`mod@super::validate`] rejects on decode.
     pub fn delivery_ids(&self) -> RangeInclusive<u64> {
         self.first..=self.last.unwrap_or(self.first)
     }
