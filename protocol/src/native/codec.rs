@@ -109,9 +109,15 @@ impl NativeCodec {
 
     /// Appends `frame`, length prefix first, to `buf`.
     ///
-    /// Fails without writing anything if the frame would exceed the outbound
-    /// limit; split large transfers first with [`super::split_transfer`].
+    /// Fails without writing anything if the frame has no performative or would
+    /// exceed the outbound limit; split large transfers first with [`super::split_transfer`].
     pub fn encode(&self, frame: &Frame, buf: &mut BytesMut) -> Result<(), NativeError> {
+        if frame.performative.is_none() {
+            // The peer would refuse it; fail here, where the bug is.
+            return Err(NativeError::MissingPerformative {
+                channel: frame.channel,
+            });
+        }
         let body_len = frame.encoded_len();
         let size = body_len.saturating_add(LENGTH_PREFIX_LEN);
         let prefix = u32::try_from(body_len)
@@ -175,5 +181,8 @@ mod tests {
         );
         assert!(buf.is_empty());
         assert_eq!(codec.max_inbound_frame_size(), 1024);
+        let err = codec.encode(&Frame::default(), &mut buf).unwrap_err();
+        assert_eq!(err, NativeError::MissingPerformative { channel: 0 });
+        assert!(buf.is_empty());
     }
 }

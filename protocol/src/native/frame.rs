@@ -85,7 +85,7 @@ impl Performative {
         }
     }
 
-    /// The error report a Close, End or Detach carries, if any.
+    /// The error report a Close, End, Detach or a Declare/Discharge reply carries, if any.
     pub fn error(&self) -> Option<&ErrorInfo> {
         match self {
             Performative::Close(c) => c.error.as_ref(),
