@@ -193,7 +193,10 @@ fn parse_number(s: &str) -> Option<Num> {
     if !plain {
         return None;
     }
-    s.parse::<f64>().ok().filter(|d| d.is_finite()).map(Num::Double)
+    s.parse::<f64>()
+        .ok()
+        .filter(|d| d.is_finite())
+        .map(Num::Double)
 }
 
 fn number(value: Val<'_>) -> Option<Num> {

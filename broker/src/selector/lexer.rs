@@ -297,7 +297,10 @@ impl Lexer {
             }
             return match text.parse::<f64>() {
                 Ok(f) if f.is_finite() => Ok(TokenKind::Float(f)),
-                _ => Err(error(pos, format!("numeric literal {text} is out of range"))),
+                _ => Err(error(
+                    pos,
+                    format!("numeric literal {text} is out of range"),
+                )),
             };
         }
         if int_digits > 1 && text.starts_with('0') {
@@ -314,7 +317,12 @@ impl Lexer {
     }
 
     /// Finishes an integer: optional `L` suffix, nothing glued after it.
-    fn integer_end(&mut self, pos: usize, digits: &str, radix: u32) -> Result<TokenKind, SelectorError> {
+    fn integer_end(
+        &mut self,
+        pos: usize,
+        digits: &str,
+        radix: u32,
+    ) -> Result<TokenKind, SelectorError> {
         if matches!(self.peek(0), Some('l' | 'L')) {
             self.at += 1;
         }
@@ -349,7 +357,9 @@ impl Lexer {
             ('<', Some('=')) => (TokenKind::Le, 2),
             ('>', Some('=')) => (TokenKind::Ge, 2),
             ('=', Some('=')) => return Err(error(pos, "'==' is not a selector operator; use '='")),
-            ('!', Some('=')) => return Err(error(pos, "'!=' is not a selector operator; use '<>'")),
+            ('!', Some('=')) => {
+                return Err(error(pos, "'!=' is not a selector operator; use '<>'"))
+            }
             ('<', _) => (TokenKind::Lt, 1),
             ('>', _) => (TokenKind::Gt, 1),
             ('=', _) => (TokenKind::Eq, 1),

@@ -125,8 +125,8 @@ fn char_at(text: &str, at: usize) -> Option<char> {
 fn general_match(pieces: &[Piece], text: &str) -> bool {
     let mut p = 0; // index into pieces
     let mut t = 0; // byte offset into text
-    // After the last `%`: the piece index following it and the text offset
-    // it has absorbed up to.
+                   // After the last `%`: the piece index following it and the text offset
+                   // it has absorbed up to.
     let mut last_run: Option<(usize, usize)> = None;
     loop {
         if let Some(piece) = pieces.get(p) {

@@ -173,7 +173,13 @@ impl Parser {
         self.nesting -= 1;
     }
 
-    fn node(&self, expr: Expr, ty: Ty, pos: usize, children: &[usize]) -> Result<Node, SelectorError> {
+    fn node(
+        &self,
+        expr: Expr,
+        ty: Ty,
+        pos: usize,
+        children: &[usize],
+    ) -> Result<Node, SelectorError> {
         let depth = 1 + children.iter().copied().max().unwrap_or(0);
         if depth > MAX_DEPTH {
             return Err(too_deep(pos));
@@ -229,7 +235,12 @@ impl Parser {
         let operand = self.parse_not()?;
         self.leave();
         require_condition(&operand, "NOT")?;
-        self.node(Expr::Not(Box::new(operand.expr)), Ty::Bool, pos, &[operand.depth])
+        self.node(
+            Expr::Not(Box::new(operand.expr)),
+            Ty::Bool,
+            pos,
+            &[operand.depth],
+        )
     }
 
     fn parse_comparison(&mut self) -> Result<Node, SelectorError> {
@@ -275,7 +286,13 @@ impl Parser {
         Ok(result)
     }
 
-    fn compare(&self, op: CompareOp, pos: usize, left: Node, right: Node) -> Result<Node, SelectorError> {
+    fn compare(
+        &self,
+        op: CompareOp,
+        pos: usize,
+        left: Node,
+        right: Node,
+    ) -> Result<Node, SelectorError> {
         if op.is_ordering() {
             for side in [&left, &right] {
                 if matches!(side.ty, Ty::Str | Ty::Bool) {
@@ -441,7 +458,10 @@ impl Parser {
             let expected = if negated { "IS NOT" } else { "IS" };
             return Err(error(
                 null.pos,
-                format!("expected NULL after {expected}, found {}", null.kind.describe()),
+                format!(
+                    "expected NULL after {expected}, found {}",
+                    null.kind.describe()
+                ),
             ));
         }
         let pos = value.pos;
@@ -481,7 +501,13 @@ impl Parser {
         }
     }
 
-    fn arith(&self, op: ArithOp, symbol: &Token, left: Node, right: Node) -> Result<Node, SelectorError> {
+    fn arith(
+        &self,
+        op: ArithOp,
+        symbol: &Token,
+        left: Node,
+        right: Node,
+    ) -> Result<Node, SelectorError> {
         let user = symbol.kind.describe();
         require_number(&left, &user)?;
         require_number(&right, &user)?;
