@@ -58,7 +58,10 @@ fn assert_flowed(name: &str, o: &ScenarioOutcome) {
     assert!(produced > 0, "{name}: nothing produced");
     assert!(consumed > 0, "{name}: nothing consumed");
     assert_eq!(errors, 0, "{name}: errors, last: {:?}", o.last_error);
-    assert!(!o.series.e2e_total.is_empty(), "{name}: no latency recorded");
+    assert!(
+        !o.series.e2e_total.is_empty(),
+        "{name}: no latency recorded"
+    );
     assert!(
         o.series.max_latency.iter().any(|&m| m > 0),
         "{name}: no max latency"
