@@ -28,6 +28,21 @@ pub fn ferromq_bin() -> PathBuf {
     // target/debug/deps/<test> -> target/debug/ferromq
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("ferromq");
+    // `cargo test -p ferromq-tests` does not build another package's binary,
+    // and a stale one would test old code: build it once per test process.
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        if let Some(cargo) = std::env::var_os("CARGO") {
+            let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
+            let mut cmd = Process::new(cargo);
+            cmd.args(["build", "--quiet", "-p", "ferromq-broker", "--bin", "ferromq"]);
+            if profile == "release" {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build");
+            assert!(status.success(), "building ferromq failed");
+        }
+    });
     assert!(
         bin.exists(),
         "{} not found: build it first with `cargo build -p ferromq-broker` (or set FERROMQ_BIN)",

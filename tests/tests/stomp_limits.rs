@@ -186,7 +186,9 @@ fn a_connect_trickled_byte_by_byte_is_cut_off_by_connect_timeout() {
     let broker = Broker::start_with(Some(SHORT_TIMEOUTS), &[]);
     let mut c = broker.raw();
     let started = Instant::now();
-    for b in b"CONNECT\naccept-version:1.2\nhost:/".iter().take(12) {
+    // Six bytes 150 ms apart: the last one arrives 750 ms after the accept.
+    // The cut-off is 1 s after the accept, not 1 s after the last byte.
+    for b in b"CONNECT".iter().take(6) {
         c.send_raw(std::slice::from_ref(b));
         std::thread::sleep(Duration::from_millis(150));
     }
@@ -194,7 +196,7 @@ fn a_connect_trickled_byte_by_byte_is_cut_off_by_connect_timeout() {
     let waited = started.elapsed();
     assert!(message(&e).contains("CONNECT"), "{e:?}");
     assert!(
-        waited < Duration::from_millis(2500),
+        waited < Duration::from_millis(1600),
         "cut off after {waited:?}"
     );
 }
@@ -262,6 +264,10 @@ memory_limit = "8MiB"
 #[test]
 fn slow_consumer_does_not_stop_others_and_memory_stays_bounded() {
     let broker = Broker::start_with(Some(SLOW_CONSUMER), &[]);
+    // The slow consumer's share stays in flight (prefetch 1000 x 4 KiB,
+    // about 4.3 MB) and counts against the queue's 8 MiB limit; with bodies
+    // so large that a full prefetch exceeds the limit, the producer would
+    // stall for good (see the report on issue 2).
     const BODY: usize = 4 * 1024;
     const COUNT: usize = 50 * 1024 * 1024 / BODY; // 50 MiB in total
                                                   // Subscribed and then never reads.
