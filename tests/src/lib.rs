@@ -35,7 +35,14 @@ pub fn ferromq_bin() -> PathBuf {
         if let Some(cargo) = std::env::var_os("CARGO") {
             let profile = dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug");
             let mut cmd = Process::new(cargo);
-            cmd.args(["build", "--quiet", "-p", "ferromq-broker", "--bin", "ferromq"]);
+            cmd.args([
+                "build",
+                "--quiet",
+                "-p",
+                "ferromq-broker",
+                "--bin",
+                "ferromq",
+            ]);
             if profile == "release" {
                 cmd.arg("--release");
             }
@@ -65,6 +72,15 @@ pub struct Broker {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     args: Vec<String>,
+}
+
+/// A broker process that exited (or hung) instead of starting.
+#[derive(Debug)]
+pub struct StartFailure {
+    /// Its exit status (`None`: it hung and was killed).
+    pub status: Option<ExitStatus>,
+    /// Everything it wrote to stderr.
+    pub log: String,
 }
 
 /// Arguments that put every listener on an ephemeral loopback port (or off).
@@ -111,7 +127,32 @@ impl Broker {
     }
 
     fn spawn(args: Vec<String>, data_dir: PathBuf, tmp: Option<tempfile::TempDir>) -> Broker {
-        let mut child = Process::new(ferromq_bin())
+        Broker::try_spawn(args, data_dir, tmp, None).unwrap_or_else(|f| {
+            panic!(
+                "ferromq did not start (exit {:?}); log:\n{}",
+                f.status, f.log
+            )
+        })
+    }
+
+    /// Runs `ferromq` with exactly `args` (no defaults added) in directory
+    /// `cwd`, waiting until it has started or has exited.
+    pub fn try_start_exact(args: &[&str], cwd: &Path) -> Result<Broker, StartFailure> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Broker::try_spawn(args, cwd.join("data"), None, Some(cwd))
+    }
+
+    fn try_spawn(
+        args: Vec<String>,
+        data_dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+        cwd: Option<&Path>,
+    ) -> Result<Broker, StartFailure> {
+        let mut process = Process::new(ferromq_bin());
+        if let Some(dir) = cwd {
+            process.current_dir(dir);
+        }
+        let mut child = process
             .args(&args)
             .env(
                 "RUST_LOG",
@@ -151,16 +192,25 @@ impl Broker {
                 Ok(Some(l)) => listeners.push(l),
                 Ok(None) => break,
                 Err(_) => {
-                    let status = child.try_wait().ok().flatten();
-                    panic!(
-                        "ferromq did not start (exit {status:?}); log:\n{}",
-                        log.lock().unwrap()
-                    );
+                    // Either the log closed (the process is exiting) or
+                    // it hung: give it a moment to exit, then kill it.
+                    let stop = Instant::now() + Duration::from_secs(2);
+                    let mut status = child.try_wait().ok().flatten();
+                    while status.is_none() && Instant::now() < stop {
+                        std::thread::sleep(Duration::from_millis(20));
+                        status = child.try_wait().ok().flatten();
+                    }
+                    if status.is_none() {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                    let log = log.lock().unwrap().clone();
+                    return Err(StartFailure { status, log });
                 }
             }
         }
         let find = |name: &str| listeners.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
-        Broker {
+        Ok(Broker {
             stomp: find("stomp").unwrap_or_else(|| "127.0.0.1:1".parse().unwrap()),
             stomp_tls: find("stomp+tls"),
             listeners: listeners.clone(),
@@ -169,7 +219,7 @@ impl Broker {
             data_dir,
             _tmp: tmp,
             args,
-        }
+        })
     }
 
     /// Everything the broker logged so far.

@@ -95,6 +95,45 @@ impl Address {
     pub fn is_temporary(&self) -> bool {
         self.temp_owner.is_some()
     }
+
+    /// Whether the name is a wildcard pattern (`*` or `>` elements).
+    pub fn is_wildcard(&self) -> bool {
+        is_wildcard(&self.name)
+    }
+}
+
+/// Whether a canonical name has a `*` or `>` element.
+pub fn is_wildcard(name: &str) -> bool {
+    name.rsplit('/').next().is_some_and(|path| path.split('.').any(|e| e == "*" || e == ">"))
+}
+
+/// ActiveMQ wildcard matching on the `.`-separated part after the prefix:
+/// `*` matches exactly one element, `>` one or more trailing elements.
+/// Both names must have the same prefix (`/topic/`, ...).
+pub fn wildcard_matches(pattern: &str, name: &str) -> bool {
+    let (Some((pp, pattern)), Some((np, name))) = (pattern.rsplit_once('/'), name.rsplit_once('/')) else {
+        return false;
+    };
+    if pp != np {
+        return false;
+    }
+    let mut names = name.split('.');
+    for element in pattern.split('.') {
+        match element {
+            ">" => return names.next().is_some(),
+            "*" => {
+                if names.next().is_none() {
+                    return false;
+                }
+            }
+            literal => {
+                if names.next() != Some(literal) {
+                    return false;
+                }
+            }
+        }
+    }
+    names.next().is_none()
 }
 
 #[cfg(test)]
@@ -113,6 +152,18 @@ mod tests {
         let remote = Address::parse("/remote-temp-queue/c7-r", 9).unwrap();
         assert_eq!(remote.name, tq.name);
         assert_eq!(remote.temp_owner, Some(7));
+    }
+
+    #[test]
+    fn wildcards_match_like_activemq() {
+        assert!(wildcard_matches("/topic/PRICE.STOCK.>", "/topic/PRICE.STOCK.NASDAQ.ORCL"));
+        assert!(wildcard_matches("/topic/PRICE.STOCK.>", "/topic/PRICE.STOCK.NYSE"));
+        assert!(!wildcard_matches("/topic/PRICE.STOCK.>", "/topic/PRICE.STOCK"));
+        assert!(wildcard_matches("/topic/PRICE.*.NYSE", "/topic/PRICE.STOCK.NYSE"));
+        assert!(!wildcard_matches("/topic/PRICE.*.NYSE", "/topic/PRICE.STOCK.NASDAQ"));
+        assert!(!wildcard_matches("/topic/PRICE.*", "/topic/PRICE.STOCK.NYSE"));
+        assert!(!wildcard_matches("/topic/a.>", "/queue/a.b"));
+        assert!(is_wildcard("/topic/a.*") && is_wildcard("/topic/>") && !is_wildcard("/topic/a*b"));
     }
 
     #[test]

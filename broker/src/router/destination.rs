@@ -11,6 +11,7 @@ use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, NackPolicy};
 use super::message::{now_ms, Message};
 use super::pending::{Pending, PendingQueue};
 use super::subscription::{ConnectionId, InFlight, SubscriptionId, SubscriptionState};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, Notify};
@@ -63,6 +64,14 @@ struct State {
     /// Round-robin cursor over `subscriptions`.
     next: usize,
     bytes: usize,
+    /// Message groups: which subscription each active group is pinned to.
+    groups: HashMap<Arc<str>, SubscriptionId>,
+    /// The first exclusive subscription, which alone receives while it exists.
+    exclusive_owner: Option<SubscriptionId>,
+    /// Some subscription has a selector or is exclusive, or a grouped message
+    /// was seen: dispatch must check each message against each subscriber.
+    /// Otherwise the plain round-robin fast path applies.
+    filtered: bool,
 }
 
 /// Why an acknowledgement was refused.
@@ -172,9 +181,20 @@ impl Destination {
         match self.address.kind {
             DestinationKind::Queue => {
                 st.bytes += p.message.footprint();
-                if st.waiting.is_empty() {
-                    if let Some(i) = st.next_with_credit() {
-                        st.subscriptions[i].deliver(p);
+                if p.message.group().is_some() {
+                    st.filtered = true;
+                }
+                // Invariant: no subscription with credit has an eligible
+                // waiting message, so a new message may go straight to an
+                // eligible one without overtaking anything it could have had.
+                if st.waiting.is_empty() || st.filtered {
+                    let target = if st.filtered {
+                        st.next_eligible(&p.message)
+                    } else {
+                        st.next_with_credit()
+                    };
+                    if let Some(i) = target {
+                        st.deliver_to(i, p);
                         return self.account(&st);
                     }
                 }
@@ -186,6 +206,9 @@ impl Destination {
                 let mut added = 0;
                 let mut discarded = 0;
                 for sub in &mut st.subscriptions {
+                    if !sub.selects(&p.message) {
+                        continue;
+                    }
                     if sub.backlog.is_empty() && sub.has_credit() {
                         sub.deliver(p.clone());
                     } else if sub.backlog.len() < limit {
@@ -222,6 +245,7 @@ impl Destination {
     pub fn subscribe(&self, sub: SubscriptionState) {
         let mut st = self.lock();
         st.subscriptions.push(sub);
+        st.refresh_filters();
         self.dispatch(&mut st);
         self.account(&st);
     }
@@ -236,6 +260,9 @@ impl Destination {
         if st.next > i {
             st.next -= 1;
         }
+        // Its message groups move to whoever gets their next message.
+        st.groups.retain(|_, owner| *owner != id);
+        st.refresh_filters();
         let returned = sub.take_unacked();
         match self.address.kind {
             DestinationKind::Queue => self.requeue(&mut st, returned),
@@ -385,6 +412,20 @@ impl Destination {
         done
     }
 
+    /// Up to `limit` waiting messages in delivery order, without consuming
+    /// them (queue browsing).
+    pub fn browse(&self, limit: usize, selector: Option<&crate::selector::Selector>) -> Vec<Arc<Message>> {
+        let st = self.lock();
+        let now = now_ms();
+        st.waiting
+            .iter()
+            .filter(|p| !p.message.is_expired(now))
+            .filter(|p| selector.is_none_or(|s| s.matches(&*p.message)))
+            .take(limit)
+            .map(|p| p.message.clone())
+            .collect()
+    }
+
     /// Whether subscription `id` holds message `seq` unacknowledged.
     pub fn has_unacked(&self, id: SubscriptionId, seq: u64) -> bool {
         let mut st = self.lock();
@@ -430,6 +471,47 @@ impl Destination {
         let mut expired = 0u64;
         let mut freed = 0usize;
         match self.address.kind {
+            DestinationKind::Queue if st.filtered => {
+                // Each subscriber in turn takes the first message it may
+                // have, until a full round delivers nothing.
+                loop {
+                    let mut delivered = false;
+                    let n = st.subscriptions.len();
+                    for k in 0..n {
+                        let i = (st.next + k) % n;
+                        if !st.subscriptions[i].has_credit() {
+                            continue;
+                        }
+                        let State {
+                            waiting,
+                            subscriptions,
+                            groups,
+                            exclusive_owner,
+                            ..
+                        } = &mut *st;
+                        let sub = &subscriptions[i];
+                        let found =
+                            waiting.pop_matching(|p| eligible(sub, *exclusive_owner, groups, &p.message));
+                        let Some(p) = found else { continue };
+                        if p.message.is_expired(now) {
+                            expired += 1;
+                            freed += p.message.footprint();
+                            self.bury(p.message, DeathCause::Expired, self.policy.expired_to_dlq);
+                            delivered = true;
+                            continue;
+                        }
+                        if p.redeliveries > 0 {
+                            self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        st.deliver_to(i, p);
+                        st.next = (i + 1) % n.max(1);
+                        delivered = true;
+                    }
+                    if !delivered || st.waiting.is_empty() {
+                        break;
+                    }
+                }
+            }
             DestinationKind::Queue => {
                 while !st.waiting.is_empty() {
                     let Some(i) = st.next_with_credit() else {
@@ -517,6 +599,48 @@ impl State {
             .ok_or(AckError::NoSubscription)
     }
 
+    /// Recomputes the dispatch mode after the subscriptions changed.
+    fn refresh_filters(&mut self) {
+        self.exclusive_owner = self
+            .subscriptions
+            .iter()
+            .find(|s| s.exclusive)
+            .map(|s| s.consumer.id);
+        let any_filter = self
+            .subscriptions
+            .iter()
+            .any(|s| s.selector.is_some() || s.exclusive);
+        self.filtered = any_filter || !self.groups.is_empty();
+    }
+
+    /// The next subscription in round-robin order with credit that may take
+    /// `message` (selector, exclusivity, message group).
+    fn next_eligible(&mut self, message: &Message) -> Option<usize> {
+        let n = self.subscriptions.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let sub = &self.subscriptions[i];
+            if sub.has_credit() && eligible(sub, self.exclusive_owner, &self.groups, message) {
+                self.next = (i + 1) % n;
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// Delivers to subscription `i`, pinning the message's group to it (or
+    /// closing the group when the message says so).
+    fn deliver_to(&mut self, i: usize, p: Pending) {
+        if let Some(group) = p.message.group() {
+            if p.message.closes_group() {
+                self.groups.remove(group);
+            } else if !self.groups.contains_key(group) {
+                self.groups.insert(group.into(), self.subscriptions[i].consumer.id);
+            }
+        }
+        self.subscriptions[i].deliver(p);
+    }
+
     /// The next subscription in round-robin order that has credit.
     fn next_with_credit(&mut self) -> Option<usize> {
         let n = self.subscriptions.len();
@@ -530,6 +654,24 @@ impl State {
         None
     }
 
+}
+
+/// Whether `sub` may receive `message` on a queue.
+fn eligible(
+    sub: &SubscriptionState,
+    exclusive_owner: Option<SubscriptionId>,
+    groups: &HashMap<Arc<str>, SubscriptionId>,
+    message: &Message,
+) -> bool {
+    if exclusive_owner.is_some_and(|owner| owner != sub.consumer.id) {
+        return false;
+    }
+    if let Some(owner) = message.group().and_then(|g| groups.get(g)) {
+        if *owner != sub.consumer.id {
+            return false;
+        }
+    }
+    sub.selects(message)
 }
 
 /// Removes the acknowledged entries: just `pos`, or (cumulative) every

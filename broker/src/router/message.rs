@@ -5,6 +5,7 @@
 //! JMS-like properties, user headers and a body that every subscriber shares.
 
 use super::subscription::Consumer;
+use crate::selector::{PropertySource, Value};
 use bytes::Bytes;
 use ferromq_protocol::Headers;
 use std::sync::Arc;
@@ -46,6 +47,37 @@ impl Message {
     /// Whether the message has expired at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expires != 0 && self.expires <= now_ms
+    }
+}
+
+/// JMS message groups (`JMSXGroupID` / `JMSXGroupSeq`).
+impl Message {
+    /// The message group, if the producer set one.
+    pub fn group(&self) -> Option<&str> {
+        self.headers.get("JMSXGroupID").filter(|g| !g.is_empty())
+    }
+
+    /// Whether this message closes its group (`JMSXGroupSeq` of -1).
+    pub fn closes_group(&self) -> bool {
+        self.headers.get("JMSXGroupSeq").is_some_and(|s| s.trim() == "-1")
+    }
+}
+
+/// Selectors see JMS header fields by their JMS names and every other
+/// header as a string property, as ActiveMQ does for STOMP messages.
+impl PropertySource for Message {
+    fn property(&self, name: &str) -> Option<Value<'_>> {
+        match name {
+            "JMSPriority" => Some(Value::Long(i64::from(self.priority))),
+            "JMSTimestamp" => Some(Value::Long(self.timestamp as i64)),
+            "JMSExpiration" => Some(Value::Long(self.expires as i64)),
+            "JMSDeliveryMode" => Some(Value::Str(if self.persistent { "PERSISTENT" } else { "NON_PERSISTENT" })),
+            "JMSCorrelationID" => self.headers.get("correlation-id").map(Value::Str),
+            "JMSType" => self.headers.get("type").map(Value::Str),
+            "JMSReplyTo" => self.headers.get("reply-to").map(Value::Str),
+            "JMSDestination" => Some(Value::Str(&self.destination)),
+            _ => self.headers.get(name).map(Value::Str),
+        }
     }
 }
 

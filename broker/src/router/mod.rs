@@ -20,11 +20,11 @@ pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};
 pub use dead_letter::{DeadLetterPolicy, NackPolicy};
 pub use destination::{AckError, Destination, DestinationSnapshot};
 pub use message::{now_ms, Delivery, DeliverySink, Message, DEFAULT_PRIORITY};
-pub use subscription::{AckMode, ConnectionId, Consumer, SubscriptionId};
+pub use subscription::{AckMode, ConnectionId, Consumer, SubscribeOptions, SubscriptionId};
 
 use crate::store::{Commit, LogEntry, Store};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use dead_letter::DeadLetter;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
@@ -91,6 +91,11 @@ pub struct Router {
     next_subscription: AtomicU64,
     next_connection: AtomicU64,
     dead_letter_policy: Arc<DeadLetterPolicy>,
+    /// Topic subscriptions with `*`/`>` patterns: each publish to a topic
+    /// also goes to the patterns it matches. `has_wildcards` lets publishing
+    /// skip the lock when there are none.
+    wildcards: RwLock<Vec<Arc<Destination>>>,
+    has_wildcards: AtomicBool,
     dead_letters: mpsc::UnboundedSender<DeadLetter>,
     /// Taken by [`Router::run_dead_letters`].
     dead_letter_rx: Mutex<Option<mpsc::UnboundedReceiver<DeadLetter>>>,
@@ -102,6 +107,8 @@ impl Router {
         let (dead_letters, rx) = mpsc::unbounded_channel();
         Router {
             dead_letter_policy: Arc::new(config.dead_letter.clone()),
+            wildcards: RwLock::new(Vec::new()),
+            has_wildcards: AtomicBool::new(false),
             dead_letters,
             dead_letter_rx: Mutex::new(Some(rx)),
             config,
@@ -159,6 +166,11 @@ impl Router {
             self.dead_letters.clone(),
         ));
         map.insert(address.name.clone(), d.clone());
+        if address.is_wildcard() {
+            // Lock order: the destination map, then the wildcard list.
+            self.wildcards.write().unwrap_or_else(|e| e.into_inner()).push(d.clone());
+            self.has_wildcards.store(true, Ordering::Release);
+        }
         Ok(d)
     }
 
@@ -209,6 +221,13 @@ impl Router {
             // Refused (store full or closed): the message never existed.
             return commit;
         }
+        if destination.kind() == DestinationKind::Topic && self.has_wildcards.load(Ordering::Acquire) {
+            for w in self.wildcards.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                if address::wildcard_matches(w.name(), destination.name()) {
+                    w.publish(message.clone());
+                }
+            }
+        }
         destination.publish(message);
         commit
     }
@@ -222,10 +241,10 @@ impl Router {
         connection: ConnectionId,
         tag: Arc<str>,
         ack: AckMode,
-        prefetch: Option<usize>,
+        options: SubscribeOptions,
         sink: Arc<dyn DeliverySink>,
     ) -> Arc<Consumer> {
-        let prefetch = prefetch.unwrap_or(match destination.kind() {
+        let prefetch = options.prefetch.unwrap_or(match destination.kind() {
             DestinationKind::Queue => self.config.queue_prefetch,
             DestinationKind::Topic => self.config.topic_prefetch,
         });
@@ -239,7 +258,10 @@ impl Router {
         // Deliveries of stored messages are recorded, so they come back
         // marked redelivered after a restart.
         let sink = crate::store::DeliveryMarks::wrap(sink, &destination, &self.store);
-        destination.subscribe(SubscriptionState::new(consumer.clone(), sink, prefetch));
+        let mut state = SubscriptionState::new(consumer.clone(), sink, prefetch);
+        state.selector = options.selector;
+        state.exclusive = options.exclusive;
+        destination.subscribe(state);
         consumer
     }
 
@@ -386,6 +408,10 @@ impl Router {
     pub fn drop_temporaries(&self, conn: ConnectionId) {
         let mut map = self.destinations.write().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, d| d.address.temp_owner != Some(conn));
+        self.wildcards
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|d| d.address.temp_owner != Some(conn));
     }
 
     /// The message id clients see for sequence number `seq`.

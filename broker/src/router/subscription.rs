@@ -4,6 +4,7 @@
 use super::destination::Destination;
 use super::message::{DeliverySink, Message};
 use super::pending::{Pending, PendingQueue};
+use crate::selector::Selector;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -54,6 +55,18 @@ pub struct Consumer {
     pub ack: AckMode,
 }
 
+/// Options a subscriber chooses, beyond destination and ack mode.
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeOptions {
+    /// Messages delivered before an acknowledgement is needed (None: the
+    /// destination kind's default).
+    pub prefetch: Option<usize>,
+    /// JMS selector.
+    pub selector: Option<Arc<Selector>>,
+    /// ActiveMQ's exclusive consumer.
+    pub exclusive: bool,
+}
+
 /// A message delivered and not yet acknowledged.
 #[derive(Debug)]
 pub struct InFlight {
@@ -81,6 +94,10 @@ pub struct SubscriptionState {
     pub held: usize,
     /// Topic subscribers only: messages waiting for this subscriber's credit.
     pub backlog: PendingQueue,
+    /// Only messages this selector matches are delivered here.
+    pub selector: Option<Arc<Selector>>,
+    /// While an exclusive consumer exists, a queue delivers to it alone.
+    pub exclusive: bool,
 }
 
 impl SubscriptionState {
@@ -93,7 +110,14 @@ impl SubscriptionState {
             unacked: VecDeque::new(),
             held: 0,
             backlog: PendingQueue::default(),
+            selector: None,
+            exclusive: false,
         }
+    }
+
+    /// Whether the selector (if any) accepts `message`.
+    pub fn selects(&self, message: &Message) -> bool {
+        self.selector.as_ref().is_none_or(|s| s.matches(message))
     }
 
     /// Whether another message may be delivered now.

@@ -8,7 +8,8 @@
 //! the writer catches up, so a client that floods receipts without reading
 //! them throttles only itself.
 
-use crate::router::{Delivery, DeliverySink};
+use crate::router::{Delivery, DeliverySink, Message};
+use std::sync::Arc;
 use crate::store::Commit;
 use ferromq_protocol::stomp::{Frame, Version};
 use std::collections::VecDeque;
@@ -40,6 +41,13 @@ pub enum Outgoing {
     },
     /// A MESSAGE.
     Delivery(Delivery),
+    /// A MESSAGE seen by a queue browser: not consumed, never acknowledged.
+    Browsed {
+        /// The browser's subscription id.
+        tag: Arc<str>,
+        /// The message.
+        message: Arc<Message>,
+    },
 }
 
 #[derive(Default)]

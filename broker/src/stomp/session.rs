@@ -9,6 +9,8 @@ use crate::router::{
     now_ms, AckMode, Address, ConnectionId, Consumer, Destination, Message, Router, RouterError,
     SubscriptionId, DEFAULT_PRIORITY,
 };
+use crate::router::{DestinationKind, SubscribeOptions};
+use crate::selector::Selector;
 use crate::store::Commit;
 use ferromq_protocol::stomp::{Command, Frame, Version};
 use std::collections::HashMap;
@@ -114,8 +116,13 @@ pub struct Session {
     version: Option<Version>,
     heartbeat: HeartBeat,
     subscriptions: HashMap<String, Subscription>,
+    /// Ids of finished queue browsers (UNSUBSCRIBE of them is accepted).
+    browsers: std::collections::HashSet<String>,
     transactions: HashMap<String, Transaction>,
 }
+
+/// Most messages one queue browse returns.
+const MAX_BROWSE: usize = 10_000;
 
 impl Session {
     /// A session awaiting CONNECT.
@@ -135,6 +142,7 @@ impl Session {
             version: None,
             heartbeat: HeartBeat::default(),
             subscriptions: HashMap::new(),
+            browsers: Default::default(),
             transactions: HashMap::new(),
         }
     }
@@ -243,31 +251,48 @@ impl Session {
 
     async fn send(&mut self, frame: Frame) -> Result<Flow, StompError> {
         let raw = required(&frame, "destination")?;
-        let address = Address::parse(raw, self.id)?;
-        let destination = self.router.destination(&address, self.id)?;
-        let message = self.message_from(&frame, &destination)?;
-        if let Some(tx) = frame.get("transaction") {
-            let max = self.config.max_transaction_bytes;
-            let t = self.transaction(tx)?;
-            t.bytes += message.footprint();
-            if t.bytes > max {
+        // A composite destination (`/queue/a,/topic/b`) gets a copy each.
+        let mut destinations = Vec::with_capacity(1);
+        for name in raw.split(',').map(str::trim) {
+            let address = Address::parse(name, self.id)?;
+            if address.is_wildcard() {
                 return Err(StompError::new(format!(
-                    "transaction {tx} holds more than {max} bytes of messages; commit smaller transactions"
+                    "cannot send to the wildcard destination {name}: wildcards are for SUBSCRIBE"
                 )));
             }
-            t.ops.push(TxOp::Send {
-                destination,
-                message,
-            });
+            destinations.push(self.router.destination(&address, self.id)?);
+        }
+        if let Some(tx) = frame.get("transaction") {
+            let max = self.config.max_transaction_bytes;
+            for destination in destinations {
+                let message = self.message_from(&frame, &destination)?;
+                let t = self.transaction(tx)?;
+                t.bytes += message.footprint();
+                if t.bytes > max {
+                    return Err(StompError::new(format!(
+                        "transaction {tx} holds more than {max} bytes of messages; commit smaller transactions"
+                    )));
+                }
+                t.ops.push(TxOp::Send {
+                    destination,
+                    message,
+                });
+            }
             self.receipt(&frame, Vec::new());
             return Ok(Flow::Continue);
         }
-        let commit = self.router.publish(&destination, message);
-        self.receipt(&frame, vec![commit]);
+        let mut commits = Vec::with_capacity(destinations.len());
+        for destination in &destinations {
+            let message = self.message_from(&frame, destination)?;
+            commits.push(self.router.publish(destination, message));
+        }
+        self.receipt(&frame, commits);
         // Producer flow control: stop reading this producer until the
         // destination is back under its memory limit.
-        if destination.is_over_limit() {
-            destination.wait_for_space().await;
+        for destination in &destinations {
+            if destination.is_over_limit() {
+                destination.wait_for_space().await;
+            }
         }
         Ok(Flow::Continue)
     }
@@ -335,7 +360,7 @@ impl Session {
                 ))
             }
         };
-        if self.subscriptions.contains_key(&id) {
+        if self.subscriptions.contains_key(&id) || self.browsers.contains(&id) {
             return Err(StompError::new(format!(
                 "subscription id '{id}' is already in use on this connection"
             )));
@@ -351,12 +376,7 @@ impl Session {
             Some(v) => AckMode::parse(v)
                 .ok_or_else(|| bad_header("ack", v, "auto, client or client-individual"))?,
         };
-        for unsupported in [
-            "selector",
-            "browser",
-            "activemq.subscriptionName",
-            "durable-subscription-name",
-        ] {
+        for unsupported in ["activemq.subscriptionName", "durable-subscription-name"] {
             if frame.headers.contains(unsupported) {
                 return Err(StompError::new(format!(
                     "SUBSCRIBE header '{unsupported}' is not supported yet"
@@ -375,20 +395,77 @@ impl Session {
                     .max(1),
             ),
         };
+        let selector = match frame.get("selector").filter(|s| !s.trim().is_empty()) {
+            None => None,
+            Some(text) => Some(Arc::new(Selector::parse(text).map_err(|e| {
+                StompError::new(e.to_string()).detail(format!("selector: {text}\n{e}"))
+            })?)),
+        };
+        let exclusive = match frame.get("activemq.exclusive") {
+            None => false,
+            Some(v) => parse_bool(v).ok_or_else(|| bad_header("activemq.exclusive", v, "true or false"))?,
+        };
+        let browser = match frame.get("browser") {
+            None => false,
+            Some(v) => parse_bool(v).ok_or_else(|| bad_header("browser", v, "true or false"))?,
+        };
         let address = Address::parse(raw, self.id)?;
+        if address.is_wildcard() && address.kind != DestinationKind::Topic {
+            return Err(StompError::new(format!(
+                "wildcard subscriptions are supported on topics only, not on {raw}"
+            )));
+        }
         let destination = self.router.destination(&address, self.id)?;
+        if browser {
+            return self.browse(frame, id, &destination, selector.as_deref());
+        }
         // The RECEIPT is queued before the subscription exists, so it is
         // written before any MESSAGE of the subscription.
         self.receipt(frame, Vec::new());
+        let options = SubscribeOptions {
+            prefetch,
+            selector,
+            exclusive,
+        };
         let consumer = self.router.subscribe(
             destination,
             self.id,
             id.as_str().into(),
             ack,
-            prefetch,
+            options,
             self.outbox.clone(),
         );
         self.subscriptions.insert(id, Subscription { consumer });
+        Ok(Flow::Continue)
+    }
+
+    /// `browser:true`: the queue's waiting messages, not consumed, then a
+    /// MESSAGE with `browser:end` (ActiveMQ's queue browsing).
+    fn browse(
+        &mut self,
+        frame: &Frame,
+        id: String,
+        destination: &Arc<Destination>,
+        selector: Option<&Selector>,
+    ) -> Result<Flow, StompError> {
+        if destination.kind() != DestinationKind::Queue {
+            return Err(StompError::new("browser:true is only possible on a queue"));
+        }
+        self.receipt(frame, Vec::new());
+        let tag: Arc<str> = id.as_str().into();
+        for message in destination.browse(MAX_BROWSE, selector) {
+            self.outbox.push(Outgoing::Browsed {
+                tag: tag.clone(),
+                message,
+            });
+        }
+        let end = Frame::new(Command::Message)
+            .header("subscription", &id)
+            .header("message-id", "BrowseDone")
+            .header("destination", frame.get("destination").unwrap_or_default())
+            .header("browser", "end");
+        self.outbox.push(Outgoing::Frame(end));
+        self.browsers.insert(id);
         Ok(Flow::Continue)
     }
 
@@ -401,6 +478,10 @@ impl Session {
                     .filter(|_| self.version == Some(Version::V1_0))
             })
             .ok_or_else(|| StompError::new("UNSUBSCRIBE requires an 'id' header"))?;
+        if self.browsers.remove(id) {
+            self.receipt(frame, Vec::new());
+            return Ok(Flow::Continue);
+        }
         let sub = self.subscriptions.remove(id).ok_or_else(|| {
             StompError::new(format!("no subscription with id '{id}' on this connection"))
         })?;

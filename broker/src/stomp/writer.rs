@@ -3,7 +3,7 @@
 //! sends heart-beats when idle, and settles auto-ack deliveries once written.
 
 use super::outbox::{Outbox, Outgoing};
-use crate::router::{AckMode, Consumer, Delivery, Router};
+use crate::router::{AckMode, Consumer, Delivery, Message, Router, SubscriptionId};
 use bytes::BytesMut;
 use ferromq_protocol::stomp::{encode_frame, Command, Frame, FrameWriter, Version};
 use std::collections::VecDeque;
@@ -126,6 +126,10 @@ impl Writer {
                     self.encode_message(&d);
                 }
             }
+            Outgoing::Browsed { tag, message } => {
+                let destination = message.destination.clone();
+                self.encode_message_frame(&tag, &destination, None, false, true, &message);
+            }
         }
         Ok(())
     }
@@ -134,25 +138,48 @@ impl Writer {
         let m = &d.message;
         let c = &d.consumer;
         let dest = &c.destination.address;
-        // A temporary destination shows its owner the name it used.
-        let dest_name = match (&dest.owner_name, dest.temp_owner) {
-            (Some(own), Some(owner)) if owner == c.connection => own,
-            _ => &dest.name,
+        // The destination the message was sent to (a wildcard or durable
+        // subscription receives from several); a temporary destination shows
+        // its owner the name it used.
+        let shown = match (&dest.owner_name, dest.temp_owner) {
+            (Some(own), Some(owner)) if owner == c.connection && *m.destination == *dest.name => own,
+            _ => &m.destination,
         };
+        let ack = (c.ack != AckMode::Auto).then_some(c.id);
+        let shown = shown.clone();
+        self.encode_message_frame(&c.tag, &shown, ack, d.redeliveries > 0, false, m);
+        if c.ack == AckMode::Auto {
+            self.written.push((c.clone(), m.seq));
+        }
+    }
+
+    /// Writes one MESSAGE frame: the broker's headers, then the producer's.
+    fn encode_message_frame(
+        &mut self,
+        tag: &str,
+        destination: &str,
+        ack_subscription: Option<SubscriptionId>,
+        redelivered: bool,
+        browsed: bool,
+        m: &Message,
+    ) {
         self.buf.reserve(256 + m.body.len());
         let mut f = FrameWriter::begin(&mut self.buf, Command::Message, self.version);
-        f.header("subscription", &c.tag);
+        f.header("subscription", tag);
         self.scratch.clear();
         let _ = write!(self.scratch, "ID:{}-{}", self.router.config().node, m.seq);
         f.header("message-id", &self.scratch);
-        f.header("destination", dest_name);
-        if c.ack != AckMode::Auto && self.version >= Version::V1_2 {
+        f.header("destination", destination);
+        if let Some(sub) = ack_subscription.filter(|_| self.version >= Version::V1_2) {
             self.scratch.clear();
-            let _ = write!(self.scratch, "{}-{}", c.id, m.seq);
+            let _ = write!(self.scratch, "{}-{}", sub, m.seq);
             f.header("ack", &self.scratch);
         }
-        if d.redeliveries > 0 {
+        if redelivered {
             f.header("redelivered", "true");
+        }
+        if browsed {
+            f.header("browser", "true");
         }
         f.header_u64("timestamp", m.timestamp);
         f.header_u64("expires", m.expires);
@@ -164,9 +191,6 @@ impl Writer {
             f.header(name, value);
         }
         f.finish(&m.body);
-        if c.ack == AckMode::Auto {
-            self.written.push((c.clone(), m.seq));
-        }
     }
 
     async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
