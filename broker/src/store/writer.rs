@@ -285,6 +285,11 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
             let handoffs = std::mem::take(&mut q.handoffs);
             q.enqueued.clear();
             q.bytes = 0;
+            // Taken enqueues count as stored from now on (until the writer
+            // publishes the exact figure after applying them).
+            shared
+                .live_bytes
+                .fetch_add(q.enqueue_bytes, Ordering::Relaxed);
             q.enqueue_bytes = 0;
             shared.space.notify_all();
             (entries, waiters, handoffs, q.closed)

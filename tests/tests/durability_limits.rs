@@ -1,0 +1,149 @@
+//! The store's edges, against the real binary: the disk limit (persistent
+//! SENDs refused with an ERROR naming the receipt, consumers keep working and
+//! free space), and data directories the broker cannot use (corrupt files, a
+//! path it cannot create): a clear error naming the path, a non-zero exit,
+//! no panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferromq_protocol::stomp::{Command, Frame};
+use ferromq_tests::{ferromq_bin, Broker, WAIT};
+use std::path::Path;
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the broker on `data_dir`, expecting it to refuse to start. Returns
+/// its stderr.
+fn refused_start(data_dir: &Path) -> String {
+    let mut child = Process::new(ferromq_bin())
+        .args([
+            "--stomp",
+            "127.0.0.1:0",
+            "--stomp-tls",
+            "",
+            "--native",
+            "",
+            "--native-tls",
+            "",
+            "--admin",
+            "",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the broker started on a store it should refuse");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "exit status {status:?}; stderr:\n{err}");
+    assert!(!err.contains("panicked"), "a panic, not an error:\n{err}");
+    err
+}
+
+#[test]
+fn over_the_disk_limit_sends_get_an_error_and_consumers_free_space() {
+    let broker = Broker::start_with(Some("[store]\ndisk_limit = \"1MiB\"\n"), &[]);
+    let mut p = broker.client();
+    let body = "x".repeat(60 * 1024);
+    let mut stored = 0;
+    let error = loop {
+        assert!(stored < 100, "the disk limit never applied");
+        p.send(
+            Frame::new(Command::Send)
+                .header("destination", "/queue/full")
+                .header("persistent", "true")
+                .header("receipt", &format!("r{stored}"))
+                .body(body.clone()),
+        );
+        let f = p.recv();
+        if f.command == Command::Error {
+            break f;
+        }
+        assert_eq!(f.command, Command::Receipt, "{f:?}");
+        stored += 1;
+    };
+    assert_eq!(
+        error.get("receipt-id"),
+        Some(format!("r{stored}").as_str()),
+        "{error:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&error.body).contains("disk_limit"),
+        "{error:?}"
+    );
+    assert!(
+        (15..=17).contains(&stored),
+        "stored {stored} before the limit"
+    );
+    // The refused message was not delivered either: a consumer gets exactly
+    // the stored ones, and acknowledging them makes room again.
+    let mut c = broker.client();
+    // Prefetch 1: each ACK's receipt is the next frame, no MESSAGE between.
+    c.send(
+        Frame::new(Command::Subscribe)
+            .header("id", "s")
+            .header("destination", "/queue/full")
+            .header("ack", "client-individual")
+            .header("activemq.prefetchSize", "1"),
+    );
+    for i in 0..stored {
+        let m = c.recv_command(Command::Message);
+        c.send(
+            Frame::new(Command::Ack)
+                .header("id", m.get("ack").unwrap())
+                .header("receipt", &format!("a{i}")),
+        );
+        assert_eq!(
+            c.recv_command(Command::Receipt).get("receipt-id"),
+            Some(format!("a{i}").as_str())
+        );
+    }
+    c.expect_silence(Duration::from_millis(300));
+    let mut p2 = broker.client();
+    p2.send_message("/queue/full", &body, &[("persistent", "true")]);
+    let m = c.recv_command(Command::Message);
+    assert_eq!(m.body.len(), body.len());
+}
+
+#[test]
+fn corrupt_store_files_are_a_clear_error_naming_the_path() {
+    let mut broker = Broker::start();
+    let mut p = broker.client();
+    p.send_message("/queue/c", "soon unreadable", &[("persistent", "true")]);
+    broker.terminate();
+    let store = broker.data_dir.join("store");
+    let mut damaged = 0;
+    for name in ["conf", "db"] {
+        let f = store.join(name);
+        if f.exists() {
+            std::fs::write(&f, vec![0x5Au8; 8192]).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0, "no sled files found in {}", store.display());
+    let err = refused_start(&broker.data_dir);
+    assert!(err.contains(&store.display().to_string()), "{err}");
+    assert!(err.contains("store"), "{err}");
+}
+
+#[test]
+fn a_data_dir_that_cannot_be_created_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("not-a-directory");
+    std::fs::write(&file, b"plain file").unwrap();
+    let data_dir = file.join("data");
+    let err = refused_start(&data_dir);
+    assert!(err.contains(&data_dir.display().to_string()), "{err}");
+}
