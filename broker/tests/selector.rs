@@ -414,6 +414,32 @@ fn malformed_selectors_report_position_and_reason() {
     }
 }
 
+/// Errors go back to the client in a STOMP header: one line, bounded.
+fn assert_one_short_line(e: &SelectorError) {
+    let text = e.to_string();
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+    assert!(text.chars().count() <= 300, "{} chars: {text}", text.len());
+}
+
+#[test]
+fn errors_quote_client_text_on_one_short_line() {
+    let err = error_of("a = 1 'first\nsecond\r\u{7}'");
+    assert_one_short_line(&err);
+    assert!(err.message.contains("'first\\nsecond"), "{err}");
+    let long = format!("a = 1 {}", "x".repeat(5000));
+    let err = error_of(&long);
+    assert_one_short_line(&err);
+    assert!(
+        err.message.contains(&format!("'{}…'", "x".repeat(40))),
+        "{err}"
+    );
+    let err = error_of(&format!("a = 0{}", "7".repeat(3000)));
+    assert!(err.message.contains("out of range"), "{err}");
+    assert_one_short_line(&err);
+    let err = error_of("a LIKE 'x' ESCAPE '\t\t'");
+    assert_one_short_line(&err);
+}
+
 #[test]
 fn nesting_is_bounded_without_overflowing_the_stack() {
     let nested = |n: usize| format!("{}a = 1{}", "(".repeat(n), ")".repeat(n));
@@ -548,6 +574,7 @@ fn check_never_panics(text: &str, props: &Props) {
                 chars + 1
             );
             assert!(!e.message.is_empty());
+            assert_one_short_line(&e);
         }
     }
 }

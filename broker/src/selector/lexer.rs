@@ -49,10 +49,10 @@ impl TokenKind {
     /// How an error message names this token.
     pub(super) fn describe(&self) -> String {
         match self {
-            TokenKind::Ident(name) => format!("identifier '{name}'"),
-            TokenKind::Str(s) => format!("string '{s}'"),
+            TokenKind::Ident(name) => format!("identifier '{}'", excerpt(name)),
+            TokenKind::Str(s) => format!("string '{}'", excerpt(s)),
             TokenKind::Integer(n) => format!("number {n}"),
-            TokenKind::Float(f) => format!("number {f}"),
+            TokenKind::Float(f) => format!("number {}", excerpt(&f.to_string())),
             TokenKind::End => "the end of the selector".to_string(),
             other => format!("'{}'", other.symbol()),
         }
@@ -91,6 +91,25 @@ impl TokenKind {
             | TokenKind::End => "",
         }
     }
+}
+
+/// Client text quoted in an error message, kept short and on one line: the
+/// message travels back in a STOMP `message` header.
+pub(super) fn excerpt(text: &str) -> String {
+    const MAX_CHARS: usize = 40;
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A token and the 1-based character column it starts at.
@@ -299,7 +318,7 @@ impl Lexer {
                 Ok(f) if f.is_finite() => Ok(TokenKind::Float(f)),
                 _ => Err(error(
                     pos,
-                    format!("numeric literal {text} is out of range"),
+                    format!("numeric literal {} is out of range", excerpt(&text)),
                 )),
             };
         }
@@ -308,7 +327,10 @@ impl Lexer {
             if text.chars().any(|c| !c.is_digit(8)) {
                 return Err(error(
                     pos,
-                    format!("invalid octal literal {text} (a leading 0 means octal)"),
+                    format!(
+                        "invalid octal literal {} (a leading 0 means octal)",
+                        excerpt(&text)
+                    ),
                 ));
             }
             return self.integer_end(pos, &text[1..], 8);
@@ -370,7 +392,12 @@ impl Lexer {
             ('(', _) => (TokenKind::LParen, 1),
             (')', _) => (TokenKind::RParen, 1),
             (',', _) => (TokenKind::Comma, 1),
-            _ => return Err(error(pos, format!("unexpected character '{c}'"))),
+            _ => {
+                return Err(error(
+                    pos,
+                    format!("unexpected character '{}'", excerpt(&c.to_string())),
+                ))
+            }
         };
         self.at += len;
         Ok(kind)

@@ -5,6 +5,7 @@
 //! remembers only the last `%` and so takes at most O(pattern × text) steps,
 //! never exponential time, on any input.
 
+use super::lexer::excerpt;
 use super::SelectorError;
 
 /// One element of a general pattern.
@@ -49,15 +50,20 @@ impl LikePattern {
                         return Err(SelectorError {
                             position: pos,
                             message: format!(
-                                "in LIKE pattern, escape character '{c}' is followed by '{next}'; \
-                                 it may only precede '%', '_' or itself"
+                                "in LIKE pattern, escape character '{}' is followed by '{}'; \
+                                 it may only precede '%', '_' or itself",
+                                excerpt(&c.to_string()),
+                                excerpt(&next.to_string())
                             ),
                         })
                     }
                     None => {
                         return Err(SelectorError {
                             position: pos,
-                            message: format!("LIKE pattern ends with escape character '{c}'"),
+                            message: format!(
+                                "LIKE pattern ends with escape character '{}'",
+                                excerpt(&c.to_string())
+                            ),
                         })
                     }
                 }

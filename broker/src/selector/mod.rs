@@ -17,6 +17,21 @@
 //! `"content-type"`. Comparisons follow ActiveMQ's STOMP mode
 //! (`convert_string_expressions:`): string values meet numbers and booleans
 //! by conversion.
+//!
+//! Evaluation rules worth knowing:
+//! - NULL (an absent property) makes comparisons, arithmetic, `BETWEEN`,
+//!   `IN` and `LIKE` UNKNOWN; `AND`/`OR`/`NOT` use the SQL truth tables.
+//! - A string meeting a number is parsed as one (`price > 10` with
+//!   `price:20`); `'true'`/`'false'` (any case) meet booleans.
+//! - Values of unlike types that do not convert (`price > 10` with
+//!   `price:abc`, `'red' < 'blue'`, a number in `IN`/`LIKE`) compare FALSE,
+//!   as JMS 1.1 §3.8.1.2 and ActiveMQ have it, so `NOT (price > 10)` holds.
+//! - Long arithmetic is integral (`7 / 2 = 3`); overflow and division of
+//!   longs by zero are UNKNOWN.
+//! - Checked at parse time and rejected: literals of unlike types
+//!   (`'x' = 1`), string or boolean literals in `< <= > >=` and `BETWEEN`,
+//!   `NULL` outside `IS [NOT] NULL`, a number or string where a condition
+//!   belongs, chained comparisons (`a = 1 = 2`).
 
 mod ast;
 mod eval;

@@ -11,7 +11,7 @@
 //! evaluator.
 
 use super::ast::{ArithOp, CompareOp, Expr, Literal, Sign};
-use super::lexer::{Token, TokenKind};
+use super::lexer::{excerpt, Token, TokenKind};
 use super::like::LikePattern;
 use super::{SelectorError, MAX_DEPTH};
 
@@ -431,7 +431,10 @@ impl Parser {
                 _ => {
                     return Err(error(
                         token.pos,
-                        format!("ESCAPE must be exactly one character, found '{esc}'"),
+                        format!(
+                            "ESCAPE must be exactly one character, found '{}'",
+                            excerpt(&esc)
+                        ),
                     ))
                 }
             }
