@@ -6,6 +6,7 @@
 //! [`store`] (an ordered log of typed entries). The router knows no protocol
 //! and touches no socket; the store knows no protocol either.
 
+pub mod auth;
 pub mod router;
 pub mod selector;
 pub mod server;
