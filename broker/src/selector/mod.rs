@@ -7,7 +7,8 @@
 //! which values.
 //!
 //! - [`lexer`]: text → positioned tokens.
-//! - [`parser`]: tokens → expression tree, with static type checks.
+//! - [`parser`]: tokens → expression tree.
+//! - [`check`]: static type checks the parser applies.
 //! - [`like`]: compiled `LIKE` patterns.
 //! - [`eval`]: three-valued evaluation.
 //!
@@ -34,6 +35,7 @@
 //!   belongs, chained comparisons (`a = 1 = 2`).
 
 mod ast;
+mod check;
 mod eval;
 mod lexer;
 mod like;
@@ -126,3 +128,6 @@ impl fmt::Display for Selector {
         f.write_str(&self.text)
     }
 }
+
+#[cfg(test)]
+mod tests;

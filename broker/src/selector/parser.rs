@@ -6,45 +6,17 @@
 //! `OR`, `AND`, `NOT`, comparison (`= <> < <= > >=`, `BETWEEN`, `IN`,
 //! `LIKE`, `IS NULL`, not chainable), `+ -`, `* /`, unary `+ -`, primary.
 //!
+//! Type checks live in [`super::check`].
+//!
 //! Both the parser's recursion and the depth of the built tree are capped at
 //! [`MAX_DEPTH`] so that no input can exhaust the stack, here or in the
 //! evaluator.
 
 use super::ast::{ArithOp, CompareOp, Expr, Literal, Sign};
+use super::check::{check_comparison, require_condition, require_number, require_string, Node, Ty};
 use super::lexer::{excerpt, Token, TokenKind};
 use super::like::LikePattern;
 use super::{SelectorError, MAX_DEPTH};
-
-/// What an expression statically evaluates to. Properties are `Any`: their
-/// type is only known per message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ty {
-    Bool,
-    Num,
-    Str,
-    Any,
-}
-
-impl Ty {
-    fn describe(self) -> &'static str {
-        match self {
-            Ty::Bool => "a condition",
-            Ty::Num => "a number",
-            Ty::Str => "a string",
-            Ty::Any => "a property",
-        }
-    }
-}
-
-/// An expression under construction with what the checks need to know.
-struct Node {
-    expr: Expr,
-    ty: Ty,
-    /// Column where the expression starts.
-    pos: usize,
-    /// Height of the tree below and including this node.
-    depth: usize,
-}
 
 /// Parses a whole token stream (ending with `End`) into an expression.
 pub(super) fn parse(tokens: Vec<Token>) -> Result<Expr, SelectorError> {
@@ -79,36 +51,6 @@ fn error(pos: usize, message: impl Into<String>) -> SelectorError {
     SelectorError {
         position: pos,
         message: message.into(),
-    }
-}
-
-fn require_condition(node: &Node, user: &str) -> Result<(), SelectorError> {
-    match node.ty {
-        Ty::Bool | Ty::Any => Ok(()),
-        ty => Err(error(
-            node.pos,
-            format!("{user} needs a condition, but this is {}", ty.describe()),
-        )),
-    }
-}
-
-fn require_number(node: &Node, user: &str) -> Result<(), SelectorError> {
-    match node.ty {
-        Ty::Num | Ty::Any => Ok(()),
-        ty => Err(error(
-            node.pos,
-            format!("{user} needs a number, but this is {}", ty.describe()),
-        )),
-    }
-}
-
-fn require_string(node: &Node, user: &str) -> Result<(), SelectorError> {
-    match node.ty {
-        Ty::Str | Ty::Any => Ok(()),
-        ty => Err(error(
-            node.pos,
-            format!("{user} needs a string, but this is {}", ty.describe()),
-        )),
     }
 }
 
@@ -293,30 +235,7 @@ impl Parser {
         left: Node,
         right: Node,
     ) -> Result<Node, SelectorError> {
-        if op.is_ordering() {
-            for side in [&left, &right] {
-                if matches!(side.ty, Ty::Str | Ty::Bool) {
-                    return Err(error(
-                        side.pos,
-                        format!(
-                            "'{}' compares numbers only, but this is {} \
-                             (strings and booleans allow only = and <>)",
-                            op.symbol(),
-                            side.ty.describe()
-                        ),
-                    ));
-                }
-            }
-        } else if left.ty != Ty::Any && right.ty != Ty::Any && left.ty != right.ty {
-            return Err(error(
-                pos,
-                format!(
-                    "cannot compare {} with {}",
-                    left.ty.describe(),
-                    right.ty.describe()
-                ),
-            ));
-        }
+        check_comparison(op, pos, &left, &right)?;
         let depths = [left.depth, right.depth];
         let expr = Expr::Compare(op, Box::new(left.expr), Box::new(right.expr));
         self.node(expr, Ty::Bool, left.pos, &depths)
