@@ -28,6 +28,21 @@ pub(super) fn parse(tokens: Vec<Token>) -> Result<Expr, SelectorError> {
     if parser.peek().kind == TokenKind::End {
         return Err(error(1, "empty selector"));
     }
+    // ActiveMQ also takes `XPATH '...'` and `XQUERY '...'` selectors over
+    // XML bodies; say so rather than report a stray string.
+    if let (TokenKind::Ident(word), Some(TokenKind::Str(_))) =
+        (&parser.peek().kind, parser.peek_kind_after())
+    {
+        if word.eq_ignore_ascii_case("XPATH") || word.eq_ignore_ascii_case("XQUERY") {
+            return Err(error(
+                parser.peek().pos,
+                format!(
+                    "{} selectors are not supported; use a JMS (SQL-92) selector",
+                    word.to_ascii_uppercase()
+                ),
+            ));
+        }
+    }
     let root = parser.parse_or()?;
     let next = parser.peek();
     match next.kind {

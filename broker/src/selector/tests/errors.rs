@@ -45,6 +45,7 @@ fn malformed_selectors_report_position_and_reason() {
         ("é = 'x' AND ö = ", 17, "expected an operand"),
         ("AND = 1", 1, "expected an operand, found 'AND'"),
         ("a = 1 /* open", 7, "unterminated comment"),
+        (" xpath '//a'", 2, "XPATH selectors are not"),
     ] {
         let err = error_of(text);
         assert_eq!(err.position, position, "{text:?}: {err}");
