@@ -6,7 +6,9 @@
 //! [`store`] (an ordered log of typed entries). The router knows no protocol
 //! and touches no socket; the store knows no protocol either.
 
+pub mod admin;
 pub mod auth;
+pub mod reload;
 pub mod router;
 pub mod selector;
 pub mod server;
@@ -48,6 +50,9 @@ pub enum StartError {
     /// The durable store cannot be opened (the error names the directory).
     #[error("cannot open the message store: {0}")]
     Store(#[from] store::OpenError),
+    /// The users file or a password hash is unusable.
+    #[error("cannot load the users: {0}")]
+    Auth(#[from] auth::AuthLoadError),
     /// Recovered messages could not be put back (e.g. destination limit).
     #[error("cannot restore the stored messages: {0}")]
     Restore(#[from] router::RouterError),
@@ -61,6 +66,8 @@ pub struct Broker {
     shutdown_timeout: Duration,
     listeners: Vec<(ListenerKind, SocketAddr)>,
     store: Arc<dyn store::Store>,
+    auth: Arc<auth::Authenticator>,
+    tls: Option<Arc<tls::ReloadableAcceptor>>,
 }
 
 fn router_config(config: &Config) -> RouterConfig {
@@ -83,7 +90,7 @@ fn router_config(config: &Config) -> RouterConfig {
     }
 }
 
-fn connection_config(config: &Config) -> ConnectionConfig {
+fn connection_config(config: &Config, auth: Arc<auth::Authenticator>) -> ConnectionConfig {
     let s = &config.stomp;
     ConnectionConfig {
         limits: ferromq_protocol::stomp::Limits {
@@ -102,6 +109,8 @@ fn connection_config(config: &Config) -> ConnectionConfig {
             max_transaction_bytes: config.destinations.memory_limit.as_usize(),
             max_transactions: 100,
             server: format!("ferromq/{}", env!("CARGO_PKG_VERSION")),
+            auth,
+            max_unacked: config.limits.max_unacked_per_connection as usize,
         }),
     }
 }
@@ -126,9 +135,14 @@ impl Broker {
         let shutdown = CancellationToken::new();
         tokio::spawn(router.clone().run_dead_letters());
         let tracker = TaskTracker::new();
+        let policy = auth::AccessPolicy::load(config)?;
+        if config.auth.anonymous && policy.user_count() > 0 {
+            info!("auth.anonymous is ignored: users are configured, every client must log in");
+        }
+        let auth = Arc::new(auth::Authenticator::new(policy)?);
         let ctx = Arc::new(ListenerContext {
             router: router.clone(),
-            stomp: Arc::new(connection_config(config)),
+            stomp: Arc::new(connection_config(config, auth.clone())),
             admission: Admission::new(
                 config.limits.max_connections as usize,
                 config.limits.max_connections_per_ip as usize,
@@ -136,7 +150,7 @@ impl Broker {
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),
         });
-        let acceptor = tls::acceptor(&config.tls)?;
+        let acceptor = tls::acceptor(&config.tls)?.map(tls::ReloadableAcceptor::new);
         let mut planned = Vec::new();
         if let Some(addr) = config.stomp.listen_addr() {
             planned.push((ListenerKind::Stomp, addr, None));
@@ -162,11 +176,34 @@ impl Broker {
             bound.push((listener, kind, tls));
             listeners.push((kind, local));
         }
+        let admin = match config.admin.listen_addr() {
+            Some(addr) => {
+                let bound = TcpListener::bind(addr).await;
+                let listener = bound.map_err(|source| StartError::Bind {
+                    listener: "admin",
+                    addr,
+                    source,
+                })?;
+                let local = listener.local_addr().unwrap_or(addr);
+                Some((listener, local))
+            }
+            None => None,
+        };
         for (listener, kind, tls) in bound {
             tokio::spawn(accept_loop(listener, kind, tls, ctx.clone()));
         }
         for (kind, addr) in &listeners {
             info!(listener = kind.name(), %addr, "listener ready");
+        }
+        if let Some((listener, addr)) = admin {
+            let sources = Arc::new(admin::metrics::Sources {
+                router: router.clone(),
+                admission: ctx.admission.clone(),
+                auth: auth.clone(),
+                started: std::time::Instant::now(),
+            });
+            tokio::spawn(admin::run(listener, sources, shutdown.clone()));
+            info!(listener = "admin", %addr, "listener ready");
         }
         Ok(Broker {
             router,
@@ -175,6 +212,8 @@ impl Broker {
             shutdown_timeout: config.broker.shutdown_timeout.as_duration(),
             listeners,
             store,
+            auth,
+            tls: acceptor,
         })
     }
 
@@ -186,6 +225,12 @@ impl Broker {
     /// The router (for tests and the admin API).
     pub fn router(&self) -> &Arc<Router> {
         &self.router
+    }
+
+    /// SIGHUP: applies the reloadable parts of `config` (TLS certificates,
+    /// users and ACL) without touching open connections.
+    pub fn reload(&self, config: &Config) -> Result<(), reload::ReloadError> {
+        reload::apply(config, &self.auth, self.tls.as_deref())
     }
 
     /// Graceful shutdown: stop accepting, tell every client (STOMP ERROR

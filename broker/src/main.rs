@@ -2,7 +2,10 @@
 //!
 //! `ferromq` runs with embedded defaults (STOMP on 127.0.0.1:61613);
 //! `ferromq --config FILE` reads TOML; flags override the file;
-//! `ferromq check-config FILE` validates a file and exits.
+//! `ferromq check-config FILE` validates a file and exits;
+//! `ferromq passwd` hashes a password read from stdin for `password_hash`.
+//! SIGHUP re-reads the config file and applies the TLS certificates, users
+//! and ACL; SIGTERM/SIGINT shut down gracefully.
 
 use clap::{Parser, Subcommand};
 use ferromq_broker::Broker;
@@ -54,6 +57,9 @@ enum Cmd {
         /// The file to check.
         file: PathBuf,
     },
+    /// Read a password from stdin (one line) and print its Argon2id hash
+    /// for `password_hash` in `[[auth.users]]` or the users file.
+    Passwd,
 }
 
 fn non_empty(v: String) -> Option<String> {
@@ -123,6 +129,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Cmd::Passwd) = &cli.command {
+        return passwd();
+    }
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -141,10 +150,47 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    runtime.block_on(run(&cli, config))
 }
 
-async fn run(config: Config) -> ExitCode {
+/// `ferromq passwd`: the password is the first line of stdin (without its
+/// line ending), so it never appears in the process list or shell history.
+fn passwd() -> ExitCode {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!("Password (visible as you type; pipe it in to avoid that): ");
+    }
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("ferromq passwd: cannot read the password from stdin: {e}");
+        return ExitCode::from(2);
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("ferromq passwd: empty password (give it as the first line of stdin)");
+        return ExitCode::from(2);
+    }
+    match ferromq_broker::auth::password::hash(password) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferromq passwd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli, config: Config) -> ExitCode {
+    let mut signals = match Signals::register() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let broker = match Broker::start(&config).await {
         Ok(b) => b,
         Err(e) => {
@@ -156,7 +202,9 @@ async fn run(config: Config) -> ExitCode {
     // Tell systemd (Type=notify) we are ready: every listener is bound.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     info!(version = env!("CARGO_PKG_VERSION"), "ferromq started");
-    wait_for_signal().await;
+    while let Signal::Reload = signals.next().await {
+        reload(cli, &broker);
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     info!("shutting down");
     broker.shutdown().await;
@@ -164,20 +212,50 @@ async fn run(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut t), Ok(mut i)) => {
-            tokio::select! {
-                _ = t.recv() => {}
-                _ = i.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// What a signal asks for.
+enum Signal {
+    /// SIGHUP.
+    Reload,
+    /// SIGTERM or SIGINT.
+    Stop,
+}
+
+/// SIGHUP: re-reads the config file (with the command-line overrides) and
+/// applies what can change while running. A bad file changes nothing.
+fn reload(cli: &Cli, broker: &Broker) {
+    match load(cli) {
+        Ok(config) => match broker.reload(&config) {
+            Ok(()) => info!("configuration reloaded"),
+            Err(e) => error!("{e}"),
+        },
+        Err(e) => error!("configuration not reloaded: {e}"),
+    }
+}
+
+/// The signals the daemon handles, registered before the listeners open:
+/// SIGHUP's default action would kill the process.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves on the next SIGHUP, SIGTERM or SIGINT.
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.hup.recv() => Signal::Reload,
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
         }
     }
 }

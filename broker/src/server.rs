@@ -4,10 +4,12 @@
 
 use crate::router::Router;
 use crate::stomp::{self, ConnectionConfig};
+use crate::tls::ReloadableAcceptor;
 use bytes::BytesMut;
 use ferromq_protocol::stomp::{encode_frame, Command, Frame, Version};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -40,6 +42,11 @@ impl ListenerKind {
 /// Connection admission: a total limit and a per-source-IP limit.
 pub struct Admission {
     total: Arc<Semaphore>,
+    limit: usize,
+    /// Connections admitted since start (metrics).
+    admitted: AtomicU64,
+    /// Connections refused by a limit since start (metrics).
+    refused: AtomicU64,
     per_ip_limit: usize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -72,6 +79,9 @@ impl Admission {
     pub fn new(total: usize, per_ip: usize) -> Arc<Admission> {
         Arc::new(Admission {
             total: Arc::new(Semaphore::new(total)),
+            limit: total,
+            admitted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             per_ip_limit: per_ip,
             per_ip: Mutex::new(HashMap::new()),
         })
@@ -79,6 +89,31 @@ impl Admission {
 
     /// Admits a connection from `ip`, or says which limit refused it.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, &'static str> {
+        let admitted = self.admit_counted(ip);
+        let counter = match admitted {
+            Ok(_) => &self.admitted,
+            Err(_) => &self.refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        admitted
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.limit.saturating_sub(self.total.available_permits())
+    }
+
+    /// Connections admitted since start.
+    pub fn admitted_total(&self) -> u64 {
+        self.admitted.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused by `max_connections`/`max_connections_per_ip`.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    fn admit_counted(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, &'static str> {
         let permit = self
             .total
             .clone()
@@ -116,7 +151,7 @@ pub struct ListenerContext {
 pub async fn accept_loop(
     listener: TcpListener,
     kind: ListenerKind,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<ReloadableAcceptor>>,
     ctx: Arc<ListenerContext>,
 ) {
     let mut backoff = Duration::from_millis(10);
@@ -148,7 +183,9 @@ pub async fn accept_loop(
             }
         };
         let ctx2 = ctx.clone();
-        let tls = tls.clone();
+        // Each connection takes the acceptor current at accept time, so a
+        // SIGHUP reload applies to the next client on.
+        let tls = tls.as_ref().map(|t| t.current());
         ctx.tracker.spawn(async move {
             let _admitted = admitted;
             serve_socket(socket, peer, kind, tls, ctx2).await;
@@ -171,6 +208,7 @@ async fn serve_socket(
                 r,
                 w,
                 peer_text,
+                None,
                 ctx.stomp.clone(),
                 ctx.router.clone(),
                 ctx.shutdown.clone(),
@@ -182,11 +220,20 @@ async fn serve_socket(
                 tokio::time::timeout(ctx.stomp.connect_timeout, acceptor.accept(socket)).await;
             match handshake {
                 Ok(Ok(stream)) => {
+                    // rustls verified the chain against tls.client_ca.
+                    let certificate_user = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|cert| crate::tls::common_name(cert))
+                        .map(Arc::from);
                     let (r, w) = tokio::io::split(stream);
                     stomp::serve(
                         r,
                         w,
                         peer_text,
+                        certificate_user,
                         ctx.stomp.clone(),
                         ctx.router.clone(),
                         ctx.shutdown.clone(),

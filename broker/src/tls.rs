@@ -91,3 +91,41 @@ pub fn acceptor(config: &TlsConfig) -> Result<Option<TlsAcceptor>, TlsError> {
         .map_err(|e| TlsError::Rustls(format!("{}: {e}", cert.display())))?;
     Ok(Some(TlsAcceptor::from(Arc::new(server))))
 }
+
+/// The acceptor the TLS listeners use for each new connection, replaceable
+/// at run time (SIGHUP re-reads the certificate files). Connections already
+/// established keep the session they negotiated.
+pub struct ReloadableAcceptor {
+    current: std::sync::RwLock<TlsAcceptor>,
+}
+
+impl ReloadableAcceptor {
+    /// Starts with `acceptor`.
+    pub fn new(acceptor: TlsAcceptor) -> Arc<ReloadableAcceptor> {
+        Arc::new(ReloadableAcceptor {
+            current: std::sync::RwLock::new(acceptor),
+        })
+    }
+
+    /// The acceptor for the next handshake.
+    pub fn current(&self) -> TlsAcceptor {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces it; handshakes already under way finish with the old one.
+    pub fn replace(&self, acceptor: TlsAcceptor) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = acceptor;
+    }
+}
+
+/// The subject common name of a (verified) DER client certificate: the
+/// user name a client certificate authenticates as. `None` if the
+/// certificate does not parse or has no UTF-8 common name.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}

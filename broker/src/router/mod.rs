@@ -198,6 +198,17 @@ impl Router {
         v
     }
 
+    /// Whether destination `name` (canonical) exists: ACL checks ask
+    /// before a SEND or SUBSCRIBE would create it.
+    pub fn contains(&self, name: &str) -> bool {
+        self.read().contains_key(name)
+    }
+
+    /// Number of destinations, for metrics.
+    pub fn destination_count(&self) -> usize {
+        self.read().len()
+    }
+
     /// Publishes a message. Persistent messages are appended to the store
     /// *before* they become visible to consumers, so the log always holds an
     /// enqueue before its ack; the returned [`Commit`] says when the enqueue is

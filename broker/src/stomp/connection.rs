@@ -40,6 +40,7 @@ pub async fn serve<R, W>(
     mut reader: R,
     writer_half: W,
     peer: String,
+    certificate_user: Option<Arc<str>>,
     config: Arc<ConnectionConfig>,
     router: Arc<Router>,
     shutdown: CancellationToken,
@@ -62,6 +63,7 @@ pub async fn serve<R, W>(
         router,
         outbox.clone(),
     );
+    session.set_certificate_user(certificate_user);
     let mut decoder = Decoder::new(config.limits);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     // Both timeouts bound a whole span (accept to CONNECT, first byte to
@@ -139,9 +141,11 @@ pub async fn serve<R, W>(
     };
 
     match &reason {
-        Ok(why) => info!(conn = id, %peer, reason = why, "stomp connection closed"),
+        Ok(why) => {
+            info!(conn = id, %peer, user = session.user().unwrap_or("-"), reason = why, "stomp connection closed")
+        }
         Err(e) => {
-            info!(conn = id, %peer, error = %e.message, "stomp connection closed with error");
+            info!(conn = id, %peer, user = session.user().unwrap_or("-"), error = %e.message, "stomp connection closed with error");
             outbox.push(Outgoing::Frame(e.to_frame()));
         }
     }

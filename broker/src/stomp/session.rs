@@ -18,6 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
+mod access;
+use crate::auth::Permission;
+
 /// Session settings from the `[stomp]` and `[limits]` config.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -33,6 +36,11 @@ pub struct SessionConfig {
     pub max_transactions: usize,
     /// Server name for CONNECTED.
     pub server: String,
+    /// Authentication and ACLs (`[auth]`, `[[acl]]`).
+    pub auth: Arc<crate::auth::Authenticator>,
+    /// Most prefetch summed over the connection's client-ack subscriptions
+    /// (`limits.max_unacked_per_connection`).
+    pub max_unacked: usize,
 }
 
 /// A protocol error: answered with one ERROR frame, then the connection closes.
@@ -104,6 +112,9 @@ pub struct HeartBeat {
 
 struct Subscription {
     consumer: Arc<Consumer>,
+    /// Share of `max_unacked` this subscription holds (its prefetch, for
+    /// client-ack subscriptions; 0 for auto).
+    budget: usize,
 }
 
 /// State of one STOMP connection.
@@ -119,6 +130,12 @@ pub struct Session {
     /// Ids of finished queue browsers (UNSUBSCRIBE of them is accepted).
     browsers: std::collections::HashSet<String>,
     transactions: HashMap<String, Transaction>,
+    /// Set by the authenticated CONNECT.
+    principal: Option<crate::auth::Principal>,
+    /// Common name of the verified TLS client certificate, if any.
+    certificate_user: Option<Arc<str>>,
+    /// Sum of the subscriptions' `budget`.
+    unacked_budget: usize,
 }
 
 /// Most messages one queue browse returns.
@@ -144,6 +161,9 @@ impl Session {
             subscriptions: HashMap::new(),
             browsers: Default::default(),
             transactions: HashMap::new(),
+            principal: None,
+            certificate_user: None,
+            unacked_budget: 0,
         }
     }
 
@@ -172,7 +192,7 @@ impl Session {
     async fn dispatch(&mut self, frame: Frame) -> Result<Flow, StompError> {
         if self.version.is_none() {
             return match frame.command {
-                Command::Connect | Command::Stomp => self.connect(&frame),
+                Command::Connect | Command::Stomp => self.connect(&frame).await,
                 other => Err(StompError::new(format!(
                     "{other} before CONNECT: the first frame must be CONNECT or STOMP"
                 ))),
@@ -200,7 +220,7 @@ impl Session {
         }
     }
 
-    fn connect(&mut self, frame: &Frame) -> Result<Flow, StompError> {
+    async fn connect(&mut self, frame: &Frame) -> Result<Flow, StompError> {
         let version = Version::negotiate(frame.get("accept-version")).ok_or_else(|| {
             StompError::new("Supported protocol versions are 1.0,1.1,1.2").detail(format!(
                 "accept-version '{}' names no version this broker speaks (1.0, 1.1, 1.2)",
@@ -222,6 +242,7 @@ impl Session {
                 };
             }
         }
+        let principal = self.authenticate(frame).await?;
         self.version = Some(version);
         let mut reply = Frame::new(Command::Connected)
             .header("version", version.as_str())
@@ -240,7 +261,8 @@ impl Session {
         if let Some(rid) = frame.get("request-id") {
             reply = reply.header("response-id", rid);
         }
-        tracing::info!(conn = self.id, peer = %self.peer, version = %version, user = frame.get("login").unwrap_or("anonymous"), "stomp session opened");
+        tracing::info!(conn = self.id, peer = %self.peer, version = %version, user = %principal.name, "stomp session opened");
+        self.principal = Some(principal);
         self.outbox.push(Outgoing::Connected {
             frame: reply,
             version,
@@ -260,6 +282,7 @@ impl Session {
                     "cannot send to the wildcard destination {name}: wildcards are for SUBSCRIBE"
                 )));
             }
+            self.authorize(&address, Permission::Write)?;
             destinations.push(self.router.destination(&address, self.id)?);
         }
         if let Some(tx) = frame.get("transaction") {
@@ -415,10 +438,12 @@ impl Session {
                 "wildcard subscriptions are supported on topics only, not on {raw}"
             )));
         }
+        self.authorize(&address, Permission::Read)?;
         let destination = self.router.destination(&address, self.id)?;
         if browser {
             return self.browse(frame, id, &destination, selector.as_deref());
         }
+        let (prefetch, budget) = self.unacked_share(ack, prefetch, address.kind)?;
         // The RECEIPT is queued before the subscription exists, so it is
         // written before any MESSAGE of the subscription.
         self.receipt(frame, Vec::new());
@@ -435,7 +460,9 @@ impl Session {
             options,
             self.outbox.clone(),
         );
-        self.subscriptions.insert(id, Subscription { consumer });
+        self.unacked_budget += budget;
+        self.subscriptions
+            .insert(id, Subscription { consumer, budget });
         Ok(Flow::Continue)
     }
 
@@ -486,6 +513,7 @@ impl Session {
             StompError::new(format!("no subscription with id '{id}' on this connection"))
         })?;
         self.release_transactions_of(sub.consumer.id);
+        self.unacked_budget -= sub.budget;
         self.router.unsubscribe(&sub.consumer);
         self.receipt(frame, Vec::new());
         Ok(Flow::Continue)

@@ -1,0 +1,252 @@
+//! What the admin endpoint reports: `/metrics` in the Prometheus text
+//! exposition format (version 0.0.4) and `/api/destinations` as JSON, both
+//! read from live broker state at request time (nothing is sampled in the
+//! background).
+
+use crate::auth::Authenticator;
+use crate::router::{Destination, DestinationKind, Router};
+use crate::server::Admission;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the metrics are read from.
+pub struct Sources {
+    /// Destinations and their counters.
+    pub router: Arc<Router>,
+    /// Connection counts.
+    pub admission: Arc<Admission>,
+    /// Authentication failures.
+    pub auth: Arc<Authenticator>,
+    /// Process start, for uptime.
+    pub started: Instant,
+}
+
+/// One destination's numbers at one moment.
+struct Row {
+    name: String,
+    kind: &'static str,
+    temporary: bool,
+    waiting: usize,
+    unacked: usize,
+    consumers: usize,
+    bytes: usize,
+    blocked_producers: usize,
+    enqueued: u64,
+    dequeued: u64,
+    redelivered: u64,
+    expired: u64,
+    discarded: u64,
+}
+
+fn row(d: &Destination) -> Row {
+    let snap = d.snapshot();
+    let s = &d.stats;
+    Row {
+        name: d.name().to_owned(),
+        kind: match d.kind() {
+            DestinationKind::Queue => "queue",
+            DestinationKind::Topic => "topic",
+        },
+        temporary: d.address.is_temporary(),
+        waiting: snap.waiting,
+        unacked: snap.unacked,
+        consumers: snap.consumers,
+        bytes: snap.bytes,
+        blocked_producers: d.blocked_producers(),
+        enqueued: s.enqueued.load(Ordering::Relaxed),
+        dequeued: s.dequeued.load(Ordering::Relaxed),
+        redelivered: s.redelivered.load(Ordering::Relaxed),
+        expired: s.expired.load(Ordering::Relaxed),
+        discarded: s.discarded.load(Ordering::Relaxed),
+    }
+}
+
+/// Escapes a label value (`\`, `"` and newlines, as the format requires).
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Renders `/metrics`.
+pub fn prometheus(src: &Sources) -> String {
+    let rows: Vec<Row> = src.router.destinations().iter().map(|d| row(d)).collect();
+    let mut out = String::with_capacity(512 + rows.len() * 1024);
+    let scalars: [(&str, &str, &str, u64); 6] = [
+        (
+            "ferromq_connections",
+            "gauge",
+            "Client connections open now.",
+            src.admission.open() as u64,
+        ),
+        (
+            "ferromq_connections_total",
+            "counter",
+            "Client connections admitted since start.",
+            src.admission.admitted_total(),
+        ),
+        (
+            "ferromq_connections_refused_total",
+            "counter",
+            "Connections refused by limits.max_connections or max_connections_per_ip.",
+            src.admission.refused_total(),
+        ),
+        (
+            "ferromq_auth_failures_total",
+            "counter",
+            "Failed authentications (STOMP CONNECT and admin endpoint).",
+            src.auth.failures(),
+        ),
+        (
+            "ferromq_destinations",
+            "gauge",
+            "Queues and topics that exist now.",
+            rows.len() as u64,
+        ),
+        (
+            "ferromq_uptime_seconds",
+            "gauge",
+            "Seconds since the broker started.",
+            src.started.elapsed().as_secs(),
+        ),
+    ];
+    for (name, kind, help, value) in scalars {
+        family(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    type Column = fn(&Row) -> u64;
+    let columns: [(&str, &str, &str, Column); 11] = [
+        (
+            "ferromq_destination_messages",
+            "gauge",
+            "Messages waiting for a consumer (queue depth; topic subscriber backlogs).",
+            |r| r.waiting as u64,
+        ),
+        (
+            "ferromq_destination_unacked",
+            "gauge",
+            "Messages delivered and not yet acknowledged.",
+            |r| r.unacked as u64,
+        ),
+        (
+            "ferromq_destination_consumers",
+            "gauge",
+            "Subscriptions.",
+            |r| r.consumers as u64,
+        ),
+        (
+            "ferromq_destination_bytes",
+            "gauge",
+            "Bytes held (waiting and unacknowledged).",
+            |r| r.bytes as u64,
+        ),
+        (
+            "ferromq_destination_blocked_producers",
+            "gauge",
+            "Producers waiting for producer flow control.",
+            |r| r.blocked_producers as u64,
+        ),
+        (
+            "ferromq_destination_enqueued_total",
+            "counter",
+            "Messages published.",
+            |r| r.enqueued,
+        ),
+        (
+            "ferromq_destination_dequeued_total",
+            "counter",
+            "Messages acknowledged (consumed).",
+            |r| r.dequeued,
+        ),
+        (
+            "ferromq_destination_redelivered_total",
+            "counter",
+            "Deliveries of messages delivered before.",
+            |r| r.redelivered,
+        ),
+        (
+            "ferromq_destination_expired_total",
+            "counter",
+            "Messages dropped because they expired.",
+            |r| r.expired,
+        ),
+        (
+            "ferromq_destination_discarded_total",
+            "counter",
+            "Topic messages dropped because a subscriber's backlog was full.",
+            |r| r.discarded,
+        ),
+        (
+            "ferromq_destination_temporary",
+            "gauge",
+            "1 for a temporary destination.",
+            |r| u64::from(r.temporary),
+        ),
+    ];
+    for (name, kind, help, value) in columns {
+        family(&mut out, name, kind, help);
+        for r in &rows {
+            let _ = writeln!(
+                out,
+                "{name}{{destination=\"{}\",kind=\"{}\"}} {}",
+                label(&r.name),
+                r.kind,
+                value(r)
+            );
+        }
+    }
+    out
+}
+
+/// Renders `/api/destinations`.
+pub fn destinations_json(router: &Router) -> String {
+    let list: Vec<serde_json::Value> = router
+        .destinations()
+        .iter()
+        .map(|d| {
+            let r = row(d);
+            serde_json::json!({
+                "name": r.name,
+                "kind": r.kind,
+                "temporary": r.temporary,
+                "messages": r.waiting,
+                "unacked": r.unacked,
+                "consumers": r.consumers,
+                "bytes": r.bytes,
+                "blocked_producers": r.blocked_producers,
+                "enqueued": r.enqueued,
+                "dequeued": r.dequeued,
+                "redelivered": r.redelivered,
+                "expired": r.expired,
+                "discarded": r.discarded,
+            })
+        })
+        .collect();
+    let mut text = serde_json::Value::Array(list).to_string();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("/queue/a\"b\\c\nd"), "/queue/a\\\"b\\\\c\\nd");
+    }
+}
