@@ -5,10 +5,13 @@
 //!   partial frame as "need more bytes", and an encoder that applies the version's
 //!   header escaping.
 //! - [`native`]: ferromq's own length-prefixed binary protocol (AMQP 1.0 model).
+//! - `client` (feature `client`): an async tokio client for the native protocol.
 #![deny(missing_docs)]
 
 pub use headers::Headers;
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod headers;
 pub mod native;
 pub mod stomp;
