@@ -134,6 +134,7 @@ impl Broker {
         router.restore(recovered)?;
         let shutdown = CancellationToken::new();
         tokio::spawn(router.clone().run_dead_letters());
+        tokio::spawn(router.clone().run_scheduler());
         let tracker = TaskTracker::new();
         let policy = auth::AccessPolicy::load(config)?;
         if config.auth.anonymous && policy.user_count() > 0 {

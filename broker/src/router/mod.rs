@@ -14,18 +14,22 @@ pub mod dead_letter;
 pub mod destination;
 pub mod message;
 pub mod pending;
+pub mod scheduler;
 pub mod subscription;
 
 pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};
 pub use dead_letter::{DeadLetterPolicy, NackPolicy};
 pub use destination::{AckError, Destination, DestinationSnapshot};
 pub use message::{now_ms, Delivery, DeliverySink, Message, DEFAULT_PRIORITY};
-pub use subscription::{AckMode, ConnectionId, Consumer, SubscribeOptions, SubscriptionId};
+pub use subscription::{
+    AckMode, ConnectionId, Consumer, LinkFlow, SubscribeOptions, SubscriptionId,
+};
 
 use crate::store::{Commit, LogEntry, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use dead_letter::DeadLetter;
+use scheduler::{Schedule, Scheduled};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 use subscription::SubscriptionState;
@@ -74,6 +78,9 @@ pub enum RouterError {
     /// `max_destinations` reached.
     #[error("destination limit of {0} reached")]
     TooManyDestinations(usize),
+    /// Bad or refused scheduling headers.
+    #[error("{0}")]
+    Scheduling(String),
     /// ACK/NACK of something not delivered or already acknowledged.
     #[error("unexpected ACK/NACK for message-id [{0}]: it is not awaiting acknowledgement on this subscription")]
     NotDelivered(String),
@@ -96,6 +103,8 @@ pub struct Router {
     /// skip the lock when there are none.
     wildcards: RwLock<Vec<Arc<Destination>>>,
     has_wildcards: AtomicBool,
+    /// Messages waiting for their scheduled time.
+    scheduler: Arc<scheduler::Scheduler>,
     dead_letters: mpsc::UnboundedSender<DeadLetter>,
     /// Taken by [`Router::run_dead_letters`].
     dead_letter_rx: Mutex<Option<mpsc::UnboundedReceiver<DeadLetter>>>,
@@ -109,6 +118,7 @@ impl Router {
             dead_letter_policy: Arc::new(config.dead_letter.clone()),
             wildcards: RwLock::new(Vec::new()),
             has_wildcards: AtomicBool::new(false),
+            scheduler: Arc::default(),
             dead_letters,
             dead_letter_rx: Mutex::new(Some(rx)),
             config,
@@ -186,6 +196,19 @@ impl Router {
         for (message, redeliveries) in recovered.messages {
             let address = Address::parse(&message.destination, 0)?;
             let destination = self.destination(&address, address.temp_owner.unwrap_or(0))?;
+            // A stored scheduled message resumes its schedule; its delivery
+            // count is the number of times it already fired.
+            if let Ok(Some(schedule)) = Schedule::of(&message) {
+                self.scheduler
+                    .insert(Scheduled {
+                        template: message,
+                        destination,
+                        schedule,
+                        fired: redeliveries,
+                    })
+                    .map_err(RouterError::Scheduling)?;
+                continue;
+            }
             destination.restore(message, redeliveries);
         }
         Ok(())
@@ -218,10 +241,7 @@ impl Router {
         // Only queues that outlive their connection are stored: a topic
         // message without a durable subscriber, or a temporary queue's, has
         // nobody to come back to after a restart.
-        let stored = message.persistent
-            && destination.kind() == DestinationKind::Queue
-            && !destination.address.is_temporary();
-        let commit = if stored {
+        let commit = if self.stores(destination, &message) {
             self.store.append(vec![LogEntry::Enqueue {
                 message: message.clone(),
             }])
@@ -243,6 +263,88 @@ impl Router {
         commit
     }
 
+    /// Sends a message: scheduled when it carries scheduling headers, else
+    /// published at once. See [`Router::publish`] for the durability rule.
+    pub fn send(&self, destination: &Arc<Destination>, message: Message) -> Result<Commit, RouterError> {
+        let Some(schedule) = Schedule::of(&message).map_err(RouterError::Scheduling)? else {
+            return Ok(self.publish(destination, message));
+        };
+        let template = Arc::new(message);
+        let commit = if self.stores(destination, &template) {
+            self.store.append(vec![LogEntry::Enqueue {
+                message: template.clone(),
+            }])
+        } else {
+            Commit::Done
+        };
+        if commit.is_failed() {
+            return Ok(commit);
+        }
+        self.scheduler
+            .insert(Scheduled {
+                template,
+                destination: destination.clone(),
+                schedule,
+                fired: 0,
+            })
+            .map_err(RouterError::Scheduling)?;
+        Ok(commit)
+    }
+
+    /// Fires scheduled messages when they are due, until the router is
+    /// dropped. Spawn once at start.
+    pub async fn run_scheduler(self: Arc<Self>) {
+        let weak = Arc::downgrade(&self);
+        let scheduler = self.scheduler.clone();
+        drop(self);
+        loop {
+            let next = {
+                let Some(router) = weak.upgrade() else { return };
+                let (due, next) = router.scheduler.take_due(now_ms());
+                for entry in due {
+                    router.fire(entry);
+                }
+                next
+            };
+            let wait = next.map(|t| t.saturating_sub(now_ms())).unwrap_or(60_000);
+            let changed = scheduler.changed();
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(wait.max(1)), changed).await;
+        }
+    }
+
+    fn fire(&self, mut entry: Scheduled) {
+        let copy = scheduler::fire(&entry.template, self.next_seq());
+        drop(self.publish(&entry.destination, copy));
+        entry.fired += 1;
+        let stored = self.stores(&entry.destination, &entry.template);
+        if entry.fired <= entry.schedule.repeat {
+            if stored {
+                drop(self.store.append(vec![LogEntry::Delivered {
+                    seq: entry.template.seq,
+                    count: entry.fired,
+                }]));
+            }
+            if let Err(e) = self.scheduler.insert(entry) {
+                tracing::warn!(error = %e, "scheduled message dropped");
+            }
+        } else if stored {
+            drop(self.store.append(vec![LogEntry::Ack {
+                destination: entry.destination.address.name.clone(),
+                seq: entry.template.seq,
+            }]));
+        }
+    }
+
+    /// Messages waiting in the scheduler.
+    pub fn scheduled(&self) -> usize {
+        self.scheduler.len()
+    }
+
+    /// Whether `message` sent to `destination` goes to the store.
+    fn stores(&self, destination: &Destination, message: &Message) -> bool {
+        message.persistent && destination.kind() == DestinationKind::Queue && !destination.address.is_temporary()
+    }
+
     /// Adds a subscription. Messages may be delivered to `sink` before this
     /// returns, so a protocol that must answer first (STOMP's RECEIPT) queues
     /// its answer on the sink's connection beforehand.
@@ -254,6 +356,52 @@ impl Router {
         ack: AckMode,
         options: SubscribeOptions,
         sink: Arc<dyn DeliverySink>,
+    ) -> Arc<Consumer> {
+        self.subscribe_with(destination, connection, tag, ack, options, sink, None)
+    }
+
+    /// Adds a credit-based subscription (a native protocol link): nothing is
+    /// delivered until [`Router::flow`] grants credit, and each delivery
+    /// uses one, on top of the prefetch window that bounds unacknowledged
+    /// messages.
+    pub fn subscribe_link(
+        &self,
+        destination: Arc<Destination>,
+        connection: ConnectionId,
+        tag: Arc<str>,
+        ack: AckMode,
+        options: SubscribeOptions,
+        sink: Arc<dyn DeliverySink>,
+    ) -> Arc<Consumer> {
+        self.subscribe_with(destination, connection, tag, ack, options, sink, Some(0))
+    }
+
+    /// Grants a [`Router::subscribe_link`] subscription credit for
+    /// `receiver_count + credit` deliveries in total (AMQP link credit);
+    /// `drain` uses up what cannot be delivered now. Deliveries it allows
+    /// reach the sink before this returns. `None` if the subscription is gone.
+    pub fn flow(
+        &self,
+        consumer: &Consumer,
+        receiver_count: u32,
+        credit: u32,
+        drain: bool,
+    ) -> Option<LinkFlow> {
+        consumer
+            .destination
+            .flow(consumer.id, receiver_count, credit, drain)
+    }
+
+    #[allow(clippy::too_many_arguments)] // the public entry points name them all
+    fn subscribe_with(
+        &self,
+        destination: Arc<Destination>,
+        connection: ConnectionId,
+        tag: Arc<str>,
+        ack: AckMode,
+        options: SubscribeOptions,
+        sink: Arc<dyn DeliverySink>,
+        link_credit: Option<u32>,
     ) -> Arc<Consumer> {
         let prefetch = options.prefetch.unwrap_or(match destination.kind() {
             DestinationKind::Queue => self.config.queue_prefetch,
@@ -272,6 +420,7 @@ impl Router {
         let mut state = SubscriptionState::new(consumer.clone(), sink, prefetch);
         state.selector = options.selector;
         state.exclusive = options.exclusive;
+        state.link_credit = link_credit;
         destination.subscribe(state);
         consumer
     }

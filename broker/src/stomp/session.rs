@@ -9,6 +9,7 @@ use crate::router::{
     now_ms, AckMode, Address, ConnectionId, Consumer, Destination, Message, Router, RouterError,
     SubscriptionId, DEFAULT_PRIORITY,
 };
+use crate::router::scheduler::Schedule;
 use crate::router::{DestinationKind, SubscribeOptions};
 use crate::selector::Selector;
 use crate::store::Commit;
@@ -307,7 +308,7 @@ impl Session {
         let mut commits = Vec::with_capacity(destinations.len());
         for destination in &destinations {
             let message = self.message_from(&frame, destination)?;
-            commits.push(self.router.publish(destination, message));
+            commits.push(self.router.send(destination, message)?);
         }
         self.receipt(&frame, commits);
         // Producer flow control: stop reading this producer until the
@@ -359,7 +360,7 @@ impl Session {
                 headers.push("reply-to", &addr.name);
             }
         }
-        Ok(Message {
+        let message = Message {
             seq: self.router.next_seq(),
             destination: destination.address.name.clone(),
             persistent,
@@ -368,7 +369,10 @@ impl Session {
             timestamp: now_ms(),
             headers,
             body: frame.body.clone(),
-        })
+        };
+        // Bad scheduling headers are refused at SEND, even in a transaction.
+        Schedule::of(&message).map_err(StompError::new)?;
+        Ok(message)
     }
 
     fn subscribe(&mut self, frame: &Frame) -> Result<Flow, StompError> {
@@ -622,7 +626,11 @@ impl Session {
                 TxOp::Send {
                     destination,
                     message,
-                } => commits.push(self.router.publish(&destination, message)),
+                } => match self.router.send(&destination, message) {
+                    Ok(commit) => commits.push(commit),
+                    // Validated at SEND time; only a full scheduler gets here.
+                    Err(e) => tracing::warn!(conn = self.id, error = %e, "transactional send dropped at commit"),
+                },
                 TxOp::Ack { consumer, seqs } => {
                     commits.push(self.router.ack_exact(&consumer, &seqs))
                 }
