@@ -10,7 +10,9 @@ use super::address::{Address, DestinationKind};
 use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, NackPolicy};
 use super::message::{now_ms, Message};
 use super::pending::{Pending, PendingQueue};
-use super::subscription::{ConnectionId, InFlight, SubscriptionId, SubscriptionState};
+use super::subscription::{
+    ConnectionId, InFlight, LinkFlow, SubscriptionId, SubscriptionState,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -410,6 +412,31 @@ impl Destination {
         self.dispatch(&mut st);
         self.account(&st);
         done
+    }
+
+    /// Credit-based subscriptions: grants credit (see
+    /// [`SubscriptionState::grant`]), delivers what it allows at once and,
+    /// when `drain`, uses up what is left. `None` if the subscription is gone.
+    pub fn flow(
+        &self,
+        id: SubscriptionId,
+        receiver_count: u32,
+        credit: u32,
+        drain: bool,
+    ) -> Option<LinkFlow> {
+        let mut st = self.lock();
+        st.subscription(id).ok()?.grant(receiver_count, credit);
+        self.dispatch(&mut st);
+        let sub = st.subscription(id).ok()?;
+        if drain {
+            sub.drain();
+        }
+        let flow = LinkFlow {
+            delivery_count: sub.delivered,
+            link_credit: sub.link_credit.unwrap_or(0),
+        };
+        self.account(&st);
+        Some(flow)
     }
 
     /// Up to `limit` waiting messages in delivery order, without consuming

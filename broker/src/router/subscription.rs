@@ -98,6 +98,22 @@ pub struct SubscriptionState {
     pub selector: Option<Arc<Selector>>,
     /// While an exclusive consumer exists, a queue delivers to it alone.
     pub exclusive: bool,
+    /// Credit-based links (the native protocol): deliveries the consumer
+    /// still allows, granted explicitly and used up by each delivery, on top
+    /// of the prefetch window. `None`: the prefetch window alone (STOMP).
+    pub link_credit: Option<u32>,
+    /// Deliveries made on this subscription, wrapping: a native link's
+    /// delivery count.
+    pub delivered: u32,
+}
+
+/// A credit-based subscription's flow state after a credit grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkFlow {
+    /// Deliveries made on the subscription (including drained credit).
+    pub delivery_count: u32,
+    /// Credit left.
+    pub link_credit: u32,
 }
 
 impl SubscriptionState {
@@ -112,6 +128,8 @@ impl SubscriptionState {
             backlog: PendingQueue::default(),
             selector: None,
             exclusive: false,
+            link_credit: None,
+            delivered: 0,
         }
     }
 
@@ -122,11 +140,33 @@ impl SubscriptionState {
 
     /// Whether another message may be delivered now.
     pub fn has_credit(&self) -> bool {
-        self.unacked.len() - self.held < self.prefetch
+        self.unacked.len() - self.held < self.prefetch && self.link_credit != Some(0)
+    }
+
+    /// Sets a credit-based subscription's credit so that the consumer may
+    /// receive up to `receiver_count + credit` deliveries in total, as AMQP
+    /// link credit is computed (wrapping counts; never below zero).
+    pub fn grant(&mut self, receiver_count: u32, credit: u32) {
+        let allowed = receiver_count.wrapping_add(credit).wrapping_sub(self.delivered);
+        // Negative (as i32): more deliveries were made than the consumer's
+        // count plus its credit allow (its grant crossed deliveries in
+        // flight), so nothing is left.
+        self.link_credit = Some(if (allowed as i32) < 0 { 0 } else { allowed.min(credit) });
+    }
+
+    /// Uses up the remaining credit (drain): the delivery count advances by it.
+    pub fn drain(&mut self) {
+        if let Some(c) = self.link_credit.replace(0) {
+            self.delivered = self.delivered.wrapping_add(c);
+        }
     }
 
     /// Records `p` as delivered and hands it to the sink.
     pub fn deliver(&mut self, p: Pending) {
+        if let Some(c) = &mut self.link_credit {
+            *c = c.saturating_sub(1);
+        }
+        self.delivered = self.delivered.wrapping_add(1);
         self.sink.deliver(super::message::Delivery {
             consumer: self.consumer.clone(),
             message: p.message.clone(),
