@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn reads_schedules_and_refuses_bad_ones() {
         assert_eq!(Schedule::of(&message(&[])), Ok(None));
-        let s = Schedule::of(&message(&[(DELAY, "500"), (PERIOD, "100"), (REPEAT, "2")])).unwrap();
+        let s = Schedule::of(&message(&[(DELAY, "500"), (PERIOD, "100"), (REPEAT, "2")])).unwrap().unwrap();
         assert_eq!(s, Schedule { delay: 500, period: 100, repeat: 2 });
         assert_eq!((s.due(1000, 0), s.due(1000, 2)), (1500, 1700));
         assert!(Schedule::of(&message(&[(DELAY, "soon")])).is_err());
