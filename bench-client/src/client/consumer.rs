@@ -148,5 +148,7 @@ async fn consume<L: ConsumerLink>(
                 .fetch_add(n as u64, Ordering::Relaxed);
         }
         link.flush().await?;
+        // Same reason as the producer's yield: stay fair to the other clients.
+        tokio::task::yield_now().await;
     }
 }

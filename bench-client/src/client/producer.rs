@@ -231,6 +231,10 @@ async fn produce<L: ProducerLink>(
             unflushed = 0;
         }
         link.check_incoming().await?;
+        // A socket write that completes at once never returns Pending, so
+        // without this a fast broker lets one producer monopolise a runtime
+        // thread and starve the consumers sharing it.
+        tokio::task::yield_now().await;
     }
 }
 
