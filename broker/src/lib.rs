@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod native;
 pub mod reload;
 pub mod router;
 pub mod selector;
@@ -115,6 +116,26 @@ fn connection_config(config: &Config, auth: Arc<auth::Authenticator>) -> Connect
     }
 }
 
+fn native_settings(config: &Config, auth: Arc<auth::Authenticator>) -> native::NativeSettings {
+    let n = &config.native;
+    native::NativeSettings {
+        max_frame_size: u32::try_from(n.max_frame_size.as_usize()).unwrap_or(u32::MAX),
+        idle_timeout: n.idle_timeout.as_duration(),
+        connect_timeout: config.stomp.connect_timeout.as_duration(),
+        frame_timeout: config.stomp.frame_timeout.as_duration(),
+        // The same message size limit as STOMP, so a message fits either protocol.
+        max_message_size: config.stomp.max_frame_size.as_usize(),
+        max_links: config.limits.max_subscriptions_per_connection as usize,
+        max_sessions: 256,
+        max_transactions: 100,
+        max_transaction_bytes: config.destinations.memory_limit.as_usize(),
+        producer_credit: 1000,
+        reply_limit: 10_000,
+        container_id: config.broker.name.clone(),
+        auth,
+    }
+}
+
 impl Broker {
     /// Binds every configured listener and starts accepting.
     pub async fn start(config: &Config) -> Result<Broker, StartError> {
@@ -144,6 +165,7 @@ impl Broker {
         let ctx = Arc::new(ListenerContext {
             router: router.clone(),
             stomp: Arc::new(connection_config(config, auth.clone())),
+            native: Arc::new(native_settings(config, auth.clone())),
             admission: Admission::new(
                 config.limits.max_connections as usize,
                 config.limits.max_connections_per_ip as usize,
@@ -160,6 +182,16 @@ impl Broker {
             (Some(addr), Some(a)) => planned.push((ListenerKind::StompTls, addr, Some(a.clone()))),
             (Some(_), None) => {
                 info!("stomp+tls listener not started: tls.cert and tls.key are not set")
+            }
+            _ => {}
+        }
+        if let Some(addr) = config.native.listen_addr() {
+            planned.push((ListenerKind::Native, addr, None));
+        }
+        match (config.native.tls_listen_addr(), &acceptor) {
+            (Some(addr), Some(a)) => planned.push((ListenerKind::NativeTls, addr, Some(a.clone()))),
+            (Some(_), None) => {
+                info!("native+tls listener not started: tls.cert and tls.key are not set")
             }
             _ => {}
         }

@@ -27,6 +27,10 @@ pub enum ListenerKind {
     Stomp,
     /// STOMP over TLS.
     StompTls,
+    /// The native protocol over TCP.
+    Native,
+    /// The native protocol over TLS.
+    NativeTls,
 }
 
 impl ListenerKind {
@@ -35,6 +39,8 @@ impl ListenerKind {
         match self {
             ListenerKind::Stomp => "stomp",
             ListenerKind::StompTls => "stomp+tls",
+            ListenerKind::Native => "native",
+            ListenerKind::NativeTls => "native+tls",
         }
     }
 }
@@ -139,6 +145,8 @@ pub struct ListenerContext {
     pub router: Arc<Router>,
     /// STOMP connection settings.
     pub stomp: Arc<ConnectionConfig>,
+    /// Native protocol connection settings.
+    pub native: Arc<crate::native::NativeSettings>,
     /// Connection limits.
     pub admission: Arc<Admission>,
     /// Fired on shutdown.
@@ -249,6 +257,52 @@ async fn serve_socket(
             }
         }
         (ListenerKind::StompTls, None) => {}
+        (ListenerKind::Native, _) => {
+            let (r, w) = socket.into_split();
+            crate::native::serve(
+                r,
+                w,
+                peer_text,
+                None,
+                ctx.native.clone(),
+                ctx.router.clone(),
+                ctx.shutdown.clone(),
+            )
+            .await;
+        }
+        (ListenerKind::NativeTls, Some(acceptor)) => {
+            let handshake =
+                tokio::time::timeout(ctx.native.connect_timeout, acceptor.accept(socket)).await;
+            match handshake {
+                Ok(Ok(stream)) => {
+                    let certificate_user = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(|cert| crate::tls::common_name(cert))
+                        .map(Arc::from);
+                    let (r, w) = tokio::io::split(stream);
+                    crate::native::serve(
+                        r,
+                        w,
+                        peer_text,
+                        certificate_user,
+                        ctx.native.clone(),
+                        ctx.router.clone(),
+                        ctx.shutdown.clone(),
+                    )
+                    .await;
+                }
+                Ok(Err(e)) => {
+                    info!(listener = kind.name(), peer = %peer_text, error = %e, "TLS handshake failed")
+                }
+                Err(_) => {
+                    info!(listener = kind.name(), peer = %peer_text, "TLS handshake timed out")
+                }
+            }
+        }
+        (ListenerKind::NativeTls, None) => {}
     }
 }
 

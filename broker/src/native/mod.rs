@@ -1,0 +1,92 @@
+//! The native protocol front end (`protocol/NATIVE.md`): the same router and
+//! store as STOMP, driven by credit-based links instead of STOMP frames.
+//!
+//! - [`connection`]: the socket: preamble, batched reads, timeouts, shutdown.
+//! - [`state`]: the connection state machine (Open, sessions, transactions,
+//!   Close) and [`link`]: producer and consumer links over the router.
+//! - [`outbox`] and [`writer`]: ordered, batched output; transfers split to
+//!   the peer's frame size; settlement of pre-settled deliveries once written.
+//! - [`book`]: unsettled deliveries by (channel, delivery id), for Dispositions.
+//! - [`convert`]: router messages to native messages and back.
+
+pub mod book;
+pub mod connection;
+pub mod convert;
+pub mod link;
+pub mod outbox;
+pub mod state;
+pub mod writer;
+
+pub use connection::serve;
+
+use crate::auth::Authenticator;
+use ferromq_protocol::native::{ErrorCondition, NativeError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of native connections, from `[native]`, `[stomp]` and `[limits]`.
+#[derive(Clone)]
+pub struct NativeSettings {
+    /// Largest frame the broker accepts (announced in its Open).
+    pub max_frame_size: u32,
+    /// The broker closes a connection silent for this long (announced in its Open).
+    pub idle_timeout: Duration,
+    /// The preamble and Open must arrive within this.
+    pub connect_timeout: Duration,
+    /// A frame, once started, must complete within this.
+    pub frame_timeout: Duration,
+    /// Largest message body accepted, reassembled or not (the same limit as
+    /// STOMP's frame size, so a message fits either protocol).
+    pub max_message_size: usize,
+    /// Most links per connection.
+    pub max_links: usize,
+    /// Most sessions (channels) per connection.
+    pub max_sessions: usize,
+    /// Most open transactions per connection.
+    pub max_transactions: usize,
+    /// Most bytes one transaction may buffer.
+    pub max_transaction_bytes: usize,
+    /// Credit the broker grants a producer link at a time.
+    pub producer_credit: u32,
+    /// Replies queued before the connection stops reading.
+    pub reply_limit: usize,
+    /// The broker's container id in its Open.
+    pub container_id: String,
+    /// Users and ACLs, shared with STOMP.
+    pub auth: Arc<Authenticator>,
+}
+
+/// A protocol error: the connection answers with Close carrying it, then closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What kind of error.
+    pub condition: ErrorCondition,
+    /// For a person: names the frame, field, handle or destination involved.
+    pub description: String,
+}
+
+impl Failure {
+    /// A failure of `condition`.
+    pub fn new(condition: ErrorCondition, description: impl Into<String>) -> Failure {
+        Failure {
+            condition,
+            description: description.into(),
+        }
+    }
+
+    /// `illegal-state`.
+    pub fn illegal_state(description: impl Into<String>) -> Failure {
+        Failure::new(ErrorCondition::IllegalState, description)
+    }
+
+    /// `not-found`.
+    pub fn not_found(description: impl Into<String>) -> Failure {
+        Failure::new(ErrorCondition::NotFound, description)
+    }
+}
+
+impl From<NativeError> for Failure {
+    fn from(e: NativeError) -> Failure {
+        Failure::new(e.condition(), e.to_string())
+    }
+}

@@ -1,0 +1,417 @@
+//! [`Connection`]: the native state machine of one connection
+//! (`protocol/NATIVE.md` section 4). It checks each frame against the
+//! connection, session and link states, turns it into router requests (links
+//! in [`super::link`]), and replies through the [`Outbox`]. Transactions have
+//! STOMP's semantics and reuse its buffered operations
+//! ([`crate::stomp::transaction`]).
+
+use super::book::DeliveryBook;
+use super::link::Link;
+use super::outbox::{Outbox, Outgoing};
+use super::{Failure, NativeSettings};
+use crate::auth::{Credentials, Permission, Principal};
+use crate::router::{Address, ConnectionId, Router, RouterError};
+use crate::stomp::transaction::{Transaction, TxOp};
+use ferromq_protocol::native::{
+    Begin, Close, Declare, Discharge, End, ErrorCondition, ErrorInfo, Frame, Open, Performative,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A producer link waiting for its destination to drop below its memory
+/// limit: (channel, handle).
+pub type LinkKey = (u32, u32);
+
+/// What the connection does after a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Keep reading.
+    Continue,
+    /// The client closed the connection; our Close is queued.
+    Closed,
+}
+
+/// One session (channel) and its links by handle.
+#[derive(Default)]
+pub struct Session {
+    /// Links attached on the session.
+    pub links: HashMap<u32, Link>,
+}
+
+/// A transaction and the channel that declared it.
+pub struct OpenTransaction {
+    /// The declaring session.
+    pub channel: u32,
+    /// Its buffered work.
+    pub work: Transaction,
+}
+
+/// The state of one native connection.
+pub struct Connection {
+    pub(super) id: ConnectionId,
+    pub(super) peer: String,
+    pub(super) settings: Arc<NativeSettings>,
+    pub(super) router: Arc<Router>,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) book: Arc<DeliveryBook>,
+    /// Where waiting producer links report that their destination has room.
+    pub(super) wake: mpsc::UnboundedSender<LinkKey>,
+    opened: bool,
+    /// The authenticated user, once open.
+    principal: Option<Principal>,
+    /// Common name of a verified TLS client certificate.
+    certificate_user: Option<Arc<str>>,
+    /// The peer's idle timeout (it closes if we are silent this long).
+    peer_idle_timeout: Option<Duration>,
+    pub(super) sessions: HashMap<u32, Session>,
+    pub(super) link_count: usize,
+    pub(super) transactions: HashMap<String, OpenTransaction>,
+}
+
+impl Connection {
+    /// A connection awaiting Open.
+    pub fn new(
+        id: ConnectionId,
+        peer: String,
+        settings: Arc<NativeSettings>,
+        router: Arc<Router>,
+        outbox: Arc<Outbox>,
+        book: Arc<DeliveryBook>,
+        wake: mpsc::UnboundedSender<LinkKey>,
+    ) -> Connection {
+        Connection {
+            id,
+            peer,
+            settings,
+            router,
+            outbox,
+            book,
+            wake,
+            opened: false,
+            principal: None,
+            certificate_user: None,
+            peer_idle_timeout: None,
+            sessions: HashMap::new(),
+            link_count: 0,
+            transactions: HashMap::new(),
+        }
+    }
+
+    /// Records the verified TLS client certificate's common name: an Open
+    /// without credentials then authenticates as that user.
+    pub fn set_certificate_user(&mut self, common_name: Option<Arc<str>>) {
+        self.certificate_user = common_name;
+    }
+
+    /// Whether the Opens have been exchanged.
+    pub fn is_open(&self) -> bool {
+        self.opened
+    }
+
+    /// Handles one frame. An error means: send Close with it and close.
+    pub async fn handle(&mut self, frame: Frame) -> Result<Step, Failure> {
+        let channel = frame.channel;
+        let Some(performative) = frame.performative else {
+            return Err(Failure::new(
+                ErrorCondition::DecodeError,
+                format!("frame on channel {channel} has no performative"),
+            ));
+        };
+        if !self.opened {
+            return match performative {
+                Performative::Open(open) => self.open(open).await,
+                other => Err(Failure::illegal_state(format!(
+                    "{} before open: the first frame after the preamble must be an Open",
+                    other.name()
+                ))),
+            };
+        }
+        match performative {
+            Performative::Open(_) => Err(Failure::illegal_state(
+                "second open: the connection is already open",
+            )),
+            Performative::Begin(begin) => self.begin(channel, begin),
+            Performative::End(_) => self.end(channel),
+            Performative::Attach(attach) => self.attach(channel, attach),
+            Performative::Detach(detach) => self.detach(channel, detach),
+            Performative::Flow(flow) => self.flow(channel, flow),
+            Performative::Transfer(transfer) => self.transfer(channel, transfer),
+            Performative::Disposition(d) => self.disposition(channel, d),
+            Performative::Declare(declare) => self.declare(channel, declare),
+            Performative::Discharge(discharge) => self.discharge(channel, discharge),
+            Performative::Close(_) => {
+                self.outbox
+                    .close_with(Some(Frame::new(0, Close::default())));
+                Ok(Step::Closed)
+            }
+            Performative::Heartbeat(_) => Ok(Step::Continue),
+        }
+    }
+
+    async fn open(&mut self, open: Open) -> Result<Step, Failure> {
+        let credentials = Credentials {
+            login: open.credentials.as_ref().map(|c| c.username.as_str()),
+            passcode: open.credentials.as_ref().map(|c| c.password.as_str()),
+            certificate: self.certificate_user.as_deref(),
+        };
+        // Every failure reads the same to the client, so it cannot probe
+        // for user names; the log says why (never the password).
+        let principal = self
+            .settings
+            .auth
+            .authenticate(credentials)
+            .await
+            .map_err(|why| {
+                tracing::warn!(
+                    conn = self.id,
+                    peer = %self.peer,
+                    login = credentials.login.unwrap_or("-"),
+                    reason = %why,
+                    "authentication failed"
+                );
+                Failure::new(ErrorCondition::UnauthorizedAccess, "authentication failed")
+            })?;
+        let user = principal.name.clone();
+        self.principal = Some(principal);
+        self.opened = true;
+        self.peer_idle_timeout = (open.idle_timeout_ms > 0)
+            .then(|| Duration::from_millis(u64::from(open.idle_timeout_ms)));
+        let reply = Open {
+            container_id: self.settings.container_id.clone(),
+            max_frame_size: self.settings.max_frame_size,
+            idle_timeout_ms: u32::try_from(self.settings.idle_timeout.as_millis())
+                .unwrap_or(u32::MAX),
+            ..Open::default()
+        };
+        tracing::info!(conn = self.id, peer = %self.peer, container = %open.container_id, %user, "native connection opened");
+        self.outbox.push(Outgoing::Open {
+            frame: Frame::new(0, reply),
+            peer_max_frame_size: open.effective_max_frame_size(),
+            // Half the peer's timeout, so one lost beat does not close it.
+            heartbeat: self.peer_idle_timeout.map(|t| t / 2),
+        });
+        Ok(Step::Continue)
+    }
+
+    fn begin(&mut self, channel: u32, _begin: Begin) -> Result<Step, Failure> {
+        if self.sessions.contains_key(&channel) {
+            return Err(Failure::illegal_state(format!(
+                "begin on channel {channel}, which already has a session"
+            )));
+        }
+        if self.sessions.len() >= self.settings.max_sessions {
+            return Err(Failure::new(
+                ErrorCondition::ResourceLimitExceeded,
+                format!(
+                    "session limit of {} per connection reached",
+                    self.settings.max_sessions
+                ),
+            ));
+        }
+        self.sessions.insert(channel, Session::default());
+        let reply = Begin {
+            remote_channel: Some(channel),
+            handle_max: u32::try_from(self.settings.max_links).unwrap_or(u32::MAX),
+        };
+        self.outbox.frame(Frame::new(channel, reply));
+        Ok(Step::Continue)
+    }
+
+    fn end(&mut self, channel: u32) -> Result<Step, Failure> {
+        let session = self
+            .sessions
+            .remove(&channel)
+            .ok_or_else(|| no_session(channel, "end"))?;
+        for (_, link) in session.links {
+            self.drop_link(link);
+        }
+        let ended: Vec<String> = self
+            .transactions
+            .iter()
+            .filter(|(_, t)| t.channel == channel)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            if let Some(t) = self.transactions.remove(&id) {
+                self.rollback(t.work);
+            }
+        }
+        self.outbox.frame(Frame::new(channel, End::default()));
+        Ok(Step::Continue)
+    }
+
+    /// Checks `permission` on `address` (and `admin` when it would create
+    /// the destination), as STOMP does.
+    pub(super) fn authorize(
+        &self,
+        address: &Address,
+        permission: Permission,
+    ) -> Result<(), Failure> {
+        let Some(principal) = &self.principal else {
+            return Err(Failure::illegal_state("not open"));
+        };
+        let router = &self.router;
+        self.settings
+            .auth
+            .authorize(principal, permission, address, self.id, || {
+                router.contains(&address.name)
+            })
+            .map_err(|denied| {
+                tracing::warn!(
+                    conn = self.id,
+                    peer = %self.peer,
+                    user = %principal.name,
+                    destination = %denied.destination,
+                    permission = denied.permission.key(),
+                    "access denied"
+                );
+                Failure::new(ErrorCondition::UnauthorizedAccess, denied.to_string())
+            })
+    }
+
+    /// The session on `channel`, or `not-found` naming the performative.
+    pub(super) fn session(&mut self, channel: u32, what: &str) -> Result<&mut Session, Failure> {
+        self.sessions
+            .get_mut(&channel)
+            .ok_or_else(|| no_session(channel, what))
+    }
+
+    fn declare(&mut self, channel: u32, declare: Declare) -> Result<Step, Failure> {
+        self.session(channel, "declare")?;
+        let txn_id = declare.txn_id;
+        let error = if self.transactions.contains_key(&txn_id) {
+            Some(ErrorInfo::new(
+                ErrorCondition::IllegalState,
+                format!("transaction '{txn_id}' is already open"),
+            ))
+        } else if self.transactions.len() >= self.settings.max_transactions {
+            Some(ErrorInfo::new(
+                ErrorCondition::ResourceLimitExceeded,
+                format!(
+                    "limit of {} open transactions per connection reached",
+                    self.settings.max_transactions
+                ),
+            ))
+        } else {
+            self.transactions.insert(
+                txn_id.clone(),
+                OpenTransaction {
+                    channel,
+                    work: Transaction::default(),
+                },
+            );
+            None
+        };
+        self.outbox
+            .frame(Frame::new(channel, Declare { txn_id, error }));
+        Ok(Step::Continue)
+    }
+
+    fn discharge(&mut self, channel: u32, discharge: Discharge) -> Result<Step, Failure> {
+        self.session(channel, "discharge")?;
+        let Discharge { txn_id, fail, .. } = discharge;
+        let Some(t) = self.transactions.remove(&txn_id) else {
+            let error = ErrorInfo::new(
+                ErrorCondition::NotFound,
+                format!("no open transaction '{txn_id}'"),
+            );
+            self.outbox.frame(Frame::new(
+                channel,
+                Discharge {
+                    txn_id,
+                    fail,
+                    error: Some(error),
+                },
+            ));
+            return Ok(Step::Continue);
+        };
+        let ok = Frame::new(
+            channel,
+            Discharge {
+                txn_id: txn_id.clone(),
+                fail,
+                error: None,
+            },
+        );
+        if fail {
+            self.rollback(t.work);
+            self.outbox.frame(ok);
+            return Ok(Step::Continue);
+        }
+        let mut commits = Vec::new();
+        for op in t.work.ops {
+            match op {
+                TxOp::Send {
+                    destination,
+                    message,
+                } => commits.push(self.router.publish(&destination, message)),
+                TxOp::Ack { consumer, seqs } => {
+                    commits.push(self.router.ack_exact(&consumer, &seqs))
+                }
+                TxOp::Nack { consumer, seqs } => self.router.nack_exact(&consumer, &seqs),
+            }
+        }
+        // Durability ordering: the answer waits for every persistent transfer
+        // and every acknowledgement of the transaction to be durable.
+        let failed = Frame::new(
+            channel,
+            Discharge {
+                txn_id,
+                fail,
+                error: Some(ErrorInfo::new(
+                    ErrorCondition::InternalError,
+                    "the transaction's messages or acknowledgements were not stored",
+                )),
+            },
+        );
+        self.outbox.push(Outgoing::AfterCommits {
+            commits,
+            ok: Box::new(ok),
+            failed: Box::new(failed),
+        });
+        Ok(Step::Continue)
+    }
+
+    /// Undoes a transaction: its transfers vanish, its dispositions are undone.
+    pub(super) fn rollback(&self, t: Transaction) {
+        for op in t.ops {
+            if let TxOp::Ack { consumer, seqs } | TxOp::Nack { consumer, seqs } = op {
+                self.router.unhold(&consumer, &seqs);
+            }
+        }
+    }
+
+    /// The connection ended: roll back its transactions, return unsettled
+    /// deliveries to their queues, remove its temporary destinations.
+    pub fn close(&mut self) {
+        for (_, t) in std::mem::take(&mut self.transactions) {
+            self.rollback(t.work);
+        }
+        for (_, session) in std::mem::take(&mut self.sessions) {
+            for (_, link) in session.links {
+                self.drop_link(link);
+            }
+        }
+        self.router.drop_temporaries(self.id);
+    }
+}
+
+pub(super) fn no_session(channel: u32, what: &str) -> Failure {
+    Failure::not_found(format!(
+        "{what} on channel {channel}, which has no session: send Begin first"
+    ))
+}
+
+/// The condition a router refusal is reported with.
+pub(super) fn router_failure(e: RouterError) -> Failure {
+    let condition = match e {
+        RouterError::IllegalDestination(_) | RouterError::TemporaryDestination(_) => {
+            ErrorCondition::NotFound
+        }
+        RouterError::TooManyDestinations(_) => ErrorCondition::ResourceLimitExceeded,
+        _ => ErrorCondition::NotAllowed,
+    };
+    Failure::new(condition, e.to_string())
+}

@@ -1,0 +1,286 @@
+//! The writer task of a native connection: drains the [`Outbox`], encodes
+//! frames into one buffer per batch and writes it with one system call,
+//! splits transfers larger than the peer's frame limit, numbers deliveries
+//! per session, sends heart-beats when idle, merges consecutive producer
+//! acceptances into one Disposition range, and settles pre-settled
+//! deliveries once written (as STOMP's auto-ack: a connection that dies
+//! before the write loses nothing).
+
+use super::book::{DeliveryBook, Unsettled};
+use super::convert;
+use super::outbox::{Outbox, Outgoing};
+use crate::router::{AckMode, Consumer, Delivery, Router};
+use bytes::BytesMut;
+use ferromq_protocol::native::{
+    split_transfer, Accepted, DeliveryState, Disposition, ErrorCondition, ErrorInfo, Frame,
+    NativeCodec, Rejected, Role, Transfer,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tracing::debug;
+
+/// Flush the batch buffer once it grows past this, even mid-batch.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// Writes everything the outbox yields to `socket` until the outbox closes
+/// or the socket fails.
+pub async fn run<W: AsyncWrite + Unpin>(
+    mut socket: W,
+    outbox: Arc<Outbox>,
+    router: Arc<Router>,
+    book: Arc<DeliveryBook>,
+    peer: String,
+) {
+    let mut w = Writer {
+        router,
+        book,
+        codec: NativeCodec::default(),
+        heartbeat: None,
+        buf: BytesMut::with_capacity(64 * 1024),
+        written: Vec::new(),
+        next_delivery: HashMap::new(),
+        accepts: None,
+    };
+    let mut batch = VecDeque::new();
+    loop {
+        if outbox.take(&mut batch).is_none() {
+            break;
+        }
+        if batch.is_empty() {
+            let idle = async {
+                match w.heartbeat {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = outbox.ready() => {}
+                _ = idle => w.encode_frame(&Frame::heartbeat()),
+            }
+        }
+        let closed = outbox.is_closed();
+        for item in batch.drain(..) {
+            if let Err(e) = w.encode(item, closed, &mut socket).await {
+                debug!(%peer, error = %e, "native write failed");
+                return;
+            }
+            if w.buf.len() >= WRITE_CHUNK {
+                if let Err(e) = w.flush(&mut socket).await {
+                    debug!(%peer, error = %e, "native write failed");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = w.flush(&mut socket).await {
+            debug!(%peer, error = %e, "native write failed");
+            return;
+        }
+    }
+    let _ = socket.shutdown().await;
+}
+
+struct Writer {
+    router: Arc<Router>,
+    book: Arc<DeliveryBook>,
+    codec: NativeCodec,
+    heartbeat: Option<Duration>,
+    buf: BytesMut,
+    /// Pre-settled deliveries in `buf`, settled once it is written.
+    written: Vec<(Arc<Consumer>, u64)>,
+    /// Next delivery id per session channel.
+    next_delivery: HashMap<u32, u64>,
+    /// Accepted producer transfers not yet encoded: (channel, first, last).
+    accepts: Option<(u32, u64, u64)>,
+}
+
+impl Writer {
+    async fn encode<W: AsyncWrite + Unpin>(
+        &mut self,
+        item: Outgoing,
+        closed: bool,
+        socket: &mut W,
+    ) -> std::io::Result<()> {
+        if let Outgoing::Accept {
+            channel,
+            delivery_id,
+            commit,
+        } = item
+        {
+            let result = if matches!(commit, crate::store::Commit::Done) {
+                Ok(())
+            } else {
+                // Durability ordering: `accepted` only once stored. Let the
+                // earlier output go while waiting.
+                self.end_accepts();
+                self.flush(socket).await?;
+                commit.wait().await
+            };
+            match result {
+                Ok(()) => self.accept(channel, delivery_id),
+                Err(e) => {
+                    self.end_accepts();
+                    let state = DeliveryState::Rejected(Rejected {
+                        error: Some(ErrorInfo::new(
+                            ErrorCondition::InternalError,
+                            format!("message was not stored: {e}"),
+                        )),
+                    });
+                    self.encode_frame(&settled(channel, delivery_id, delivery_id, state));
+                }
+            }
+            return Ok(());
+        }
+        self.end_accepts();
+        match item {
+            Outgoing::Open {
+                frame,
+                peer_max_frame_size,
+                heartbeat,
+            } => {
+                self.encode_frame(&frame);
+                self.codec.set_max_outbound_frame_size(peer_max_frame_size);
+                self.heartbeat = heartbeat;
+            }
+            Outgoing::Frame(frame) => self.encode_frame(&frame),
+            Outgoing::AfterCommits {
+                commits,
+                ok,
+                failed,
+            } => {
+                let mut good = true;
+                if !commits.is_empty() {
+                    self.flush(socket).await?;
+                    for c in commits {
+                        good &= c.wait().await.is_ok();
+                    }
+                }
+                self.encode_frame(if good { &ok } else { &failed });
+            }
+            Outgoing::Delivery {
+                channel,
+                handle,
+                delivery,
+            } => {
+                if !closed {
+                    self.encode_delivery(channel, handle, &delivery);
+                }
+            }
+            Outgoing::Accept { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Adds a producer's delivery to the pending acceptance range.
+    fn accept(&mut self, channel: u32, id: u64) {
+        match &mut self.accepts {
+            Some((c, _, last)) if *c == channel && last.checked_add(1) == Some(id) => *last = id,
+            _ => {
+                self.end_accepts();
+                self.accepts = Some((channel, id, id));
+            }
+        }
+    }
+
+    fn end_accepts(&mut self) {
+        if let Some((channel, first, last)) = self.accepts.take() {
+            let frame = settled(channel, first, last, DeliveryState::Accepted(Accepted {}));
+            self.encode_frame(&frame);
+        }
+    }
+
+    fn encode_delivery(&mut self, channel: u32, handle: u32, d: &Delivery) {
+        let next = self.next_delivery.entry(channel).or_insert(0);
+        let delivery_id = *next;
+        *next += 1;
+        let presettled = d.consumer.ack == AckMode::Auto;
+        let transfer = Transfer {
+            handle,
+            delivery_id,
+            delivery_tag: convert::delivery_tag(d.message.seq),
+            settled: presettled,
+            more: false,
+            message: Some(convert::to_native(d, &self.router)),
+            txn_id: None,
+        };
+        let frames = match split_transfer(channel, transfer, self.codec.max_outbound_frame_size()) {
+            Ok(frames) => frames,
+            Err(e) => {
+                // Properties too large for the peer's frames: it can never
+                // receive this message. Drop it (settled) rather than loop.
+                debug!(error = %e, "native delivery does not fit the peer's frame size");
+                self.written.push((d.consumer.clone(), d.message.seq));
+                return;
+            }
+        };
+        for frame in frames {
+            self.encode_frame(&frame);
+        }
+        if presettled {
+            self.written.push((d.consumer.clone(), d.message.seq));
+        } else {
+            self.book.record(
+                channel,
+                delivery_id,
+                Unsettled {
+                    consumer: d.consumer.clone(),
+                    seq: d.message.seq,
+                },
+            );
+        }
+    }
+
+    fn encode_frame(&mut self, frame: &Frame) {
+        if let Err(e) = self.codec.encode(frame, &mut self.buf) {
+            // Only a broker bug or a performative over the peer's limit (a
+            // description too long for a 512-byte frame) gets here.
+            debug!(error = %e, frame = frame.performative_name(), "native frame not encodable");
+        }
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
+        self.end_accepts();
+        if !self.buf.is_empty() {
+            socket.write_all(&self.buf).await?;
+            socket.flush().await?;
+            self.buf.clear();
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Pre-settled deliveries count as consumed once written.
+    fn settle(&mut self) {
+        if self.written.is_empty() {
+            return;
+        }
+        let mut seqs = Vec::new();
+        let mut i = 0;
+        while i < self.written.len() {
+            let consumer = self.written[i].0.clone();
+            seqs.clear();
+            while i < self.written.len() && self.written[i].0.id == consumer.id {
+                seqs.push(self.written[i].1);
+                i += 1;
+            }
+            self.router.settle_written(&consumer, &seqs);
+        }
+        self.written.clear();
+    }
+}
+
+/// A settled Disposition from the broker as receiver of `first..=last`.
+fn settled(channel: u32, first: u64, last: u64, state: DeliveryState) -> Frame {
+    Frame::new(
+        channel,
+        Disposition {
+            role: Role::Receiver.into(),
+            first,
+            last: (last != first).then_some(last),
+            settled: true,
+            txn_id: None,
+            state: Some(state),
+        },
+    )
+}
