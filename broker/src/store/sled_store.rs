@@ -119,6 +119,13 @@ fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
             path: path.to_path_buf(),
             reason: e.to_string(),
         }),
+        Ok(Err(sled::Error::Corruption { at, .. })) => Err(OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: match at {
+                Some(at) => format!("sled found damaged data at {at:?}"),
+                None => "sled found damaged data (a checksum or header does not match)".into(),
+            },
+        }),
         Ok(Err(e)) => Err(OpenError::Corrupt {
             path: path.to_path_buf(),
             reason: e.to_string(),

@@ -10,10 +10,10 @@
 //! fsync. It holds no router lock, so a producer blocked on a full queue
 //! (backpressure) always gets going again once the writer drains it.
 
-use super::state::StateMachine;
+use super::state::{Applied, StateMachine};
 use super::{Commit, Handoff, LogEntry, StoreError};
 use ferromq_config::StoreSync;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -46,6 +46,9 @@ type Waiter = oneshot::Sender<Result<(), StoreError>>;
 struct Queue {
     entries: Vec<LogEntry>,
     waiters: Vec<Waiter>,
+    /// Receipts of single published messages, by seq, from append until
+    /// the flush of their batch, or until an ack resolves them early.
+    by_seq: HashMap<u64, Waiter>,
     /// Deliveries to release once this batch is flushed.
     handoffs: Vec<Handoff>,
     /// Seqs of the messages enqueued in `entries`: a delivery record of one
@@ -155,6 +158,25 @@ impl LogWriter {
                 q.enqueued.insert(message.seq);
             }
         }
+        // Store-and-dispatch: a consumer's acks resolve the receipts of the
+        // messages they consume at once, even if those are still queued or
+        // being flushed. The contract holds: the receipt then means
+        // "consumed and acknowledged" (and the pair is elided from the disk
+        // when it meets in one batch). Only an append of nothing but acks
+        // does this: a dead-letter move also acks, but its message is not
+        // consumed until the copy is durable.
+        let mut early = Vec::new();
+        if entries.iter().all(|e| matches!(e, LogEntry::Ack { .. })) {
+            for e in &entries {
+                if let LogEntry::Ack { seq, .. } = e {
+                    early.extend(q.by_seq.remove(seq));
+                }
+            }
+        }
+        let single = match entries.as_slice() {
+            [LogEntry::Enqueue { message }] => Some(message.seq),
+            _ => None,
+        };
         q.entries.extend(entries);
         q.bytes += bytes;
         q.enqueue_bytes += enqueue_bytes;
@@ -162,11 +184,17 @@ impl LogWriter {
             Commit::Done
         } else {
             let (tx, rx) = oneshot::channel();
-            q.waiters.push(tx);
+            match single {
+                Some(seq) => drop(q.by_seq.insert(seq, tx)),
+                None => q.waiters.push(tx),
+            }
             Commit::Pending(rx)
         };
         drop(q);
         self.shared.work.notify_one();
+        for w in early {
+            let _ = w.send(Ok(()));
+        }
         commit
     }
 
@@ -246,6 +274,7 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
     let settings = &shared.settings;
     let mut unflushed = false;
     let mut last_flush = Instant::now();
+    let mut totals = Totals::default();
     loop {
         let (entries, waiters, handoffs, closing) = {
             let mut q = shared.lock();
@@ -265,9 +294,10 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
                 }
             }
             if settings.sync == StoreSync::Batch && !q.entries.is_empty() {
-                // Group commit with a delay: gather more for up to
-                // batch_delay (or until the batch is big) before writing.
-                let deadline = Instant::now() + settings.batch_delay;
+                // Flush at most every batch_delay: gather more until then
+                // (or until the batch is big). Fewer fsyncs, and more
+                // enqueue/ack pairs meet inside one batch and are elided.
+                let deadline = last_flush + settings.batch_delay;
                 while !q.closed && q.bytes < BATCH_BYTES {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -297,7 +327,8 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
         let mut result = Ok(());
         if !entries.is_empty() {
             let mut batch = sled::Batch::default();
-            state.apply(&entries, &mut batch);
+            let applied = state.apply(&entries, &mut batch);
+            totals.add(entries.len(), applied);
             result = db
                 .apply_batch(batch)
                 .map_err(|e| StoreError::Io(e.to_string()));
@@ -316,6 +347,7 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
                 .map_err(|e| StoreError::Io(format!("flush: {e}")));
             unflushed = false;
             last_flush = Instant::now();
+            totals.flushes += 1;
         }
         shared
             .live_bytes
@@ -327,6 +359,15 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
         }
         // Durability ordering, part 2: only now are the waiting commits (and
         // with them RECEIPTs) released.
+        let mut waiters = waiters;
+        if !entries.is_empty() {
+            let mut q = shared.lock();
+            for e in &entries {
+                if let LogEntry::Enqueue { message } = e {
+                    waiters.extend(q.by_seq.remove(&message.seq));
+                }
+            }
+        }
         for w in waiters {
             let _ = w.send(result.clone());
         }
@@ -342,6 +383,32 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
     info!(
         live_messages = state.live_messages(),
         live_bytes = state.live_bytes(),
+        entries = totals.entries,
+        batches = totals.batches,
+        flushes = totals.flushes,
+        written = totals.applied.written,
+        removed = totals.applied.removed,
+        elided = totals.applied.elided,
         "store closed"
     );
+}
+
+/// Counters for the log line at close (how well group commit and
+/// store-and-dispatch worked).
+#[derive(Default)]
+struct Totals {
+    entries: u64,
+    batches: u64,
+    flushes: u64,
+    applied: Applied,
+}
+
+impl Totals {
+    fn add(&mut self, entries: usize, applied: Applied) {
+        self.entries += entries as u64;
+        self.batches += 1;
+        self.applied.written += applied.written;
+        self.applied.removed += applied.removed;
+        self.applied.elided += applied.elided;
+    }
 }
