@@ -75,6 +75,7 @@ fn router_config(config: &Config) -> RouterConfig {
     RouterConfig {
         node: config.broker.name.clone(),
         memory_limit: config.destinations.memory_limit.as_usize(),
+        flow_control_window: config.destinations.flow_control_window as usize,
         queue_prefetch: config.destinations.queue_prefetch as usize,
         topic_prefetch: config.destinations.topic_prefetch as usize,
         max_destinations: config.limits.max_destinations as usize,
@@ -198,13 +199,11 @@ impl Broker {
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         for (kind, addr, tls) in planned {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Bind {
-                    listener: kind.name(),
-                    addr,
-                    source,
-                })?;
+            let listener = server::bind(addr).map_err(|source| StartError::Bind {
+                listener: kind.name(),
+                addr,
+                source,
+            })?;
             let local = listener.local_addr().unwrap_or(addr);
             bound.push((listener, kind, tls));
             listeners.push((kind, local));

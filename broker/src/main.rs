@@ -15,6 +15,12 @@ use std::process::ExitCode;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc malloc: every message allocates a few small
+/// objects on one thread and frees them on another, which glibc's arenas
+/// handle poorly (malloc/free were ~18% of broker CPU in a 10x10 profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ferromq",

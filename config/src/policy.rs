@@ -66,6 +66,9 @@ pub enum DurableSubscriptionPolicy {
 pub struct DestinationsConfig {
     /// Bytes pending on one destination before producer flow control starts.
     pub memory_limit: ByteSize,
+    /// Messages waiting on a queue with consumers before its producers
+    /// pause (0 = off): keeps latency bounded when consumers fall behind.
+    pub flow_control_window: u32,
     /// Default prefetch (unacked deliveries) for a queue subscription.
     pub queue_prefetch: u32,
     /// Default prefetch for a topic subscription.
@@ -94,6 +97,7 @@ impl Default for DestinationsConfig {
     fn default() -> Self {
         Self {
             memory_limit: ByteSize::mib(64),
+            flow_control_window: 1000,
             queue_prefetch: 1000,
             topic_prefetch: 32766,
             max_redeliveries: 6,

@@ -14,7 +14,7 @@ use super::subscription::{
     ConnectionId, InFlight, LinkFlow, SubscriptionId, SubscriptionState,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, Notify};
 
@@ -40,6 +40,13 @@ pub struct Destination {
     pub address: Address,
     /// Producer flow control threshold in bytes.
     memory_limit: usize,
+    /// Queues with consumers: producers also pause once this many messages
+    /// wait (0 = off), so slow consumers mean slower producers, not seconds
+    /// of queueing latency.
+    flow_window: usize,
+    /// Producers must wait: over `memory_limit` or `flow_window`. Mirrored
+    /// outside the lock so producers check it without locking.
+    over_limit: AtomicBool,
     /// Most messages one topic subscriber may have waiting.
     backlog_limit: usize,
     /// Bytes held (waiting or unacked), mirrored outside the lock so producers
@@ -111,6 +118,7 @@ impl Destination {
     pub fn new(
         address: Address,
         memory_limit: usize,
+        flow_window: usize,
         backlog_limit: usize,
         policy: Arc<DeadLetterPolicy>,
         dead_letters: mpsc::UnboundedSender<DeadLetter>,
@@ -121,6 +129,8 @@ impl Destination {
             dead_letters,
             address,
             memory_limit,
+            flow_window,
+            over_limit: AtomicBool::new(false),
             backlog_limit: backlog_limit.max(1),
             memory: AtomicUsize::new(0),
             waiting_producers: AtomicUsize::new(0),
@@ -148,7 +158,7 @@ impl Destination {
 
     /// Whether producers must wait before publishing more.
     pub fn is_over_limit(&self) -> bool {
-        self.memory.load(Ordering::Relaxed) >= self.memory_limit
+        self.over_limit.load(Ordering::Relaxed)
     }
 
     /// Waits until the destination is under its memory limit (producer flow
@@ -612,7 +622,10 @@ impl Destination {
     /// blocked producers once there is room.
     fn account(&self, st: &State) {
         self.memory.store(st.bytes, Ordering::Relaxed);
-        if st.bytes < self.memory_limit && self.waiting_producers.load(Ordering::SeqCst) > 0 {
+        let over = st.bytes >= self.memory_limit
+            || (self.flow_window > 0 && !st.subscriptions.is_empty() && st.waiting.len() >= self.flow_window);
+        self.over_limit.store(over, Ordering::Relaxed);
+        if !over && self.waiting_producers.load(Ordering::SeqCst) > 0 {
             self.space.notify_waiters();
         }
     }

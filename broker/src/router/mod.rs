@@ -42,6 +42,8 @@ pub struct RouterConfig {
     pub node: String,
     /// Per-destination producer flow control threshold, bytes.
     pub memory_limit: usize,
+    /// Messages waiting on a queue with consumers before producers pause.
+    pub flow_control_window: usize,
     /// Default prefetch for queue subscriptions.
     pub queue_prefetch: usize,
     /// Default prefetch for topic subscriptions (also each topic
@@ -58,6 +60,7 @@ impl Default for RouterConfig {
         RouterConfig {
             node: "ferromq".into(),
             memory_limit: 64 << 20,
+            flow_control_window: 1000,
             queue_prefetch: 1000,
             topic_prefetch: 32766,
             max_destinations: 10_000,
@@ -171,6 +174,7 @@ impl Router {
         let d = Arc::new(Destination::new(
             address.clone(),
             self.config.memory_limit,
+            self.config.flow_control_window,
             backlog,
             self.dead_letter_policy.clone(),
             self.dead_letters.clone(),
