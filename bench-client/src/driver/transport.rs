@@ -13,8 +13,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+/// Client socket send buffer (the kernel doubles it).
+const SEND_BUFFER: u32 = 128 * 1024;
 
 /// A connected byte stream, plain or TLS.
 pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -82,7 +84,29 @@ pub async fn connect(
         what,
         source,
     };
-    let tcp = tokio::time::timeout(timeout, TcpStream::connect(endpoint.socket_addr()))
+    let addr = tokio::net::lookup_host(endpoint.socket_addr())
+        .await
+        .map_err(|e| io_err("resolve", e))?
+        .next()
+        .ok_or_else(|| {
+            io_err(
+                "resolve",
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
+            )
+        })?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| io_err("create socket", e))?;
+    // A bounded send buffer: otherwise Linux lets a producer park megabytes
+    // of already-timestamped messages in its own kernel buffer, and the
+    // measured latency would be the client's queue, not the broker's.
+    socket
+        .set_send_buffer_size(SEND_BUFFER)
+        .map_err(|e| io_err("set SO_SNDBUF", e))?;
+    let tcp = tokio::time::timeout(timeout, socket.connect(addr))
         .await
         .map_err(|_| DriverError::Timeout {
             endpoint: name.clone(),
