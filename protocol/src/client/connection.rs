@@ -23,6 +23,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 /// The session channel the client uses.
 pub(super) const CHANNEL: u32 = 1;
 
+/// Largest credit window of a receiver.
+pub const MAX_WINDOW: u32 = 65_536;
+
 /// Frames queued for the writer before `send` waits.
 const OUT_QUEUE: usize = 4096;
 
@@ -244,14 +247,16 @@ impl Connection {
         address: &str,
         options: ReceiverOptions,
     ) -> Result<Receiver, ClientError> {
-        let window = options.credit.max(1);
+        let window = options.credit.clamp(1, MAX_WINDOW);
         let (rx, handle, done) = {
             let mut st = self.shared.lock();
             let handle = st.next_handle();
             let (tx, done) = oneshot::channel();
             st.attaching.insert(handle, tx);
-            // The broker sends at most `window` unconsumed transfers.
-            let (deliveries, rx) = mpsc::channel(window as usize + 1);
+            // The broker sends at most the window of unconsumed transfers,
+            // and a window is at most MAX_WINDOW (tokio allocates the
+            // channel's slots as they fill, not up front).
+            let (deliveries, rx) = mpsc::channel(MAX_WINDOW as usize);
             st.receivers.insert(
                 handle,
                 ReceiverRoute {

@@ -1,7 +1,7 @@
 //! The two ends of a link: [`Sender`] (transfers, credit, outcomes) and
 //! [`Receiver`] (deliveries with a credit window, settlement).
 
-use super::connection::{Connection, Shared, CHANNEL};
+use super::connection::{Connection, Shared, CHANNEL, MAX_WINDOW};
 use super::error::ClientError;
 use super::transaction::Transaction;
 use crate::native::{
@@ -283,7 +283,8 @@ impl Delivery {
 /// How to open a [`Receiver`].
 #[derive(Debug, Clone)]
 pub struct ReceiverOptions {
-    /// Credit window: at most this many transfers not yet taken by `recv`.
+    /// Credit window: at most this many transfers not yet taken by `recv`
+    /// (1 to [`MAX_WINDOW`]).
     pub credit: u32,
     /// `Settled`: at-most-once (auto-acknowledged once written);
     /// `Unsettled`: at-least-once, settle each with accept/release.
@@ -317,6 +318,9 @@ pub struct Receiver {
     granted_at: u32,
     /// After a drain: no automatic credit until [`Receiver::grant`].
     stopped: bool,
+    /// Broker's delivery count minus ours: a drain advances the broker's
+    /// count by the credit it used up without sending.
+    count_offset: u32,
     mode: SettleMode,
 }
 
@@ -336,6 +340,7 @@ impl Receiver {
             consumed: 0,
             granted_at: 0,
             stopped: false,
+            count_offset: 0,
             mode,
         }
     }
@@ -359,9 +364,10 @@ impl Receiver {
         Some(d)
     }
 
-    /// Sets the credit window to `credit` beyond what `recv` has taken (0
-    /// stops the flow) and resumes automatic refills.
+    /// Sets the credit window to `credit` (at most [`MAX_WINDOW`]) beyond
+    /// what `recv` has taken (0 stops the flow) and resumes automatic refills.
     pub async fn grant(&mut self, credit: u32) -> Result<(), ClientError> {
+        let credit = credit.min(MAX_WINDOW);
         self.window = credit.max(1);
         self.stopped = credit == 0;
         self.granted_at = self.consumed;
@@ -373,7 +379,7 @@ impl Receiver {
             handle: self.handle,
             // The broker allows consumed + credit deliveries in total, so
             // transfers still on their way count against the window.
-            delivery_count: self.consumed,
+            delivery_count: self.consumed.wrapping_add(self.count_offset),
             link_credit: credit,
             drain,
             ..Flow::default()
@@ -400,7 +406,11 @@ impl Receiver {
             .saturating_sub(self.consumed.wrapping_sub(self.granted_at));
         self.flow(credit, true).await?;
         self.stopped = true;
-        rx.await.map_err(|_| self.shared.closed_error())
+        let count = rx.await.map_err(|_| self.shared.closed_error())?;
+        // Transfers sent before the answer are queued here already.
+        let queued = u32::try_from(self.rx.len()).unwrap_or(u32::MAX);
+        self.count_offset = count.wrapping_sub(self.consumed).wrapping_sub(queued);
+        Ok(count)
     }
 
     /// Acknowledges `delivery`: consumed.

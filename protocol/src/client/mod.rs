@@ -34,7 +34,7 @@ mod transaction;
 mod url;
 
 pub use crate::native::SettleMode;
-pub use connection::{ConnectOptions, Connection};
+pub use connection::{ConnectOptions, Connection, MAX_WINDOW};
 pub use error::ClientError;
 pub use link::{
     Delivery, Outcome, OutgoingMessage, PendingOutcome, Receiver, ReceiverOptions, Sender,
