@@ -79,6 +79,9 @@ fn router_config(config: &Config) -> RouterConfig {
         queue_prefetch: config.destinations.queue_prefetch as usize,
         topic_prefetch: config.destinations.topic_prefetch as usize,
         max_destinations: config.limits.max_destinations as usize,
+        durable_limit: config.destinations.durable_subscription_limit as usize,
+        durable_drop_oldest: config.destinations.durable_subscription_policy
+            == ferromq_config::DurableSubscriptionPolicy::DropOldest,
         dead_letter: router::DeadLetterPolicy {
             max_redeliveries: config.destinations.max_redeliveries,
             queue: config.destinations.dead_letter_queue.clone(),

@@ -449,6 +449,49 @@ impl Destination {
         Some(flow)
     }
 
+    /// Messages waiting for a consumer.
+    pub fn waiting_len(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
+    /// Removes the oldest waiting message (a full durable subscription with
+    /// the `drop-oldest` policy).
+    pub fn drop_oldest(&self) -> Option<Arc<Message>> {
+        let mut st = self.lock();
+        let p = st.waiting.pop_oldest()?;
+        st.bytes -= p.message.footprint().min(st.bytes);
+        self.stats.discarded.fetch_add(1, Ordering::Relaxed);
+        self.account(&st);
+        Some(p.message)
+    }
+
+    /// Removes every waiting message, in delivery order, with its delivery
+    /// count.
+    pub fn drain_waiting(&self) -> Vec<(Arc<Message>, u32)> {
+        let mut st = self.lock();
+        let out: Vec<_> = st.waiting.drain().into_iter().map(|p| (p.message, p.redeliveries)).collect();
+        let freed: usize = out.iter().map(|(m, _)| m.footprint()).sum();
+        st.bytes -= freed.min(st.bytes);
+        self.account(&st);
+        out
+    }
+
+    /// Waits until fewer than `limit` messages wait and the memory limit is
+    /// respected (producers of a topic whose durable subscription is full).
+    pub async fn wait_for_room(&self, limit: usize) {
+        self.waiting_producers.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_over_limit() && self.waiting_len() < limit {
+                break;
+            }
+            notified.await;
+        }
+        self.waiting_producers.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// Up to `limit` waiting messages in delivery order, without consuming
     /// them (queue browsing).
     pub fn browse(&self, limit: usize, selector: Option<&crate::selector::Selector>) -> Vec<Arc<Message>> {
@@ -487,6 +530,14 @@ impl Destination {
     pub fn is_idle(&self) -> bool {
         let st = self.lock();
         st.subscriptions.is_empty() && st.waiting.is_empty()
+    }
+
+    /// Whether a connection other than `conn` has a subscription here.
+    pub fn has_subscriber_other_than(&self, conn: ConnectionId) -> bool {
+        self.lock()
+            .subscriptions
+            .iter()
+            .any(|s| s.consumer.connection != conn)
     }
 
     /// Whether connection `conn` has a subscription here.

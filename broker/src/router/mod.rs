@@ -11,6 +11,7 @@
 
 pub mod address;
 pub mod dead_letter;
+pub mod durable;
 pub mod destination;
 pub mod message;
 pub mod pending;
@@ -51,6 +52,10 @@ pub struct RouterConfig {
     pub topic_prefetch: usize,
     /// Most destinations that may exist at once.
     pub max_destinations: usize,
+    /// Most messages a durable subscription holds while its subscriber is away.
+    pub durable_limit: usize,
+    /// At that limit, drop the oldest message (else producers wait).
+    pub durable_drop_oldest: bool,
     /// Redelivery limits and dead-letter queues.
     pub dead_letter: DeadLetterPolicy,
 }
@@ -64,6 +69,8 @@ impl Default for RouterConfig {
             queue_prefetch: 1000,
             topic_prefetch: 32766,
             max_destinations: 10_000,
+            durable_limit: 100_000,
+            durable_drop_oldest: false,
             dead_letter: DeadLetterPolicy::default(),
         }
     }
@@ -108,6 +115,10 @@ pub struct Router {
     has_wildcards: AtomicBool,
     /// Messages waiting for their scheduled time.
     scheduler: Arc<scheduler::Scheduler>,
+    /// Durable topic subscriptions by hidden queue name. `has_durables`
+    /// lets topic publishing skip the lock when there are none.
+    durables: RwLock<HashMap<Arc<str>, durable::Durable>>,
+    has_durables: AtomicBool,
     dead_letters: mpsc::UnboundedSender<DeadLetter>,
     /// Taken by [`Router::run_dead_letters`].
     dead_letter_rx: Mutex<Option<mpsc::UnboundedReceiver<DeadLetter>>>,
@@ -122,6 +133,8 @@ impl Router {
             wildcards: RwLock::new(Vec::new()),
             has_wildcards: AtomicBool::new(false),
             scheduler: Arc::default(),
+            durables: RwLock::new(HashMap::new()),
+            has_durables: AtomicBool::new(false),
             dead_letters,
             dead_letter_rx: Mutex::new(Some(rx)),
             config,
@@ -198,7 +211,18 @@ impl Router {
         self.next_seq
             .fetch_max(recovered.next_seq, Ordering::Relaxed);
         for (message, redeliveries) in recovered.messages {
-            let address = Address::parse(&message.destination, 0)?;
+            // A durable subscription's queue is found by name; its binding
+            // to the topic returns when its subscriber does.
+            let address = if durable::is_durable_queue(&message.destination) {
+                Address {
+                    kind: DestinationKind::Queue,
+                    name: message.destination.clone(),
+                    temp_owner: None,
+                    owner_name: None,
+                }
+            } else {
+                Address::parse(&message.destination, 0)?
+            };
             let destination = self.destination(&address, address.temp_owner.unwrap_or(0))?;
             // A stored scheduled message resumes its schedule; its delivery
             // count is the number of times it already fired.
@@ -263,8 +287,170 @@ impl Router {
                 }
             }
         }
+        let commit = if destination.kind() == DestinationKind::Topic && self.has_durables.load(Ordering::Acquire) {
+            self.publish_to_durables(destination.name(), &message)
+        } else {
+            commit
+        };
         destination.publish(message);
         commit
+    }
+
+    /// Copies a topic message into every durable subscription following the
+    /// topic. Persistent copies are appended to the store in one batch, so
+    /// one commit covers them all (the producer's receipt waits on it).
+    fn publish_to_durables(&self, topic: &str, message: &Arc<Message>) -> Commit {
+        let targets: Vec<Arc<Destination>> = self
+            .durables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|d| d.follows(topic) && d.selector.as_ref().is_none_or(|s| s.matches(&**message)))
+            .map(|d| d.queue.clone())
+            .collect();
+        if targets.is_empty() {
+            return Commit::Done;
+        }
+        let copies: Vec<(Arc<Destination>, Arc<Message>)> = targets
+            .into_iter()
+            .map(|queue| {
+                let copy = Arc::new(Message {
+                    seq: self.next_seq(),
+                    destination: queue.address.name.clone(),
+                    persistent: message.persistent,
+                    priority: message.priority,
+                    expires: message.expires,
+                    timestamp: message.timestamp,
+                    headers: message.headers.clone(),
+                    body: message.body.clone(),
+                });
+                (queue, copy)
+            })
+            .collect();
+        let stored: Vec<LogEntry> = copies
+            .iter()
+            .filter(|(_, m)| m.persistent)
+            .map(|(_, m)| LogEntry::Enqueue { message: m.clone() })
+            .collect();
+        let commit = if stored.is_empty() {
+            Commit::Done
+        } else {
+            self.store.append(stored)
+        };
+        if commit.is_failed() {
+            return commit;
+        }
+        for (queue, copy) in copies {
+            self.enforce_durable_limit(&queue);
+            queue.publish(copy);
+        }
+        commit
+    }
+
+    /// `drop-oldest`: makes room in a full durable subscription by dropping
+    /// its oldest waiting message. (`block` instead slows producers, through
+    /// [`Router::wait_for_space`].)
+    fn enforce_durable_limit(&self, queue: &Destination) {
+        if self.config.durable_drop_oldest && queue.waiting_len() >= self.config.durable_limit {
+            if let Some(old) = queue.drop_oldest() {
+                drop(self.log_acks(queue, &[old]));
+            }
+        }
+    }
+
+    /// Producer flow control for a send to `destination`: waits while it,
+    /// or a durable subscription following it (policy `block`), is full.
+    pub async fn wait_for_space(&self, destination: &Destination) {
+        if destination.is_over_limit() {
+            destination.wait_for_space().await;
+        }
+        if destination.kind() != DestinationKind::Topic
+            || !self.has_durables.load(Ordering::Acquire)
+            || self.config.durable_drop_oldest
+        {
+            return;
+        }
+        let full: Vec<Arc<Destination>> = self
+            .durables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|d| d.follows(destination.name()))
+            .filter(|d| d.queue.waiting_len() >= self.config.durable_limit || d.queue.is_over_limit())
+            .map(|d| d.queue.clone())
+            .collect();
+        for queue in full {
+            queue.wait_for_room(self.config.durable_limit).await;
+        }
+    }
+
+    /// Creates (or finds) the durable subscription `client_id`/`name` on
+    /// `topic` and returns the queue its subscriber consumes. A subscription
+    /// that changes topic or selector starts afresh, as in ActiveMQ.
+    pub fn durable_subscribe(
+        &self,
+        client_id: &str,
+        name: &str,
+        topic: &Address,
+        selector: Option<Arc<crate::selector::Selector>>,
+    ) -> Result<Arc<Destination>, RouterError> {
+        let address = durable::queue_address(client_id, name, &topic.name);
+        {
+            let durables = self.durables.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(d) = durables.get(&address.name) {
+                let same_selector = d.selector.as_ref().map(|s| s.text()) == selector.as_ref().map(|s| s.text());
+                if *d.topic == *topic.name && same_selector {
+                    return Ok(d.queue.clone());
+                }
+            }
+        }
+        // Changed (or new): drop any old one, then create.
+        self.durable_unsubscribe(client_id, name);
+        // Messages restored from the store before anyone resubscribed sit
+        // in a queue without the topic's display name: carry them over.
+        let restored = self
+            .destinations
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address.name);
+        let queue = self.destination(&address, 0)?;
+        if let Some(old) = restored {
+            for (message, redeliveries) in old.drain_waiting() {
+                queue.restore(message, redeliveries);
+            }
+        }
+        let durable = durable::Durable {
+            client_id: client_id.into(),
+            name: name.into(),
+            topic: topic.name.clone(),
+            selector,
+            queue: queue.clone(),
+        };
+        self.durables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(address.name.clone(), durable);
+        self.has_durables.store(true, Ordering::Release);
+        Ok(queue)
+    }
+
+    /// Deletes a durable subscription and its messages. Returns whether it
+    /// existed.
+    pub fn durable_unsubscribe(&self, client_id: &str, name: &str) -> bool {
+        let address = durable::queue_address(client_id, name, "");
+        let removed = self
+            .durables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address.name);
+        let Some(d) = removed else { return false };
+        self.destinations
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address.name);
+        let dropped: Vec<Arc<Message>> = d.queue.drain_waiting().into_iter().map(|(m, _)| m).collect();
+        drop(self.log_acks(&d.queue, &dropped));
+        true
     }
 
     /// Sends a message: scheduled when it carries scheduling headers, else
@@ -492,6 +678,12 @@ impl Router {
     pub fn settle_written(&self, consumer: &Consumer, seqs: &[u64]) {
         let done = consumer.destination.settle_written(consumer.id, seqs);
         drop(self.log_acks(&consumer.destination, &done));
+    }
+
+    /// Holds the store's log writer (see [`crate::store::Store::hold`]):
+    /// what is appended until the guard drops is applied atomically.
+    pub fn hold_log(&self) -> crate::store::LogHold {
+        self.store.hold()
     }
 
     fn log_acks(&self, destination: &Destination, acked: &[Arc<Message>]) -> Commit {

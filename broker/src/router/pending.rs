@@ -57,6 +57,14 @@ impl PendingQueue {
         None
     }
 
+    /// Takes the oldest message of the lowest non-empty priority: the one a
+    /// full buffer drops first.
+    pub fn pop_oldest(&mut self) -> Option<Pending> {
+        let lane = self.lanes.iter_mut().find(|l| !l.is_empty())?;
+        self.len -= 1;
+        lane.pop_front()
+    }
+
     /// Number of waiting messages.
     pub fn len(&self) -> usize {
         self.len

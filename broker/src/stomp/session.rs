@@ -126,6 +126,8 @@ pub struct Session {
     router: Arc<Router>,
     outbox: Arc<Outbox>,
     version: Option<Version>,
+    /// CONNECT's `client-id`: names this client's durable subscriptions.
+    client_id: Option<String>,
     heartbeat: HeartBeat,
     subscriptions: HashMap<String, Subscription>,
     /// Ids of finished queue browsers (UNSUBSCRIBE of them is accepted).
@@ -158,6 +160,7 @@ impl Session {
             router,
             outbox,
             version: None,
+            client_id: None,
             heartbeat: HeartBeat::default(),
             subscriptions: HashMap::new(),
             browsers: Default::default(),
@@ -245,6 +248,7 @@ impl Session {
         }
         let principal = self.authenticate(frame).await?;
         self.version = Some(version);
+        self.client_id = frame.get("client-id").filter(|c| !c.is_empty()).map(str::to_string);
         let mut reply = Frame::new(Command::Connected)
             .header("version", version.as_str())
             .header("server", &self.config.server)
@@ -310,13 +314,18 @@ impl Session {
             let message = self.message_from(&frame, destination)?;
             commits.push(self.router.send(destination, message)?);
         }
+        // A SEND the store refused (disk limit) without a receipt to carry
+        // the ERROR must not vanish silently.
+        if frame.get("receipt").is_none() {
+            if let Some(e) = commits.iter().find_map(Commit::failure) {
+                return Err(StompError::new(format!("message was not stored: {e}")));
+            }
+        }
         self.receipt(&frame, commits);
         // Producer flow control: stop reading this producer until the
         // destination is back under its memory limit.
         for destination in &destinations {
-            if destination.is_over_limit() {
-                destination.wait_for_space().await;
-            }
+            self.router.wait_for_space(destination).await;
         }
         Ok(Flow::Continue)
     }
@@ -403,13 +412,7 @@ impl Session {
             Some(v) => AckMode::parse(v)
                 .ok_or_else(|| bad_header("ack", v, "auto, client or client-individual"))?,
         };
-        for unsupported in ["activemq.subscriptionName", "durable-subscription-name"] {
-            if frame.headers.contains(unsupported) {
-                return Err(StompError::new(format!(
-                    "SUBSCRIBE header '{unsupported}' is not supported yet"
-                )));
-            }
-        }
+        let durable_name = durable_name(frame, &id);
         let prefetch = match frame
             .get("activemq.prefetchSize")
             .or_else(|| frame.get("prefetch-count"))
@@ -447,6 +450,12 @@ impl Session {
         if browser {
             return self.browse(frame, id, &destination, selector.as_deref());
         }
+        // A durable subscription consumes its hidden queue; the selector
+        // was applied when messages were copied into it.
+        let (destination, selector) = match &durable_name {
+            None => (destination, selector),
+            Some(name) => (self.durable_queue(frame, name, &address, selector)?, None),
+        };
         let (prefetch, budget) = self.unacked_share(ack, prefetch, address.kind)?;
         // The RECEIPT is queued before the subscription exists, so it is
         // written before any MESSAGE of the subscription.
@@ -468,6 +477,40 @@ impl Session {
         self.subscriptions
             .insert(id, Subscription { consumer, budget });
         Ok(Flow::Continue)
+    }
+
+    /// The queue of durable subscription `name` on topic `address`, created
+    /// on first use.
+    fn durable_queue(
+        &self,
+        frame: &Frame,
+        name: &str,
+        address: &Address,
+        selector: Option<Arc<Selector>>,
+    ) -> Result<Arc<Destination>, StompError> {
+        if address.kind != DestinationKind::Topic {
+            return Err(StompError::new(
+                "Invalid Subscription: cannot durably subscribe to a Queue destination",
+            ));
+        }
+        // RabbitMQ's form (`durable:true`) names the subscription by its id
+        // and needs no client-id; ActiveMQ's and Artemis's need one.
+        let client_id = match (&self.client_id, frame.headers.contains("durable")) {
+            (Some(c), _) => c.clone(),
+            (None, true) => String::new(),
+            (None, false) => {
+                return Err(StompError::new(format!(
+                    "durable subscription '{name}' needs a client-id header on CONNECT"
+                )))
+            }
+        };
+        let queue = self.router.durable_subscribe(&client_id, name, address, selector)?;
+        if queue.has_subscriber_other_than(self.id) {
+            return Err(StompError::new(format!(
+                "durable subscription '{name}' of client-id '{client_id}' is already in use by another connection"
+            )));
+        }
+        Ok(queue)
     }
 
     /// `browser:true`: the queue's waiting messages, not consumed, then a
@@ -510,6 +553,23 @@ impl Session {
             })
             .ok_or_else(|| StompError::new("UNSUBSCRIBE requires an 'id' header"))?;
         if self.browsers.remove(id) {
+            self.receipt(frame, Vec::new());
+            return Ok(Flow::Continue);
+        }
+        // Naming a durable subscription deletes it, connected or not.
+        if let Some(name) = durable_name(frame, id) {
+            let client_id = self.client_id.clone().unwrap_or_default();
+            let local = self.subscriptions.remove(id);
+            if let Some(sub) = &local {
+                self.release_transactions_of(sub.consumer.id);
+                self.unacked_budget -= sub.budget;
+                self.router.unsubscribe(&sub.consumer);
+            }
+            if !self.router.durable_unsubscribe(&client_id, &name) && local.is_none() {
+                return Err(StompError::new(format!(
+                    "no durable subscription '{name}' for client-id '{client_id}'"
+                )));
+            }
             self.receipt(frame, Vec::new());
             return Ok(Flow::Continue);
         }
@@ -621,6 +681,9 @@ impl Session {
             .remove(tx)
             .ok_or_else(|| StompError::new(format!("no open transaction '{tx}'")))?;
         let mut commits = Vec::new();
+        // Durability: the whole transaction goes to the log as one atomic
+        // batch (all of it survives a crash, or none of it).
+        let _atomic = self.router.hold_log();
         for op in t.ops {
             match op {
                 TxOp::Send {
@@ -717,6 +780,20 @@ const BROKER_HEADERS: &[&str] = &[
     "priority",
     "persistent",
 ];
+
+/// The durable subscription a SUBSCRIBE/UNSUBSCRIBE names, in any of the
+/// three dialects: ActiveMQ `activemq.subscriptionName`, Artemis
+/// `durable-subscription-name` (or `durable-subscriber-name`), RabbitMQ
+/// `durable:true` (named by the subscription id).
+fn durable_name(frame: &Frame, id: &str) -> Option<String> {
+    frame
+        .get("activemq.subscriptionName")
+        .or_else(|| frame.get("durable-subscription-name"))
+        .or_else(|| frame.get("durable-subscriber-name"))
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .or_else(|| (frame.get("durable").and_then(parse_bool) == Some(true)).then(|| id.to_string()))
+}
 
 fn required<'a>(frame: &'a Frame, name: &str) -> Result<&'a str, StompError> {
     frame.get(name).ok_or_else(|| {
