@@ -142,6 +142,14 @@ impl Commit {
     pub fn is_failed(&self) -> bool {
         matches!(self, Commit::Failed(_))
     }
+
+    /// Why the append was refused, if it was.
+    pub fn failure(&self) -> Option<StoreError> {
+        match self {
+            Commit::Failed(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// What a store holds after a restart: the state machine rebuilt from the log.
@@ -180,6 +188,14 @@ pub trait Store: Send + Sync {
         handoff: Handoff,
     ) -> Option<Handoff> {
         Some(handoff)
+    }
+
+    /// Keeps the writer from starting a batch until the returned guard is
+    /// dropped, so that everything appended meanwhile is applied in one
+    /// atomic batch: a transaction's sends and acks are all durable after a
+    /// crash, or none is. Hold it only around code that does not wait.
+    fn hold(&self) -> LogHold {
+        LogHold::none()
     }
 
     /// Writes everything still queued, flushes, and stops accepting entries.
@@ -268,6 +284,33 @@ impl DeliverySink for DeliveryMarks {
         let handoff = Handoff { sink: me, delivery };
         if let Some(now) = self.store.hand_off(mark, must_wait, handoff) {
             now.release();
+        }
+    }
+}
+
+/// See [`Store::hold`]. Releases the hold when dropped.
+pub struct LogHold {
+    release: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl LogHold {
+    /// A guard that holds nothing.
+    pub fn none() -> LogHold {
+        LogHold { release: None }
+    }
+
+    /// A guard that runs `release` when dropped.
+    pub fn new(release: impl FnOnce() + Send + 'static) -> LogHold {
+        LogHold {
+            release: Some(Box::new(release)),
+        }
+    }
+}
+
+impl Drop for LogHold {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
         }
     }
 }

@@ -9,7 +9,7 @@
 use super::record::{self, FORMAT, FORMAT_KEY};
 use super::state::StateMachine;
 use super::writer::{LogWriter, WriterSettings};
-use super::{Commit, Handoff, LogEntry, OpenError, Recovered, Store};
+use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tracing::info;
@@ -91,6 +91,10 @@ impl Store for SledStore {
         handoff: Handoff,
     ) -> Option<Handoff> {
         self.writer.hand_off(mark, must_wait, handoff)
+    }
+
+    fn hold(&self) -> LogHold {
+        self.writer.hold()
     }
 
     fn close(&self) {

@@ -11,7 +11,7 @@
 //! (backpressure) always gets going again once the writer drains it.
 
 use super::state::{Applied, StateMachine};
-use super::{Commit, Handoff, LogEntry, StoreError};
+use super::{Commit, Handoff, LogEntry, LogHold, StoreError};
 use ferromq_config::StoreSync;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +59,8 @@ struct Queue {
     /// Bytes of the enqueues among them (for the disk limit).
     enqueue_bytes: u64,
     closed: bool,
+    /// Open [`LogHold`]s: the writer starts no batch while there are any.
+    holds: usize,
     /// Set after a failed write: the store refuses everything from then on
     /// rather than acknowledge on top of a state it could not write.
     broken: Option<StoreError>,
@@ -144,7 +146,10 @@ impl LogWriter {
         // Backpressure: the disk is slower than the producers. Waiting here
         // blocks only this connection's task thread, and only until the
         // writer (which needs nothing from the caller) takes the queue.
-        while q.bytes >= MAX_QUEUE_BYTES && !q.closed && q.broken.is_none() {
+        // Not while a hold is open: its holder may be the caller, and the
+        // writer waits for it (a held transaction is bounded by
+        // max_transaction_bytes, so the queue overshoots by that at most).
+        while q.bytes >= MAX_QUEUE_BYTES && q.holds == 0 && !q.closed && q.broken.is_none() {
             q = self.shared.space.wait(q).unwrap_or_else(|e| e.into_inner());
         }
         if let Some(e) = &q.broken {
@@ -249,6 +254,22 @@ impl LogWriter {
         q.bytes += 32;
     }
 
+    /// See [`super::Store::hold`].
+    pub fn hold(&self) -> LogHold {
+        self.shared.lock().holds += 1;
+        let shared = self.shared.clone();
+        LogHold::new(move || {
+            let mut q = shared.lock();
+            q.holds -= 1;
+            let last = q.holds == 0;
+            drop(q);
+            if last {
+                shared.work.notify_one();
+                shared.space.notify_all();
+            }
+        })
+    }
+
     /// Writes what is queued, flushes, and stops the thread.
     pub fn close(&self) {
         self.shared.lock().closed = true;
@@ -278,7 +299,7 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
     loop {
         let (entries, waiters, handoffs, closing) = {
             let mut q = shared.lock();
-            while q.entries.is_empty() && q.handoffs.is_empty() && !q.closed {
+            while (q.entries.is_empty() && q.handoffs.is_empty() || q.holds > 0) && !q.closed {
                 if unflushed {
                     // Only with sync = never: flush now and then anyway.
                     let (g, timeout) = shared
@@ -286,7 +307,7 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
                         .wait_timeout(q, NEVER_FLUSH_EVERY)
                         .unwrap_or_else(|e| e.into_inner());
                     q = g;
-                    if timeout.timed_out() {
+                    if timeout.timed_out() && q.holds == 0 {
                         break;
                     }
                 } else {
@@ -309,6 +330,11 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
+            }
+            // A hold taken while gathering: wait for it to end, so that a
+            // transaction is never split across batches.
+            while q.holds > 0 && !q.closed {
+                q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
             }
             let entries = std::mem::take(&mut q.entries);
             let waiters = std::mem::take(&mut q.waiters);
