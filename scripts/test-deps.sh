@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the interop tests (tests/python) need on a fresh Debian
+# machine without a virtualenv: python3 with pip, then stomp.py (pinned: the
+# tests exercise its exact behaviour), pytest and cryptography (to make a
+# self-signed certificate for the TLS test). Idempotent: when everything is
+# already importable at the right version it returns at once.
+set -euo pipefail
+
+STOMP_PY_VERSION="8.2.0"
+
+have_all() {
+  python3 - "$STOMP_PY_VERSION" <<'PY' 2>/dev/null
+import sys
+import stomp, pytest, cryptography  # noqa: F401
+from importlib.metadata import version
+sys.exit(0 if version("stomp.py") == sys.argv[1] else 1)
+PY
+}
+
+if command -v python3 >/dev/null && have_all; then
+  exit 0
+fi
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v python3 >/dev/null || ! python3 -m pip --version >/dev/null 2>&1; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-pip >/dev/null
+fi
+
+# Debian's own python3 refuses pip installs outside a venv (PEP 668) unless
+# told otherwise; these are test-only packages, so say so.
+pip_flags=(--quiet --disable-pip-version-check)
+if python3 -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+  pip_flags+=(--break-system-packages)
+fi
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install "${pip_flags[@]}" "stomp.py==${STOMP_PY_VERSION}" pytest cryptography
+have_all || { echo "test-deps: stomp.py ${STOMP_PY_VERSION}, pytest or cryptography still missing" >&2; exit 1; }
