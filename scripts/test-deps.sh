@@ -32,7 +32,7 @@ fi
 
 # Debian's own python3 refuses pip installs outside a venv (PEP 668) unless
 # told otherwise; these are test-only packages, so say so.
-pip_flags=(--quiet --disable-pip-version-check)
+pip_flags=(--quiet --disable-pip-version-check --no-warn-script-location)
 if python3 -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
   pip_flags+=(--break-system-packages)
 fi
