@@ -91,6 +91,8 @@ fn router_config(config: &Config) -> RouterConfig {
                 ferromq_config::NackPolicy::DeadLetter => router::NackPolicy::DeadLetter,
             },
             expired_to_dlq: config.destinations.expired_to_dlq,
+            redelivery_delay: config.destinations.redelivery_delay.get(),
+            redelivery_backoff: config.destinations.redelivery_backoff,
         },
     }
 }

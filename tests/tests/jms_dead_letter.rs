@@ -98,3 +98,33 @@ fn connection_loss_counts_as_a_failed_delivery() {
         b"kills consumers"
     );
 }
+
+#[test]
+fn redelivery_waits_for_the_delay_with_backoff() {
+    let broker = Broker::start_with(
+        Some("[destinations]\nredelivery_delay = \"300ms\"\nredelivery_backoff = 2.0\n"),
+        &[],
+    );
+    let mut c = broker.client();
+    c.send_message("/queue/slow-retry", "retry me", &[]);
+    c.subscribe("r", "/queue/slow-retry", "client-individual");
+    let first = c.recv_command(Command::Message);
+    let t = std::time::Instant::now();
+    nack(&mut c, &first);
+    let second = c.recv_command(Command::Message);
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(280),
+        "first redelivery after {waited:?}"
+    );
+    assert_eq!(second.get("redelivered"), Some("true"));
+    let t = std::time::Instant::now();
+    nack(&mut c, &second);
+    let third = c.recv_command(Command::Message);
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(560),
+        "second redelivery after {waited:?}"
+    );
+    assert_eq!(&third.body[..], b"retry me");
+}

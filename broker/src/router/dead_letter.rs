@@ -56,6 +56,10 @@ pub struct DeadLetterPolicy {
     pub nack: NackPolicy,
     /// Expired messages go to the DLQ (else they are dropped).
     pub expired_to_dlq: bool,
+    /// Wait before a redelivery, ms (0 = redeliver at once).
+    pub redelivery_delay: u64,
+    /// Each further redelivery waits this many times longer.
+    pub redelivery_backoff: f64,
 }
 
 impl Default for DeadLetterPolicy {
@@ -66,6 +70,8 @@ impl Default for DeadLetterPolicy {
             individual: false,
             nack: NackPolicy::Redeliver,
             expired_to_dlq: false,
+            redelivery_delay: 0,
+            redelivery_backoff: 1.0,
         }
     }
 }
@@ -84,10 +90,37 @@ impl DeadLetterPolicy {
         }
     }
 
+    /// How long redelivery number `n` (1 = first redelivery) waits, in ms;
+    /// 0 when redelivery is immediate. Capped at an hour.
+    pub fn redelivery_wait(&self, n: u32) -> u64 {
+        if self.redelivery_delay == 0 || n == 0 {
+            return 0;
+        }
+        let factor = self.redelivery_backoff.max(1.0).powi(n.saturating_sub(1).min(64) as i32);
+        ((self.redelivery_delay as f64) * factor).min(3_600_000.0) as u64
+    }
+
     /// Whether `destination` is a dead-letter queue (never dead-lettered again).
     pub fn is_dlq(&self, destination: &str) -> bool {
         destination == format!("/queue/{}", self.queue) || destination.starts_with("/queue/DLQ.")
     }
+}
+
+/// What a destination hands to the router's task instead of acting on
+/// another destination (or a timer) itself.
+#[derive(Debug)]
+pub enum Outcast {
+    /// Leaves for good (DLQ or dropped).
+    Dead(DeadLetter),
+    /// Comes back to the same destination after a redelivery delay.
+    Delayed {
+        /// The message.
+        message: Arc<Message>,
+        /// Its redelivery count on return.
+        redeliveries: u32,
+        /// How long it stays away, ms.
+        wait: u64,
+    },
 }
 
 /// A message on its way out of a destination.

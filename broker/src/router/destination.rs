@@ -7,7 +7,7 @@
 //! never contend. Delivering calls a [`super::DeliverySink`], which only queues.
 
 use super::address::{Address, DestinationKind};
-use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, NackPolicy};
+use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, NackPolicy, Outcast};
 use super::message::{now_ms, Message};
 use super::pending::{Pending, PendingQueue};
 use super::subscription::{
@@ -61,7 +61,7 @@ pub struct Destination {
     policy: Arc<DeadLetterPolicy>,
     /// This destination is a DLQ: its messages are never dead-lettered again.
     is_dlq: bool,
-    dead_letters: mpsc::UnboundedSender<DeadLetter>,
+    dead_letters: mpsc::UnboundedSender<Outcast>,
     state: Mutex<State>,
 }
 
@@ -121,7 +121,7 @@ impl Destination {
         flow_window: usize,
         backlog_limit: usize,
         policy: Arc<DeadLetterPolicy>,
-        dead_letters: mpsc::UnboundedSender<DeadLetter>,
+        dead_letters: mpsc::UnboundedSender<Outcast>,
     ) -> Destination {
         Destination {
             is_dlq: policy.is_dlq(&address.name),
@@ -652,6 +652,18 @@ impl Destination {
                 self.bury(f.message, DeathCause::TooManyRedeliveries(redeliveries), true);
                 continue;
             }
+            let wait = self.policy.redelivery_wait(redeliveries);
+            if wait > 0 {
+                // Back after the redelivery delay (the router's scheduler
+                // returns it); until then it is not this queue's.
+                st.bytes -= f.message.footprint().min(st.bytes);
+                let _ = self.dead_letters.send(Outcast::Delayed {
+                    message: f.message,
+                    redeliveries,
+                    wait,
+                });
+                continue;
+            }
             st.waiting.push_front(Pending {
                 message: f.message,
                 redeliveries,
@@ -659,14 +671,23 @@ impl Destination {
         }
     }
 
+    /// A message back from its redelivery delay: first in line again.
+    pub fn return_delayed(&self, message: Arc<Message>, redeliveries: u32) {
+        let mut st = self.lock();
+        st.bytes += message.footprint();
+        st.waiting.push_front(Pending { message, redeliveries });
+        self.dispatch(&mut st);
+        self.account(&st);
+    }
+
     /// Hands a message to the router's dead-letter task.
     fn bury(&self, message: Arc<Message>, cause: DeathCause, to_dlq: bool) {
-        let _ = self.dead_letters.send(DeadLetter {
+        let _ = self.dead_letters.send(Outcast::Dead(DeadLetter {
             message,
             from: self.address.name.clone(),
             cause,
             to_dlq,
-        });
+        }));
     }
 
     /// Publishes the byte count for lock-free flow-control checks and wakes

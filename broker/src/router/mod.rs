@@ -29,7 +29,7 @@ pub use subscription::{
 use crate::store::{Commit, LogEntry, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use dead_letter::DeadLetter;
+use dead_letter::{DeadLetter, Outcast};
 use scheduler::{Schedule, Scheduled};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
@@ -119,9 +119,9 @@ pub struct Router {
     /// lets topic publishing skip the lock when there are none.
     durables: RwLock<HashMap<Arc<str>, durable::Durable>>,
     has_durables: AtomicBool,
-    dead_letters: mpsc::UnboundedSender<DeadLetter>,
+    dead_letters: mpsc::UnboundedSender<Outcast>,
     /// Taken by [`Router::run_dead_letters`].
-    dead_letter_rx: Mutex<Option<mpsc::UnboundedReceiver<DeadLetter>>>,
+    dead_letter_rx: Mutex<Option<mpsc::UnboundedReceiver<Outcast>>>,
 }
 
 impl Router {
@@ -233,6 +233,7 @@ impl Router {
                         destination,
                         schedule,
                         fired: redeliveries,
+                        returning: None,
                     })
                     .map_err(RouterError::Scheduling)?;
                 continue;
@@ -476,6 +477,7 @@ impl Router {
                 destination: destination.clone(),
                 schedule,
                 fired: 0,
+                returning: None,
             })
             .map_err(RouterError::Scheduling)?;
         Ok(commit)
@@ -502,7 +504,29 @@ impl Router {
         }
     }
 
+    /// Holds a message for its redelivery delay; it returns to its queue.
+    fn delay_redelivery(&self, message: Arc<Message>, redeliveries: u32, wait: u64) {
+        let Some(destination) = self.read().get(&message.destination).cloned() else {
+            return; // the queue is gone (a temporary one whose owner left)
+        };
+        let entry = Scheduled {
+            template: message.clone(),
+            destination: destination.clone(),
+            schedule: Schedule { delay: 0, period: 0, repeat: 0 },
+            fired: 0,
+            returning: Some((redeliveries, now_ms().saturating_add(wait))),
+        };
+        if self.scheduler.insert(entry).is_err() {
+            // Scheduler full: redeliver now rather than lose it.
+            destination.return_delayed(message, redeliveries);
+        }
+    }
+
     fn fire(&self, mut entry: Scheduled) {
+        if let Some((redeliveries, _)) = entry.returning {
+            entry.destination.return_delayed(entry.template, redeliveries);
+            return;
+        }
         let copy = scheduler::fire(&entry.template, self.next_seq());
         drop(self.publish(&entry.destination, copy));
         entry.fired += 1;
@@ -712,9 +736,16 @@ impl Router {
         // Hold only a weak reference while waiting, so the router can go.
         let weak = Arc::downgrade(&self);
         drop(self);
-        while let Some(dead) = rx.recv().await {
+        while let Some(outcast) = rx.recv().await {
             let Some(router) = weak.upgrade() else { break };
-            router.bury(dead);
+            match outcast {
+                Outcast::Dead(dead) => router.bury(dead),
+                Outcast::Delayed {
+                    message,
+                    redeliveries,
+                    wait,
+                } => router.delay_redelivery(message, redeliveries, wait),
+            }
         }
     }
 

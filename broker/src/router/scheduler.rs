@@ -90,6 +90,9 @@ pub struct Scheduled {
     pub schedule: Schedule,
     /// Firings so far.
     pub fired: u32,
+    /// A message away for a redelivery delay rather than a scheduled one:
+    /// `(redelivery count, due time in ms)`. It returns as itself.
+    pub returning: Option<(u32, u64)>,
 }
 
 /// Messages waiting for their time, earliest first.
@@ -113,7 +116,10 @@ impl Scheduler {
 
     /// Holds `entry` until its next firing. Fails when the scheduler is full.
     pub fn insert(&self, entry: Scheduled) -> Result<(), String> {
-        let due = entry.schedule.due(entry.template.timestamp, entry.fired);
+        let due = match entry.returning {
+            Some((_, due)) => due,
+            None => entry.schedule.due(entry.template.timestamp, entry.fired),
+        };
         let mut st = self.lock();
         if st.waiting.len() >= MAX_SCHEDULED {
             return Err(format!("the scheduler holds its limit of {MAX_SCHEDULED} messages"));
