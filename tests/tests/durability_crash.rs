@@ -346,3 +346,116 @@ fn kill9_at_random_points_loses_no_receipted_message() {
         l.deliveries.values().filter(|n| **n > 1).count()
     );
 }
+
+/// Commits transactions of `TX_SIZE` persistent messages `t{n}-{i}` until
+/// the connection fails or `stop` is set; returns the next `n`, recording
+/// the transactions whose COMMIT got a receipt.
+fn produce_transactions(
+    addr: SocketAddr,
+    mut n: u64,
+    committed: &Mutex<HashSet<u64>>,
+    stop: &AtomicBool,
+) -> u64 {
+    const TX_SIZE: usize = 5;
+    let Ok(mut c) = Conn::open(addr) else {
+        return n;
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let tx = format!("tx{n}");
+        let mut frames = vec![Frame::new(Command::Begin).header("transaction", &tx)];
+        for i in 0..TX_SIZE {
+            frames.push(
+                Frame::new(Command::Send)
+                    .header("destination", "/queue/crash-tx")
+                    .header("persistent", "true")
+                    .header("transaction", &tx)
+                    .body(format!("t{n}-{i}")),
+            );
+        }
+        frames.push(
+            Frame::new(Command::Commit)
+                .header("transaction", &tx)
+                .header("receipt", &tx),
+        );
+        n += 1;
+        for f in &frames {
+            if c.send(f).is_err() {
+                return n;
+            }
+        }
+        match c.recv(Duration::from_secs(5)) {
+            Ok(Some(f)) if f.command == Command::Receipt => {
+                committed.lock().unwrap().insert(n - 1);
+            }
+            _ => return n,
+        }
+    }
+    n
+}
+
+#[test]
+fn kill9_never_splits_a_transaction() {
+    let loops: usize = std::env::var("FERROMQ_CRASH_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let mut rng = Rng(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1);
+    let committed = Arc::new(Mutex::new(HashSet::new()));
+    // Producer p numbers its transactions from p * 10^9 up.
+    let mut next = [0u64, 1_000_000_000];
+    let mut broker = Broker::start();
+    for _ in 0..loops {
+        let stop = Arc::new(AtomicBool::new(false));
+        let addr = broker.stomp;
+        let producers: Vec<_> = next
+            .iter()
+            .map(|&n| {
+                let (committed, stop) = (committed.clone(), stop.clone());
+                std::thread::spawn(move || produce_transactions(addr, n, &committed, &stop))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50 + rng.next() % 400));
+        broker.kill9();
+        stop.store(true, Ordering::Relaxed);
+        for (p, h) in producers.into_iter().enumerate() {
+            next[p] = h.join().unwrap();
+        }
+        broker = broker.restart();
+    }
+    let mut c = Conn::open(broker.stomp).unwrap();
+    c.send(
+        &Frame::new(Command::Subscribe)
+            .header("id", "s")
+            .header("destination", "/queue/crash-tx")
+            .header("ack", "auto"),
+    )
+    .unwrap();
+    let mut per_tx: HashMap<u64, Vec<String>> = HashMap::new();
+    while let Some(f) = c.recv(Duration::from_secs(1)).unwrap() {
+        assert_eq!(f.command, Command::Message, "{f:?}");
+        let body = String::from_utf8_lossy(&f.body).into_owned();
+        let n: u64 = body[1..body.find('-').unwrap()].parse().unwrap();
+        per_tx.entry(n).or_default().push(body);
+    }
+    let committed = committed.lock().unwrap();
+    assert!(!committed.is_empty(), "no transaction was ever committed");
+    for n in committed.iter() {
+        assert!(per_tx.contains_key(n), "committed transaction {n} lost");
+    }
+    for (n, bodies) in &per_tx {
+        let want: Vec<String> = (0..5).map(|i| format!("t{n}-{i}")).collect();
+        assert_eq!(
+            bodies, &want,
+            "transaction {n} came back split or out of order"
+        );
+    }
+    eprintln!(
+        "transactions: {} committed with receipt, {} recovered whole",
+        committed.len(),
+        per_tx.len()
+    );
+}

@@ -51,8 +51,20 @@ fn persistent_messages_survive_kill9_in_order_and_non_persistent_do_not() {
     let mut broker = Broker::start();
     let mut p = broker.client();
     for i in 0..20 {
-        send(&mut p, "/queue/keep", &format!("p{i}"), true, &format!("r{i}"));
-        send(&mut p, "/queue/keep", &format!("n{i}"), false, &format!("q{i}"));
+        send(
+            &mut p,
+            "/queue/keep",
+            &format!("p{i}"),
+            true,
+            &format!("r{i}"),
+        );
+        send(
+            &mut p,
+            "/queue/keep",
+            &format!("n{i}"),
+            false,
+            &format!("q{i}"),
+        );
     }
     // Persistent messages to a topic (no durable subscriber) are not kept.
     send(&mut p, "/topic/gone", "t", true, "t");
@@ -75,7 +87,13 @@ fn delivered_messages_come_back_redelivered_and_acked_ones_never() {
     let mut broker = Broker::start();
     let mut p = broker.client();
     for i in 0..4 {
-        send(&mut p, "/queue/red", &format!("m{i}"), true, &format!("r{i}"));
+        send(
+            &mut p,
+            "/queue/red",
+            &format!("m{i}"),
+            true,
+            &format!("r{i}"),
+        );
     }
     let mut c = broker.client();
     c.send(
@@ -168,7 +186,10 @@ fn graceful_stop_keeps_unacked_messages_and_drops_acked_ones() {
         }
     }
     for seen in ["g0", "g1", "g2", "g3", "g4"] {
-        assert!(!rest.contains(&seen.to_string()), "{seen} came back: {rest:?}");
+        assert!(
+            !rest.contains(&seen.to_string()),
+            "{seen} came back: {rest:?}"
+        );
     }
     let mut sorted = rest.clone();
     sorted.sort();
@@ -180,7 +201,13 @@ fn acked_messages_do_not_come_back_after_kill9() {
     let mut broker = Broker::start();
     let mut p = broker.client();
     for i in 0..50 {
-        send(&mut p, "/queue/a", &format!("{i:03}"), true, &format!("r{i}"));
+        send(
+            &mut p,
+            "/queue/a",
+            &format!("{i:03}"),
+            true,
+            &format!("r{i}"),
+        );
     }
     let mut c = broker.client();
     c.subscribe("s", "/queue/a", "client-individual");
