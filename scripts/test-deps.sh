@@ -17,6 +17,14 @@ sys.exit(0 if version("stomp.py") == sys.argv[1] else 1)
 PY
 }
 
+# More third-party clients for tests/python/test_other_clients.py: Perl's
+# Net::Stomp and Ruby's stomp gem, from Debian.
+if ! perl -MNet::Stomp -e1 2>/dev/null || ! ruby -rstomp -e1 2>/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then sudo_=(); else sudo_=(sudo); fi
+  "${sudo_[@]}" apt-get update -qq
+  "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnet-stomp-perl ruby-stomp >/dev/null
+fi
+
 if command -v python3 >/dev/null && have_all; then
   exit 0
 fi
