@@ -40,9 +40,13 @@ pub fn broker_with(config: &str, extra: &[&str]) -> NativeBroker {
     let config_path = dir.path().join("ferromq.toml");
     std::fs::write(&config_path, config).unwrap();
     let config_arg = config_path.display().to_string();
+    // Absolute, so a restarted broker (which runs in the test's directory) finds it.
+    let data_arg = dir.path().join("data").display().to_string();
     let mut args = vec![
         "--config",
         config_arg.as_str(),
+        "--data-dir",
+        data_arg.as_str(),
         "--stomp",
         "127.0.0.1:0",
         "--stomp-tls",
