@@ -155,6 +155,7 @@ impl Broker {
                 disk_limit: config.store.disk_limit.get(),
             },
             cache_bytes: (config.store.memory_limit.get() / 2).max(8 << 20),
+            compact_min_bytes: 64 << 20,
         })?;
         let store: Arc<dyn store::Store> = Arc::new(sled_store);
         let router = Arc::new(Router::new(router_config(config), store.clone()));

@@ -12,7 +12,9 @@
 //! - [`writer`]: the single log writer doing group commit.
 //! - [`state`]: the state machine the log is applied to.
 //! - [`record`]: the versioned on-disk encoding.
+//! - [`compact`]: giving consumed space back at open.
 
+pub mod compact;
 pub mod memory;
 pub mod record;
 pub mod sled_store;

@@ -6,6 +6,7 @@
 //! is returned, never panicked: sled itself panics on some corrupt files, so
 //! its open runs under `catch_unwind`.
 
+use super::compact;
 use super::record::{self, FORMAT, FORMAT_KEY};
 use super::state::StateMachine;
 use super::writer::{LogWriter, WriterSettings};
@@ -23,6 +24,9 @@ pub struct StoreSettings {
     pub writer: WriterSettings,
     /// sled's page cache, bytes.
     pub cache_bytes: u64,
+    /// Compact at open when that many bytes or more can be won back (see
+    /// [`compact::needed`]).
+    pub compact_min_bytes: u64,
 }
 
 /// The durable store.
@@ -48,22 +52,33 @@ impl SledStore {
             path: path.clone(),
             reason,
         };
+        compact::finish_interrupted(&path)?;
         std::fs::create_dir_all(&path).map_err(|e| dir_error(format!("cannot create it: {e}")))?;
         let meta = std::fs::metadata(&path).map_err(|e| dir_error(e.to_string()))?;
         if meta.permissions().readonly() {
             return Err(dir_error("it is read-only".into()));
         }
-        let db = open_sled(&path, settings.cache_bytes)?;
+        let mut db = open_sled(&path, settings.cache_bytes)?;
         check_format(&path, &db)?;
         let (state, recovered) =
             StateMachine::recover(&db).map_err(|reason| OpenError::Corrupt {
                 path: path.clone(),
                 reason,
             })?;
+        let mut on_disk = db.size_on_disk().unwrap_or(0);
+        if compact::needed(on_disk, state.live_bytes(), settings.compact_min_bytes) {
+            // The copy holds the very same keys, so the recovered state
+            // stays valid for it.
+            compact::compact(&path, db)?;
+            db = open_sled(&path, settings.cache_bytes)?;
+            check_format(&path, &db)?;
+            on_disk = db.size_on_disk().unwrap_or(0);
+        }
         info!(
             path = %path.display(),
             messages = recovered.messages.len(),
             bytes = state.live_bytes(),
+            on_disk,
             elapsed_ms = started.elapsed().as_millis() as u64,
             sync = ?settings.writer.sync,
             "store opened"
@@ -205,6 +220,7 @@ mod tests {
                 disk_limit,
             },
             cache_bytes: 8 << 20,
+            compact_min_bytes: 1 << 20,
         }
     }
 
@@ -332,5 +348,47 @@ mod tests {
         let e = SledStore::open(settings(&file.join("store"), 1 << 30)).unwrap_err();
         assert!(matches!(e, OpenError::Directory { .. }), "{e}");
         assert!(e.to_string().contains("plain-file"), "{e}");
+    }
+
+    #[test]
+    fn a_mostly_consumed_store_is_compacted_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+        wait(store.append((1..=300).map(|seq| enqueue(seq, 10_000)).collect())).unwrap();
+        wait(store.append(vec![LogEntry::Delivered { seq: 295, count: 2 }])).unwrap();
+        let acks = (1..=290)
+            .map(|seq| LogEntry::Ack {
+                destination: "/queue/t".into(),
+                seq,
+            })
+            .collect();
+        wait(store.append(acks)).unwrap();
+        store.close();
+        drop(store);
+        let size = |p: &Path| -> u64 {
+            std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().len())
+                .sum()
+        };
+        let before = size(dir.path());
+        let (store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+        let after = size(dir.path());
+        assert!(
+            after * 2 < before,
+            "not compacted: {before} -> {after} bytes"
+        );
+        let got: Vec<(u64, u32)> = rec.messages.iter().map(|(m, n)| (m.seq, *n)).collect();
+        let want: Vec<(u64, u32)> = (291..=300).map(|s| (s, u32::from(s == 295) * 2)).collect();
+        assert_eq!(got, want);
+        assert_eq!(rec.messages[0].1, 0);
+        assert_eq!(rec.messages[0].0.body.len(), 10_000);
+        // The compacted store keeps working and recovering.
+        wait(store.append(vec![enqueue(301, 10)])).unwrap();
+        store.close();
+        drop(store);
+        let (_store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+        assert_eq!(rec.messages.len(), 11);
+        assert_eq!(rec.next_seq, 302);
     }
 }

@@ -1,0 +1,141 @@
+//! Compaction at open: giving consumed messages' disk space back.
+//!
+//! While the broker runs, sled reuses the space of removed records (its
+//! files stop growing under steady produce/consume), but it keeps them at
+//! their high-water mark: after a burst of a million messages is consumed
+//! the files still hold hundreds of megabytes. So when a store is opened and
+//! its files are much larger than the live records in it, the live records
+//! are copied into a fresh sled database which then replaces the old one.
+//!
+//! Crash safety: the copy is built in `<store>.compact` and flushed before
+//! anything is renamed; then `<store>` becomes `<store>.old`, the copy
+//! becomes `<store>`, and `<store>.old` is deleted. [`finish_interrupted`]
+//! completes or discards an interrupted run at the next open, so at any
+//! kill point the store is either the old one or the complete copy.
+
+use super::OpenError;
+use std::path::{Path, PathBuf};
+use tracing::info;
+
+/// Whether a store whose files take `on_disk` bytes for `live` bytes of
+/// records is worth compacting: at least `min_bytes` to win back, and the
+/// files more than four times the live data.
+pub fn needed(on_disk: u64, live: u64, min_bytes: u64) -> bool {
+    on_disk > min_bytes && on_disk > live.saturating_mul(4).saturating_add(min_bytes)
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+fn dir_error(path: &Path, what: &str, e: std::io::Error) -> OpenError {
+    OpenError::Directory {
+        path: path.to_path_buf(),
+        reason: format!("{what}: {e}"),
+    }
+}
+
+/// Completes or discards a compaction a crash interrupted. Call before
+/// opening `path`.
+pub fn finish_interrupted(path: &Path) -> Result<(), OpenError> {
+    let copy = sibling(path, ".compact");
+    let old = sibling(path, ".old");
+    if !path.exists() && copy.exists() && old.exists() {
+        // Killed between the two renames: the copy is complete (it was
+        // flushed before the first rename).
+        std::fs::rename(&copy, path)
+            .map_err(|e| dir_error(path, "cannot finish an interrupted compaction", e))?;
+    }
+    for leftover in [copy, old] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(&leftover)
+                .map_err(|e| dir_error(&leftover, "cannot remove a compaction leftover", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies every record of `db` (at `path`) into a fresh database and swaps
+/// it in. The caller reopens `path` afterwards.
+pub fn compact(path: &Path, db: sled::Db) -> Result<(), OpenError> {
+    let copy = sibling(path, ".compact");
+    let old = sibling(path, ".old");
+    let before = db.size_on_disk().unwrap_or(0);
+    let fresh = sled::Config::new()
+        .path(&copy)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| OpenError::Directory {
+            path: copy.clone(),
+            reason: format!("cannot create the compaction copy: {e}"),
+        })?;
+    let copy_error = |e: sled::Error| OpenError::Directory {
+        path: copy.clone(),
+        reason: format!("cannot write the compaction copy: {e}"),
+    };
+    let mut records = 0u64;
+    for item in db.iter() {
+        let (k, v) = item.map_err(|e| OpenError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        fresh.insert(k, v).map_err(copy_error)?;
+        records += 1;
+    }
+    fresh.flush().map_err(copy_error)?;
+    let after = fresh.size_on_disk().unwrap_or(0);
+    drop(fresh);
+    drop(db);
+    std::fs::rename(path, &old)
+        .map_err(|e| dir_error(path, "cannot move the old store away", e))?;
+    std::fs::rename(&copy, path)
+        .map_err(|e| dir_error(path, "cannot move the copy in place", e))?;
+    if let Some(parent) = path.parent() {
+        // Make the renames durable before the old files go.
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    std::fs::remove_dir_all(&old).map_err(|e| dir_error(&old, "cannot remove the old store", e))?;
+    info!(
+        path = %path.display(),
+        records,
+        before_bytes = before,
+        after_bytes = after,
+        "store compacted"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_is_worth_it_only_for_mostly_empty_big_files() {
+        assert!(!needed(10 << 20, 0, 64 << 20), "too small to bother");
+        assert!(needed(700 << 20, 0, 64 << 20));
+        assert!(!needed(1600 << 20, 1000 << 20, 64 << 20), "mostly live");
+        assert!(needed(1600 << 20, 100 << 20, 64 << 20));
+    }
+
+    #[test]
+    fn an_interrupted_compaction_is_completed_or_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        // Killed between the renames: the copy becomes the store.
+        std::fs::create_dir_all(sibling(&store, ".compact")).unwrap();
+        std::fs::write(sibling(&store, ".compact").join("marker"), b"copy").unwrap();
+        std::fs::create_dir_all(sibling(&store, ".old")).unwrap();
+        finish_interrupted(&store).unwrap();
+        assert_eq!(std::fs::read(store.join("marker")).unwrap(), b"copy");
+        assert!(!sibling(&store, ".old").exists());
+        // Killed while copying: the copy is dropped, the store kept.
+        std::fs::create_dir_all(sibling(&store, ".compact")).unwrap();
+        finish_interrupted(&store).unwrap();
+        assert!(!sibling(&store, ".compact").exists());
+        assert_eq!(std::fs::read(store.join("marker")).unwrap(), b"copy");
+    }
+}
