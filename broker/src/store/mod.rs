@@ -57,6 +57,20 @@ pub enum LogEntry {
         /// Deliveries so far, this one included.
         count: u32,
     },
+    /// Durable router metadata (a durable subscription, a destination's
+    /// settings): `value` under `key`, replacing any earlier value. The
+    /// store does not interpret either; [`Recovered::meta`] returns them.
+    Put {
+        /// Namespaced by the caller, e.g. `durable-sub/<client>/<name>`.
+        key: Arc<str>,
+        /// The caller's own encoding.
+        value: bytes::Bytes,
+    },
+    /// Removes metadata `key`.
+    Delete {
+        /// The key given to [`LogEntry::Put`].
+        key: Arc<str>,
+    },
 }
 
 impl LogEntry {
@@ -66,6 +80,8 @@ impl LogEntry {
         match self {
             LogEntry::Enqueue { message } => record::encoded_len(message),
             LogEntry::Ack { .. } | LogEntry::Delivered { .. } => 32,
+            LogEntry::Put { key, value } => 32 + key.len() + value.len(),
+            LogEntry::Delete { key } => 32 + key.len(),
         }
     }
 }
@@ -162,6 +178,8 @@ pub struct Recovered {
     pub messages: Vec<(Arc<Message>, u32)>,
     /// One past the highest message sequence number ever used.
     pub next_seq: u64,
+    /// Metadata written by [`LogEntry::Put`] and not deleted, by key.
+    pub meta: Vec<(String, bytes::Bytes)>,
 }
 
 /// A durable log of [`LogEntry`]s.

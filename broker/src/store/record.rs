@@ -10,6 +10,7 @@
 //! | `0x00 "max_seq"` | highest message sequence number stored, u64 BE |
 //! | `'M'` + log index (u64 BE) | a live message record (below) |
 //! | `'D'` + log index (u64 BE) | its delivery count, u32 BE |
+//! | `'K'` + utf8 name | router metadata, opaque bytes |
 //!
 //! Keys of messages sort by log index, so a scan returns messages in the
 //! order they were published. A message record is:
@@ -36,6 +37,8 @@ pub const MAX_SEQ_KEY: &[u8] = b"\x00max_seq";
 pub const MESSAGE_PREFIX: u8 = b'M';
 /// Prefix of delivery counts.
 pub const DELIVERED_PREFIX: u8 = b'D';
+/// Prefix of router metadata.
+pub const META_PREFIX: u8 = b'K';
 
 const RECORD_VERSION: u8 = 1;
 
@@ -44,6 +47,14 @@ pub fn key(prefix: u8, index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = prefix;
     k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// The key of router metadata `name`.
+pub fn meta_key(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(META_PREFIX);
+    k.extend_from_slice(name.as_bytes());
     k
 }
 

@@ -107,9 +107,16 @@ impl StateMachine {
                 .and_then(|_| tree.remove(record::key(DELIVERED_PREFIX, index)))
                 .map_err(|e| e.to_string())?;
         }
+        let mut meta = Vec::new();
+        for item in tree.scan_prefix([record::META_PREFIX]) {
+            let (k, v) = item.map_err(|e| e.to_string())?;
+            let name = std::str::from_utf8(&k[1..]).map_err(|_| "metadata key is not UTF-8")?;
+            meta.push((name.to_string(), bytes::Bytes::copy_from_slice(&v)));
+        }
         let recovered = Recovered {
             messages,
             next_seq: sm.max_seq + 1,
+            meta,
         };
         Ok((sm, recovered))
     }
@@ -173,6 +180,10 @@ impl StateMachine {
                         applied.removed += 1;
                     }
                 }
+                LogEntry::Put { key, value } => {
+                    batch.insert(record::meta_key(key), &value[..]);
+                }
+                LogEntry::Delete { key } => batch.remove(record::meta_key(key)),
                 LogEntry::Delivered { seq, count } => {
                     if let Some(live) = self.live.get_mut(seq) {
                         if *count > live.delivered {
@@ -321,6 +332,33 @@ mod tests {
         assert_eq!(a.removed, 1);
         assert_eq!(sm.live_bytes(), 0);
         assert_eq!(db.scan_prefix([MESSAGE_PREFIX]).count(), 0);
+    }
+
+    #[test]
+    fn metadata_is_kept_until_deleted() {
+        let (_dir, db) = temp_tree();
+        let (mut sm, _) = StateMachine::recover(&db).unwrap();
+        let put = |k: &str, v: &'static [u8]| LogEntry::Put {
+            key: k.into(),
+            value: Bytes::from_static(v),
+        };
+        apply(&mut sm, &db, &[put("sub/a", b"1"), put("sub/b", b"2")]);
+        apply(
+            &mut sm,
+            &db,
+            &[
+                put("sub/a", b"3"),
+                LogEntry::Delete {
+                    key: "sub/b".into(),
+                },
+            ],
+        );
+        let (_, rec) = StateMachine::recover(&db).unwrap();
+        assert_eq!(
+            rec.meta,
+            vec![("sub/a".to_string(), Bytes::from_static(b"3"))]
+        );
+        assert!(rec.messages.is_empty());
     }
 
     #[test]
