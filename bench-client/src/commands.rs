@@ -32,6 +32,9 @@ pub enum CommandError {
     /// Inconsistent options.
     #[error("{0}")]
     Usage(String),
+    /// The broker could not be reached at all.
+    #[error("{0}")]
+    Scenario(#[from] crate::runner::ScenarioError),
     /// Writing the HTML report failed.
     #[error("{path}: {source}")]
     Write {
@@ -236,7 +239,7 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
         let outcome = runner::run_scenario(driver.clone(), scenario, &settings, &mut |t| {
             progress.tick(t)
         })
-        .await;
+        .await?;
         let entry = scenario_report(scenario, outcome);
         progress.end(&summary_line(&entry));
         report.scenarios.push(entry);
@@ -249,7 +252,7 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
 
 fn summary_line(s: &ScenarioReport) -> String {
     let hdr = s.latency_hdr.as_ref().map(|h| h.e2e).unwrap_or_default();
-    let errors: u64 = s.errors.iter().sum();
+    let errors: u64 = s.errors.iter().sum::<u64>() + s.errors_outside_samples.unwrap_or(0);
     let mut line = format!(
         "prod {}/s  cons {}/s  e2e p50 {} p99 {}",
         rate(median(&s.producer_tp)),
@@ -288,6 +291,7 @@ pub fn scenario_report(scenario: &Scenario, outcome: ScenarioOutcome) -> Scenari
         e2e_p99: series.e2e_p99,
         receipt_p50: series.receipt_p50,
         drained: Some(outcome.drained),
+        errors_outside_samples: Some(outcome.errors_outside_samples),
         last_error: outcome.last_error,
     }
 }

@@ -98,13 +98,14 @@ pub struct ScenarioOutcome {
     pub last_error: Option<String>,
 }
 
-/// Runs `scenario`, calling `tick` after every interval.
+/// Runs `scenario`, calling `tick` after every interval. Fails only when no
+/// client could connect at all; partial failures are counted as errors.
 pub async fn run_scenario<D: Driver>(
     driver: Arc<D>,
     scenario: &Scenario,
     settings: &RunSettings,
     tick: &mut (dyn FnMut(SampleTick) + Send),
-) -> ScenarioOutcome {
+) -> Result<ScenarioOutcome, ScenarioError> {
     let shared = Arc::new(ScenarioShared::new(
         settings.reconnect_delay,
         settings.display_errors,
@@ -140,6 +141,19 @@ pub async fn run_scenario<D: Driver>(
     )
     .await;
 
+    if scenario.producers + expected_consumers > 0 && shared.connected.load(Ordering::Relaxed) == 0
+    {
+        // Nothing could connect (wrong port, TLS trust, credentials): every
+        // further scenario would fail the same way, so stop here.
+        shared.stop();
+        tasks.abort_all();
+        return Err(ScenarioError::NoClientConnected {
+            wait: settings.connect_wait,
+            last_error: shared
+                .last_error()
+                .unwrap_or_else(|| "no error reported".into()),
+        });
+    }
     let start = Instant::now();
     let interval = settings.sample_interval;
     let samples = settings.samples_for(scenario);
@@ -190,12 +204,25 @@ pub async fn run_scenario<D: Driver>(
     } else {
         0
     };
-    ScenarioOutcome {
+    Ok(ScenarioOutcome {
         series,
         drained,
         errors_outside_samples: outside,
         last_error: shared.last_error(),
-    }
+    })
+}
+
+/// Why a scenario could not be measured at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// Not one client connected within the connect wait.
+    #[error("no client could connect within {wait:?}; last error: {last_error}")]
+    NoClientConnected {
+        /// How long we waited.
+        wait: Duration,
+        /// The most recent connection error.
+        last_error: String,
+    },
 }
 
 async fn wait_connected(shared: &ScenarioShared, expected: u32, limit: Duration) {

@@ -67,6 +67,7 @@ fn synthetic_run(name: &str, seed: u64, speed: u64) -> Report {
                 receipt_percentiles: percentile_curve(&receipt),
             }),
             drained: Some(0),
+            errors_outside_samples: None,
             last_error: None,
         });
     }

@@ -180,7 +180,9 @@ fn quick_settings() -> RunSettings {
 
 async fn run(url: &str, tls: Option<Arc<rustls::ClientConfig>>, s: &Scenario) -> ScenarioOutcome {
     let driver = Arc::new(StompDriver::new(options(url, tls)));
-    run_scenario(driver, s, &quick_settings(), &mut |_| {}).await
+    run_scenario(driver, s, &quick_settings(), &mut |_| {})
+        .await
+        .unwrap()
 }
 
 fn totals(o: &ScenarioOutcome) -> (u64, u64, u64) {
@@ -320,4 +322,28 @@ async fn tls_trusts_ca_files_or_insecure_and_rejects_unknown_certificates() {
     .to_string();
     assert!(err.contains("ca.pem"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_nobody_can_reach_ends_the_run_with_the_reason() {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let driver = Arc::new(StompDriver::new(options(
+        &format!("stomp://127.0.0.1:{dead}"),
+        None,
+    )));
+    let settings = RunSettings {
+        connect_wait: Duration::from_millis(500),
+        ..quick_settings()
+    };
+    let started = std::time::Instant::now();
+    let err = run_scenario(driver, &Scenario::baseline("test"), &settings, &mut |_| {})
+        .await
+        .err()
+        .expect("no broker: the scenario must fail");
+    let text = err.to_string();
+    assert!(text.contains(&dead.to_string()), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -47,7 +47,9 @@ fn settings(tag: &str) -> RunSettings {
 
 async fn run(s: &Scenario) -> ScenarioOutcome {
     let tag = s.name().replace(['/', '-'], "");
-    run_scenario(driver(), s, &settings(&tag), &mut |_| {}).await
+    run_scenario(driver(), s, &settings(&tag), &mut |_| {})
+        .await
+        .unwrap()
 }
 
 fn assert_flowed(name: &str, o: &ScenarioOutcome) {

@@ -109,6 +109,9 @@ pub struct ScenarioReport {
     /// Messages left behind and removed by the drain (ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drained: Option<u64>,
+    /// Errors during warm-up, shutdown and drain, which no sample covers (ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors_outside_samples: Option<u64>,
     /// The last client error, if any (ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -221,6 +224,7 @@ mod tests {
             receipt_p50: vec![],
             latency_hdr: None,
             drained: Some(3),
+            errors_outside_samples: None,
             last_error: None,
         });
         r

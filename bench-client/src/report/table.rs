@@ -44,7 +44,7 @@ pub fn render(report: &Report) -> String {
             latency(e2e.p99 as f64),
             latency(max),
             latency(receipt.p50 as f64),
-            s.errors.iter().sum::<u64>().to_string(),
+            (s.errors.iter().sum::<u64>() + s.errors_outside_samples.unwrap_or(0)).to_string(),
         ]);
     }
     let mut widths = header.map(str::len);
@@ -107,6 +107,7 @@ mod tests {
             receipt_p50: vec![],
             latency_hdr: None,
             drained: None,
+            errors_outside_samples: None,
             last_error: None,
         });
         let t = render(&r);
