@@ -8,7 +8,9 @@ use std::time::Duration;
 
 fn connect(broker: &Broker, client_id: Option<&str>) -> Client {
     let mut c = broker.raw();
-    let mut f = Frame::new(Command::Connect).header("accept-version", "1.2").header("host", "/");
+    let mut f = Frame::new(Command::Connect)
+        .header("accept-version", "1.2")
+        .header("host", "/");
     if let Some(id) = client_id {
         f = f.header("client-id", id);
     }
@@ -18,7 +20,13 @@ fn connect(broker: &Broker, client_id: Option<&str>) -> Client {
     c
 }
 
-fn durable_subscribe(c: &mut Client, id: &str, topic: &str, dialect: (&str, &str), extra: &[(&str, &str)]) {
+fn durable_subscribe(
+    c: &mut Client,
+    id: &str,
+    topic: &str,
+    dialect: (&str, &str),
+    extra: &[(&str, &str)],
+) {
     let mut f = Frame::new(Command::Subscribe)
         .header("id", id)
         .header("destination", topic)
@@ -28,7 +36,10 @@ fn durable_subscribe(c: &mut Client, id: &str, topic: &str, dialect: (&str, &str
         f = f.header(k, v);
     }
     c.send(f);
-    assert_eq!(c.recv_command(Command::Receipt).get("receipt-id"), Some("s"));
+    assert_eq!(
+        c.recv_command(Command::Receipt).get("receipt-id"),
+        Some("s")
+    );
 }
 
 fn body(c: &mut Client) -> String {
@@ -37,7 +48,10 @@ fn body(c: &mut Client) -> String {
 
 #[test]
 fn messages_published_while_away_are_delivered_on_return() {
-    for dialect in [("activemq.subscriptionName", "sub1"), ("durable-subscription-name", "sub1")] {
+    for dialect in [
+        ("activemq.subscriptionName", "sub1"),
+        ("durable-subscription-name", "sub1"),
+    ] {
         let broker = Broker::start();
         let mut c = connect(&broker, Some("app-1"));
         durable_subscribe(&mut c, "d", "/topic/news", dialect, &[]);
@@ -58,7 +72,13 @@ fn messages_published_while_away_are_delivered_on_return() {
 fn rabbitmq_durable_true_form_needs_no_client_id() {
     let broker = Broker::start();
     let mut c = connect(&broker, None);
-    durable_subscribe(&mut c, "my-sub", "/topic/r", ("durable", "true"), &[("ack", "client-individual")]);
+    durable_subscribe(
+        &mut c,
+        "my-sub",
+        "/topic/r",
+        ("durable", "true"),
+        &[("ack", "client-individual")],
+    );
     drop(c);
     broker.client().send_message("/topic/r", "kept", &[]);
     let mut c = connect(&broker, None);
@@ -70,18 +90,35 @@ fn rabbitmq_durable_true_form_needs_no_client_id() {
 fn unsubscribe_with_the_name_deletes_the_subscription() {
     let broker = Broker::start();
     let mut c = connect(&broker, Some("app-2"));
-    durable_subscribe(&mut c, "d", "/topic/t", ("activemq.subscriptionName", "s"), &[]);
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/t",
+        ("activemq.subscriptionName", "s"),
+        &[],
+    );
     c.send(
         Frame::new(Command::Unsubscribe)
             .header("id", "d")
             .header("activemq.subscriptionName", "s")
             .header("receipt", "u"),
     );
-    assert_eq!(c.recv_command(Command::Receipt).get("receipt-id"), Some("u"));
+    assert_eq!(
+        c.recv_command(Command::Receipt).get("receipt-id"),
+        Some("u")
+    );
     drop(c);
-    broker.client().send_message("/topic/t", "nobody keeps this", &[]);
+    broker
+        .client()
+        .send_message("/topic/t", "nobody keeps this", &[]);
     let mut c = connect(&broker, Some("app-2"));
-    durable_subscribe(&mut c, "d", "/topic/t", ("activemq.subscriptionName", "s"), &[]);
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/t",
+        ("activemq.subscriptionName", "s"),
+        &[],
+    );
     c.expect_silence(Duration::from_millis(300));
 }
 
@@ -89,13 +126,25 @@ fn unsubscribe_with_the_name_deletes_the_subscription() {
 fn durable_subscription_with_selector_keeps_only_matching_messages() {
     let broker = Broker::start();
     let mut c = connect(&broker, Some("app-3"));
-    durable_subscribe(&mut c, "d", "/topic/sel", ("activemq.subscriptionName", "s"), &[("selector", "kind = 'keep'")]);
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/sel",
+        ("activemq.subscriptionName", "s"),
+        &[("selector", "kind = 'keep'")],
+    );
     drop(c);
     let mut p = broker.client();
     p.send_message("/topic/sel", "drop me", &[("kind", "drop")]);
     p.send_message("/topic/sel", "keep me", &[("kind", "keep")]);
     let mut c = connect(&broker, Some("app-3"));
-    durable_subscribe(&mut c, "d", "/topic/sel", ("activemq.subscriptionName", "s"), &[("selector", "kind = 'keep'")]);
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/sel",
+        ("activemq.subscriptionName", "s"),
+        &[("selector", "kind = 'keep'")],
+    );
     assert_eq!(body(&mut c), "keep me");
     c.expect_silence(Duration::from_millis(200));
 }
@@ -110,7 +159,11 @@ fn durable_errors_are_explicit() {
             .header("destination", "/topic/x")
             .header("activemq.subscriptionName", "s"),
     );
-    assert!(c.expect_error().get("message").unwrap().contains("client-id"));
+    assert!(c
+        .expect_error()
+        .get("message")
+        .unwrap()
+        .contains("client-id"));
     let mut c = connect(&broker, Some("app-4"));
     c.send(
         Frame::new(Command::Subscribe)
@@ -120,7 +173,13 @@ fn durable_errors_are_explicit() {
     );
     assert!(c.expect_error().get("message").unwrap().contains("Queue"));
     let mut a = connect(&broker, Some("app-5"));
-    durable_subscribe(&mut a, "d", "/topic/y", ("activemq.subscriptionName", "s"), &[]);
+    durable_subscribe(
+        &mut a,
+        "d",
+        "/topic/y",
+        ("activemq.subscriptionName", "s"),
+        &[],
+    );
     let mut b = connect(&broker, Some("app-5"));
     b.send(
         Frame::new(Command::Subscribe)
@@ -135,7 +194,13 @@ fn durable_errors_are_explicit() {
 fn persistent_backlog_survives_a_crash() {
     let mut broker = Broker::start();
     let mut c = connect(&broker, Some("app-6"));
-    durable_subscribe(&mut c, "d", "/topic/crash", ("activemq.subscriptionName", "s"), &[]);
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/crash",
+        ("activemq.subscriptionName", "s"),
+        &[],
+    );
     drop(c);
     let mut p = broker.client();
     p.send_message("/topic/crash", "persisted", &[("persistent", "true")]);
@@ -143,9 +208,47 @@ fn persistent_backlog_survives_a_crash() {
     broker.kill9();
     let broker = broker.restart();
     let mut c = connect(&broker, Some("app-6"));
-    durable_subscribe(&mut c, "d", "/topic/crash", ("activemq.subscriptionName", "s"), &[]);
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/crash",
+        ("activemq.subscriptionName", "s"),
+        &[],
+    );
     let m = c.recv_command(Command::Message);
     assert_eq!(&m.body[..], b"persisted");
     assert_eq!(m.get("destination"), Some("/topic/crash"));
+    c.expect_silence(Duration::from_millis(300));
+}
+
+#[test]
+fn subscription_itself_survives_a_restart() {
+    let mut broker = Broker::start();
+    let mut c = connect(&broker, Some("app-7"));
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/after",
+        ("activemq.subscriptionName", "s"),
+        &[("selector", "n > 1")],
+    );
+    drop(c);
+    broker.terminate();
+    let broker = broker.restart();
+    // Published after the restart, while the subscriber is still away.
+    let mut p = broker.client();
+    p.send_message("/topic/after", "one", &[("persistent", "true"), ("n", "1")]);
+    p.send_message("/topic/after", "two", &[("persistent", "true"), ("n", "2")]);
+    let mut c = connect(&broker, Some("app-7"));
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/after",
+        ("activemq.subscriptionName", "s"),
+        &[("selector", "n > 1")],
+    );
+    let m = c.recv_command(Command::Message);
+    assert_eq!(&m.body[..], b"two");
+    assert_eq!(m.get("destination"), Some("/topic/after"));
     c.expect_silence(Duration::from_millis(300));
 }

@@ -210,6 +210,16 @@ impl Router {
     pub fn restore(&self, recovered: crate::store::Recovered) -> Result<(), RouterError> {
         self.next_seq
             .fetch_max(recovered.next_seq, Ordering::Relaxed);
+        // Durable subscriptions first, so their queues exist (with the
+        // topic they show) before their messages come back.
+        for (key, value) in &recovered.meta {
+            if key.starts_with("durable/") {
+                match durable::Definition::decode(value) {
+                    Some(definition) => self.restore_durable(definition)?,
+                    None => tracing::warn!(%key, "unreadable durable subscription definition skipped"),
+                }
+            }
+        }
         for (message, redeliveries) in recovered.messages {
             // A durable subscription's queue is found by name; its binding
             // to the topic returns when its subscriber does.
@@ -427,12 +437,49 @@ impl Router {
             selector,
             queue: queue.clone(),
         };
+        // The definition is logged before any message is copied into the
+        // queue, so a restart never finds messages of an unknown subscription.
+        let definition = durable::Definition {
+            client_id: client_id.to_string(),
+            name: name.to_string(),
+            topic: topic.name.to_string(),
+            selector: durable.selector.as_ref().map(|s| s.text().to_string()),
+        };
+        drop(self.store.append(vec![LogEntry::Put {
+            key: durable::meta_key(&address.name),
+            value: definition.encode(),
+        }]));
+        self.install_durable(durable);
+        Ok(queue)
+    }
+
+    fn install_durable(&self, durable: durable::Durable) {
         self.durables
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(address.name.clone(), durable);
+            .insert(durable.queue.address.name.clone(), durable);
         self.has_durables.store(true, Ordering::Release);
-        Ok(queue)
+    }
+
+    /// Rebuilds a durable subscription from its stored definition.
+    fn restore_durable(&self, definition: durable::Definition) -> Result<(), RouterError> {
+        let topic = Address::parse(&definition.topic, 0)?;
+        let selector = match &definition.selector {
+            Some(text) => Some(Arc::new(
+                crate::selector::Selector::parse(text).map_err(|e| RouterError::Scheduling(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let address = durable::queue_address(&definition.client_id, &definition.name, &topic.name);
+        let queue = self.destination(&address, 0)?;
+        self.install_durable(durable::Durable {
+            client_id: definition.client_id.into(),
+            name: definition.name.into(),
+            topic: topic.name.clone(),
+            selector,
+            queue,
+        });
+        Ok(())
     }
 
     /// Deletes a durable subscription and its messages. Returns whether it
@@ -445,6 +492,9 @@ impl Router {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&address.name);
         let Some(d) = removed else { return false };
+        drop(self.store.append(vec![LogEntry::Delete {
+            key: durable::meta_key(&address.name),
+        }]));
         self.destinations
             .write()
             .unwrap_or_else(|e| e.into_inner())
