@@ -315,3 +315,58 @@ fn slow_consumer_does_not_stop_others_and_memory_stays_bounded() {
     eprintln!("fast consumer received {received} of {COUNT}; RSS {rss_start} -> {rss_max} KiB");
     drop(slow);
 }
+
+const FEW: &str = r#"
+[limits]
+max_connections = 3
+max_connections_per_ip = 3
+max_subscriptions_per_connection = 2
+max_destinations = 3
+"#;
+
+#[test]
+fn connection_limit_refuses_with_an_error_and_frees_slots() {
+    let broker = Broker::start_with(Some(FEW), &[]);
+    let held: Vec<Client> = (0..3).map(|_| broker.client()).collect();
+    let mut refused = broker.raw();
+    let e = refused.expect_error();
+    assert!(message(&e).contains("max_connections"), "{e:?}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    broker.client().send_message("/queue/a", "room again", &[]);
+}
+
+#[test]
+fn subscription_limit_per_connection() {
+    let broker = Broker::start_with(Some(FEW), &[]);
+    let mut c = broker.client();
+    c.subscribe("a", "/queue/a", "auto");
+    c.subscribe("b", "/queue/b", "auto");
+    c.send(
+        Frame::new(Command::Subscribe)
+            .header("id", "c")
+            .header("destination", "/queue/a")
+            .header("receipt", "r"),
+    );
+    let e = c.expect_error();
+    assert!(message(&e).contains("subscription limit"), "{e:?}");
+    assert_eq!(e.get("receipt-id"), Some("r"));
+}
+
+#[test]
+fn destination_limit() {
+    let broker = Broker::start_with(Some(FEW), &[]);
+    let mut c = broker.client();
+    for d in ["/queue/a", "/queue/b", "/topic/c"] {
+        c.send_message(d, "x", &[]);
+    }
+    c.send(
+        Frame::new(Command::Send)
+            .header("destination", "/queue/d")
+            .body("x"),
+    );
+    let e = c.expect_error();
+    assert!(message(&e).contains("destination limit"), "{e:?}");
+    // Existing destinations still work.
+    broker.client().send_message("/queue/a", "y", &[]);
+}

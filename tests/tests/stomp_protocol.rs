@@ -401,3 +401,45 @@ fn temp_queue_is_private_and_reachable_through_reply_to() {
     let e = responder.expect_error();
     assert!(e.get("message").unwrap().contains("temporary"), "{e:?}");
 }
+
+#[test]
+fn frames_after_disconnect_are_ignored() {
+    let broker = Broker::start();
+    let mut watcher = broker.client();
+    watcher.subscribe("w", "/queue/after-disconnect", "auto");
+    let mut c = broker.client();
+    c.send_raw(b"DISCONNECT\nreceipt:bye\n\n\0SEND\ndestination:/queue/after-disconnect\n\nlate\0");
+    let frames = c.recv_until_closed();
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0].get("receipt-id"), Some("bye"));
+    watcher.expect_silence(Duration::from_millis(300));
+}
+
+#[test]
+fn frames_after_an_error_are_not_processed() {
+    let broker = Broker::start();
+    let mut watcher = broker.client();
+    watcher.subscribe("w", "/queue/after-error", "auto");
+    let mut c = broker.client();
+    c.send_raw(b"BOGUS\n\n\0SEND\ndestination:/queue/after-error\n\nlate\0");
+    c.expect_error();
+    watcher.expect_silence(Duration::from_millis(300));
+}
+
+#[test]
+fn ten_megabyte_message_round_trips_with_default_limits() {
+    let broker = Broker::start();
+    let mut consumer = broker.client();
+    consumer.subscribe("s", "/queue/big", "client-individual");
+    let body: Vec<u8> = (0..10_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut producer = broker.client();
+    producer.send_with_receipt(
+        Frame::new(Command::Send)
+            .header("destination", "/queue/big")
+            .body(body.clone()),
+        "big",
+    );
+    let m = consumer.recv();
+    assert_eq!(m.body.len(), body.len());
+    assert!(m.body[..] == body[..], "body changed in transit");
+}
