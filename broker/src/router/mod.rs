@@ -277,16 +277,7 @@ impl Router {
     /// durable (the session waits on it before sending a receipt).
     pub fn publish(&self, destination: &Destination, message: Message) -> Commit {
         let message = Arc::new(message);
-        // Only queues that outlive their connection are stored: a topic
-        // message without a durable subscriber, or a temporary queue's, has
-        // nobody to come back to after a restart.
-        let commit = if self.stores(destination, &message) {
-            self.store.append(vec![LogEntry::Enqueue {
-                message: message.clone(),
-            }])
-        } else {
-            Commit::Done
-        };
+        let commit = self.store_enqueue(destination, &message);
         if commit.is_failed() {
             // Refused (store full or closed): the message never existed.
             return commit;
@@ -511,13 +502,7 @@ impl Router {
             return Ok(self.publish(destination, message));
         };
         let template = Arc::new(message);
-        let commit = if self.stores(destination, &template) {
-            self.store.append(vec![LogEntry::Enqueue {
-                message: template.clone(),
-            }])
-        } else {
-            Commit::Done
-        };
+        let commit = self.store_enqueue(destination, &template);
         if commit.is_failed() {
             return Ok(commit);
         }
@@ -602,6 +587,20 @@ impl Router {
     /// Messages waiting in the scheduler.
     pub fn scheduled(&self) -> usize {
         self.scheduler.len()
+    }
+
+    /// Appends `message`'s enqueue when it is to be stored. Only queues that
+    /// outlive their connection are stored: a topic message (durable
+    /// subscriptions store their own copies) or a temporary queue's has
+    /// nobody to come back to after a restart.
+    fn store_enqueue(&self, destination: &Destination, message: &Arc<Message>) -> Commit {
+        if self.stores(destination, message) {
+            self.store.append(vec![LogEntry::Enqueue {
+                message: message.clone(),
+            }])
+        } else {
+            Commit::Done
+        }
     }
 
     /// Whether `message` sent to `destination` goes to the store.
