@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark on this machine: ferromq vs ActiveMQ 5.17 vs
+# RabbitMQ 3.10, same client (ferromq-bench), same scenarios, one broker at a
+# time. Writes OUTDIR/<broker>.json and OUTDIR/report.html; the numbers in
+# BENCHMARKS.md come from it.
+#
+#   scripts/bench-compare.sh [OUTDIR]
+#   env: BROKERS="ferromq activemq rabbitmq"  SAMPLES=10  WARMUP=3
+#        PEERS=../shared/peers (start/stop scripts of the reference brokers)
+#
+# Loopback only. Each scenario runs WARMUP+SAMPLES seconds plus a drain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-bench-results/$(date +%Y%m%d-%H%M)}"
+brokers="${BROKERS:-ferromq activemq rabbitmq}"
+samples="${SAMPLES:-10}"
+warmup="${WARMUP:-3}"
+peers="${PEERS:-../shared/peers}"
+mkdir -p "$out"
+
+cargo build --release --locked -p ferromq-broker -p ferromq-bench
+bench=target/release/ferromq-bench
+
+# name | ferromq-bench ad-hoc flags
+scenarios=(
+  "np-1p1c|--mode queue --producers 1 --consumers 1 --destinations 1 --size 1024"
+  "np-10p10c10d|--mode queue --producers 10 --consumers 10 --destinations 10 --size 1024"
+  "np-5k-rate|--mode queue --producers 5 --consumers 5 --destinations 5 --size 1024 --rate 5000"
+  "np-100k-body|--mode queue --producers 1 --consumers 1 --destinations 1 --size 102400"
+  "np-topic-1p10c|--mode topic --producers 1 --consumers 10 --destinations 1 --size 1024"
+  "p-1p1c|--mode queue --persistent --producers 1 --consumers 1 --destinations 1 --size 1024"
+  "p-1p0c|--mode queue --persistent --producers 1 --consumers 0 --destinations 1 --size 1024"
+  "p-10p10c10d|--mode queue --persistent --producers 10 --consumers 10 --destinations 10 --size 1024"
+  "p-10p0c10d|--mode queue --persistent --producers 10 --consumers 0 --destinations 10 --size 1024"
+)
+
+start_broker() {
+  case "$1" in
+    ferromq)
+      rm -rf /tmp/bench-ferromq && mkdir -p /tmp/bench-ferromq
+      target/release/ferromq --stomp 127.0.0.1:61913 --stomp-tls "" --native "" --native-tls "" \
+        --admin "" --data-dir /tmp/bench-ferromq/data > /tmp/bench-ferromq/log 2>&1 &
+      echo $! > /tmp/bench-ferromq/pid
+      for _ in $(seq 50); do nc -z 127.0.0.1 61913 2>/dev/null && return 0; sleep 0.1; done
+      echo "ferromq did not start" >&2; return 1 ;;
+    activemq) "$peers/activemq-start.sh" >/dev/null ;;
+    rabbitmq) "$peers/rabbitmq-start.sh" >/dev/null ;;
+  esac
+}
+
+stop_broker() {
+  case "$1" in
+    ferromq) kill "$(cat /tmp/bench-ferromq/pid)" 2>/dev/null || true; sleep 1 ;;
+    activemq) "$peers/activemq-stop.sh" >/dev/null 2>&1 || true ;;
+    rabbitmq) "$peers/rabbitmq-stop.sh" >/dev/null 2>&1 || true ;;
+  esac
+}
+
+url_of() {
+  case "$1" in
+    ferromq) echo "--url stomp://127.0.0.1:61913" ;;
+    activemq) echo "--url stomp://127.0.0.1:61713" ;;
+    rabbitmq) echo "--url stomp://127.0.0.1:61723 --login guest --passcode guest" ;;
+  esac
+}
+
+for broker in $brokers; do
+  echo "== $broker"
+  start_broker "$broker"
+  trap 'stop_broker '"$broker" EXIT
+  for s in "${scenarios[@]}"; do
+    name="${s%%|*}"; flags="${s#*|}"
+    # shellcheck disable=SC2046,SC2086
+    timeout 300 "$bench" run $(url_of "$broker") $flags --broker-name "$broker" \
+      --warm-up-count "$warmup" --sample-count "$samples" -o "$out/$broker.json" \
+      | grep -E '^custom/' || echo "$broker $name: failed" >&2
+  done
+  stop_broker "$broker"
+  trap - EXIT
+done
+
+files=()
+for broker in $brokers; do [ -f "$out/$broker.json" ] && files+=("$out/$broker.json"); done
+"$bench" report "${files[@]}" -o "$out/report.html"
+echo "results: $out (report.html)"
