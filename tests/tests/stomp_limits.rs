@@ -6,6 +6,7 @@
 
 use ferromq_protocol::stomp::{Command, Frame};
 use ferromq_tests::{Broker, Client};
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,21 +185,28 @@ fn half_a_connect_frame_is_cut_off_by_connect_timeout() {
 #[test]
 fn a_connect_trickled_byte_by_byte_is_cut_off_by_connect_timeout() {
     let broker = Broker::start_with(Some(SHORT_TIMEOUTS), &[]);
-    let mut c = broker.raw();
+    let stream = std::net::TcpStream::connect(broker.stomp).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut c = Client::over(Box::new(stream));
     let started = Instant::now();
-    // Six bytes 150 ms apart: the last one arrives 750 ms after the accept.
-    // The cut-off is 1 s after the accept, not 1 s after the last byte.
-    for b in b"CONNECT".iter().take(6) {
-        c.send_raw(std::slice::from_ref(b));
-        std::thread::sleep(Duration::from_millis(150));
-    }
+    // A byte every 200 ms for 2 s: each gap is well inside connect_timeout,
+    // but CONNECT must be complete 1 s after the accept.
+    let trickle = std::thread::spawn(move || {
+        for b in b"CONNECT\naccept".iter() {
+            if writer.write_all(std::slice::from_ref(b)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
     let e = c.expect_error();
     let waited = started.elapsed();
     assert!(message(&e).contains("CONNECT"), "{e:?}");
     assert!(
-        waited < Duration::from_millis(1600),
+        waited < Duration::from_millis(2500),
         "cut off after {waited:?}"
     );
+    trickle.join().unwrap();
 }
 
 const FLOW_CONTROL: &str = r#"
