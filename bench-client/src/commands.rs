@@ -200,6 +200,23 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
             args.out.display(),
             r.scenarios.len()
         );
+        let old = &r.benchmark_settings;
+        if old.url != url.original {
+            eprintln!(
+                "warning: {} was measured against {}, this run uses {}",
+                args.out.display(),
+                old.url,
+                url.original
+            );
+        }
+        if old.sample_count.is_some_and(|n| n != settings.sample_count) {
+            eprintln!(
+                "warning: {} has {:?} samples per scenario, this run takes {}; scenarios already in it are not re-run",
+                args.out.display(),
+                old.sample_count,
+                settings.sample_count
+            );
+        }
         r
     } else {
         let suite = if is_adhoc(&args.selection) {

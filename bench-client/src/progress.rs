@@ -133,11 +133,13 @@ pub fn clock_text(d: Duration) -> String {
 
 /// `950`, `12.3k`, `1.05M`.
 pub fn rate(v: f64) -> String {
-    if v >= 1e6 {
+    // Thresholds sit where rounding would carry into the next unit, so 9,999.5
+    // prints as 10.0k rather than 10.00k.
+    if v >= 999_500.0 {
         format!("{:.2}M", v / 1e6)
-    } else if v >= 1e4 {
+    } else if v >= 9_995.0 {
         format!("{:.1}k", v / 1e3)
-    } else if v >= 1e3 {
+    } else if v >= 999.5 {
         format!("{:.2}k", v / 1e3)
     } else {
         format!("{v:.0}")
@@ -172,6 +174,8 @@ mod tests {
         assert_eq!(rate(1234.0), "1.23k");
         assert_eq!(rate(12_345.0), "12.3k");
         assert_eq!(rate(1_050_000.0), "1.05M");
+        assert_eq!(rate(9_999.5), "10.0k");
+        assert_eq!(rate(999.6), "1.00k");
         assert_eq!(latency(850_000.0), "850µs");
         assert_eq!(latency(12_300_000.0), "12.3ms");
         assert_eq!(latency(0.0), "-");

@@ -134,6 +134,12 @@ fn report_renders_charts_without_errors() {
     assert!(dom.contains("Queue latency as you scale producer throughput"));
     assert!(dom.matches("<rect").count() > 100, "box plots have boxes");
 
+    // Log scales draw the same charts.
+    let (dom_log, log) = run_chromium(&page, "#summary&log", &["--dump-dom"]);
+    assert_rendered(&dom_log, &log);
+    assert_eq!(dom_log.matches("<svg").count(), svgs);
+    assert_ne!(dom_log, dom, "log scale changes the drawing");
+
     // Details: one time series per scenario (155) for the two runs.
     let (dom, log) = run_chromium(&page, "#details", &["--dump-dom"]);
     assert_rendered(&dom, &log);

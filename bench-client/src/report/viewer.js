@@ -5,7 +5,7 @@
   var DATA = JSON.parse(document.getElementById("bench-data").textContent);
   var COLORS = ["#2f5bea", "#e8590c", "#2b8a3e", "#ae3ec9", "#c92a2a", "#1098ad", "#f08c00", "#495057"];
   var SVGNS = "http://www.w3.org/2000/svg";
-  var state = { metric: "consumer", hidden: {}, tab: "summary", filter: "" };
+  var state = { metric: "consumer", hidden: {}, tab: "summary", filter: "", logY: false };
 
   var METRICS = {
     consumer: { label: "Consumer throughput", unit: "rate", get: function (s, r) { return perSec(s["consumer tp"], r); } },
@@ -78,6 +78,28 @@
     return step * p;
   }
 
+  // A y scale over `values` mapping to pixels [top, bottom]: linear from 0,
+  // or logarithmic by decades (values <= 0 sit on the floor).
+  function yScale(values, top, bottom, log) {
+    var max = Math.max.apply(null, values.concat([0]));
+    if (log) {
+      var pos = values.filter(function (v) { return v > 0; });
+      if (pos.length) {
+        var lo = Math.pow(10, Math.floor(Math.log10(Math.min.apply(null, pos))));
+        var hi = Math.pow(10, Math.ceil(Math.log10(max)));
+        if (hi <= lo) hi = lo * 10;
+        var ticks = [];
+        for (var d = lo; d <= hi * 1.0001; d *= 10) ticks.push(d);
+        return { ticks: ticks, y: function (v) {
+          var f = (Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo));
+          return top + (bottom - top) * (1 - f);
+        } };
+      }
+    }
+    var m = niceMax(max);
+    return { ticks: [0, m / 4, m / 2, 3 * m / 4, m], y: function (v) { return top + (bottom - top) * (1 - v / m); } };
+  }
+
   function visibleRuns() {
     return DATA.runs.map(function (r, i) { return { run: r, index: i }; }).filter(function (x) { return !state.hidden[x.index]; });
   }
@@ -114,15 +136,14 @@
   function boxChart(categories, series, unit) {
     var W = 420, H = 230, L = 62, R = 10, T = 10, B = 36;
     var svg = frame(W, H);
-    var max = 0;
-    series.forEach(function (s) { s.boxes.forEach(function (b) { if (b && b.max > max) max = b.max; }); });
-    max = niceMax(max);
-    var y = function (v) { return T + (H - T - B) * (1 - v / max); };
-    for (var i = 0; i <= 4; i++) {
-      var v = max * i / 4;
+    var values = [];
+    series.forEach(function (s) { s.boxes.forEach(function (b) { if (b) values.push(b.min, b.max); }); });
+    var scale = yScale(values, T, H - B, state.logY);
+    var y = scale.y;
+    scale.ticks.forEach(function (v) {
       svg.appendChild(svgEl("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), "class": "gridline" }));
       svg.appendChild(svgEl("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, fmtAxis(v, unit)));
-    }
+    });
     svg.appendChild(svgEl("line", { x1: L, x2: L, y1: T, y2: H - B, "class": "axis" }));
     svg.appendChild(svgEl("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, "class": "axis" }));
     var slot = (W - L - R) / Math.max(categories.length, 1);
@@ -170,13 +191,12 @@
         svg.appendChild(svgEl("text", { x: L - 6, y: y(d) + 4, "text-anchor": "end" }, fmtAxis(d, opts.unit)));
       }
     } else {
-      ymin = 0; ymax = niceMax(Math.max.apply(null, ys));
-      y = function (v) { return T + (H - T - B) * (1 - v / ymax); };
-      for (var i = 0; i <= 4; i++) {
-        var v = ymax * i / 4;
+      var scale = yScale(ys, T, H - B, state.logY);
+      y = scale.y;
+      scale.ticks.forEach(function (v) {
         svg.appendChild(svgEl("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), "class": "gridline" }));
         svg.appendChild(svgEl("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, fmtAxis(v, opts.unit)));
-      }
+      });
     }
     var x = function (v) { return L + (W - L - R) * (v - xmin) / (xmax - xmin); };
     (opts.xTicks || [xmin, (xmin + xmax) / 2, xmax]).forEach(function (t) {
@@ -396,6 +416,10 @@
       radio.addEventListener("change", function () { state.metric = k; render(); });
       controls.appendChild(el("label", {}, [radio, " " + METRICS[k].label]));
     });
+    var logBox = el("input", { type: "checkbox" });
+    logBox.checked = state.logY;
+    logBox.addEventListener("change", function () { state.logY = logBox.checked; render(); });
+    controls.appendChild(el("label", { style: "margin-left:12px" }, [logBox, " Log scale"]));
     h.appendChild(controls);
     var tabs = el("div", { "class": "tabs" });
     [["summary", "Summary"], ["details", "Details"], ["latency", "Latency percentiles"]].forEach(function (t) {
@@ -414,8 +438,11 @@
     else renderLatency(root);
   }
 
-  var initial = (window.location.hash || "").replace("#", "");
-  if (initial === "details" || initial === "latency" || initial === "summary") state.tab = initial;
+  // `#details`, `#latency`, `#summary&log`: open a tab, optionally with log scales.
+  (window.location.hash || "").replace("#", "").split("&").forEach(function (word) {
+    if (word === "details" || word === "latency" || word === "summary") state.tab = word;
+    if (word === "log") state.logY = true;
+  });
 
   try {
     render();
