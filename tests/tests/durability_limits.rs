@@ -147,3 +147,30 @@ fn a_data_dir_that_cannot_be_created_is_a_clear_error() {
     let err = refused_start(&data_dir);
     assert!(err.contains(&data_dir.display().to_string()), "{err}");
 }
+
+#[test]
+fn a_refused_send_without_receipt_is_an_error_not_a_silent_loss() {
+    let broker = Broker::start_with(Some("[store]\ndisk_limit = \"1MiB\"\n"), &[]);
+    let mut p = broker.client();
+    let body = "y".repeat(100 * 1024);
+    for _ in 0..10 {
+        p.send_message("/queue/nr", &body, &[("persistent", "true")]);
+    }
+    // The store now holds 1000 KiB: the next one does not fit, and this
+    // SEND asks for no receipt that could carry the ERROR.
+    p.send(
+        Frame::new(Command::Send)
+            .header("destination", "/queue/nr")
+            .header("persistent", "true")
+            .body(body.clone()),
+    );
+    let e = p.expect_error();
+    assert!(e.get("message").unwrap().contains("not stored"), "{e:?}");
+    // Nothing of the refused message reached the queue.
+    let mut c = broker.client();
+    c.subscribe("s", "/queue/nr", "auto");
+    for _ in 0..10 {
+        assert_eq!(c.recv_command(Command::Message).body.len(), body.len());
+    }
+    c.expect_silence(Duration::from_millis(300));
+}
