@@ -126,6 +126,29 @@ impl Broker {
         Broker::spawn(args, data_dir, Some(tmp))
     }
 
+    /// Like [`Broker::start_with`], with extra environment variables for
+    /// the process (e.g. `NOTIFY_SOCKET`).
+    pub fn start_with_env(config: Option<&str>, extra: &[&str], env: &[(&str, &str)]) -> Broker {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let mut args = default_args();
+        if let Some(text) = config {
+            let path = tmp.path().join("ferromq.toml");
+            std::fs::write(&path, text).expect("write config");
+            args.push("--config".into());
+            args.push(path.display().to_string());
+        }
+        args.push("--data-dir".into());
+        args.push(data_dir.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Broker::try_spawn_env(args, data_dir, Some(tmp), None, env).unwrap_or_else(|f| {
+            panic!(
+                "ferromq did not start (exit {:?}); log:\n{}",
+                f.status, f.log
+            )
+        })
+    }
+
     fn spawn(args: Vec<String>, data_dir: PathBuf, tmp: Option<tempfile::TempDir>) -> Broker {
         Broker::try_spawn(args, data_dir, tmp, None).unwrap_or_else(|f| {
             panic!(
@@ -148,7 +171,18 @@ impl Broker {
         tmp: Option<tempfile::TempDir>,
         cwd: Option<&Path>,
     ) -> Result<Broker, StartFailure> {
+        Broker::try_spawn_env(args, data_dir, tmp, cwd, &[])
+    }
+
+    fn try_spawn_env(
+        args: Vec<String>,
+        data_dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Result<Broker, StartFailure> {
         let mut process = Process::new(ferromq_bin());
+        process.envs(env.iter().copied());
         if let Some(dir) = cwd {
             process.current_dir(dir);
         }
@@ -324,6 +358,52 @@ impl Broker {
                 version: Version::V1_2,
             },
         )
+    }
+
+    /// The config file given with `--config`, if any (tests rewrite it
+    /// before sending SIGHUP).
+    pub fn config_file(&self) -> Option<PathBuf> {
+        let at = self.args.iter().position(|a| a == "--config")?;
+        self.args.get(at + 1).map(PathBuf::from)
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn sighup(&self) {
+        let pid = self.pid().expect("broker not running");
+        let status = Process::new("kill")
+            .arg("-HUP")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// The admin HTTP listener (start with `--admin 127.0.0.1:0`).
+    pub fn admin(&self) -> SocketAddr {
+        self.listener("admin")
+            .expect("no admin listener: start the broker with --admin 127.0.0.1:0")
+    }
+
+    /// A STOMP 1.2 CONNECT with `login`/`passcode` (either may be absent);
+    /// returns the client and the broker's answer (CONNECTED or ERROR).
+    pub fn connect_as(&self, login: Option<&str>, passcode: Option<&str>) -> (Client, Frame) {
+        let mut c = self.raw();
+        let mut headers = vec![("accept-version", "1.2"), ("host", "/")];
+        if let Some(l) = login {
+            headers.push(("login", l));
+        }
+        if let Some(p) = passcode {
+            headers.push(("passcode", p));
+        }
+        let reply = c.handshake(Command::Connect, &headers);
+        (c, reply)
+    }
+
+    /// A STOMP 1.2 session as `login`, failing the test if refused.
+    pub fn client_as(&self, login: &str, passcode: &str) -> Client {
+        let (c, reply) = self.connect_as(Some(login), Some(passcode));
+        assert_eq!(reply.command, Command::Connected, "{reply:?}");
+        c
     }
 
     /// A raw connection to the STOMP port, nothing sent yet.
@@ -666,5 +746,122 @@ impl Client {
         self.send(f);
         let r = self.recv();
         assert_eq!(r.command, Command::Receipt, "{r:?}");
+    }
+}
+
+/// Hashes `password` with `ferromq passwd` (stdin in, PHC string out).
+pub fn hash_password(password: &str) -> String {
+    let mut child = Process::new(ferromq_bin())
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferromq passwd");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("ferromq passwd");
+    assert!(
+        out.status.success(),
+        "ferromq passwd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
+
+/// A blocking HTTP/1.1 GET; returns the status and the body. `basic` adds
+/// an `Authorization: Basic` header.
+pub fn http_get(addr: SocketAddr, path: &str, basic: Option<(&str, &str)>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect admin");
+    s.set_read_timeout(Some(WAIT)).ok();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    if let Some((user, password)) = basic {
+        request.push_str(&format!(
+            "Authorization: Basic {}\r\n",
+            base64(format!("{user}:{password}").as_bytes())
+        ));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).expect("write request");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Standard base64 with padding (for HTTP Basic credentials).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Reads a Prometheus sample: the value of the line starting with
+/// `series` (a metric name with its labels, e.g.
+/// `ferromq_destination_enqueued_total{destination="/queue/a",kind="queue"}`).
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+    }
+
+    #[test]
+    fn metric_finds_a_labelled_series() {
+        let text = "# HELP x y\nx{a=\"1\"} 3\nx{a=\"12\"} 4\nx_total 5\n";
+        assert_eq!(metric(text, "x{a=\"1\"}"), Some(3.0));
+        assert_eq!(metric(text, "x{a=\"12\"}"), Some(4.0));
+        assert_eq!(metric(text, "x"), None);
+        assert_eq!(metric(text, "x_total"), Some(5.0));
     }
 }

@@ -113,7 +113,7 @@ async fn respond(request: &Request, peer: SocketAddr, sources: &Sources) -> Resp
         warn!(
             listener = "admin",
             %peer,
-            login = login.unwrap_or("-"),
+            login = %login.unwrap_or("-"),
             reason = %why,
             "admin authentication failed"
         );

@@ -19,12 +19,19 @@ pub fn hash(password: &str) -> Result<String, String> {
 /// what is wrong (never the hash itself).
 pub fn check_format(phc: &str) -> Result<(), String> {
     let parsed = PasswordHash::new(phc).map_err(|e| format!("not a valid PHC string: {e}"))?;
-    if !parsed.algorithm.as_str().starts_with("argon2") {
+    if argon2::Algorithm::try_from(parsed.algorithm).is_err() {
         return Err(format!(
-            "algorithm `{}` is not argon2",
+            "algorithm `{}` is not argon2d, argon2i or argon2id",
             parsed.algorithm.as_str()
         ));
     }
+    // The parser is lenient: a string missing its salt or hash, or with
+    // unusable parameters, would only fail at the first login.
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("lacks the salt or the hash: copy the whole output of `ferromq passwd`".into());
+    }
+    argon2::Params::try_from(&parsed)
+        .map_err(|e| format!("has unusable argon2 parameters: {e}"))?;
     Ok(())
 }
 
@@ -58,6 +65,8 @@ mod tests {
     #[test]
     fn malformed_hashes_are_reported_and_never_match() {
         assert!(check_format("$argon2id$nonsense").is_err());
+        assert!(check_format("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ").is_err());
+        assert!(check_format("$argon2id$v=19$m=1,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo").is_err());
         assert!(check_format("$2b$12$abcdefghijklmnopqrstuv").is_err());
         assert!(!verify("x", "$argon2id$nonsense"));
     }

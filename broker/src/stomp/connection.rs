@@ -142,10 +142,10 @@ pub async fn serve<R, W>(
 
     match &reason {
         Ok(why) => {
-            info!(conn = id, %peer, user = session.user().unwrap_or("-"), reason = why, "stomp connection closed")
+            info!(conn = id, %peer, user = %session.user().unwrap_or("-"), reason = why, "stomp connection closed")
         }
         Err(e) => {
-            info!(conn = id, %peer, user = session.user().unwrap_or("-"), error = %e.message, "stomp connection closed with error");
+            info!(conn = id, %peer, user = %session.user().unwrap_or("-"), error = %e.message, "stomp connection closed with error");
             outbox.push(Outgoing::Frame(e.to_frame()));
         }
     }

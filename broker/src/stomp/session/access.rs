@@ -40,8 +40,8 @@ impl Session {
                 warn!(
                     conn = self.id,
                     peer = %self.peer,
-                    login = login.unwrap_or("-"),
-                    certificate = self.certificate_user.as_deref().unwrap_or("-"),
+                    login = %login.unwrap_or("-"),
+                    certificate = %self.certificate_user.as_deref().unwrap_or("-"),
                     reason = %why,
                     "authentication failed"
                 );
