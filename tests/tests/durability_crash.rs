@@ -278,7 +278,7 @@ fn kill9_at_random_points_loses_no_receipted_message() {
     eprintln!("crash test: {loops} kills, FERROMQ_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let mut next_k = vec![0u64; PRODUCERS];
+    let mut next_k = [0u64; PRODUCERS];
     let mut broker = Broker::start();
     for round in 0..loops {
         let stop = Arc::new(AtomicBool::new(false));
