@@ -67,6 +67,8 @@ fn unsupported_version_gets_error_then_close() {
     let e = c.expect_error();
     let message = e.get("message").unwrap();
     assert!(message.contains("1.0") && message.contains("1.2"), "{e:?}");
+    // The spec's ERROR for a failed negotiation lists our versions.
+    assert_eq!(e.get("version"), Some("1.0,1.1,1.2"), "{e:?}");
     broker.client().send_message("/queue/after", "fine", &[]);
 }
 

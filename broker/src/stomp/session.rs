@@ -54,6 +54,9 @@ pub struct StompError {
     pub detail: String,
     /// The offending frame's `receipt`, echoed as `receipt-id`.
     pub receipt: Option<String>,
+    /// More headers for the ERROR frame (e.g. `version` when negotiation
+    /// fails, as the spec asks).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl StompError {
@@ -63,7 +66,14 @@ impl StompError {
             message: message.into(),
             detail: String::new(),
             receipt: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header to the ERROR frame.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> StompError {
+        self.headers.push((name, value.into()));
+        self
     }
 
     /// Adds a body explaining more.
@@ -77,6 +87,9 @@ impl StompError {
         let mut f = Frame::new(Command::Error).header("message", &self.message);
         if let Some(r) = &self.receipt {
             f = f.header("receipt-id", r);
+        }
+        for (name, value) in &self.headers {
+            f = f.header(name, value);
         }
         let body = if self.detail.is_empty() {
             &self.message
@@ -226,10 +239,12 @@ impl Session {
 
     async fn connect(&mut self, frame: &Frame) -> Result<Flow, StompError> {
         let version = Version::negotiate(frame.get("accept-version")).ok_or_else(|| {
-            StompError::new("Supported protocol versions are 1.0,1.1,1.2").detail(format!(
-                "accept-version '{}' names no version this broker speaks (1.0, 1.1, 1.2)",
-                frame.get("accept-version").unwrap_or_default()
-            ))
+            StompError::new("Supported protocol versions are 1.0,1.1,1.2")
+                .with_header("version", "1.0,1.1,1.2")
+                .detail(format!(
+                    "accept-version '{}' names no version this broker speaks (1.0, 1.1, 1.2)",
+                    frame.get("accept-version").unwrap_or_default()
+                ))
         })?;
         if version >= Version::V1_1 {
             if let Some(hb) = frame.get("heart-beat") {
