@@ -13,6 +13,26 @@
 //! - [`state`]: the state machine the log is applied to.
 //! - [`record`]: the versioned on-disk encoding.
 //! - [`compact`]: giving consumed space back at open.
+//!
+//! # The durability contract, and where each part is kept
+//!
+//! - A persistent message's enqueue is appended before the message becomes
+//!   visible (`Router::publish`), so the log never holds an ack before its
+//!   enqueue.
+//! - A RECEIPT (SEND, ACK, COMMIT) is written only after its [`Commit`]
+//!   resolves (`stomp/writer.rs`); a commit resolves after the batch holding
+//!   its entries is applied and flushed (`writer::run`), or, for a SEND,
+//!   when a consumer has acknowledged the message (store-and-dispatch: the
+//!   receipt then means "consumed and acknowledged").
+//! - A delivery of a stored message is recorded before the consumer can
+//!   see it ([`DeliveryMarks`]), so after a crash it comes back
+//!   `redelivered`.
+//! - A transaction's appends are one atomic batch ([`Store::hold`]).
+//! - sled's own timer flusher is off; only the writer flushes.
+//!
+//! What a crash can lose: messages without a receipt, acks without a
+//! receipt (the message comes back, marked redelivered), and delivery
+//! counts of deliveries not yet written to a socket.
 
 pub mod compact;
 pub mod memory;
