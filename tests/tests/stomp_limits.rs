@@ -378,3 +378,44 @@ fn destination_limit() {
     // Existing destinations still work.
     broker.client().send_message("/queue/a", "y", &[]);
 }
+
+#[test]
+fn client_flooding_receipts_without_reading_throttles_only_itself() {
+    let mut broker = Broker::start();
+    let rss_start = broker.rss_kib();
+    let (flooder, mut writer) = broker.client_with_writer();
+    let flood = std::thread::spawn(move || {
+        let mut sent = 0u32;
+        // Never reads its receipts; stops when the broker stops reading.
+        for i in 0..300_000u32 {
+            let f = Frame::new(Command::Send)
+                .header("destination", "/topic/flood")
+                .header("receipt", &format!("receipt-number-{i}"));
+            if writer.send(&f).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        sent
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // Others are served promptly meanwhile.
+    let mut other = broker.client();
+    other.subscribe("s", "/queue/unaffected", "auto");
+    broker
+        .client()
+        .send_message("/queue/unaffected", "served", &[]);
+    assert_eq!(&other.recv().body[..], b"served");
+    let rss = broker.rss_kib();
+    assert!(
+        rss < rss_start + 64 * 1024,
+        "broker RSS grew from {rss_start} KiB to {rss} KiB"
+    );
+    broker.kill9();
+    let sent = flood.join().unwrap();
+    assert!(
+        sent < 300_000,
+        "the broker read all {sent} frames of a client that never reads"
+    );
+    drop(flooder);
+}
