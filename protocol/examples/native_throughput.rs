@@ -6,6 +6,8 @@
 //! cargo run --release -p ferromq-protocol --features client --example native_throughput -- \
 //!     ferromq://127.0.0.1:61620 5 1024 settled
 //! ```
+//! A fifth argument `persistent` sends persistent messages (use it with
+//! `unsettled`: each transfer is then accepted once stored).
 //! The last argument is `settled` (pre-settled both ways: at-most-once) or
 //! `unsettled` (every transfer accepted by the broker, every delivery
 //! accepted by the consumer in ranges: at-least-once).
@@ -28,6 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("unsettled") => SettleMode::Unsettled,
         _ => SettleMode::Settled,
     };
+    let persistent = args.next().as_deref() == Some("persistent");
     let address = format!("/queue/throughput-{}", std::process::id());
 
     let consumer_conn = Connection::connect(&url).await?;
@@ -48,7 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let producer = tokio::spawn(async move {
         let mut outcomes = std::collections::VecDeque::new();
         loop {
-            let message = OutgoingMessage::new(body.clone());
+            let message = OutgoingMessage::new(body.clone()).persistent(persistent);
             if mode == SettleMode::Settled {
                 sender.send(message).await?;
             } else {
@@ -99,8 +102,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let sent = sent.load(Ordering::Relaxed);
     println!(
-        "native {:?} queue 1/1 {} B: received {:.0} msg/s over {:.1} s (sent {sent}, received {total})",
+        "native {:?}{} queue 1/1 {} B: received {:.0} msg/s over {:.1} s (sent {sent}, received {total})",
         mode,
+        if persistent { " persistent" } else { "" },
         size,
         measured as f64 / elapsed.as_secs_f64().max(1e-9),
         elapsed.as_secs_f64()

@@ -10,6 +10,7 @@ use super::book::{DeliveryBook, Unsettled};
 use super::convert;
 use super::outbox::{Outbox, Outgoing};
 use crate::router::{AckMode, Consumer, Delivery, Router};
+use crate::store::{Commit, StoreError};
 use bytes::BytesMut;
 use ferromq_protocol::native::{
     split_transfer, Accepted, DeliveryState, Disposition, ErrorCondition, ErrorInfo, Frame,
@@ -19,6 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::oneshot;
 use tracing::debug;
 
 /// Flush the batch buffer once it grows past this, even mid-batch.
@@ -108,14 +110,22 @@ impl Writer {
             commit,
         } = item
         {
-            let result = if matches!(commit, crate::store::Commit::Done) {
-                Ok(())
-            } else {
-                // Durability ordering: `accepted` only once stored. Let the
-                // earlier output go while waiting.
-                self.end_accepts();
-                self.flush(socket).await?;
-                commit.wait().await
+            let result = match commit {
+                Commit::Done => Ok(()),
+                Commit::Failed(e) => Err(e),
+                Commit::Pending(mut rx) => match rx.try_recv() {
+                    // Already durable (the usual case after the first wait
+                    // of a group commit): no flush, the range grows.
+                    Ok(result) => result,
+                    Err(oneshot::error::TryRecvError::Closed) => Err(StoreError::Closed),
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        // Durability ordering: `accepted` only once stored.
+                        // Let the earlier output go while waiting.
+                        self.end_accepts();
+                        self.flush(socket).await?;
+                        rx.await.unwrap_or(Err(StoreError::Closed))
+                    }
+                },
             };
             match result {
                 Ok(()) => self.accept(channel, delivery_id),
