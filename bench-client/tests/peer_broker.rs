@@ -47,7 +47,11 @@ fn settings(tag: &str) -> RunSettings {
 
 async fn run(s: &Scenario) -> ScenarioOutcome {
     let tag = s.name().replace(['/', '-'], "");
-    run_scenario(driver(), s, &settings(&tag), &mut |_| {})
+    run_with(s, settings(&tag)).await
+}
+
+async fn run_with(s: &Scenario, settings: RunSettings) -> ScenarioOutcome {
+    run_scenario(driver(), s, &settings, &mut |_| {})
         .await
         .unwrap()
 }
@@ -86,8 +90,22 @@ async fn persistent_sends_wait_for_receipts() {
     let mut s = Scenario::baseline("test");
     s.persistent = true;
     s.ack = AckMode::ClientIndividual;
-    let o = run(&s).await;
+    // A prefetch of 5: if our ACKs did not match the broker's ids, delivery
+    // would stop after 5 unacknowledged messages.
+    let o = run_with(
+        &s,
+        RunSettings {
+            prefetch: 5,
+            ..settings("persistentack")
+        },
+    )
+    .await;
     assert_flowed("queue p", &o);
+    let consumed: u64 = o.series.consumer_tp.iter().sum();
+    assert!(
+        consumed > 50,
+        "consumer kept receiving with prefetch 5: {consumed}"
+    );
     let r = LatencySummary::of(&o.series.receipt_total);
     assert!(r.count > 0 && r.p50 > 0, "receipt latency recorded: {r:?}");
     // One receipt per confirmed send.
@@ -104,8 +122,20 @@ async fn transactions_and_fixed_rate() {
     let mut s = Scenario::baseline("test");
     s.persistent = true;
     s.tx_size = 10;
-    let o = run(&s).await;
+    let o = run_with(
+        &s,
+        RunSettings {
+            prefetch: 5,
+            ..settings("txack")
+        },
+    )
+    .await;
     assert_flowed("queue p tx10", &o);
+    let consumed: u64 = o.series.consumer_tp.iter().sum();
+    assert!(
+        consumed > 50,
+        "transacted ACKs release the prefetch window: {consumed}"
+    );
 
     let mut paced = Scenario::baseline("test");
     paced.producer_rate = Some(200);

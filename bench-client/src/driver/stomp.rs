@@ -3,13 +3,16 @@
 //! and RabbitMQ alike) and ACK in the negotiated version's form.
 //!
 //! Frames are written with [`FrameWriter`] straight into a per-connection
-//! buffer that is reused, so sending a message allocates nothing.
+//! buffer that is reused, so sending a message allocates nothing; received
+//! MESSAGE frames are read in place ([`stomp_scan`]), so receiving one does not
+//! allocate either.
 
+use super::stomp_scan;
 use super::transport::{self, ByteStream};
 use super::{ConsumerLink, ConsumerSpec, Driver, DriverError, ProducerLink, ProducerSpec};
 use crate::scenario::AckMode;
 use crate::url::BrokerUrl;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use ferromq_protocol::stomp::{Command, Decoder, Frame, FrameWriter, Limits, Version};
 use rustls::ClientConfig;
 use std::sync::Arc;
@@ -392,23 +395,57 @@ pub struct StompConsumer {
 }
 
 impl StompConsumer {
-    fn take_message(&mut self, frame: &Frame, stamps: &mut Vec<u64>) {
-        let stamp = frame
-            .get(STAMP_HEADER)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        stamps.push(stamp);
-        if self.ack != AckMode::Auto {
-            let key = if self.conn.version >= Version::V1_2 {
-                "ack"
-            } else {
-                "message-id"
-            };
-            let id = frame.get(key).unwrap_or("");
+    /// Takes the MESSAGE frames (and any other frame) at the front of the
+    /// read buffer, up to `room` messages. Returns how many were taken.
+    fn take_buffered(&mut self, stamps: &mut Vec<u64>, room: usize) -> Result<usize, DriverError> {
+        let ack_key = if self.conn.version >= Version::V1_2 {
+            "ack"
+        } else {
+            "message-id"
+        };
+        let max_frame = self.conn.decoder.limits().max_frame_size;
+        let mut taken = 0;
+        while taken < room {
+            let beats = stomp_scan::heartbeat_len(&self.conn.rbuf);
+            self.conn.rbuf.advance(beats);
+            if self.conn.rbuf.is_empty() {
+                break;
+            }
             let start = self.ack_ids.len();
-            self.ack_ids.push_str(id);
-            self.ack_ranges.push((start, self.ack_ids.len()));
+            let ack_out = (self.ack != AckMode::Auto).then_some(&mut self.ack_ids);
+            let scan = stomp_scan::scan_message(
+                &self.conn.rbuf,
+                self.conn.version,
+                STAMP_HEADER,
+                ack_key,
+                ack_out,
+                max_frame,
+            )
+            .map_err(|source| DriverError::Protocol {
+                endpoint: self.conn.endpoint.clone(),
+                source,
+            })?;
+            match scan {
+                stomp_scan::Scan::Message { len, stamp } => {
+                    self.conn.rbuf.advance(len);
+                    stamps.push(stamp);
+                    if self.ack != AckMode::Auto {
+                        self.ack_ranges.push((start, self.ack_ids.len()));
+                    }
+                    taken += 1;
+                }
+                stomp_scan::Scan::Incomplete => break,
+                // RECEIPT, ERROR, …: rare, so the shared decoder handles them.
+                stomp_scan::Scan::Other => match self.conn.decode()? {
+                    Some(frame) if frame.command == Command::Error => {
+                        return Err(broker_error(&self.conn.endpoint, &frame));
+                    }
+                    Some(_) => {}
+                    None => break,
+                },
+            }
         }
+        Ok(taken)
     }
 }
 
@@ -416,19 +453,8 @@ impl ConsumerLink for StompConsumer {
     async fn receive(&mut self, stamps: &mut Vec<u64>) -> Result<usize, DriverError> {
         self.ack_ids.clear();
         self.ack_ranges.clear();
-        let before = stamps.len();
         loop {
-            while stamps.len() - before < MAX_BATCH {
-                let Some(frame) = self.conn.decode()? else {
-                    break;
-                };
-                match frame.command {
-                    Command::Message => self.take_message(&frame, stamps),
-                    Command::Error => return Err(broker_error(&self.conn.endpoint, &frame)),
-                    _ => {}
-                }
-            }
-            let got = stamps.len() - before;
+            let got = self.take_buffered(stamps, MAX_BATCH)?;
             if got > 0 {
                 return Ok(got);
             }

@@ -1,0 +1,331 @@
+//! Reading MESSAGE frames on the consumer's hot path without allocating.
+//!
+//! The shared decoder (`ferromq_protocol::stomp::Decoder`) builds an owned
+//! [`Frame`](ferromq_protocol::stomp::Frame) per message (two allocations for
+//! its headers). A benchmark consumer needs only three things from a MESSAGE:
+//! its length, the send stamp, and the ack id, so [`scan_message`] reads those
+//! in place from the read buffer and copies the ack id into a reused string.
+//! Every other command is left to the shared decoder.
+
+use ferromq_protocol::stomp::{FrameError, Version};
+
+/// What is at the front of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scan {
+    /// A whole MESSAGE frame of `len` bytes (NUL included) with this stamp
+    /// (0 when absent); its ack id was appended to the output string.
+    Message {
+        /// Bytes to remove from the buffer.
+        len: usize,
+        /// Value of the stamp header.
+        stamp: u64,
+    },
+    /// Some other command: hand the buffer to the shared decoder.
+    Other,
+    /// Part of a MESSAGE: read more.
+    Incomplete,
+}
+
+/// Bytes of heart-beat EOLs (`\n` or `\r\n`) at the front of `buf`.
+pub fn heartbeat_len(buf: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        match buf.get(i..) {
+            Some([b'\n', ..]) => i += 1,
+            Some([b'\r', b'\n', ..]) => i += 2,
+            _ => return i,
+        }
+    }
+}
+
+/// Looks at the frame at the front of `buf` (which must not start with a
+/// heart-beat). For a complete MESSAGE, appends the value of `ack_key`
+/// (unescaped for `version`) to `ack_out` when given.
+pub fn scan_message(
+    buf: &[u8],
+    version: Version,
+    stamp_key: &str,
+    ack_key: &str,
+    mut ack_out: Option<&mut String>,
+    max_frame: usize,
+) -> Result<Scan, FrameError> {
+    let Some(first_eol) = buf.iter().position(|&b| b == b'\n') else {
+        return Ok(
+            if b"MESSAGE".starts_with(buf) || buf.starts_with(b"MESSAGE") {
+                Scan::Incomplete
+            } else {
+                Scan::Other
+            },
+        );
+    };
+    if trim_cr(&buf[..first_eol]) != b"MESSAGE" {
+        return Ok(Scan::Other);
+    }
+    let mut pos = first_eol + 1;
+    let mut content_length: Option<usize> = None;
+    let mut stamp: Option<u64> = None;
+    let mut ack_start: Option<usize> = None;
+    let ack_len_before = ack_out.as_ref().map_or(0, |s| s.len());
+    let body_start = loop {
+        let Some(rel) = buf[pos..].iter().position(|&b| b == b'\n') else {
+            if buf.len() > max_frame {
+                return Err(FrameError::FrameTooLarge { limit: max_frame });
+            }
+            // Undo a partial ack id: the frame is scanned again later.
+            if let Some(out) = ack_out.as_deref_mut() {
+                out.truncate(ack_len_before);
+            }
+            return Ok(Scan::Incomplete);
+        };
+        let line = trim_cr(&buf[pos..pos + rel]);
+        pos += rel + 1;
+        if line.is_empty() {
+            break pos;
+        }
+        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
+            FrameError::MalformedHeader(String::from_utf8_lossy(line).into_owned())
+        })?;
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        // STOMP: the first occurrence of a repeated header wins.
+        if name == b"content-length" && content_length.is_none() {
+            let text = std::str::from_utf8(value).map_err(|_| FrameError::InvalidUtf8)?;
+            content_length = Some(
+                text.trim()
+                    .parse()
+                    .map_err(|_| FrameError::BadContentLength(text.to_string()))?,
+            );
+        } else if name == stamp_key.as_bytes() && stamp.is_none() {
+            stamp = Some(parse_u64(value).unwrap_or(0));
+        } else if name == ack_key.as_bytes() && ack_start.is_none() {
+            if let Some(out) = ack_out.as_deref_mut() {
+                ack_start = Some(out.len());
+                unescape_into(value, version, out)?;
+            } else {
+                ack_start = Some(0);
+            }
+        }
+    };
+    let len = match content_length {
+        Some(n) => {
+            let total = body_start + n + 1;
+            if total > max_frame {
+                return Err(FrameError::FrameTooLarge { limit: max_frame });
+            }
+            if buf.len() < total {
+                if let Some(out) = ack_out.as_deref_mut() {
+                    out.truncate(ack_len_before);
+                }
+                return Ok(Scan::Incomplete);
+            }
+            if buf[total - 1] != 0 {
+                return Err(FrameError::MissingNul);
+            }
+            total
+        }
+        None => match buf[body_start..].iter().position(|&b| b == 0) {
+            Some(nul) => body_start + nul + 1,
+            None => {
+                if buf.len() > max_frame {
+                    return Err(FrameError::FrameTooLarge { limit: max_frame });
+                }
+                if let Some(out) = ack_out {
+                    out.truncate(ack_len_before);
+                }
+                return Ok(Scan::Incomplete);
+            }
+        },
+    };
+    Ok(Scan::Message {
+        len,
+        stamp: stamp.unwrap_or(0),
+    })
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(v)
+}
+
+/// Appends `raw` to `out`, undoing the header escaping of `version`.
+fn unescape_into(raw: &[u8], version: Version, out: &mut String) -> Result<(), FrameError> {
+    let text = std::str::from_utf8(raw).map_err(|_| FrameError::InvalidUtf8)?;
+    if version == Version::V1_0 || !text.contains('\\') {
+        out.push_str(text);
+        return Ok(());
+    }
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some('c') => out.push(':'),
+            Some('r') if version >= Version::V1_2 => out.push('\r'),
+            Some(other) => return Err(FrameError::InvalidEscape(other)),
+            None => return Err(FrameError::InvalidEscape(' ')),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use ferromq_protocol::stomp::{encode_frame, Command, Frame};
+
+    const MAX: usize = 1 << 20;
+
+    fn message(ack: &str, stamp: Option<&str>, body: &[u8]) -> BytesMut {
+        let mut f = Frame::new(Command::Message)
+            .header("destination", "/queue/loadq-0")
+            .header("message-id", ack)
+            .header("subscription", "bench-0")
+            .header("ack", ack);
+        if let Some(s) = stamp {
+            f = f.header("bench-ts", s);
+        }
+        let mut b = BytesMut::new();
+        encode_frame(&f.body(body.to_vec()), Version::V1_2, &mut b);
+        b
+    }
+
+    fn scan(buf: &[u8], out: &mut String) -> Result<Scan, FrameError> {
+        scan_message(buf, Version::V1_2, "bench-ts", "ack", Some(out), MAX)
+    }
+
+    #[test]
+    fn reads_length_stamp_and_unescaped_ack_id() {
+        let b = message("ID:host-1:2", Some("123456789"), b"hello\0world");
+        let mut out = String::new();
+        assert_eq!(
+            scan(&b, &mut out).unwrap(),
+            Scan::Message {
+                len: b.len(),
+                stamp: 123456789
+            }
+        );
+        assert_eq!(out, "ID:host-1:2", "\\c unescaped back to ':'");
+        // Without a stamp header the stamp is 0.
+        let b = message("7", None, b"x");
+        out.clear();
+        assert!(matches!(
+            scan(&b, &mut out).unwrap(),
+            Scan::Message { stamp: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn every_split_point_is_incomplete_until_the_end() {
+        let b = message("ID:a:b", Some("42"), b"0123456789");
+        for cut in 0..b.len() {
+            let mut out = String::from("prev|");
+            assert_eq!(
+                scan(&b[..cut], &mut out).unwrap(),
+                Scan::Incomplete,
+                "cut {cut}"
+            );
+            assert_eq!(
+                out, "prev|",
+                "a partial frame leaves no ack id behind (cut {cut})"
+            );
+        }
+        // Two frames back to back: the first is reported alone.
+        let mut two = b.clone();
+        two.extend_from_slice(&b);
+        let mut out = String::new();
+        assert_eq!(
+            scan(&two, &mut out).unwrap(),
+            Scan::Message {
+                len: b.len(),
+                stamp: 42
+            }
+        );
+    }
+
+    #[test]
+    fn without_content_length_the_body_ends_at_nul() {
+        let raw = b"MESSAGE\r\nack:5\r\nbench-ts:9\r\nbench-ts:10\r\n\r\nbody\0MESSAGE\n";
+        let mut out = String::new();
+        assert_eq!(
+            scan(raw, &mut out).unwrap(),
+            Scan::Message { len: 48, stamp: 9 },
+            "CRLF lines, first repeated header wins"
+        );
+        assert_eq!(out, "5");
+        assert_eq!(&raw[48..], b"MESSAGE\n");
+    }
+
+    #[test]
+    fn other_commands_and_errors() {
+        let mut out = String::new();
+        assert_eq!(
+            scan(b"RECEIPT\nreceipt-id:1\n\n\0", &mut out).unwrap(),
+            Scan::Other
+        );
+        assert_eq!(scan(b"ERR", &mut out).unwrap(), Scan::Other);
+        assert_eq!(scan(b"MESS", &mut out).unwrap(), Scan::Incomplete);
+        assert!(matches!(
+            scan(b"MESSAGE\ncontent-length:x\n\n\0", &mut out),
+            Err(FrameError::BadContentLength(_))
+        ));
+        assert!(matches!(
+            scan(b"MESSAGE\ncontent-length:2\n\nabc", &mut out),
+            Err(FrameError::MissingNul)
+        ));
+        assert!(matches!(
+            scan(b"MESSAGE\nno-colon\n\n\0", &mut out),
+            Err(FrameError::MalformedHeader(_))
+        ));
+        assert!(matches!(
+            scan(b"MESSAGE\nack:a\\qb\n\n\0", &mut out),
+            Err(FrameError::InvalidEscape('q'))
+        ));
+        assert!(matches!(
+            scan_message(
+                b"MESSAGE\ncontent-length:100\n\n",
+                Version::V1_2,
+                "t",
+                "ack",
+                None,
+                50
+            ),
+            Err(FrameError::FrameTooLarge { limit: 50 })
+        ));
+        // STOMP 1.0 has no escapes: the id is taken as it is.
+        out.clear();
+        scan_message(
+            b"MESSAGE\nmessage-id:a\\cb\n\n\0",
+            Version::V1_0,
+            "t",
+            "message-id",
+            Some(&mut out),
+            MAX,
+        )
+        .unwrap();
+        assert_eq!(out, "a\\cb");
+        assert_eq!(heartbeat_len(b"\n\r\n\nMESSAGE"), 4);
+        assert_eq!(heartbeat_len(b"MESSAGE"), 0);
+        assert_eq!(
+            heartbeat_len(b"\r"),
+            0,
+            "a lone CR may be the start of CRLF"
+        );
+    }
+}
