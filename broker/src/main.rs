@@ -25,7 +25,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "ferromq",
     version,
-    about = "A fast, dependable STOMP message broker"
+    about = "A fast, dependable STOMP message broker",
+    // A flag given twice takes the last value, so wrappers (and the test
+    // harness) can append overrides to a default command line.
+    args_override_self = true
 )]
 struct Cli {
     /// TOML configuration file (defaults are embedded; see --print-default-config).
