@@ -133,6 +133,7 @@ fn native_settings(config: &Config, auth: Arc<auth::Authenticator>) -> native::N
         max_message_size: config.stomp.max_frame_size.as_usize(),
         max_links: config.limits.max_subscriptions_per_connection as usize,
         max_sessions: 256,
+        max_unacked: config.limits.max_unacked_per_connection as usize,
         max_transactions: 100,
         max_transaction_bytes: config.destinations.memory_limit.as_usize(),
         producer_credit: 1000,

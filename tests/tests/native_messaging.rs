@@ -305,3 +305,36 @@ async fn topics_fan_out_and_refusals_are_errors() {
     sender.send(OutgoingMessage::text("more")).await.unwrap();
     assert_eq!(body_of(&mut a).await, "more");
 }
+
+#[tokio::test]
+async fn unsettled_links_share_the_connections_unacked_budget() {
+    let b = native_common::broker_with("[limits]\nmax_unacked_per_connection = 1500\n", &[]);
+    let conn = connect(&b).await;
+    let unsettled = || options(10, SettleMode::Unsettled);
+    let first = conn
+        .open_receiver("/queue/budget.a", unsettled())
+        .await
+        .unwrap();
+    let _second = conn
+        .open_receiver("/queue/budget.b", unsettled())
+        .await
+        .unwrap();
+    match conn.open_receiver("/queue/budget.c", unsettled()).await {
+        Err(ClientError::Refused(e)) => {
+            assert_eq!(
+                e.condition(),
+                ferromq_protocol::native::ErrorCondition::ResourceLimitExceeded
+            );
+            assert!(e.description.contains("max_unacked_per_connection"), "{e}");
+        }
+        other => panic!("expected a refusal, got {:?}", other.err()),
+    }
+    // Pre-settled links take no share; detaching frees one.
+    conn.open_receiver("/queue/budget.c", options(10, SettleMode::Settled))
+        .await
+        .unwrap();
+    first.close().await.unwrap();
+    conn.open_receiver("/queue/budget.c", unsettled())
+        .await
+        .unwrap();
+}

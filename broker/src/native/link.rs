@@ -24,8 +24,9 @@ use std::sync::Arc;
 
 /// One attached link.
 pub enum Link {
-    /// The client consumes: the broker sends.
-    Consumer(Arc<Consumer>),
+    /// The client consumes: the broker sends. With the share of the
+    /// connection's unsettled budget its prefetch window holds.
+    Consumer(Arc<Consumer>, usize),
     /// The client produces: the broker receives.
     Producer(Box<ProducerLink>),
 }
@@ -125,6 +126,30 @@ impl Connection {
             SettleMode::Settled => AckMode::Auto,
             SettleMode::Unsettled | SettleMode::Mixed => AckMode::ClientIndividual,
         };
+        // Unsettled links hold a share of the connection's unsettled budget
+        // as their prefetch window; pre-settled deliveries are settled once
+        // written and take none.
+        let share = if ack == AckMode::Auto {
+            0
+        } else {
+            let defaults = self.router.config();
+            let wanted = match destination.kind() {
+                DestinationKind::Queue => defaults.queue_prefetch,
+                DestinationKind::Topic => defaults.topic_prefetch,
+            };
+            let max = self.settings.max_unacked;
+            let left = max.saturating_sub(self.unacked_budget);
+            if left == 0 {
+                return Err(Failure::new(
+                    ErrorCondition::ResourceLimitExceeded,
+                    format!(
+                        "limit of {max} unsettled deliveries per connection reached \
+                         (limits.max_unacked_per_connection): detach an unsettled link first"
+                    ),
+                ));
+            }
+            wanted.max(1).min(left)
+        };
         // The answer goes first: no transfer can precede it (no credit yet).
         self.outbox.frame(Frame::new(channel, answer(attach)));
         let sink = Arc::new(LinkSink {
@@ -134,6 +159,7 @@ impl Connection {
         });
         let options = SubscribeOptions {
             selector,
+            prefetch: (share > 0).then_some(share),
             ..SubscribeOptions::default()
         };
         let consumer = self.router.subscribe_link(
@@ -144,7 +170,8 @@ impl Connection {
             options,
             sink,
         );
-        Ok(Link::Consumer(consumer))
+        self.unacked_budget += share;
+        Ok(Link::Consumer(consumer, share))
     }
 
     fn attach_producer(&mut self, channel: u32, attach: &Attach) -> Result<Link, Failure> {
@@ -235,7 +262,8 @@ impl Connection {
     /// Ends a link: a consumer's unsettled deliveries go back to their queue.
     pub(super) fn drop_link(&mut self, link: Link) {
         self.link_count = self.link_count.saturating_sub(1);
-        if let Link::Consumer(consumer) = link {
+        if let Link::Consumer(consumer, share) = link {
+            self.unacked_budget = self.unacked_budget.saturating_sub(share);
             for t in self.transactions.values_mut() {
                 t.work.ops.retain(|op| match op {
                     TxOp::Ack { consumer: c, .. } | TxOp::Nack { consumer: c, .. } => {
@@ -259,7 +287,7 @@ impl Connection {
             .get(&handle)
             .ok_or_else(|| no_link(channel, handle, "flow"))?;
         let reply = match link {
-            Link::Consumer(consumer) => {
+            Link::Consumer(consumer, _) => {
                 let granted =
                     self.router
                         .flow(consumer, flow.delivery_count, flow.link_credit, flow.drain);

@@ -42,6 +42,10 @@ pub struct NativeSettings {
     pub max_links: usize,
     /// Most sessions (channels) per connection.
     pub max_sessions: usize,
+    /// Most unsettled deliveries per connection: the prefetch windows of its
+    /// unsettled consumer links add up to at most this
+    /// (`limits.max_unacked_per_connection`, as for STOMP).
+    pub max_unacked: usize,
     /// Most open transactions per connection.
     pub max_transactions: usize,
     /// Most bytes one transaction may buffer.

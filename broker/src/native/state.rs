@@ -67,6 +67,9 @@ pub struct Connection {
     peer_idle_timeout: Option<Duration>,
     pub(super) sessions: HashMap<u32, Session>,
     pub(super) link_count: usize,
+    /// Prefetch windows held by unsettled consumer links (bounded by
+    /// `max_unacked`).
+    pub(super) unacked_budget: usize,
     pub(super) transactions: HashMap<String, OpenTransaction>,
 }
 
@@ -95,6 +98,7 @@ impl Connection {
             peer_idle_timeout: None,
             sessions: HashMap::new(),
             link_count: 0,
+            unacked_budget: 0,
             transactions: HashMap::new(),
         }
     }
