@@ -430,6 +430,16 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill9();
+        // "No panics": a panic in any broker task fails the test that caused
+        // it (unless the test is already failing).
+        if !std::thread::panicking() {
+            let log = self.log();
+            if let Some(at) = log.find("panicked at") {
+                let from = log[..at].rfind('\n').map_or(0, |i| i + 1);
+                let excerpt: String = log[from..].chars().take(2000).collect();
+                panic!("the broker panicked:\n{excerpt}");
+            }
+        }
     }
 }
 
