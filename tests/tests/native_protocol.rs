@@ -513,3 +513,16 @@ fn producer_credit_stops_over_the_memory_limit_and_transfers_past_it_close() {
         "without credit",
     );
 }
+
+#[test]
+fn shutdown_closes_native_connections_with_a_reason() {
+    let mut b = broker();
+    let mut raw = Raw::open(native_addr(&b));
+    let status = b.broker.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_error(
+        &raw.expect_close(),
+        ErrorCondition::InternalError,
+        "shutting down",
+    );
+}
