@@ -10,6 +10,7 @@ use super::outbox::{LinkSink, Outgoing};
 use super::state::{no_session, router_failure, Connection, Step};
 use super::Failure;
 use crate::auth::Permission;
+use crate::router::durable;
 use crate::router::{
     AckMode, Address, Consumer, Destination, DestinationKind, RouterError, SubscribeOptions,
 };
@@ -109,12 +110,6 @@ impl Connection {
     }
 
     fn attach_consumer(&mut self, channel: u32, attach: &Attach) -> Result<Link, Failure> {
-        if attach.durable_subscription.is_some() {
-            return Err(Failure::new(
-                ErrorCondition::NotAllowed,
-                "durable subscriptions are not supported yet",
-            ));
-        }
         let selector = match attach.selector.as_deref().filter(|s| !s.trim().is_empty()) {
             None => None,
             Some(text) => Some(Arc::new(Selector::parse(text).map_err(|e| {
@@ -122,6 +117,30 @@ impl Connection {
             })?)),
         };
         let destination = self.destination_of(&attach.address, Permission::Read)?;
+        // A durable subscription consumes its hidden queue, exactly as a
+        // STOMP durable subscriber does; the container id plays client-id.
+        let (destination, selector) = match attach.durable_subscription.as_deref().filter(|n| !n.is_empty()) {
+            None => (destination, selector),
+            Some(name) => {
+                if destination.kind() != DestinationKind::Topic {
+                    return Err(Failure::new(
+                        ErrorCondition::NotAllowed,
+                        format!("durable subscriptions follow topics, not {}", attach.address),
+                    ));
+                }
+                let queue = self
+                    .router
+                    .durable_subscribe(&self.peer_container, name, &destination.address, selector)
+                    .map_err(router_failure)?;
+                if queue.has_subscriber_other_than(self.id) {
+                    return Err(Failure::new(
+                        ErrorCondition::NotAllowed,
+                        format!("durable subscription '{name}' is already in use by another connection"),
+                    ));
+                }
+                (queue, None)
+            }
+        };
         let ack = match attach.settle_mode() {
             SettleMode::Settled => AckMode::Auto,
             SettleMode::Unsettled | SettleMode::Mixed => AckMode::ClientIndividual,
@@ -247,7 +266,18 @@ impl Connection {
             .links
             .remove(&handle)
             .ok_or_else(|| no_link(channel, handle, "detach"))?;
+        // Closing (not merely detaching) a durable link deletes the
+        // subscription, as AMQP 1.0 has it.
+        let durable_queue = match (&link, detach.closed) {
+            (Link::Consumer(consumer, _), true) if durable::is_durable_queue(consumer.destination.name()) => {
+                Some(consumer.destination.name().to_string())
+            }
+            _ => None,
+        };
         self.drop_link(link);
+        if let Some(queue) = durable_queue {
+            self.router.durable_unsubscribe_queue(&queue);
+        }
         self.outbox.frame(Frame::new(
             channel,
             Detach {

@@ -61,6 +61,9 @@ pub struct Connection {
     opened: bool,
     /// The authenticated user, once open.
     principal: Option<Principal>,
+    /// The peer's Open container id: names its durable subscriptions,
+    /// as STOMP's `client-id` does.
+    pub(super) peer_container: String,
     /// Common name of a verified TLS client certificate.
     certificate_user: Option<Arc<str>>,
     /// The peer's idle timeout (it closes if we are silent this long).
@@ -94,6 +97,7 @@ impl Connection {
             wake,
             opened: false,
             principal: None,
+            peer_container: String::new(),
             certificate_user: None,
             peer_idle_timeout: None,
             sessions: HashMap::new(),
@@ -179,6 +183,7 @@ impl Connection {
             })?;
         let user = principal.name.clone();
         self.principal = Some(principal);
+        self.peer_container = open.container_id.clone();
         self.opened = true;
         self.peer_idle_timeout = (open.idle_timeout_ms > 0)
             .then(|| Duration::from_millis(u64::from(open.idle_timeout_ms)));

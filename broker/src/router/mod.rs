@@ -476,7 +476,17 @@ impl Router {
     /// Deletes a durable subscription and its messages. Returns whether it
     /// existed.
     pub fn durable_unsubscribe(&self, client_id: &str, name: &str) -> bool {
-        let address = durable::queue_address(client_id, name, "");
+        self.durable_unsubscribe_queue(&durable::queue_address(client_id, name, "").name)
+    }
+
+    /// [`Router::durable_unsubscribe`] by the subscription's queue name.
+    pub fn durable_unsubscribe_queue(&self, queue: &str) -> bool {
+        let address = Address {
+            kind: DestinationKind::Queue,
+            name: queue.into(),
+            temp_owner: None,
+            owner_name: None,
+        };
         let removed = self
             .durables
             .write()

@@ -277,6 +277,7 @@ impl Connection {
             address: address.to_string(),
             settle_mode: options.settle_mode.into(),
             selector: options.selector.clone(),
+            durable_subscription: options.durable_subscription.clone(),
             ..Attach::default()
         };
         self.shared.send(Frame::new(CHANNEL, attach)).await?;

@@ -293,6 +293,9 @@ pub struct ReceiverOptions {
     pub selector: Option<String>,
     /// Link name (default: generated).
     pub name: Option<String>,
+    /// Durable subscription name (topics): messages published while the
+    /// receiver is away are kept for it. Named per connection container id.
+    pub durable_subscription: Option<String>,
 }
 
 impl Default for ReceiverOptions {
@@ -302,6 +305,7 @@ impl Default for ReceiverOptions {
             settle_mode: SettleMode::Unsettled,
             selector: None,
             name: None,
+            durable_subscription: None,
         }
     }
 }
