@@ -103,6 +103,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, mock: Arc<
         if frame.get("persistent") == Some("true") {
             mock.note("persistent".into());
         }
+        if frame.command == Command::Send {
+            mock.note(format!("body:{}", frame.body.len()));
+        }
         match frame.command {
             Command::Connect | Command::Stomp => {
                 decoder.set_version(Version::V1_2);
@@ -346,4 +349,28 @@ async fn a_broker_nobody_can_reach_ends_the_run_with_the_reason() {
     let text = err.to_string();
     assert!(text.contains(&dead.to_string()), "{text}");
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_are_framed_correctly_between_other_frames() {
+    let (port, mock) = start_mock(None).await;
+    let url = format!("stomp://127.0.0.1:{port}");
+    let mut s = Scenario::baseline("test");
+    s.message_size = 200_000;
+    s.persistent = true;
+    s.tx_size = 3;
+    let o = run(&url, None, &s).await;
+    let (produced, consumed, errors) = totals(&o);
+    assert!(
+        produced >= 3 && consumed > 0 && errors == 0,
+        "{produced} {consumed} {errors}"
+    );
+    let sends = mock.count("Send");
+    assert!(sends >= 3);
+    assert_eq!(
+        mock.count("body:200000"),
+        sends,
+        "every SEND carries the whole body"
+    );
+    assert!(mock.count("Commit") > 0);
 }
