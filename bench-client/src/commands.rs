@@ -122,20 +122,31 @@ pub fn select_scenarios(sel: &SelectionArgs) -> Result<Vec<Scenario>, CommandErr
 /// `list`.
 pub fn list(args: &ListArgs) -> Result<(), CommandError> {
     let scenarios = select_scenarios(&args.selection)?;
-    for s in &scenarios {
-        println!("{}", s.name());
-    }
-    println!("{} scenarios", scenarios.len());
+    let mut lines: Vec<String> = scenarios.iter().map(Scenario::name).collect();
+    lines.push(format!("{} scenarios", scenarios.len()));
     if args.show_skips {
         let limits = MatrixLimits {
             max_clients: args.selection.max_clients,
             max_destinations: args.selection.max_destinations,
         };
         for (s, why) in matrix::skipped_throughput(limits) {
-            println!("skipped {}: {why}", s.name());
+            lines.push(format!("skipped {}: {why}", s.name()));
         }
     }
+    print_lines(&lines);
     Ok(())
+}
+
+/// Prints to stdout, stopping quietly when the reader goes away
+/// (`ferromq-bench list | head`).
+fn print_lines(lines: &[String]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return;
+        }
+    }
 }
 
 /// `report`.
@@ -262,8 +273,10 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
         report.scenarios.push(entry);
         report.save(&args.out)?;
     }
-    println!("{}", table::render(&report));
-    println!("results: {}", args.out.display());
+    print_lines(&[
+        table::render(&report),
+        format!("results: {}", args.out.display()),
+    ]);
     Ok(())
 }
 

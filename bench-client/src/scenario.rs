@@ -203,11 +203,14 @@ impl fmt::Display for Scenario {
     }
 }
 
-/// `10b`, `1kb`, `100kb`, `10mb` (decimal, as the matrix uses decimal sizes).
+/// `10b`, `1kb`, `100kb`, `10mb` for the matrix's decimal sizes; `1kib`,
+/// `256kib` for stomp-benchmark's binary ones.
 pub fn human_size(bytes: usize) -> String {
     match bytes {
         b if b >= 1_000_000 && b % 1_000_000 == 0 => format!("{}mb", b / 1_000_000),
         b if b >= 1_000 && b % 1_000 == 0 => format!("{}kb", b / 1_000),
+        b if b >= 1_048_576 && b % 1_048_576 == 0 => format!("{}mib", b / 1_048_576),
+        b if b >= 1_024 && b % 1_024 == 0 => format!("{}kib", b / 1_024),
         b => format!("{b}b"),
     }
 }
@@ -257,6 +260,8 @@ mod tests {
         assert!(s.needs_drain());
         assert_eq!(human_size(10_000_000), "10mb");
         assert_eq!(human_size(100_000), "100kb");
-        assert_eq!(human_size(1024), "1024b");
+        assert_eq!(human_size(1024), "1kib");
+        assert_eq!(human_size(256 * 1024), "256kib");
+        assert_eq!(human_size(1500), "1500b");
     }
 }
