@@ -117,6 +117,24 @@ impl Store for SledStore {
     }
 }
 
+/// Runs sled's open, turning a panic into an `Err` carrying its message.
+///
+/// sled 0.34 panics (instead of returning an error) on some kinds of damaged
+/// files. The default hook is silenced meanwhile so the operator sees our
+/// one-line error, not a backtrace; the swap is serialised so that two opens
+/// at once (tests) cannot leave the silent hook installed.
+fn open_catching_panics(
+    config: &sled::Config,
+) -> Result<sled::Result<sled::Db>, Box<dyn std::any::Any + Send>> {
+    static HOOK_SWAP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = HOOK_SWAP.lock().unwrap_or_else(|e| e.into_inner());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
+    std::panic::set_hook(hook);
+    opened
+}
+
 /// Opens sled with its timer flusher off (the writer flushes explicitly),
 /// turning both its errors and its panics into [`OpenError`]s.
 fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
@@ -124,14 +142,19 @@ fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
         .path(path)
         .cache_capacity(cache_bytes)
         .flush_every_ms(None);
-    // sled 0.34 panics (instead of returning an error) on some kinds of
-    // damaged files. Silence the default hook while opening so the operator
-    // sees our one-line error, not a backtrace; we are still single-threaded
-    // here (no listener is open yet).
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()));
-    std::panic::set_hook(hook);
+    // sled's file lock outlives a dropped `Db` for a moment (its IO threads
+    // still hold the file), which matters when compaction reopens at once:
+    // retry a lock conflict briefly before reporting it.
+    let mut attempts = 0;
+    let opened = loop {
+        let opened = open_catching_panics(&config);
+        let locked = matches!(&opened, Ok(Err(sled::Error::Io(e))) if e.to_string().contains("acquire lock"));
+        attempts += 1;
+        if !locked || attempts >= 40 {
+            break opened;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    };
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(sled::Error::Io(e))) => Err(OpenError::Directory {
@@ -390,5 +413,47 @@ mod tests {
         let (_store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
         assert_eq!(rec.messages.len(), 11);
         assert_eq!(rec.next_seq, 302);
+    }
+
+    #[test]
+    fn a_consumer_ack_releases_a_receipt_before_the_flush_and_a_hold_keeps_one_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+        let ack = |seq| LogEntry::Ack {
+            destination: "/queue/t".into(),
+            seq,
+        };
+        // While held, the writer starts no batch: nothing is flushed.
+        let hold = store.hold();
+        let Commit::Pending(mut first) = store.append(vec![enqueue(1, 10)]) else {
+            panic!("a pending commit expected");
+        };
+        let Commit::Pending(mut third) = store.append(vec![enqueue(3, 10)]) else {
+            panic!("a pending commit expected");
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(first.try_recv().is_err(), "resolved while held");
+        // A dead-letter move (copy and ack in one append) is not a consumer
+        // ack: the receipt of message 3 keeps waiting for the disk.
+        let moved = store.append(vec![enqueue(4, 10), ack(3)]);
+        // A consumer's ack releases message 1's receipt at once.
+        let acked = store.append(vec![ack(1)]);
+        assert_eq!(first.try_recv(), Ok(Ok(())));
+        assert!(third.try_recv().is_err(), "released by a dead-letter move");
+        drop(hold);
+        wait(moved).unwrap();
+        wait(acked).unwrap();
+        assert_eq!(wait_rx(third), Ok(()));
+        store.close();
+        drop(store);
+        let (_store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+        let seqs: Vec<u64> = rec.messages.iter().map(|(m, _)| m.seq).collect();
+        assert_eq!(seqs, vec![4]);
+    }
+
+    fn wait_rx(
+        rx: tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+    ) -> Result<(), StoreError> {
+        wait(Commit::Pending(rx))
     }
 }
