@@ -5,7 +5,7 @@
 //! [`Outbox`] to the writer task.
 
 use super::book::DeliveryBook;
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Outgoing};
 use super::state::{Connection, Step};
 use super::{writer, Failure, NativeSettings};
 use crate::router::Router;
@@ -138,7 +138,10 @@ pub async fn serve<R, W>(
         Ok(why) => info!(conn = id, %peer, reason = why, "native connection closed"),
         Err(e) => {
             info!(conn = id, %peer, condition = %e.condition, error = %e.description, "native connection closed with error");
-            outbox.close_with(Some(Frame::close_with(e.condition, e.description.clone())));
+            outbox.close_with(Some(Outgoing::Frame(Frame::close_with(
+                e.condition,
+                e.description.clone(),
+            ))));
         }
     }
     // Close the outbox first so deliveries still queued are not written,

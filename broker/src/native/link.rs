@@ -6,7 +6,7 @@
 
 use super::book::Unsettled;
 use super::convert;
-use super::outbox::{LinkSink, Outgoing};
+use super::outbox::{FrameOutbox, LinkSink, Outgoing};
 use super::state::{no_session, router_failure, Connection, Step};
 use super::Failure;
 use crate::auth::Permission;
@@ -119,13 +119,20 @@ impl Connection {
         let destination = self.destination_of(&attach.address, Permission::Read)?;
         // A durable subscription consumes its hidden queue, exactly as a
         // STOMP durable subscriber does; the container id plays client-id.
-        let (destination, selector) = match attach.durable_subscription.as_deref().filter(|n| !n.is_empty()) {
+        let (destination, selector) = match attach
+            .durable_subscription
+            .as_deref()
+            .filter(|n| !n.is_empty())
+        {
             None => (destination, selector),
             Some(name) => {
                 if destination.kind() != DestinationKind::Topic {
                     return Err(Failure::new(
                         ErrorCondition::NotAllowed,
-                        format!("durable subscriptions follow topics, not {}", attach.address),
+                        format!(
+                            "durable subscriptions follow topics, not {}",
+                            attach.address
+                        ),
                     ));
                 }
                 let queue = self
@@ -135,7 +142,9 @@ impl Connection {
                 if queue.has_subscriber_other_than(self.id) {
                     return Err(Failure::new(
                         ErrorCondition::NotAllowed,
-                        format!("durable subscription '{name}' is already in use by another connection"),
+                        format!(
+                            "durable subscription '{name}' is already in use by another connection"
+                        ),
                     ));
                 }
                 (queue, None)
@@ -269,7 +278,9 @@ impl Connection {
         // Closing (not merely detaching) a durable link deletes the
         // subscription, as AMQP 1.0 has it.
         let durable_queue = match (&link, detach.closed) {
-            (Link::Consumer(consumer, _), true) if durable::is_durable_queue(consumer.destination.name()) => {
+            (Link::Consumer(consumer, _), true)
+                if durable::is_durable_queue(consumer.destination.name()) =>
+            {
                 Some(consumer.destination.name().to_string())
             }
             _ => None,

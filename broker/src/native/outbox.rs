@@ -2,20 +2,17 @@
 //! replies from its state machine and deliveries from the router — drained by
 //! the connection's single writer task.
 //!
-//! The same design as the STOMP outbox (`crate::stomp::outbox`), with native
-//! items. Bounds: deliveries are bounded by link credit and prefetch, which
-//! the router enforces before calling a [`LinkSink`]; replies by
-//! `reply_limit`, past which the connection stops reading until the writer
-//! catches up, so a client that floods requests without reading throttles
-//! only itself.
+//! The queue and its bounds are the shared `crate::outbox`; this module
+//! holds the native items and the router's [`LinkSink`]. Deliveries are
+//! bounded by link credit and prefetch, which the router enforces before
+//! calling a [`LinkSink`].
 
+use crate::outbox::OutboxItem;
 use crate::router::{Delivery, DeliverySink};
 use crate::store::Commit;
 use ferromq_protocol::native::Frame;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// One item for the writer.
 #[derive(Debug)]
@@ -63,107 +60,24 @@ pub enum Outgoing {
     },
 }
 
-#[derive(Default)]
-struct State {
-    items: VecDeque<Outgoing>,
-    replies: usize,
-    closed: bool,
+impl OutboxItem for Outgoing {
+    fn is_reply(&self) -> bool {
+        !matches!(self, Outgoing::Delivery { .. })
+    }
 }
 
-/// The queue between a connection's producers of output and its writer.
-pub struct Outbox {
-    state: Mutex<State>,
-    ready: Notify,
-    room: Notify,
-    reply_limit: usize,
-}
+/// A native connection's outbox.
+pub type Outbox = crate::outbox::Outbox<Outgoing>;
 
-impl Outbox {
-    /// An empty outbox allowing `reply_limit` queued replies.
-    pub fn new(reply_limit: usize) -> Outbox {
-        Outbox {
-            state: Mutex::new(State::default()),
-            ready: Notify::new(),
-            room: Notify::new(),
-            reply_limit: reply_limit.max(1),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues an item. Ignored once closed.
-    pub fn push(&self, item: Outgoing) {
-        {
-            let mut st = self.lock();
-            if st.closed {
-                return;
-            }
-            if !matches!(item, Outgoing::Delivery { .. }) {
-                st.replies += 1;
-            }
-            st.items.push_back(item);
-        }
-        self.ready.notify_one();
-    }
-
+/// Native conveniences on the shared outbox.
+pub trait FrameOutbox {
     /// Queues a frame.
-    pub fn frame(&self, frame: Frame) {
+    fn frame(&self, frame: Frame);
+}
+
+impl FrameOutbox for Outbox {
+    fn frame(&self, frame: Frame) {
         self.push(Outgoing::Frame(frame));
-    }
-
-    /// Waits until the writer has room for more replies.
-    pub async fn wait_for_room(&self) {
-        loop {
-            let notified = self.room.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.lock().replies < self.reply_limit {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Takes everything queued. `None` once closed and empty: the writer ends.
-    pub fn take(&self, into: &mut VecDeque<Outgoing>) -> Option<()> {
-        let mut st = self.lock();
-        if st.items.is_empty() && st.closed {
-            return None;
-        }
-        std::mem::swap(&mut st.items, into);
-        st.replies = 0;
-        drop(st);
-        self.room.notify_waiters();
-        Some(())
-    }
-
-    /// Waits for something to write.
-    pub async fn ready(&self) {
-        self.ready.notified().await
-    }
-
-    /// Queues `last` (a Close) and accepts nothing more; the writer finishes
-    /// the replies queued and ends. Deliveries still queued are not written:
-    /// the state machine returns them to their queues.
-    pub fn close_with(&self, last: Option<Frame>) {
-        {
-            let mut st = self.lock();
-            if st.closed {
-                return;
-            }
-            if let Some(frame) = last {
-                st.items.push_back(Outgoing::Frame(frame));
-            }
-            st.closed = true;
-        }
-        self.ready.notify_one();
-    }
-
-    /// Whether [`Outbox::close_with`] was called.
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed
     }
 }
 

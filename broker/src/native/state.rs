@@ -7,7 +7,7 @@
 
 use super::book::DeliveryBook;
 use super::link::Link;
-use super::outbox::{Outbox, Outgoing};
+use super::outbox::{FrameOutbox, Outbox, Outgoing};
 use super::{Failure, NativeSettings};
 use crate::auth::{Credentials, Permission, Principal};
 use crate::router::{Address, ConnectionId, Router, RouterError};
@@ -151,7 +151,7 @@ impl Connection {
             Performative::Discharge(discharge) => self.discharge(channel, discharge),
             Performative::Close(_) => {
                 self.outbox
-                    .close_with(Some(Frame::new(0, Close::default())));
+                    .close_with(Some(Outgoing::Frame(Frame::new(0, Close::default()))));
                 Ok(Step::Closed)
             }
             Performative::Heartbeat(_) => Ok(Step::Continue),

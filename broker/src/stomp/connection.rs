@@ -151,7 +151,7 @@ pub async fn serve<R, W>(
     }
     // Close the outbox first so deliveries still queued are not written,
     // then return them (and every unacked message) to their queues.
-    outbox.close();
+    outbox.close_with(None);
     session.close();
     let _ = writer.await;
 }

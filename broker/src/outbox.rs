@@ -1,0 +1,129 @@
+//! [`Outbox`]: everything one client connection will write, in order —
+//! replies from its protocol state machine and deliveries from the router —
+//! drained by the connection's single writer task. Shared by the STOMP and
+//! native front ends, each with its own item type.
+//!
+//! Bounds: deliveries are bounded by subscription credit (the router never
+//! delivers past a subscription's prefetch or link credit); replies are
+//! bounded by `reply_limit`, past which the connection stops reading from
+//! its client until the writer catches up, so a client that floods requests
+//! without reading the answers throttles only itself.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// An item an outbox holds.
+pub trait OutboxItem {
+    /// Replies count against the reply limit; deliveries (bounded by credit
+    /// instead) do not.
+    fn is_reply(&self) -> bool;
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    replies: usize,
+    closed: bool,
+}
+
+/// The queue between a connection's producers of output and its writer.
+pub struct Outbox<T> {
+    state: Mutex<State<T>>,
+    /// Wakes the writer.
+    ready: Notify,
+    /// Wakes a reader waiting for reply room.
+    room: Notify,
+    reply_limit: usize,
+}
+
+impl<T: OutboxItem> Outbox<T> {
+    /// An empty outbox allowing `reply_limit` queued replies.
+    pub fn new(reply_limit: usize) -> Outbox<T> {
+        Outbox {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                replies: 0,
+                closed: false,
+            }),
+            ready: Notify::new(),
+            room: Notify::new(),
+            reply_limit: reply_limit.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // Only queue operations run under this lock; a panic there would be
+        // a bug, and the queue is still consistent, so keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an item. Ignored once closed.
+    pub fn push(&self, item: T) {
+        {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            if item.is_reply() {
+                st.replies += 1;
+            }
+            st.items.push_back(item);
+        }
+        self.ready.notify_one();
+    }
+
+    /// Waits until the writer has room for more replies.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().replies < self.reply_limit {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Takes everything queued. `None` once closed and empty: the writer ends.
+    pub fn take(&self, into: &mut VecDeque<T>) -> Option<()> {
+        let mut st = self.lock();
+        if st.items.is_empty() && st.closed {
+            return None;
+        }
+        std::mem::swap(&mut st.items, into);
+        st.replies = 0;
+        drop(st);
+        self.room.notify_waiters();
+        Some(())
+    }
+
+    /// Waits for something to write.
+    pub async fn ready(&self) {
+        self.ready.notified().await
+    }
+
+    /// Queues `last` (if any) and accepts nothing more; the writer finishes
+    /// the replies queued and ends. Deliveries still queued are not written
+    /// (see [`Outbox::is_closed`]).
+    pub fn close_with(&self, last: Option<T>) {
+        {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            if let Some(item) = last {
+                st.items.push_back(item);
+            }
+            st.closed = true;
+        }
+        self.ready.notify_one();
+    }
+
+    /// Once closed, queued deliveries are not written: the connection has
+    /// already returned them (and every unacknowledged message) to their
+    /// queues.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+}
