@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod auth;
 pub mod native;
+pub mod outbox;
 pub mod reload;
 pub mod router;
 pub mod selector;
