@@ -17,6 +17,7 @@ pub mod server;
 pub mod stomp;
 pub mod store;
 pub mod tls;
+pub mod transaction;
 
 use ferromq_config::Config;
 use router::{Router, RouterConfig};

@@ -15,7 +15,7 @@ use crate::router::{
     AckMode, Address, Consumer, Destination, DestinationKind, RouterError, SubscribeOptions,
 };
 use crate::selector::Selector;
-use crate::stomp::transaction::TxOp;
+use crate::transaction::TxOp;
 use crate::store::Commit;
 use ferromq_protocol::native::{
     Attach, DeliveryState, Detach, Disposition, ErrorCondition, ErrorInfo, Flow, Frame,

@@ -11,7 +11,7 @@ use super::outbox::{FrameOutbox, Outbox, Outgoing};
 use super::{Failure, NativeSettings};
 use crate::auth::{Credentials, Permission, Principal};
 use crate::router::{Address, ConnectionId, Router, RouterError};
-use crate::stomp::transaction::{Transaction, TxOp};
+use crate::transaction::{Transaction, TxOp};
 use ferromq_protocol::native::{
     Begin, Close, Declare, Discharge, End, ErrorCondition, ErrorInfo, Frame, Open, Performative,
 };

@@ -4,12 +4,12 @@
 //! open transactions.
 
 use super::outbox::{Outbox, Outgoing};
-use super::transaction::{Transaction, TxOp};
+use crate::transaction::{Transaction, TxOp};
+use crate::router::scheduler::Schedule;
 use crate::router::{
     now_ms, AckMode, Address, ConnectionId, Consumer, Destination, Message, Router, RouterError,
     SubscriptionId, DEFAULT_PRIORITY,
 };
-use crate::router::scheduler::Schedule;
 use crate::router::{DestinationKind, SubscribeOptions};
 use crate::selector::Selector;
 use crate::store::Commit;
@@ -263,7 +263,10 @@ impl Session {
         }
         let principal = self.authenticate(frame).await?;
         self.version = Some(version);
-        self.client_id = frame.get("client-id").filter(|c| !c.is_empty()).map(str::to_string);
+        self.client_id = frame
+            .get("client-id")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
         let mut reply = Frame::new(Command::Connected)
             .header("version", version.as_str())
             .header("server", &self.config.server)
@@ -448,7 +451,9 @@ impl Session {
         };
         let exclusive = match frame.get("activemq.exclusive") {
             None => false,
-            Some(v) => parse_bool(v).ok_or_else(|| bad_header("activemq.exclusive", v, "true or false"))?,
+            Some(v) => {
+                parse_bool(v).ok_or_else(|| bad_header("activemq.exclusive", v, "true or false"))?
+            }
         };
         let browser = match frame.get("browser") {
             None => false,
@@ -519,7 +524,9 @@ impl Session {
                 )))
             }
         };
-        let queue = self.router.durable_subscribe(&client_id, name, address, selector)?;
+        let queue = self
+            .router
+            .durable_subscribe(&client_id, name, address, selector)?;
         if queue.has_subscriber_other_than(self.id) {
             return Err(StompError::new(format!(
                 "durable subscription '{name}' of client-id '{client_id}' is already in use by another connection"
@@ -707,7 +714,9 @@ impl Session {
                 } => match self.router.send(&destination, message) {
                     Ok(commit) => commits.push(commit),
                     // Validated at SEND time; only a full scheduler gets here.
-                    Err(e) => tracing::warn!(conn = self.id, error = %e, "transactional send dropped at commit"),
+                    Err(e) => {
+                        tracing::warn!(conn = self.id, error = %e, "transactional send dropped at commit")
+                    }
                 },
                 TxOp::Ack { consumer, seqs } => {
                     commits.push(self.router.ack_exact(&consumer, &seqs))
@@ -807,7 +816,9 @@ fn durable_name(frame: &Frame, id: &str) -> Option<String> {
         .or_else(|| frame.get("durable-subscriber-name"))
         .filter(|n| !n.is_empty())
         .map(str::to_string)
-        .or_else(|| (frame.get("durable").and_then(parse_bool) == Some(true)).then(|| id.to_string()))
+        .or_else(|| {
+            (frame.get("durable").and_then(parse_bool) == Some(true)).then(|| id.to_string())
+        })
 }
 
 fn required<'a>(frame: &'a Frame, name: &str) -> Result<&'a str, StompError> {

@@ -1,4 +1,5 @@
-//! STOMP transactions: work buffered between BEGIN and COMMIT/ABORT.
+//! Client transactions (STOMP BEGIN/COMMIT/ABORT, native Declare/Discharge):
+//! work buffered until it commits or rolls back.
 
 use crate::router::{Consumer, Destination, Message};
 use std::sync::Arc;
