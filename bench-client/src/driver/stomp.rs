@@ -4,8 +4,8 @@
 //!
 //! Frames are written with [`FrameWriter`] straight into a per-connection
 //! buffer that is reused, so sending a message allocates nothing; received
-//! MESSAGE frames are read in place ([`stomp_scan`]), so receiving one does not
-//! allocate either.
+//! MESSAGE and RECEIPT frames are read in place ([`stomp_scan`]), so neither
+//! receiving a message nor waiting for a receipt allocates either.
 
 use super::stomp_scan;
 use super::transport::{self, ByteStream};
@@ -276,6 +276,42 @@ impl Connection {
         Ok(())
     }
 
+    /// Consumes the frames at the front of the read buffer until RECEIPT
+    /// `want` (then `true`) or until the buffered bytes run out (`false`).
+    /// RECEIPTs are read in place; an ERROR frame fails.
+    fn take_receipts(&mut self, want: Option<u64>) -> Result<bool, DriverError> {
+        let max_frame = self.decoder.limits().max_frame_size;
+        loop {
+            let beats = stomp_scan::heartbeat_len(&self.rbuf);
+            self.rbuf.advance(beats);
+            if self.rbuf.is_empty() {
+                return Ok(false);
+            }
+            let scan = stomp_scan::scan_receipt(&self.rbuf, max_frame).map_err(|source| {
+                DriverError::Protocol {
+                    endpoint: self.endpoint.clone(),
+                    source,
+                }
+            })?;
+            match scan {
+                stomp_scan::ReceiptScan::Receipt { len, id } => {
+                    self.rbuf.advance(len);
+                    if want.is_some() && id == want {
+                        return Ok(true);
+                    }
+                }
+                stomp_scan::ReceiptScan::Incomplete => return Ok(false),
+                stomp_scan::ReceiptScan::Other => match self.decode()? {
+                    Some(frame) if frame.command == Command::Error => {
+                        return Err(broker_error(&self.endpoint, &frame));
+                    }
+                    Some(_) => {}
+                    None => return Ok(false),
+                },
+            }
+        }
+    }
+
     /// Reads what the socket already holds, without waiting.
     async fn read_ready(&mut self) -> Result<(), DriverError> {
         tokio::select! {
@@ -396,27 +432,16 @@ impl ProducerLink for StompProducer {
 
     async fn wait_receipt(&mut self, id: u64) -> Result<(), DriverError> {
         loop {
-            let frame = self.conn.read_frame().await?;
-            match frame.command {
-                Command::Receipt => {
-                    let got = frame.get("receipt-id").and_then(|v| v.parse::<u64>().ok());
-                    if got == Some(id) {
-                        return Ok(());
-                    }
-                }
-                Command::Error => return Err(broker_error(&self.conn.endpoint, &frame)),
-                _ => {}
+            if self.conn.take_receipts(Some(id))? {
+                return Ok(());
             }
+            self.conn.read_more().await?;
         }
     }
 
     async fn check_incoming(&mut self) -> Result<(), DriverError> {
         self.conn.read_ready().await?;
-        while let Some(frame) = self.conn.decode()? {
-            if frame.command == Command::Error {
-                return Err(broker_error(&self.conn.endpoint, &frame));
-            }
-        }
+        self.conn.take_receipts(None)?;
         Ok(())
     }
 

@@ -1,11 +1,12 @@
-//! Reading MESSAGE frames on the consumer's hot path without allocating.
+//! Reading MESSAGE and RECEIPT frames on the hot paths without allocating.
 //!
 //! The shared decoder (`ferromq_protocol::stomp::Decoder`) builds an owned
 //! [`Frame`](ferromq_protocol::stomp::Frame) per message (two allocations for
 //! its headers). A benchmark consumer needs only three things from a MESSAGE:
 //! its length, the send stamp, and the ack id, so [`scan_message`] reads those
-//! in place from the read buffer and copies the ack id into a reused string.
-//! Every other command is left to the shared decoder.
+//! in place from the read buffer and copies the ack id into a reused string;
+//! [`scan_receipt`] does the same for a persistent producer's RECEIPTs. Every
+//! other command is left to the shared decoder.
 
 use ferromq_protocol::stomp::{FrameError, Version};
 
@@ -38,6 +39,22 @@ pub fn heartbeat_len(buf: &[u8]) -> usize {
     }
 }
 
+/// A RECEIPT at the front of the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptScan {
+    /// A whole RECEIPT of `len` bytes; `id` is its `receipt-id` when numeric.
+    Receipt {
+        /// Bytes to remove from the buffer.
+        len: usize,
+        /// The numeric receipt id, if it is one.
+        id: Option<u64>,
+    },
+    /// Some other command: hand the buffer to the shared decoder.
+    Other,
+    /// Part of a RECEIPT: read more.
+    Incomplete,
+}
+
 /// Looks at the frame at the front of `buf` (which must not start with a
 /// heart-beat). For a complete MESSAGE, appends the value of `ack_key`
 /// (unescaped for `version`) to `ack_out` when given.
@@ -49,33 +66,95 @@ pub fn scan_message(
     mut ack_out: Option<&mut String>,
     max_frame: usize,
 ) -> Result<Scan, FrameError> {
+    let ack_len_before = ack_out.as_ref().map_or(0, |s| s.len());
+    let mut stamp: Option<u64> = None;
+    let mut ack_seen = false;
+    // STOMP: the first occurrence of a repeated header wins.
+    let found = walk_frame(buf, b"MESSAGE", max_frame, |name, value| {
+        if name == stamp_key.as_bytes() && stamp.is_none() {
+            stamp = Some(parse_u64(value).unwrap_or(0));
+        } else if name == ack_key.as_bytes() && !ack_seen {
+            ack_seen = true;
+            if let Some(out) = ack_out.as_deref_mut() {
+                unescape_into(value, version, out)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(match found {
+        Walk::Frame(len) => Scan::Message {
+            len,
+            stamp: stamp.unwrap_or(0),
+        },
+        Walk::Other => Scan::Other,
+        Walk::Incomplete => {
+            // Undo a partial ack id: the frame is scanned again later.
+            if let Some(out) = ack_out {
+                out.truncate(ack_len_before);
+            }
+            Scan::Incomplete
+        }
+    })
+}
+
+/// Looks for a RECEIPT at the front of `buf` (not starting with a heart-beat).
+pub fn scan_receipt(buf: &[u8], max_frame: usize) -> Result<ReceiptScan, FrameError> {
+    let mut id: Option<Option<u64>> = None;
+    let found = walk_frame(buf, b"RECEIPT", max_frame, |name, value| {
+        if name == b"receipt-id" && id.is_none() {
+            id = Some(parse_u64(value));
+        }
+        Ok(())
+    })?;
+    Ok(match found {
+        Walk::Frame(len) => ReceiptScan::Receipt {
+            len,
+            id: id.flatten(),
+        },
+        Walk::Other => ReceiptScan::Other,
+        Walk::Incomplete => ReceiptScan::Incomplete,
+    })
+}
+
+/// Outcome of walking one frame.
+enum Walk {
+    /// A whole frame of the wanted command, this many bytes long.
+    Frame(usize),
+    /// Another command.
+    Other,
+    /// Part of a frame of the wanted command.
+    Incomplete,
+}
+
+/// Walks the frame at the front of `buf` if its command is `command`,
+/// calling `on_header(name, raw_value)` for every header line except
+/// `content-length`, which it uses to find the end of the body. A header
+/// visitor may run again for the same frame after `Incomplete`.
+fn walk_frame(
+    buf: &[u8],
+    command: &[u8],
+    max_frame: usize,
+    mut on_header: impl FnMut(&[u8], &[u8]) -> Result<(), FrameError>,
+) -> Result<Walk, FrameError> {
     let Some(first_eol) = buf.iter().position(|&b| b == b'\n') else {
-        return Ok(
-            if b"MESSAGE".starts_with(buf) || buf.starts_with(b"MESSAGE") {
-                Scan::Incomplete
-            } else {
-                Scan::Other
-            },
-        );
+        let may_be = command.starts_with(buf) || buf.starts_with(command);
+        return Ok(if may_be {
+            Walk::Incomplete
+        } else {
+            Walk::Other
+        });
     };
-    if trim_cr(&buf[..first_eol]) != b"MESSAGE" {
-        return Ok(Scan::Other);
+    if trim_cr(&buf[..first_eol]) != command {
+        return Ok(Walk::Other);
     }
     let mut pos = first_eol + 1;
     let mut content_length: Option<usize> = None;
-    let mut stamp: Option<u64> = None;
-    let mut ack_start: Option<usize> = None;
-    let ack_len_before = ack_out.as_ref().map_or(0, |s| s.len());
     let body_start = loop {
         let Some(rel) = buf[pos..].iter().position(|&b| b == b'\n') else {
             if buf.len() > max_frame {
                 return Err(FrameError::FrameTooLarge { limit: max_frame });
             }
-            // Undo a partial ack id: the frame is scanned again later.
-            if let Some(out) = ack_out.as_deref_mut() {
-                out.truncate(ack_len_before);
-            }
-            return Ok(Scan::Incomplete);
+            return Ok(Walk::Incomplete);
         };
         let line = trim_cr(&buf[pos..pos + rel]);
         pos += rel + 1;
@@ -86,23 +165,17 @@ pub fn scan_message(
             FrameError::MalformedHeader(String::from_utf8_lossy(line).into_owned())
         })?;
         let (name, value) = (&line[..colon], &line[colon + 1..]);
-        // STOMP: the first occurrence of a repeated header wins.
-        if name == b"content-length" && content_length.is_none() {
-            let text = std::str::from_utf8(value).map_err(|_| FrameError::InvalidUtf8)?;
-            content_length = Some(
-                text.trim()
-                    .parse()
-                    .map_err(|_| FrameError::BadContentLength(text.to_string()))?,
-            );
-        } else if name == stamp_key.as_bytes() && stamp.is_none() {
-            stamp = Some(parse_u64(value).unwrap_or(0));
-        } else if name == ack_key.as_bytes() && ack_start.is_none() {
-            if let Some(out) = ack_out.as_deref_mut() {
-                ack_start = Some(out.len());
-                unescape_into(value, version, out)?;
-            } else {
-                ack_start = Some(0);
+        if name == b"content-length" {
+            if content_length.is_none() {
+                let text = std::str::from_utf8(value).map_err(|_| FrameError::InvalidUtf8)?;
+                content_length = Some(
+                    text.trim()
+                        .parse()
+                        .map_err(|_| FrameError::BadContentLength(text.to_string()))?,
+                );
             }
+        } else {
+            on_header(name, value)?;
         }
     };
     let len = match content_length {
@@ -112,10 +185,7 @@ pub fn scan_message(
                 return Err(FrameError::FrameTooLarge { limit: max_frame });
             }
             if buf.len() < total {
-                if let Some(out) = ack_out.as_deref_mut() {
-                    out.truncate(ack_len_before);
-                }
-                return Ok(Scan::Incomplete);
+                return Ok(Walk::Incomplete);
             }
             if buf[total - 1] != 0 {
                 return Err(FrameError::MissingNul);
@@ -128,17 +198,11 @@ pub fn scan_message(
                 if buf.len() > max_frame {
                     return Err(FrameError::FrameTooLarge { limit: max_frame });
                 }
-                if let Some(out) = ack_out {
-                    out.truncate(ack_len_before);
-                }
-                return Ok(Scan::Incomplete);
+                return Ok(Walk::Incomplete);
             }
         },
     };
-    Ok(Scan::Message {
-        len,
-        stamp: stamp.unwrap_or(0),
-    })
+    Ok(Walk::Frame(len))
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -320,6 +384,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "a\\cb");
+        assert_eq!(
+            scan_receipt(b"RECEIPT\nreceipt-id:77\n\n\0MESSAGE", MAX).unwrap(),
+            ReceiptScan::Receipt {
+                len: 24,
+                id: Some(77)
+            }
+        );
+        assert_eq!(
+            scan_receipt(b"RECEIPT\nreceipt-id:subscribed\n\n\0", MAX).unwrap(),
+            ReceiptScan::Receipt { len: 32, id: None }
+        );
+        assert_eq!(
+            scan_receipt(b"RECEIPT\nreceipt-id:7", MAX).unwrap(),
+            ReceiptScan::Incomplete
+        );
+        assert_eq!(
+            scan_receipt(b"ERROR\n\n\0", MAX).unwrap(),
+            ReceiptScan::Other
+        );
         assert_eq!(heartbeat_len(b"\n\r\n\nMESSAGE"), 4);
         assert_eq!(heartbeat_len(b"MESSAGE"), 0);
         assert_eq!(
