@@ -10,9 +10,7 @@ use super::address::{Address, DestinationKind};
 use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, NackPolicy, Outcast};
 use super::message::{now_ms, Message};
 use super::pending::{Pending, PendingQueue};
-use super::subscription::{
-    ConnectionId, InFlight, LinkFlow, SubscriptionId, SubscriptionState,
-};
+use super::subscription::{ConnectionId, InFlight, LinkFlow, SubscriptionId, SubscriptionState};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -254,7 +252,10 @@ impl Destination {
     }
 
     /// Adds a subscription and delivers what it can take at once.
-    pub fn subscribe(&self, sub: SubscriptionState) {
+    pub fn subscribe(&self, mut sub: SubscriptionState) {
+        // Half the limit: one consumer that stops reading leaves the other
+        // half for the rest (see `SubscriptionState::max_inflight_bytes`).
+        sub.max_inflight_bytes = (self.memory_limit / 2).max(1);
         let mut st = self.lock();
         st.subscriptions.push(sub);
         st.refresh_filters();
@@ -409,7 +410,7 @@ impl Destination {
         for &seq in seqs {
             // Written in delivery order, so the match is nearly always at the front.
             if let Some(pos) = sub.position(seq) {
-                if let Some(f) = sub.unacked.remove(pos) {
+                if let Some(f) = sub.remove_unacked(pos) {
                     done.push(f.message);
                 }
             }
@@ -469,7 +470,12 @@ impl Destination {
     /// count.
     pub fn drain_waiting(&self) -> Vec<(Arc<Message>, u32)> {
         let mut st = self.lock();
-        let out: Vec<_> = st.waiting.drain().into_iter().map(|p| (p.message, p.redeliveries)).collect();
+        let out: Vec<_> = st
+            .waiting
+            .drain()
+            .into_iter()
+            .map(|p| (p.message, p.redeliveries))
+            .collect();
         let freed: usize = out.iter().map(|(m, _)| m.footprint()).sum();
         st.bytes -= freed.min(st.bytes);
         self.account(&st);
@@ -494,7 +500,11 @@ impl Destination {
 
     /// Up to `limit` waiting messages in delivery order, without consuming
     /// them (queue browsing).
-    pub fn browse(&self, limit: usize, selector: Option<&crate::selector::Selector>) -> Vec<Arc<Message>> {
+    pub fn browse(
+        &self,
+        limit: usize,
+        selector: Option<&crate::selector::Selector>,
+    ) -> Vec<Arc<Message>> {
         let st = self.lock();
         let now = now_ms();
         st.waiting
@@ -578,8 +588,8 @@ impl Destination {
                             ..
                         } = &mut *st;
                         let sub = &subscriptions[i];
-                        let found =
-                            waiting.pop_matching(|p| eligible(sub, *exclusive_owner, groups, &p.message));
+                        let found = waiting
+                            .pop_matching(|p| eligible(sub, *exclusive_owner, groups, &p.message));
                         let Some(p) = found else { continue };
                         if p.message.is_expired(now) {
                             expired += 1;
@@ -649,7 +659,11 @@ impl Destination {
             let redeliveries = f.redeliveries + 1;
             if redeliveries > self.policy.max_redeliveries && !self.is_dlq {
                 st.bytes -= f.message.footprint().min(st.bytes);
-                self.bury(f.message, DeathCause::TooManyRedeliveries(redeliveries), true);
+                self.bury(
+                    f.message,
+                    DeathCause::TooManyRedeliveries(redeliveries),
+                    true,
+                );
                 continue;
             }
             let wait = self.policy.redelivery_wait(redeliveries);
@@ -675,7 +689,10 @@ impl Destination {
     pub fn return_delayed(&self, message: Arc<Message>, redeliveries: u32) {
         let mut st = self.lock();
         st.bytes += message.footprint();
-        st.waiting.push_front(Pending { message, redeliveries });
+        st.waiting.push_front(Pending {
+            message,
+            redeliveries,
+        });
         self.dispatch(&mut st);
         self.account(&st);
     }
@@ -695,7 +712,9 @@ impl Destination {
     fn account(&self, st: &State) {
         self.memory.store(st.bytes, Ordering::Relaxed);
         let over = st.bytes >= self.memory_limit
-            || (self.flow_window > 0 && !st.subscriptions.is_empty() && st.waiting.len() >= self.flow_window);
+            || (self.flow_window > 0
+                && !st.subscriptions.is_empty()
+                && st.waiting.len() >= self.flow_window);
         self.over_limit.store(over, Ordering::Relaxed);
         if !over && self.waiting_producers.load(Ordering::SeqCst) > 0 {
             self.space.notify_waiters();
@@ -747,7 +766,8 @@ impl State {
             if p.message.closes_group() {
                 self.groups.remove(group);
             } else if !self.groups.contains_key(group) {
-                self.groups.insert(group.into(), self.subscriptions[i].consumer.id);
+                self.groups
+                    .insert(group.into(), self.subscriptions[i].consumer.id);
             }
         }
         self.subscriptions[i].deliver(p);
@@ -765,7 +785,6 @@ impl State {
         }
         None
     }
-
 }
 
 /// Whether `sub` may receive `message` on a queue.
@@ -790,7 +809,7 @@ fn eligible(
 /// non-held entry up to and including `pos`.
 fn take_acked(sub: &mut SubscriptionState, pos: usize, cumulative: bool) -> Vec<InFlight> {
     if !cumulative {
-        let f = sub.unacked.remove(pos);
+        let f = sub.remove_unacked(pos);
         if let Some(f) = &f {
             if f.held {
                 sub.held -= 1;
@@ -809,6 +828,9 @@ fn take_acked(sub: &mut SubscriptionState, pos: usize, cumulative: bool) -> Vec<
     }
     for f in kept.into_iter().rev() {
         sub.unacked.push_front(f);
+    }
+    for f in &taken {
+        sub.forget_bytes(f);
     }
     taken
 }

@@ -105,6 +105,13 @@ pub struct SubscriptionState {
     /// Deliveries made on this subscription, wrapping: a native link's
     /// delivery count.
     pub delivered: u32,
+    /// Bytes (footprints) of `unacked`.
+    pub inflight_bytes: usize,
+    /// No more deliveries while `inflight_bytes` is at or over this: a
+    /// consumer that stops reading then holds only a share of its
+    /// destination's memory limit, so producer flow control never lets it
+    /// starve the other consumers. Set by the destination.
+    pub max_inflight_bytes: usize,
 }
 
 /// A credit-based subscription's flow state after a credit grant.
@@ -130,6 +137,8 @@ impl SubscriptionState {
             exclusive: false,
             link_credit: None,
             delivered: 0,
+            inflight_bytes: 0,
+            max_inflight_bytes: usize::MAX,
         }
     }
 
@@ -140,18 +149,26 @@ impl SubscriptionState {
 
     /// Whether another message may be delivered now.
     pub fn has_credit(&self) -> bool {
-        self.unacked.len() - self.held < self.prefetch && self.link_credit != Some(0)
+        self.unacked.len() - self.held < self.prefetch
+            && self.link_credit != Some(0)
+            && self.inflight_bytes < self.max_inflight_bytes
     }
 
     /// Sets a credit-based subscription's credit so that the consumer may
     /// receive up to `receiver_count + credit` deliveries in total, as AMQP
     /// link credit is computed (wrapping counts; never below zero).
     pub fn grant(&mut self, receiver_count: u32, credit: u32) {
-        let allowed = receiver_count.wrapping_add(credit).wrapping_sub(self.delivered);
+        let allowed = receiver_count
+            .wrapping_add(credit)
+            .wrapping_sub(self.delivered);
         // Negative (as i32): more deliveries were made than the consumer's
         // count plus its credit allow (its grant crossed deliveries in
         // flight), so nothing is left.
-        self.link_credit = Some(if (allowed as i32) < 0 { 0 } else { allowed.min(credit) });
+        self.link_credit = Some(if (allowed as i32) < 0 {
+            0
+        } else {
+            allowed.min(credit)
+        });
     }
 
     /// Uses up the remaining credit (drain): the delivery count advances by it.
@@ -172,6 +189,7 @@ impl SubscriptionState {
             message: p.message.clone(),
             redeliveries: p.redeliveries,
         });
+        self.inflight_bytes += p.message.footprint();
         self.unacked.push_back(InFlight {
             message: p.message,
             redeliveries: p.redeliveries,
@@ -187,6 +205,19 @@ impl SubscriptionState {
     /// Takes every unacked message, in delivery order, for redelivery.
     pub fn take_unacked(&mut self) -> Vec<InFlight> {
         self.held = 0;
+        self.inflight_bytes = 0;
         self.unacked.drain(..).collect()
+    }
+
+    /// Removes the unacked message at `pos`, keeping the byte count.
+    pub fn remove_unacked(&mut self, pos: usize) -> Option<InFlight> {
+        let f = self.unacked.remove(pos)?;
+        self.forget_bytes(&f);
+        Some(f)
+    }
+
+    /// Takes `f` (already removed from `unacked`) out of the byte count.
+    pub fn forget_bytes(&mut self, f: &InFlight) {
+        self.inflight_bytes = self.inflight_bytes.saturating_sub(f.message.footprint());
     }
 }
