@@ -32,3 +32,11 @@ if [ -x bench-client/tests/peer-activemq.sh ]; then
   step "ferromq-bench against ActiveMQ 5.17"
   bench-client/tests/peer-activemq.sh
 fi
+
+if [ -x bench-client/tests/html-in-chromium.sh ]; then
+  step "ferromq-bench HTML report in headless Chromium"
+  bench-client/tests/html-in-chromium.sh
+fi
+
+step "fuzz targets build"
+cargo build --quiet --manifest-path protocol/fuzz/Cargo.toml --locked
