@@ -7,7 +7,6 @@
 //! producer can batch many messages per system call.
 
 pub mod stomp;
-pub mod stomp_scan;
 pub mod transport;
 
 use crate::scenario::AckMode;
