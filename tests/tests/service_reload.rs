@@ -121,6 +121,8 @@ fn ready_after_listeners_and_stopping_on_sigterm() {
         ferromq_tests::http_get(broker.admin(), "/healthz", None).0,
         200
     );
+    // The harness may return before the reader thread stored that line.
+    assert!(broker.wait_for_log("ferromq started"));
     let log = broker.log();
     let started = log.find("ferromq started").unwrap();
     assert!(log[..started].contains("listener=\"admin\""), "{log}");
