@@ -84,8 +84,12 @@ pub async fn connect(
         what,
         source,
     };
-    let addr = tokio::net::lookup_host(endpoint.socket_addr())
+    let addr = tokio::time::timeout(timeout, tokio::net::lookup_host(endpoint.socket_addr()))
         .await
+        .map_err(|_| DriverError::Timeout {
+            endpoint: name.clone(),
+            what: "name resolution",
+        })?
         .map_err(|e| io_err("resolve", e))?
         .next()
         .ok_or_else(|| {
