@@ -30,7 +30,7 @@ fn healthz_and_unknown_paths() {
         (200, "ok\n".into())
     );
     assert_eq!(http_get(broker.admin(), "/nope", None).0, 404);
-    assert!(broker.log().contains("listener=\"admin\""));
+    assert!(broker.wait_for_log("listener=\"admin\""));
 }
 
 #[test]
