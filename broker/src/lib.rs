@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod metrics;
 pub mod native;
 pub mod outbox;
 pub mod reload;
@@ -255,6 +256,7 @@ impl Broker {
                 router: router.clone(),
                 admission: ctx.admission.clone(),
                 auth: auth.clone(),
+                store: store.clone(),
                 started: std::time::Instant::now(),
             });
             tokio::spawn(admin::run(listener, sources, shutdown.clone()));

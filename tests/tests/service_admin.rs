@@ -154,6 +154,37 @@ fn unacked_dequeued_and_redelivered_follow_acks() {
 }
 
 #[test]
+fn store_size_and_flush_latency_are_reported() {
+    let broker = Broker::start_with(None, ADMIN);
+    let before = scrape(&broker);
+    let flushes = |m: &str| metric(m, "ferromq_store_flush_seconds_count").unwrap();
+    let mut c = broker.client();
+    for i in 0..5 {
+        c.send_message(
+            "/queue/durable",
+            &format!("p{i}"),
+            &[("persistent", "true")],
+        );
+    }
+    let m = scrape(&broker);
+    // sync = always: every receipted persistent SEND waited for a flush.
+    assert!(flushes(&m) >= flushes(&before) + 1.0, "{m}");
+    assert!(metric(&m, "ferromq_store_live_bytes").unwrap() > 0.0, "{m}");
+    assert!(metric(&m, "ferromq_store_disk_bytes").unwrap() > 0.0, "{m}");
+    let inf = metric(&m, "ferromq_store_flush_seconds_bucket{le=\"+Inf\"}").unwrap();
+    assert_eq!(inf, flushes(&m));
+    assert!(metric(&m, "ferromq_store_flush_seconds_sum").unwrap() > 0.0);
+    // Consuming them empties the live bytes again.
+    c.subscribe("s", "/queue/durable", "auto");
+    c.recv_messages(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&scrape(&broker), "ferromq_store_live_bytes") != Some(0.0) {
+        assert!(Instant::now() < deadline, "live bytes never went back to 0");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn blocked_producers_are_reported() {
     let broker = Broker::start_with(Some("[destinations]\nmemory_limit = \"1KiB\"\n"), ADMIN);
     let q = "/queue/full";

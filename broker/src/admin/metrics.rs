@@ -6,6 +6,7 @@
 use crate::auth::Authenticator;
 use crate::router::{Destination, DestinationKind, Router};
 use crate::server::Admission;
+use crate::store::Store;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub struct Sources {
     pub admission: Arc<Admission>,
     /// Authentication failures.
     pub auth: Arc<Authenticator>,
+    /// Store size and flush latency.
+    pub store: Arc<dyn Store>,
     /// Process start, for uptime.
     pub started: Instant,
 }
@@ -197,6 +200,7 @@ pub fn prometheus(src: &Sources) -> String {
             |r| u64::from(r.temporary),
         ),
     ];
+    store_metrics(&mut out, src.store.as_ref());
     for (name, kind, help, value) in columns {
         family(&mut out, name, kind, help);
         for r in &rows {
@@ -210,6 +214,36 @@ pub fn prometheus(src: &Sources) -> String {
         }
     }
     out
+}
+
+/// The store's gauges and its flush latency histogram.
+fn store_metrics(out: &mut String, store: &dyn Store) {
+    let Some(m) = store.metrics() else {
+        return;
+    };
+    family(
+        out,
+        "ferromq_store_live_bytes",
+        "gauge",
+        "Bytes of stored persistent messages not yet acknowledged.",
+    );
+    let _ = writeln!(out, "ferromq_store_live_bytes {}", m.live_bytes);
+    family(
+        out,
+        "ferromq_store_disk_bytes",
+        "gauge",
+        "Bytes the store's files take on disk.",
+    );
+    let _ = writeln!(out, "ferromq_store_disk_bytes {}", m.disk_bytes);
+    let name = "ferromq_store_flush_seconds";
+    family(out, name, "histogram", "Store flush (fsync) latency.");
+    let h = &m.flush_latency;
+    for (bound, count) in &h.buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum {}", h.sum_seconds);
+    let _ = writeln!(out, "{name}_count {}", h.count);
 }
 
 /// Renders `/api/destinations`.

@@ -241,6 +241,11 @@ pub trait Store: Send + Sync {
     /// Writes everything still queued, flushes, and stops accepting entries.
     /// Called once at shutdown, after the connections are gone.
     fn close(&self) {}
+
+    /// Size and flush latency for the admin endpoint (`None`: not measured).
+    fn metrics(&self) -> Option<crate::metrics::StoreMetrics> {
+        None
+    }
 }
 
 /// A [`DeliverySink`] wrapper for queues whose persistent messages are

@@ -99,6 +99,15 @@ impl Store for SledStore {
         self.writer.append(entries)
     }
 
+    fn metrics(&self) -> Option<crate::metrics::StoreMetrics> {
+        let (live_bytes, flush_latency) = self.writer.metrics();
+        Some(crate::metrics::StoreMetrics {
+            live_bytes,
+            disk_bytes: directory_size(&self.path, 2),
+            flush_latency,
+        })
+    }
+
     fn hand_off(
         &self,
         mark: Option<(u64, u32)>,
@@ -133,6 +142,22 @@ fn open_catching_panics(
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()));
     std::panic::set_hook(hook);
     opened
+}
+
+/// Bytes of the files under `dir`, `depth` levels deep (sled keeps its
+/// blobs one level down); unreadable entries count as 0.
+fn directory_size(dir: &Path, depth: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(m) if m.is_dir() && depth > 0 => directory_size(&entry.path(), depth - 1),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Opens sled with its timer flusher off (the writer flushes explicitly),

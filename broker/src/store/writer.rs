@@ -75,6 +75,8 @@ struct Shared {
     settings: WriterSettings,
     /// Bytes of live message records, published by the writer.
     live_bytes: AtomicU64,
+    /// Flush (fsync) latency, for the admin endpoint.
+    flush_latency: crate::metrics::LatencyHistogram,
 }
 
 impl Shared {
@@ -107,6 +109,7 @@ impl LogWriter {
             work: Condvar::new(),
             space: Condvar::new(),
             live_bytes: AtomicU64::new(state.live_bytes()),
+            flush_latency: Default::default(),
             settings,
         });
         let s = shared.clone();
@@ -117,6 +120,14 @@ impl LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Live message bytes and flush latency so far (admin metrics).
+    pub fn metrics(&self) -> (u64, crate::metrics::LatencySnapshot) {
+        (
+            self.shared.live_bytes.load(Ordering::Relaxed),
+            self.shared.flush_latency.snapshot(),
+        )
     }
 
     /// Queues `entries`; the commit resolves after the batch holding them is
@@ -367,10 +378,12 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
             || closing
             || last_flush.elapsed() >= NEVER_FLUSH_EVERY;
         if result.is_ok() && unflushed && due {
+            let flush_started = Instant::now();
             result = db
                 .flush()
                 .map(|_| ())
                 .map_err(|e| StoreError::Io(format!("flush: {e}")));
+            shared.flush_latency.record(flush_started.elapsed());
             unflushed = false;
             last_flush = Instant::now();
             totals.flushes += 1;
