@@ -267,26 +267,28 @@ const SLOW_CONSUMER: &str = r#"
 memory_limit = "8MiB"
 "#;
 
-/// A queue with a consumer that never reads and one that does: while a
-/// producer pushes 50 MiB, the reader gets everything the other does not
-/// hold, and the broker's RSS stays bounded. The non-reading consumer's
-/// share in flight is capped at half the queue's memory limit, so producer
-/// flow control never waits on it.
-fn slow_consumer_case(body_len: usize) {
+/// A destination with a consumer that never reads and one that does: while
+/// a producer pushes 50 MiB, the reader keeps receiving, the producer is
+/// never held for good, and the broker's RSS stays bounded. What the
+/// non-reading consumer holds (in flight, and on a topic its backlog) is
+/// capped at half the memory limit, so producer flow control never waits
+/// on it.
+fn slow_consumer_case(dest: &str, body_len: usize) {
     let mut broker = Broker::start_with(Some(SLOW_CONSUMER), &[]);
     let count = 50 * 1024 * 1024 / body_len;
     // Subscribed, and then never reads.
     let mut slow = broker.client();
-    slow.subscribe("slow", "/queue/slow", "auto");
+    slow.subscribe("slow", dest, "auto");
     let mut fast = broker.client();
-    fast.subscribe("fast", "/queue/slow", "auto");
+    fast.subscribe("fast", dest, "auto");
     let rss_start = broker.rss_kib();
     let (_receipts, mut writer) = broker.client_with_writer();
+    let destination = dest.to_string();
     let producer = std::thread::spawn(move || {
         let body = vec![b's'; body_len];
         for _ in 0..count {
             let f = Frame::new(Command::Send)
-                .header("destination", "/queue/slow")
+                .header("destination", &destination)
                 .body(body.clone());
             if writer.send(&f).is_err() {
                 return false;
@@ -328,13 +330,13 @@ fn slow_consumer_case(body_len: usize) {
 
 #[test]
 fn slow_consumer_does_not_stop_others_and_memory_stays_bounded() {
-    slow_consumer_case(4 * 1024);
+    slow_consumer_case("/queue/slow", 4 * 1024);
 }
 
 #[test]
 fn slow_consumer_of_large_messages_does_not_stop_others() {
     // 1000 (the default prefetch) x 64 KiB is far over the 8 MiB limit.
-    slow_consumer_case(64 * 1024);
+    slow_consumer_case("/queue/slow", 64 * 1024);
 }
 
 const FEW: &str = r#"
@@ -431,4 +433,11 @@ fn client_flooding_receipts_without_reading_throttles_only_itself() {
         "the broker read all {sent} frames of a client that never reads"
     );
     drop(flooder);
+}
+
+#[test]
+fn slow_topic_subscriber_does_not_stop_others() {
+    // It loses messages (counted as discarded) instead of holding the
+    // producer, and with it every other subscriber.
+    slow_consumer_case("/topic/slow", 4 * 1024);
 }

@@ -219,9 +219,15 @@ impl Destination {
                     if !sub.selects(&p.message) {
                         continue;
                     }
+                    // A subscriber's backlog is bounded by count and, with
+                    // what it has in flight, by its share of the memory
+                    // limit: one that stops reading loses messages instead of
+                    // blocking the producer (and so every other subscriber).
+                    let room = sub.backlog.len() < limit
+                        && sub.inflight_bytes + sub.backlog.bytes() < sub.max_inflight_bytes;
                     if sub.backlog.is_empty() && sub.has_credit() {
                         sub.deliver(p.clone());
-                    } else if sub.backlog.len() < limit {
+                    } else if room {
                         sub.backlog.push_back(p.clone());
                     } else {
                         discarded += 1;

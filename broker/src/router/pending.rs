@@ -20,12 +20,15 @@ pub struct Pending {
 pub struct PendingQueue {
     lanes: [VecDeque<Pending>; 10],
     len: usize,
+    /// Footprints of the messages held, for byte limits.
+    bytes: usize,
 }
 
 impl PendingQueue {
     /// Appends a new message behind others of its priority.
     pub fn push_back(&mut self, p: Pending) {
         let lane = usize::from(p.message.priority.min(9));
+        self.bytes += p.message.footprint();
         self.lanes[lane].push_back(p);
         self.len += 1;
     }
@@ -34,6 +37,7 @@ impl PendingQueue {
     /// reverse delivery order to keep returned messages in their old order.
     pub fn push_front(&mut self, p: Pending) {
         let lane = usize::from(p.message.priority.min(9));
+        self.bytes += p.message.footprint();
         self.lanes[lane].push_front(p);
         self.len += 1;
     }
@@ -41,8 +45,14 @@ impl PendingQueue {
     /// Takes the next message: highest priority, oldest first.
     pub fn pop(&mut self) -> Option<Pending> {
         let lane = self.lanes.iter_mut().rev().find(|l| !l.is_empty())?;
+        let p = lane.pop_front()?;
+        self.taken(&p);
+        Some(p)
+    }
+
+    fn taken(&mut self, p: &Pending) {
         self.len -= 1;
-        lane.pop_front()
+        self.bytes = self.bytes.saturating_sub(p.message.footprint());
     }
 
     /// Removes and returns the first message (in pop order) that `accept`
@@ -50,8 +60,9 @@ impl PendingQueue {
     pub fn pop_matching(&mut self, mut accept: impl FnMut(&Pending) -> bool) -> Option<Pending> {
         for lane in self.lanes.iter_mut().rev() {
             if let Some(i) = lane.iter().position(&mut accept) {
-                self.len -= 1;
-                return lane.remove(i);
+                let p = lane.remove(i)?;
+                self.taken(&p);
+                return Some(p);
             }
         }
         None
@@ -61,13 +72,19 @@ impl PendingQueue {
     /// full buffer drops first.
     pub fn pop_oldest(&mut self) -> Option<Pending> {
         let lane = self.lanes.iter_mut().find(|l| !l.is_empty())?;
-        self.len -= 1;
-        lane.pop_front()
+        let p = lane.pop_front()?;
+        self.taken(&p);
+        Some(p)
     }
 
     /// Number of waiting messages.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Bytes (footprints) of the waiting messages.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether no message is waiting.
