@@ -12,7 +12,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     use ferromq_protocol::client::{Connection, OutgoingMessage, SettleMode};
 
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "ferromq://127.0.0.1:61620".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "ferromq://127.0.0.1:61620".into());
     let address = args.next().unwrap_or_else(|| "/queue/demo".into());
     let count: u32 = args.next().map_or(Ok(10), |n| n.parse())?;
 

@@ -260,14 +260,26 @@ fn full_subscription_drops_its_oldest_under_drop_oldest() {
         &[],
     );
     let mut c = connect(&broker, Some("app-8"));
-    durable_subscribe(&mut c, "d", "/topic/full", ("activemq.subscriptionName", "s"), &[]);
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/full",
+        ("activemq.subscriptionName", "s"),
+        &[],
+    );
     drop(c);
     let mut p = broker.client();
     for body in ["m1", "m2", "m3"] {
         p.send_message("/topic/full", body, &[]);
     }
     let mut c = connect(&broker, Some("app-8"));
-    durable_subscribe(&mut c, "d", "/topic/full", ("activemq.subscriptionName", "s"), &[]);
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/full",
+        ("activemq.subscriptionName", "s"),
+        &[],
+    );
     assert_eq!(body(&mut c), "m2");
     assert_eq!(body(&mut c), "m3");
     c.expect_silence(Duration::from_millis(200));
@@ -275,20 +287,50 @@ fn full_subscription_drops_its_oldest_under_drop_oldest() {
 
 #[test]
 fn full_subscription_blocks_producers_under_block() {
-    let broker = Broker::start_with(Some("[destinations]\ndurable_subscription_limit = 2\n"), &[]);
+    let broker = Broker::start_with(
+        Some("[destinations]\ndurable_subscription_limit = 2\n"),
+        &[],
+    );
     let mut c = connect(&broker, Some("app-9"));
-    durable_subscribe(&mut c, "d", "/topic/block", ("activemq.subscriptionName", "s"), &[]);
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/block",
+        ("activemq.subscriptionName", "s"),
+        &[],
+    );
     drop(c);
     let mut p = broker.client();
     p.send_message("/topic/block", "m1", &[]);
     p.send_message("/topic/block", "m2", &[]);
     // The third SEND is taken, then the producer is held: its next frame's
     // receipt does not come until the subscriber drains.
-    p.send(Frame::new(Command::Send).header("destination", "/topic/block").body("m3"));
-    p.send(Frame::new(Command::Send).header("destination", "/topic/block").header("receipt", "held").body("m4"));
-    assert!(p.recv_within(Duration::from_millis(500)).is_none(), "producer was not held");
+    p.send(
+        Frame::new(Command::Send)
+            .header("destination", "/topic/block")
+            .body("m3"),
+    );
+    p.send(
+        Frame::new(Command::Send)
+            .header("destination", "/topic/block")
+            .header("receipt", "held")
+            .body("m4"),
+    );
+    assert!(
+        p.recv_within(Duration::from_millis(500)).is_none(),
+        "producer was not held"
+    );
     let mut c = connect(&broker, Some("app-9"));
-    durable_subscribe(&mut c, "d", "/topic/block", ("activemq.subscriptionName", "s"), &[]);
+    durable_subscribe(
+        &mut c,
+        "d",
+        "/topic/block",
+        ("activemq.subscriptionName", "s"),
+        &[],
+    );
     assert_eq!(body(&mut c), "m1");
-    assert_eq!(p.recv_command(Command::Receipt).get("receipt-id"), Some("held"));
+    assert_eq!(
+        p.recv_command(Command::Receipt).get("receipt-id"),
+        Some("held")
+    );
 }

@@ -15,8 +15,8 @@ use crate::router::{
     AckMode, Address, Consumer, Destination, DestinationKind, RouterError, SubscribeOptions,
 };
 use crate::selector::Selector;
-use crate::transaction::TxOp;
 use crate::store::Commit;
+use crate::transaction::TxOp;
 use ferromq_protocol::native::{
     Attach, DeliveryState, Detach, Disposition, ErrorCondition, ErrorInfo, Flow, Frame,
     Reassembler, Role, SettleMode, Transfer,

@@ -104,14 +104,17 @@ impl Address {
 
 /// Whether a canonical name has a `*` or `>` element.
 pub fn is_wildcard(name: &str) -> bool {
-    name.rsplit('/').next().is_some_and(|path| path.split('.').any(|e| e == "*" || e == ">"))
+    name.rsplit('/')
+        .next()
+        .is_some_and(|path| path.split('.').any(|e| e == "*" || e == ">"))
 }
 
 /// ActiveMQ wildcard matching on the `.`-separated part after the prefix:
 /// `*` matches exactly one element, `>` one or more trailing elements.
 /// Both names must have the same prefix (`/topic/`, ...).
 pub fn wildcard_matches(pattern: &str, name: &str) -> bool {
-    let (Some((pp, pattern)), Some((np, name))) = (pattern.rsplit_once('/'), name.rsplit_once('/')) else {
+    let (Some((pp, pattern)), Some((np, name))) = (pattern.rsplit_once('/'), name.rsplit_once('/'))
+    else {
         return false;
     };
     if pp != np {
@@ -156,12 +159,30 @@ mod tests {
 
     #[test]
     fn wildcards_match_like_activemq() {
-        assert!(wildcard_matches("/topic/PRICE.STOCK.>", "/topic/PRICE.STOCK.NASDAQ.ORCL"));
-        assert!(wildcard_matches("/topic/PRICE.STOCK.>", "/topic/PRICE.STOCK.NYSE"));
-        assert!(!wildcard_matches("/topic/PRICE.STOCK.>", "/topic/PRICE.STOCK"));
-        assert!(wildcard_matches("/topic/PRICE.*.NYSE", "/topic/PRICE.STOCK.NYSE"));
-        assert!(!wildcard_matches("/topic/PRICE.*.NYSE", "/topic/PRICE.STOCK.NASDAQ"));
-        assert!(!wildcard_matches("/topic/PRICE.*", "/topic/PRICE.STOCK.NYSE"));
+        assert!(wildcard_matches(
+            "/topic/PRICE.STOCK.>",
+            "/topic/PRICE.STOCK.NASDAQ.ORCL"
+        ));
+        assert!(wildcard_matches(
+            "/topic/PRICE.STOCK.>",
+            "/topic/PRICE.STOCK.NYSE"
+        ));
+        assert!(!wildcard_matches(
+            "/topic/PRICE.STOCK.>",
+            "/topic/PRICE.STOCK"
+        ));
+        assert!(wildcard_matches(
+            "/topic/PRICE.*.NYSE",
+            "/topic/PRICE.STOCK.NYSE"
+        ));
+        assert!(!wildcard_matches(
+            "/topic/PRICE.*.NYSE",
+            "/topic/PRICE.STOCK.NASDAQ"
+        ));
+        assert!(!wildcard_matches(
+            "/topic/PRICE.*",
+            "/topic/PRICE.STOCK.NYSE"
+        ));
         assert!(!wildcard_matches("/topic/a.>", "/queue/a.b"));
         assert!(is_wildcard("/topic/a.*") && is_wildcard("/topic/>") && !is_wildcard("/topic/a*b"));
     }

@@ -27,7 +27,9 @@ impl DeathCause {
     /// The text of the `dlq-reason` header.
     pub fn describe(self) -> String {
         match self {
-            DeathCause::TooManyRedeliveries(n) => format!("delivery failed {n} times (max redeliveries exceeded)"),
+            DeathCause::TooManyRedeliveries(n) => {
+                format!("delivery failed {n} times (max redeliveries exceeded)")
+            }
             DeathCause::Rejected => "rejected by a consumer (NACK)".into(),
             DeathCause::Expired => "expired before delivery".into(),
         }
@@ -96,7 +98,10 @@ impl DeadLetterPolicy {
         if self.redelivery_delay == 0 || n == 0 {
             return 0;
         }
-        let factor = self.redelivery_backoff.max(1.0).powi(n.saturating_sub(1).min(64) as i32);
+        let factor = self
+            .redelivery_backoff
+            .max(1.0)
+            .powi(n.saturating_sub(1).min(64) as i32);
         ((self.redelivery_delay as f64) * factor).min(3_600_000.0) as u64
     }
 

@@ -76,7 +76,12 @@ impl Definition {
     /// absent.
     pub fn encode(&self) -> bytes::Bytes {
         let mut out = vec![DEFINITION_VERSION];
-        for field in [&self.client_id, &self.name, &self.topic, self.selector.as_ref().unwrap_or(&String::new())] {
+        for field in [
+            &self.client_id,
+            &self.name,
+            &self.topic,
+            self.selector.as_ref().unwrap_or(&String::new()),
+        ] {
             out.extend_from_slice(&(field.len() as u32).to_be_bytes());
             out.extend_from_slice(field.as_bytes());
         }
@@ -133,7 +138,10 @@ mod tests {
             selector: Some("x = 'y'".into()),
         };
         assert_eq!(Definition::decode(&d.encode()), Some(d.clone()));
-        let plain = Definition { selector: None, ..d };
+        let plain = Definition {
+            selector: None,
+            ..d
+        };
         assert_eq!(Definition::decode(&plain.encode()), Some(plain));
         assert_eq!(Definition::decode(b"\x01\x00\x00"), None);
         assert_eq!(Definition::decode(b"\x09"), None);

@@ -59,7 +59,9 @@ impl Message {
 
     /// Whether this message closes its group (`JMSXGroupSeq` of -1).
     pub fn closes_group(&self) -> bool {
-        self.headers.get("JMSXGroupSeq").is_some_and(|s| s.trim() == "-1")
+        self.headers
+            .get("JMSXGroupSeq")
+            .is_some_and(|s| s.trim() == "-1")
     }
 }
 
@@ -71,7 +73,11 @@ impl PropertySource for Message {
             "JMSPriority" => Some(Value::Long(i64::from(self.priority))),
             "JMSTimestamp" => Some(Value::Long(self.timestamp as i64)),
             "JMSExpiration" => Some(Value::Long(self.expires as i64)),
-            "JMSDeliveryMode" => Some(Value::Str(if self.persistent { "PERSISTENT" } else { "NON_PERSISTENT" })),
+            "JMSDeliveryMode" => Some(Value::Str(if self.persistent {
+                "PERSISTENT"
+            } else {
+                "NON_PERSISTENT"
+            })),
             "JMSCorrelationID" => self.headers.get("correlation-id").map(Value::Str),
             "JMSType" => self.headers.get("type").map(Value::Str),
             "JMSReplyTo" => self.headers.get("reply-to").map(Value::Str),

@@ -11,8 +11,8 @@
 
 pub mod address;
 pub mod dead_letter;
-pub mod durable;
 pub mod destination;
+pub mod durable;
 pub mod message;
 pub mod pending;
 pub mod scheduler;
@@ -27,14 +27,14 @@ pub use subscription::{
 };
 
 use crate::store::{Commit, LogEntry, Store};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use dead_letter::{DeadLetter, Outcast};
 use scheduler::{Schedule, Scheduled};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::mpsc;
 use subscription::SubscriptionState;
 use thiserror::Error;
+use tokio::sync::mpsc;
 
 /// Router settings, taken from the `[destinations]` and `[limits]` config.
 #[derive(Debug, Clone)]
@@ -195,7 +195,10 @@ impl Router {
         map.insert(address.name.clone(), d.clone());
         if address.is_wildcard() {
             // Lock order: the destination map, then the wildcard list.
-            self.wildcards.write().unwrap_or_else(|e| e.into_inner()).push(d.clone());
+            self.wildcards
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(d.clone());
             self.has_wildcards.store(true, Ordering::Release);
         }
         Ok(d)
@@ -216,7 +219,9 @@ impl Router {
             if key.starts_with("durable/") {
                 match durable::Definition::decode(value) {
                     Some(definition) => self.restore_durable(definition)?,
-                    None => tracing::warn!(%key, "unreadable durable subscription definition skipped"),
+                    None => {
+                        tracing::warn!(%key, "unreadable durable subscription definition skipped")
+                    }
                 }
             }
         }
@@ -282,14 +287,23 @@ impl Router {
             // Refused (store full or closed): the message never existed.
             return commit;
         }
-        if destination.kind() == DestinationKind::Topic && self.has_wildcards.load(Ordering::Acquire) {
-            for w in self.wildcards.read().unwrap_or_else(|e| e.into_inner()).iter() {
+        if destination.kind() == DestinationKind::Topic
+            && self.has_wildcards.load(Ordering::Acquire)
+        {
+            for w in self
+                .wildcards
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
                 if address::wildcard_matches(w.name(), destination.name()) {
                     w.publish(message.clone());
                 }
             }
         }
-        let commit = if destination.kind() == DestinationKind::Topic && self.has_durables.load(Ordering::Acquire) {
+        let commit = if destination.kind() == DestinationKind::Topic
+            && self.has_durables.load(Ordering::Acquire)
+        {
             self.publish_to_durables(destination.name(), &message)
         } else {
             commit
@@ -307,7 +321,9 @@ impl Router {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .filter(|d| d.follows(topic) && d.selector.as_ref().is_none_or(|s| s.matches(&**message)))
+            .filter(|d| {
+                d.follows(topic) && d.selector.as_ref().is_none_or(|s| s.matches(&**message))
+            })
             .map(|d| d.queue.clone())
             .collect();
         if targets.is_empty() {
@@ -378,7 +394,9 @@ impl Router {
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .filter(|d| d.follows(destination.name()))
-            .filter(|d| d.queue.waiting_len() >= self.config.durable_limit || d.queue.is_over_limit())
+            .filter(|d| {
+                d.queue.waiting_len() >= self.config.durable_limit || d.queue.is_over_limit()
+            })
             .map(|d| d.queue.clone())
             .collect();
         for queue in full {
@@ -400,7 +418,8 @@ impl Router {
         {
             let durables = self.durables.read().unwrap_or_else(|e| e.into_inner());
             if let Some(d) = durables.get(&address.name) {
-                let same_selector = d.selector.as_ref().map(|s| s.text()) == selector.as_ref().map(|s| s.text());
+                let same_selector =
+                    d.selector.as_ref().map(|s| s.text()) == selector.as_ref().map(|s| s.text());
                 if *d.topic == *topic.name && same_selector {
                     return Ok(d.queue.clone());
                 }
@@ -457,7 +476,8 @@ impl Router {
         let topic = Address::parse(&definition.topic, 0)?;
         let selector = match &definition.selector {
             Some(text) => Some(Arc::new(
-                crate::selector::Selector::parse(text).map_err(|e| RouterError::Scheduling(e.to_string()))?,
+                crate::selector::Selector::parse(text)
+                    .map_err(|e| RouterError::Scheduling(e.to_string()))?,
             )),
             None => None,
         };
@@ -500,14 +520,23 @@ impl Router {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&address.name);
-        let dropped: Vec<Arc<Message>> = d.queue.drain_waiting().into_iter().map(|(m, _)| m).collect();
+        let dropped: Vec<Arc<Message>> = d
+            .queue
+            .drain_waiting()
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
         drop(self.log_acks(&d.queue, &dropped));
         true
     }
 
     /// Sends a message: scheduled when it carries scheduling headers, else
     /// published at once. See [`Router::publish`] for the durability rule.
-    pub fn send(&self, destination: &Arc<Destination>, message: Message) -> Result<Commit, RouterError> {
+    pub fn send(
+        &self,
+        destination: &Arc<Destination>,
+        message: Message,
+    ) -> Result<Commit, RouterError> {
         let Some(schedule) = Schedule::of(&message).map_err(RouterError::Scheduling)? else {
             return Ok(self.publish(destination, message));
         };
@@ -545,7 +574,8 @@ impl Router {
             };
             let wait = next.map(|t| t.saturating_sub(now_ms())).unwrap_or(60_000);
             let changed = scheduler.changed();
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(wait.max(1)), changed).await;
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(wait.max(1)), changed).await;
         }
     }
 
@@ -557,7 +587,11 @@ impl Router {
         let entry = Scheduled {
             template: message.clone(),
             destination: destination.clone(),
-            schedule: Schedule { delay: 0, period: 0, repeat: 0 },
+            schedule: Schedule {
+                delay: 0,
+                period: 0,
+                repeat: 0,
+            },
             fired: 0,
             returning: Some((redeliveries, now_ms().saturating_add(wait))),
         };
@@ -569,7 +603,9 @@ impl Router {
 
     fn fire(&self, mut entry: Scheduled) {
         if let Some((redeliveries, _)) = entry.returning {
-            entry.destination.return_delayed(entry.template, redeliveries);
+            entry
+                .destination
+                .return_delayed(entry.template, redeliveries);
             return;
         }
         let copy = scheduler::fire(&entry.template, self.next_seq());
@@ -615,7 +651,9 @@ impl Router {
 
     /// Whether `message` sent to `destination` goes to the store.
     fn stores(&self, destination: &Destination, message: &Message) -> bool {
-        message.persistent && destination.kind() == DestinationKind::Queue && !destination.address.is_temporary()
+        message.persistent
+            && destination.kind() == DestinationKind::Queue
+            && !destination.address.is_temporary()
     }
 
     /// Adds a subscription. Messages may be delivered to `sink` before this
@@ -790,7 +828,11 @@ impl Router {
     /// Moves dead letters to their DLQ and out of the store, until the
     /// router is dropped. Spawn once at start.
     pub async fn run_dead_letters(self: Arc<Self>) {
-        let rx = self.dead_letter_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let rx = self
+            .dead_letter_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let Some(mut rx) = rx else { return };
         // Hold only a weak reference while waiting, so the router can go.
         let weak = Arc::downgrade(&self);
@@ -830,7 +872,9 @@ impl Router {
                     body: m.body.clone(),
                 });
                 if copy.persistent {
-                    entries.push(LogEntry::Enqueue { message: copy.clone() });
+                    entries.push(LogEntry::Enqueue {
+                        message: copy.clone(),
+                    });
                 }
                 dlq.publish(copy);
             }

@@ -44,7 +44,9 @@ impl Schedule {
     pub fn of(message: &Message) -> Result<Option<Schedule>, String> {
         let h = &message.headers;
         if h.contains(CRON) {
-            return Err(format!("{CRON} is not supported: use {DELAY}, {PERIOD} and {REPEAT}"));
+            return Err(format!(
+                "{CRON} is not supported: use {DELAY}, {PERIOD} and {REPEAT}"
+            ));
         }
         if !h.contains(DELAY) && !h.contains(PERIOD) && !h.contains(REPEAT) {
             return Ok(None);
@@ -52,10 +54,9 @@ impl Schedule {
         let num = |name: &str| -> Result<u64, String> {
             match h.get(name) {
                 None => Ok(0),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| format!("invalid {name} '{v}': expected a number of milliseconds")),
+                Some(v) => v.trim().parse::<u64>().map_err(|_| {
+                    format!("invalid {name} '{v}': expected a number of milliseconds")
+                }),
             }
         };
         let repeat = num(REPEAT)?;
@@ -122,7 +123,9 @@ impl Scheduler {
         };
         let mut st = self.lock();
         if st.waiting.len() >= MAX_SCHEDULED {
-            return Err(format!("the scheduler holds its limit of {MAX_SCHEDULED} messages"));
+            return Err(format!(
+                "the scheduler holds its limit of {MAX_SCHEDULED} messages"
+            ));
         }
         st.due.push(Reverse((due, entry.template.seq)));
         st.waiting.insert(entry.template.seq, entry);
@@ -200,8 +203,17 @@ mod tests {
     #[test]
     fn reads_schedules_and_refuses_bad_ones() {
         assert_eq!(Schedule::of(&message(&[])), Ok(None));
-        let s = Schedule::of(&message(&[(DELAY, "500"), (PERIOD, "100"), (REPEAT, "2")])).unwrap().unwrap();
-        assert_eq!(s, Schedule { delay: 500, period: 100, repeat: 2 });
+        let s = Schedule::of(&message(&[(DELAY, "500"), (PERIOD, "100"), (REPEAT, "2")]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s,
+            Schedule {
+                delay: 500,
+                period: 100,
+                repeat: 2
+            }
+        );
         assert_eq!((s.due(1000, 0), s.due(1000, 2)), (1500, 1700));
         assert!(Schedule::of(&message(&[(DELAY, "soon")])).is_err());
         assert!(Schedule::of(&message(&[(REPEAT, "3")])).is_err());

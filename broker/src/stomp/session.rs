@@ -4,7 +4,6 @@
 //! open transactions.
 
 use super::outbox::{Outbox, Outgoing};
-use crate::transaction::{Transaction, TxOp};
 use crate::router::scheduler::Schedule;
 use crate::router::{
     now_ms, AckMode, Address, ConnectionId, Consumer, Destination, Message, Router, RouterError,
@@ -13,6 +12,7 @@ use crate::router::{
 use crate::router::{DestinationKind, SubscribeOptions};
 use crate::selector::Selector;
 use crate::store::Commit;
+use crate::transaction::{Transaction, TxOp};
 use ferromq_protocol::stomp::{Command, Frame, Version};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -142,7 +142,9 @@ impl Writer {
         // subscription receives from several); a temporary destination shows
         // its owner the name it used.
         let shown = match (&dest.owner_name, dest.temp_owner) {
-            (Some(own), Some(owner)) if owner == c.connection && *m.destination == *dest.name => own,
+            (Some(own), Some(owner)) if owner == c.connection && *m.destination == *dest.name => {
+                own
+            }
             // A durable subscription's queue shows the topic it follows.
             (Some(topic), None) if *m.destination == *dest.name => topic,
             _ => &m.destination,
