@@ -190,8 +190,10 @@ pub struct AdminConfig {
     /// Listen address; `""` disables the endpoint.
     #[serde(with = "empty_as_none")]
     pub listen: Option<String>,
-    /// Must be `true` to listen on anything but a loopback address: the
-    /// endpoint has no authentication of its own.
+    /// Must be `true` to listen on anything but a loopback address. With
+    /// users configured the endpoint asks for HTTP Basic credentials of a
+    /// user in group `admins` (`/healthz` stays open); without users it is
+    /// open to anyone who can reach it, so exposing it is a deliberate choice.
     pub allow_remote: bool,
 }
 

@@ -178,8 +178,8 @@ fn admin(
             addr.ip().is_loopback() || admin.allow_remote,
             "admin.listen",
             format!(
-                "{addr} is not a loopback address and the admin endpoint has no authentication: \
-                 set admin.allow_remote = true to expose it anyway"
+                "{addr} is not a loopback address: set admin.allow_remote = true to expose the \
+                 admin endpoint off this machine (with users configured it requires an `admins` login)"
             ),
         )?;
     }
