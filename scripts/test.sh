@@ -38,5 +38,8 @@ if [ -x bench-client/tests/html-in-chromium.sh ]; then
   bench-client/tests/html-in-chromium.sh
 fi
 
+step "systemd unit verifies"
+config/tests/systemd-verify.sh
+
 step "fuzz targets build"
 cargo build --quiet --manifest-path protocol/fuzz/Cargo.toml --locked
