@@ -128,3 +128,26 @@ fn redelivery_waits_for_the_delay_with_backoff() {
     );
     assert_eq!(&third.body[..], b"retry me");
 }
+
+#[test]
+fn persistent_dead_letters_survive_a_crash() {
+    let mut broker = Broker::start_with(Some("[destinations]\nnack = \"dead-letter\"\n"), &[]);
+    let mut c = broker.client();
+    c.send_message("/queue/fragile", "keep me dead", &[("persistent", "true")]);
+    c.subscribe("f", "/queue/fragile", "client-individual");
+    let m = c.recv_command(Command::Message);
+    let id = m.get("ack").unwrap().to_string();
+    c.send(Frame::new(Command::Nack).header("id", &id).header("receipt", "n"));
+    assert_eq!(c.recv_command(Command::Receipt).get("receipt-id"), Some("n"));
+    // The dead-letter task moves it asynchronously: wait until the DLQ has it.
+    std::thread::sleep(Duration::from_millis(300));
+    broker.kill9();
+    let broker = broker.restart();
+    let mut c = broker.client();
+    c.subscribe("d", "/queue/ActiveMQ.DLQ", "auto");
+    let dead = c.recv_command(Command::Message);
+    assert_eq!(&dead.body[..], b"keep me dead");
+    assert_eq!(dead.get("original-destination"), Some("/queue/fragile"));
+    c.subscribe("f2", "/queue/fragile", "auto");
+    c.expect_silence(Duration::from_millis(300));
+}
