@@ -120,6 +120,19 @@ impl<T: OutboxItem> Outbox<T> {
         self.ready.notify_one();
     }
 
+    /// After [`Outbox::close_with`]: waits for the writer task to finish
+    /// what it is writing (and so to settle the auto-acknowledged deliveries
+    /// that reached the socket), at most `limit`, then stops it. A
+    /// connection returns its unacknowledged messages only after this, so a
+    /// message written before the close is not redelivered as if it had never
+    /// been sent; a client that stopped reading cannot hold the cleanup up.
+    pub async fn finish_writer(writer: tokio::task::JoinHandle<()>, limit: std::time::Duration) {
+        let abort = writer.abort_handle();
+        if tokio::time::timeout(limit, writer).await.is_err() {
+            abort.abort();
+        }
+    }
+
     /// Once closed, queued deliveries are not written: the connection has
     /// already returned them (and every unacknowledged message) to their
     /// queues.

@@ -268,3 +268,33 @@ fn ack_without_id_is_an_error() {
     let e = expect_ack_error(&mut c, Frame::new(Command::Ack));
     assert!(e.get("message").unwrap().contains("id"), "{e:?}");
 }
+
+/// Auto-acknowledged messages count as consumed once written: a consumer
+/// that read some and left, followed by a graceful restart, never sees them
+/// again (the close waits for the writer to settle what it wrote).
+#[test]
+fn auto_acked_messages_written_before_a_close_stay_consumed_across_restart() {
+    let mut broker = Broker::start();
+    let mut p = broker.client();
+    for i in 0..10 {
+        p.send_message("/queue/auto-g", &format!("g{i}"), &[("persistent", "true")]);
+    }
+    let mut c = broker.client();
+    c.subscribe("s", "/queue/auto-g", "auto");
+    let seen: Vec<String> = (0..5)
+        .map(|_| String::from_utf8_lossy(&c.recv_command(Command::Message).body).into_owned())
+        .collect();
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(broker.terminate().success());
+    let broker = broker.restart();
+    let mut c = broker.client();
+    c.subscribe("s", "/queue/auto-g", "auto");
+    while let Some(f) = c.recv_within(std::time::Duration::from_millis(500)) {
+        let body = String::from_utf8_lossy(&f.body).into_owned();
+        assert!(
+            !seen.contains(&body),
+            "{body} was consumed before the restart but came back"
+        );
+    }
+}

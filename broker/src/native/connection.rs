@@ -144,11 +144,12 @@ pub async fn serve<R, W>(
             ))));
         }
     }
-    // Close the outbox first so deliveries still queued are not written,
-    // then return them (and every unsettled one) to their queues.
+    // Close the outbox so deliveries still queued are not written, let the
+    // writer finish (settling what it wrote), then return everything not
+    // settled to its queue.
     outbox.close_with(None);
+    Outbox::finish_writer(writer, crate::stomp::connection::WRITER_DRAIN).await;
     conn.close();
-    let _ = writer.await;
 }
 
 /// Reads the client's preamble and answers it. `false`: the connection must

@@ -149,12 +149,16 @@ pub async fn serve<R, W>(
             outbox.push(Outgoing::Frame(e.to_frame()));
         }
     }
-    // Close the outbox first so deliveries still queued are not written,
-    // then return them (and every unacked message) to their queues.
+    // Close the outbox so deliveries still queued are not written, let the
+    // writer finish (settling what it wrote), then return everything not
+    // acknowledged to its queue.
     outbox.close_with(None);
+    Outbox::finish_writer(writer, WRITER_DRAIN).await;
     session.close();
-    let _ = writer.await;
 }
+
+/// How long a closing connection waits for its writer to finish.
+pub const WRITER_DRAIN: Duration = Duration::from_secs(2);
 
 /// How long to wait for the next bytes, given the time since the accept and
 /// the age of the frame in progress (if one is).
