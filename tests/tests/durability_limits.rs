@@ -90,7 +90,9 @@ fn over_the_disk_limit_sends_get_an_error_and_consumers_free_space() {
     // The refused message was not delivered either: a consumer gets exactly
     // the stored ones, and acknowledging them makes room again.
     let mut c = broker.client();
-    // Prefetch 1: each ACK's receipt is the next frame, no MESSAGE between.
+    // Prefetch 1; an ACK frees credit, so the next MESSAGE may arrive
+    // before that ACK's RECEIPT (which waits for the disk): take both kinds
+    // in any order.
     c.send(
         Frame::new(Command::Subscribe)
             .header("id", "s")
@@ -98,18 +100,23 @@ fn over_the_disk_limit_sends_get_an_error_and_consumers_free_space() {
             .header("ack", "client-individual")
             .header("activemq.prefetchSize", "1"),
     );
-    for i in 0..stored {
-        let m = c.recv_command(Command::Message);
-        c.send(
-            Frame::new(Command::Ack)
-                .header("id", m.get("ack").unwrap())
-                .header("receipt", &format!("a{i}")),
-        );
-        assert_eq!(
-            c.recv_command(Command::Receipt).get("receipt-id"),
-            Some(format!("a{i}").as_str())
-        );
+    let (mut messages, mut receipts) = (0, 0);
+    while receipts < stored {
+        let f = c.recv();
+        match f.command {
+            Command::Message => {
+                c.send(
+                    Frame::new(Command::Ack)
+                        .header("id", f.get("ack").unwrap())
+                        .header("receipt", &format!("a{messages}")),
+                );
+                messages += 1;
+            }
+            Command::Receipt => receipts += 1,
+            _ => panic!("unexpected {f:?}"),
+        }
     }
+    assert_eq!(messages, stored);
     c.expect_silence(Duration::from_millis(300));
     let mut p2 = broker.client();
     p2.send_message("/queue/full", &body, &[("persistent", "true")]);

@@ -35,15 +35,27 @@ fn bodies(frames: &[Frame]) -> Vec<String> {
         .collect()
 }
 
-/// ACKs a 1.2 delivery and waits for the receipt.
-fn ack(c: &mut Client, m: &Frame, receipt: &str) {
+/// ACKs a 1.2 delivery and waits for the receipt. The ACK frees credit, so
+/// MESSAGEs may arrive before the receipt (which waits for the disk): they
+/// are returned.
+fn ack(c: &mut Client, m: &Frame, receipt: &str) -> Vec<Frame> {
     c.send(
         Frame::new(Command::Ack)
             .header("id", m.get("ack").expect("ack header"))
             .header("receipt", receipt),
     );
-    let r = c.recv_command(Command::Receipt);
-    assert_eq!(r.get("receipt-id"), Some(receipt));
+    let mut messages = Vec::new();
+    loop {
+        let f = c.recv();
+        match f.command {
+            Command::Receipt => {
+                assert_eq!(f.get("receipt-id"), Some(receipt));
+                return messages;
+            }
+            Command::Message => messages.push(f),
+            _ => panic!("unexpected {f:?}"),
+        }
+    }
 }
 
 #[test]
@@ -107,8 +119,10 @@ fn delivered_messages_come_back_redelivered_and_acked_ones_never() {
     assert_eq!(bodies(&first), ["m0", "m1"]);
     // m1 is acknowledged (durably: the receipt waits for the disk); m0 is
     // delivered but not acknowledged; m2 and m3 were never delivered.
-    ack(&mut c, &first[1], "a1");
-    let next = receive(&mut c, 1);
+    let mut next = ack(&mut c, &first[1], "a1");
+    if next.is_empty() {
+        next = receive(&mut c, 1);
+    }
     assert_eq!(bodies(&next), ["m2"]);
     broker.kill9();
     let broker = broker.restart();
