@@ -137,8 +137,15 @@ fn persistent_dead_letters_survive_a_crash() {
     c.subscribe("f", "/queue/fragile", "client-individual");
     let m = c.recv_command(Command::Message);
     let id = m.get("ack").unwrap().to_string();
-    c.send(Frame::new(Command::Nack).header("id", &id).header("receipt", "n"));
-    assert_eq!(c.recv_command(Command::Receipt).get("receipt-id"), Some("n"));
+    c.send(
+        Frame::new(Command::Nack)
+            .header("id", &id)
+            .header("receipt", "n"),
+    );
+    assert_eq!(
+        c.recv_command(Command::Receipt).get("receipt-id"),
+        Some("n")
+    );
     // The dead-letter task moves it asynchronously: wait until the DLQ has it.
     std::thread::sleep(Duration::from_millis(300));
     broker.kill9();
