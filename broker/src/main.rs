@@ -107,7 +107,9 @@ fn load(cli: &Cli) -> Result<Config, ferromq_config::ConfigError> {
 
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        // sled reports a damaged file by logging the file's raw contents at
+        // ERROR; the store already says what is wrong in one line.
+        .or_else(|_| EnvFilter::try_new(format!("{},sled=off", config.log.level)))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
