@@ -42,6 +42,17 @@ fn durable_subscribe(
     );
 }
 
+/// DISCONNECT with a receipt: once it arrives the broker has ended the
+/// subscriptions, so a message published next is kept for the durable
+/// subscription instead of going to this departing (auto-ack) consumer.
+fn leave(mut c: Client) {
+    c.send(Frame::new(Command::Disconnect).header("receipt", "bye"));
+    assert_eq!(
+        c.recv_command(Command::Receipt).get("receipt-id"),
+        Some("bye")
+    );
+}
+
 fn body(c: &mut Client) -> String {
     String::from_utf8(c.recv_command(Command::Message).body.to_vec()).unwrap()
 }
@@ -55,7 +66,7 @@ fn messages_published_while_away_are_delivered_on_return() {
         let broker = Broker::start();
         let mut c = connect(&broker, Some("app-1"));
         durable_subscribe(&mut c, "d", "/topic/news", dialect, &[]);
-        drop(c);
+        leave(c);
         let mut p = broker.client();
         p.send_message("/topic/news", "while away 1", &[]);
         p.send_message("/topic/news", "while away 2", &[]);
@@ -79,7 +90,7 @@ fn rabbitmq_durable_true_form_needs_no_client_id() {
         ("durable", "true"),
         &[("ack", "client-individual")],
     );
-    drop(c);
+    leave(c);
     broker.client().send_message("/topic/r", "kept", &[]);
     let mut c = connect(&broker, None);
     durable_subscribe(&mut c, "my-sub", "/topic/r", ("durable", "true"), &[]);
@@ -107,7 +118,7 @@ fn unsubscribe_with_the_name_deletes_the_subscription() {
         c.recv_command(Command::Receipt).get("receipt-id"),
         Some("u")
     );
-    drop(c);
+    leave(c);
     broker
         .client()
         .send_message("/topic/t", "nobody keeps this", &[]);
@@ -133,7 +144,7 @@ fn durable_subscription_with_selector_keeps_only_matching_messages() {
         ("activemq.subscriptionName", "s"),
         &[("selector", "kind = 'keep'")],
     );
-    drop(c);
+    leave(c);
     let mut p = broker.client();
     p.send_message("/topic/sel", "drop me", &[("kind", "drop")]);
     p.send_message("/topic/sel", "keep me", &[("kind", "keep")]);
@@ -201,7 +212,7 @@ fn persistent_backlog_survives_a_crash() {
         ("activemq.subscriptionName", "s"),
         &[],
     );
-    drop(c);
+    leave(c);
     let mut p = broker.client();
     p.send_message("/topic/crash", "persisted", &[("persistent", "true")]);
     p.send_message("/topic/crash", "transient", &[]);
@@ -232,7 +243,7 @@ fn subscription_itself_survives_a_restart() {
         ("activemq.subscriptionName", "s"),
         &[("selector", "n > 1")],
     );
-    drop(c);
+    leave(c);
     broker.terminate();
     let broker = broker.restart();
     // Published after the restart, while the subscriber is still away.
@@ -267,7 +278,7 @@ fn full_subscription_drops_its_oldest_under_drop_oldest() {
         ("activemq.subscriptionName", "s"),
         &[],
     );
-    drop(c);
+    leave(c);
     let mut p = broker.client();
     for body in ["m1", "m2", "m3"] {
         p.send_message("/topic/full", body, &[]);
@@ -299,7 +310,7 @@ fn full_subscription_blocks_producers_under_block() {
         ("activemq.subscriptionName", "s"),
         &[],
     );
-    drop(c);
+    leave(c);
     let mut p = broker.client();
     p.send_message("/topic/block", "m1", &[]);
     p.send_message("/topic/block", "m2", &[]);

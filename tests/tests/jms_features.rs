@@ -205,8 +205,11 @@ fn exclusive_consumer_gets_everything_while_it_lives() {
     }
     assert_eq!(bodies(&mut excl, 4), ["m0", "m1", "m2", "m3"]);
     plain.expect_silence(Duration::from_millis(200));
-    drop(excl);
-    std::thread::sleep(Duration::from_millis(100));
+    excl.send(Frame::new(Command::Disconnect).header("receipt", "bye"));
+    assert_eq!(
+        excl.recv_command(Command::Receipt).get("receipt-id"),
+        Some("bye")
+    );
     p.send_message("/queue/excl", "after", &[]);
     assert_eq!(bodies(&mut plain, 1), ["after"]);
 }

@@ -225,6 +225,10 @@ impl Session {
             Command::Commit => self.commit(&frame),
             Command::Abort => self.abort(&frame),
             Command::Disconnect => {
+                // Everything ends before the receipt: once the client has it,
+                // no message is consumed on its behalf any more (auto-ack
+                // deliveries still queued go back to their queues).
+                self.close();
                 self.receipt(&frame, Vec::new());
                 Ok(Flow::Disconnect)
             }
