@@ -233,97 +233,68 @@ async fn serve_socket(
     match (kind, tls) {
         (ListenerKind::Stomp, _) => {
             let (r, w) = socket.into_split();
-            stomp::serve(
-                r,
-                w,
-                peer_text,
-                None,
-                ctx.stomp.clone(),
-                ctx.router.clone(),
-                ctx.shutdown.clone(),
-            )
-            .await;
+            let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
+            stomp::serve(r, w, peer_text, None, ctx.stomp.clone(), router, shutdown).await;
         }
-        (ListenerKind::StompTls, Some(acceptor)) => {
-            let handshake =
-                tokio::time::timeout(ctx.stomp.connect_timeout, acceptor.accept(socket)).await;
-            match handshake {
-                Ok(Ok(stream)) => {
-                    // rustls verified the chain against tls.client_ca.
-                    let certificate_user = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .and_then(|cert| crate::tls::common_name(cert))
-                        .map(Arc::from);
-                    let (r, w) = tokio::io::split(stream);
-                    stomp::serve(
-                        r,
-                        w,
-                        peer_text,
-                        certificate_user,
-                        ctx.stomp.clone(),
-                        ctx.router.clone(),
-                        ctx.shutdown.clone(),
-                    )
-                    .await;
-                }
-                Ok(Err(e)) => {
-                    info!(listener = kind.name(), peer = %peer_text, error = %e, "TLS handshake failed")
-                }
-                Err(_) => {
-                    info!(listener = kind.name(), peer = %peer_text, "TLS handshake timed out")
-                }
-            }
-        }
-        (ListenerKind::StompTls, None) => {}
         (ListenerKind::Native, _) => {
             let (r, w) = socket.into_split();
-            crate::native::serve(
-                r,
-                w,
-                peer_text,
-                None,
-                ctx.native.clone(),
-                ctx.router.clone(),
-                ctx.shutdown.clone(),
-            )
-            .await;
+            let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
+            crate::native::serve(r, w, peer_text, None, ctx.native.clone(), router, shutdown).await;
         }
-        (ListenerKind::NativeTls, Some(acceptor)) => {
-            let handshake =
-                tokio::time::timeout(ctx.native.connect_timeout, acceptor.accept(socket)).await;
-            match handshake {
-                Ok(Ok(stream)) => {
-                    let certificate_user = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .and_then(|cert| crate::tls::common_name(cert))
-                        .map(Arc::from);
-                    let (r, w) = tokio::io::split(stream);
-                    crate::native::serve(
-                        r,
-                        w,
-                        peer_text,
-                        certificate_user,
-                        ctx.native.clone(),
-                        ctx.router.clone(),
-                        ctx.shutdown.clone(),
-                    )
-                    .await;
-                }
-                Ok(Err(e)) => {
-                    info!(listener = kind.name(), peer = %peer_text, error = %e, "TLS handshake failed")
-                }
-                Err(_) => {
-                    info!(listener = kind.name(), peer = %peer_text, "TLS handshake timed out")
-                }
+        (ListenerKind::StompTls, Some(acceptor)) => {
+            let timeout = ctx.stomp.connect_timeout;
+            if let Some((stream, user)) =
+                handshake(&acceptor, socket, timeout, kind, &peer_text).await
+            {
+                let (r, w) = tokio::io::split(stream);
+                let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
+                stomp::serve(r, w, peer_text, user, ctx.stomp.clone(), router, shutdown).await;
             }
         }
-        (ListenerKind::NativeTls, None) => {}
+        (ListenerKind::NativeTls, Some(acceptor)) => {
+            let timeout = ctx.native.connect_timeout;
+            if let Some((stream, user)) =
+                handshake(&acceptor, socket, timeout, kind, &peer_text).await
+            {
+                let (r, w) = tokio::io::split(stream);
+                let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
+                crate::native::serve(r, w, peer_text, user, ctx.native.clone(), router, shutdown)
+                    .await;
+            }
+        }
+        (ListenerKind::StompTls | ListenerKind::NativeTls, None) => {}
+    }
+}
+
+/// The TLS handshake of an accepted socket, bounded by `timeout`, and the
+/// user its client certificate names (rustls has verified the chain against
+/// `tls.client_ca`), if any. Failures are logged and yield `None`.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    socket: TcpStream,
+    timeout: Duration,
+    kind: ListenerKind,
+    peer: &str,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Option<Arc<str>>)> {
+    match tokio::time::timeout(timeout, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => {
+            let user = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|cert| crate::tls::common_name(cert))
+                .map(Arc::from);
+            Some((stream, user))
+        }
+        Ok(Err(e)) => {
+            info!(listener = kind.name(), %peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            info!(listener = kind.name(), %peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 

@@ -795,6 +795,24 @@ impl Router {
         consumer.destination.unhold(consumer.id, seqs);
     }
 
+    /// [`Router::settle_written`] for a writer's batch of `(consumer, seq)`
+    /// pairs in write order, one call per run of the same consumer; empties
+    /// the batch.
+    pub fn settle_all_written(&self, written: &mut Vec<(Arc<Consumer>, u64)>) {
+        let mut seqs = Vec::new();
+        let mut i = 0;
+        while i < written.len() {
+            let consumer = written[i].0.clone();
+            seqs.clear();
+            while i < written.len() && written[i].0.id == consumer.id {
+                seqs.push(written[i].1);
+                i += 1;
+            }
+            self.settle_written(&consumer, &seqs);
+        }
+        written.clear();
+    }
+
     /// Auto-ack deliveries that reached the socket.
     pub fn settle_written(&self, consumer: &Consumer, seqs: &[u64]) {
         let done = consumer.destination.settle_written(consumer.id, seqs);

@@ -210,20 +210,6 @@ impl Writer {
     /// Auto-ack messages count as consumed once written (not at dispatch,
     /// so a connection that dies before the write loses nothing).
     fn settle(&mut self) {
-        if self.written.is_empty() {
-            return;
-        }
-        let mut seqs = Vec::new();
-        let mut i = 0;
-        while i < self.written.len() {
-            let consumer = self.written[i].0.clone();
-            seqs.clear();
-            while i < self.written.len() && self.written[i].0.id == consumer.id {
-                seqs.push(self.written[i].1);
-                i += 1;
-            }
-            self.router.settle_written(&consumer, &seqs);
-        }
-        self.written.clear();
+        self.router.settle_all_written(&mut self.written);
     }
 }
