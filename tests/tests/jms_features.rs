@@ -231,3 +231,41 @@ fn browsing_shows_messages_without_consuming_them() {
     c.subscribe("c", "/queue/br", "auto");
     assert_eq!(bodies(&mut c, 2), ["one", "two"]);
 }
+
+#[test]
+fn closing_a_group_frees_it_for_another_consumer() {
+    let broker = Broker::start();
+    let mut a = broker.client();
+    // Three unacknowledged messages fill `a`'s prefetch.
+    subscribe_with(
+        &mut a,
+        "a",
+        "/queue/grp-close",
+        &[("ack", "client-individual"), ("activemq.prefetchSize", "3")],
+    );
+    let mut p = broker.client();
+    p.send_message("/queue/grp-close", "first", &[("JMSXGroupID", "g")]);
+    assert_eq!(&a.recv_command(Command::Message).body[..], b"first");
+    // A second consumer arrives; the group stays pinned to `a` ...
+    let mut b = broker.client();
+    subscribe_with(
+        &mut b,
+        "b",
+        "/queue/grp-close",
+        &[("ack", "client-individual")],
+    );
+    p.send_message("/queue/grp-close", "pinned", &[("JMSXGroupID", "g")]);
+    assert_eq!(&a.recv_command(Command::Message).body[..], b"pinned");
+    b.expect_silence(Duration::from_millis(200));
+    // ... until a message with JMSXGroupSeq -1 closes it.
+    p.send_message(
+        "/queue/grp-close",
+        "last",
+        &[("JMSXGroupID", "g"), ("JMSXGroupSeq", "-1")],
+    );
+    assert_eq!(&a.recv_command(Command::Message).body[..], b"last");
+    // `a` is full, and the group is free again: the next one goes to `b`
+    // (were the group still pinned to `a`, it would wait for `a`).
+    p.send_message("/queue/grp-close", "free", &[("JMSXGroupID", "g")]);
+    assert_eq!(&b.recv_command(Command::Message).body[..], b"free");
+}
