@@ -11,7 +11,13 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
+use tracing::debug;
+
+/// Flush the batch buffer once it grows past this, even mid-batch.
+const WRITE_CHUNK: usize = 256 * 1024;
 
 /// An item an outbox holds.
 pub trait OutboxItem {
@@ -139,4 +145,73 @@ impl<T: OutboxItem> Outbox<T> {
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }
+}
+
+/// A protocol's encoder for what its outbox holds, driven by
+/// [`write_from_outbox`]: it encodes into its own buffer and writes that
+/// buffer on `flush`.
+pub(crate) trait ItemEncoder<T> {
+    /// How long the connection may be silent before a heart-beat.
+    fn heartbeat_interval(&self) -> Option<Duration>;
+    /// Adds a heart-beat to the buffer.
+    fn encode_heartbeat(&mut self);
+    /// Bytes encoded and not yet written.
+    fn buffered(&self) -> usize;
+    /// Encodes one item (`closed`: deliveries are dropped, see
+    /// [`Outbox::is_closed`]); may flush first if it must wait on the store.
+    async fn encode<W: AsyncWrite + Unpin>(
+        &mut self,
+        item: T,
+        closed: bool,
+        socket: &mut W,
+    ) -> std::io::Result<()>;
+    /// Writes the buffer out and settles what it carried.
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()>;
+}
+
+/// The writer task of a connection: drains `outbox` in batches, encodes each
+/// batch into one buffer written with as few system calls as possible,
+/// heart-beats when idle, and ends when the outbox closes or the socket fails.
+pub(crate) async fn write_from_outbox<T, E, W>(
+    mut socket: W,
+    outbox: &Outbox<T>,
+    encoder: &mut E,
+    peer: &str,
+) where
+    T: OutboxItem,
+    E: ItemEncoder<T>,
+    W: AsyncWrite + Unpin,
+{
+    let mut batch = VecDeque::new();
+    while outbox.take(&mut batch).is_some() {
+        if batch.is_empty() {
+            let interval = encoder.heartbeat_interval();
+            let idle = async {
+                match interval {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = outbox.ready() => {}
+                _ = idle => encoder.encode_heartbeat(),
+            }
+        }
+        let closed = outbox.is_closed();
+        for item in batch.drain(..) {
+            let mut written = encoder.encode(item, closed, &mut socket).await;
+            if written.is_ok() && encoder.buffered() >= WRITE_CHUNK {
+                written = encoder.flush(&mut socket).await;
+            }
+            if let Err(e) = written {
+                debug!(%peer, error = %e, "write failed");
+                return;
+            }
+        }
+        if let Err(e) = encoder.flush(&mut socket).await {
+            debug!(%peer, error = %e, "write failed");
+            return;
+        }
+    }
+    let _ = socket.shutdown().await;
 }

@@ -9,6 +9,7 @@
 use super::book::{DeliveryBook, Unsettled};
 use super::convert;
 use super::outbox::{Outbox, Outgoing};
+use crate::outbox::ItemEncoder;
 use crate::router::{AckMode, Consumer, Delivery, Router};
 use crate::store::{Commit, StoreError};
 use bytes::BytesMut;
@@ -16,20 +17,17 @@ use ferromq_protocol::native::{
     split_transfer, Accepted, DeliveryState, Disposition, ErrorCondition, ErrorInfo, Frame,
     NativeCodec, Rejected, Role, Transfer,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tracing::debug;
 
-/// Flush the batch buffer once it grows past this, even mid-batch.
-const WRITE_CHUNK: usize = 256 * 1024;
-
 /// Writes everything the outbox yields to `socket` until the outbox closes
 /// or the socket fails.
 pub async fn run<W: AsyncWrite + Unpin>(
-    mut socket: W,
+    socket: W,
     outbox: Arc<Outbox>,
     router: Arc<Router>,
     book: Arc<DeliveryBook>,
@@ -45,42 +43,34 @@ pub async fn run<W: AsyncWrite + Unpin>(
         next_delivery: HashMap::new(),
         accepts: None,
     };
-    let mut batch = VecDeque::new();
-    loop {
-        if outbox.take(&mut batch).is_none() {
-            break;
-        }
-        if batch.is_empty() {
-            let idle = async {
-                match w.heartbeat {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = outbox.ready() => {}
-                _ = idle => w.encode_frame(&Frame::heartbeat()),
-            }
-        }
-        let closed = outbox.is_closed();
-        for item in batch.drain(..) {
-            if let Err(e) = w.encode(item, closed, &mut socket).await {
-                debug!(%peer, error = %e, "native write failed");
-                return;
-            }
-            if w.buf.len() >= WRITE_CHUNK {
-                if let Err(e) = w.flush(&mut socket).await {
-                    debug!(%peer, error = %e, "native write failed");
-                    return;
-                }
-            }
-        }
-        if let Err(e) = w.flush(&mut socket).await {
-            debug!(%peer, error = %e, "native write failed");
-            return;
-        }
+    crate::outbox::write_from_outbox(socket, &outbox, &mut w, &peer).await;
+}
+
+impl ItemEncoder<Outgoing> for Writer {
+    fn heartbeat_interval(&self) -> Option<Duration> {
+        self.heartbeat
     }
-    let _ = socket.shutdown().await;
+
+    fn encode_heartbeat(&mut self) {
+        self.encode_frame(&Frame::heartbeat());
+    }
+
+    fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    async fn encode<W: AsyncWrite + Unpin>(
+        &mut self,
+        item: Outgoing,
+        closed: bool,
+        socket: &mut W,
+    ) -> std::io::Result<()> {
+        Writer::encode(self, item, closed, socket).await
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
+        Writer::flush(self, socket).await
+    }
 }
 
 struct Writer {

@@ -3,23 +3,19 @@
 //! sends heart-beats when idle, and settles auto-ack deliveries once written.
 
 use super::outbox::{Outbox, Outgoing};
+use crate::outbox::ItemEncoder;
 use crate::router::{AckMode, Consumer, Delivery, Message, Router, SubscriptionId};
 use bytes::BytesMut;
 use ferromq_protocol::stomp::{encode_frame, Command, Frame, FrameWriter, Version};
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tracing::debug;
-
-/// Flush the batch buffer once it grows past this, even mid-batch.
-const WRITE_CHUNK: usize = 256 * 1024;
 
 /// Writes everything the outbox yields to `socket` until the outbox closes or
 /// the socket fails.
 pub async fn run<W: AsyncWrite + Unpin>(
-    mut socket: W,
+    socket: W,
     outbox: Arc<Outbox>,
     router: Arc<Router>,
     peer: String,
@@ -32,42 +28,34 @@ pub async fn run<W: AsyncWrite + Unpin>(
         scratch: String::with_capacity(64),
         written: Vec::new(),
     };
-    let mut batch = VecDeque::new();
-    loop {
-        if outbox.take(&mut batch).is_none() {
-            break;
-        }
-        if batch.is_empty() {
-            let idle = async {
-                match w.heartbeat {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = outbox.ready() => {}
-                _ = idle => w.buf.extend_from_slice(b"\n"),
-            }
-        }
-        let closed = outbox.is_closed();
-        for item in batch.drain(..) {
-            if let Err(e) = w.encode(item, closed, &mut socket).await {
-                debug!(%peer, error = %e, "write failed");
-                return;
-            }
-            if w.buf.len() >= WRITE_CHUNK {
-                if let Err(e) = w.flush(&mut socket).await {
-                    debug!(%peer, error = %e, "write failed");
-                    return;
-                }
-            }
-        }
-        if let Err(e) = w.flush(&mut socket).await {
-            debug!(%peer, error = %e, "write failed");
-            return;
-        }
+    crate::outbox::write_from_outbox(socket, &outbox, &mut w, &peer).await;
+}
+
+impl ItemEncoder<Outgoing> for Writer {
+    fn heartbeat_interval(&self) -> Option<Duration> {
+        self.heartbeat
     }
-    let _ = socket.shutdown().await;
+
+    fn encode_heartbeat(&mut self) {
+        self.buf.extend_from_slice(b"\n");
+    }
+
+    fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    async fn encode<W: AsyncWrite + Unpin>(
+        &mut self,
+        item: Outgoing,
+        closed: bool,
+        socket: &mut W,
+    ) -> std::io::Result<()> {
+        Writer::encode(self, item, closed, socket).await
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
+        Writer::flush(self, socket).await
+    }
 }
 
 struct Writer {
