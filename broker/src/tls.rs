@@ -86,9 +86,14 @@ pub fn acceptor(config: &TlsConfig) -> Result<Option<TlsAcceptor>, TlsError> {
             )
         }
     };
-    let server = builder
+    let mut server = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Rustls(format!("{}: {e}", cert.display())))?;
+    // No TLS 1.3 session tickets: broker connections are long-lived, so
+    // resumption buys little, and the ticket records that follow the
+    // handshake raced some clients' first read (stomp.py over TLS 1.3 would
+    // now and then wait for a CONNECTED it had already received).
+    server.send_tls13_tickets = 0;
     Ok(Some(TlsAcceptor::from(Arc::new(server))))
 }
 

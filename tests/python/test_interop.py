@@ -267,6 +267,8 @@ def tls_broker(tmp_path):
     b.ca = str(cert)
     yield b
     b.stop()
+    # Shown by pytest only when the test failed: the broker's side of it.
+    print("".join(b.log))
 
 
 @pytest.mark.parametrize("tls_version", ["TLSv1.2", "TLSv1.3"])
