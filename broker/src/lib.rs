@@ -159,22 +159,9 @@ impl Broker {
                 disk_limit: config.store.disk_limit.get(),
             },
             cache_bytes: (config.store.memory_limit.get() / 2).max(8 << 20),
+            body_budget: config.store.memory_limit.get(),
             compact_min_bytes: 64 << 20,
         })?;
-        let bodies: u64 = recovered
-            .messages
-            .iter()
-            .map(|(m, _)| m.body.len() as u64)
-            .sum();
-        if bodies > config.store.memory_limit.get() {
-            // Paging bodies out is not implemented yet: say so rather than
-            // let the limit look enforced.
-            warn!(
-                bytes = bodies,
-                limit = config.store.memory_limit.get(),
-                "recovered message bodies exceed store.memory_limit; all are held in memory"
-            );
-        }
         let store: Arc<dyn store::Store> = Arc::new(sled_store);
         let router = Arc::new(Router::new(router_config(config), store.clone()));
         router.restore(recovered)?;

@@ -69,6 +69,10 @@ impl LatencyHistogram {
 pub struct StoreMetrics {
     /// Bytes of stored messages not yet acknowledged.
     pub live_bytes: u64,
+    /// Bytes of their bodies held in memory (the rest is paged out).
+    pub resident_bytes: u64,
+    /// Stored messages whose body is paged out.
+    pub paged_messages: u64,
     /// Bytes the store's files take on disk.
     pub disk_bytes: u64,
     /// Flush (fsync) latency.

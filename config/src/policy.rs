@@ -134,7 +134,8 @@ pub struct StoreConfig {
     pub sync: StoreSync,
     /// Longest wait to gather a group commit (`sync = "batch"` only).
     pub batch_delay: Millis,
-    /// Bytes of persistent message bodies kept in memory.
+    /// Bytes of persistent message bodies kept in memory; beyond it they
+    /// are paged out and read back from disk when dispatched.
     pub memory_limit: ByteSize,
     /// Bytes the store may use on disk before producers are refused.
     pub disk_limit: ByteSize,

@@ -235,6 +235,20 @@ fn store_metrics(out: &mut String, store: &dyn Store) {
         "Bytes the store's files take on disk.",
     );
     let _ = writeln!(out, "ferromq_store_disk_bytes {}", m.disk_bytes);
+    family(
+        out,
+        "ferromq_store_resident_bytes",
+        "gauge",
+        "Bytes of stored message bodies held in memory (bounded by store.memory_limit).",
+    );
+    let _ = writeln!(out, "ferromq_store_resident_bytes {}", m.resident_bytes);
+    family(
+        out,
+        "ferromq_store_paged_messages",
+        "gauge",
+        "Stored messages whose body is paged out to disk, read back when dispatched.",
+    );
+    let _ = writeln!(out, "ferromq_store_paged_messages {}", m.paged_messages);
     let name = "ferromq_store_flush_seconds";
     family(out, name, "histogram", "Store flush (fsync) latency.");
     let h = &m.flush_latency;

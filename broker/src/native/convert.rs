@@ -5,7 +5,9 @@
 //! sent it and whichever receives it.
 
 use super::Failure;
-use crate::router::{now_ms, Address, ConnectionId, Delivery, Destination, Message, Router};
+use crate::router::{
+    now_ms, Address, ConnectionId, Delivery, Destination, Message, PageError, Router,
+};
 use bytes::Bytes;
 use ferromq_protocol::native::stomp_mapping::is_reserved_header;
 use ferromq_protocol::native::{self, ErrorCondition, Properties};
@@ -17,7 +19,7 @@ use std::collections::BTreeMap;
 const PROPERTY_HEADERS: [&str; 3] = ["correlation-id", "reply-to", "content-type"];
 
 /// The native message a consumer receives for `delivery`.
-pub fn to_native(delivery: &Delivery, router: &Router) -> native::Message {
+pub fn to_native(delivery: &Delivery, router: &Router) -> Result<native::Message, PageError> {
     let m = &delivery.message;
     let c = &delivery.consumer;
     let dest = &c.destination.address;
@@ -37,7 +39,7 @@ pub fn to_native(delivery: &Delivery, router: &Router) -> native::Message {
         }
     }
     let text = |name: &str| m.headers.get(name).map(str::to_string);
-    native::Message {
+    Ok(native::Message {
         properties: Some(Properties {
             message_id: router.message_id(m.seq),
             destination: shown,
@@ -52,8 +54,8 @@ pub fn to_native(delivery: &Delivery, router: &Router) -> native::Message {
             delivery_count: delivery.redeliveries,
         }),
         application_headers,
-        body: m.body.clone(),
-    }
+        body: m.body.get()?,
+    })
 }
 
 /// The router message for a producer's transfer to `destination`.
@@ -97,7 +99,7 @@ pub fn from_native(
         expires: properties.expires,
         timestamp: now_ms(),
         headers,
-        body: message.body,
+        body: message.body.into(),
     })
 }
 

@@ -164,7 +164,7 @@ impl Writer {
                 delivery,
             } => {
                 if !closed {
-                    self.encode_delivery(channel, handle, &delivery);
+                    self.encode_delivery(channel, handle, &delivery)?;
                 }
             }
             Outgoing::Accept { .. } => {}
@@ -190,7 +190,13 @@ impl Writer {
         }
     }
 
-    fn encode_delivery(&mut self, channel: u32, handle: u32, d: &Delivery) {
+    /// Fails only when a paged-out body cannot be read back: the connection
+    /// then closes and the message returns to its queue, unsettled.
+    fn encode_delivery(&mut self, channel: u32, handle: u32, d: &Delivery) -> std::io::Result<()> {
+        let message = convert::to_native(d, &self.router).map_err(|e| {
+            tracing::error!(error = %e, "closing a native connection: a message body is unreadable");
+            std::io::Error::other(e)
+        })?;
         let next = self.next_delivery.entry(channel).or_insert(0);
         let delivery_id = *next;
         *next += 1;
@@ -201,7 +207,7 @@ impl Writer {
             delivery_tag: convert::delivery_tag(d.message.seq),
             settled: presettled,
             more: false,
-            message: Some(convert::to_native(d, &self.router)),
+            message: Some(message),
             txn_id: None,
         };
         let frames = match split_transfer(channel, transfer, self.codec.max_outbound_frame_size()) {
@@ -211,7 +217,7 @@ impl Writer {
                 // receive this message. Drop it (settled) rather than loop.
                 debug!(error = %e, "native delivery does not fit the peer's frame size");
                 self.written.push((d.consumer.clone(), d.message.seq));
-                return;
+                return Ok(());
             }
         };
         for frame in frames {
@@ -229,6 +235,7 @@ impl Writer {
                 },
             );
         }
+        Ok(())
     }
 
     fn encode_frame(&mut self, frame: &Frame) {

@@ -4,9 +4,9 @@
 //! Nothing here knows STOMP: a message is an id, a destination, some typed
 //! JMS-like properties, user headers and a body that every subscriber shares.
 
+use super::body::Body;
 use super::subscription::Consumer;
 use crate::selector::{PropertySource, Value};
-use bytes::Bytes;
 use ferromq_protocol::Headers;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,15 +33,22 @@ pub struct Message {
     /// Producer-set headers (user properties, content-type, correlation-id,
     /// reply-to, ...), without the ones the broker writes itself.
     pub headers: Headers,
-    /// The payload.
-    pub body: Bytes,
+    /// The payload, in memory or paged out to the store.
+    pub body: Body,
 }
 
 impl Message {
-    /// Bytes this message accounts for against memory limits: the body plus a
-    /// fixed allowance for headers and bookkeeping.
+    /// Bytes this message accounts for against its destination's memory
+    /// limit: a fixed allowance for headers and bookkeeping, plus the body
+    /// unless the store keeps it (stored bodies count against the store's
+    /// own budget and are paged out beyond it, see [`Body`]). Constant for
+    /// the message's lifetime, so adding and subtracting it always balance.
     pub fn footprint(&self) -> usize {
-        self.body.len() + 256
+        if self.body.is_stored() {
+            256
+        } else {
+            self.body.len() + 256
+        }
     }
 
     /// Whether the message has expired at `now_ms`.

@@ -8,8 +8,10 @@
 //! - [`subscription`]: consumers, ack modes, credit.
 //! - [`pending`]: the priority-ordered waiting list.
 //! - [`message`]: messages and deliveries.
+//! - [`body`]: message bodies, resident or paged out to the store.
 
 pub mod address;
+pub mod body;
 pub mod dead_letter;
 pub mod destination;
 pub mod durable;
@@ -19,6 +21,7 @@ pub mod scheduler;
 pub mod subscription;
 
 pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};
+pub use body::{Body, BodySource, PageError};
 pub use dead_letter::{DeadLetterPolicy, NackPolicy};
 pub use destination::{AckError, Destination, DestinationSnapshot};
 pub use message::{now_ms, Delivery, DeliverySink, Message, DEFAULT_PRIORITY};
@@ -329,22 +332,24 @@ impl Router {
         if targets.is_empty() {
             return Commit::Done;
         }
-        let copies: Vec<(Arc<Destination>, Arc<Message>)> = targets
-            .into_iter()
-            .map(|queue| {
-                let copy = Arc::new(Message {
-                    seq: self.next_seq(),
-                    destination: queue.address.name.clone(),
-                    persistent: message.persistent,
-                    priority: message.priority,
-                    expires: message.expires,
-                    timestamp: message.timestamp,
-                    headers: message.headers.clone(),
-                    body: message.body.clone(),
-                });
-                (queue, copy)
-            })
-            .collect();
+        let mut copies: Vec<(Arc<Destination>, Arc<Message>)> = Vec::with_capacity(targets.len());
+        for queue in targets {
+            let body = match message.body.copy() {
+                Ok(body) => body,
+                Err(e) => return Commit::Failed(crate::store::StoreError::Io(e.to_string())),
+            };
+            let copy = Arc::new(Message {
+                seq: self.next_seq(),
+                destination: queue.address.name.clone(),
+                persistent: message.persistent,
+                priority: message.priority,
+                expires: message.expires,
+                timestamp: message.timestamp,
+                headers: message.headers.clone(),
+                body,
+            });
+            copies.push((queue, copy));
+        }
         let stored: Vec<LogEntry> = copies
             .iter()
             .filter(|(_, m)| m.persistent)
@@ -608,8 +613,16 @@ impl Router {
                 .return_delayed(entry.template, redeliveries);
             return;
         }
-        let copy = scheduler::fire(&entry.template, self.next_seq());
-        drop(self.publish(&entry.destination, copy));
+        match scheduler::fire(&entry.template, self.next_seq()) {
+            Ok(copy) => drop(self.publish(&entry.destination, copy)),
+            // The store cannot read the body back: this firing is lost,
+            // the schedule goes on (the log line says which message).
+            Err(e) => tracing::error!(
+                seq = entry.template.seq,
+                error = %e,
+                "scheduled message not fired"
+            ),
+        }
         entry.fired += 1;
         let stored = self.stores(&entry.destination, &entry.template);
         if entry.fired <= entry.schedule.repeat {
@@ -870,11 +883,21 @@ impl Router {
 
     fn bury(&self, dead: DeadLetter) {
         let mut entries = Vec::new();
+        let mut moved = None;
         if dead.to_dlq {
             let dlq_name = self.dead_letter_policy.dlq_for(&dead.from);
             let address = Address::parse(&dlq_name, 0);
             if let Ok(dlq) = address.and_then(|a| self.destination(&a, 0)) {
                 let m = &dead.message;
+                let body = match m.body.copy() {
+                    Ok(body) => body,
+                    Err(e) => {
+                        // Not acknowledged either: the stored original comes
+                        // back after a restart rather than being lost.
+                        tracing::error!(seq = m.seq, error = %e, "dead letter not moved");
+                        return;
+                    }
+                };
                 let mut headers = m.headers.without(&["original-destination", "dlq-reason"]);
                 headers.push("original-destination", &m.destination);
                 headers.push("dlq-reason", &dead.cause.describe());
@@ -887,14 +910,14 @@ impl Router {
                     expires: 0,
                     timestamp: m.timestamp,
                     headers,
-                    body: m.body.clone(),
+                    body,
                 });
                 if copy.persistent {
                     entries.push(LogEntry::Enqueue {
                         message: copy.clone(),
                     });
                 }
-                dlq.publish(copy);
+                moved = Some((dlq, copy));
             }
         }
         if dead.message.persistent {
@@ -908,6 +931,11 @@ impl Router {
             // that order: a crash between them leaves a duplicate in the
             // DLQ, never a loss.
             drop(self.store.append(entries));
+        }
+        // Published after the append, as `publish` does: the store has
+        // marked the body as its own before the DLQ accounts for it.
+        if let Some((dlq, copy)) = moved {
+            dlq.publish(copy);
         }
     }
 

@@ -8,6 +8,7 @@
 //! one acknowledges it. After a restart the stored message comes back with
 //! its firing count and is rescheduled for what remains.
 
+use super::body::PageError;
 use super::message::{now_ms, Message};
 use super::Destination;
 use std::cmp::Reverse;
@@ -168,9 +169,10 @@ impl Scheduler {
 }
 
 /// A copy of `template` for one firing: a new sequence number and without
-/// the scheduling headers (a fired message is an ordinary message).
-pub fn fire(template: &Message, seq: u64) -> Message {
-    Message {
+/// the scheduling headers (a fired message is an ordinary message). Fails
+/// when the template's body is paged out and cannot be read back.
+pub fn fire(template: &Message, seq: u64) -> Result<Message, PageError> {
+    Ok(Message {
         seq,
         destination: template.destination.clone(),
         persistent: template.persistent,
@@ -178,8 +180,8 @@ pub fn fire(template: &Message, seq: u64) -> Message {
         expires: template.expires,
         timestamp: now_ms(),
         headers: template.headers.without(&[DELAY, PERIOD, REPEAT]),
-        body: template.body.clone(),
-    }
+        body: template.body.get()?.into(),
+    })
 }
 
 #[cfg(test)]

@@ -399,7 +399,7 @@ impl Session {
             expires,
             timestamp: now_ms(),
             headers,
-            body: frame.body.clone(),
+            body: frame.body.clone().into(),
         };
         // Bad scheduling headers are refused at SEND, even in a transaction.
         Schedule::of(&message).map_err(StompError::new)?;

@@ -111,18 +111,20 @@ impl Writer {
             }
             Outgoing::Delivery(d) => {
                 if !closed {
-                    self.encode_message(&d);
+                    self.encode_message(&d)?;
                 }
             }
             Outgoing::Browsed { tag, message } => {
                 let destination = message.destination.clone();
-                self.encode_message_frame(&tag, &destination, None, false, true, &message);
+                self.encode_message_frame(&tag, &destination, None, false, true, &message)?;
             }
         }
         Ok(())
     }
 
-    fn encode_message(&mut self, d: &Delivery) {
+    /// Fails only when a paged-out body cannot be read back: the connection
+    /// then closes and the message returns to its queue, unacknowledged.
+    fn encode_message(&mut self, d: &Delivery) -> std::io::Result<()> {
         let m = &d.message;
         let c = &d.consumer;
         let dest = &c.destination.address;
@@ -139,10 +141,11 @@ impl Writer {
         };
         let ack = (c.ack != AckMode::Auto).then_some(c.id);
         let shown = shown.clone();
-        self.encode_message_frame(&c.tag, &shown, ack, d.redeliveries > 0, false, m);
+        self.encode_message_frame(&c.tag, &shown, ack, d.redeliveries > 0, false, m)?;
         if c.ack == AckMode::Auto {
             self.written.push((c.clone(), m.seq));
         }
+        Ok(())
     }
 
     /// Writes one MESSAGE frame: the broker's headers, then the producer's.
@@ -154,8 +157,10 @@ impl Writer {
         redelivered: bool,
         browsed: bool,
         m: &Message,
-    ) {
-        self.buf.reserve(256 + m.body.len());
+    ) -> std::io::Result<()> {
+        // Read first: a paged body that cannot be read leaves no half frame.
+        let body = m.body.get().map_err(std::io::Error::other)?;
+        self.buf.reserve(256 + body.len());
         let mut f = FrameWriter::begin(&mut self.buf, Command::Message, self.version);
         f.header("subscription", tag);
         self.scratch.clear();
@@ -182,7 +187,8 @@ impl Writer {
         for (name, value) in m.headers.iter() {
             f.header(name, value);
         }
-        f.finish(&m.body);
+        f.finish(&body);
+        Ok(())
     }
 
     async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {

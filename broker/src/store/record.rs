@@ -19,7 +19,7 @@
 //! value pairs | body (u32 len + bytes)`, integers big-endian. Any change to
 //! this layout bumps [`FORMAT`]; an unknown format is refused, never guessed.
 
-use crate::router::Message;
+use crate::router::{Body, BodySource, Message, PageError};
 use bytes::Bytes;
 use ferromq_protocol::Headers;
 use std::sync::Arc;
@@ -70,8 +70,11 @@ pub fn encoded_len(m: &Message) -> usize {
     1 + 8 + 1 + 8 + 8 + 2 + m.destination.len() + 4 + headers + 4 + m.body.len()
 }
 
-/// Encodes a persistent message's record.
-pub fn encode_message(m: &Message) -> Vec<u8> {
+/// Encodes a persistent message's record. Fails only if the body is paged
+/// out and cannot be read back (a body is paged only after its own record
+/// is written, so this means the store is failing).
+pub fn encode_message(m: &Message) -> Result<Vec<u8>, PageError> {
+    let body = m.body.get()?;
     let mut out = Vec::with_capacity(encoded_len(m));
     out.push(RECORD_VERSION);
     out.extend_from_slice(&m.seq.to_be_bytes());
@@ -89,8 +92,8 @@ pub fn encode_message(m: &Message) -> Vec<u8> {
         put_bytes(&mut out, k.as_bytes());
         put_bytes(&mut out, v.as_bytes());
     }
-    put_bytes(&mut out, &m.body);
-    out
+    put_bytes(&mut out, &body);
+    Ok(out)
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -98,8 +101,21 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// Where a decoded message's body goes.
+pub enum BodyFrom {
+    /// Copied into memory.
+    Copy,
+    /// Left on disk: read back from `source` at log `index` when needed.
+    Page {
+        /// The store's reader.
+        source: Arc<dyn BodySource>,
+        /// The record's log index.
+        index: u64,
+    },
+}
+
 /// Reads a record back. The error says what was malformed.
-pub fn decode_message(raw: &[u8]) -> Result<Message, String> {
+pub fn decode_message(raw: &[u8], body_from: BodyFrom) -> Result<Message, String> {
     let mut r = Reader { raw, pos: 0 };
     let version = r.u8()?;
     if version != RECORD_VERSION {
@@ -120,14 +136,15 @@ pub fn decode_message(raw: &[u8]) -> Result<Message, String> {
         let v = r.str(vl)?;
         headers.push(k, v);
     }
-    let body_len = r.u32()? as usize;
-    let body = Bytes::copy_from_slice(r.take(body_len)?);
-    if r.pos != raw.len() {
-        return Err(format!(
-            "message record has {} trailing bytes",
-            raw.len() - r.pos
-        ));
-    }
+    let raw_body = r.body()?;
+    let body = match body_from {
+        BodyFrom::Copy => {
+            let body = Body::new(Bytes::copy_from_slice(raw_body));
+            body.mark_stored();
+            body
+        }
+        BodyFrom::Page { source, index } => Body::paged(raw_body.len(), source, index),
+    };
     Ok(Message {
         seq,
         destination,
@@ -138,6 +155,27 @@ pub fn decode_message(raw: &[u8]) -> Result<Message, String> {
         headers,
         body,
     })
+}
+
+/// Just the body of a record (reading a paged body back), checked as
+/// strictly as [`decode_message`] checks the whole record.
+pub fn decode_body(raw: &[u8]) -> Result<&[u8], String> {
+    let mut r = Reader { raw, pos: 0 };
+    let version = r.u8()?;
+    if version != RECORD_VERSION {
+        return Err(format!("message record version {version} is unknown"));
+    }
+    // seq, priority, expires, timestamp
+    r.take(8 + 1 + 8 + 8)?;
+    let dest_len = usize::from(r.u16()?);
+    r.take(dest_len)?;
+    for _ in 0..r.u32()? {
+        let kl = r.u32()? as usize;
+        r.take(kl)?;
+        let vl = r.u32()? as usize;
+        r.take(vl)?;
+    }
+    r.body()
 }
 
 /// A u32 value (delivery counts, the format version).
@@ -184,6 +222,19 @@ impl<'a> Reader<'a> {
         decode_u64(self.take(8)?).ok_or_else(|| "bad u64".to_string())
     }
 
+    /// The length-prefixed body, which must end the record.
+    fn body(&mut self) -> Result<&'a [u8], String> {
+        let len = self.u32()? as usize;
+        let body = self.take(len)?;
+        if self.pos != self.raw.len() {
+            return Err(format!(
+                "message record has {} trailing bytes",
+                self.raw.len() - self.pos
+            ));
+        }
+        Ok(body)
+    }
+
     fn str(&mut self, n: usize) -> Result<&'a str, String> {
         let at = self.pos;
         std::str::from_utf8(self.take(n)?)
@@ -207,36 +258,47 @@ mod tests {
             expires: 123,
             timestamp: 456,
             headers,
-            body: Bytes::from_static(b"hello\0world"),
+            body: Bytes::from_static(b"hello\0world").into(),
         }
     }
 
     #[test]
     fn message_round_trips() {
         let m = sample();
-        let raw = encode_message(&m);
+        let raw = encode_message(&m).unwrap();
         assert_eq!(raw.len(), encoded_len(&m));
-        let back = decode_message(&raw).unwrap();
+        let back = decode_message(&raw, BodyFrom::Copy).unwrap();
         assert_eq!(back.seq, 42);
         assert_eq!(&*back.destination, "/queue/a");
         assert_eq!((back.priority, back.expires, back.timestamp), (7, 123, 456));
         assert_eq!(back.headers.get("x"), Some("y:z"));
         assert_eq!(back.headers.len(), 2);
-        assert_eq!(&back.body[..], b"hello\0world");
+        assert_eq!(&back.body.get().unwrap()[..], b"hello\0world");
+        assert!(back.body.is_stored());
+        assert_eq!(decode_body(&raw).unwrap(), b"hello\0world");
     }
 
     #[test]
     fn truncated_or_padded_records_are_rejected() {
-        let raw = encode_message(&sample());
+        let raw = encode_message(&sample()).unwrap();
         for cut in 0..raw.len() {
-            assert!(decode_message(&raw[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                decode_message(&raw[..cut], BodyFrom::Copy).is_err(),
+                "cut at {cut}"
+            );
+            assert!(decode_body(&raw[..cut]).is_err(), "cut at {cut}");
         }
         let mut long = raw.clone();
         long.push(0);
-        assert!(decode_message(&long).unwrap_err().contains("trailing"));
+        assert!(decode_message(&long, BodyFrom::Copy)
+            .unwrap_err()
+            .contains("trailing"));
+        assert!(decode_body(&long).unwrap_err().contains("trailing"));
         let mut future = raw;
         future[0] = 9;
-        assert!(decode_message(&future).unwrap_err().contains("version 9"));
+        assert!(decode_message(&future, BodyFrom::Copy)
+            .unwrap_err()
+            .contains("version 9"));
     }
 
     #[test]

@@ -4,14 +4,17 @@
 //! [`StateMachine`] from what sled holds (the recovery the router restores
 //! from) and starts the [`LogWriter`]. Every failure names the directory and
 //! is returned, never panicked: sled itself panics on some corrupt files, so
-//! its open runs under `catch_unwind`.
+//! its open runs under `catch_unwind`. [`SledBodies`] reads paged-out bodies
+//! back for the sessions that deliver them.
 
 use super::compact;
-use super::record::{self, FORMAT, FORMAT_KEY};
-use super::state::StateMachine;
+use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
+use super::state::{Paging, StateMachine};
 use super::writer::{LogWriter, WriterSettings};
 use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
+use crate::router::BodySource;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 use tracing::info;
 
@@ -24,6 +27,9 @@ pub struct StoreSettings {
     pub writer: WriterSettings,
     /// sled's page cache, bytes.
     pub cache_bytes: u64,
+    /// Bytes of live message bodies kept in memory (`store.memory_limit`);
+    /// beyond it bodies are paged out and read back when needed.
+    pub body_budget: u64,
     /// Compact at open when that many bytes or more can be won back (see
     /// [`compact::needed`]).
     pub compact_min_bytes: u64,
@@ -60,8 +66,13 @@ impl SledStore {
         }
         let mut db = open_sled(&path, settings.cache_bytes)?;
         check_format(&path, &db)?;
+        let bodies = Arc::new(SledBodies::default());
+        let paging = Paging {
+            budget: settings.body_budget,
+            source: bodies.clone(),
+        };
         let (state, recovered) =
-            StateMachine::recover(&db).map_err(|reason| OpenError::Corrupt {
+            StateMachine::recover(&db, paging).map_err(|reason| OpenError::Corrupt {
                 path: path.clone(),
                 reason,
             })?;
@@ -74,10 +85,15 @@ impl SledStore {
             check_format(&path, &db)?;
             on_disk = db.size_on_disk().unwrap_or(0);
         }
+        // Paged bodies of recovered messages are read from the final
+        // database (after compaction, the copy holds the same keys).
+        bodies.attach(db.clone());
         info!(
             path = %path.display(),
             messages = recovered.messages.len(),
             bytes = state.live_bytes(),
+            resident_bytes = state.resident_bytes(),
+            paged = state.paged_messages(),
             on_disk,
             elapsed_ms = started.elapsed().as_millis() as u64,
             sync = ?settings.writer.sync,
@@ -100,11 +116,13 @@ impl Store for SledStore {
     }
 
     fn metrics(&self) -> Option<crate::metrics::StoreMetrics> {
-        let (live_bytes, flush_latency) = self.writer.metrics();
+        let m = self.writer.metrics();
         Some(crate::metrics::StoreMetrics {
-            live_bytes,
+            live_bytes: m.live_bytes,
+            resident_bytes: m.resident_bytes,
+            paged_messages: m.paged_messages,
             disk_bytes: directory_size(&self.path, 2),
-            flush_latency,
+            flush_latency: m.flush_latency,
         })
     }
 
@@ -123,6 +141,31 @@ impl Store for SledStore {
 
     fn close(&self) {
         self.writer.close();
+    }
+}
+
+/// Reads paged-out bodies from sled. Created before recovery (recovered
+/// messages refer to it) and attached to the database once it is final.
+#[derive(Default)]
+pub struct SledBodies {
+    db: OnceLock<sled::Db>,
+}
+
+impl SledBodies {
+    fn attach(&self, db: sled::Db) {
+        // Set once per open; a second set cannot happen (open owns it).
+        let _ = self.db.set(db);
+    }
+}
+
+impl BodySource for SledBodies {
+    fn read_body(&self, index: u64) -> Result<bytes::Bytes, String> {
+        let db = self.db.get().ok_or("the store is not open yet")?;
+        let raw = db
+            .get(record::key(MESSAGE_PREFIX, index))
+            .map_err(|e| e.to_string())?
+            .ok_or("its record is gone")?;
+        record::decode_body(&raw).map(bytes::Bytes::copy_from_slice)
     }
 }
 
@@ -268,6 +311,7 @@ mod tests {
                 disk_limit,
             },
             cache_bytes: 8 << 20,
+            body_budget: 1 << 30,
             compact_min_bytes: 1 << 20,
         }
     }
@@ -282,7 +326,7 @@ mod tests {
                 expires: 0,
                 timestamp: 1,
                 headers: Headers::new(),
-                body: Bytes::from(vec![b'b'; body]),
+                body: Bytes::from(vec![b'b'; body]).into(),
             }),
         }
     }

@@ -75,6 +75,10 @@ struct Shared {
     settings: WriterSettings,
     /// Bytes of live message records, published by the writer.
     live_bytes: AtomicU64,
+    /// Bytes of live bodies in memory, published by the writer.
+    resident_bytes: AtomicU64,
+    /// Live messages whose body is paged out, published by the writer.
+    paged_messages: AtomicU64,
     /// Flush (fsync) latency, for the admin endpoint.
     flush_latency: crate::metrics::LatencyHistogram,
 }
@@ -83,6 +87,19 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// What [`LogWriter::metrics`] reports.
+#[derive(Debug, Clone)]
+pub struct WriterMetrics {
+    /// Bytes of live message records.
+    pub live_bytes: u64,
+    /// Bytes of live bodies held in memory.
+    pub resident_bytes: u64,
+    /// Live messages whose body is paged out.
+    pub paged_messages: u64,
+    /// Flush (fsync) latency.
+    pub flush_latency: crate::metrics::LatencySnapshot,
 }
 
 /// The handle producers append through.
@@ -109,6 +126,8 @@ impl LogWriter {
             work: Condvar::new(),
             space: Condvar::new(),
             live_bytes: AtomicU64::new(state.live_bytes()),
+            resident_bytes: AtomicU64::new(state.resident_bytes()),
+            paged_messages: AtomicU64::new(state.paged_messages() as u64),
             flush_latency: Default::default(),
             settings,
         });
@@ -122,12 +141,15 @@ impl LogWriter {
         })
     }
 
-    /// Live message bytes and flush latency so far (admin metrics).
-    pub fn metrics(&self) -> (u64, crate::metrics::LatencySnapshot) {
-        (
-            self.shared.live_bytes.load(Ordering::Relaxed),
-            self.shared.flush_latency.snapshot(),
-        )
+    /// Live message bytes, resident body bytes, paged messages and flush
+    /// latency so far (admin metrics).
+    pub fn metrics(&self) -> WriterMetrics {
+        WriterMetrics {
+            live_bytes: self.shared.live_bytes.load(Ordering::Relaxed),
+            resident_bytes: self.shared.resident_bytes.load(Ordering::Relaxed),
+            paged_messages: self.shared.paged_messages.load(Ordering::Relaxed),
+            flush_latency: self.shared.flush_latency.snapshot(),
+        }
     }
 
     /// Queues `entries`; the commit resolves after the batch holding them is
@@ -172,6 +194,10 @@ impl LogWriter {
         for e in &entries {
             if let LogEntry::Enqueue { message } = e {
                 q.enqueued.insert(message.seq);
+                // Before the message is visible (appends precede publishing):
+                // from now on its body counts against the store's budget and
+                // may be paged out, not against its destination's limit.
+                message.body.mark_stored();
             }
         }
         // Store-and-dispatch: a consumer's acks resolve the receipts of the
@@ -364,11 +390,16 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
         let mut result = Ok(());
         if !entries.is_empty() {
             let mut batch = sled::Batch::default();
-            let applied = state.apply(&entries, &mut batch);
-            totals.add(entries.len(), applied);
-            result = db
-                .apply_batch(batch)
-                .map_err(|e| StoreError::Io(e.to_string()));
+            result = state.apply(&entries, &mut batch).and_then(|applied| {
+                totals.add(entries.len(), applied);
+                db.apply_batch(batch)
+                    .map_err(|e| StoreError::Io(e.to_string()))
+            });
+            if result.is_ok() {
+                // The records are readable now (sled serves applied batches
+                // before they are flushed): bodies over the budget may go.
+                totals.paged += state.page_out(&entries) as u64;
+            }
             unflushed = true;
         }
         // Durability ordering, part 1: flush (fsync) before resolving any
@@ -391,6 +422,12 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
         shared
             .live_bytes
             .store(state.live_bytes(), Ordering::Relaxed);
+        shared
+            .resident_bytes
+            .store(state.resident_bytes(), Ordering::Relaxed);
+        shared
+            .paged_messages
+            .store(state.paged_messages() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             error!(error = %e, "store write failed; refusing persistent messages from now on");
             shared.lock().broken = Some(e.clone());
@@ -428,6 +465,7 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
         written = totals.applied.written,
         removed = totals.applied.removed,
         elided = totals.applied.elided,
+        paged = totals.paged,
         "store closed"
     );
 }
@@ -440,6 +478,8 @@ struct Totals {
     batches: u64,
     flushes: u64,
     applied: Applied,
+    /// Bodies paged out after their write.
+    paged: u64,
 }
 
 impl Totals {
