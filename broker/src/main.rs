@@ -40,10 +40,10 @@ struct Cli {
     /// STOMP+TLS listen address (overrides stomp.tls_listen; "" disables).
     #[arg(long, value_name = "ADDR")]
     stomp_tls: Option<String>,
-    /// STOMP-over-WebSocket listen address (overrides websocket.listen; "" disables).
+    /// STOMP over WebSocket (ws://) listen address (overrides websocket.listen; "" disables).
     #[arg(long, value_name = "ADDR")]
     websocket: Option<String>,
-    /// STOMP over secure WebSocket listen address (overrides websocket.tls_listen; "" disables).
+    /// STOMP over WebSocket+TLS (wss://) listen address (overrides websocket.tls_listen; "" disables).
     #[arg(long, value_name = "ADDR")]
     websocket_tls: Option<String>,
     /// Native protocol listen address (overrides native.listen; "" disables).

@@ -599,3 +599,35 @@ async fn tcp_and_websocket_clients_share_a_queue() {
     assert_eq!(&m.body[..], b"from ws");
     assert!(m.get("redelivered").is_none(), "{m:?}");
 }
+
+#[test]
+fn config_checks_and_documents_the_websocket_listeners() {
+    let bin = ferromq_tests::ferromq_bin();
+    let printed = std::process::Command::new(&bin)
+        .arg("--print-default-config")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8(printed.stdout).unwrap();
+    assert!(
+        printed.contains("[websocket]\n")
+            && printed.contains("listen = \"127.0.0.1:15674\"")
+            && printed.contains("tls_listen = \"127.0.0.1:15673\""),
+        "{printed}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[websocket]\nlisten = \"127.0.0.1:61613\"\n").unwrap();
+    let out = std::process::Command::new(&bin)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "{}:websocket.listen: 127.0.0.1:61613 is already used by stomp.listen",
+        file.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}

@@ -102,7 +102,12 @@ pub async fn serve<S>(
 {
     let max_frame_size = config.limits.max_frame_size;
     let timeout = config.connect_timeout;
-    let Some((ws, upgrade)) = accept(stream, max_frame_size, timeout, listener, &peer).await else {
+    // A shutdown need not wait for an upgrade still under way.
+    let accepted = tokio::select! {
+        accepted = accept(stream, max_frame_size, timeout, listener, &peer) => accepted,
+        _ = shutdown.cancelled() => None,
+    };
+    let Some((ws, upgrade)) = accepted else {
         return;
     };
     info!(
