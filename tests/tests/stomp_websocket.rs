@@ -18,6 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -412,6 +414,21 @@ async fn bad_frame_gets_error_then_close_and_others_carry_on() {
         "{error:?}"
     );
     assert_eq!(error.get("receipt-id"), Some("r"));
+
+    // A text message that is not UTF-8 (sent as a raw frame: tungstenite
+    // will not build one otherwise).
+    let mut c = ws_session(addr).await;
+    let bad_text = WsFrame::message(
+        b"SEND\ndestination:/queue/ws.x\n\n\xff\0".to_vec(),
+        OpCode::Data(Data::Text),
+        true,
+    );
+    c.send_message(Message::Frame(bad_text)).await;
+    let error = c.expect_error().await;
+    assert!(
+        error.get("message").unwrap().contains("not valid UTF-8"),
+        "{error:?}"
+    );
 
     bystander.subscribe("s", "/queue/ws.still", "auto").await;
 }

@@ -63,19 +63,23 @@ fn message_of(bytes: Bytes) -> Message {
     }
 }
 
-/// A read failure as an I/O error. An oversized message carries the
-/// [`StompError`] the connection sends back as its ERROR frame.
+/// A read failure as an I/O error. What the client did wrong (an
+/// oversized message, text that is not UTF-8, a WebSocket protocol
+/// violation) carries the [`StompError`] the connection sends back as its
+/// ERROR frame before closing.
 fn read_error(e: WsError, max_frame_size: usize) -> io::Error {
-    match e {
-        WsError::Io(e) => e,
-        WsError::Capacity(_) => io::Error::new(
-            io::ErrorKind::InvalidData,
-            StompError::new(format!(
-                "WebSocket message larger than stomp.max_frame_size ({max_frame_size} bytes)"
-            )),
+    let refusal = match e {
+        WsError::Io(e) => return e,
+        WsError::Capacity(_) => StompError::new(format!(
+            "WebSocket message larger than stomp.max_frame_size ({max_frame_size} bytes)"
+        )),
+        WsError::Utf8(_) => StompError::new(
+            "WebSocket text message is not valid UTF-8 (send such bodies in binary messages)",
         ),
-        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
-    }
+        WsError::Protocol(e) => StompError::new(format!("WebSocket protocol error: {e}")),
+        other => return io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    };
+    io::Error::new(io::ErrorKind::InvalidData, refusal)
 }
 
 fn write_error(e: WsError) -> io::Error {
