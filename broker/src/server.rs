@@ -214,9 +214,17 @@ pub async fn accept_loop(
             Ok(a) => a,
             Err(why) => {
                 warn!(listener = kind.name(), %peer, reason = why, "connection refused");
-                let tls = tls.as_ref().map(|t| t.current());
-                ctx.tracker
-                    .spawn(refuse(socket, peer, kind, tls, why, ctx.stomp.clone()));
+                // Explaining costs a task for up to REFUSAL_TIME (and a TLS
+                // handshake on wss): a flood past the limit must not turn
+                // into unbounded tasks, so past MAX_REFUSALS it is a close.
+                if let Ok(permit) = REFUSALS.try_acquire() {
+                    let tls = tls.as_ref().map(|t| t.current());
+                    let stomp = ctx.stomp.clone();
+                    ctx.tracker.spawn(async move {
+                        let _permit = permit;
+                        refuse(socket, peer, kind, tls, why, stomp).await;
+                    });
+                }
                 continue;
             }
         };
@@ -342,6 +350,10 @@ async fn handshake(
 
 /// How long telling a refused client why may take.
 const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// Refused connections told why at once, across all listeners.
+const MAX_REFUSALS: usize = 64;
+static REFUSALS: Semaphore = Semaphore::const_new(MAX_REFUSALS);
 
 /// Tells a client refused by a connection limit why, in its listener's
 /// protocol, then closes.
