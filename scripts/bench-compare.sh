@@ -39,7 +39,7 @@ start_broker() {
     ferromq)
       rm -rf /tmp/bench-ferromq && mkdir -p /tmp/bench-ferromq
       target/release/ferromq --stomp 127.0.0.1:61913 --stomp-tls "" --native "" --native-tls "" \
-        --admin "" --data-dir /tmp/bench-ferromq/data > /tmp/bench-ferromq/log 2>&1 &
+        --websocket "" --websocket-tls "" --admin "" --data-dir /tmp/bench-ferromq/data > /tmp/bench-ferromq/log 2>&1 &
       echo $! > /tmp/bench-ferromq/pid
       for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/61913) 2>/dev/null && return 0; sleep 0.1; done
       echo "ferromq did not start" >&2; return 1 ;;

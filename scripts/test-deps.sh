@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the interop tests (tests/python) need on a fresh Debian
-# machine without a virtualenv: python3 with pip, then stomp.py (pinned: the
-# tests exercise its exact behaviour), pytest and cryptography (to make a
-# self-signed certificate for the TLS test). Idempotent: when everything is
-# already importable at the right version it returns at once.
+# Installs what the interop tests need on a fresh Debian machine without a
+# virtualenv: python3 with pip, then stomp.py (pinned: the tests exercise its
+# exact behaviour), pytest and cryptography (to make a self-signed
+# certificate for the TLS test) for tests/python; the npm packages of
+# tests/js for the stomp.js test. Idempotent: when everything is already
+# installed at the right version it returns at once.
 set -euo pipefail
 
 STOMP_PY_VERSION="8.2.0"
@@ -24,6 +25,25 @@ if ! perl -MNet::Stomp -e1 2>/dev/null || ! ruby -rstomp -e1 2>/dev/null; then
   "${sudo_[@]}" apt-get update -qq
   "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnet-stomp-perl ruby-stomp >/dev/null
 fi
+
+# @stomp/stompjs and ws for the stomp.js interop test (tests/tests/stomp_js.rs
+# runs tests/js/stompjs_interop.mjs under Node 20), pinned by
+# tests/js/package-lock.json. `npm ci` records the lock file it installed in
+# node_modules/.package-lock.json: when that matches, nothing is fetched.
+install_js_deps() {
+  local dir=tests/js
+  if [ -f "$dir/node_modules/.package-lock.json" ] &&
+     [ -d "$dir/node_modules/@stomp/stompjs" ] && [ -d "$dir/node_modules/ws" ] &&
+     [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null; then
+    echo "test-deps: npm (Node 20) is needed for the stomp.js interop test" >&2
+    exit 1
+  fi
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+install_js_deps
 
 if command -v python3 >/dev/null && have_all; then
   exit 0

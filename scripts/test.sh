@@ -20,7 +20,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "build (the e2e tests run the real binaries)"
 cargo build --workspace --bins --locked
 
-step "unit and end-to-end tests"
+step "unit and end-to-end tests (stomp.js under Node included: tests/tests/stomp_js.rs)"
 cargo test --workspace --locked
 
 if [ -d tests/python ]; then

@@ -1,7 +1,8 @@
 //! The ferromq broker.
 //!
 //! The data path reads top to bottom:
-//! [`server`] (listeners, admission, TLS) → [`stomp`] (connection, session,
+//! [`server`] (listeners, admission, TLS) → [`websocket`] (the upgrade, for
+//! STOMP over WebSocket only) → [`stomp`] (connection, session,
 //! outbox/writer) → [`router`] (destinations, subscriptions, credit) →
 //! [`store`] (an ordered log of typed entries). The router knows no protocol
 //! and touches no socket; the store knows no protocol either.
@@ -19,6 +20,7 @@ pub mod stomp;
 pub mod store;
 pub mod tls;
 pub mod transaction;
+pub mod websocket;
 
 use ferromq_config::Config;
 use router::{Router, RouterConfig};
@@ -194,6 +196,18 @@ impl Broker {
             (Some(addr), Some(a)) => planned.push((ListenerKind::StompTls, addr, Some(a.clone()))),
             (Some(_), None) => {
                 info!("stomp+tls listener not started: tls.cert and tls.key are not set")
+            }
+            _ => {}
+        }
+        if let Some(addr) = config.websocket.listen_addr() {
+            planned.push((ListenerKind::WebSocket, addr, None));
+        }
+        match (config.websocket.tls_listen_addr(), &acceptor) {
+            (Some(addr), Some(a)) => {
+                planned.push((ListenerKind::WebSocketTls, addr, Some(a.clone())))
+            }
+            (Some(_), None) => {
+                info!("websocket+tls listener not started: tls.cert and tls.key are not set")
             }
             _ => {}
         }

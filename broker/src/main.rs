@@ -40,6 +40,12 @@ struct Cli {
     /// STOMP+TLS listen address (overrides stomp.tls_listen; "" disables).
     #[arg(long, value_name = "ADDR")]
     stomp_tls: Option<String>,
+    /// STOMP over WebSocket (ws://) listen address (overrides websocket.listen; "" disables).
+    #[arg(long, value_name = "ADDR")]
+    websocket: Option<String>,
+    /// STOMP over WebSocket+TLS (wss://) listen address (overrides websocket.tls_listen; "" disables).
+    #[arg(long, value_name = "ADDR")]
+    websocket_tls: Option<String>,
     /// Native protocol listen address (overrides native.listen; "" disables).
     #[arg(long, value_name = "ADDR")]
     native: Option<String>,
@@ -87,6 +93,12 @@ fn load(cli: &Cli) -> Result<Config, ferromq_config::ConfigError> {
     }
     if let Some(v) = &cli.stomp_tls {
         config.stomp.tls_listen = non_empty(v.clone());
+    }
+    if let Some(v) = &cli.websocket {
+        config.websocket.listen = non_empty(v.clone());
+    }
+    if let Some(v) = &cli.websocket_tls {
+        config.websocket.tls_listen = non_empty(v.clone());
     }
     if let Some(v) = &cli.native {
         config.native.listen = non_empty(v.clone());

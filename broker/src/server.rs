@@ -1,6 +1,7 @@
 //! Listeners: binds every configured address, accepts connections within the
 //! connection limits, hands each one (plain or TLS) to its protocol's
-//! connection handler, and drains them all on shutdown.
+//! connection handler (STOMP over TCP or WebSocket, native), and drains them
+//! all on shutdown.
 
 use crate::router::Router;
 use crate::stomp::{self, ConnectionConfig};
@@ -52,6 +53,10 @@ pub enum ListenerKind {
     Native,
     /// The native protocol over TLS.
     NativeTls,
+    /// STOMP over WebSocket (stomp.js).
+    WebSocket,
+    /// STOMP over WebSocket over TLS (wss).
+    WebSocketTls,
 }
 
 impl ListenerKind {
@@ -62,6 +67,8 @@ impl ListenerKind {
             ListenerKind::StompTls => "stomp+tls",
             ListenerKind::Native => "native",
             ListenerKind::NativeTls => "native+tls",
+            ListenerKind::WebSocket => "websocket",
+            ListenerKind::WebSocketTls => "websocket+tls",
         }
     }
 }
@@ -207,7 +214,17 @@ pub async fn accept_loop(
             Ok(a) => a,
             Err(why) => {
                 warn!(listener = kind.name(), %peer, reason = why, "connection refused");
-                ctx.tracker.spawn(refuse(socket, why));
+                // Explaining costs a task for up to REFUSAL_TIME (and a TLS
+                // handshake on wss): a flood past the limit must not turn
+                // into unbounded tasks, so past MAX_REFUSALS it is a close.
+                if let Ok(permit) = REFUSALS.try_acquire() {
+                    let tls = tls.as_ref().map(|t| t.current());
+                    let stomp = ctx.stomp.clone();
+                    ctx.tracker.spawn(async move {
+                        let _permit = permit;
+                        refuse(socket, peer, kind, tls, why, stomp).await;
+                    });
+                }
                 continue;
             }
         };
@@ -262,7 +279,40 @@ async fn serve_socket(
                     .await;
             }
         }
-        (ListenerKind::StompTls | ListenerKind::NativeTls, None) => {}
+        (ListenerKind::WebSocket, _) => {
+            let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
+            let config = ctx.stomp.clone();
+            crate::websocket::serve(
+                socket,
+                kind.name(),
+                peer_text,
+                None,
+                config,
+                router,
+                shutdown,
+            )
+            .await;
+        }
+        (ListenerKind::WebSocketTls, Some(acceptor)) => {
+            let timeout = ctx.stomp.connect_timeout;
+            if let Some((stream, user)) =
+                handshake(&acceptor, socket, timeout, kind, &peer_text).await
+            {
+                let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
+                let config = ctx.stomp.clone();
+                crate::websocket::serve(
+                    stream,
+                    kind.name(),
+                    peer_text,
+                    user,
+                    config,
+                    router,
+                    shutdown,
+                )
+                .await;
+            }
+        }
+        (ListenerKind::StompTls | ListenerKind::NativeTls | ListenerKind::WebSocketTls, None) => {}
     }
 }
 
@@ -298,8 +348,55 @@ async fn handshake(
     }
 }
 
+/// How long telling a refused client why may take.
+const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// Refused connections told why at once, across all listeners.
+const MAX_REFUSALS: usize = 64;
+static REFUSALS: Semaphore = Semaphore::const_new(MAX_REFUSALS);
+
+/// Tells a client refused by a connection limit why, in its listener's
+/// protocol, then closes.
+async fn refuse(
+    socket: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    tls: Option<TlsAcceptor>,
+    why: &'static str,
+    stomp: Arc<ConnectionConfig>,
+) {
+    let peer = peer.to_string();
+    let max_frame_size = stomp.limits.max_frame_size;
+    match (kind, tls) {
+        (ListenerKind::WebSocket, _) => {
+            let name = kind.name();
+            crate::websocket::refuse(socket, why, max_frame_size, REFUSAL_TIME, name, &peer).await
+        }
+        (ListenerKind::WebSocketTls, Some(acceptor)) => {
+            let _ = tokio::time::timeout(REFUSAL_TIME, async {
+                if let Some((stream, _)) =
+                    handshake(&acceptor, socket, REFUSAL_TIME, kind, &peer).await
+                {
+                    let name = kind.name();
+                    crate::websocket::refuse(
+                        stream,
+                        why,
+                        max_frame_size,
+                        REFUSAL_TIME,
+                        name,
+                        &peer,
+                    )
+                    .await;
+                }
+            })
+            .await;
+        }
+        _ => refuse_stream(socket, why).await,
+    }
+}
+
 /// Tells a refused STOMP client why, then closes.
-async fn refuse(mut socket: TcpStream, why: &'static str) {
+async fn refuse_stream(mut socket: TcpStream, why: &'static str) {
     let mut buf = BytesMut::new();
     let frame = Frame::new(Command::Error).header("message", why).body(why);
     encode_frame(&frame, Version::V1_0, &mut buf);

@@ -26,7 +26,9 @@ pub use policy::{
     DestinationsConfig, DurableSubscriptionPolicy, LimitsConfig, LogConfig, LogFormat, NackPolicy,
     StoreConfig, StoreSync,
 };
-pub use server::{AdminConfig, BrokerConfig, ClientAuth, NativeConfig, StompConfig, TlsConfig};
+pub use server::{
+    AdminConfig, BrokerConfig, ClientAuth, NativeConfig, StompConfig, TlsConfig, WebSocketConfig,
+};
 pub use units::{ByteSize, Millis};
 
 /// The documented example configuration (`config/ferromq.toml`); it holds
@@ -41,6 +43,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// `[stomp]`
     pub stomp: StompConfig,
+    /// `[websocket]`
+    pub websocket: WebSocketConfig,
     /// `[native]`
     pub native: NativeConfig,
     /// `[tls]`

@@ -1,6 +1,6 @@
 //! Schema of the tables that say where and how ferromq listens: `[broker]`,
-//! `[stomp]`, `[native]`, `[tls]` and `[admin]`, with their compiled-in
-//! defaults.
+//! `[stomp]`, `[websocket]`, `[native]`, `[tls]` and `[admin]`, with their
+//! compiled-in defaults.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -98,6 +98,43 @@ impl StompConfig {
     }
 }
 
+/// `[websocket]`: STOMP over WebSocket (stomp.js in browsers and Node). The
+/// sessions are STOMP sessions, so every `[stomp]` limit and timeout applies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Plain (`ws://`) listen address; `""` disables it.
+    #[serde(with = "empty_as_none")]
+    pub listen: Option<String>,
+    /// TLS (`wss://`) listen address; only started when `tls.cert` and
+    /// `tls.key` are set.
+    #[serde(with = "empty_as_none")]
+    pub tls_listen: Option<String>,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        // RabbitMQ web-stomp's ports, so its users' `ws://host:15674/ws`
+        // URLs work unchanged.
+        Self {
+            listen: Some("127.0.0.1:15674".to_owned()),
+            tls_listen: Some("127.0.0.1:15673".to_owned()),
+        }
+    }
+}
+
+impl WebSocketConfig {
+    /// The plain listen address, or `None` when disabled.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        parse_listen(self.listen.as_ref())
+    }
+
+    /// The TLS listen address, or `None` when disabled.
+    pub fn tls_listen_addr(&self) -> Option<SocketAddr> {
+        parse_listen(self.tls_listen.as_ref())
+    }
+}
+
 /// `[native]`: the native binary protocol listener.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -150,7 +187,8 @@ pub enum ClientAuth {
     Required,
 }
 
-/// `[tls]`: certificates shared by the STOMP and native TLS listeners.
+/// `[tls]`: certificates shared by the STOMP, WebSocket and native TLS
+/// listeners.
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {

@@ -9,6 +9,7 @@ use crate::units::{ByteSize, Millis};
 use crate::{
     AclRule, AdminConfig, AuthConfig, ClientAuth, Config, ConfigError, DestinationsConfig,
     LimitsConfig, LogConfig, NativeConfig, StompConfig, StoreConfig, StoreSync, TlsConfig, User,
+    WebSocketConfig,
 };
 
 /// Smallest frame/buffer size accepted: below this not even a CONNECT with a
@@ -95,6 +96,7 @@ pub(crate) fn config(config: &Config, origin: &Path) -> Result<(), ConfigError> 
     broker(&check, config)?;
     let mut seen = HashMap::new();
     stomp(&check, &config.stomp, &mut seen)?;
+    websocket(&check, &config.websocket, &mut seen)?;
     native(&check, &config.native, &mut seen)?;
     admin(&check, &config.admin, &mut seen)?;
     tls(&check, &config.tls)?;
@@ -155,6 +157,16 @@ fn stomp(
     check.factor(stomp.heartbeat_grace, "stomp.heartbeat_grace")?;
     check.positive_duration(stomp.connect_timeout, "stomp.connect_timeout")?;
     check.positive_duration(stomp.frame_timeout, "stomp.frame_timeout")
+}
+
+fn websocket(
+    check: &Check<'_>,
+    websocket: &WebSocketConfig,
+    seen: &mut HashMap<SocketAddr, &'static str>,
+) -> Result<(), ConfigError> {
+    check.listen(websocket.listen.as_ref(), "websocket.listen", seen)?;
+    check.listen(websocket.tls_listen.as_ref(), "websocket.tls_listen", seen)?;
+    Ok(())
 }
 
 fn native(

@@ -43,6 +43,13 @@ fn custom_file_sets_every_key() {
     );
     assert_eq!(c.stomp.frame_timeout, Millis(60_000));
 
+    assert_eq!(
+        c.websocket.listen_addr(),
+        Some("0.0.0.0:7674".parse().unwrap())
+    );
+    assert_eq!(c.websocket.tls_listen, None);
+    assert_eq!(c.websocket.tls_listen_addr(), None);
+
     assert_eq!(c.native.listen, None);
     assert_eq!(c.native.listen_addr(), None);
     assert_eq!(
@@ -149,6 +156,7 @@ fn custom_file_differs_from_defaults_in_every_table() {
     let d = Config::default();
     assert_ne!(c.broker, d.broker);
     assert_ne!(c.stomp, d.stomp);
+    assert_ne!(c.websocket, d.websocket);
     assert_ne!(c.native, d.native);
     assert_ne!(c.tls, d.tls);
     assert_ne!(c.admin, d.admin);

@@ -57,6 +57,14 @@ fn default_listen_addresses_parse() {
         Some("127.0.0.1:61613".parse().unwrap())
     );
     assert_eq!(
+        config.websocket.listen_addr(),
+        Some("127.0.0.1:15674".parse().unwrap())
+    );
+    assert_eq!(
+        config.websocket.tls_listen_addr(),
+        Some("127.0.0.1:15673".parse().unwrap())
+    );
+    assert_eq!(
         config.native.tls_listen_addr(),
         Some("127.0.0.1:61621".parse().unwrap())
     );

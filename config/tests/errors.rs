@@ -59,6 +59,27 @@ fn two_listeners_on_one_address() {
 }
 
 #[test]
+fn websocket_listeners_are_checked_like_the_others() {
+    let e = rejects(
+        "[websocket]\nlisten = \"ws://localhost\"\n",
+        "websocket.listen",
+    );
+    assert_reason(&e, "`ws://localhost` is not a socket address");
+    let e = rejects(
+        "[websocket]\ntls_listen = \"127.0.0.1:61613\"\n",
+        "websocket.tls_listen",
+    );
+    assert_reason(&e, "already used by stomp.listen");
+    let e = rejects("[native]\nlisten = \"127.0.0.1:15674\"\n", "native.listen");
+    assert_reason(&e, "already used by websocket.listen");
+    rejects("[websocket]\npath = \"/ws\"\n", "websocket.path");
+    let off = "[websocket]\nlisten = \"\"\ntls_listen = \"\"\n";
+    let c = Config::from_toml_str(off, Path::new("ok.toml")).unwrap();
+    assert_eq!(c.websocket.listen_addr(), None);
+    assert_eq!(c.websocket.tls_listen_addr(), None);
+}
+
+#[test]
 fn port_zero_may_be_shared() {
     let text = "[stomp]\nlisten = \"127.0.0.1:0\"\ntls_listen = \"127.0.0.1:0\"\n\
                 [native]\nlisten = \"127.0.0.1:0\"\n";

@@ -35,6 +35,7 @@ class Broker:
             "--stomp-tls", stomp_tls,
             "--native", "",
             "--native-tls", "",
+            "--websocket", "", "--websocket-tls", "",
             "--admin", "",
             "--data-dir", os.path.join(self.tmp.name, "data"),
         ]

@@ -4,7 +4,12 @@
 //! - [`Broker`]: a broker process with its own data directory; learns its
 //!   bound ports from the "listener ready" log lines.
 //! - [`Client`]: a raw STOMP connection with frame-level send and receive.
+//! - [`pki`]: a CA and server certificate for the TLS listeners.
+//! - [`ws`]: a STOMP client over WebSocket (async, tokio-tungstenite).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: a panic is a test failure
+
+pub mod pki;
+pub mod ws;
 
 use bytes::BytesMut;
 use ferromq_protocol::stomp::{encode_frame, Command, Decoder, Frame, Limits, Version};
@@ -93,6 +98,10 @@ fn default_args() -> Vec<String> {
         "--native",
         "",
         "--native-tls",
+        "",
+        "--websocket",
+        "",
+        "--websocket-tls",
         "",
         "--admin",
         "",

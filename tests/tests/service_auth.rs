@@ -167,6 +167,7 @@ fn malformed_hash_in_users_file_stops_the_start_naming_the_user() {
     let out = Process::new(ferromq_tests::ferromq_bin())
         .args(["--stomp", "127.0.0.1:0", "--stomp-tls", "", "--admin", ""])
         .args(["--native", "", "--native-tls", ""])
+        .args(["--websocket", "", "--websocket-tls", ""])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .arg("--config")

@@ -224,6 +224,10 @@ tls_listen = ""
 listen = ""
 tls_listen = ""
 
+[websocket]
+listen = ""
+tls_listen = ""
+
 [admin]
 listen = ""
 "#,

@@ -5,49 +5,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferromq_protocol::stomp::{Command, Frame};
+use ferromq_tests::pki::Pki;
 use ferromq_tests::{Broker, Client, Transport};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, ProtocolVersion, RootCertStore, StreamOwned};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tempfile::TempDir;
-
-/// A test PKI: a CA and a server certificate for `localhost`/127.0.0.1,
-/// written as PEM files into a temporary directory.
-struct Pki {
-    dir: TempDir,
-    ca: CertificateDer<'static>,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        let server = params.signed_by(&server_key, &ca).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("server.crt"), server.pem()).unwrap();
-        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).unwrap();
-        Pki {
-            dir,
-            ca: ca.der().clone(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
 
 /// Config text with `[tls]` pointing at `cert` and `key`.
 fn tls_config(cert: &Path, key: &Path) -> String {
@@ -74,10 +40,14 @@ fn start(pki: &Pki, cert: &Path, key: &Path) -> Result<Broker, ferromq_tests::St
             "",
             "--native-tls",
             "",
+            "--websocket",
+            "",
+            "--websocket-tls",
+            "",
             "--admin",
             "",
         ],
-        pki.dir.path(),
+        pki.dir(),
     )
 }
 

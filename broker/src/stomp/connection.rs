@@ -133,6 +133,15 @@ pub async fn serve<R, W>(
             Ok(Ok(0)) => break Ok("peer closed the connection"),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
+                // A transport may refuse input as a protocol error (the
+                // WebSocket layer does for an oversized message): that gets
+                // its ERROR frame like any other.
+                if let Some(refusal) = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<StompError>())
+                {
+                    break Err(refusal.clone());
+                }
                 debug!(conn = id, %peer, error = %e, "read failed");
                 break Ok("read error");
             }

@@ -53,6 +53,10 @@ pub fn broker_with(config: &str, extra: &[&str]) -> NativeBroker {
         "",
         "--native",
         "127.0.0.1:0",
+        "--websocket",
+        "",
+        "--websocket-tls",
+        "",
         "--admin",
         "",
     ];
