@@ -176,6 +176,14 @@ impl Acl {
         if self.rules.is_empty() {
             return true;
         }
+        // A wildcard pattern is only ever subscribed to, never sent to: its
+        // first subscription "creates" nothing a producer could use, so it
+        // needs no more than reading the whole pattern does.
+        let permission = if permission == Permission::Admin && address.is_wildcard() {
+            Permission::Read
+        } else {
+            permission
+        };
         let (prefix, rest) = match address.temp_owner {
             Some(owner) if owner == conn => return true,
             Some(_) => {

@@ -126,6 +126,11 @@ pub enum Outcast {
         /// How long it stays away, ms.
         wait: u64,
     },
+    /// Not a dead letter: a wildcard queue subscription's shared window has
+    /// room again, so its member queues must dispatch (which a queue cannot
+    /// make another queue do under its own lock). At most one is queued per
+    /// subscription.
+    Wake(std::sync::Weak<super::queue_wildcard::WildcardSubscription>),
 }
 
 /// A message on its way out of a destination.
