@@ -112,7 +112,10 @@ fn star_matches_exactly_one_element() {
     let mut p = broker.client();
     p.send_message("/queue/star.a.b", "deep", &[]);
     p.send_message("/queue/star.a", "one", &[]);
-    assert_eq!(received(&mut c, 1), [("one".into(), "/queue/star.a".into())]);
+    assert_eq!(
+        received(&mut c, 1),
+        [("one".into(), "/queue/star.a".into())]
+    );
     c.expect_silence(Duration::from_millis(300));
 }
 
@@ -184,10 +187,7 @@ fn one_prefetch_window_over_all_matching_queues() {
         &mut c,
         "w",
         "/queue/pf.>",
-        &[
-            ("ack", "client-individual"),
-            ("activemq.prefetchSize", "5"),
-        ],
+        &[("ack", "client-individual"), ("activemq.prefetchSize", "5")],
     );
     let first = c.recv_messages(5);
     c.expect_silence(Duration::from_millis(400));
@@ -244,7 +244,7 @@ fn client_ack_is_cumulative_across_queues_and_nack_returns_to_its_queue() {
         again.push(c.recv_command(Command::Message));
     }
     let again = &again[0];
-    assert_eq!(body(&again), order[3]);
+    assert_eq!(body(again), order[3]);
     assert_eq!(again.get("redelivered"), Some("true"));
     assert_eq!(again.get("destination"), got[3].get("destination"));
     c.expect_silence(Duration::from_millis(300));
@@ -286,7 +286,10 @@ fn client_individual_acks_and_unsubscribe_return_the_rest_to_their_queues() {
     let mut check = broker.client();
     check.subscribe("a", "/queue/ci.a", "auto");
     let a = check.recv_command(Command::Message);
-    assert_eq!((body(&a).as_str(), a.get("redelivered")), ("a1", Some("true")));
+    assert_eq!(
+        (body(&a).as_str(), a.get("redelivered")),
+        ("a1", Some("true"))
+    );
     check.subscribe("c", "/queue/ci.c", "auto");
     let cm = check.recv_command(Command::Message);
     assert_eq!(
@@ -309,10 +312,7 @@ fn committed_transactional_ack_spans_queues() {
     c.send_with_receipt(Frame::new(Command::Begin).header("transaction", "t"), "b");
     // Cumulative: the second message's ACK covers both queues.
     settle(&mut c, Command::Ack, &got[1], &[("transaction", "t")]);
-    c.send_with_receipt(
-        Frame::new(Command::Commit).header("transaction", "t"),
-        "cm",
-    );
+    c.send_with_receipt(Frame::new(Command::Commit).header("transaction", "t"), "cm");
     unsubscribe(&mut c, "w");
     let mut check = broker.client();
     check.subscribe("all", "/queue/tx.>", "auto");
@@ -326,7 +326,12 @@ fn selector_applies_to_every_matching_queue() {
     p.send_message("/queue/sel.a", "eu-a", &[("region", "eu")]);
     p.send_message("/queue/sel.a", "us-a", &[("region", "us")]);
     let mut c = broker.client();
-    subscribe_with(&mut c, "w", "/queue/sel.>", &[("selector", "region = 'eu'")]);
+    subscribe_with(
+        &mut c,
+        "w",
+        "/queue/sel.>",
+        &[("selector", "region = 'eu'")],
+    );
     p.send_message("/queue/sel.b", "us-b", &[("region", "us")]);
     p.send_message("/queue/sel.b", "eu-b", &[("region", "eu")]);
     let mut got: Vec<_> = received(&mut c, 2).into_iter().map(|(b, _)| b).collect();

@@ -49,7 +49,8 @@ impl DeliveryBook {
     /// router has taken its messages back).
     pub fn forget_consumer(&self, id: u64) {
         // A wildcard link's deliveries carry its per-queue members.
-        self.lock().retain(|_, u| u.consumer.subscription_id() != id);
+        self.lock()
+            .retain(|_, u| u.consumer.subscription_id() != id);
     }
 }
 

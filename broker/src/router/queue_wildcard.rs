@@ -138,9 +138,7 @@ impl SharedWindow {
 
     fn room(st: &WindowState) -> bool {
         st.counted + st.reserved < st.prefetch
-            && st
-                .link_credit
-                .is_none_or(|c| c as usize > st.reserved)
+            && st.link_credit.is_none_or(|c| c as usize > st.reserved)
     }
 
     /// Whether a slot is free (without taking it).
@@ -485,7 +483,11 @@ impl Router {
 
     /// [`Router::ack_exact`] of a wildcard subscription (a committed
     /// transaction's acks, which may span queues).
-    pub(super) fn ack_exact_wildcard(&self, wildcard: &WildcardSubscription, seqs: &[u64]) -> Commit {
+    pub(super) fn ack_exact_wildcard(
+        &self,
+        wildcard: &WildcardSubscription,
+        seqs: &[u64],
+    ) -> Commit {
         let mut entries = Vec::new();
         for m in wildcard.members() {
             for &seq in seqs {

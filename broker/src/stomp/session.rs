@@ -666,9 +666,10 @@ impl Session {
                 }
                 // A wildcard subscription's MESSAGE names the member (one
                 // per queue) it came through.
-                let member = self.subscriptions.values().find_map(|s| {
-                    s.consumer.wildcard.as_ref().and_then(|w| w.member(sub))
-                });
+                let member = self
+                    .subscriptions
+                    .values()
+                    .find_map(|s| s.consumer.wildcard.as_ref().and_then(|w| w.member(sub)));
                 if let Some(member) = member {
                     return Ok((member, seq));
                 }
