@@ -7,7 +7,8 @@
 //! task moves it: a copy goes to the DLQ (when the policy says so) and the
 //! original is acknowledged in the store. The channel needs no bound of its
 //! own: each message dies at most once, so its length is bounded by the
-//! messages the destinations were allowed to hold.
+//! messages the destinations were allowed to hold (and the wake-ups of
+//! wildcard queue subscriptions it also carries, by one per subscription).
 
 use super::message::Message;
 use std::sync::Arc;

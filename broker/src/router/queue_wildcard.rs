@@ -589,3 +589,98 @@ impl Router {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::router::{Message, RouterConfig};
+    use crate::store::memory::MemoryStore;
+
+    /// Records deliveries.
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Delivery>>);
+
+    impl DeliverySink for Collect {
+        fn deliver(&self, d: Delivery) {
+            self.0.lock().unwrap().push(d);
+        }
+    }
+
+    fn publish(router: &Router, queue: &str) {
+        let d = router
+            .destination(&Address::parse(queue, 1).unwrap(), 1)
+            .unwrap();
+        let message = Message {
+            seq: router.next_seq(),
+            destination: d.address.name.clone(),
+            persistent: false,
+            priority: 4,
+            expires: 0,
+            timestamp: 0,
+            headers: Default::default(),
+            body: Default::default(),
+        };
+        drop(router.publish(&d, message));
+    }
+
+    fn wildcard(
+        router: &Router,
+        pattern: &str,
+        prefetch: usize,
+        sink: Arc<Collect>,
+    ) -> Arc<Consumer> {
+        let d = router
+            .destination(&Address::parse(pattern, 1).unwrap(), 1)
+            .unwrap();
+        let options = SubscribeOptions {
+            prefetch: Some(prefetch),
+            ..SubscribeOptions::default()
+        };
+        router.subscribe(d, 1, "w".into(), AckMode::ClientIndividual, options, sink)
+    }
+
+    #[test]
+    fn concurrent_publishers_never_exceed_the_shared_window() {
+        let router = Arc::new(Router::new(RouterConfig::default(), Arc::new(MemoryStore)));
+        let sink = Arc::new(Collect::default());
+        let _w = wildcard(&router, "/queue/race.>", 10, sink.clone());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let router = router.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..200 {
+                        publish(&router, &format!("/queue/race.q{t}"));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(sink.0.lock().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn an_ack_on_one_queue_lets_another_queue_deliver() {
+        let router = Router::new(RouterConfig::default(), Arc::new(MemoryStore));
+        let sink = Arc::new(Collect::default());
+        publish(&router, "/queue/w.a");
+        publish(&router, "/queue/w.b");
+        let head = wildcard(&router, "/queue/w.*", 1, sink.clone());
+        let first = sink.0.lock().unwrap()[0].clone();
+        assert_eq!(sink.0.lock().unwrap().len(), 1);
+        assert_eq!(&*first.message.destination, "/queue/w.a");
+        router.ack(&first.consumer, first.message.seq).unwrap();
+        // The wake-up is the dead-letter task's job; run it by hand.
+        let wildcard = head.wildcard.clone().unwrap();
+        router.wake_wildcard(&wildcard);
+        let deliveries = sink.0.lock().unwrap().clone();
+        assert_eq!(deliveries.len(), 2);
+        assert_eq!(&*deliveries[1].message.destination, "/queue/w.b");
+        // Through the head, the member holding it is found.
+        router.ack(&head, deliveries[1].message.seq).unwrap();
+        router.unsubscribe(&head);
+        assert!(wildcard.members().is_empty());
+    }
+}
