@@ -22,7 +22,11 @@
 //! window's lock, then the connection's outbox. A queue that fails to get a
 //! slot marks the window starved; whoever frees a slot then asks the
 //! router's dead-letter task (which holds no lock) to let every member
-//! queue dispatch again ([`super::dead_letter::Outcast::Wake`]).
+//! queue dispatch again ([`super::dead_letter::Outcast::Wake`]). Slots freed
+//! while queues wait are parked for that wake-up, which visits the queues
+//! in turn starting one further each time: otherwise the queue whose
+//! message was just acknowledged would take the slot back at once, and a
+//! busy queue could keep a small window to itself for ever.
 
 use super::address::{is_wildcard, wildcard_matches, Address, DestinationKind};
 use super::dead_letter::Outcast;
@@ -127,6 +131,10 @@ struct WindowState {
     next_order: u64,
     /// A member found no slot: wake the members when one frees.
     starved: bool,
+    /// Slots freed while starved, kept for the wake-up's round.
+    parked: usize,
+    /// Which member the next wake-up's round starts with.
+    turn: usize,
     /// A wake-up is on its way (at most one at a time).
     wake_queued: bool,
 }
@@ -137,7 +145,7 @@ impl SharedWindow {
     }
 
     fn room(st: &WindowState) -> bool {
-        st.counted + st.reserved < st.prefetch
+        st.counted + st.reserved + st.parked < st.prefetch
             && st.link_credit.is_none_or(|c| c as usize > st.reserved)
     }
 
@@ -163,7 +171,7 @@ impl SharedWindow {
     pub fn unreserve(&self) {
         let mut st = self.lock();
         st.reserved = st.reserved.saturating_sub(1);
-        self.wake_if_starved(&mut st);
+        self.freed(&mut st, 1);
     }
 
     /// `n` more unacknowledged messages (a transaction's acks undone).
@@ -175,7 +183,7 @@ impl SharedWindow {
     pub fn release(&self, n: usize) {
         let mut st = self.lock();
         st.counted = st.counted.saturating_sub(n);
-        self.wake_if_starved(&mut st);
+        self.freed(&mut st, n);
     }
 
     /// Makes a delivery: uses the slot taken for it (`reserved`), numbers
@@ -234,17 +242,28 @@ impl SharedWindow {
         }
     }
 
-    fn wake_if_starved(&self, st: &mut WindowState) {
-        if st.starved && !st.wake_queued && Self::room(st) {
-            st.starved = false;
+    /// `n` slots freed: when queues wait for one, they are parked for the
+    /// wake-up (sent once), which hands them out in turn.
+    fn freed(&self, st: &mut WindowState, n: usize) {
+        if !st.starved {
+            return;
+        }
+        st.parked += n;
+        if !st.wake_queued {
             st.wake_queued = true;
             let _ = self.wake.send(Outcast::Wake(self.subscription.clone()));
         }
     }
 
-    /// The wake-up is being handled: a slot freed from now on sends another.
-    fn woken(&self) {
-        self.lock().wake_queued = false;
+    /// The wake-up is being handled: parked slots are free again, a slot
+    /// freed from now on sends another. Returns where its round starts.
+    fn woken(&self) -> usize {
+        let mut st = self.lock();
+        st.wake_queued = false;
+        st.starved = false;
+        st.parked = 0;
+        st.turn = st.turn.wrapping_add(1);
+        st.turn
     }
 }
 
@@ -286,6 +305,8 @@ impl Router {
                     delivered: 0,
                     next_order: 0,
                     starved: false,
+                    parked: 0,
+                    turn: 0,
                     wake_queued: false,
                 }),
                 wake: self.dead_letters.clone(),
@@ -386,8 +407,13 @@ impl Router {
     /// A wake-up from a wildcard subscription's window: a slot freed, so
     /// every member queue dispatches again.
     pub(super) fn wake_wildcard(&self, wildcard: &WildcardSubscription) {
-        wildcard.window.woken();
-        for member in wildcard.members() {
+        let turn = wildcard.window.woken();
+        let mut members = wildcard.members();
+        if !members.is_empty() {
+            let start = turn % members.len();
+            members.rotate_left(start);
+        }
+        for member in members {
             member.destination.redispatch();
         }
     }
@@ -659,6 +685,28 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(sink.0.lock().unwrap().len(), 10);
+    }
+
+    #[test]
+    fn a_busy_queue_does_not_keep_the_window_to_itself() {
+        let router = Router::new(RouterConfig::default(), Arc::new(MemoryStore));
+        let sink = Arc::new(Collect::default());
+        for _ in 0..5 {
+            publish(&router, "/queue/fair.a");
+        }
+        publish(&router, "/queue/fair.b");
+        let head = wildcard(&router, "/queue/fair.>", 1, sink.clone());
+        let wildcard = head.wildcard.clone().unwrap();
+        let mut from = Vec::new();
+        for _ in 0..3 {
+            let last = sink.0.lock().unwrap().last().cloned().unwrap();
+            from.push(last.message.destination.to_string());
+            router.ack(&last.consumer, last.message.seq).unwrap();
+            router.wake_wildcard(&wildcard);
+        }
+        // fair.a's own ack does not take the slot back before fair.b waited.
+        assert!(from.iter().any(|d| d == "/queue/fair.b"), "{from:?}");
+        assert_eq!(sink.0.lock().unwrap().len(), 4);
     }
 
     #[test]
