@@ -8,7 +8,8 @@
 //! - [`subscription`]: consumers, ack modes, credit.
 //! - [`pending`]: the priority-ordered waiting list.
 //! - [`message`]: messages and deliveries.
-//! - [`queue_wildcard`]: wildcard subscriptions on queues (`/queue/a.>`).
+//! - [`queue_wildcard`]: wildcard subscriptions on queues (`/queue/a.>`),
+//!   and [`shared_window`], their one prefetch window over all queues.
 
 pub mod address;
 pub mod dead_letter;
@@ -18,6 +19,7 @@ pub mod message;
 pub mod pending;
 pub mod queue_wildcard;
 pub mod scheduler;
+pub mod shared_window;
 pub mod subscription;
 
 pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};

@@ -4,7 +4,8 @@
 use super::destination::Destination;
 use super::message::{DeliverySink, Message};
 use super::pending::{Pending, PendingQueue};
-use super::queue_wildcard::{SharedWindow, WildcardSubscription};
+use super::queue_wildcard::WildcardSubscription;
+use super::shared_window::SharedWindow;
 use crate::selector::Selector;
 use std::cell::Cell;
 use std::collections::VecDeque;
