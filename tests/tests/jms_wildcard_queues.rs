@@ -126,6 +126,9 @@ fn competes_with_a_concrete_consumer_each_message_once() {
     concrete.subscribe("c", "/queue/comp.a", "auto");
     let mut wild = broker.client();
     wild.subscribe("w", "/queue/comp.>", "auto");
+    // A second, overlapping wildcard consumer competes as well.
+    let mut star = broker.client();
+    star.subscribe("s", "/queue/comp.*", "auto");
     let mut p = broker.client();
     let mut sent = HashSet::new();
     for i in 0..60 {
@@ -140,7 +143,11 @@ fn competes_with_a_concrete_consumer_each_message_once() {
     let mut seen: HashMap<String, &str> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while seen.len() < sent.len() && Instant::now() < deadline {
-        for (name, c) in [("concrete", &mut concrete), ("wild", &mut wild)] {
+        for (name, c) in [
+            ("concrete", &mut concrete),
+            ("wild", &mut wild),
+            ("star", &mut star),
+        ] {
             while let Some(f) = c.recv_within(Duration::from_millis(20)) {
                 assert_eq!(f.command, Command::Message, "{f:?}");
                 let b = body(&f);
@@ -163,14 +170,21 @@ fn competes_with_a_concrete_consumer_each_message_once() {
             .filter(|(b, n)| b.starts_with('a') && **n == who)
             .count()
     };
-    assert!(a_by("concrete") > 0 && a_by("wild") > 0, "{seen:?}");
-    // comp.b has only the wildcard consumer.
-    assert!(seen
-        .iter()
-        .filter(|(b, _)| b.starts_with('b'))
-        .all(|(_, n)| *n == "wild"));
+    assert!(
+        a_by("concrete") > 0 && a_by("wild") > 0 && a_by("star") > 0,
+        "{seen:?}"
+    );
+    // comp.b has only the wildcard consumers, and shares it between them.
+    let b_by = |who: &str| {
+        seen.iter()
+            .filter(|(b, n)| b.starts_with('b') && **n == who)
+            .count()
+    };
+    assert_eq!(b_by("concrete"), 0);
+    assert!(b_by("wild") > 0 && b_by("star") > 0, "{seen:?}");
     concrete.expect_silence(Duration::from_millis(200));
     wild.expect_silence(Duration::from_millis(200));
+    star.expect_silence(Duration::from_millis(200));
 }
 
 #[test]
@@ -373,7 +387,7 @@ fn persistent_acks_are_logged_against_the_concrete_queue_and_survive_a_restart()
 }
 
 #[test]
-fn redelivery_limit_and_dead_letters_name_the_concrete_queue() {
+fn nack_to_dead_letter_names_the_concrete_queue() {
     let broker = Broker::start_with(Some("[destinations]\nnack = \"dead-letter\"\n"), &[]);
     let mut c = broker.client();
     c.subscribe("w", "/queue/dl.>", "client-individual");
@@ -387,6 +401,30 @@ fn redelivery_limit_and_dead_letters_name_the_concrete_queue() {
     assert_eq!(body(&dead), "bad");
     assert_eq!(dead.get("original-destination"), Some("/queue/dl.x"));
     c.expect_silence(Duration::from_millis(200));
+}
+
+#[test]
+fn redelivery_limit_counts_on_the_concrete_queue() {
+    let broker = Broker::start_with(Some("[destinations]\nmax_redeliveries = 1\n"), &[]);
+    let mut c = broker.client();
+    c.subscribe("w", "/queue/rl.>", "client-individual");
+    let mut p = broker.client();
+    p.send_message("/queue/rl.x", "poison", &[]);
+    let first = c.recv_command(Command::Message);
+    let mut again = settle(&mut c, Command::Nack, &first, &[]);
+    if again.is_empty() {
+        again.push(c.recv_command(Command::Message));
+    }
+    assert_eq!(again[0].get("redelivered"), Some("true"));
+    assert_eq!(again[0].get("destination"), Some("/queue/rl.x"));
+    // The second NACK exceeds the limit: dead-lettered, not redelivered.
+    assert!(settle(&mut c, Command::Nack, &again[0], &[]).is_empty());
+    let mut dlq = broker.client();
+    dlq.subscribe("d", "/queue/ActiveMQ.DLQ", "auto");
+    let dead = dlq.recv_command(Command::Message);
+    assert_eq!(body(&dead), "poison");
+    assert_eq!(dead.get("original-destination"), Some("/queue/rl.x"));
+    c.expect_silence(Duration::from_millis(300));
 }
 
 #[test]
