@@ -276,6 +276,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pattern_needs_read_on_all_of_it_and_no_admin() {
+        let acl = Acl::new(&[
+            rule("/queue/orders.>", &["bob"], &[], &[]),
+            rule("/queue/orders.eu", &["eve"], &[], &["eve"]),
+        ]);
+        let (bob, eve) = (user("bob", &[]), user("eve", &[]));
+        let all = addr("/queue/orders.>", 1);
+        assert!(acl.allows(&bob, Permission::Read, &all, 1));
+        assert!(acl.allows(&bob, Permission::Admin, &all, 1));
+        // Reading (or creating) one matching queue does not cover the pattern.
+        assert!(!acl.allows(&eve, Permission::Read, &all, 1));
+        assert!(!acl.allows(&eve, Permission::Admin, &all, 1));
+        // A concrete queue still needs its 'admin' grant to be created.
+        assert!(!acl.allows(&bob, Permission::Admin, &addr("/queue/orders.us", 1), 1));
+    }
+
+    #[test]
     fn union_of_matching_rules_users_groups_and_everyone() {
         let acl = Acl::new(&[
             rule("/queue/orders.>", &["group:readers"], &["alice"], &[]),
