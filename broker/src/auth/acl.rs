@@ -176,6 +176,14 @@ impl Acl {
         if self.rules.is_empty() {
             return true;
         }
+        // A wildcard pattern is only ever subscribed to, never sent to: its
+        // first subscription "creates" nothing a producer could use, so it
+        // needs no more than reading the whole pattern does.
+        let permission = if permission == Permission::Admin && address.is_wildcard() {
+            Permission::Read
+        } else {
+            permission
+        };
         let (prefix, rest) = match address.temp_owner {
             Some(owner) if owner == conn => return true,
             Some(_) => {
@@ -265,6 +273,23 @@ mod tests {
         assert!(!covers(&p("orders.*"), &n("orders.>")));
         assert!(covers(&p("orders.>"), &n("orders.>")));
         assert!(!covers(&p("a"), &n("b")));
+    }
+
+    #[test]
+    fn a_pattern_needs_read_on_all_of_it_and_no_admin() {
+        let acl = Acl::new(&[
+            rule("/queue/orders.>", &["bob"], &[], &[]),
+            rule("/queue/orders.eu", &["eve"], &[], &["eve"]),
+        ]);
+        let (bob, eve) = (user("bob", &[]), user("eve", &[]));
+        let all = addr("/queue/orders.>", 1);
+        assert!(acl.allows(&bob, Permission::Read, &all, 1));
+        assert!(acl.allows(&bob, Permission::Admin, &all, 1));
+        // Reading (or creating) one matching queue does not cover the pattern.
+        assert!(!acl.allows(&eve, Permission::Read, &all, 1));
+        assert!(!acl.allows(&eve, Permission::Admin, &all, 1));
+        // A concrete queue still needs its 'admin' grant to be created.
+        assert!(!acl.allows(&bob, Permission::Admin, &addr("/queue/orders.us", 1), 1));
     }
 
     #[test]

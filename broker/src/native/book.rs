@@ -48,7 +48,9 @@ impl DeliveryBook {
     /// Forgets the deliveries of subscription `id` (its link is gone and the
     /// router has taken its messages back).
     pub fn forget_consumer(&self, id: u64) {
-        self.lock().retain(|_, u| u.consumer.id != id);
+        // A wildcard link's deliveries carry its per-queue members.
+        self.lock()
+            .retain(|_, u| u.consumer.subscription_id() != id);
     }
 }
 

@@ -98,10 +98,12 @@ impl Connection {
     ) -> Result<Arc<Destination>, Failure> {
         let address = Address::parse(name, self.id).map_err(router_failure)?;
         self.authorize(&address, permission)?;
-        if address.is_wildcard() && address.kind != DestinationKind::Topic {
+        // Queue wildcards consume every matching queue, as on STOMP; never
+        // over temporary queues (their owner's alone).
+        if address.is_wildcard() && address.is_temporary() {
             return Err(Failure::new(
                 ErrorCondition::NotAllowed,
-                format!("wildcard links are possible on topics only, not on {name}"),
+                format!("wildcard links are not possible on temporary destinations: {name}"),
             ));
         }
         self.router
@@ -308,7 +310,7 @@ impl Connection {
             for t in self.transactions.values_mut() {
                 t.work.ops.retain(|op| match op {
                     TxOp::Ack { consumer: c, .. } | TxOp::Nack { consumer: c, .. } => {
-                        c.id != consumer.id
+                        c.subscription_id() != consumer.id
                     }
                     TxOp::Send { .. } => true,
                 });

@@ -7,7 +7,8 @@
 //! task moves it: a copy goes to the DLQ (when the policy says so) and the
 //! original is acknowledged in the store. The channel needs no bound of its
 //! own: each message dies at most once, so its length is bounded by the
-//! messages the destinations were allowed to hold.
+//! messages the destinations were allowed to hold (and the wake-ups of
+//! wildcard queue subscriptions it also carries, by one per subscription).
 
 use super::message::Message;
 use std::sync::Arc;
@@ -126,6 +127,11 @@ pub enum Outcast {
         /// How long it stays away, ms.
         wait: u64,
     },
+    /// Not a dead letter: a wildcard queue subscription's shared window has
+    /// room again, so its member queues must dispatch (which a queue cannot
+    /// make another queue do under its own lock). At most one is queued per
+    /// subscription.
+    Wake(std::sync::Weak<super::queue_wildcard::WildcardSubscription>),
 }
 
 /// A message on its way out of a destination.

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, Notify};
 
+mod wildcard_member;
+
 /// Counters exported as metrics. Monotonic except `depth`-like values, which
 /// are computed on demand.
 #[derive(Debug, Default)]
@@ -383,7 +385,7 @@ impl Destination {
                 seqs.push(f.message.seq);
             }
         }
-        sub.held += seqs.len();
+        sub.add_held(seqs.len());
         self.dispatch(&mut st);
         self.account(&st);
         Ok(seqs)
@@ -394,14 +396,16 @@ impl Destination {
     pub fn unhold(&self, id: SubscriptionId, seqs: &[u64]) {
         let mut st = self.lock();
         if let Ok(sub) = st.subscription(id) {
+            let mut unheld = 0;
             for f in sub
                 .unacked
                 .iter_mut()
                 .filter(|f| f.held && seqs.contains(&f.message.seq))
             {
                 f.held = false;
-                sub.held -= 1;
+                unheld += 1;
             }
+            sub.remove_held(unheld);
         }
     }
 
@@ -583,7 +587,7 @@ impl Destination {
                     let n = st.subscriptions.len();
                     for k in 0..n {
                         let i = (st.next + k) % n;
-                        if !st.subscriptions[i].has_credit() {
+                        if !st.subscriptions[i].take_credit() {
                             continue;
                         }
                         let State {
@@ -596,8 +600,12 @@ impl Destination {
                         let sub = &subscriptions[i];
                         let found = waiting
                             .pop_matching(|p| eligible(sub, *exclusive_owner, groups, &p.message));
-                        let Some(p) = found else { continue };
+                        let Some(p) = found else {
+                            subscriptions[i].return_credit();
+                            continue;
+                        };
                         if p.message.is_expired(now) {
+                            subscriptions[i].return_credit();
                             expired += 1;
                             freed += p.message.footprint();
                             self.bury(p.message, DeathCause::Expired, self.policy.expired_to_dlq);
@@ -621,8 +629,12 @@ impl Destination {
                     let Some(i) = st.next_with_credit() else {
                         break;
                     };
-                    let Some(p) = st.waiting.pop() else { break };
+                    let Some(p) = st.waiting.pop() else {
+                        st.subscriptions[i].return_credit();
+                        break;
+                    };
                     if p.message.is_expired(now) {
+                        st.subscriptions[i].return_credit();
                         expired += 1;
                         freed += p.message.footprint();
                         self.bury(p.message, DeathCause::Expired, self.policy.expired_to_dlq);
@@ -757,7 +769,9 @@ impl State {
         for k in 0..n {
             let i = (self.next + k) % n;
             let sub = &self.subscriptions[i];
-            if sub.has_credit() && eligible(sub, self.exclusive_owner, &self.groups, message) {
+            // Eligibility first: taking credit reserves a wildcard member's
+            // shared window slot.
+            if eligible(sub, self.exclusive_owner, &self.groups, message) && sub.take_credit() {
                 self.next = (i + 1) % n;
                 return Some(i);
             }
@@ -784,7 +798,7 @@ impl State {
         let n = self.subscriptions.len();
         for k in 0..n {
             let i = (self.next + k) % n;
-            if self.subscriptions[i].has_credit() {
+            if self.subscriptions[i].take_credit() {
                 self.next = (i + 1) % n;
                 return Some(i);
             }
@@ -815,13 +829,8 @@ fn eligible(
 /// non-held entry up to and including `pos`.
 fn take_acked(sub: &mut SubscriptionState, pos: usize, cumulative: bool) -> Vec<InFlight> {
     if !cumulative {
-        let f = sub.remove_unacked(pos);
-        if let Some(f) = &f {
-            if f.held {
-                sub.held -= 1;
-            }
-        }
-        return f.into_iter().collect();
+        // (`remove_unacked` also drops it from the held count.)
+        return sub.remove_unacked(pos).into_iter().collect();
     }
     let mut taken = Vec::with_capacity(pos + 1);
     let mut kept = std::collections::VecDeque::new();

@@ -9,6 +9,8 @@
 //! - [`pending`]: the priority-ordered waiting list.
 //! - [`message`]: messages and deliveries.
 //! - [`body`]: message bodies, resident or paged out to the store.
+//! - [`queue_wildcard`]: wildcard subscriptions on queues (`/queue/a.>`),
+//!   and [`shared_window`], their one prefetch window over all queues.
 
 pub mod address;
 pub mod body;
@@ -17,7 +19,9 @@ pub mod destination;
 pub mod durable;
 pub mod message;
 pub mod pending;
+pub mod queue_wildcard;
 pub mod scheduler;
+pub mod shared_window;
 pub mod subscription;
 
 pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};
@@ -116,6 +120,9 @@ pub struct Router {
     /// skip the lock when there are none.
     wildcards: RwLock<Vec<Arc<Destination>>>,
     has_wildcards: AtomicBool,
+    /// Queue subscriptions with `*`/`>` patterns: each queue created joins
+    /// the ones it matches. Lock order: after the destination map.
+    queue_wildcards: RwLock<Vec<Arc<queue_wildcard::WildcardSubscription>>>,
     /// Messages waiting for their scheduled time.
     scheduler: Arc<scheduler::Scheduler>,
     /// Durable topic subscriptions by hidden queue name. `has_durables`
@@ -135,6 +142,7 @@ impl Router {
             dead_letter_policy: Arc::new(config.dead_letter.clone()),
             wildcards: RwLock::new(Vec::new()),
             has_wildcards: AtomicBool::new(false),
+            queue_wildcards: RwLock::new(Vec::new()),
             scheduler: Arc::default(),
             durables: RwLock::new(HashMap::new()),
             has_durables: AtomicBool::new(false),
@@ -196,7 +204,7 @@ impl Router {
             self.dead_letters.clone(),
         ));
         map.insert(address.name.clone(), d.clone());
-        if address.is_wildcard() {
+        if address.is_wildcard() && address.kind == DestinationKind::Topic {
             // Lock order: the destination map, then the wildcard list.
             self.wildcards
                 .write()
@@ -204,6 +212,11 @@ impl Router {
                 .push(d.clone());
             self.has_wildcards.store(true, Ordering::Release);
         }
+        drop(map);
+        // A queue created after a wildcard subscription matching it: the
+        // subscription consumes it too (with no lock held: joining
+        // dispatches the queue's messages to it).
+        self.join_wildcards(&d);
         Ok(d)
     }
 
@@ -711,6 +724,9 @@ impl Router {
         credit: u32,
         drain: bool,
     ) -> Option<LinkFlow> {
+        if let Some(w) = &consumer.wildcard {
+            return self.flow_wildcard(w, receiver_count, credit, drain);
+        }
         consumer
             .destination
             .flow(consumer.id, receiver_count, credit, drain)
@@ -731,12 +747,25 @@ impl Router {
             DestinationKind::Queue => self.config.queue_prefetch,
             DestinationKind::Topic => self.config.topic_prefetch,
         });
+        if destination.kind() == DestinationKind::Queue && destination.address.is_wildcard() {
+            return self.subscribe_wildcard(
+                destination,
+                connection,
+                tag,
+                ack,
+                options,
+                sink,
+                prefetch,
+                link_credit,
+            );
+        }
         let consumer = Arc::new(Consumer {
             id: self.next_subscription.fetch_add(1, Ordering::Relaxed),
             connection,
             destination: destination.clone(),
             tag,
             ack,
+            wildcard: None,
         });
         // Deliveries of stored messages are recorded, so they come back
         // marked redelivered after a restart.
@@ -751,13 +780,28 @@ impl Router {
 
     /// Ends a subscription; unacknowledged queue messages are redelivered.
     pub fn unsubscribe(&self, consumer: &Consumer) {
+        if let Some(w) = &consumer.wildcard {
+            return self.unsubscribe_wildcard(w);
+        }
         consumer.destination.unsubscribe(consumer.id);
+    }
+
+    /// Whether `consumer` (any member, for a wildcard subscription) holds
+    /// message `seq` unacknowledged.
+    pub fn has_unacked(&self, consumer: &Consumer, seq: u64) -> bool {
+        match &consumer.wildcard {
+            Some(w) => self.wildcard_has_unacked(w, seq),
+            None => consumer.destination.has_unacked(consumer.id, seq),
+        }
     }
 
     /// Acknowledges (cumulatively for `client` mode).
     /// The [`Commit`] says when the ack is durable (an ACK's RECEIPT waits
     /// for it, so an acknowledged message never comes back).
-    pub fn ack(&self, consumer: &Consumer, seq: u64) -> Result<Commit, RouterError> {
+    pub fn ack(&self, consumer: &Arc<Consumer>, seq: u64) -> Result<Commit, RouterError> {
+        if let Some(w) = &consumer.wildcard {
+            return self.ack_wildcard(w, consumer, seq);
+        }
         let cumulative = consumer.ack == AckMode::Client;
         let acked = consumer
             .destination
@@ -769,6 +813,9 @@ impl Router {
     /// Acknowledges exactly `seqs` (a committed transaction's acks).
     /// The [`Commit`] says when they are durable.
     pub fn ack_exact(&self, consumer: &Consumer, seqs: &[u64]) -> Commit {
+        if let Some(w) = &consumer.wildcard {
+            return self.ack_exact_wildcard(w, seqs);
+        }
         let mut all = Vec::with_capacity(seqs.len());
         for &seq in seqs {
             if let Ok(acked) = consumer.destination.ack(consumer.id, seq, false) {
@@ -779,7 +826,10 @@ impl Router {
     }
 
     /// Rejects (cumulatively for `client` mode): redelivered later.
-    pub fn nack(&self, consumer: &Consumer, seq: u64) -> Result<(), RouterError> {
+    pub fn nack(&self, consumer: &Arc<Consumer>, seq: u64) -> Result<(), RouterError> {
+        if let Some(w) = &consumer.wildcard {
+            return self.nack_wildcard(w, consumer, seq);
+        }
         let cumulative = consumer.ack == AckMode::Client;
         consumer
             .destination
@@ -789,13 +839,19 @@ impl Router {
 
     /// Rejects exactly `seqs` (a committed transaction's nacks).
     pub fn nack_exact(&self, consumer: &Consumer, seqs: &[u64]) {
+        if let Some(w) = &consumer.wildcard {
+            return self.nack_exact_wildcard(w, seqs);
+        }
         for &seq in seqs {
             let _ = consumer.destination.nack(consumer.id, seq, false);
         }
     }
 
     /// A transactional ACK/NACK: frees credit now, applies at commit.
-    pub fn hold(&self, consumer: &Consumer, seq: u64) -> Result<Vec<u64>, RouterError> {
+    pub fn hold(&self, consumer: &Arc<Consumer>, seq: u64) -> Result<Vec<u64>, RouterError> {
+        if let Some(w) = &consumer.wildcard {
+            return self.hold_wildcard(w, consumer, seq);
+        }
         let cumulative = consumer.ack == AckMode::Client;
         consumer
             .destination
@@ -805,6 +861,9 @@ impl Router {
 
     /// Undoes [`Router::hold`] for an aborted transaction.
     pub fn unhold(&self, consumer: &Consumer, seqs: &[u64]) {
+        if let Some(w) = &consumer.wildcard {
+            return self.unhold_wildcard(w, seqs);
+        }
         consumer.destination.unhold(consumer.id, seqs);
     }
 
@@ -817,7 +876,8 @@ impl Router {
         while i < written.len() {
             let consumer = written[i].0.clone();
             seqs.clear();
-            while i < written.len() && written[i].0.id == consumer.id {
+            // By identity: a wildcard subscription's members share its tag.
+            while i < written.len() && Arc::ptr_eq(&written[i].0, &consumer) {
                 seqs.push(written[i].1);
                 i += 1;
             }
@@ -839,14 +899,7 @@ impl Router {
     }
 
     fn log_acks(&self, destination: &Destination, acked: &[Arc<Message>]) -> Commit {
-        let entries: Vec<LogEntry> = acked
-            .iter()
-            .filter(|m| m.persistent)
-            .map(|m| LogEntry::Ack {
-                destination: destination.address.name.clone(),
-                seq: m.seq,
-            })
-            .collect();
+        let entries = ack_entries(destination, acked);
         if entries.is_empty() {
             return Commit::Done;
         }
@@ -877,6 +930,11 @@ impl Router {
                     redeliveries,
                     wait,
                 } => router.delay_redelivery(message, redeliveries, wait),
+                Outcast::Wake(wildcard) => {
+                    if let Some(w) = wildcard.upgrade() {
+                        router.wake_wildcard(&w);
+                    }
+                }
             }
         }
     }
@@ -959,4 +1017,17 @@ impl Router {
     pub fn seq_of_message_id(id: &str) -> Option<u64> {
         id.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
     }
+}
+
+/// The store entries acknowledging `acked` (its persistent messages) on
+/// `destination`.
+fn ack_entries(destination: &Destination, acked: &[Arc<Message>]) -> Vec<LogEntry> {
+    acked
+        .iter()
+        .filter(|m| m.persistent)
+        .map(|m| LogEntry::Ack {
+            destination: destination.address.name.clone(),
+            seq: m.seq,
+        })
+        .collect()
 }

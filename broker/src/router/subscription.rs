@@ -4,7 +4,10 @@
 use super::destination::Destination;
 use super::message::{DeliverySink, Message};
 use super::pending::{Pending, PendingQueue};
+use super::queue_wildcard::WildcardSubscription;
+use super::shared_window::SharedWindow;
 use crate::selector::Selector;
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -53,6 +56,17 @@ pub struct Consumer {
     pub tag: Arc<str>,
     /// Acknowledgement mode.
     pub ack: AckMode,
+    /// A wildcard queue subscription (`/queue/orders.>`): set on the
+    /// session's handle and on each per-queue member it consumes through.
+    pub wildcard: Option<Arc<WildcardSubscription>>,
+}
+
+impl Consumer {
+    /// The id of the subscription the client made: a wildcard member
+    /// answers with its wildcard subscription's id.
+    pub fn subscription_id(&self) -> SubscriptionId {
+        self.wildcard.as_ref().map_or(self.id, |w| w.id)
+    }
 }
 
 /// Options a subscriber chooses, beyond destination and ack mode.
@@ -77,6 +91,10 @@ pub struct InFlight {
     /// Acknowledged inside an open transaction: no longer counts against
     /// credit, but is only removed when the transaction commits.
     pub held: bool,
+    /// Wildcard members: the delivery's place in the order of every
+    /// delivery of the wildcard subscription (its shared window's count),
+    /// which cumulative acks follow across queues. 0 otherwise.
+    pub order: u64,
 }
 
 /// The router's state for one subscription. Lives inside its destination's
@@ -112,6 +130,15 @@ pub struct SubscriptionState {
     /// destination's memory limit, so producer flow control never lets it
     /// starve the other consumers. Set by the destination.
     pub max_inflight_bytes: usize,
+    /// Wildcard queue members: the prefetch window (and link credit) shared
+    /// with the subscription's members on other queues.
+    pub window: Option<Arc<SharedWindow>>,
+    /// A slot of `window` taken by [`SubscriptionState::take_credit`] and
+    /// not yet used by a delivery. A `Cell` because credit is checked
+    /// through shared references while the destination lock is held.
+    reserved: Cell<bool>,
+    /// How many of `unacked` (non-held) this member counts in `window`.
+    counted: usize,
 }
 
 /// A credit-based subscription's flow state after a credit grant.
@@ -139,6 +166,9 @@ impl SubscriptionState {
             delivered: 0,
             inflight_bytes: 0,
             max_inflight_bytes: usize::MAX,
+            window: None,
+            reserved: Cell::new(false),
+            counted: 0,
         }
     }
 
@@ -149,9 +179,76 @@ impl SubscriptionState {
 
     /// Whether another message may be delivered now.
     pub fn has_credit(&self) -> bool {
+        self.has_own_credit()
+            && self
+                .window
+                .as_ref()
+                .is_none_or(|w| self.reserved.get() || w.has_room())
+    }
+
+    /// Credit by this subscription's own limits (not a shared window's).
+    fn has_own_credit(&self) -> bool {
         self.unacked.len() - self.held < self.prefetch
             && self.link_credit != Some(0)
             && self.inflight_bytes < self.max_inflight_bytes
+    }
+
+    /// [`SubscriptionState::has_credit`] for a delivery about to be made: a
+    /// wildcard member also takes a slot of its shared window, so members on
+    /// different queues (dispatching under different locks) can never
+    /// deliver more than the window together. A slot taken and then not
+    /// used must go back with [`SubscriptionState::return_credit`].
+    pub fn take_credit(&self) -> bool {
+        // Own limits only: a full window must be asked, so it knows this
+        // queue waits for a slot.
+        if !self.has_own_credit() {
+            return false;
+        }
+        match &self.window {
+            None => true,
+            Some(_) if self.reserved.get() => true,
+            Some(w) => {
+                let taken = w.try_reserve();
+                self.reserved.set(taken);
+                taken
+            }
+        }
+    }
+
+    /// Gives back a window slot [`SubscriptionState::take_credit`] took
+    /// when no delivery followed (nothing eligible, or it had expired).
+    pub fn return_credit(&self) {
+        if let Some(w) = &self.window {
+            if self.reserved.replace(false) {
+                w.unreserve();
+            }
+        }
+    }
+
+    /// Brings this member's count in its shared window up to date after
+    /// messages were acknowledged, returned, held or unheld.
+    fn sync_window(&mut self) {
+        let Some(w) = &self.window else { return };
+        let now = self.unacked.len() - self.held;
+        if now > self.counted {
+            w.add(now - self.counted);
+        } else if now < self.counted {
+            w.release(self.counted - now);
+        }
+        self.counted = now;
+    }
+
+    /// `n` more of `unacked` are held by a transaction (no longer counted
+    /// against credit).
+    pub fn add_held(&mut self, n: usize) {
+        self.held += n;
+        self.sync_window();
+    }
+
+    /// `n` held messages count against credit again (transaction aborted).
+    pub fn remove_held(&mut self, n: usize) {
+        self.held -= n.min(self.held);
+        self.sync_window();
     }
 
     /// Sets a credit-based subscription's credit so that the consumer may
@@ -184,16 +281,27 @@ impl SubscriptionState {
             *c = c.saturating_sub(1);
         }
         self.delivered = self.delivered.wrapping_add(1);
-        self.sink.deliver(super::message::Delivery {
+        let delivery = super::message::Delivery {
             consumer: self.consumer.clone(),
             message: p.message.clone(),
             redeliveries: p.redeliveries,
-        });
+        };
+        let order = match &self.window {
+            None => {
+                self.sink.deliver(delivery);
+                0
+            }
+            Some(w) => {
+                self.counted += 1;
+                w.deliver(self.reserved.replace(false), &*self.sink, delivery)
+            }
+        };
         self.inflight_bytes += p.message.footprint();
         self.unacked.push_back(InFlight {
             message: p.message,
             redeliveries: p.redeliveries,
             held: false,
+            order,
         });
     }
 
@@ -206,12 +314,19 @@ impl SubscriptionState {
     pub fn take_unacked(&mut self) -> Vec<InFlight> {
         self.held = 0;
         self.inflight_bytes = 0;
-        self.unacked.drain(..).collect()
+        let taken = self.unacked.drain(..).collect();
+        self.return_credit();
+        self.sync_window();
+        taken
     }
 
-    /// Removes the unacked message at `pos`, keeping the byte count.
+    /// Removes the unacked message at `pos`, keeping the byte count (and the
+    /// held count, when it was held).
     pub fn remove_unacked(&mut self, pos: usize) -> Option<InFlight> {
         let f = self.unacked.remove(pos)?;
+        if f.held {
+            self.held -= 1;
+        }
         self.forget_bytes(&f);
         Some(f)
     }
@@ -219,5 +334,6 @@ impl SubscriptionState {
     /// Takes `f` (already removed from `unacked`) out of the byte count.
     pub fn forget_bytes(&mut self, f: &InFlight) {
         self.inflight_bytes = self.inflight_bytes.saturating_sub(f.message.footprint());
+        self.sync_window();
     }
 }

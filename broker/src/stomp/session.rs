@@ -464,9 +464,14 @@ impl Session {
             Some(v) => parse_bool(v).ok_or_else(|| bad_header("browser", v, "true or false"))?,
         };
         let address = Address::parse(raw, self.id)?;
-        if address.is_wildcard() && address.kind != DestinationKind::Topic {
+        // Wildcards on queues consume every matching queue (see
+        // `router::queue_wildcard`). Temporary queues are their owner's
+        // alone, so a wildcard over them is refused outright rather than
+        // matched against "own ones only": nothing a pattern could add to
+        // naming one's own temporary queue is worth the risk.
+        if address.is_wildcard() && address.is_temporary() {
             return Err(StompError::new(format!(
-                "wildcard subscriptions are supported on topics only, not on {raw}"
+                "wildcard subscriptions are not possible on temporary destinations: {raw}"
             )));
         }
         self.authorize(&address, Permission::Read)?;
@@ -553,11 +558,21 @@ impl Session {
         }
         self.receipt(frame, Vec::new());
         let tag: Arc<str> = id.as_str().into();
-        for message in destination.browse(MAX_BROWSE, selector) {
-            self.outbox.push(Outgoing::Browsed {
-                tag: tag.clone(),
-                message,
-            });
+        // A wildcard browses every queue it matches, one after the other.
+        let queues = if destination.address.is_wildcard() {
+            self.router.queues_matching(&destination.address)
+        } else {
+            vec![destination.clone()]
+        };
+        let mut left = MAX_BROWSE;
+        for queue in queues {
+            for message in queue.browse(left, selector) {
+                left -= 1;
+                self.outbox.push(Outgoing::Browsed {
+                    tag: tag.clone(),
+                    message,
+                });
+            }
         }
         let end = Frame::new(Command::Message)
             .header("subscription", &id)
@@ -649,6 +664,15 @@ impl Session {
                 if let Some(s) = self.subscriptions.values().find(|s| s.consumer.id == sub) {
                     return Ok((s.consumer.clone(), seq));
                 }
+                // A wildcard subscription's MESSAGE names the member (one
+                // per queue) it came through.
+                let member = self
+                    .subscriptions
+                    .values()
+                    .find_map(|s| s.consumer.wildcard.as_ref().and_then(|w| w.member(sub)));
+                if let Some(member) = member {
+                    return Ok((member, seq));
+                }
             }
             if frame.get("message-id").is_none() {
                 return Err(StompError::new(format!(
@@ -672,7 +696,7 @@ impl Session {
         }
         self.subscriptions
             .values()
-            .find(|s| s.consumer.destination.has_unacked(s.consumer.id, seq))
+            .find(|s| self.router.has_unacked(&s.consumer, seq))
             .map(|s| (s.consumer.clone(), seq))
             .ok_or_else(|| {
                 StompError::new(format!(
@@ -759,7 +783,9 @@ impl Session {
     fn release_transactions_of(&mut self, sub: SubscriptionId) {
         for t in self.transactions.values_mut() {
             t.ops.retain(|op| match op {
-                TxOp::Ack { consumer, .. } | TxOp::Nack { consumer, .. } => consumer.id != sub,
+                TxOp::Ack { consumer, .. } | TxOp::Nack { consumer, .. } => {
+                    consumer.subscription_id() != sub
+                }
                 TxOp::Send { .. } => true,
             });
         }
