@@ -7,6 +7,9 @@
 #   scripts/bench-compare.sh [OUTDIR]
 #   env: BROKERS="ferromq activemq rabbitmq"  SAMPLES=10  WARMUP=3
 #        PEERS=../shared/peers (start/stop scripts of the reference brokers)
+#        SUITE=jms-benchmark (or stomp-benchmark): run that whole suite per
+#          broker instead of the ad-hoc scenarios below (resumable: rerun
+#          with the same OUTDIR to finish an interrupted run); DRAIN_MS=3000
 #
 # Loopback only. Each scenario runs WARMUP+SAMPLES seconds plus a drain.
 set -euo pipefail
@@ -68,6 +71,15 @@ for broker in $brokers; do
   echo "== $broker"
   start_broker "$broker"
   trap 'stop_broker '"$broker" EXIT
+  if [ -n "${SUITE:-}" ]; then
+    # shellcheck disable=SC2046
+    timeout 7200 "$bench" run $(url_of "$broker") --suite "$SUITE" --broker-name "$broker" \
+      --warm-up-count "$warmup" --sample-count "$samples" --drain-timeout "${DRAIN_MS:-3000}" \
+      -o "$out/$broker.json" || echo "$broker: suite $SUITE failed" >&2
+    stop_broker "$broker"
+    trap - EXIT
+    continue
+  fi
   for s in "${scenarios[@]}"; do
     name="${s%%|*}"; flags="${s#*|}"
     # shellcheck disable=SC2046,SC2086
