@@ -162,7 +162,7 @@ impl Broker {
             },
             cache_bytes: (config.store.memory_limit.get() / 2).max(8 << 20),
             body_budget: config.store.memory_limit.get(),
-            compact_min_bytes: 64 << 20,
+            compact_min_bytes: config.store.compact_threshold.get(),
         })?;
         let store: Arc<dyn store::Store> = Arc::new(sled_store);
         let router = Arc::new(Router::new(router_config(config), store.clone()));

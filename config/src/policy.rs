@@ -139,6 +139,9 @@ pub struct StoreConfig {
     pub memory_limit: ByteSize,
     /// Bytes the store may use on disk before producers are refused.
     pub disk_limit: ByteSize,
+    /// Compact the store's files (at start, and while the broker is idle)
+    /// once at least this much disk can be won back.
+    pub compact_threshold: ByteSize,
 }
 
 impl Default for StoreConfig {
@@ -148,6 +151,7 @@ impl Default for StoreConfig {
             batch_delay: Millis(2),
             memory_limit: ByteSize::mib(256),
             disk_limit: ByteSize::gib(10),
+            compact_threshold: ByteSize::mib(64),
         }
     }
 }

@@ -287,7 +287,12 @@ fn store(check: &Check<'_>, store: &StoreConfig) -> Result<(), ConfigError> {
         "must be at most 1s (every receipt may wait this long)",
     )?;
     check.min_size(store.memory_limit, ByteSize::mib(1), "store.memory_limit")?;
-    check.min_size(store.disk_limit, ByteSize::mib(1), "store.disk_limit")
+    check.min_size(store.disk_limit, ByteSize::mib(1), "store.disk_limit")?;
+    check.min_size(
+        store.compact_threshold,
+        ByteSize::mib(1),
+        "store.compact_threshold",
+    )
 }
 
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];

@@ -144,6 +144,10 @@ fn bad_byte_size_string() {
     assert_reason(&e, "unknown size unit `megs`");
     rejects("[store]\ndisk_limit = \"lots\"\n", "store.disk_limit");
     rejects("[store]\ndisk_limit = -5\n", "store.disk_limit");
+    rejects(
+        "[store]\ncompact_threshold = \"1KiB\"\n",
+        "store.compact_threshold",
+    );
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! The store's edges, against the real binary: the disk limit (persistent
 //! SENDs refused with an ERROR naming the receipt, consumers keep working and
-//! free space), and data directories the broker cannot use (corrupt files, a
+//! free space), disk space given back once a burst is consumed, and data
+//! directories the broker cannot use (corrupt files, a
 //! path it cannot create): a clear error naming the path, a non-zero exit,
 //! no panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferromq_protocol::stomp::{Command, Frame};
-use ferromq_tests::{ferromq_bin, Broker, WAIT};
+use ferromq_tests::{ferromq_bin, http_get, metric, Broker, WAIT};
 use std::path::Path;
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
@@ -184,4 +185,66 @@ fn a_refused_send_without_receipt_is_an_error_not_a_silent_loss() {
         assert_eq!(c.recv_command(Command::Message).body.len(), body.len());
     }
     c.expect_silence(Duration::from_millis(300));
+}
+
+fn store_gauge(broker: &Broker, name: &str) -> f64 {
+    let (status, text) = http_get(broker.admin(), "/metrics", None);
+    assert_eq!(status, 200, "{text}");
+    metric(&text, name).expect(&text)
+}
+
+#[test]
+fn a_consumed_burst_gives_its_disk_space_back_while_the_broker_runs() {
+    let broker = Broker::start_with(
+        Some("[store]\ncompact_threshold = \"4MiB\"\n"),
+        &["--admin", "127.0.0.1:0"],
+    );
+    let mut p = broker.client();
+    let body = "b".repeat(64 * 1024);
+    for i in 0..480 {
+        p.send(
+            Frame::new(Command::Send)
+                .header("destination", "/queue/burst")
+                .header("persistent", "true")
+                .header("receipt", &format!("r{i}"))
+                .body(body.clone()),
+        );
+    }
+    for _ in 0..480 {
+        assert_eq!(p.recv().command, Command::Receipt);
+    }
+    let high_water = store_gauge(&broker, "ferromq_store_disk_bytes");
+    assert!(
+        high_water > 25e6,
+        "only {high_water} bytes on disk for 30 MiB"
+    );
+    let mut c = broker.client();
+    c.subscribe("s", "/queue/burst", "auto");
+    for _ in 0..480 {
+        assert_eq!(c.recv().command, Command::Message);
+    }
+    // Compaction runs once the writer has been idle for a second.
+    let deadline = Instant::now() + WAIT;
+    let mut on_disk = high_water;
+    while on_disk > 4e6 {
+        assert!(
+            Instant::now() < deadline,
+            "still {on_disk} bytes on disk (high water {high_water}); log:\n{}",
+            broker.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        on_disk = store_gauge(&broker, "ferromq_store_disk_bytes");
+    }
+    assert!(broker.log().contains("store compacted"), "{}", broker.log());
+    // The compacted store keeps working, and keeps what it is given.
+    p.send_message("/queue/burst", "after", &[("persistent", "true")]);
+    assert_eq!(&c.recv_command(Command::Message).body[..], b"after");
+    p.send_message("/queue/kept", "kept", &[("persistent", "true")]);
+    drop(c);
+    let mut broker = broker;
+    broker.kill9();
+    let broker = broker.restart();
+    let mut c = broker.client();
+    c.subscribe("k", "/queue/kept", "auto");
+    assert_eq!(&c.recv_command(Command::Message).body[..], b"kept");
 }

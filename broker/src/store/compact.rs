@@ -1,11 +1,13 @@
-//! Compaction at open: giving consumed messages' disk space back.
+//! Compaction: giving consumed messages' disk space back.
 //!
 //! While the broker runs, sled reuses the space of removed records (its
 //! files stop growing under steady produce/consume), but it keeps them at
 //! their high-water mark: after a burst of a million messages is consumed
-//! the files still hold hundreds of megabytes. So when a store is opened and
-//! its files are much larger than the live records in it, the live records
-//! are copied into a fresh sled database which then replaces the old one.
+//! the files still hold hundreds of megabytes. So when the files are much
+//! larger than the live records in them, the live records are copied into a
+//! fresh sled database which then replaces the old one: at open, and while
+//! the broker runs ([`Online`]), by the log writer when it is idle and few
+//! records are live, so the pause is short.
 //!
 //! Crash safety: the copy is built in `<store>.compact` and flushed before
 //! anything is renamed; then `<store>` becomes `<store>.old`, the copy
@@ -13,9 +15,81 @@
 //! completes or discards an interrupted run at the next open, so at any
 //! kill point the store is either the old one or the complete copy.
 
+use super::sled_store::{check_format, open_sled, SledBodies};
 use super::OpenError;
 use std::path::{Path, PathBuf};
-use tracing::info;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info};
+
+/// How often an idle writer looks at the file size.
+const ONLINE_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Online compaction only copies this much: the writer, and with it every
+/// persistent producer, pauses while it runs.
+const ONLINE_MAX_LIVE: u64 = 16 << 20;
+
+/// Compaction while the broker runs, driven by the log writer thread (the
+/// only writer, so nothing is appended to the old files meanwhile).
+pub struct Online {
+    /// The store directory.
+    pub path: PathBuf,
+    /// sled page cache for the reopened database.
+    pub cache_bytes: u64,
+    /// Least number of bytes worth winning back (as at open).
+    pub min_bytes: u64,
+    /// Readers of paged bodies, moved to the new database.
+    pub bodies: Arc<SledBodies>,
+    last_check: Instant,
+}
+
+impl Online {
+    /// Online compaction of the store at `path`.
+    pub fn new(path: PathBuf, cache_bytes: u64, min_bytes: u64, bodies: Arc<SledBodies>) -> Online {
+        Online {
+            path,
+            cache_bytes,
+            min_bytes,
+            bodies,
+            last_check: Instant::now(),
+        }
+    }
+
+    /// How long an idle writer may sleep before calling [`Online::run`].
+    pub fn check_every(&self) -> Duration {
+        ONLINE_CHECK_EVERY
+    }
+
+    /// Compacts when it is worth it and cheap (`live` record bytes are
+    /// few); returns the database to go on with: `db` itself, or the
+    /// compacted one at the same path. The copy holds the very same keys,
+    /// so the state machine stays valid. An `Err` means no database could be
+    /// reopened: the store must refuse writes from then on.
+    pub fn run(&mut self, db: sled::Db, live: u64) -> Result<sled::Db, OpenError> {
+        if self.last_check.elapsed() < ONLINE_CHECK_EVERY {
+            return Ok(db);
+        }
+        self.last_check = Instant::now();
+        let on_disk = db.size_on_disk().unwrap_or(0);
+        if live > ONLINE_MAX_LIVE || !needed(on_disk, live, self.min_bytes) {
+            return Ok(db);
+        }
+        // Lock order: the body readers' lock only, taken by this thread
+        // alone; readers wait for the swap (they would otherwise hold the
+        // old files open, and sled locks its directory).
+        let mut readers = self.bodies.lock_for_swap();
+        readers.take();
+        if let Err(e) = compact(&self.path, db) {
+            // Whatever happened, one complete store is at `path` (or is
+            // restored there by `finish_interrupted`): reopen it.
+            error!(path = %self.path.display(), error = %e, "online compaction failed; keeping the old files");
+        }
+        finish_interrupted(&self.path)?;
+        let db = open_sled(&self.path, self.cache_bytes)?;
+        check_format(&self.path, &db)?;
+        *readers = Some(db.clone());
+        Ok(db)
+    }
+}
 
 /// Whether a store whose files take `on_disk` bytes for `live` bytes of
 /// records is worth compacting: at least `min_bytes` to win back, and the

@@ -14,7 +14,7 @@ use super::writer::{LogWriter, WriterSettings};
 use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
 use crate::router::BodySource;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::Instant;
 use tracing::info;
 
@@ -30,8 +30,8 @@ pub struct StoreSettings {
     /// Bytes of live message bodies kept in memory (`store.memory_limit`);
     /// beyond it bodies are paged out and read back when needed.
     pub body_budget: u64,
-    /// Compact at open when that many bytes or more can be won back (see
-    /// [`compact::needed`]).
+    /// Compact (at open, and online when idle) when that many bytes or more
+    /// can be won back (see [`compact::needed`]).
     pub compact_min_bytes: u64,
 }
 
@@ -99,7 +99,13 @@ impl SledStore {
             sync = ?settings.writer.sync,
             "store opened"
         );
-        let writer = LogWriter::start(db, state, settings.writer)
+        let online = compact::Online::new(
+            path.clone(),
+            settings.cache_bytes,
+            settings.compact_min_bytes,
+            bodies,
+        );
+        let writer = LogWriter::start(db, state, settings.writer, Some(online))
             .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
         Ok((SledStore { writer, path }, recovered))
     }
@@ -145,22 +151,28 @@ impl Store for SledStore {
 }
 
 /// Reads paged-out bodies from sled. Created before recovery (recovered
-/// messages refer to it) and attached to the database once it is final.
+/// messages refer to it), attached to the database once it is final, and
+/// moved to the new one by online compaction.
 #[derive(Default)]
 pub struct SledBodies {
-    db: OnceLock<sled::Db>,
+    db: RwLock<Option<sled::Db>>,
 }
 
 impl SledBodies {
     fn attach(&self, db: sled::Db) {
-        // Set once per open; a second set cannot happen (open owns it).
-        let _ = self.db.set(db);
+        *self.lock_for_swap() = Some(db);
+    }
+
+    /// Holds readers off while the database is replaced.
+    pub(super) fn lock_for_swap(&self) -> RwLockWriteGuard<'_, Option<sled::Db>> {
+        self.db.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl BodySource for SledBodies {
     fn read_body(&self, index: u64) -> Result<bytes::Bytes, String> {
-        let db = self.db.get().ok_or("the store is not open yet")?;
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let db = db.as_ref().ok_or("the store is not open")?;
         let raw = db
             .get(record::key(MESSAGE_PREFIX, index))
             .map_err(|e| e.to_string())?
@@ -205,7 +217,7 @@ fn directory_size(dir: &Path, depth: u32) -> u64 {
 
 /// Opens sled with its timer flusher off (the writer flushes explicitly),
 /// turning both its errors and its panics into [`OpenError`]s.
-fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
+pub(super) fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
     let config = sled::Config::new()
         .path(path)
         .cache_capacity(cache_bytes)
@@ -256,7 +268,7 @@ fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenError> {
 
 /// Accepts a store written in [`FORMAT`], initialises an empty one, refuses
 /// anything else.
-fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> {
+pub(super) fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> {
     let corrupt = |reason: String| OpenError::Corrupt {
         path: path.to_path_buf(),
         reason,

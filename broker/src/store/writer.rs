@@ -10,6 +10,7 @@
 //! fsync. It holds no router lock, so a producer blocked on a full queue
 //! (backpressure) always gets going again once the writer drains it.
 
+use super::compact::Online;
 use super::state::{Applied, StateMachine};
 use super::{Commit, Handoff, LogEntry, LogHold, StoreError};
 use ferromq_config::StoreSync;
@@ -110,10 +111,12 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Starts the writer thread over an opened, recovered store.
+    /// With `online`, the writer also compacts the files while idle.
     pub fn start(
         db: sled::Db,
         state: StateMachine,
         settings: WriterSettings,
+        online: Option<Online>,
     ) -> std::io::Result<LogWriter> {
         if settings.sync == StoreSync::Never {
             warn!(
@@ -134,7 +137,7 @@ impl LogWriter {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ferromq-log-writer".into())
-            .spawn(move || run(&s, &db, state))?;
+            .spawn(move || run(&s, db, state, online))?;
         Ok(LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),
@@ -328,7 +331,7 @@ impl Drop for LogWriter {
 }
 
 /// The writer thread's loop.
-fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
+fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: Option<Online>) {
     let settings = &shared.settings;
     let mut unflushed = false;
     let mut last_flush = Instant::now();
@@ -346,6 +349,30 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
                     q = g;
                     if timeout.timed_out() && q.holds == 0 {
                         break;
+                    }
+                } else if let Some(compactor) = online.as_mut() {
+                    let (g, timeout) = shared
+                        .work
+                        .wait_timeout(q, compactor.check_every())
+                        .unwrap_or_else(|e| e.into_inner());
+                    q = g;
+                    let idle = q.entries.is_empty() && q.handoffs.is_empty() && q.holds == 0;
+                    if timeout.timed_out() && idle && q.broken.is_none() && !q.closed {
+                        // Idle: appends made meanwhile just queue (the
+                        // writer applies nothing until it is done).
+                        drop(q);
+                        match compactor.run(db, state.live_bytes()) {
+                            Ok(next) => db = next,
+                            Err(e) => {
+                                error!(error = %e, "the store could not be reopened after compaction");
+                                let mut q = shared.lock();
+                                q.broken = Some(StoreError::Io(e.to_string()));
+                                shared.space.notify_all();
+                                drop(q);
+                                return fail_forever(shared);
+                            }
+                        }
+                        q = shared.lock();
                     }
                 } else {
                     q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
@@ -468,6 +495,38 @@ fn run(shared: &Shared, db: &sled::Db, mut state: StateMachine) {
         paged = totals.paged,
         "store closed"
     );
+}
+
+/// The writer without a database (it could not be reopened after a
+/// compaction): answers every commit with the error and releases every
+/// delivery (their messages are in memory) until the store closes.
+fn fail_forever(shared: &Shared) {
+    let mut q = shared.lock();
+    loop {
+        let failure = q.broken.clone().unwrap_or(StoreError::Closed);
+        let mut waiters = std::mem::take(&mut q.waiters);
+        waiters.extend(q.by_seq.drain().map(|(_, w)| w));
+        let handoffs = std::mem::take(&mut q.handoffs);
+        q.entries.clear();
+        q.enqueued.clear();
+        q.bytes = 0;
+        q.enqueue_bytes = 0;
+        let closed = q.closed;
+        drop(q);
+        for w in waiters {
+            let _ = w.send(Err(failure.clone()));
+        }
+        for h in handoffs {
+            h.release();
+        }
+        if closed {
+            return;
+        }
+        q = shared.lock();
+        if q.handoffs.is_empty() && !q.closed {
+            q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 /// Counters for the log line at close (how well group commit and
