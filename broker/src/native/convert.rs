@@ -7,6 +7,7 @@
 use super::Failure;
 use crate::router::{now_ms, Address, ConnectionId, Delivery, Destination, Message, Router};
 use bytes::Bytes;
+use ferromq_protocol::native::lean::PropertiesRef;
 use ferromq_protocol::native::stomp_mapping::is_reserved_header;
 use ferromq_protocol::native::{self, ErrorCondition, Properties};
 use ferromq_protocol::Headers;
@@ -16,40 +17,70 @@ use std::collections::BTreeMap;
 /// application headers.
 const PROPERTY_HEADERS: [&str; 3] = ["correlation-id", "reply-to", "content-type"];
 
-/// The native message a consumer receives for `delivery`.
-pub fn to_native(delivery: &Delivery, router: &Router) -> native::Message {
+/// The destination name a consumer is shown for `delivery`: a temporary
+/// destination shows its owner the name it used, as STOMP does.
+pub fn shown_destination(delivery: &Delivery) -> &str {
     let m = &delivery.message;
     let c = &delivery.consumer;
     let dest = &c.destination.address;
-    // A temporary destination shows its owner the name it used, as STOMP does.
-    let shown = match (&dest.owner_name, dest.temp_owner) {
-        (Some(own), Some(owner)) if owner == c.connection && *m.destination == *dest.name => {
-            own.to_string()
-        }
-        _ => m.destination.to_string(),
-    };
-    let mut application_headers = BTreeMap::new();
-    for (name, value) in m.headers.iter() {
-        if !is_reserved_header(name) {
-            application_headers
-                .entry(name.to_string())
-                .or_insert_with(|| value.to_string());
-        }
+    match (&dest.owner_name, dest.temp_owner) {
+        (Some(own), Some(owner)) if owner == c.connection && *m.destination == *dest.name => own,
+        _ => &m.destination,
     }
-    let text = |name: &str| m.headers.get(name).map(str::to_string);
+}
+
+/// The message's headers that are application headers on the native side,
+/// each name once (the first occurrence, as STOMP reads repeated headers).
+pub fn application_headers(m: &Message) -> impl Iterator<Item = (&str, &str)> + '_ {
+    m.headers.iter().enumerate().filter_map(move |(i, (name, value))| {
+        let repeated = m.headers.iter().take(i).any(|(earlier, _)| earlier == name);
+        (!is_reserved_header(name) && !repeated).then_some((name, value))
+    })
+}
+
+/// The properties a consumer receives for `delivery`, borrowed;
+/// `message_id` is the router's id of the message (see [`Router::message_id`]).
+pub fn properties_ref<'a>(delivery: &'a Delivery, message_id: &'a str) -> PropertiesRef<'a> {
+    let m = &delivery.message;
+    PropertiesRef {
+        message_id,
+        destination: shown_destination(delivery),
+        persistent: m.persistent,
+        priority: Some(u32::from(m.priority)),
+        expires: m.expires,
+        timestamp: m.timestamp,
+        correlation_id: m.headers.get("correlation-id"),
+        reply_to: m.headers.get("reply-to"),
+        content_type: m.headers.get("content-type"),
+        redelivered: delivery.redeliveries > 0,
+        delivery_count: delivery.redeliveries,
+    }
+}
+
+/// The native message a consumer receives for `delivery`, owned (the
+/// writer's path for messages that must be split; whole ones are encoded
+/// from [`properties_ref`] and [`application_headers`] without copying).
+pub fn to_native(delivery: &Delivery, router: &Router) -> native::Message {
+    let m = &delivery.message;
+    let id = router.message_id(m.seq);
+    let p = properties_ref(delivery, &id);
+    let owned = |s: Option<&str>| s.map(str::to_string);
+    let application_headers: BTreeMap<String, String> = application_headers(m)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     native::Message {
         properties: Some(Properties {
-            message_id: router.message_id(m.seq),
-            destination: shown,
-            persistent: m.persistent,
-            priority: Some(u32::from(m.priority)),
-            expires: m.expires,
-            timestamp: m.timestamp,
-            correlation_id: text("correlation-id"),
-            reply_to: text("reply-to"),
-            content_type: text("content-type"),
-            redelivered: delivery.redeliveries > 0,
-            delivery_count: delivery.redeliveries,
+            message_id: id.clone(),
+            destination: p.destination.to_string(),
+            persistent: p.persistent,
+            priority: p.priority,
+            expires: p.expires,
+            timestamp: p.timestamp,
+            correlation_id: owned(p.correlation_id),
+            reply_to: owned(p.reply_to),
+            content_type: owned(p.content_type),
+            redelivered: p.redelivered,
+            delivery_count: p.delivery_count,
         }),
         application_headers,
         body: m.body.clone(),

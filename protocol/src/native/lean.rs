@@ -61,9 +61,10 @@ pub struct PropertiesRef<'a> {
     pub delivery_count: u32,
 }
 
-/// A whole (unsplit) Transfer frame as borrowed parts. `headers` is iterated
-/// twice (once to size the frame, once to write it), hence `Clone`; a name
-/// must appear at most once (a decoder keeps the last of duplicates).
+/// A whole (unsplit) Transfer frame as borrowed parts. `headers` makes the
+/// application headers' iterator, called twice (once to size the frame, once
+/// to write it); a name must appear at most once (a decoder keeps the last of
+/// duplicates).
 #[derive(Debug, Clone)]
 pub struct TransferParts<'a, H> {
     /// The session channel.
@@ -80,7 +81,7 @@ pub struct TransferParts<'a, H> {
     pub txn_id: Option<&'a str>,
     /// The properties, if any.
     pub properties: Option<PropertiesRef<'a>>,
-    /// Application headers.
+    /// Makes an iterator over the application headers.
     pub headers: H,
 }
 
@@ -190,19 +191,18 @@ fn entry_len(name: &str, value: &str) -> usize {
 /// it except the body itself, which must be appended next (it is the frame's
 /// last field). Returns the whole frame's size, prefix included. Fails
 /// without writing if that exceeds `max_frame_size`.
-pub fn encode_transfer_head<'h, H>(
+pub fn encode_transfer_head<'h, H, I>(
     parts: &TransferParts<'_, H>,
     body_len: usize,
     max_frame_size: usize,
     buf: &mut BytesMut,
 ) -> Result<usize, NativeError>
 where
-    H: Iterator<Item = (&'h str, &'h str)> + Clone,
+    H: Fn() -> I,
+    I: Iterator<Item = (&'h str, &'h str)>,
 {
     let props_len = parts.properties.as_ref().map(PropertiesRef::encoded_len);
-    let headers_len: usize = parts
-        .headers
-        .clone()
+    let headers_len: usize = (parts.headers)()
         .map(|(k, v)| bytes_field_len(M_HEADERS, entry_len(k, v)))
         .sum();
     let message_len = props_len.map_or(0, |n| bytes_field_len(M_PROPERTIES, n)) + headers_len + {
@@ -269,7 +269,7 @@ where
         put_len_prefix(M_PROPERTIES, n, buf);
         props.encode(buf);
     }
-    for (name, value) in parts.headers.clone() {
+    for (name, value) in (parts.headers)() {
         put_len_prefix(M_HEADERS, entry_len(name, value), buf);
         put_bytes_field(1, name.as_bytes(), buf);
         put_bytes_field(2, value.as_bytes(), buf);
@@ -282,14 +282,15 @@ where
 
 /// Appends the whole Transfer frame of `parts` with `body`; see
 /// [`encode_transfer_head`]. Returns the frame's size.
-pub fn encode_transfer<'h, H>(
+pub fn encode_transfer<'h, H, I>(
     parts: &TransferParts<'_, H>,
     body: &[u8],
     max_frame_size: usize,
     buf: &mut BytesMut,
 ) -> Result<usize, NativeError>
 where
-    H: Iterator<Item = (&'h str, &'h str)> + Clone,
+    H: Fn() -> I,
+    I: Iterator<Item = (&'h str, &'h str)>,
 {
     let size = encode_transfer_head(parts, body.len(), max_frame_size, buf)?;
     buf.put_slice(body);
@@ -495,7 +496,8 @@ mod tests {
     fn parts<'a>(
         headers: &'a [(&'a str, &'a str)],
         properties: Option<PropertiesRef<'a>>,
-    ) -> TransferParts<'a, impl Iterator<Item = (&'a str, &'a str)> + Clone> {
+    ) -> TransferParts<'a, impl Fn() -> std::iter::Copied<std::slice::Iter<'a, (&'a str, &'a str)>>>
+    {
         TransferParts {
             channel: 1,
             handle: 3,
@@ -504,7 +506,7 @@ mod tests {
             settled: true,
             txn_id: Some("7"),
             properties,
-            headers: headers.iter().copied(),
+            headers: move || headers.iter().copied(),
         }
     }
 
@@ -575,7 +577,7 @@ mod tests {
             settled: false,
             txn_id: None,
             properties: None,
-            headers: none.iter().copied(),
+            headers: || none.iter().copied(),
         };
         encode_transfer(&p, &[], 1 << 20, &mut ours).unwrap();
         let mut theirs = BytesMut::new();

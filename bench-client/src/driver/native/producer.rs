@@ -217,7 +217,7 @@ impl ProducerLink for NativeProducer {
                 persistent: true,
                 ..PropertiesRef::default()
             }),
-            headers: headers.iter().copied(),
+            headers: || headers.iter().copied(),
         };
         let body = &self.spec.body;
         let limit = self.conn.codec.max_outbound_frame_size();
