@@ -87,19 +87,40 @@ pub fn to_native(delivery: &Delivery, router: &Router) -> native::Message {
     }
 }
 
-/// The router message for a producer's transfer to `destination`.
-pub fn from_native(
-    message: native::Message,
+/// A native message's properties, borrowed.
+pub fn borrow_properties(p: &Properties) -> PropertiesRef<'_> {
+    PropertiesRef {
+        message_id: &p.message_id,
+        destination: &p.destination,
+        persistent: p.persistent,
+        priority: p.priority,
+        expires: p.expires,
+        timestamp: p.timestamp,
+        correlation_id: p.correlation_id.as_deref(),
+        reply_to: p.reply_to.as_deref(),
+        content_type: p.content_type.as_deref(),
+        redelivered: p.redelivered,
+        delivery_count: p.delivery_count,
+    }
+}
+
+/// The router message for a producer's transfer to `destination`, from its
+/// properties (absent: the defaults), application headers (each name once,
+/// in ascending order, as a decoded map gives them) and body.
+pub fn from_parts<'a>(
+    properties: Option<PropertiesRef<'_>>,
+    application_headers: impl Iterator<Item = (&'a str, &'a str)>,
+    body: Bytes,
     destination: &Destination,
     conn: ConnectionId,
     router: &Router,
 ) -> Result<Message, Failure> {
-    let properties = message.properties.unwrap_or_default();
+    let properties = properties.unwrap_or_default();
     let mut headers = Headers::new();
-    if let Some(id) = &properties.correlation_id {
+    if let Some(id) = properties.correlation_id {
         headers.push("correlation-id", id);
     }
-    if let Some(reply_to) = &properties.reply_to {
+    if let Some(reply_to) = properties.reply_to {
         // A private temp name means nothing to the receiver: give it the form
         // other connections can send to.
         if reply_to.starts_with("/temp-queue/") || reply_to.starts_with("/temp-topic/") {
@@ -110,16 +131,17 @@ pub fn from_native(
             headers.push("reply-to", reply_to);
         }
     }
-    if let Some(content_type) = &properties.content_type {
+    if let Some(content_type) = properties.content_type {
         headers.push("content-type", content_type);
     }
-    for (name, value) in &message.application_headers {
-        if !is_reserved_header(name) && !PROPERTY_HEADERS.contains(&name.as_str()) {
+    for (name, value) in application_headers {
+        if !is_reserved_header(name) && !PROPERTY_HEADERS.contains(&name) {
             headers.push(name, value);
         }
     }
-    // Checked by the codec (validate): at most 9.
-    let priority = u8::try_from(properties.priority().min(9)).unwrap_or(4);
+    // Checked by the codec (validate): at most 9; absent means the default.
+    let priority = properties.priority.unwrap_or(native::DEFAULT_PRIORITY);
+    let priority = u8::try_from(priority.min(9)).unwrap_or(4);
     Ok(Message {
         seq: router.next_seq(),
         destination: destination.address.name.clone(),
@@ -128,7 +150,7 @@ pub fn from_native(
         expires: properties.expires,
         timestamp: now_ms(),
         headers,
-        body: message.body,
+        body,
     })
 }
 

@@ -17,6 +17,9 @@ use crate::router::{
 use crate::selector::Selector;
 use crate::store::Commit;
 use crate::transaction::TxOp;
+use bytes::Bytes;
+use ferromq_protocol::native::inbound::InboundTransfer;
+use ferromq_protocol::native::lean::PropertiesRef;
 use ferromq_protocol::native::{
     Attach, DeliveryState, Detach, Disposition, ErrorCondition, ErrorInfo, Flow, Frame,
     Reassembler, Role, SettleMode, Transfer,
@@ -44,6 +47,30 @@ pub struct ProducerLink {
     reassembler: Reassembler,
     /// A task waits for the destination to have room before credit is granted.
     waiting: bool,
+}
+
+impl ProducerLink {
+    /// Takes one credit for a new message, or fails: a transfer without
+    /// credit is `illegal-state`.
+    fn take_credit(&mut self, handle: u32) -> Result<(), Failure> {
+        if self.credit == 0 {
+            return Err(Failure::illegal_state(format!(
+                "transfer without credit on handle {handle}: wait for a Flow granting credit"
+            )));
+        }
+        self.credit -= 1;
+        self.delivery_count = self.delivery_count.wrapping_add(1);
+        Ok(())
+    }
+}
+
+/// A whole message received on a producer link, however it was read.
+struct Received<'a> {
+    delivery_id: u64,
+    settled: bool,
+    txn_id: Option<&'a str>,
+    properties: Option<PropertiesRef<'a>>,
+    body: Bytes,
 }
 
 impl Connection {
@@ -359,54 +386,115 @@ impl Connection {
         Ok(Step::Continue)
     }
 
-    pub(super) fn transfer(&mut self, channel: u32, transfer: Transfer) -> Result<Step, Failure> {
-        let handle = transfer.handle;
-        let half = self.settings.producer_credit / 2;
+    /// The producer link `handle` on `channel`, for a transfer.
+    fn producer_link(&mut self, channel: u32, handle: u32) -> Result<&mut ProducerLink, Failure> {
         let link = self
             .session(channel, "transfer")?
             .links
             .get_mut(&handle)
             .ok_or_else(|| no_link(channel, handle, "transfer"))?;
-        let Link::Producer(p) = link else {
-            return Err(Failure::illegal_state(format!(
+        match link {
+            Link::Producer(p) => Ok(p),
+            Link::Consumer(..) => Err(Failure::illegal_state(format!(
                 "transfer on handle {handle}, a link on which the broker is the sender"
-            )));
-        };
+            ))),
+        }
+    }
+
+    pub(super) fn transfer(&mut self, channel: u32, transfer: Transfer) -> Result<Step, Failure> {
+        let handle = transfer.handle;
+        let p = self.producer_link(channel, handle)?;
         if p.reassembler.is_idle() {
             // A split message uses one credit, on its first piece.
-            if p.credit == 0 {
-                return Err(Failure::illegal_state(format!(
-                    "transfer without credit on handle {handle}: wait for a Flow granting credit"
-                )));
-            }
-            p.credit -= 1;
-            p.delivery_count = p.delivery_count.wrapping_add(1);
+            p.take_credit(handle)?;
         }
         let Some(whole) = p.reassembler.push(transfer)? else {
             return Ok(Step::Continue);
         };
+        let message = whole.message.unwrap_or_default();
+        let received = Received {
+            delivery_id: whole.delivery_id,
+            settled: whole.settled,
+            txn_id: whole.txn_id.as_deref(),
+            properties: message.properties.as_ref().map(convert::borrow_properties),
+            body: message.body.clone(),
+        };
+        let headers = message
+            .application_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()));
+        self.publish_transfer(channel, handle, received, headers)
+    }
+
+    /// The fast path for a whole transfer read in place from `frame`
+    /// (`protocol::native::inbound`): the same as decoding it and calling
+    /// [`Connection::transfer`], without the copies. `None` when the link is
+    /// in the middle of a split message: decode the frame normally then.
+    pub fn inbound_transfer(
+        &mut self,
+        t: &InboundTransfer<'_>,
+        frame: &Bytes,
+    ) -> Option<Result<Step, Failure>> {
+        let handle = t.handle;
+        let p = match self.producer_link(t.channel, handle) {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        if !p.reassembler.is_idle() {
+            return None;
+        }
+        if let Err(e) = p.take_credit(handle) {
+            return Some(Err(e));
+        }
+        let received = Received {
+            delivery_id: t.delivery_id,
+            settled: t.settled,
+            txn_id: t.txn_id,
+            properties: t.properties,
+            body: frame.slice_ref(t.body),
+        };
+        Some(self.publish_transfer(t.channel, handle, received, t.headers()))
+    }
+
+    /// Routes a whole received message (or holds it in its transaction),
+    /// queues its acceptance unless pre-settled, and refills credit.
+    fn publish_transfer<'h>(
+        &mut self,
+        channel: u32,
+        handle: u32,
+        received: Received<'_>,
+        headers: impl Iterator<Item = (&'h str, &'h str)>,
+    ) -> Result<Step, Failure> {
+        let half = self.settings.producer_credit / 2;
+        let p = self.producer_link(channel, handle)?;
         let presettled = match p.settle_mode {
             SettleMode::Settled => true,
             SettleMode::Unsettled => false,
-            SettleMode::Mixed => whole.settled,
+            SettleMode::Mixed => received.settled,
         };
         let low = p.credit <= half;
         let link_destination = p.destination.clone();
-        let message = whole.message.unwrap_or_default();
-        let named = message
+        let named = received
             .properties
             .as_ref()
-            .map(|p| p.destination.as_str())
+            .map(|p| p.destination)
             .filter(|d| !d.is_empty() && *d != link_destination.name());
         let destination = match named {
             Some(name) => self.destination_of(name, Permission::Write)?,
             None => link_destination,
         };
-        let message = convert::from_native(message, &destination, self.id, &self.router)?;
-        let commit = match whole.txn_id {
+        let message = convert::from_parts(
+            received.properties,
+            headers,
+            received.body,
+            &destination,
+            self.id,
+            &self.router,
+        )?;
+        let commit = match received.txn_id {
             Some(txn) => {
                 let max = self.settings.max_transaction_bytes;
-                let t = self.transactions.get_mut(&txn).ok_or_else(|| {
+                let t = self.transactions.get_mut(txn).ok_or_else(|| {
                     Failure::not_found(format!(
                         "transfer in transaction '{txn}', which is not open"
                     ))
@@ -429,7 +517,7 @@ impl Connection {
         if !presettled {
             self.outbox.push(Outgoing::Accept {
                 channel,
-                delivery_id: whole.delivery_id,
+                delivery_id: received.delivery_id,
                 commit,
             });
         }

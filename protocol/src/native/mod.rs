@@ -9,7 +9,8 @@
 //! - [`transfer`]: Transfer with its [`Message`] and [`Properties`], and Disposition.
 //! - [`condition`]: [`ErrorCondition`] and the [`ErrorInfo`] sent to a peer.
 //! - [`codec`]: [`NativeCodec`], incremental decoding and bounded encoding.
-//! - [`lean`]: the Transfer fast path: encoded from borrowed parts, read in place.
+//! - [`lean`]: the Transfer fast path: encoded from borrowed parts, read in place;
+//!   [`inbound`]: a peer's Transfer read in place, strictly (else decoded normally).
 //! - [`mod@validate`]: the rules a decoded frame must follow beyond protobuf's.
 //! - [`split`] and [`reassemble`]: messages larger than a frame.
 //! - [`stomp_mapping`]: STOMP headers to native properties and back.
@@ -19,6 +20,7 @@ pub mod codec;
 pub mod condition;
 pub mod error;
 pub mod frame;
+pub mod inbound;
 pub mod lean;
 pub mod performative;
 pub mod preamble;
