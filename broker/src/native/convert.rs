@@ -32,29 +32,43 @@ pub fn shown_destination(delivery: &Delivery) -> &str {
 /// The message's headers that are application headers on the native side,
 /// each name once (the first occurrence, as STOMP reads repeated headers).
 pub fn application_headers(m: &Message) -> impl Iterator<Item = (&str, &str)> + '_ {
-    m.headers.iter().enumerate().filter_map(move |(i, (name, value))| {
-        let repeated = m.headers.iter().take(i).any(|(earlier, _)| earlier == name);
-        (!is_reserved_header(name) && !repeated).then_some((name, value))
-    })
+    m.headers
+        .iter()
+        .enumerate()
+        .filter_map(move |(i, (name, value))| {
+            let repeated = m.headers.iter().take(i).any(|(earlier, _)| earlier == name);
+            (!is_reserved_header(name) && !repeated).then_some((name, value))
+        })
 }
 
 /// The properties a consumer receives for `delivery`, borrowed;
 /// `message_id` is the router's id of the message (see [`Router::message_id`]).
 pub fn properties_ref<'a>(delivery: &'a Delivery, message_id: &'a str) -> PropertiesRef<'a> {
     let m = &delivery.message;
-    PropertiesRef {
+    let mut p = PropertiesRef {
         message_id,
         destination: shown_destination(delivery),
         persistent: m.persistent,
         priority: Some(u32::from(m.priority)),
         expires: m.expires,
         timestamp: m.timestamp,
-        correlation_id: m.headers.get("correlation-id"),
-        reply_to: m.headers.get("reply-to"),
-        content_type: m.headers.get("content-type"),
+        correlation_id: None,
+        reply_to: None,
+        content_type: None,
         redelivered: delivery.redeliveries > 0,
         delivery_count: delivery.redeliveries,
+    };
+    // One pass; the first of a repeated header counts, as `Headers::get`.
+    for (name, value) in m.headers.iter() {
+        let slot = match name {
+            "correlation-id" => &mut p.correlation_id,
+            "reply-to" => &mut p.reply_to,
+            "content-type" => &mut p.content_type,
+            _ => continue,
+        };
+        slot.get_or_insert(value);
     }
+    p
 }
 
 /// The native message a consumer receives for `delivery`, owned (the

@@ -138,7 +138,7 @@ impl<'a> InboundTransfer<'a> {
                 (3, Value::Bytes(_)) => {}
                 (4, Value::Varint(v)) => t.settled = v != 0,
                 // A piece of a split message: the reassembler's business.
-                (5, Value::Varint(v)) if v == 0 => {}
+                (5, Value::Varint(0)) => {}
                 (6, Value::Bytes(b)) => message = Some(b),
                 (7, Value::Bytes(b)) => t.txn_id = Some(text(b)?),
                 _ => return None,
@@ -263,7 +263,10 @@ mod tests {
                 panic!("not a transfer");
             };
             assert_eq!(decoded.channel, t.channel);
-            assert_eq!((d.handle, d.delivery_id, d.settled), (t.handle, t.delivery_id, t.settled));
+            assert_eq!(
+                (d.handle, d.delivery_id, d.settled),
+                (t.handle, t.delivery_id, t.settled)
+            );
             assert_eq!(d.txn_id.as_deref(), t.txn_id);
             let m = d.message.unwrap_or_default();
             assert_eq!(&m.body[..], t.body);
