@@ -10,6 +10,8 @@
 #   env: ROUNDS=3 SAMPLES=3 WARMUP=1 ACTIVEMQ=0 PEERS=../shared/peers
 #        SCENARIOS="np-1p1c np-10p10c10d ..." (a subset of the names below)
 #        BIN=dir with ferromq and ferromq-bench (default: build target/release)
+#        STOMP_PORT=62913 NATIVE_PORT=62920 (must be free: the script refuses
+#        to measure someone else's broker)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out="${1:-bench-results/native-$(date +%Y%m%d-%H%M)}"
@@ -33,20 +35,29 @@ all=(
   "p-10p10c10d|--mode queue --persistent --producers 10 --consumers 10 --destinations 10 --size 1024"
   "np-100k-body|--mode queue --producers 1 --consumers 1 --destinations 1 --size 102400"
   "np-5k-rate|--mode queue --producers 5 --consumers 5 --destinations 5 --size 1024 --rate 5000"
+  "np-10p10c10d-auto|--mode queue --producers 10 --consumers 10 --destinations 10 --size 1024 --ack auto"
 )
 wanted="${SCENARIOS:-}"
 
-data=/tmp/bench-native-vs-stomp
-rm -rf "$data" && mkdir -p "$data"
-"$bin/ferromq" --stomp 127.0.0.1:61913 --stomp-tls "" --native 127.0.0.1:61920 \
+stomp_port="${STOMP_PORT:-62913}"
+native_port="${NATIVE_PORT:-62920}"
+for port in "$stomp_port" "$native_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use: set STOMP_PORT/NATIVE_PORT" >&2; exit 1
+  fi
+done
+data="$(mktemp -d /tmp/bench-native-vs-stomp.XXXXXX)"
+"$bin/ferromq" --stomp "127.0.0.1:$stomp_port" --stomp-tls "" --native "127.0.0.1:$native_port" \
   --native-tls "" --admin "" --data-dir "$data/data" > "$data/log" 2>&1 &
 pid=$!
 stop() {
   kill "$pid" 2>/dev/null || true
+  rm -rf "$data"
   if [ "${ACTIVEMQ:-0}" = 1 ]; then "$peers/activemq-stop.sh" >/dev/null 2>&1 || true; fi
 }
 trap stop EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/61920) 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$native_port") 2>/dev/null && break; sleep 0.1; done
+kill -0 "$pid" || { echo "ferromq did not start:" >&2; cat "$data/log" >&2; exit 1; }
 
 protos="stomp native"
 if [ "${ACTIVEMQ:-0}" = 1 ]; then
@@ -56,8 +67,8 @@ fi
 
 url_of() {
   case "$1" in
-    stomp) echo "stomp://127.0.0.1:61913" ;;
-    native) echo "ferromq://127.0.0.1:61920" ;;
+    stomp) echo "stomp://127.0.0.1:$stomp_port" ;;
+    native) echo "ferromq://127.0.0.1:$native_port" ;;
     activemq) echo "stomp://127.0.0.1:61713" ;;
   esac
 }
