@@ -62,12 +62,35 @@ impl ProducerLink {
         self.delivery_count = self.delivery_count.wrapping_add(1);
         Ok(())
     }
+
+    /// After a whole message arrived (`settled`: its own flag) on a link
+    /// granting `credit` at a time.
+    fn taken(&self, settled: bool, credit: u32) -> Taken {
+        Taken {
+            presettled: match self.settle_mode {
+                SettleMode::Settled => true,
+                SettleMode::Unsettled => false,
+                SettleMode::Mixed => settled,
+            },
+            low: self.credit <= credit / 2,
+            destination: self.destination.clone(),
+        }
+    }
+}
+
+/// What a producer link says about a message it has taken credit for.
+struct Taken {
+    /// No acceptance to send.
+    presettled: bool,
+    /// Credit is at half or below: grant more.
+    low: bool,
+    /// The link's destination.
+    destination: Arc<Destination>,
 }
 
 /// A whole message received on a producer link, however it was read.
 struct Received<'a> {
     delivery_id: u64,
-    settled: bool,
     txn_id: Option<&'a str>,
     properties: Option<PropertiesRef<'a>>,
     body: Bytes,
@@ -403,6 +426,7 @@ impl Connection {
 
     pub(super) fn transfer(&mut self, channel: u32, transfer: Transfer) -> Result<Step, Failure> {
         let handle = transfer.handle;
+        let credit = self.settings.producer_credit;
         let p = self.producer_link(channel, handle)?;
         if p.reassembler.is_idle() {
             // A split message uses one credit, on its first piece.
@@ -411,10 +435,10 @@ impl Connection {
         let Some(whole) = p.reassembler.push(transfer)? else {
             return Ok(Step::Continue);
         };
+        let link = p.taken(whole.settled, credit);
         let message = whole.message.unwrap_or_default();
         let received = Received {
             delivery_id: whole.delivery_id,
-            settled: whole.settled,
             txn_id: whole.txn_id.as_deref(),
             properties: message.properties.as_ref().map(convert::borrow_properties),
             body: message.body.clone(),
@@ -423,7 +447,7 @@ impl Connection {
             .application_headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()));
-        self.publish_transfer(channel, handle, received, headers)
+        self.publish_transfer(channel, handle, link, received, headers)
     }
 
     /// The fast path for a whole transfer read in place from `frame`
@@ -436,6 +460,7 @@ impl Connection {
         frame: &Bytes,
     ) -> Option<Result<Step, Failure>> {
         let handle = t.handle;
+        let credit = self.settings.producer_credit;
         let p = match self.producer_link(t.channel, handle) {
             Ok(p) => p,
             Err(e) => return Some(Err(e)),
@@ -446,14 +471,14 @@ impl Connection {
         if let Err(e) = p.take_credit(handle) {
             return Some(Err(e));
         }
+        let link = p.taken(t.settled, credit);
         let received = Received {
             delivery_id: t.delivery_id,
-            settled: t.settled,
             txn_id: t.txn_id,
             properties: t.properties,
             body: frame.slice_ref(t.body),
         };
-        Some(self.publish_transfer(t.channel, handle, received, t.headers()))
+        Some(self.publish_transfer(t.channel, handle, link, received, t.headers()))
     }
 
     /// Routes a whole received message (or holds it in its transaction),
@@ -462,18 +487,15 @@ impl Connection {
         &mut self,
         channel: u32,
         handle: u32,
+        link: Taken,
         received: Received<'_>,
         headers: impl Iterator<Item = (&'h str, &'h str)>,
     ) -> Result<Step, Failure> {
-        let half = self.settings.producer_credit / 2;
-        let p = self.producer_link(channel, handle)?;
-        let presettled = match p.settle_mode {
-            SettleMode::Settled => true,
-            SettleMode::Unsettled => false,
-            SettleMode::Mixed => received.settled,
-        };
-        let low = p.credit <= half;
-        let link_destination = p.destination.clone();
+        let Taken {
+            presettled,
+            low,
+            destination: link_destination,
+        } = link;
         let named = received
             .properties
             .as_ref()
