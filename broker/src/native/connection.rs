@@ -11,7 +11,7 @@ use super::{writer, Failure, NativeSettings};
 use crate::router::Router;
 use bytes::BytesMut;
 use ferromq_protocol::native::inbound::InboundTransfer;
-use ferromq_protocol::native::lean::complete_frame_len;
+use ferromq_protocol::native::view::complete_frame_len;
 use ferromq_protocol::native::{ErrorCondition, Frame, NativeCodec, Preamble, PreambleCheck};
 use std::sync::Arc;
 use std::time::Duration;

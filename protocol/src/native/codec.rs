@@ -102,7 +102,7 @@ impl NativeCodec {
     }
 
     /// Decodes `frame`, exactly one whole frame with its length prefix (as
-    /// [`super::lean::complete_frame_len`] measures it, after the caller
+    /// [`super::view::complete_frame_len`] measures it, after the caller
     /// split it off its read buffer), with the checks of [`NativeCodec::decode`].
     pub fn decode_whole(&self, mut frame: bytes::Bytes) -> Result<Frame, NativeError> {
         if frame.len() > self.max_inbound {

@@ -8,7 +8,7 @@ use super::NativeOptions;
 use crate::driver::transport::{self, ByteStream};
 use crate::driver::DriverError;
 use bytes::{Buf, BytesMut};
-use ferromq_protocol::native::lean::complete_frame_len;
+use ferromq_protocol::native::view::complete_frame_len;
 use ferromq_protocol::native::{
     Begin, Close, ErrorInfo, Frame, Heartbeat, NativeCodec, NativeError, Open, Performative,
     PlainCredentials, Preamble, PreambleCheck,

@@ -8,7 +8,7 @@ use super::{Decimal, NativeOptions, STAMP_HEADER};
 use crate::driver::{ConsumerLink, ConsumerSpec, DriverError};
 use crate::scenario::AckMode;
 use bytes::{Buf, BytesMut};
-use ferromq_protocol::native::lean::TransferView;
+use ferromq_protocol::native::view::TransferView;
 use ferromq_protocol::native::{
     Accepted, Attach, Declare, DeliveryState, Detach, Discharge, Disposition, Flow, Frame,
     NativeCodec, Performative, Role, SettleMode,
@@ -202,7 +202,7 @@ async fn await_echo(conn: &mut Connection) -> Result<(), DriverError> {
     let limit = conn.codec.max_inbound_frame_size();
     loop {
         while let Some(len) =
-            ferromq_protocol::native::lean::complete_frame_len(&conn.rbuf[scanned..], limit)
+            ferromq_protocol::native::view::complete_frame_len(&conn.rbuf[scanned..], limit)
                 .map_err(|e| conn.protocol_error(e))?
         {
             let bytes = &conn.rbuf[scanned..scanned + len];

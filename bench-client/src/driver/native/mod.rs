@@ -23,7 +23,7 @@
 //! the native numbers with costs the STOMP driver does not have, so this
 //! driver is written on the codec like the STOMP one is on its frame writer:
 //! transfers are encoded from borrowed parts straight into a reused buffer
-//! and received ones read in place ([`ferromq_protocol::native::lean`]), so
+//! and received ones read in place (`ferromq_protocol::native::lean` and `view`), so
 //! neither sending nor receiving a message allocates.
 
 mod connection;
