@@ -2,9 +2,10 @@
 //! file after every scenario, print the table), `list` and `report`.
 
 use crate::cli::{AckArg, ListArgs, ModeArg, ReportArgs, RunArgs, SelectionArgs, Suite};
+use crate::driver::native::{NativeDriver, NativeOptions};
 use crate::driver::stomp::{StompDriver, StompOptions};
 use crate::driver::transport::{tls_config, TlsOptions};
-use crate::driver::DriverError;
+use crate::driver::{Driver, DriverError};
 use crate::matrix::{self, MatrixLimits};
 use crate::progress::{latency, rate, Progress};
 use crate::report::json::{BenchmarkSettings, LatencyHdr, Report, ReportFileError, ScenarioReport};
@@ -12,7 +13,7 @@ use crate::report::{html, table};
 use crate::runner::{self, RunSettings, ScenarioOutcome};
 use crate::scenario::{AckMode, Mode, Scenario};
 use crate::stats::{median, percentile_curve, LatencySummary};
-use crate::url::{BrokerUrl, UrlError};
+use crate::url::{BrokerUrl, Protocol, UrlError};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -196,14 +197,41 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
         display_errors: args.display_errors,
         ..RunSettings::default()
     };
-    let driver = Arc::new(StompDriver::new(StompOptions {
-        url: url.clone(),
-        login: args.login.clone(),
-        passcode: args.passcode.clone(),
-        vhost: args.vhost.clone(),
-        connect_timeout: Duration::from_secs(10),
-        tls,
-    }));
+    let connect_timeout = Duration::from_secs(10);
+    match url.protocol() {
+        Protocol::Stomp => {
+            let driver = Arc::new(StompDriver::new(StompOptions {
+                url: url.clone(),
+                login: args.login.clone(),
+                passcode: args.passcode.clone(),
+                vhost: args.vhost.clone(),
+                connect_timeout,
+                tls,
+            }));
+            run_with(driver, args, &url, &scenarios, &settings).await
+        }
+        Protocol::Native => {
+            let driver = Arc::new(NativeDriver::new(NativeOptions {
+                url: url.clone(),
+                login: args.login.clone(),
+                passcode: args.passcode.clone(),
+                connect_timeout,
+                tls,
+            }));
+            run_with(driver, args, &url, &scenarios, &settings).await
+        }
+    }
+}
+
+/// Runs `scenarios` with `driver`, resuming and saving `args.out`.
+async fn run_with<D: Driver>(
+    driver: Arc<D>,
+    args: &RunArgs,
+    url: &BrokerUrl,
+    scenarios: &[Scenario],
+    settings: &RunSettings,
+) -> Result<(), CommandError> {
+    let quick = args.selection.quick;
     let mut report = if args.out.exists() {
         let r = Report::load(&args.out)?;
         eprintln!(
@@ -257,14 +285,14 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
     };
     let estimate = scenarios.iter().map(|s| settings.estimate(s)).sum();
     let mut progress = Progress::new(scenarios.len(), estimate);
-    for scenario in &scenarios {
+    for scenario in scenarios {
         let params = scenario.parameters();
         if report.has(&params) {
             progress.skipped(&scenario.name(), settings.estimate(scenario));
             continue;
         }
         progress.begin(&scenario.name(), settings.estimate(scenario));
-        let outcome = runner::run_scenario(driver.clone(), scenario, &settings, &mut |t| {
+        let outcome = runner::run_scenario(driver.clone(), scenario, settings, &mut |t| {
             progress.tick(t)
         })
         .await?;

@@ -1,7 +1,9 @@
 //! Broker addresses as given on the command line: `stomp://host:port`,
-//! `stomp+ssl://host:port` (alias `stomp+tls://`), and failover lists
+//! `stomp+ssl://host:port` (alias `stomp+tls://`), ferromq's native protocol
+//! `ferromq://host:port` and `ferromq+tls://host:port`, and failover lists
 //! `failover:(url,url,...)` (ActiveMQ's syntax; a trailing `?options` part is
-//! accepted and ignored, as the reconnect policy is the benchmark's own).
+//! accepted and ignored, as the reconnect policy is the benchmark's own). All
+//! entries of a failover list speak the same protocol.
 
 use std::fmt;
 use thiserror::Error;
@@ -13,6 +15,34 @@ pub enum Scheme {
     Stomp,
     /// STOMP over TLS.
     StompTls,
+    /// ferromq's native protocol over plain TCP.
+    Native,
+    /// ferromq's native protocol over TLS.
+    NativeTls,
+}
+
+impl Scheme {
+    /// Whether the transport is TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Scheme::StompTls | Scheme::NativeTls)
+    }
+
+    /// The wire protocol.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Scheme::Stomp | Scheme::StompTls => Protocol::Stomp,
+            Scheme::Native | Scheme::NativeTls => Protocol::Native,
+        }
+    }
+}
+
+/// Which driver a URL needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// STOMP 1.0-1.2.
+    Stomp,
+    /// ferromq's native binary protocol (`protocol/NATIVE.md`).
+    Native,
 }
 
 /// One broker address.
@@ -42,6 +72,8 @@ impl fmt::Display for Endpoint {
         let scheme = match self.scheme {
             Scheme::Stomp => "stomp",
             Scheme::StompTls => "stomp+ssl",
+            Scheme::Native => "ferromq",
+            Scheme::NativeTls => "ferromq+tls",
         };
         write!(f, "{scheme}://{}", self.socket_addr())
     }
@@ -60,8 +92,13 @@ pub struct BrokerUrl {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum UrlError {
     /// The scheme is not one we speak.
-    #[error("unsupported scheme in '{0}': expected stomp://, stomp+ssl://, stomp+tls:// or failover:(...)")]
+    #[error("unsupported scheme in '{0}': expected stomp://, stomp+ssl://, stomp+tls://, ferromq://, ferromq+tls:// or failover:(...)")]
     UnsupportedScheme(String),
+    /// A failover list mixing STOMP and native endpoints.
+    #[error(
+        "failover list '{0}' mixes STOMP and ferromq:// endpoints: one run speaks one protocol"
+    )]
+    MixedProtocols(String),
     /// Host or port missing or malformed.
     #[error("malformed address '{0}': expected scheme://host:port")]
     MalformedAddress(String),
@@ -79,6 +116,13 @@ impl BrokerUrl {
         } else {
             vec![parse_endpoint(trimmed)?]
         };
+        let protocol = endpoints.first().map(|e| e.scheme.protocol());
+        if endpoints
+            .iter()
+            .any(|e| Some(e.scheme.protocol()) != protocol)
+        {
+            return Err(UrlError::MixedProtocols(text.to_string()));
+        }
         Ok(BrokerUrl {
             endpoints,
             original: trimmed.to_string(),
@@ -87,7 +131,14 @@ impl BrokerUrl {
 
     /// Whether any endpoint needs TLS (decides whether a TLS config is built).
     pub fn uses_tls(&self) -> bool {
-        self.endpoints.iter().any(|e| e.scheme == Scheme::StompTls)
+        self.endpoints.iter().any(|e| e.scheme.is_tls())
+    }
+
+    /// The protocol every endpoint speaks.
+    pub fn protocol(&self) -> Protocol {
+        self.endpoints
+            .first()
+            .map_or(Protocol::Stomp, |e| e.scheme.protocol())
     }
 }
 
@@ -119,6 +170,8 @@ fn parse_endpoint(text: &str) -> Result<Endpoint, UrlError> {
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "stomp" | "tcp" => Scheme::Stomp,
         "stomp+ssl" | "stomp+tls" | "stomp+nio+ssl" | "ssl" | "tls" | "stomps" => Scheme::StompTls,
+        "ferromq" => Scheme::Native,
+        "ferromq+tls" | "ferromq+ssl" => Scheme::NativeTls,
         _ => return Err(UrlError::UnsupportedScheme(text.to_string())),
     };
     // Drop any path or query: `stomp://host:61613/?x=y`.
@@ -181,6 +234,27 @@ mod tests {
         let u = BrokerUrl::parse("failover:stomp://a:1,stomp://b:2").unwrap();
         assert_eq!(u.endpoints.len(), 2);
         assert_eq!(u.endpoints[1].port, 2);
+    }
+
+    #[test]
+    fn native_urls() {
+        let u = BrokerUrl::parse("ferromq://127.0.0.1:61620").unwrap();
+        assert_eq!(u.endpoints[0].scheme, Scheme::Native);
+        assert_eq!(u.protocol(), Protocol::Native);
+        assert!(!u.uses_tls());
+        assert_eq!(u.endpoints[0].to_string(), "ferromq://127.0.0.1:61620");
+        let u = BrokerUrl::parse("failover:(ferromq+tls://a:61621,ferromq://b:61620)").unwrap();
+        assert_eq!(u.endpoints[0].scheme, Scheme::NativeTls);
+        assert_eq!(u.protocol(), Protocol::Native);
+        assert!(u.uses_tls());
+        assert_eq!(
+            BrokerUrl::parse("stomp://a:1").unwrap().protocol(),
+            Protocol::Stomp
+        );
+        assert!(matches!(
+            BrokerUrl::parse("failover:(stomp://a:1,ferromq://b:2)"),
+            Err(UrlError::MixedProtocols(_))
+        ));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The boundary between the benchmark logic (pacing, counting, acknowledging
 //! on schedule) and a wire protocol. A [`Driver`] opens producer and consumer
-//! links; the STOMP driver is in [`stomp`]. A native-protocol driver can be
-//! added beside it without touching the scenario runner.
+//! links; the STOMP driver is in [`stomp`], ferromq's native protocol driver
+//! in [`native`]. The scenario runner is the same for both.
 //!
 //! Links buffer frames (`push_*`) and write them in one go on `flush`, so a
 //! producer can batch many messages per system call.
 
+pub mod native;
 pub mod stomp;
 pub mod transport;
 
@@ -45,7 +46,17 @@ pub enum DriverError {
         #[source]
         source: ferromq_protocol::stomp::FrameError,
     },
-    /// The broker sent an ERROR frame or an unexpected reply.
+    /// The broker sent bytes that are not valid native-protocol frames.
+    #[error("{endpoint}: invalid native frame from broker: {source}")]
+    NativeProtocol {
+        /// Which broker address.
+        endpoint: String,
+        /// The codec's complaint.
+        #[source]
+        source: ferromq_protocol::native::NativeError,
+    },
+    /// The broker sent an ERROR frame (a native Close, End or Detach with an
+    /// error, a rejected transfer) or an unexpected reply.
     #[error("{endpoint}: broker error: {message}")]
     Broker {
         /// Which broker address.

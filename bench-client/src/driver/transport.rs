@@ -120,8 +120,8 @@ pub async fn connect(
     tcp.set_nodelay(true)
         .map_err(|e| io_err("set TCP_NODELAY", e))?;
     match endpoint.scheme {
-        Scheme::Stomp => Ok(Box::new(tcp)),
-        Scheme::StompTls => {
+        Scheme::Stomp | Scheme::Native => Ok(Box::new(tcp)),
+        Scheme::StompTls | Scheme::NativeTls => {
             let config = tls.ok_or_else(|| DriverError::Tls {
                 endpoint: name.clone(),
                 message: "no TLS configuration".into(),

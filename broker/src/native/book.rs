@@ -5,7 +5,7 @@
 //! more unacknowledged deliveries than that per link.
 
 use crate::router::Consumer;
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One unsettled delivery.
@@ -17,40 +17,69 @@ pub struct Unsettled {
     pub seq: u64,
 }
 
+/// One session's unsettled deliveries in id order. The writer numbers a
+/// session's deliveries in the order it records them, so recording is a
+/// push at the back and settling in order a drain at the front.
+type Channel = VecDeque<(u64, Unsettled)>;
+
 /// Shared by a connection's writer and its state machine.
 #[derive(Debug, Default)]
 pub struct DeliveryBook {
-    unsettled: Mutex<BTreeMap<(u32, u64), Unsettled>>,
+    /// By channel; a connection has few sessions.
+    unsettled: Mutex<Vec<(u32, Channel)>>,
 }
 
 impl DeliveryBook {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<(u32, u64), Unsettled>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(u32, Channel)>> {
         self.unsettled.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records a delivery written on `channel` as `delivery_id`.
     pub fn record(&self, channel: u32, delivery_id: u64, delivery: Unsettled) {
-        self.lock().insert((channel, delivery_id), delivery);
+        let mut channels = self.lock();
+        let at = match channels.iter().position(|(c, _)| *c == channel) {
+            Some(at) => at,
+            None => {
+                channels.push((channel, VecDeque::new()));
+                channels.len() - 1
+            }
+        };
+        let q = &mut channels[at].1;
+        if q.back().is_none_or(|(id, _)| *id < delivery_id) {
+            q.push_back((delivery_id, delivery));
+            return;
+        }
+        // Out of order (not how the writer records): keep the order anyway.
+        let pos = q.partition_point(|(id, _)| *id < delivery_id);
+        match q.get_mut(pos) {
+            Some(entry) if entry.0 == delivery_id => entry.1 = delivery,
+            _ => q.insert(pos, (delivery_id, delivery)),
+        }
     }
 
     /// Removes and returns the unsettled deliveries of `channel` with ids in
     /// `first..=last`, in id order. Ids not in the book are skipped, so a huge
     /// range costs only what it matches.
     pub fn take_range(&self, channel: u32, first: u64, last: u64) -> Vec<Unsettled> {
-        let mut map = self.lock();
-        let keys: Vec<(u32, u64)> = map
-            .range((channel, first)..=(channel, last))
-            .map(|(k, _)| *k)
-            .collect();
-        keys.iter().filter_map(|k| map.remove(k)).collect()
+        let mut channels = self.lock();
+        let Some((_, q)) = channels.iter_mut().find(|(c, _)| *c == channel) else {
+            return Vec::new();
+        };
+        let start = q.partition_point(|(id, _)| *id < first);
+        let end = q.partition_point(|(id, _)| *id <= last);
+        if start >= end {
+            return Vec::new();
+        }
+        q.drain(start..end).map(|(_, u)| u).collect()
     }
 
     /// Forgets the deliveries of subscription `id` (its link is gone and the
     /// router has taken its messages back).
     pub fn forget_consumer(&self, id: u64) {
         // A wildcard link's deliveries carry its per-queue members.
-        self.lock()
-            .retain(|_, u| u.consumer.subscription_id() != id);
+        for (_, q) in self.lock().iter_mut() {
+            q.retain(|(_, u)| u.consumer.subscription_id() != id);
+        }
     }
 }
 
@@ -172,6 +201,20 @@ mod tests {
         assert_eq!(taken, [101, 102, 105]);
         assert!(book.take_range(1, 1, 5).is_empty(), "already settled");
         assert_eq!(book.take_range(2, 0, 0).len(), 1);
+        // Out of order and repeated records keep the id order.
+        for id in [9, 7, 7] {
+            book.record(
+                3,
+                id,
+                Unsettled {
+                    consumer: consumer.clone(),
+                    seq: id,
+                },
+            );
+        }
+        let taken: Vec<u64> = book.take_range(3, 0, 100).iter().map(|u| u.seq).collect();
+        assert_eq!(taken, [7, 9]);
+        assert!(book.take_range(4, 0, 100).is_empty(), "no such channel");
         book.forget_consumer(consumer.id);
         assert!(book.take_range(2, 0, u64::MAX).is_empty());
         assert_eq!(book.take_range(1, 0, 0).len(), 0);

@@ -10,6 +10,8 @@ use super::state::{Connection, Step};
 use super::{writer, Failure, NativeSettings};
 use crate::router::Router;
 use bytes::BytesMut;
+use ferromq_protocol::native::inbound::InboundTransfer;
+use ferromq_protocol::native::view::complete_frame_len;
 use ferromq_protocol::native::{ErrorCondition, Frame, NativeCodec, Preamble, PreambleCheck};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +81,46 @@ pub async fn serve<R, W>(
 
     let ending: Ending = loop {
         let decoded = loop {
+            // The hot path: a whole producer transfer is read in place
+            // (`native::inbound`), without decoding it into a Frame; any
+            // other frame (or one the strict reader leaves alone) is decoded
+            // as usual, with the same results and errors.
+            let whole = if conn.is_open() {
+                complete_frame_len(&buf, codec.max_inbound_frame_size()).unwrap_or(None)
+            } else {
+                None
+            };
+            if let Some(len) = whole {
+                let bytes = buf.split_to(len).freeze();
+                frame_started = None;
+                let handled = match InboundTransfer::parse(&bytes) {
+                    Some(t) => tokio::select! {
+                        r = async {
+                            outbox.wait_for_room().await;
+                            match conn.inbound_transfer(&t, &bytes) {
+                                Some(r) => r,
+                                None => conn.handle(codec.decode_whole(bytes.clone())?).await,
+                            }
+                        } => r,
+                        _ = shutdown.cancelled() => Err(shutting_down()),
+                    },
+                    None => match codec.decode_whole(bytes) {
+                        Ok(frame) => tokio::select! {
+                            r = async {
+                                outbox.wait_for_room().await;
+                                conn.handle(frame).await
+                            } => r,
+                            _ = shutdown.cancelled() => Err(shutting_down()),
+                        },
+                        Err(e) => Err(Failure::from(e)),
+                    },
+                };
+                match handled {
+                    Ok(Step::Continue) => continue,
+                    Ok(Step::Closed) => break Some(Ok("client closed the connection")),
+                    Err(e) => break Some(Err(e)),
+                }
+            }
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => {
                     frame_started = None;

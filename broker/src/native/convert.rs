@@ -5,10 +5,9 @@
 //! sent it and whichever receives it.
 
 use super::Failure;
-use crate::router::{
-    now_ms, Address, ConnectionId, Delivery, Destination, Message, PageError, Router,
-};
+use crate::router::{now_ms, Address, ConnectionId, Delivery, Destination, Message, Router};
 use bytes::Bytes;
+use ferromq_protocol::native::lean::PropertiesRef;
 use ferromq_protocol::native::stomp_mapping::is_reserved_header;
 use ferromq_protocol::native::{self, ErrorCondition, Properties};
 use ferromq_protocol::Headers;
@@ -18,59 +17,125 @@ use std::collections::BTreeMap;
 /// application headers.
 const PROPERTY_HEADERS: [&str; 3] = ["correlation-id", "reply-to", "content-type"];
 
-/// The native message a consumer receives for `delivery`.
-pub fn to_native(delivery: &Delivery, router: &Router) -> Result<native::Message, PageError> {
+/// The destination name a consumer is shown for `delivery`: a temporary
+/// destination shows its owner the name it used, as STOMP does.
+pub fn shown_destination(delivery: &Delivery) -> &str {
     let m = &delivery.message;
     let c = &delivery.consumer;
     let dest = &c.destination.address;
-    // A temporary destination shows its owner the name it used, as STOMP does.
-    let shown = match (&dest.owner_name, dest.temp_owner) {
-        (Some(own), Some(owner)) if owner == c.connection && *m.destination == *dest.name => {
-            own.to_string()
-        }
-        _ => m.destination.to_string(),
-    };
-    let mut application_headers = BTreeMap::new();
-    for (name, value) in m.headers.iter() {
-        if !is_reserved_header(name) {
-            application_headers
-                .entry(name.to_string())
-                .or_insert_with(|| value.to_string());
-        }
+    match (&dest.owner_name, dest.temp_owner) {
+        (Some(own), Some(owner)) if owner == c.connection && *m.destination == *dest.name => own,
+        _ => &m.destination,
     }
-    let text = |name: &str| m.headers.get(name).map(str::to_string);
-    Ok(native::Message {
-        properties: Some(Properties {
-            message_id: router.message_id(m.seq),
-            destination: shown,
-            persistent: m.persistent,
-            priority: Some(u32::from(m.priority)),
-            expires: m.expires,
-            timestamp: m.timestamp,
-            correlation_id: text("correlation-id"),
-            reply_to: text("reply-to"),
-            content_type: text("content-type"),
-            redelivered: delivery.redeliveries > 0,
-            delivery_count: delivery.redeliveries,
-        }),
-        application_headers,
-        body: m.body.get()?,
-    })
 }
 
-/// The router message for a producer's transfer to `destination`.
-pub fn from_native(
-    message: native::Message,
+/// The message's headers that are application headers on the native side,
+/// each name once (the first occurrence, as STOMP reads repeated headers).
+pub fn application_headers(m: &Message) -> impl Iterator<Item = (&str, &str)> + '_ {
+    m.headers
+        .iter()
+        .enumerate()
+        .filter_map(move |(i, (name, value))| {
+            let repeated = m.headers.iter().take(i).any(|(earlier, _)| earlier == name);
+            (!is_reserved_header(name) && !repeated).then_some((name, value))
+        })
+}
+
+/// The properties a consumer receives for `delivery`, borrowed;
+/// `message_id` is the router's id of the message (see [`Router::message_id`]).
+pub fn properties_ref<'a>(delivery: &'a Delivery, message_id: &'a str) -> PropertiesRef<'a> {
+    let m = &delivery.message;
+    let mut p = PropertiesRef {
+        message_id,
+        destination: shown_destination(delivery),
+        persistent: m.persistent,
+        priority: Some(u32::from(m.priority)),
+        expires: m.expires,
+        timestamp: m.timestamp,
+        correlation_id: None,
+        reply_to: None,
+        content_type: None,
+        redelivered: delivery.redeliveries > 0,
+        delivery_count: delivery.redeliveries,
+    };
+    // One pass; the first of a repeated header counts, as `Headers::get`.
+    for (name, value) in m.headers.iter() {
+        let slot = match name {
+            "correlation-id" => &mut p.correlation_id,
+            "reply-to" => &mut p.reply_to,
+            "content-type" => &mut p.content_type,
+            _ => continue,
+        };
+        slot.get_or_insert(value);
+    }
+    p
+}
+
+/// The native message a consumer receives for `delivery`, owned, with its
+/// `body` (read by the caller: it may be paged out). The writer's path for
+/// messages that must be split; whole ones are encoded from
+/// [`properties_ref`] and [`application_headers`] without copying.
+pub fn to_native(delivery: &Delivery, router: &Router, body: Bytes) -> native::Message {
+    let m = &delivery.message;
+    let id = router.message_id(m.seq);
+    let p = properties_ref(delivery, &id);
+    let owned = |s: Option<&str>| s.map(str::to_string);
+    let application_headers: BTreeMap<String, String> = application_headers(m)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    native::Message {
+        properties: Some(Properties {
+            message_id: id.clone(),
+            destination: p.destination.to_string(),
+            persistent: p.persistent,
+            priority: p.priority,
+            expires: p.expires,
+            timestamp: p.timestamp,
+            correlation_id: owned(p.correlation_id),
+            reply_to: owned(p.reply_to),
+            content_type: owned(p.content_type),
+            redelivered: p.redelivered,
+            delivery_count: p.delivery_count,
+        }),
+        application_headers,
+        body,
+    }
+}
+
+/// A native message's properties, borrowed.
+pub fn borrow_properties(p: &Properties) -> PropertiesRef<'_> {
+    PropertiesRef {
+        message_id: &p.message_id,
+        destination: &p.destination,
+        persistent: p.persistent,
+        priority: p.priority,
+        expires: p.expires,
+        timestamp: p.timestamp,
+        correlation_id: p.correlation_id.as_deref(),
+        reply_to: p.reply_to.as_deref(),
+        content_type: p.content_type.as_deref(),
+        redelivered: p.redelivered,
+        delivery_count: p.delivery_count,
+    }
+}
+
+/// The router message for a producer's transfer to `destination`, from its
+/// properties (absent: the defaults), application headers (each name once,
+/// in ascending order, as a decoded map gives them) and body.
+pub fn from_parts<'a>(
+    properties: Option<PropertiesRef<'_>>,
+    application_headers: impl Iterator<Item = (&'a str, &'a str)>,
+    body: Bytes,
     destination: &Destination,
     conn: ConnectionId,
     router: &Router,
 ) -> Result<Message, Failure> {
-    let properties = message.properties.unwrap_or_default();
+    let properties = properties.unwrap_or_default();
     let mut headers = Headers::new();
-    if let Some(id) = &properties.correlation_id {
+    if let Some(id) = properties.correlation_id {
         headers.push("correlation-id", id);
     }
-    if let Some(reply_to) = &properties.reply_to {
+    if let Some(reply_to) = properties.reply_to {
         // A private temp name means nothing to the receiver: give it the form
         // other connections can send to.
         if reply_to.starts_with("/temp-queue/") || reply_to.starts_with("/temp-topic/") {
@@ -81,16 +146,17 @@ pub fn from_native(
             headers.push("reply-to", reply_to);
         }
     }
-    if let Some(content_type) = &properties.content_type {
+    if let Some(content_type) = properties.content_type {
         headers.push("content-type", content_type);
     }
-    for (name, value) in &message.application_headers {
-        if !is_reserved_header(name) && !PROPERTY_HEADERS.contains(&name.as_str()) {
+    for (name, value) in application_headers {
+        if !is_reserved_header(name) && !PROPERTY_HEADERS.contains(&name) {
             headers.push(name, value);
         }
     }
-    // Checked by the codec (validate): at most 9.
-    let priority = u8::try_from(properties.priority().min(9)).unwrap_or(4);
+    // Checked by the codec (validate): at most 9; absent means the default.
+    let priority = properties.priority.unwrap_or(native::DEFAULT_PRIORITY);
+    let priority = u8::try_from(priority.min(9)).unwrap_or(4);
     Ok(Message {
         seq: router.next_seq(),
         destination: destination.address.name.clone(),
@@ -99,7 +165,7 @@ pub fn from_native(
         expires: properties.expires,
         timestamp: now_ms(),
         headers,
-        body: message.body.into(),
+        body: body.into(),
     })
 }
 

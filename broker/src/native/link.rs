@@ -1,11 +1,10 @@
 //! Links (`protocol/NATIVE.md` sections 3 and 5): a client's receiver link is
 //! a router subscription whose credit is the link credit; a client's sender
 //! link publishes through the router and gets credit from the broker only
-//! while its destination is under its memory limit. Attach, Detach, Flow,
-//! Transfer and Disposition of [`Connection`] live here.
+//! while its destination is under its memory limit. Attach, Detach, Flow
+//! and Disposition of [`Connection`] live here, Transfer in [`super::produce`].
 
 use super::book::Unsettled;
-use super::convert;
 use super::outbox::{FrameOutbox, LinkSink, Outgoing};
 use super::state::{no_session, router_failure, Connection, Step};
 use super::Failure;
@@ -15,11 +14,10 @@ use crate::router::{
     AckMode, Address, Consumer, Destination, DestinationKind, RouterError, SubscribeOptions,
 };
 use crate::selector::Selector;
-use crate::store::Commit;
 use crate::transaction::TxOp;
 use ferromq_protocol::native::{
     Attach, DeliveryState, Detach, Disposition, ErrorCondition, ErrorInfo, Flow, Frame,
-    Reassembler, Role, SettleMode, Transfer,
+    Reassembler, Role, SettleMode,
 };
 use std::sync::Arc;
 
@@ -34,16 +32,16 @@ pub enum Link {
 
 /// The broker's receiving end of a client's sender link.
 pub struct ProducerLink {
-    destination: Arc<Destination>,
-    settle_mode: SettleMode,
+    pub(super) destination: Arc<Destination>,
+    pub(super) settle_mode: SettleMode,
     /// Transfers received (the sender's delivery count as we know it).
-    delivery_count: u32,
+    pub(super) delivery_count: u32,
     /// Transfers the client may still send.
-    credit: u32,
+    pub(super) credit: u32,
     /// Pieces of a split transfer.
-    reassembler: Reassembler,
+    pub(super) reassembler: Reassembler,
     /// A task waits for the destination to have room before credit is granted.
-    waiting: bool,
+    pub(super) waiting: bool,
 }
 
 impl Connection {
@@ -91,7 +89,7 @@ impl Connection {
         Ok(Step::Continue)
     }
 
-    fn destination_of(
+    pub(super) fn destination_of(
         &self,
         name: &str,
         permission: Permission,
@@ -227,7 +225,7 @@ impl Connection {
 
     /// Refills a producer link's credit, or (destination over its memory
     /// limit) starts waiting for room: producer flow control.
-    fn grant_producer(&self, channel: u32, handle: u32, link: &mut ProducerLink) {
+    pub(super) fn grant_producer(&self, channel: u32, handle: u32, link: &mut ProducerLink) {
         if link.waiting {
             return;
         }
@@ -361,95 +359,6 @@ impl Connection {
         Ok(Step::Continue)
     }
 
-    pub(super) fn transfer(&mut self, channel: u32, transfer: Transfer) -> Result<Step, Failure> {
-        let handle = transfer.handle;
-        let half = self.settings.producer_credit / 2;
-        let link = self
-            .session(channel, "transfer")?
-            .links
-            .get_mut(&handle)
-            .ok_or_else(|| no_link(channel, handle, "transfer"))?;
-        let Link::Producer(p) = link else {
-            return Err(Failure::illegal_state(format!(
-                "transfer on handle {handle}, a link on which the broker is the sender"
-            )));
-        };
-        if p.reassembler.is_idle() {
-            // A split message uses one credit, on its first piece.
-            if p.credit == 0 {
-                return Err(Failure::illegal_state(format!(
-                    "transfer without credit on handle {handle}: wait for a Flow granting credit"
-                )));
-            }
-            p.credit -= 1;
-            p.delivery_count = p.delivery_count.wrapping_add(1);
-        }
-        let Some(whole) = p.reassembler.push(transfer)? else {
-            return Ok(Step::Continue);
-        };
-        let presettled = match p.settle_mode {
-            SettleMode::Settled => true,
-            SettleMode::Unsettled => false,
-            SettleMode::Mixed => whole.settled,
-        };
-        let low = p.credit <= half;
-        let link_destination = p.destination.clone();
-        let message = whole.message.unwrap_or_default();
-        let named = message
-            .properties
-            .as_ref()
-            .map(|p| p.destination.as_str())
-            .filter(|d| !d.is_empty() && *d != link_destination.name());
-        let destination = match named {
-            Some(name) => self.destination_of(name, Permission::Write)?,
-            None => link_destination,
-        };
-        let message = convert::from_native(message, &destination, self.id, &self.router)?;
-        let commit = match whole.txn_id {
-            Some(txn) => {
-                let max = self.settings.max_transaction_bytes;
-                let t = self.transactions.get_mut(&txn).ok_or_else(|| {
-                    Failure::not_found(format!(
-                        "transfer in transaction '{txn}', which is not open"
-                    ))
-                })?;
-                t.work.bytes += message.footprint();
-                if t.work.bytes > max {
-                    return Err(Failure::new(
-                        ErrorCondition::ResourceLimitExceeded,
-                        format!("transaction '{txn}' holds more than {max} bytes of messages"),
-                    ));
-                }
-                t.work.ops.push(TxOp::Send {
-                    destination: destination.clone(),
-                    message,
-                });
-                Commit::Done
-            }
-            None => self.router.publish(&destination, message),
-        };
-        if !presettled {
-            self.outbox.push(Outgoing::Accept {
-                channel,
-                delivery_id: whole.delivery_id,
-                commit,
-            });
-        }
-        if low {
-            if let Some(Link::Producer(mut p)) = self
-                .sessions
-                .get_mut(&channel)
-                .and_then(|s| s.links.remove(&handle))
-            {
-                self.grant_producer(channel, handle, &mut p);
-                if let Some(s) = self.sessions.get_mut(&channel) {
-                    s.links.insert(handle, Link::Producer(p));
-                }
-            }
-        }
-        Ok(Step::Continue)
-    }
-
     pub(super) fn disposition(&mut self, channel: u32, d: Disposition) -> Result<Step, Failure> {
         self.session(channel, "disposition")?;
         if d.role() != Role::Receiver {
@@ -523,7 +432,7 @@ fn answer(attach: &Attach) -> Attach {
     }
 }
 
-fn no_link(channel: u32, handle: u32, what: &str) -> Failure {
+pub(super) fn no_link(channel: u32, handle: u32, what: &str) -> Failure {
     Failure::not_found(format!(
         "{what} for handle {handle} on channel {channel}, which has no attached link"
     ))

@@ -3,7 +3,8 @@
 //!
 //! - [`connection`]: the socket: preamble, batched reads, timeouts, shutdown.
 //! - [`state`]: the connection state machine (Open, sessions, transactions,
-//!   Close) and [`link`]: producer and consumer links over the router.
+//!   Close), [`link`]: producer and consumer links over the router, and
+//!   [`produce`]: the transfers of producer links.
 //! - [`outbox`] and [`writer`]: ordered, batched output; transfers split to
 //!   the peer's frame size; settlement of pre-settled deliveries once written.
 //! - [`book`]: unsettled deliveries by (channel, delivery id), for Dispositions.
@@ -14,6 +15,7 @@ pub mod connection;
 pub mod convert;
 pub mod link;
 pub mod outbox;
+pub mod produce;
 pub mod state;
 pub mod writer;
 

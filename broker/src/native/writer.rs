@@ -13,11 +13,13 @@ use crate::outbox::ItemEncoder;
 use crate::router::{AckMode, Consumer, Delivery, Router};
 use crate::store::{Commit, StoreError};
 use bytes::BytesMut;
+use ferromq_protocol::native::lean::{encode_transfer, TransferParts};
 use ferromq_protocol::native::{
     split_transfer, Accepted, DeliveryState, Disposition, ErrorCondition, ErrorInfo, Frame,
     NativeCodec, Rejected, Role, Transfer,
 };
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -42,6 +44,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
         written: Vec::new(),
         next_delivery: HashMap::new(),
         accepts: None,
+        scratch: String::with_capacity(64),
     };
     crate::outbox::write_from_outbox(socket, &outbox, &mut w, &peer).await;
 }
@@ -85,6 +88,8 @@ struct Writer {
     next_delivery: HashMap<u32, u64>,
     /// Accepted producer transfers not yet encoded: (channel, first, last).
     accepts: Option<(u32, u64, u64)>,
+    /// Reused for message ids.
+    scratch: String,
 }
 
 impl Writer {
@@ -193,7 +198,7 @@ impl Writer {
     /// Fails only when a paged-out body cannot be read back: the connection
     /// then closes and the message returns to its queue, unsettled.
     fn encode_delivery(&mut self, channel: u32, handle: u32, d: &Delivery) -> std::io::Result<()> {
-        let message = convert::to_native(d, &self.router).map_err(|e| {
+        let body = d.message.body.get().map_err(|e| {
             tracing::error!(error = %e, "closing a native connection: a message body is unreadable");
             std::io::Error::other(e)
         })?;
@@ -201,13 +206,39 @@ impl Writer {
         let delivery_id = *next;
         *next += 1;
         let presettled = d.consumer.ack == AckMode::Auto;
+        // The usual case: the whole message fits one frame and is encoded
+        // from the router's message in place, without building (and
+        // allocating) a native Message on the way.
+        self.scratch.clear();
+        let _ = write!(
+            self.scratch,
+            "ID:{}-{}",
+            self.router.config().node,
+            d.message.seq
+        );
+        let tag = d.message.seq.to_be_bytes();
+        let parts = TransferParts {
+            channel,
+            handle,
+            delivery_id,
+            delivery_tag: &tag,
+            settled: presettled,
+            txn_id: None,
+            properties: Some(convert::properties_ref(d, &self.scratch)),
+            headers: || convert::application_headers(&d.message),
+        };
+        let limit = self.codec.max_outbound_frame_size();
+        if encode_transfer(&parts, &body, limit, &mut self.buf).is_ok() {
+            self.delivered(channel, delivery_id, presettled, d);
+            return Ok(());
+        }
         let transfer = Transfer {
             handle,
             delivery_id,
             delivery_tag: convert::delivery_tag(d.message.seq),
             settled: presettled,
             more: false,
-            message: Some(message),
+            message: Some(convert::to_native(d, &self.router, body)),
             txn_id: None,
         };
         let frames = match split_transfer(channel, transfer, self.codec.max_outbound_frame_size()) {
@@ -223,6 +254,13 @@ impl Writer {
         for frame in frames {
             self.encode_frame(&frame);
         }
+        self.delivered(channel, delivery_id, presettled, d);
+        Ok(())
+    }
+
+    /// After encoding a delivery: settled once written, or kept for the
+    /// client's Disposition.
+    fn delivered(&mut self, channel: u32, delivery_id: u64, presettled: bool, d: &Delivery) {
         if presettled {
             self.written.push((d.consumer.clone(), d.message.seq));
         } else {
@@ -235,7 +273,6 @@ impl Writer {
                 },
             );
         }
-        Ok(())
     }
 
     fn encode_frame(&mut self, frame: &Frame) {

@@ -98,13 +98,30 @@ impl NativeCodec {
             buf.reserve((size - buf.len()).min(MAX_RESERVE));
             return Ok(None);
         }
-        let mut bytes = buf.split_to(size).freeze();
-        bytes.advance(LENGTH_PREFIX_LEN);
-        let frame = Frame::decode(bytes).map_err(|e| NativeError::Malformed {
+        self.decode_whole(buf.split_to(size).freeze()).map(Some)
+    }
+
+    /// Decodes `frame`, exactly one whole frame with its length prefix (as
+    /// [`super::view::complete_frame_len`] measures it, after the caller
+    /// split it off its read buffer), with the checks of [`NativeCodec::decode`].
+    pub fn decode_whole(&self, mut frame: bytes::Bytes) -> Result<Frame, NativeError> {
+        if frame.len() > self.max_inbound {
+            return Err(NativeError::FrameTooLarge {
+                size: frame.len(),
+                limit: self.max_inbound,
+            });
+        }
+        if frame.len() < LENGTH_PREFIX_LEN {
+            return Err(NativeError::Malformed {
+                reason: "frame shorter than its length prefix".into(),
+            });
+        }
+        frame.advance(LENGTH_PREFIX_LEN);
+        let frame = Frame::decode(frame).map_err(|e| NativeError::Malformed {
             reason: e.to_string(),
         })?;
         validate(&frame)?;
-        Ok(Some(frame))
+        Ok(frame)
     }
 
     /// Appends `frame`, length prefix first, to `buf`.

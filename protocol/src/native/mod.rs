@@ -9,6 +9,8 @@
 //! - [`transfer`]: Transfer with its [`Message`] and [`Properties`], and Disposition.
 //! - [`condition`]: [`ErrorCondition`] and the [`ErrorInfo`] sent to a peer.
 //! - [`codec`]: [`NativeCodec`], incremental decoding and bounded encoding.
+//! - [`lean`]: the Transfer fast path, encoded from borrowed parts; read in place
+//!   by [`view`] (a client) and [`inbound`] (a broker: strictly, else decoded normally).
 //! - [`mod@validate`]: the rules a decoded frame must follow beyond protobuf's.
 //! - [`split`] and [`reassemble`]: messages larger than a frame.
 //! - [`stomp_mapping`]: STOMP headers to native properties and back.
@@ -18,6 +20,8 @@ pub mod codec;
 pub mod condition;
 pub mod error;
 pub mod frame;
+pub mod inbound;
+pub mod lean;
 pub mod performative;
 pub mod preamble;
 pub mod reassemble;
@@ -25,6 +29,7 @@ pub mod split;
 pub mod stomp_mapping;
 pub mod transfer;
 pub mod validate;
+pub mod view;
 
 pub use codec::{encoded_frame_size, NativeCodec, LENGTH_PREFIX_LEN};
 pub use condition::{ErrorCondition, ErrorInfo};
