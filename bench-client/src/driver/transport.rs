@@ -4,7 +4,7 @@
 //! for self-signed test brokers.
 
 use super::DriverError;
-use crate::url::{Endpoint, Scheme};
+use crate::url::{BrokerUrl, Endpoint, Scheme};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -70,6 +70,18 @@ pub fn tls_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>, DriverError> {
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     Ok(Arc::new(config))
+}
+
+/// Endpoint `i` of a failover list, counting round (link `i` of a scenario
+/// uses endpoint `i mod n`, so links spread over a failover list).
+pub fn endpoint_for(url: &BrokerUrl, i: usize) -> Result<&Endpoint, DriverError> {
+    let count = url.endpoints.len().max(1);
+    url.endpoints
+        .get(i % count)
+        .ok_or_else(|| DriverError::Broker {
+            endpoint: url.original.clone(),
+            message: "the URL names no endpoint".into(),
+        })
 }
 
 /// Opens a stream to `endpoint` within `timeout`.

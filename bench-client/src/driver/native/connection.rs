@@ -53,16 +53,7 @@ impl Connection {
         endpoint: usize,
         container_id: Option<&str>,
     ) -> Result<Connection, DriverError> {
-        let count = options.url.endpoints.len().max(1);
-        let ep =
-            options
-                .url
-                .endpoints
-                .get(endpoint % count)
-                .ok_or_else(|| DriverError::Broker {
-                    endpoint: options.url.original.clone(),
-                    message: "the URL names no endpoint".into(),
-                })?;
+        let ep = transport::endpoint_for(&options.url, endpoint)?;
         let stream = transport::connect(ep, options.tls.as_ref(), options.connect_timeout).await?;
         let mut conn = Connection {
             stream,
