@@ -223,6 +223,9 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
     }
 }
 
+/// Consecutive scenarios no client could connect to before a run gives up.
+const MAX_UNMEASURED_IN_A_ROW: usize = 3;
+
 /// Runs `scenarios` with `driver`, resuming and saving `args.out`.
 async fn run_with<D: Driver>(
     driver: Arc<D>,
@@ -285,6 +288,7 @@ async fn run_with<D: Driver>(
     };
     let estimate = scenarios.iter().map(|s| settings.estimate(s)).sum();
     let mut progress = Progress::new(scenarios.len(), estimate);
+    let mut unmeasured_in_a_row = 0;
     for scenario in scenarios {
         let params = scenario.parameters();
         if report.has(&params) {
@@ -292,10 +296,25 @@ async fn run_with<D: Driver>(
             continue;
         }
         progress.begin(&scenario.name(), settings.estimate(scenario));
-        let outcome = runner::run_scenario(driver.clone(), scenario, settings, &mut |t| {
+        let outcome = match runner::run_scenario(driver.clone(), scenario, settings, &mut |t| {
             progress.tick(t)
         })
-        .await?;
+        .await
+        {
+            Ok(outcome) => {
+                unmeasured_in_a_row = 0;
+                outcome
+            }
+            // A broker that cannot take one scenario's clients (ActiveMQ
+            // under 100 producers and 100 consumers, say) gets that
+            // scenario recorded as unmeasured, with the reason, and the
+            // suite goes on; several in a row mean the broker is gone.
+            Err(e) if unmeasured_in_a_row + 1 < MAX_UNMEASURED_IN_A_ROW => {
+                unmeasured_in_a_row += 1;
+                ScenarioOutcome::unmeasured(e.to_string())
+            }
+            Err(e) => return Err(e.into()),
+        };
         let entry = scenario_report(scenario, outcome);
         progress.end(&summary_line(&entry));
         report.scenarios.push(entry);

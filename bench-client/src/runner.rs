@@ -98,6 +98,19 @@ pub struct ScenarioOutcome {
     pub last_error: Option<String>,
 }
 
+impl ScenarioOutcome {
+    /// A scenario that could not be measured (no client connected): no
+    /// samples, one error, and why.
+    pub fn unmeasured(reason: String) -> ScenarioOutcome {
+        ScenarioOutcome {
+            series: SampleSeries::default(),
+            drained: 0,
+            errors_outside_samples: 1,
+            last_error: Some(reason),
+        }
+    }
+}
+
 /// Runs `scenario`, calling `tick` after every interval. Fails only when no
 /// client could connect at all; partial failures are counted as errors.
 pub async fn run_scenario<D: Driver>(

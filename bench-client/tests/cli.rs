@@ -118,3 +118,41 @@ fn report_writes_one_html_file_from_several_runs() {
     assert!(page.contains("\"label\":\"ferromq\""));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A scenario no client can connect to is recorded as unmeasured (with the
+/// reason) and the suite goes on; three in a row end the run with an error.
+#[test]
+fn unreachable_scenarios_are_recorded_and_three_in_a_row_end_the_run() {
+    // A port nobody listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.json");
+    let o = bench(&[
+        "run",
+        "--quick",
+        "--url",
+        &format!("stomp://127.0.0.1:{port}"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no client could connect"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let scenarios = run["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 2, "{run:#}");
+    for s in scenarios {
+        assert!(s["consumer tp"].as_array().unwrap().is_empty(), "{s:#}");
+        assert!(
+            s["last_error"].as_str().unwrap().contains("no client could connect"),
+            "{s:#}"
+        );
+    }
+}
