@@ -9,7 +9,8 @@
 #        PEERS=../shared/peers (start/stop scripts of the reference brokers)
 #        SUITE=jms-benchmark (or stomp-benchmark): run that whole suite per
 #          broker instead of the ad-hoc scenarios below (resumable: rerun
-#          with the same OUTDIR to finish an interrupted run); DRAIN_MS=3000
+#          with the same OUTDIR to finish an interrupted run); DRAIN_MS=3000,
+#          RESTARTS=4 (restarts of a broker that stopped answering)
 #
 # Loopback only. Each scenario runs WARMUP+SAMPLES seconds plus a drain.
 set -euo pipefail
@@ -72,10 +73,23 @@ for broker in $brokers; do
   start_broker "$broker"
   trap 'stop_broker '"$broker" EXIT
   if [ -n "${SUITE:-}" ]; then
-    # shellcheck disable=SC2046
-    timeout 7200 "$bench" run $(url_of "$broker") --suite "$SUITE" --broker-name "$broker" \
-      --warm-up-count "$warmup" --sample-count "$samples" --drain-timeout "${DRAIN_MS:-3000}" \
-      -o "$out/$broker.json" || echo "$broker: suite $SUITE failed" >&2
+    # A broker that stops accepting connections (ActiveMQ and RabbitMQ do
+    # after the 100x100 10 MB scenarios) ends the run; restart it and resume,
+    # RESTARTS times at most. Each restart is logged in OUTDIR/restarts.log.
+    for attempt in $(seq 0 "${RESTARTS:-4}"); do
+      if [ "$attempt" -gt 0 ]; then
+        echo "$broker: restarted after a failed run (attempt $attempt)" | tee -a "$out/restarts.log" >&2
+        stop_broker "$broker"
+        start_broker "$broker"
+      fi
+      # shellcheck disable=SC2046
+      if timeout 7200 "$bench" run $(url_of "$broker") --suite "$SUITE" --broker-name "$broker" \
+        --warm-up-count "$warmup" --sample-count "$samples" --drain-timeout "${DRAIN_MS:-3000}" \
+        -o "$out/$broker.json"; then
+        break
+      fi
+      echo "$broker: suite $SUITE failed" >&2
+    done
     stop_broker "$broker"
     trap - EXIT
     continue
