@@ -5,8 +5,9 @@
 
 The first file is the reference: every other broker gets a ratio column
 (first broker's consumed msg/s divided by theirs). Prints a summary by
-scenario group and kind (geometric mean of the ratios, and how many scenarios
-the first broker wins), then one row per scenario: median consumed msg/s of
+scenario group and kind (geometric mean of the ratios where both moved messages, how
+many of those the first broker wins, and in how many the other moved
+nothing: failed, refused connections, or was unmeasured), then one row per scenario: median consumed msg/s of
 the samples (sent msg/s where nothing consumes) and the end-to-end p99 over
 the whole scenario. Scenarios missing from a file are shown as "-".
 """
@@ -74,8 +75,9 @@ def main(paths):
         names += [n for n in scenarios if n not in names]
 
     print("| scenario kind | scenarios | " + " | ".join(
-        f"{ref_name} ÷ {o} (geo. mean) | {ref_name} faster" for o, _ in others) + " |")
-    print("|---|---|" + "---|---|" * len(others))
+        f"{ref_name} ÷ {o} (geo. mean) | {ref_name} faster | {o} moved nothing"
+        for o, _ in others) + " |")
+    print("|---|---|" + "---|---|---|" * len(others))
     by_kind = defaultdict(list)
     for n in names:
         by_kind[kind(n)].append(n)
@@ -83,17 +85,20 @@ def main(paths):
         cells = []
         for _, scenarios in others:
             ratios = []
+            nothing = 0
             for n in by_kind[k]:
                 if n in ref and n in scenarios:
                     a, b = rate(ref[n])[0], rate(scenarios[n])[0]
                     if a > 0 and b > 0:
                         ratios.append(a / b)
+                    elif a > 0:
+                        nothing += 1
             if ratios:
                 geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
                 wins = sum(r > 1 for r in ratios)
-                cells += [f"{geo:.1f}×", f"{wins}/{len(ratios)}"]
+                cells += [f"{geo:.1f}×", f"{wins}/{len(ratios)}", str(nothing)]
             else:
-                cells += ["-", "-"]
+                cells += ["-", "-", str(nothing)]
         print(f"| {k} | {len(by_kind[k])} | " + " | ".join(cells) + " |")
     print()
     header = ["scenario"] + [f"{n} msg/s (p99)" for n, _ in runs]
