@@ -151,7 +151,10 @@ fn unreachable_scenarios_are_recorded_and_three_in_a_row_end_the_run() {
     for s in scenarios {
         assert!(s["consumer tp"].as_array().unwrap().is_empty(), "{s:#}");
         assert!(
-            s["last_error"].as_str().unwrap().contains("no client could connect"),
+            s["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("no client could connect"),
             "{s:#}"
         );
     }
