@@ -84,6 +84,30 @@ pub fn endpoint_for(url: &BrokerUrl, i: usize) -> Result<&Endpoint, DriverError>
         })
 }
 
+/// One read from `stream` into `buf` (cancel-safe); the end of the stream
+/// is [`DriverError::Closed`].
+pub async fn read_some(
+    stream: &mut Box<dyn ByteStream>,
+    buf: &mut bytes::BytesMut,
+    endpoint: &str,
+) -> Result<(), DriverError> {
+    use tokio::io::AsyncReadExt;
+    let n = stream
+        .read_buf(buf)
+        .await
+        .map_err(|source| DriverError::Io {
+            endpoint: endpoint.to_string(),
+            what: "read",
+            source,
+        })?;
+    if n == 0 {
+        return Err(DriverError::Closed {
+            endpoint: endpoint.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Opens a stream to `endpoint` within `timeout`.
 pub async fn connect(
     endpoint: &Endpoint,

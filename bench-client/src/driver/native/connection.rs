@@ -15,7 +15,7 @@ use ferromq_protocol::native::{
 };
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// The session channel every link of the driver uses.
 pub(super) const CHANNEL: u32 = 1;
@@ -131,21 +131,7 @@ impl Connection {
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }
-        let n = self
-            .stream
-            .read_buf(&mut self.rbuf)
-            .await
-            .map_err(|source| DriverError::Io {
-                endpoint: self.endpoint.clone(),
-                what: "read",
-                source,
-            })?;
-        if n == 0 {
-            return Err(DriverError::Closed {
-                endpoint: self.endpoint.clone(),
-            });
-        }
-        Ok(())
+        transport::read_some(&mut self.stream, &mut self.rbuf, &self.endpoint).await
     }
 
     /// Reads what the socket already holds, without waiting.

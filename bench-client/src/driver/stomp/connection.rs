@@ -10,7 +10,7 @@ use bytes::{Buf, BytesMut};
 use ferromq_protocol::stomp::{Command, Decoder, Frame, FrameWriter, Limits, Version};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Write buffers larger than this are released after a flush.
 const KEEP_WRITE_CAPACITY: usize = 4 * 1024 * 1024;
@@ -89,21 +89,7 @@ impl Connection {
     /// One read from the socket into the read buffer. Cancel-safe.
     pub(super) async fn read_more(&mut self) -> Result<(), DriverError> {
         self.rbuf.reserve(READ_CHUNK);
-        let n = self
-            .stream
-            .read_buf(&mut self.rbuf)
-            .await
-            .map_err(|source| DriverError::Io {
-                endpoint: self.endpoint.clone(),
-                what: "read",
-                source,
-            })?;
-        if n == 0 {
-            return Err(DriverError::Closed {
-                endpoint: self.endpoint.clone(),
-            });
-        }
-        Ok(())
+        transport::read_some(&mut self.stream, &mut self.rbuf, &self.endpoint).await
     }
 
     pub(super) fn decode(&mut self) -> Result<Option<Frame>, DriverError> {
