@@ -88,8 +88,7 @@ impl DeliveryBook {
 mod tests {
     use super::*;
     use crate::router::{
-        AckMode, Address, Delivery, DeliverySink, LinkFlow, Message, Router, RouterConfig,
-        SubscribeOptions,
+        AckMode, Address, Delivery, DeliverySink, LinkFlow, Router, RouterConfig, SubscribeOptions,
     };
     use crate::store::memory::MemoryStore;
 
@@ -114,17 +113,7 @@ mod tests {
             .destination(&Address::parse("/queue/q", 1).unwrap(), 1)
             .unwrap();
         for _ in 0..n {
-            let message = Message {
-                seq: router.next_seq(),
-                destination: d.address.name.clone(),
-                persistent: false,
-                priority: 4,
-                expires: 0,
-                timestamp: 0,
-                headers: Default::default(),
-                body: Default::default(),
-            };
-            drop(router.publish(&d, message));
+            router.publish_empty(&d);
         }
         d
     }

@@ -1008,6 +1008,23 @@ impl Router {
             .retain(|d| d.address.temp_owner != Some(conn));
     }
 
+    /// Publishes an empty non-persistent message to `destination` (unit
+    /// tests of the router's users).
+    #[cfg(test)]
+    pub(crate) fn publish_empty(&self, destination: &Destination) {
+        let message = Message {
+            seq: self.next_seq(),
+            destination: destination.address.name.clone(),
+            persistent: false,
+            priority: DEFAULT_PRIORITY,
+            expires: 0,
+            timestamp: 0,
+            headers: Default::default(),
+            body: Default::default(),
+        };
+        drop(self.publish(destination, message));
+    }
+
     /// The message id clients see for sequence number `seq`.
     pub fn message_id(&self, seq: u64) -> String {
         format!("ID:{}-{}", self.config.node, seq)

@@ -449,7 +449,7 @@ impl Router {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use crate::router::{Delivery, Message, RouterConfig};
+    use crate::router::{Delivery, RouterConfig};
     use crate::store::memory::MemoryStore;
 
     /// Records deliveries.
@@ -466,17 +466,7 @@ mod tests {
         let d = router
             .destination(&Address::parse(queue, 1).unwrap(), 1)
             .unwrap();
-        let message = Message {
-            seq: router.next_seq(),
-            destination: d.address.name.clone(),
-            persistent: false,
-            priority: 4,
-            expires: 0,
-            timestamp: 0,
-            headers: Default::default(),
-            body: Default::default(),
-        };
-        drop(router.publish(&d, message));
+        router.publish_empty(&d);
     }
 
     fn wildcard(
