@@ -159,6 +159,7 @@ impl Broker {
                 sync: config.store.sync,
                 batch_delay: config.store.batch_delay.as_duration(),
                 disk_limit: config.store.disk_limit.get(),
+                ack_gather: store::writer::ACK_GATHER,
             },
             cache_bytes: (config.store.memory_limit.get() / 2).max(8 << 20),
             body_budget: config.store.memory_limit.get(),

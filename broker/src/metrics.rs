@@ -77,6 +77,11 @@ pub struct StoreMetrics {
     pub disk_bytes: u64,
     /// Flush (fsync) latency.
     pub flush_latency: LatencySnapshot,
+    /// Persistent messages written to disk since start.
+    pub messages_written: u64,
+    /// Persistent messages consumed and acknowledged before they were
+    /// written, so never written (store-and-dispatch), since start.
+    pub messages_elided: u64,
 }
 
 #[cfg(test)]

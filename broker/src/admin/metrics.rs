@@ -249,6 +249,28 @@ fn store_metrics(out: &mut String, store: &dyn Store) {
         "Stored messages whose body is paged out to disk, read back when dispatched.",
     );
     let _ = writeln!(out, "ferromq_store_paged_messages {}", m.paged_messages);
+    family(
+        out,
+        "ferromq_store_messages_written_total",
+        "counter",
+        "Persistent messages written to disk.",
+    );
+    let _ = writeln!(
+        out,
+        "ferromq_store_messages_written_total {}",
+        m.messages_written
+    );
+    family(
+        out,
+        "ferromq_store_messages_elided_total",
+        "counter",
+        "Persistent messages consumed and acknowledged before they reached the disk, so never written.",
+    );
+    let _ = writeln!(
+        out,
+        "ferromq_store_messages_elided_total {}",
+        m.messages_elided
+    );
     let name = "ferromq_store_flush_seconds";
     family(out, name, "histogram", "Store flush (fsync) latency.");
     let h = &m.flush_latency;

@@ -377,25 +377,33 @@ impl Connection {
         let settled = self.book.take_range(channel, d.first, last);
         let accepted = matches!(d.state, None | Some(DeliveryState::Accepted(_)));
         let mut commits = Vec::new();
-        for Unsettled { consumer, seq } in settled {
-            if let Some(txn) = &d.txn_id {
-                let Ok(seqs) = self.router.hold(&consumer, seq) else {
-                    continue;
-                };
-                if let Some(t) = self.transactions.get_mut(txn) {
-                    t.work.ops.push(if accepted {
-                        TxOp::Ack { consumer, seqs }
-                    } else {
-                        TxOp::Nack { consumer, seqs }
-                    });
+        match &d.txn_id {
+            None if accepted => {
+                // One router call per run of a link's deliveries, not one
+                // per delivery. Ones no longer delivered (link gone) are
+                // ignored, as the spec says.
+                let delivered: Vec<(Arc<Consumer>, u64)> =
+                    settled.into_iter().map(|u| (u.consumer, u.seq)).collect();
+                commits = self.router.ack_runs(&delivered);
+            }
+            None => {
+                for Unsettled { consumer, seq } in settled {
+                    let _: Result<(), RouterError> = self.router.nack(&consumer, seq);
                 }
-            } else if accepted {
-                // Not delivered any more (link gone): ignored, as the spec says.
-                if let Ok(commit) = self.router.ack(&consumer, seq) {
-                    commits.push(commit);
+            }
+            Some(txn) => {
+                for Unsettled { consumer, seq } in settled {
+                    let Ok(seqs) = self.router.hold(&consumer, seq) else {
+                        continue;
+                    };
+                    if let Some(t) = self.transactions.get_mut(txn) {
+                        t.work.ops.push(if accepted {
+                            TxOp::Ack { consumer, seqs }
+                        } else {
+                            TxOp::Nack { consumer, seqs }
+                        });
+                    }
                 }
-            } else {
-                let _: Result<(), RouterError> = self.router.nack(&consumer, seq);
             }
         }
         if !d.settled {

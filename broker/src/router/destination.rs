@@ -409,9 +409,11 @@ impl Destination {
         }
     }
 
-    /// Auto-ack subscriptions: the deliveries `seqs` were written to the
-    /// connection, so they are consumed. Returns them, for the store.
-    pub fn settle_written(&self, id: SubscriptionId, seqs: &[u64]) -> Vec<Arc<Message>> {
+    /// Acknowledges exactly the deliveries `seqs` of subscription `id`, under
+    /// one lock (unknown ones are skipped): auto-ack deliveries written to
+    /// the connection, a native Disposition range, a committed transaction's
+    /// acks. Returns the messages consumed, for the store.
+    pub fn ack_exact(&self, id: SubscriptionId, seqs: &[u64]) -> Vec<Arc<Message>> {
         let mut st = self.lock();
         let Ok(sub) = st.subscription(id) else {
             return Vec::new();

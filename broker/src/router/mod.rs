@@ -33,7 +33,7 @@ pub use subscription::{
     AckMode, ConnectionId, Consumer, LinkFlow, SubscribeOptions, SubscriptionId,
 };
 
-use crate::store::{Commit, LogEntry, Store};
+use crate::store::{Commit, LogEntry, LogHold, Store};
 use dead_letter::{DeadLetter, Outcast};
 use scheduler::{Schedule, Scheduled};
 use std::collections::HashMap;
@@ -298,7 +298,8 @@ impl Router {
     /// durable (the session waits on it before sending a receipt).
     pub fn publish(&self, destination: &Destination, message: Message) -> Commit {
         let message = Arc::new(message);
-        let commit = self.store_enqueue(destination, &message);
+        // Kept until the message is dispatched (see `Store::append_for_dispatch`).
+        let (commit, _dispatching) = self.store_enqueue(destination, &message);
         if commit.is_failed() {
             // Refused (store full or closed): the message never existed.
             return commit;
@@ -559,7 +560,7 @@ impl Router {
             return Ok(self.publish(destination, message));
         };
         let template = Arc::new(message);
-        let commit = self.store_enqueue(destination, &template);
+        let (commit, _) = self.store_enqueue(destination, &template);
         if commit.is_failed() {
             return Ok(commit);
         }
@@ -665,13 +666,17 @@ impl Router {
     /// outlive their connection are stored: a topic message (durable
     /// subscriptions store their own copies) or a temporary queue's has
     /// nobody to come back to after a restart.
-    fn store_enqueue(&self, destination: &Destination, message: &Arc<Message>) -> Commit {
+    fn store_enqueue(
+        &self,
+        destination: &Destination,
+        message: &Arc<Message>,
+    ) -> (Commit, LogHold) {
         if self.stores(destination, message) {
-            self.store.append(vec![LogEntry::Enqueue {
+            self.store.append_for_dispatch(vec![LogEntry::Enqueue {
                 message: message.clone(),
             }])
         } else {
-            Commit::Done
+            (Commit::Done, LogHold::none())
         }
     }
 
@@ -810,19 +815,13 @@ impl Router {
         Ok(self.log_acks(&consumer.destination, &acked))
     }
 
-    /// Acknowledges exactly `seqs` (a committed transaction's acks).
-    /// The [`Commit`] says when they are durable.
+    /// Acknowledges exactly `seqs` (a committed transaction's acks, a native
+    /// Disposition range). The [`Commit`] says when they are durable.
     pub fn ack_exact(&self, consumer: &Consumer, seqs: &[u64]) -> Commit {
         if let Some(w) = &consumer.wildcard {
             return self.ack_exact_wildcard(w, seqs);
         }
-        let mut all = Vec::with_capacity(seqs.len());
-        for &seq in seqs {
-            if let Ok(acked) = consumer.destination.ack(consumer.id, seq, false) {
-                all.extend(acked);
-            }
-        }
-        self.log_acks(&consumer.destination, &all)
+        self.ack_delivered(consumer, seqs)
     }
 
     /// Rejects (cumulatively for `client` mode): redelivered later.
@@ -867,29 +866,42 @@ impl Router {
         consumer.destination.unhold(consumer.id, seqs);
     }
 
-    /// [`Router::settle_written`] for a writer's batch of `(consumer, seq)`
-    /// pairs in write order, one call per run of the same consumer; empties
-    /// the batch.
+    /// Auto-ack deliveries that reached the socket: a writer's batch of
+    /// `(consumer, seq)` pairs in write order ([`Router::ack_runs`]); empties
+    /// the batch. Losing such an ack in a crash means a redelivery, which
+    /// at-least-once allows, so nothing waits for its commit.
     pub fn settle_all_written(&self, written: &mut Vec<(Arc<Consumer>, u64)>) {
-        let mut seqs = Vec::new();
-        let mut i = 0;
-        while i < written.len() {
-            let consumer = written[i].0.clone();
-            seqs.clear();
-            // By identity: a wildcard subscription's members share its tag.
-            while i < written.len() && Arc::ptr_eq(&written[i].0, &consumer) {
-                seqs.push(written[i].1);
-                i += 1;
-            }
-            self.settle_written(&consumer, &seqs);
-        }
+        drop(self.ack_runs(written));
         written.clear();
     }
 
-    /// Auto-ack deliveries that reached the socket.
-    pub fn settle_written(&self, consumer: &Consumer, seqs: &[u64]) {
-        let done = consumer.destination.settle_written(consumer.id, seqs);
-        drop(self.log_acks(&consumer.destination, &done));
+    /// Acknowledges exactly the deliveries `delivered`, `(the delivery's
+    /// consumer, seq)` pairs, with one router call per run of the same
+    /// consumer (a writer's batch, a native Disposition range). One
+    /// [`Commit`] per run.
+    pub fn ack_runs(&self, delivered: &[(Arc<Consumer>, u64)]) -> Vec<Commit> {
+        let mut commits = Vec::new();
+        let mut seqs = Vec::new();
+        let mut i = 0;
+        while i < delivered.len() {
+            let consumer = &delivered[i].0;
+            seqs.clear();
+            // By identity: a wildcard subscription's members share its tag.
+            while i < delivered.len() && Arc::ptr_eq(&delivered[i].0, consumer) {
+                seqs.push(delivered[i].1);
+                i += 1;
+            }
+            commits.push(self.ack_delivered(consumer, &seqs));
+        }
+        commits
+    }
+
+    /// Acknowledges exactly `seqs`, all delivered on `consumer` (a delivery's
+    /// own subscription: for a wildcard one, the member on the message's
+    /// queue), under one destination lock.
+    fn ack_delivered(&self, consumer: &Consumer, seqs: &[u64]) -> Commit {
+        let acked = consumer.destination.ack_exact(consumer.id, seqs);
+        self.log_acks(&consumer.destination, &acked)
     }
 
     /// Holds the store's log writer (see [`crate::store::Store::hold`]):

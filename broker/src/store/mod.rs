@@ -210,6 +210,15 @@ pub trait Store: Send + Sync {
     /// holding a destination lock.
     fn append(&self, entries: Vec<LogEntry>) -> Commit;
 
+    /// [`Store::append`] for a message about to be dispatched to its
+    /// consumers. The store may wait for the returned guard, briefly, before
+    /// writing: drop it right after the dispatch, so that the first delivery
+    /// is recorded together with the enqueue (no wait for a flush before the
+    /// consumer sees it) and an ack arriving soon after can spare the write.
+    fn append_for_dispatch(&self, entries: Vec<LogEntry>) -> (Commit, LogHold) {
+        (self.append(entries), LogHold::none())
+    }
+
     /// Records a delivery of a stored message (`mark`: its seq and delivery
     /// count) and decides when it may reach the consumer: the delivery
     /// record must be durable no later than the consumer can see the

@@ -28,6 +28,9 @@ const MAX_QUEUE_BYTES: usize = 32 << 20;
 const BATCH_BYTES: usize = 4 << 20;
 /// With `sync = never`, how often the writer flushes anyway.
 const NEVER_FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Default of [`WriterSettings::ack_gather`]: about one fsync here, so a
+/// receipt that does need the disk waits at most about twice as long.
+pub const ACK_GATHER: Duration = Duration::from_micros(200);
 
 /// How the writer makes entries durable.
 #[derive(Debug, Clone)]
@@ -39,6 +42,12 @@ pub struct WriterSettings {
     /// `store.disk_limit`: bytes of stored messages above which new
     /// persistent messages are refused.
     pub disk_limit: u64,
+    /// With `sync = always`, how long the writer waits before starting a
+    /// batch that holds messages already in consumers' hands, for their
+    /// acks (an enqueue acknowledged within its batch is never written), or
+    /// holds a publish that has not reached its consumer yet
+    /// ([`ACK_GATHER`]; tests make it long to make the wait certain).
+    pub ack_gather: Duration,
 }
 
 type Waiter = oneshot::Sender<Result<(), StoreError>>;
@@ -59,12 +68,48 @@ struct Queue {
     bytes: usize,
     /// Bytes of the enqueues among them (for the disk limit).
     enqueue_bytes: u64,
+    /// Enqueues in `entries` already handed to a consumer and not acked
+    /// yet: the writer gives their acks a moment ([`WriterSettings::ack_gather`]).
+    in_hand: HashSet<u64>,
+    /// Publishes between their append and their dispatch (see
+    /// [`LogWriter::append_for_dispatch`]).
+    dispatching: usize,
+    /// What the writer thread is waiting for, so that appends wake it only
+    /// when it needs waking (a condvar notify is a system call each time).
+    writer: WriterWait,
     closed: bool,
     /// Open [`LogHold`]s: the writer starts no batch while there are any.
     holds: usize,
     /// Set after a failed write: the store refuses everything from then on
     /// rather than acknowledge on top of a state it could not write.
     broken: Option<StoreError>,
+}
+
+/// What the writer thread waits for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum WriterWait {
+    /// Nothing: it is writing, and looks at the queue when done.
+    #[default]
+    Busy,
+    /// Entries to write.
+    Idle,
+    /// `batch`: the group to grow to [`BATCH_BYTES`] (or its deadline).
+    Batching,
+    /// `always`: publishes to reach their consumers and acks to arrive
+    /// (see [`gather_acks`]).
+    Gathering,
+}
+
+impl Queue {
+    /// Whether what just changed is what the writer is waiting for.
+    fn wakes_writer(&self) -> bool {
+        match self.writer {
+            WriterWait::Busy => false,
+            WriterWait::Idle => true,
+            WriterWait::Batching => self.bytes >= BATCH_BYTES,
+            WriterWait::Gathering => self.dispatching == 0 && self.in_hand.is_empty(),
+        }
+    }
 }
 
 struct Shared {
@@ -82,6 +127,10 @@ struct Shared {
     paged_messages: AtomicU64,
     /// Flush (fsync) latency, for the admin endpoint.
     flush_latency: crate::metrics::LatencyHistogram,
+    /// Persistent messages written to disk, and those consumed and
+    /// acknowledged before their batch was written (never written), so far.
+    written: AtomicU64,
+    elided: AtomicU64,
 }
 
 impl Shared {
@@ -101,6 +150,10 @@ pub struct WriterMetrics {
     pub paged_messages: u64,
     /// Flush (fsync) latency.
     pub flush_latency: crate::metrics::LatencySnapshot,
+    /// Persistent messages written to disk so far.
+    pub written: u64,
+    /// Persistent messages consumed before they were written (never written).
+    pub elided: u64,
 }
 
 /// The handle producers append through.
@@ -132,6 +185,8 @@ impl LogWriter {
             resident_bytes: AtomicU64::new(state.resident_bytes()),
             paged_messages: AtomicU64::new(state.paged_messages() as u64),
             flush_latency: Default::default(),
+            written: AtomicU64::new(0),
+            elided: AtomicU64::new(0),
             settings,
         });
         let s = shared.clone();
@@ -152,12 +207,21 @@ impl LogWriter {
             resident_bytes: self.shared.resident_bytes.load(Ordering::Relaxed),
             paged_messages: self.shared.paged_messages.load(Ordering::Relaxed),
             flush_latency: self.shared.flush_latency.snapshot(),
+            written: self.shared.written.load(Ordering::Relaxed),
+            elided: self.shared.elided.load(Ordering::Relaxed),
         }
     }
 
     /// Queues `entries`; the commit resolves after the batch holding them is
     /// flushed (per `store.sync`). Blocks while the queue is full.
     pub fn append(&self, entries: Vec<LogEntry>) -> Commit {
+        self.push(entries, false)
+    }
+
+    /// [`LogWriter::append`]; with `dispatching`, also counts a publish
+    /// under way (in the same critical section, so the writer cannot start
+    /// a batch between the two).
+    fn push(&self, entries: Vec<LogEntry>, dispatching: bool) -> Commit {
         if entries.is_empty() {
             return Commit::Done;
         }
@@ -215,6 +279,7 @@ impl LogWriter {
             for e in &entries {
                 if let LogEntry::Ack { seq, .. } = e {
                     early.extend(q.by_seq.remove(seq));
+                    q.in_hand.remove(seq);
                 }
             }
         }
@@ -225,6 +290,9 @@ impl LogWriter {
         q.entries.extend(entries);
         q.bytes += bytes;
         q.enqueue_bytes += enqueue_bytes;
+        if dispatching {
+            q.dispatching += 1;
+        }
         let commit = if settings.sync == StoreSync::Never {
             Commit::Done
         } else {
@@ -235,12 +303,42 @@ impl LogWriter {
             }
             Commit::Pending(rx)
         };
+        // A publish under way wakes the writer when its guard drops, once
+        // the delivery record has joined the enqueue: waking it now would
+        // only make it wait for that.
+        let wake = !dispatching && q.wakes_writer();
         drop(q);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
         for w in early {
             let _ = w.send(Ok(()));
         }
         commit
+    }
+
+    /// [`LogWriter::append`] for a message about to be dispatched: until
+    /// the returned guard is dropped (right after the dispatch), the writer
+    /// waits before starting a batch (at most [`WriterSettings::ack_gather`]), so that the
+    /// record of the message's first delivery joins its enqueue in one
+    /// batch and the consumer gets it without waiting for a flush.
+    pub fn append_for_dispatch(&self, entries: Vec<LogEntry>) -> (Commit, LogHold) {
+        let counted = self.shared.settings.sync == StoreSync::Always && !entries.is_empty();
+        let commit = self.push(entries, counted);
+        if commit.is_failed() || !counted {
+            return (commit, LogHold::none());
+        }
+        let shared = self.shared.clone();
+        let guard = LogHold::new(move || {
+            let mut q = shared.lock();
+            q.dispatching -= 1;
+            let wake = q.wakes_writer();
+            drop(q);
+            if wake {
+                shared.work.notify_one();
+            }
+        });
+        (commit, guard)
     }
 
     /// See [`super::Store::hand_off`]. The record is queued without a
@@ -270,7 +368,11 @@ impl LogWriter {
             Some((seq, count)) => {
                 q.entries.push(LogEntry::Delivered { seq, count });
                 q.bytes += 32;
-                q.enqueued.contains(&seq)
+                let fresh = q.enqueued.contains(&seq);
+                if fresh {
+                    q.in_hand.insert(seq);
+                }
+                fresh
             }
             None => true,
         };
@@ -280,8 +382,11 @@ impl LogWriter {
             q.handoffs.push(handoff);
             None
         };
+        let wake = q.wakes_writer();
         drop(q);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
         result
     }
 
@@ -339,6 +444,7 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
     loop {
         let (entries, waiters, handoffs, closing) = {
             let mut q = shared.lock();
+            q.writer = WriterWait::Idle;
             while (q.entries.is_empty() && q.handoffs.is_empty() || q.holds > 0) && !q.closed {
                 if unflushed {
                     // Only with sync = never: flush now and then anyway.
@@ -378,10 +484,12 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
                     q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
             }
+            q.writer = WriterWait::Busy;
             if settings.sync == StoreSync::Batch && !q.entries.is_empty() {
                 // Flush at most every batch_delay: gather more until then
                 // (or until the batch is big). Fewer fsyncs, and more
                 // enqueue/ack pairs meet inside one batch and are elided.
+                q.writer = WriterWait::Batching;
                 let deadline = last_flush + settings.batch_delay;
                 while !q.closed && q.bytes < BATCH_BYTES {
                     let left = deadline.saturating_duration_since(Instant::now());
@@ -395,6 +503,10 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
                         .0;
                 }
             }
+            q.writer = WriterWait::Busy;
+            if settings.sync == StoreSync::Always {
+                q = gather_acks(shared, q, settings.ack_gather);
+            }
             // A hold taken while gathering: wait for it to end, so that a
             // transaction is never split across batches.
             while q.holds > 0 && !q.closed {
@@ -404,6 +516,7 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
             let waiters = std::mem::take(&mut q.waiters);
             let handoffs = std::mem::take(&mut q.handoffs);
             q.enqueued.clear();
+            q.in_hand.clear();
             q.bytes = 0;
             // Taken enqueues count as stored from now on (until the writer
             // publishes the exact figure after applying them).
@@ -418,6 +531,12 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
         if !entries.is_empty() {
             let mut batch = sled::Batch::default();
             result = state.apply(&entries, &mut batch).and_then(|applied| {
+                shared
+                    .written
+                    .fetch_add(applied.written as u64, Ordering::Relaxed);
+                shared
+                    .elided
+                    .fetch_add(applied.elided as u64, Ordering::Relaxed);
                 totals.add(entries.len(), applied);
                 db.apply_batch(batch)
                     .map_err(|e| StoreError::Io(e.to_string()))
@@ -495,6 +614,34 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
         paged = totals.paged,
         "store closed"
     );
+}
+
+/// `always`: store-and-dispatch's moment. A message a consumer acknowledges
+/// before its batch is written is never written at all (and its receipt is
+/// released by the ack), so before starting a batch the writer waits, at
+/// most `limit` ([`WriterSettings::ack_gather`]), while the queue holds enqueues that consumers have
+/// and have not acked, or publishes that have not reached their consumer.
+/// Without consumers there is nothing to wait for and nothing is delayed.
+fn gather_acks<'a>(
+    shared: &'a Shared,
+    mut q: MutexGuard<'a, Queue>,
+    limit: Duration,
+) -> MutexGuard<'a, Queue> {
+    let started = Instant::now();
+    q.writer = WriterWait::Gathering;
+    while (q.dispatching > 0 || !q.in_hand.is_empty()) && q.holds == 0 && !q.closed {
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        q = shared
+            .work
+            .wait_timeout(q, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    q.writer = WriterWait::Busy;
+    q
 }
 
 /// The writer without a database (it could not be reopened after a
