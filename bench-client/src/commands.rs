@@ -309,6 +309,8 @@ async fn run_with<D: Driver>(
             // under 100 producers and 100 consumers, say) gets that
             // scenario recorded as unmeasured, with the reason, and the
             // suite goes on; several in a row mean the broker is gone.
+            // A refusal (credentials) is the same for every scenario.
+            Err(e @ runner::ScenarioError::Refused { .. }) => return Err(e.into()),
             Err(e) if unmeasured_in_a_row + 1 < MAX_UNMEASURED_IN_A_ROW => {
                 unmeasured_in_a_row += 1;
                 ScenarioOutcome::unmeasured(e.to_string())

@@ -160,11 +160,15 @@ pub async fn run_scenario<D: Driver>(
         // further scenario would fail the same way, so stop here.
         shared.stop();
         tasks.abort_all();
+        let last_error = shared
+            .last_error()
+            .unwrap_or_else(|| "no error reported".into());
+        if shared.was_refused() {
+            return Err(ScenarioError::Refused { last_error });
+        }
         return Err(ScenarioError::NoClientConnected {
             wait: settings.connect_wait,
-            last_error: shared
-                .last_error()
-                .unwrap_or_else(|| "no error reported".into()),
+            last_error,
         });
     }
     let start = Instant::now();
@@ -228,6 +232,13 @@ pub async fn run_scenario<D: Driver>(
 /// Why a scenario could not be measured at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
+    /// The broker refused the clients' connections (credentials, say) and
+    /// none connected: every scenario would fail the same way.
+    #[error("the broker refused the connection: {last_error}")]
+    Refused {
+        /// The refusal.
+        last_error: String,
+    },
     /// Not one client connected within the connect wait.
     #[error("no client could connect within {wait:?}; last error: {last_error}")]
     NoClientConnected {
@@ -238,9 +249,14 @@ pub enum ScenarioError {
     },
 }
 
+/// Waits until `expected` clients have connected, at most `limit`; a
+/// refusal with nobody connected ends the wait at once.
 async fn wait_connected(shared: &ScenarioShared, expected: u32, limit: Duration) {
     let deadline = Instant::now() + limit;
     while shared.connected.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        if shared.was_refused() && shared.connected.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -172,6 +172,78 @@ fn native_over_tls_with_ca_and_insecure() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--login`/`--passcode` against a broker that requires them, over the
+/// native protocol and over STOMP: the right password moves messages both
+/// ways; a wrong one, an unknown user and no login end the run at once with
+/// the broker's reason (a refusal is not retried as an unreachable broker).
+#[test]
+fn login_against_an_authenticating_broker() {
+    let hash = ferromq_tests::hash_password("bench-pw");
+    let config = format!(
+        "[auth]\nanonymous = false\n[[auth.users]]\nname = \"bench\"\npassword_hash = \"{hash}\"\n"
+    );
+    let broker = Broker::start_with(Some(&config), &["--native", "127.0.0.1:0"]);
+    let dir = tempfile_dir("login");
+    for (scheme, listener) in [("ferromq", "native"), ("stomp", "stomp")] {
+        let addr = broker
+            .listener(listener)
+            .expect("the broker logs its listeners");
+        let url = format!("{scheme}://{addr}");
+        let run = |credentials: &[&str], out: &PathBuf| {
+            Command::new(env!("CARGO_BIN_EXE_ferromq-bench"))
+                .args(["run", "--url", &url, "--persistent"])
+                .args(["--warm-up-count", "1", "--sample-count", "1"])
+                .args(["--sample-interval", "400", "--drain-timeout", "300"])
+                .args(credentials)
+                .arg("-o")
+                .arg(out)
+                .output()
+                .unwrap()
+        };
+        let out = dir.join(format!("{scheme}.json"));
+        let o = run(&["--login", "bench", "--passcode", "bench-pw"], &out);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{url}: {stderr}\n{}", broker.log());
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let s = &report["scenarios"][0];
+        let sum = |key: &str| -> u64 {
+            s[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .sum()
+        };
+        assert!(
+            sum("producer tp") > 0 && sum("consumer tp") > 0,
+            "{url}: {s}"
+        );
+        assert_eq!(sum("errors"), 0, "{url}: {s}");
+        for refused in [
+            &["--login", "bench", "--passcode", "wrong"][..],
+            &["--login", "nobody", "--passcode", "bench-pw"][..],
+            &[][..],
+        ] {
+            let started = std::time::Instant::now();
+            let o = run(refused, &dir.join("refused.json"));
+            assert!(!o.status.success(), "{url} {refused:?} was let in");
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains("refused the connection") && err.contains("authentication failed"),
+                "{url} {refused:?}: {err}"
+            );
+            // Not the 10 s connect wait of an unreachable broker, twice.
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{url} {refused:?} took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn tempfile_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("ferromq-bench-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

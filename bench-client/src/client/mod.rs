@@ -23,6 +23,10 @@ pub struct ScenarioShared {
     pub receipt: SharedHistogram,
     /// Clients that connected at least once.
     pub connected: AtomicU32,
+    /// A broker answered with an error (an ERROR frame, a native Close).
+    /// While no client has connected, that was a refused connect (bad
+    /// credentials, say), and retrying will not help.
+    refused: AtomicBool,
     /// Fast check of the stop signal on hot paths.
     stopping: AtomicBool,
     stop_tx: watch::Sender<bool>,
@@ -44,6 +48,7 @@ impl ScenarioShared {
             e2e: SharedHistogram::default(),
             receipt: SharedHistogram::default(),
             connected: AtomicU32::new(0),
+            refused: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             stop_tx: watch::channel(false).0,
             midpoint_tx: watch::channel(false).0,
@@ -87,6 +92,11 @@ impl ScenarioShared {
         let _ = rx.wait_for(|s| *s).await;
     }
 
+    /// Whether a broker answered with an error (see the field).
+    pub fn was_refused(&self) -> bool {
+        self.refused.load(Ordering::Acquire)
+    }
+
     /// Counts and remembers an error.
     pub fn record_error(&self, who: &str, error: &DriverError) {
         self.counters.error();
@@ -95,6 +105,10 @@ impl ScenarioShared {
             eprintln!("\nerror: {text}");
         }
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+        // After the text, so whoever sees the flag finds the reason.
+        if matches!(error, DriverError::Broker { .. }) {
+            self.refused.store(true, Ordering::Release);
+        }
     }
 
     /// The most recent error.
