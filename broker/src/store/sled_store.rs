@@ -545,6 +545,41 @@ mod tests {
         wait(Commit::Pending(rx))
     }
 
+    /// Group commit keeps the producers together: after a flush that
+    /// answered three receipts, the writer waits (here: up to a long
+    /// gather) until three commits are queued again before its next
+    /// flush, instead of flushing each producer's next message alone.
+    #[test]
+    fn the_writer_waits_for_the_producers_its_last_flush_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path(), 1 << 30);
+        s.writer.ack_gather = Duration::from_secs(30);
+        let (store, _) = SledStore::open(s).unwrap();
+        let hold = store.hold();
+        let first: Vec<Commit> = (1..=3)
+            .map(|seq| store.append(vec![enqueue(seq, 10)]))
+            .collect();
+        drop(hold);
+        for c in first {
+            wait(c).unwrap();
+        }
+        let Commit::Pending(mut fourth) = store.append(vec![enqueue(4, 10)]) else {
+            panic!("a pending commit expected");
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(fourth.try_recv().is_err(), "flushed alone");
+        let rest: Vec<Commit> = (5..=6)
+            .map(|seq| store.append(vec![enqueue(seq, 10)]))
+            .collect();
+        assert_eq!(wait_rx(fourth), Ok(()));
+        for c in rest {
+            wait(c).unwrap();
+        }
+        let m = store.metrics().unwrap();
+        assert_eq!(m.messages_written, 6);
+        assert_eq!(m.flush_latency.count, 2, "one flush per group of three");
+    }
+
     /// Store-and-dispatch through the router: a persistent message published
     /// to a queue with a consumer reaches the consumer without waiting for a
     /// flush (its delivery record joins its enqueue), the writer waits for

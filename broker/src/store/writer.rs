@@ -74,6 +74,12 @@ struct Queue {
     /// Publishes between their append and their dispatch (see
     /// [`LogWriter::append_for_dispatch`]).
     dispatching: usize,
+    /// Commits waiting on the entries queued (receipts to come).
+    receipts: usize,
+    /// Commits the writer expects to be queued before its next batch: the
+    /// ones its last flush released (their producers are about to send
+    /// again) plus the ones queued by then. See [`gather`].
+    expect: usize,
     /// What the writer thread is waiting for, so that appends wake it only
     /// when it needs waking (a condvar notify is a system call each time).
     writer: WriterWait,
@@ -96,7 +102,7 @@ enum WriterWait {
     /// `batch`: the group to grow to [`BATCH_BYTES`] (or its deadline).
     Batching,
     /// `always`: publishes to reach their consumers and acks to arrive
-    /// (see [`gather_acks`]).
+    /// (see [`gather`]).
     Gathering,
 }
 
@@ -107,7 +113,9 @@ impl Queue {
             WriterWait::Busy => false,
             WriterWait::Idle => true,
             WriterWait::Batching => self.bytes >= BATCH_BYTES,
-            WriterWait::Gathering => self.dispatching == 0 && self.in_hand.is_empty(),
+            WriterWait::Gathering => {
+                self.dispatching == 0 && self.in_hand.is_empty() && self.receipts >= self.expect
+            }
         }
     }
 }
@@ -278,7 +286,15 @@ impl LogWriter {
         if entries.iter().all(|e| matches!(e, LogEntry::Ack { .. })) {
             for e in &entries {
                 if let LogEntry::Ack { seq, .. } = e {
-                    early.extend(q.by_seq.remove(seq));
+                    if let Some(w) = q.by_seq.remove(seq) {
+                        early.push(w);
+                        // Answered: no longer waited for, and its producer
+                        // sends again without a flush.
+                        if q.enqueued.contains(seq) {
+                            q.receipts -= 1;
+                        }
+                        q.expect = q.expect.saturating_sub(1);
+                    }
                     q.in_hand.remove(seq);
                 }
             }
@@ -301,6 +317,7 @@ impl LogWriter {
                 Some(seq) => drop(q.by_seq.insert(seq, tx)),
                 None => q.waiters.push(tx),
             }
+            q.receipts += 1;
             Commit::Pending(rx)
         };
         // A publish under way wakes the writer when its guard drops, once
@@ -505,7 +522,7 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
             }
             q.writer = WriterWait::Busy;
             if settings.sync == StoreSync::Always {
-                q = gather_acks(shared, q, settings.ack_gather);
+                q = gather(shared, q, settings.ack_gather);
             }
             // A hold taken while gathering: wait for it to end, so that a
             // transaction is never split across batches.
@@ -517,6 +534,7 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
             let handoffs = std::mem::take(&mut q.handoffs);
             q.enqueued.clear();
             q.in_hand.clear();
+            q.receipts = 0;
             q.bytes = 0;
             // Taken enqueues count as stored from now on (until the writer
             // publishes the exact figure after applying them).
@@ -582,13 +600,14 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
         // Durability ordering, part 2: only now are the waiting commits (and
         // with them RECEIPTs) released.
         let mut waiters = waiters;
-        if !entries.is_empty() {
+        {
             let mut q = shared.lock();
             for e in &entries {
                 if let LogEntry::Enqueue { message } = e {
                     waiters.extend(q.by_seq.remove(&message.seq));
                 }
             }
+            q.expect = waiters.len() + q.receipts;
         }
         for w in waiters {
             let _ = w.send(result.clone());
@@ -616,21 +635,40 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
     );
 }
 
-/// `always`: store-and-dispatch's moment. A message a consumer acknowledges
-/// before its batch is written is never written at all (and its receipt is
-/// released by the ack), so before starting a batch the writer waits, at
-/// most `limit` ([`WriterSettings::ack_gather`]), while the queue holds enqueues that consumers have
-/// and have not acked, or publishes that have not reached their consumer.
-/// Without consumers there is nothing to wait for and nothing is delayed.
-fn gather_acks<'a>(
+/// `always`: before starting a batch the writer waits, at most `limit`
+/// ([`WriterSettings::ack_gather`], about one fsync), while
+///
+/// - the queue holds enqueues that consumers have and have not acked, or
+///   publishes that have not reached their consumer yet: a message acked
+///   before its batch is written is never written at all (store-and-dispatch,
+///   its receipt released by the ack);
+/// - fewer commits are queued than the writer expects ([`Queue::expect`]):
+///   the producers its last flush answered are about to send again, and
+///   waiting a round trip for them lets one fsync serve them all, rather
+///   than the producers splitting into groups that alternate between
+///   flushes half full.
+///
+/// Neither waits for anything that is not on its way: a lone producer is
+/// expected alone, and without consumers nothing is in hand.
+fn gather<'a>(
     shared: &'a Shared,
     mut q: MutexGuard<'a, Queue>,
     limit: Duration,
 ) -> MutexGuard<'a, Queue> {
     let started = Instant::now();
     q.writer = WriterWait::Gathering;
-    while (q.dispatching > 0 || !q.in_hand.is_empty()) && q.holds == 0 && !q.closed {
-        let left = limit.saturating_sub(started.elapsed());
+    while q.holds == 0 && !q.closed {
+        // A publish under way is a few microseconds from its dispatch and
+        // gets twice as long: a batch started in between would make its
+        // delivery wait for the next flush.
+        let deadline = if q.dispatching > 0 {
+            limit * 2
+        } else if !q.in_hand.is_empty() || q.receipts < q.expect {
+            limit
+        } else {
+            break;
+        };
+        let left = deadline.saturating_sub(started.elapsed());
         if left.is_zero() {
             break;
         }
