@@ -18,7 +18,9 @@
 //!
 //! - A persistent message's enqueue is appended before the message becomes
 //!   visible (`Router::publish`), so the log never holds an ack before its
-//!   enqueue.
+//!   enqueue. The writer starts no batch between that append and the
+//!   dispatch ([`Store::append_for_dispatch`]), so the record of the first
+//!   delivery joins the enqueue and the consumer never waits for a flush.
 //! - A RECEIPT (SEND, ACK, COMMIT) is written only after its [`Commit`]
 //!   resolves (`stomp/writer.rs`); a commit resolves after the batch holding
 //!   its entries is applied and flushed (`writer::run`), or, for a SEND,

@@ -6,6 +6,14 @@
 //! the batch. While a flush runs, new entries pile up and share the next one:
 //! with many producers one fsync serves many receipts.
 //!
+//! With `sync = always` the writer may wait a moment (at most
+//! [`WriterSettings::ack_gather`]) before it takes a batch, for what is on
+//! its way: a publish reaching its consumer, consumers' acks of messages
+//! they already have (an enqueue acked in its own batch is never written),
+//! and the producers its last flush answered (see [`gather`]). The queue
+//! records what the writer waits for, so an append wakes it (a system call
+//! and a context switch) only when that is what changed.
+//!
 //! It is an OS thread, not a tokio task, because `sled::Db::flush` blocks in
 //! fsync. It holds no router lock, so a producer blocked on a full queue
 //! (backpressure) always gets going again once the writer drains it.
