@@ -53,17 +53,9 @@ fn quick_suite_over_the_native_protocol() {
     assert_eq!(scenarios.len(), 9, "{report}");
     for s in scenarios {
         let name = s["name"].as_str().unwrap();
-        let sum = |key: &str| -> u64 {
-            s[key]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap())
-                .sum()
-        };
-        assert!(sum("producer tp") > 0, "{name}: nothing produced: {s}");
-        assert!(sum("consumer tp") > 0, "{name}: nothing consumed: {s}");
-        assert_eq!(sum("errors"), 0, "{name}: errors: {s}\n{stderr}");
+        assert!(sum(s, "producer tp") > 0, "{name}: nothing produced: {s}");
+        assert!(sum(s, "consumer tp") > 0, "{name}: nothing consumed: {s}");
+        assert_eq!(sum(s, "errors"), 0, "{name}: errors: {s}\n{stderr}");
         let e2e = &s["latency_hdr"]["e2e"];
         assert!(
             e2e["count"].as_u64().unwrap_or(0) > 0,
@@ -148,22 +140,7 @@ fn native_over_tls_with_ca_and_insecure() {
         let o = run(extra, &out);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{extra:?}: {stderr}\n{}", broker.log());
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-        let s = &report["scenarios"][0];
-        let sum = |key: &str| -> u64 {
-            s[key]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap())
-                .sum()
-        };
-        assert!(
-            sum("producer tp") > 0 && sum("consumer tp") > 0,
-            "{extra:?}: {s}"
-        );
-        assert_eq!(sum("errors"), 0, "{extra:?}: {s}");
+        assert_moved_both_ways(&out, &format!("{extra:?}"));
     }
     let untrusted = run(&[], &dir.join("untrusted.json"));
     assert!(!untrusted.status.success());
@@ -204,22 +181,7 @@ fn login_against_an_authenticating_broker() {
         let o = run(&["--login", "bench", "--passcode", "bench-pw"], &out);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{url}: {stderr}\n{}", broker.log());
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-        let s = &report["scenarios"][0];
-        let sum = |key: &str| -> u64 {
-            s[key]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap())
-                .sum()
-        };
-        assert!(
-            sum("producer tp") > 0 && sum("consumer tp") > 0,
-            "{url}: {s}"
-        );
-        assert_eq!(sum("errors"), 0, "{url}: {s}");
+        assert_moved_both_ways(&out, &url);
         for refused in [
             &["--login", "bench", "--passcode", "wrong"][..],
             &["--login", "nobody", "--passcode", "bench-pw"][..],
@@ -242,6 +204,29 @@ fn login_against_an_authenticating_broker() {
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The first scenario of the results file `out` produced and consumed
+/// messages and counted no error (`what` names the run in failures).
+fn assert_moved_both_ways(out: &std::path::Path, what: &str) {
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    let s = &report["scenarios"][0];
+    assert!(
+        sum(s, "producer tp") > 0 && sum(s, "consumer tp") > 0,
+        "{what}: {s}"
+    );
+    assert_eq!(sum(s, "errors"), 0, "{what}: {s}");
+}
+
+/// The sum of a scenario's per-sample series `key`.
+fn sum(scenario: &serde_json::Value, key: &str) -> u64 {
+    scenario[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
 }
 
 fn tempfile_dir(name: &str) -> std::path::PathBuf {

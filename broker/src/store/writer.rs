@@ -517,15 +517,11 @@ fn run(shared: &Shared, mut db: sled::Db, mut state: StateMachine, mut online: O
                 q.writer = WriterWait::Batching;
                 let deadline = last_flush + settings.batch_delay;
                 while !q.closed && q.bytes < BATCH_BYTES {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    let (woken, late) = wait_until(shared, q, deadline);
+                    q = woken;
+                    if late {
                         break;
                     }
-                    q = shared
-                        .work
-                        .wait_timeout(q, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
                 }
             }
             q.writer = WriterWait::Busy;
@@ -670,24 +666,39 @@ fn gather<'a>(
         // gets twice as long: a batch started in between would make its
         // delivery wait for the next flush.
         let deadline = if q.dispatching > 0 {
-            limit * 2
+            started + limit * 2
         } else if !q.in_hand.is_empty() || q.receipts < q.expect {
-            limit
+            started + limit
         } else {
             break;
         };
-        let left = deadline.saturating_sub(started.elapsed());
-        if left.is_zero() {
+        let (woken, late) = wait_until(shared, q, deadline);
+        q = woken;
+        if late {
             break;
         }
-        q = shared
-            .work
-            .wait_timeout(q, left)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
     }
     q.writer = WriterWait::Busy;
     q
+}
+
+/// Sleeps on the writer's condvar until woken or `deadline`; `true` with
+/// the lock when the deadline had already passed.
+fn wait_until<'a>(
+    shared: &'a Shared,
+    q: MutexGuard<'a, Queue>,
+    deadline: Instant,
+) -> (MutexGuard<'a, Queue>, bool) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return (q, true);
+    }
+    let woken = shared
+        .work
+        .wait_timeout(q, left)
+        .unwrap_or_else(|e| e.into_inner())
+        .0;
+    (woken, false)
 }
 
 /// The writer without a database (it could not be reopened after a
