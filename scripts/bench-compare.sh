@@ -10,7 +10,8 @@
 #        SUITE=jms-benchmark (or stomp-benchmark): run that whole suite per
 #          broker instead of the ad-hoc scenarios below (resumable: rerun
 #          with the same OUTDIR to finish an interrupted run); DRAIN_MS=3000,
-#          RESTARTS=4 (restarts of a broker that stopped answering)
+#          RESTARTS=4 (restarts of a broker that stopped answering),
+#          FILTER=queue-p- (only the suite's scenarios whose name contains it)
 #
 # Loopback only. Each scenario runs WARMUP+SAMPLES seconds plus a drain.
 set -euo pipefail
@@ -84,6 +85,7 @@ for broker in $brokers; do
       fi
       # shellcheck disable=SC2046
       if timeout 7200 "$bench" run $(url_of "$broker") --suite "$SUITE" --broker-name "$broker" \
+        ${FILTER:+--filter "$FILTER"} \
         --warm-up-count "$warmup" --sample-count "$samples" --drain-timeout "${DRAIN_MS:-3000}" \
         -o "$out/$broker.json"; then
         break
