@@ -16,6 +16,7 @@ pub mod convert;
 pub mod link;
 pub mod outbox;
 pub mod produce;
+pub mod spliced;
 pub mod state;
 pub mod writer;
 

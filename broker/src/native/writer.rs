@@ -1,5 +1,6 @@
 //! The writer task of a native connection: drains the [`Outbox`], encodes
-//! frames into one buffer per batch and writes it with one system call,
+//! frames into one buffer per batch (message bodies spliced in by reference,
+//! [`SplicedBuffer`]) and writes it with as few system calls as it can,
 //! splits transfers larger than the peer's frame limit, numbers deliveries
 //! per session, sends heart-beats when idle, merges consecutive producer
 //! acceptances into one Disposition range, and settles pre-settled
@@ -9,11 +10,11 @@
 use super::book::{DeliveryBook, Unsettled};
 use super::convert;
 use super::outbox::{Outbox, Outgoing};
+use super::spliced::{SplicedBuffer, SPLICE_MIN};
 use crate::outbox::ItemEncoder;
 use crate::router::{AckMode, Consumer, Delivery, Router};
 use crate::store::{Commit, StoreError};
-use bytes::BytesMut;
-use ferromq_protocol::native::lean::{encode_transfer, TransferParts};
+use ferromq_protocol::native::lean::{encode_transfer, encode_transfer_head, TransferParts};
 use ferromq_protocol::native::{
     split_transfer, Accepted, DeliveryState, Disposition, ErrorCondition, ErrorInfo, Frame,
     NativeCodec, Rejected, Role, Transfer,
@@ -22,7 +23,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 use tracing::debug;
 
@@ -40,7 +41,8 @@ pub async fn run<W: AsyncWrite + Unpin>(
         book,
         codec: NativeCodec::default(),
         heartbeat: None,
-        buf: BytesMut::with_capacity(64 * 1024),
+        out: SplicedBuffer::with_capacity(64 * 1024),
+        vectored: false,
         written: Vec::new(),
         next_delivery: HashMap::new(),
         accepts: None,
@@ -59,7 +61,7 @@ impl ItemEncoder<Outgoing> for Writer {
     }
 
     fn buffered(&self) -> usize {
-        self.buf.len()
+        self.out.len()
     }
 
     async fn encode<W: AsyncWrite + Unpin>(
@@ -81,8 +83,10 @@ struct Writer {
     book: Arc<DeliveryBook>,
     codec: NativeCodec,
     heartbeat: Option<Duration>,
-    buf: BytesMut,
-    /// Pre-settled deliveries in `buf`, settled once it is written.
+    out: SplicedBuffer,
+    /// Whether the socket takes vectored writes (then bodies are spliced).
+    vectored: bool,
+    /// Pre-settled deliveries in `out`, settled once it is written.
     written: Vec<(Arc<Consumer>, u64)>,
     /// Next delivery id per session channel.
     next_delivery: HashMap<u32, u64>,
@@ -99,6 +103,7 @@ impl Writer {
         closed: bool,
         socket: &mut W,
     ) -> std::io::Result<()> {
+        self.vectored = socket.is_write_vectored();
         if let Outgoing::Accept {
             channel,
             delivery_id,
@@ -228,7 +233,16 @@ impl Writer {
             headers: || convert::application_headers(&d.message),
         };
         let limit = self.codec.max_outbound_frame_size();
-        if encode_transfer(&parts, &body, limit, &mut self.buf).is_ok() {
+        let whole = if self.vectored && body.len() >= SPLICE_MIN {
+            let head = encode_transfer_head(&parts, body.len(), limit, self.out.encoder());
+            if head.is_ok() {
+                self.out.splice(body.clone());
+            }
+            head.is_ok()
+        } else {
+            encode_transfer(&parts, &body, limit, self.out.encoder()).is_ok()
+        };
+        if whole {
             self.delivered(channel, delivery_id, presettled, d);
             return Ok(());
         }
@@ -276,7 +290,7 @@ impl Writer {
     }
 
     fn encode_frame(&mut self, frame: &Frame) {
-        if let Err(e) = self.codec.encode(frame, &mut self.buf) {
+        if let Err(e) = self.codec.encode(frame, self.out.encoder()) {
             // Only a broker bug or a performative over the peer's limit (a
             // description too long for a 512-byte frame) gets here.
             debug!(error = %e, frame = frame.performative_name(), "native frame not encodable");
@@ -285,10 +299,9 @@ impl Writer {
 
     async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
         self.end_accepts();
-        if !self.buf.is_empty() {
-            socket.write_all(&self.buf).await?;
-            socket.flush().await?;
-            self.buf.clear();
+        if !self.out.is_empty() {
+            self.out.write_to(socket).await?;
+            tokio::io::AsyncWriteExt::flush(socket).await?;
         }
         self.settle();
         Ok(())
