@@ -1,0 +1,114 @@
+//! What the appenders and the log writer thread share: the [`Queue`] of
+//! entries and commits waiting for the next batch, what the writer is
+//! waiting for ([`WriterWait`]), and the condvars that wake either side.
+//!
+//! Lock order: this queue's mutex is a leaf. It is taken under a
+//! destination lock (`hand_off`), never the other way round, and nothing
+//! is called while it is held but the queue's own bookkeeping.
+
+use super::{WriterSettings, BATCH_BYTES};
+use crate::store::{Handoff, LogEntry, StoreError};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use tokio::sync::oneshot;
+
+/// Resolves one [`crate::store::Commit`].
+pub(super) type Waiter = oneshot::Sender<Result<(), StoreError>>;
+
+/// Entries, commits and deliveries waiting for the writer's next batch.
+#[derive(Default)]
+pub(super) struct Queue {
+    pub(super) entries: Vec<LogEntry>,
+    pub(super) waiters: Vec<Waiter>,
+    /// Receipts of single published messages, by seq, from append until
+    /// the flush of their batch, or until an ack resolves them early.
+    pub(super) by_seq: HashMap<u64, Waiter>,
+    /// Deliveries to release once this batch is flushed.
+    pub(super) handoffs: Vec<Handoff>,
+    /// Seqs of the messages enqueued in `entries`: a delivery record of one
+    /// of them is flushed with the message itself, so it needs no wait.
+    pub(super) enqueued: HashSet<u64>,
+    /// Bytes of `entries` (bounded by [`super::MAX_QUEUE_BYTES`]).
+    pub(super) bytes: usize,
+    /// Bytes of the enqueues among them (for the disk limit).
+    pub(super) enqueue_bytes: u64,
+    /// Enqueues in `entries` already handed to a consumer and not acked
+    /// yet: the writer gives their acks a moment ([`super::WriterSettings::ack_gather`]).
+    pub(super) in_hand: HashSet<u64>,
+    /// Publishes between their append and their dispatch (see
+    /// [`super::LogWriter::append_for_dispatch`]).
+    pub(super) dispatching: usize,
+    /// Commits waiting on the entries queued (receipts to come).
+    pub(super) receipts: usize,
+    /// Commits the writer expects to be queued before its next batch: the
+    /// ones its last flush released (their producers are about to send
+    /// again) plus the ones queued by then. See `thread::gather`.
+    pub(super) expect: usize,
+    /// What the writer thread is waiting for, so that appends wake it only
+    /// when it needs waking (a condvar notify is a system call each time).
+    pub(super) writer: WriterWait,
+    pub(super) closed: bool,
+    /// Open [`crate::store::LogHold`]s: the writer starts no batch while there are any.
+    pub(super) holds: usize,
+    /// Set after a failed write: the store refuses everything from then on
+    /// rather than acknowledge on top of a state it could not write.
+    pub(super) broken: Option<StoreError>,
+}
+
+/// What the writer thread waits for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriterWait {
+    /// Nothing: it is writing, and looks at the queue when done.
+    #[default]
+    Busy,
+    /// Entries to write.
+    Idle,
+    /// `batch`: the group to grow to [`BATCH_BYTES`] (or its deadline).
+    Batching,
+    /// `always`: publishes to reach their consumers and acks to arrive
+    /// (see `thread::gather`).
+    Gathering,
+}
+
+impl Queue {
+    /// Whether what just changed is what the writer is waiting for.
+    pub(super) fn wakes_writer(&self) -> bool {
+        match self.writer {
+            WriterWait::Busy => false,
+            WriterWait::Idle => true,
+            WriterWait::Batching => self.bytes >= BATCH_BYTES,
+            WriterWait::Gathering => {
+                self.dispatching == 0 && self.in_hand.is_empty() && self.receipts >= self.expect
+            }
+        }
+    }
+}
+
+/// The queue with its condvars, settings and published figures.
+pub(super) struct Shared {
+    pub(super) queue: Mutex<Queue>,
+    /// Wakes the writer.
+    pub(super) work: Condvar,
+    /// Wakes producers waiting for queue space.
+    pub(super) space: Condvar,
+    pub(super) settings: WriterSettings,
+    /// Bytes of live message records, published by the writer.
+    pub(super) live_bytes: AtomicU64,
+    /// Bytes of live bodies in memory, published by the writer.
+    pub(super) resident_bytes: AtomicU64,
+    /// Live messages whose body is paged out, published by the writer.
+    pub(super) paged_messages: AtomicU64,
+    /// Flush (fsync) latency, for the admin endpoint.
+    pub(super) flush_latency: crate::metrics::LatencyHistogram,
+    /// Persistent messages written to disk, and those consumed and
+    /// acknowledged before their batch was written (never written), so far.
+    pub(super) written: AtomicU64,
+    pub(super) elided: AtomicU64,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
