@@ -170,7 +170,9 @@ pub(super) fn run(
                     waiters.extend(q.by_seq.remove(&message.seq));
                 }
             }
-            q.expect = waiters.len() + q.receipts;
+            // Only commits someone still awaits bring a producer back (an
+            // auto-ack's commit is dropped at once).
+            q.expect = waiters.iter().filter(|w| !w.is_closed()).count() + q.receipts;
         }
         for w in waiters {
             let _ = w.send(result.clone());
