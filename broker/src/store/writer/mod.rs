@@ -252,9 +252,10 @@ impl LogWriter {
 
     /// [`LogWriter::append`] for a message about to be dispatched: until
     /// the returned guard is dropped (right after the dispatch), the writer
-    /// waits before starting a batch (at most [`WriterSettings::ack_gather`]), so that the
-    /// record of the message's first delivery joins its enqueue in one
-    /// batch and the consumer gets it without waiting for a flush.
+    /// waits before starting a batch (at most twice
+    /// [`WriterSettings::ack_gather`]), so that the record of the message's
+    /// first delivery joins its enqueue in one batch and the consumer gets
+    /// it without waiting for a flush.
     pub fn append_for_dispatch(&self, entries: Vec<LogEntry>) -> (Commit, LogHold) {
         let counted = self.shared.settings.sync == StoreSync::Always && !entries.is_empty();
         let commit = self.push(entries, counted);
@@ -301,15 +302,15 @@ impl LogWriter {
             Some((seq, count)) => {
                 q.entries.push(LogEntry::Delivered { seq, count });
                 q.bytes += 32;
-                let fresh = q.enqueued.contains(&seq);
-                if fresh {
-                    q.in_hand.insert(seq);
-                }
-                fresh
+                q.enqueued.contains(&seq)
             }
             None => true,
         };
         let result = if free && !must_wait {
+            // Reaching its consumer now: the writer may give its ack a moment.
+            if let Some((seq, _)) = mark {
+                q.in_hand.insert(seq);
+            }
             Some(handoff)
         } else {
             q.handoffs.push(handoff);
