@@ -108,10 +108,15 @@ async fn persistent_sends_wait_for_receipts() {
     );
     let r = LatencySummary::of(&o.series.receipt_total);
     assert!(r.count > 0 && r.p50 > 0, "receipt latency recorded: {r:?}");
-    // One receipt per confirmed send.
+    // One receipt per confirmed send. A producer records a send's receipt
+    // latency and then counts the send; the sampler takes the counters and
+    // then the histograms. A send whose two records straddle the end of the
+    // warm-up or of the last sample is counted on one side only, so each
+    // producer may be one short at each of those two boundaries.
     let produced: u64 = o.series.producer_tp.iter().sum();
+    let straddling = 2 * u64::from(s.producers);
     assert!(
-        r.count >= produced,
+        r.count + straddling >= produced,
         "{} receipts for {produced} sends",
         r.count
     );
