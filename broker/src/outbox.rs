@@ -65,7 +65,7 @@ impl<T: OutboxItem> Outbox<T> {
 
     /// Queues an item. Ignored once closed.
     pub fn push(&self, item: T) {
-        {
+        let was_empty = {
             let mut st = self.lock();
             if st.closed {
                 return;
@@ -74,12 +74,25 @@ impl<T: OutboxItem> Outbox<T> {
                 st.replies += 1;
             }
             st.items.push_back(item);
+            st.items.len() == 1
+        };
+        // The writer takes everything queued at once, so only the first item
+        // after a take needs to wake it; the ones behind it ride along.
+        if was_empty {
+            self.ready.notify_one();
         }
-        self.ready.notify_one();
+    }
+
+    /// Whether the writer has room for more replies now.
+    pub fn has_room(&self) -> bool {
+        self.lock().replies < self.reply_limit
     }
 
     /// Waits until the writer has room for more replies.
     pub async fn wait_for_room(&self) {
+        if self.has_room() {
+            return;
+        }
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);

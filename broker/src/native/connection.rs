@@ -93,8 +93,20 @@ pub async fn serve<R, W>(
             if let Some(len) = whole {
                 let bytes = buf.split_to(len).freeze();
                 frame_started = None;
-                let handled = match InboundTransfer::parse(&bytes) {
-                    Some(t) => tokio::select! {
+                if shutdown.is_cancelled() {
+                    break Some(Err(shutting_down()));
+                }
+                let parsed = InboundTransfer::parse(&bytes);
+                // The fast path, taken while replies have room: handled
+                // at once, without building (and moving) the futures that
+                // waiting for room or for shutdown would need.
+                let fast = match &parsed {
+                    Some(t) if outbox.has_room() => conn.inbound_transfer(t, &bytes),
+                    _ => None,
+                };
+                let handled = match (fast, parsed) {
+                    (Some(r), _) => r,
+                    (None, Some(t)) => tokio::select! {
                         r = async {
                             outbox.wait_for_room().await;
                             match conn.inbound_transfer(&t, &bytes) {
@@ -104,7 +116,7 @@ pub async fn serve<R, W>(
                         } => r,
                         _ = shutdown.cancelled() => Err(shutting_down()),
                     },
-                    None => match codec.decode_whole(bytes) {
+                    (None, None) => match codec.decode_whole(bytes) {
                         Ok(frame) => tokio::select! {
                             r = async {
                                 outbox.wait_for_room().await;
