@@ -170,6 +170,12 @@ pub(crate) trait ItemEncoder<T> {
     fn encode_heartbeat(&mut self);
     /// Bytes encoded and not yet written.
     fn buffered(&self) -> usize;
+    /// Encodes `item` if that needs no waiting, or hands it back for
+    /// [`ItemEncoder::encode`]. Most items take this path, which spares the
+    /// writer loop building (and moving) an async call's state per item.
+    fn encode_now(&mut self, item: T, _closed: bool) -> std::io::Result<Option<T>> {
+        Ok(Some(item))
+    }
     /// Encodes one item (`closed`: deliveries are dropped, see
     /// [`Outbox::is_closed`]); may flush first if it must wait on the store.
     async fn encode<W: AsyncWrite + Unpin>(
@@ -212,7 +218,11 @@ pub(crate) async fn write_from_outbox<T, E, W>(
         }
         let closed = outbox.is_closed();
         for item in batch.drain(..) {
-            let mut written = encoder.encode(item, closed, &mut socket).await;
+            let mut written = match encoder.encode_now(item, closed) {
+                Ok(None) => Ok(()),
+                Ok(Some(item)) => encoder.encode(item, closed, &mut socket).await,
+                Err(e) => Err(e),
+            };
             if written.is_ok() && encoder.buffered() >= WRITE_CHUNK {
                 written = encoder.flush(&mut socket).await;
             }

@@ -20,7 +20,6 @@ use ferromq_protocol::native::{
     NativeCodec, Rejected, Role, Transfer,
 };
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWrite;
@@ -42,12 +41,16 @@ pub async fn run<W: AsyncWrite + Unpin>(
         codec: NativeCodec::default(),
         heartbeat: None,
         out: SplicedBuffer::with_capacity(64 * 1024),
-        vectored: false,
+        vectored: socket.is_write_vectored(),
         written: Vec::new(),
         next_delivery: HashMap::new(),
         accepts: None,
         scratch: String::with_capacity(64),
+        id_prefix_len: 0,
     };
+    // The prefix of message ids stays in `scratch` between deliveries.
+    w.scratch = w.router.message_id_prefix();
+    w.id_prefix_len = w.scratch.len();
     crate::outbox::write_from_outbox(socket, &outbox, &mut w, &peer).await;
 }
 
@@ -62,6 +65,10 @@ impl ItemEncoder<Outgoing> for Writer {
 
     fn buffered(&self) -> usize {
         self.out.len()
+    }
+
+    fn encode_now(&mut self, item: Outgoing, closed: bool) -> std::io::Result<Option<Outgoing>> {
+        Writer::encode_now(self, item, closed)
     }
 
     async fn encode<W: AsyncWrite + Unpin>(
@@ -92,54 +99,83 @@ struct Writer {
     next_delivery: HashMap<u32, u64>,
     /// Accepted producer transfers not yet encoded: (channel, first, last).
     accepts: Option<(u32, u64, u64)>,
-    /// Reused for message ids.
+    /// Reused for message ids: `ID:<node>-` then the sequence number.
     scratch: String,
+    /// The length of the `ID:<node>-` prefix in `scratch`.
+    id_prefix_len: usize,
 }
 
 impl Writer {
+    /// Everything that needs no waiting: deliveries, frames, and
+    /// acceptances whose messages are stored already.
+    fn encode_now(&mut self, item: Outgoing, closed: bool) -> std::io::Result<Option<Outgoing>> {
+        match item {
+            Outgoing::Delivery {
+                channel,
+                handle,
+                delivery,
+            } => {
+                self.end_accepts();
+                if !closed {
+                    self.encode_delivery(channel, handle, &delivery)?;
+                }
+            }
+            Outgoing::Frame(frame) => {
+                self.end_accepts();
+                self.encode_frame(&frame);
+            }
+            Outgoing::Accept {
+                channel,
+                delivery_id,
+                commit,
+            } => {
+                let result = match commit {
+                    Commit::Done => Ok(()),
+                    Commit::Failed(e) => Err(e),
+                    Commit::Pending(mut rx) => match rx.try_recv() {
+                        // Already durable (the usual case after the first
+                        // wait of a group commit): the range grows.
+                        Ok(result) => result,
+                        Err(oneshot::error::TryRecvError::Closed) => Err(StoreError::Closed),
+                        Err(oneshot::error::TryRecvError::Empty) => {
+                            return Ok(Some(Outgoing::Accept {
+                                channel,
+                                delivery_id,
+                                commit: Commit::Pending(rx),
+                            }))
+                        }
+                    },
+                };
+                self.settle_accept(channel, delivery_id, result);
+            }
+            other => return Ok(Some(other)),
+        }
+        Ok(None)
+    }
+
+    /// The rest of [`Writer::encode_now`]: what waits for the store.
     async fn encode<W: AsyncWrite + Unpin>(
         &mut self,
         item: Outgoing,
         closed: bool,
         socket: &mut W,
     ) -> std::io::Result<()> {
-        self.vectored = socket.is_write_vectored();
+        let item = match self.encode_now(item, closed)? {
+            Some(item) => item,
+            None => return Ok(()),
+        };
         if let Outgoing::Accept {
             channel,
             delivery_id,
             commit,
         } = item
         {
-            let result = match commit {
-                Commit::Done => Ok(()),
-                Commit::Failed(e) => Err(e),
-                Commit::Pending(mut rx) => match rx.try_recv() {
-                    // Already durable (the usual case after the first wait
-                    // of a group commit): no flush, the range grows.
-                    Ok(result) => result,
-                    Err(oneshot::error::TryRecvError::Closed) => Err(StoreError::Closed),
-                    Err(oneshot::error::TryRecvError::Empty) => {
-                        // Durability ordering: `accepted` only once stored.
-                        // Let the earlier output go while waiting.
-                        self.end_accepts();
-                        self.flush(socket).await?;
-                        rx.await.unwrap_or(Err(StoreError::Closed))
-                    }
-                },
-            };
-            match result {
-                Ok(()) => self.accept(channel, delivery_id),
-                Err(e) => {
-                    self.end_accepts();
-                    let state = DeliveryState::Rejected(Rejected {
-                        error: Some(ErrorInfo::new(
-                            ErrorCondition::InternalError,
-                            format!("message was not stored: {e}"),
-                        )),
-                    });
-                    self.encode_frame(&settled(channel, delivery_id, delivery_id, state));
-                }
-            }
+            // Durability ordering: `accepted` only once stored. Let the
+            // earlier output go while waiting.
+            self.end_accepts();
+            self.flush(socket).await?;
+            let result = commit.wait().await;
+            self.settle_accept(channel, delivery_id, result);
             return Ok(());
         }
         self.end_accepts();
@@ -153,7 +189,6 @@ impl Writer {
                 self.codec.set_max_outbound_frame_size(peer_max_frame_size);
                 self.heartbeat = heartbeat;
             }
-            Outgoing::Frame(frame) => self.encode_frame(&frame),
             Outgoing::AfterCommits {
                 commits,
                 ok,
@@ -168,18 +203,28 @@ impl Writer {
                 }
                 self.encode_frame(if good { &ok } else { &failed });
             }
-            Outgoing::Delivery {
-                channel,
-                handle,
-                delivery,
-            } => {
-                if !closed {
-                    self.encode_delivery(channel, handle, &delivery)?;
-                }
-            }
-            Outgoing::Accept { .. } => {}
+            // Taken by `encode_now`.
+            Outgoing::Frame(_) | Outgoing::Delivery { .. } | Outgoing::Accept { .. } => {}
         }
         Ok(())
+    }
+
+    /// Accepts a producer's delivery once its message is stored, or rejects
+    /// it when the store refused it.
+    fn settle_accept(&mut self, channel: u32, delivery_id: u64, stored: Result<(), StoreError>) {
+        match stored {
+            Ok(()) => self.accept(channel, delivery_id),
+            Err(e) => {
+                self.end_accepts();
+                let state = DeliveryState::Rejected(Rejected {
+                    error: Some(ErrorInfo::new(
+                        ErrorCondition::InternalError,
+                        format!("message was not stored: {e}"),
+                    )),
+                });
+                self.encode_frame(&settled(channel, delivery_id, delivery_id, state));
+            }
+        }
     }
 
     /// Adds a producer's delivery to the pending acceptance range.
@@ -214,13 +259,9 @@ impl Writer {
         // The usual case: the whole message fits one frame and is encoded
         // from the router's message in place, without building (and
         // allocating) a native Message on the way.
-        self.scratch.clear();
-        let _ = write!(
-            self.scratch,
-            "ID:{}-{}",
-            self.router.config().node,
-            d.message.seq
-        );
+        self.scratch.truncate(self.id_prefix_len);
+        self.scratch
+            .push_str(itoa::Buffer::new().format(d.message.seq));
         let tag = d.message.seq.to_be_bytes();
         let parts = TransferParts {
             channel,

@@ -1039,7 +1039,14 @@ impl Router {
 
     /// The message id clients see for sequence number `seq`.
     pub fn message_id(&self, seq: u64) -> String {
-        format!("ID:{}-{}", self.config.node, seq)
+        let mut id = self.message_id_prefix();
+        id.push_str(itoa::Buffer::new().format(seq));
+        id
+    }
+
+    /// What every message id of this node starts with: `ID:<node>-`.
+    pub fn message_id_prefix(&self) -> String {
+        format!("ID:{}-", self.config.node)
     }
 
     /// The sequence number inside a message id made by [`Router::message_id`].
