@@ -93,9 +93,8 @@ pub async fn serve<R, W>(
             if let Some(len) = whole {
                 let bytes = buf.split_to(len).freeze();
                 frame_started = None;
-                if shutdown.is_cancelled() {
-                    break Some(Err(shutting_down()));
-                }
+                // Shutdown is noticed at the next read, not per frame: the
+                // token's state sits behind a mutex every connection shares.
                 let parsed = InboundTransfer::parse(&bytes);
                 // The fast path, taken while replies have room: handled
                 // at once, without building (and moving) the futures that

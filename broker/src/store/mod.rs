@@ -323,9 +323,6 @@ impl DeliveryMarks {
 
 impl DeliverySink for DeliveryMarks {
     fn deliver(&self, delivery: Delivery) {
-        let Some(me) = self.me.upgrade() else {
-            return self.inner.deliver(delivery);
-        };
         // Called under the destination lock, so deliveries of one
         // subscription come here one at a time, in order.
         let must_wait = self.held.load(Ordering::SeqCst) > 0;
@@ -336,6 +333,9 @@ impl DeliverySink for DeliveryMarks {
         if mark.is_none() && !must_wait {
             return self.inner.deliver(delivery);
         }
+        let Some(me) = self.me.upgrade() else {
+            return self.inner.deliver(delivery);
+        };
         self.held.fetch_add(1, Ordering::SeqCst);
         let handoff = Handoff { sink: me, delivery };
         if let Some(now) = self.store.hand_off(mark, must_wait, handoff) {
