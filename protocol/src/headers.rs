@@ -21,6 +21,15 @@ impl Headers {
         Headers::default()
     }
 
+    /// An empty header list with room for `entries` headers of `text_bytes`
+    /// bytes of names and values in all, so building it allocates twice.
+    pub fn with_capacity(entries: usize, text_bytes: usize) -> Headers {
+        Headers {
+            text: String::with_capacity(text_bytes),
+            entries: Vec::with_capacity(entries),
+        }
+    }
+
     /// Appends a header, keeping any earlier one of the same name.
     pub fn push(&mut self, name: &str, value: &str) {
         let start = self.text.len();

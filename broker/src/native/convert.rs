@@ -131,7 +131,8 @@ pub fn from_parts<'a>(
     router: &Router,
 ) -> Result<Message, Failure> {
     let properties = properties.unwrap_or_default();
-    let mut headers = Headers::new();
+    // Room for a few headers at once; more grow the lists as usual.
+    let mut headers = Headers::with_capacity(4, 128);
     if let Some(id) = properties.correlation_id {
         headers.push("correlation-id", id);
     }

@@ -128,9 +128,9 @@ impl Connection {
 
     /// One read from the socket into the read buffer. Cancel-safe.
     pub(super) async fn read_more(&mut self) -> Result<(), DriverError> {
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-            self.rbuf.reserve(READ_CHUNK);
-        }
+        // Room for a whole chunk every time (reclaimed in place once the
+        // frames before it are consumed), so a read takes all that waits.
+        self.rbuf.reserve(READ_CHUNK);
         transport::read_some(&mut self.stream, &mut self.rbuf, &self.endpoint).await
     }
 
