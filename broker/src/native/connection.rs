@@ -178,7 +178,7 @@ pub async fn serve<R, W>(
         };
         match read {
             Ok(Ok(0)) => break Ok("peer closed the connection"),
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => conn.mark_read(),
             Ok(Err(e)) => {
                 debug!(conn = id, %peer, error = %e, "native read failed");
                 break Ok("read error");

@@ -5,7 +5,7 @@
 //! sent it and whichever receives it.
 
 use super::Failure;
-use crate::router::{now_ms, Address, ConnectionId, Delivery, Destination, Message, Router};
+use crate::router::{Address, ConnectionId, Delivery, Destination, Message, Router};
 use bytes::Bytes;
 use ferromq_protocol::native::lean::PropertiesRef;
 use ferromq_protocol::native::stomp_mapping::is_reserved_header;
@@ -121,7 +121,8 @@ pub fn borrow_properties(p: &Properties) -> PropertiesRef<'_> {
 
 /// The router message for a producer's transfer to `destination`, from its
 /// properties (absent: the defaults), application headers (each name once,
-/// in ascending order, as a decoded map gives them) and body.
+/// in ascending order, as a decoded map gives them) and body, published at
+/// `timestamp` (ms since the epoch).
 pub fn from_parts<'a>(
     properties: Option<PropertiesRef<'_>>,
     application_headers: impl Iterator<Item = (&'a str, &'a str)>,
@@ -129,6 +130,7 @@ pub fn from_parts<'a>(
     destination: &Destination,
     conn: ConnectionId,
     router: &Router,
+    timestamp: u64,
 ) -> Result<Message, Failure> {
     let properties = properties.unwrap_or_default();
     // Room for a few headers at once; more grow the lists as usual.
@@ -164,7 +166,7 @@ pub fn from_parts<'a>(
         persistent: properties.persistent,
         priority,
         expires: properties.expires,
-        timestamp: now_ms(),
+        timestamp,
         headers,
         body: body.into(),
     })

@@ -27,6 +27,11 @@ use ferromq_protocol::native::{ErrorCondition, NativeError};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A map keyed by a peer's channel or handle number, looked up for every
+/// frame: Fx hashing, not SipHash. A peer choosing colliding numbers slows
+/// only its own connection, whose sessions and links are bounded.
+pub type ChannelMap<V> = rustc_hash::FxHashMap<u32, V>;
+
 /// Settings of native connections, from `[native]`, `[stomp]` and `[limits]`.
 #[derive(Clone)]
 pub struct NativeSettings {

@@ -170,6 +170,7 @@ impl Connection {
             &destination,
             self.id,
             &self.router,
+            self.read_at_ms,
         )?;
         let commit = match received.txn_id {
             Some(txn) => {

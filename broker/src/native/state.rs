@@ -8,7 +8,7 @@
 use super::book::DeliveryBook;
 use super::link::Link;
 use super::outbox::{FrameOutbox, Outbox, Outgoing};
-use super::{Failure, NativeSettings};
+use super::{ChannelMap, Failure, NativeSettings};
 use crate::auth::{Credentials, Permission, Principal};
 use crate::router::{Address, ConnectionId, Router, RouterError};
 use crate::transaction::{Transaction, TxOp};
@@ -37,7 +37,7 @@ pub enum Step {
 #[derive(Default)]
 pub struct Session {
     /// Links attached on the session.
-    pub links: HashMap<u32, Link>,
+    pub links: ChannelMap<Link>,
 }
 
 /// A transaction and the channel that declared it.
@@ -68,15 +68,24 @@ pub struct Connection {
     certificate_user: Option<Arc<str>>,
     /// The peer's idle timeout (it closes if we are silent this long).
     peer_idle_timeout: Option<Duration>,
-    pub(super) sessions: HashMap<u32, Session>,
+    pub(super) sessions: ChannelMap<Session>,
     pub(super) link_count: usize,
     /// Prefetch windows held by unsettled consumer links (bounded by
     /// `max_unacked`).
     pub(super) unacked_budget: usize,
     pub(super) transactions: HashMap<String, OpenTransaction>,
+    /// When the last read arrived, in ms since the epoch: the timestamp of
+    /// the messages it carried (one clock read per read, not per message;
+    /// timestamps have ms resolution anyway).
+    pub(super) read_at_ms: u64,
 }
 
 impl Connection {
+    /// Notes that bytes just arrived (see `read_at_ms`).
+    pub fn mark_read(&mut self) {
+        self.read_at_ms = crate::router::now_ms();
+    }
+
     /// A connection awaiting Open.
     pub fn new(
         id: ConnectionId,
@@ -100,10 +109,11 @@ impl Connection {
             peer_container: String::new(),
             certificate_user: None,
             peer_idle_timeout: None,
-            sessions: HashMap::new(),
+            sessions: ChannelMap::default(),
             link_count: 0,
             unacked_budget: 0,
             transactions: HashMap::new(),
+            read_at_ms: crate::router::now_ms(),
         }
     }
 

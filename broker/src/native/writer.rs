@@ -11,6 +11,7 @@ use super::book::{DeliveryBook, Unsettled};
 use super::convert;
 use super::outbox::{Outbox, Outgoing};
 use super::spliced::{SplicedBuffer, SPLICE_MIN};
+use super::ChannelMap;
 use crate::outbox::ItemEncoder;
 use crate::router::{AckMode, Consumer, Delivery, Router};
 use crate::store::{Commit, StoreError};
@@ -19,7 +20,6 @@ use ferromq_protocol::native::{
     split_transfer, Accepted, DeliveryState, Disposition, ErrorCondition, ErrorInfo, Frame,
     NativeCodec, Rejected, Role, Transfer,
 };
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWrite;
@@ -43,7 +43,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
         out: SplicedBuffer::with_capacity(64 * 1024),
         vectored: socket.is_write_vectored(),
         written: Vec::new(),
-        next_delivery: HashMap::new(),
+        next_delivery: ChannelMap::default(),
         accepts: None,
         scratch: String::with_capacity(64),
         id_prefix_len: 0,
@@ -96,7 +96,7 @@ struct Writer {
     /// Pre-settled deliveries in `out`, settled once it is written.
     written: Vec<(Arc<Consumer>, u64)>,
     /// Next delivery id per session channel.
-    next_delivery: HashMap<u32, u64>,
+    next_delivery: ChannelMap<u64>,
     /// Accepted producer transfers not yet encoded: (channel, first, last).
     accepts: Option<(u32, u64, u64)>,
     /// Reused for message ids: `ID:<node>-` then the sequence number.
