@@ -7,7 +7,6 @@ use crate::outbox::ItemEncoder;
 use crate::router::{AckMode, Consumer, Delivery, Message, Router, SubscriptionId};
 use bytes::BytesMut;
 use ferromq_protocol::stomp::{encode_frame, Command, Frame, FrameWriter, Version};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -21,6 +20,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
     peer: String,
 ) {
     let mut w = Writer {
+        id_prefix: router.message_id_prefix(),
         router,
         version: Version::V1_0,
         heartbeat: None,
@@ -44,6 +44,10 @@ impl ItemEncoder<Outgoing> for Writer {
         self.buf.len()
     }
 
+    fn encode_now(&mut self, item: Outgoing, closed: bool) -> std::io::Result<Option<Outgoing>> {
+        Writer::encode_now(self, item, closed)
+    }
+
     async fn encode<W: AsyncWrite + Unpin>(
         &mut self,
         item: Outgoing,
@@ -65,18 +69,23 @@ struct Writer {
     buf: BytesMut,
     /// Reused for message ids and ack ids: no allocation per message.
     scratch: String,
+    /// What this node's message ids start with (`Router::message_id_prefix`).
+    id_prefix: String,
     /// Auto-ack deliveries in `buf`, settled once it is written.
     written: Vec<(Arc<Consumer>, u64)>,
 }
 
 impl Writer {
-    async fn encode<W: AsyncWrite + Unpin>(
-        &mut self,
-        item: Outgoing,
-        closed: bool,
-        socket: &mut W,
-    ) -> std::io::Result<()> {
+    /// Everything but a RECEIPT that waits for store commits.
+    fn encode_now(&mut self, item: Outgoing, closed: bool) -> std::io::Result<Option<Outgoing>> {
         match item {
+            Outgoing::Receipt { after, id } if !after.is_empty() => {
+                return Ok(Some(Outgoing::Receipt { after, id }))
+            }
+            Outgoing::Receipt { id, .. } => {
+                let frame = Frame::new(Command::Receipt).header("receipt-id", &id);
+                encode_frame(&frame, self.version, &mut self.buf);
+            }
             Outgoing::Connected {
                 frame,
                 version,
@@ -87,28 +96,6 @@ impl Writer {
                 self.heartbeat = heartbeat;
             }
             Outgoing::Frame(frame) => encode_frame(&frame, self.version, &mut self.buf),
-            Outgoing::Receipt { id, after } => {
-                // Durability ordering: the RECEIPT is encoded only after every
-                // store commit it depends on has completed.
-                let mut failure = None;
-                if !after.is_empty() {
-                    // Let earlier output go while we wait.
-                    self.flush(socket).await?;
-                    for c in after {
-                        if let Err(e) = c.wait().await {
-                            failure = Some(e);
-                        }
-                    }
-                }
-                let frame = match failure {
-                    None => Frame::new(Command::Receipt).header("receipt-id", &id),
-                    Some(e) => Frame::new(Command::Error)
-                        .header("receipt-id", &id)
-                        .header("message", "message was not stored")
-                        .body(e.to_string()),
-                };
-                encode_frame(&frame, self.version, &mut self.buf);
-            }
             Outgoing::Delivery(d) => {
                 if !closed {
                     self.encode_message(&d)?;
@@ -118,6 +105,39 @@ impl Writer {
                 let destination = message.destination.clone();
                 self.encode_message_frame(&tag, &destination, None, false, true, &message)?;
             }
+        }
+        Ok(None)
+    }
+
+    /// The rest of [`Writer::encode_now`]: a RECEIPT after store commits.
+    async fn encode<W: AsyncWrite + Unpin>(
+        &mut self,
+        item: Outgoing,
+        closed: bool,
+        socket: &mut W,
+    ) -> std::io::Result<()> {
+        let Some(item) = self.encode_now(item, closed)? else {
+            return Ok(());
+        };
+        if let Outgoing::Receipt { id, after } = item {
+            // Durability ordering: the RECEIPT is encoded only after every
+            // store commit it depends on has completed. Let earlier output
+            // go while we wait.
+            self.flush(socket).await?;
+            let mut failure = None;
+            for c in after {
+                if let Err(e) = c.wait().await {
+                    failure = Some(e);
+                }
+            }
+            let frame = match failure {
+                None => Frame::new(Command::Receipt).header("receipt-id", &id),
+                Some(e) => Frame::new(Command::Error)
+                    .header("receipt-id", &id)
+                    .header("message", "message was not stored")
+                    .body(e.to_string()),
+            };
+            encode_frame(&frame, self.version, &mut self.buf);
         }
         Ok(())
     }
@@ -163,13 +183,18 @@ impl Writer {
         self.buf.reserve(256 + body.len());
         let mut f = FrameWriter::begin(&mut self.buf, Command::Message, self.version);
         f.header("subscription", tag);
+        let mut seq = itoa::Buffer::new();
+        let seq = seq.format(m.seq);
         self.scratch.clear();
-        let _ = write!(self.scratch, "ID:{}-{}", self.router.config().node, m.seq);
+        self.scratch.push_str(&self.id_prefix);
+        self.scratch.push_str(seq);
         f.header("message-id", &self.scratch);
         f.header("destination", destination);
         if let Some(sub) = ack_subscription.filter(|_| self.version >= Version::V1_2) {
             self.scratch.clear();
-            let _ = write!(self.scratch, "{}-{}", sub, m.seq);
+            self.scratch.push_str(itoa::Buffer::new().format(sub));
+            self.scratch.push('-');
+            self.scratch.push_str(seq);
             f.header("ack", &self.scratch);
         }
         if redelivered {
