@@ -67,45 +67,6 @@ impl ItemEncoder<Outgoing> for Writer {
         self.out.len()
     }
 
-    fn encode_now(&mut self, item: Outgoing, closed: bool) -> std::io::Result<Option<Outgoing>> {
-        Writer::encode_now(self, item, closed)
-    }
-
-    async fn encode<W: AsyncWrite + Unpin>(
-        &mut self,
-        item: Outgoing,
-        closed: bool,
-        socket: &mut W,
-    ) -> std::io::Result<()> {
-        Writer::encode(self, item, closed, socket).await
-    }
-
-    async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
-        Writer::flush(self, socket).await
-    }
-}
-
-struct Writer {
-    router: Arc<Router>,
-    book: Arc<DeliveryBook>,
-    codec: NativeCodec,
-    heartbeat: Option<Duration>,
-    out: SplicedBuffer,
-    /// Whether the socket takes vectored writes (then bodies are spliced).
-    vectored: bool,
-    /// Pre-settled deliveries in `out`, settled once it is written.
-    written: Vec<(Arc<Consumer>, u64)>,
-    /// Next delivery id per session channel.
-    next_delivery: ChannelMap<u64>,
-    /// Accepted producer transfers not yet encoded: (channel, first, last).
-    accepts: Option<(u32, u64, u64)>,
-    /// Reused for message ids: `ID:<node>-` then the sequence number.
-    scratch: String,
-    /// The length of the `ID:<node>-` prefix in `scratch`.
-    id_prefix_len: usize,
-}
-
-impl Writer {
     /// Everything that needs no waiting: deliveries, frames, and
     /// acceptances whose messages are stored already.
     fn encode_now(&mut self, item: Outgoing, closed: bool) -> std::io::Result<Option<Outgoing>> {
@@ -153,7 +114,7 @@ impl Writer {
         Ok(None)
     }
 
-    /// The rest of [`Writer::encode_now`]: what waits for the store.
+    /// The rest of `encode_now`: what waits for the store.
     async fn encode<W: AsyncWrite + Unpin>(
         &mut self,
         item: Outgoing,
@@ -209,6 +170,32 @@ impl Writer {
         Ok(())
     }
 
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
+        Writer::flush(self, socket).await
+    }
+}
+
+struct Writer {
+    router: Arc<Router>,
+    book: Arc<DeliveryBook>,
+    codec: NativeCodec,
+    heartbeat: Option<Duration>,
+    out: SplicedBuffer,
+    /// Whether the socket takes vectored writes (then bodies are spliced).
+    vectored: bool,
+    /// Pre-settled deliveries in `out`, settled once it is written.
+    written: Vec<(Arc<Consumer>, u64)>,
+    /// Next delivery id per session channel.
+    next_delivery: ChannelMap<u64>,
+    /// Accepted producer transfers not yet encoded: (channel, first, last).
+    accepts: Option<(u32, u64, u64)>,
+    /// Reused for message ids: `ID:<node>-` then the sequence number.
+    scratch: String,
+    /// The length of the `ID:<node>-` prefix in `scratch`.
+    id_prefix_len: usize,
+}
+
+impl Writer {
     /// Accepts a producer's delivery once its message is stored, or rejects
     /// it when the store refused it.
     fn settle_accept(&mut self, channel: u32, delivery_id: u64, stored: Result<(), StoreError>) {

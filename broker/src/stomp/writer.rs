@@ -44,38 +44,6 @@ impl ItemEncoder<Outgoing> for Writer {
         self.buf.len()
     }
 
-    fn encode_now(&mut self, item: Outgoing, closed: bool) -> std::io::Result<Option<Outgoing>> {
-        Writer::encode_now(self, item, closed)
-    }
-
-    async fn encode<W: AsyncWrite + Unpin>(
-        &mut self,
-        item: Outgoing,
-        closed: bool,
-        socket: &mut W,
-    ) -> std::io::Result<()> {
-        Writer::encode(self, item, closed, socket).await
-    }
-
-    async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
-        Writer::flush(self, socket).await
-    }
-}
-
-struct Writer {
-    router: Arc<Router>,
-    version: Version,
-    heartbeat: Option<Duration>,
-    buf: BytesMut,
-    /// Reused for message ids and ack ids: no allocation per message.
-    scratch: String,
-    /// What this node's message ids start with (`Router::message_id_prefix`).
-    id_prefix: String,
-    /// Auto-ack deliveries in `buf`, settled once it is written.
-    written: Vec<(Arc<Consumer>, u64)>,
-}
-
-impl Writer {
     /// Everything but a RECEIPT that waits for store commits.
     fn encode_now(&mut self, item: Outgoing, closed: bool) -> std::io::Result<Option<Outgoing>> {
         match item {
@@ -109,7 +77,7 @@ impl Writer {
         Ok(None)
     }
 
-    /// The rest of [`Writer::encode_now`]: a RECEIPT after store commits.
+    /// The rest of `encode_now`: a RECEIPT after store commits.
     async fn encode<W: AsyncWrite + Unpin>(
         &mut self,
         item: Outgoing,
@@ -142,6 +110,25 @@ impl Writer {
         Ok(())
     }
 
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
+        Writer::flush(self, socket).await
+    }
+}
+
+struct Writer {
+    router: Arc<Router>,
+    version: Version,
+    heartbeat: Option<Duration>,
+    buf: BytesMut,
+    /// Reused for message ids and ack ids: no allocation per message.
+    scratch: String,
+    /// What this node's message ids start with (`Router::message_id_prefix`).
+    id_prefix: String,
+    /// Auto-ack deliveries in `buf`, settled once it is written.
+    written: Vec<(Arc<Consumer>, u64)>,
+}
+
+impl Writer {
     /// Fails only when a paged-out body cannot be read back: the connection
     /// then closes and the message returns to its queue, unacknowledged.
     fn encode_message(&mut self, d: &Delivery) -> std::io::Result<()> {
