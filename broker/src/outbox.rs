@@ -173,9 +173,7 @@ pub(crate) trait ItemEncoder<T> {
     /// Encodes `item` if that needs no waiting, or hands it back for
     /// [`ItemEncoder::encode`]. Most items take this path, which spares the
     /// writer loop building (and moving) an async call's state per item.
-    fn encode_now(&mut self, item: T, _closed: bool) -> std::io::Result<Option<T>> {
-        Ok(Some(item))
-    }
+    fn encode_now(&mut self, item: T, closed: bool) -> std::io::Result<Option<T>>;
     /// Encodes one item (`closed`: deliveries are dropped, see
     /// [`Outbox::is_closed`]); may flush first if it must wait on the store.
     async fn encode<W: AsyncWrite + Unpin>(
