@@ -22,6 +22,13 @@ samples="${SAMPLES:-10}"
 warmup="${WARMUP:-3}"
 peers="${PEERS:-../shared/peers}"
 mkdir -p "$out"
+# Which ferromq this run measures ("-dirty": with uncommitted changes), so
+# that every published number names its commit (BENCHMARKS.md, issue 20).
+commit="$(git rev-parse HEAD)$(git diff --quiet HEAD -- . || echo -dirty)"
+printf '{\n  "run": "%s",\n  "started_utc": "%s",\n  "ferromq_commit": "%s",\n  "command": "%s"\n}\n' \
+  "$(basename "$out")" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" \
+  "BROKERS=\\\"$brokers\\\" SAMPLES=$samples WARMUP=$warmup SUITE=${SUITE:-} FILTER=${FILTER:-} scripts/bench-compare.sh OUTDIR" \
+  > "$out/run.json"
 
 cargo build --release --locked -p ferromq-broker -p ferromq-bench
 bench=target/release/ferromq-bench

@@ -1,21 +1,64 @@
 #!/usr/bin/env python3
-"""Markdown tables from ferromq-bench results files of several brokers.
+"""Markdown tables from committed ferromq-bench results files.
 
-    scripts/bench-table.py OUTDIR/ferromq.json OUTDIR/activemq.json ... > table.md
+Every table in BENCHMARKS.md, docs/bench/ and bench-client/results/ is the
+output of one of these commands, named on a line `Table: `scripts/bench-table.py
+...`` right above it (a blank line between), and `check` regenerates them all:
 
-The first file is the reference: every other broker gets a ratio column
-(first broker's consumed msg/s divided by theirs). Prints a summary by
-scenario group and kind (geometric mean of the ratios where both moved messages, how
-many of those the first broker wins, and in how many the other moved
-nothing: failed, refused connections, or was unmeasured), then one row per scenario: median consumed msg/s of
-the samples (sent msg/s where nothing consumes) and the end-to-end p99 over
-the whole scenario. Scenarios missing from a file are shown as "-".
+    scripts/bench-table.py summary FERROMQ.json OTHER.json ...   ratios by scenario kind
+    scripts/bench-table.py rows FERROMQ.json OTHER.json ...      one row per scenario
+    scripts/bench-table.py losses FERROMQ.json OTHER.json ...    scenarios ferromq loses
+    scripts/bench-table.py could-not-run FERROMQ.json OTHER.json ...
+    scripts/bench-table.py staging FERROMQ.json OTHER.json ...   queue_staging, as counts
+    scripts/bench-table.py rounds DIR         native-vs-stomp.sh rounds (PROTO-rN.json)
+    scripts/bench-table.py check [--write]    regenerate every table and diff (exit 1)
+    scripts/bench-table.py A.json B.json ...  summary, a blank line, rows
+
+Options before the files: `--only SUBSTR` keeps the scenarios whose name
+contains SUBSTR.
+
+What a scenario measures: the median over its samples of the consumed msg/s
+when it has consumers, of the sent msg/s when it has none ("sent"). A
+scenario "ran cleanly" on a broker when the broker's JSON records no error
+for it (no error in any sample, none outside the samples, no `last_error`)
+and it has samples. The first file is ferromq; for each other broker:
+
+- a ratio (ferromq ÷ other) is formed only where both ran cleanly and both
+  moved messages; the summary gives their geometric mean and, beside it,
+  their median;
+- "ferromq faster" counts, out of the scenarios both ran cleanly, those
+  with a ratio above 1 and those where only the other broker moved nothing;
+  a scenario where ferromq moved nothing, or recorded errors, is a loss,
+  and `losses` lists it;
+- scenarios where the other broker recorded errors (timed out connecting,
+  broken pipes, out of memory) and ferromq did not are left out of the
+  ratios and counted, and listed by `could-not-run`, on their own;
+- queue_staging scenarios are left out of the ratios: their producers fill
+  a queue and then wait, so a median rate says little. `staging` reports how
+  many messages each broker took and gave back instead.
+
+`rounds` reads the files native-vs-stomp.sh writes (stomp-rN.json,
+native-rN.json, activemq-rN.json; N the round): medians over the rounds of
+each run's median msg/s and end-to-end p99, and ratios formed per round
+(the runs of one round ran back to back), given as median (min–max).
 """
+import glob
 import json
 import math
+import os
+import re
+import shlex
 import statistics
 import sys
 from collections import defaultdict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DISPLAY = {"activemq": "ActiveMQ", "rabbitmq": "RabbitMQ", "stomp": "STOMP"}
+STAGING = "queue_staging"
+MARKER = re.compile(r"^Table: `scripts/bench-table\.py ([^`]+)`")
+
+
+# ---- reading ---------------------------------------------------------------
 
 
 def load(path):
@@ -23,22 +66,54 @@ def load(path):
         run = json.load(f)
     name = run["benchmark_settings"].get("broker_name") or path
     scenarios = {s["name"]: s for s in run["scenarios"]}
-    return name, scenarios
+    return DISPLAY.get(name, name), scenarios
+
+
+def consumers(s):
+    return s["parameters"].get("consumers", 1)
 
 
 def rate(s):
-    consumed = statistics.median(s["consumer tp"]) if s["consumer tp"] else 0
-    if consumed > 0:
-        return consumed, ""
-    sent = statistics.median(s["producer tp"]) if s["producer tp"] else 0
-    return sent, " sent"
+    """What the scenario measures: (msg/s, suffix)."""
+    if consumers(s):
+        tp = s["consumer tp"]
+        return (statistics.median(tp) if tp else 0), ""
+    tp = s["producer tp"]
+    return (statistics.median(tp) if tp else 0), " sent"
+
+
+def failed(s):
+    """The broker recorded errors for the scenario, or it has no samples."""
+    return bool(
+        sum(s.get("errors") or [])
+        or s.get("errors_outside_samples")
+        or s.get("last_error")
+        or not s["producer tp"]
+    )
 
 
 def p99(s):
-    ns = s.get("latency_hdr", {}).get("e2e", {}).get("p99", 0)
-    if not ns:
-        ns = s.get("latency_hdr", {}).get("receipt", {}).get("p99", 0)
-    return ns
+    """(nanoseconds, label): end-to-end p99, else send→receipt p99."""
+    hdr = s.get("latency_hdr") or {}
+    ns = (hdr.get("e2e") or {}).get("p99", 0)
+    if ns:
+        return ns, ""
+    ns = (hdr.get("receipt") or {}).get("p99", 0)
+    return ns, "receipt p99 " if ns else ""
+
+
+def kind(name):
+    group, rest = name.split("/", 1)
+    mode = rest.split("-")[0]
+    persistence = "persistent" if "-p-" in rest else "non-persistent"
+    return f"{group} {mode} {persistence}"
+
+
+def short(name):
+    return name[len("custom/"):] if name.startswith("custom/") else name
+
+
+# ---- formatting ------------------------------------------------------------
 
 
 def human_rate(v):
@@ -46,7 +121,9 @@ def human_rate(v):
         return f"{v / 1e6:.2f}M"
     if v >= 1e3:
         return f"{v / 1e3:.1f}k"
-    return f"{v:.0f}"
+    if v >= 10 or v == 0:
+        return f"{v:.0f}"
+    return f"{v:.1f}"
 
 
 def human_ns(ns):
@@ -59,71 +136,358 @@ def human_ns(ns):
     return f"{ns / 1e3:.0f} µs"
 
 
-def kind(name):
-    group, rest = name.split("/", 1)
-    mode = rest.split("-")[0]
-    persistence = "persistent" if "-p-" in rest else "non-persistent"
-    return f"{group} {mode} {persistence}"
+def ratio(r):
+    return f"{r:.1f}×" if r < 100 else f"{r:.0f}×"
 
 
-def main(paths):
-    runs = [load(p) for p in paths]
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def cell(s):
+    if s is None:
+        return "-"
+    v, suffix = rate(s)
+    ns, label = p99(s)
+    mark = " †" if failed(s) else ""
+    if v == 0 and consumers(s) and s["producer tp"]:
+        # Nothing consumed: say what the producers managed, so a zero reads
+        # as "delivered nothing", not as "did nothing".
+        suffix = f", {human_rate(statistics.median(s['producer tp']))} sent"
+    return f"{human_rate(v)}{suffix} ({label}{human_ns(ns)}){mark}"
+
+
+# ---- comparing brokers -----------------------------------------------------
+
+
+def compare(a, b):
+    """One scenario, ferromq (a) against another broker (b).
+
+    Returns (verdict, ratio): verdict is "ours-failed" (a recorded errors)
+    or "ours-zero" (a moved nothing), both losses whatever b did;
+    "other-failed" (b recorded errors), "other-zero" (b moved nothing
+    without an error: a win without a ratio) or "ratio"."""
+    x, y = rate(a)[0], rate(b)[0]
+    if failed(a):
+        return "ours-failed", None
+    if x == 0:
+        return "ours-zero", None
+    if failed(b):
+        return "other-failed", None
+    if y == 0:
+        return "other-zero", None
+    return "ratio", x / y
+
+
+def common(ref, other, only):
+    names = [n for n in ref if n in other and only in n]
+    return [n for n in names if not n.startswith(STAGING + "/")]
+
+
+def geo_mean(values):
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def cmd_summary(runs, only):
     ref_name, ref = runs[0]
-    others = runs[1:]
-    names = list(ref)
-    for _, scenarios in others:
-        names += [n for n in scenarios if n not in names]
-
-    print("| scenario kind | scenarios | " + " | ".join(
-        f"{ref_name} ÷ {o} (geo. mean) | {ref_name} faster | {o} moved nothing"
-        for o, _ in others) + " |")
-    print("|---|---|" + "---|---|---|" * len(others))
+    header = ["scenario kind", "scenarios"]
+    for o, _ in runs[1:]:
+        header += [
+            f"{ref_name} ÷ {o}: geo. mean",
+            "median",
+            f"{ref_name} faster",
+            f"{o} could not run",
+            f"{o} moved nothing, no error",
+        ]
+    header += [f"{ref_name} moved nothing or failed"]
     by_kind = defaultdict(list)
-    for n in names:
-        by_kind[kind(n)].append(n)
+    for n in ref:
+        if only in n and not n.startswith(STAGING + "/"):
+            by_kind[kind(n)].append(n)
+    rows = []
     for k in sorted(by_kind):
-        cells = []
-        for _, scenarios in others:
-            ratios = []
-            nothing = 0
+        row = [k, str(len(by_kind[k]))]
+        ours_lost = [n for n in by_kind[k] if failed(ref[n]) or rate(ref[n])[0] == 0]
+        for _, other in runs[1:]:
+            verdicts = defaultdict(list)
             for n in by_kind[k]:
-                if n in ref and n in scenarios:
-                    a, b = rate(ref[n])[0], rate(scenarios[n])[0]
-                    if a > 0 and b > 0:
-                        ratios.append(a / b)
-                    elif a > 0:
-                        nothing += 1
+                if n in other:
+                    v, r = compare(ref[n], other[n])
+                    verdicts[v].append(r)
+            ratios = verdicts["ratio"]
+            decided = len(ratios) + len(verdicts["other-zero"])
+            decided += len(verdicts["ours-zero"]) + len(verdicts["ours-failed"])
+            wins = sum(r > 1 for r in ratios) + len(verdicts["other-zero"])
             if ratios:
-                geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-                wins = sum(r > 1 for r in ratios)
-                cells += [f"{geo:.1f}×", f"{wins}/{len(ratios)}", str(nothing)]
+                row += [ratio(geo_mean(ratios)), ratio(statistics.median(ratios))]
             else:
-                cells += ["-", "-", str(nothing)]
-        print(f"| {k} | {len(by_kind[k])} | " + " | ".join(cells) + " |")
-    print()
+                row += ["-", "-"]
+            row += [f"{wins}/{decided}", str(len(verdicts["other-failed"])), str(len(verdicts["other-zero"]))]
+        row.append(str(len(ours_lost)))
+        rows.append(row)
+    return table(header, rows)
+
+
+def cmd_rows(runs, only):
+    ref_name, ref = runs[0]
+    names = [n for n in ref if only in n]
+    for _, scenarios in runs[1:]:
+        names += [n for n in scenarios if n not in names and only in n]
     header = ["scenario"] + [f"{n} msg/s (p99)" for n, _ in runs]
-    header += [f"÷ {o}" for o, _ in others]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    header += [f"{ref_name} ÷ {o}" for o, _ in runs[1:]]
+    rows = []
     for n in names:
-        row = [n]
-        for _, scenarios in runs:
+        row = [short(n)] + [cell(scenarios.get(n)) for _, scenarios in runs]
+        for _, other in runs[1:]:
+            if n not in ref or n not in other:
+                row.append("-")
+                continue
+            x, y = rate(ref[n])[0], rate(other[n])[0]
+            text = ratio(x / y) if y > 0 else ("∞" if x > 0 else "-")
+            if failed(ref[n]) or failed(other[n]):
+                text += " †"
+            row.append(text)
+        rows.append(row)
+    return table(header, rows)
+
+
+def cmd_losses(runs, only):
+    ref_name, ref = runs[0]
+    header = ["scenario", "against", f"{ref_name} msg/s (p99)", "their msg/s (p99)", f"{ref_name} ÷ them", "why a loss"]
+    rows = []
+    for o, other in runs[1:]:
+        for n in common(ref, other, only):
+            v, r = compare(ref[n], other[n])
+            if v == "ratio" and r < 1:
+                why = "slower"
+            elif v == "ours-zero":
+                why = f"{ref_name} moved nothing"
+            elif v == "ours-failed":
+                why = f"{ref_name} recorded errors"
+            else:
+                continue
+            text = ratio(r) if r is not None else "-"
+            rows.append([short(n), o, cell(ref[n]), cell(other[n]), text, why])
+    return table(header, rows)
+
+
+def cmd_could_not_run(runs, only):
+    ref_name, ref = runs[0]
+    header = ["scenario", "broker", f"{ref_name} msg/s (p99)", "its msg/s (p99)", "errors recorded", "its last error"]
+    rows = []
+    for o, other in runs[1:]:
+        for n in common(ref, other, only):
+            v, _ = compare(ref[n], other[n])
+            if v != "other-failed":
+                continue
+            s = other[n]
+            count = sum(s.get("errors") or []) + (s.get("errors_outside_samples") or 0)
+            err = (s.get("last_error") or "").replace("|", "/")
+            err = re.sub(r"stomp://[0-9.:]+: ", "", err)
+            rows.append([short(n), o, cell(ref[n]), cell(s), str(count), err])
+    return table(header, rows)
+
+
+def cmd_staging(runs, only):
+    header = [
+        "scenario",
+        "broker",
+        "sent while sampled",
+        "received while sampled",
+        "left, drained after",
+        "seconds producers sent nothing",
+        "errors recorded",
+    ]
+    rows = []
+    names = [n for n in runs[0][1] if n.startswith(STAGING + "/") and only in n]
+    for n in names:
+        for b, scenarios in runs:
             s = scenarios.get(n)
             if s is None:
-                row.append("-")
-            else:
-                v, suffix = rate(s)
-                row.append(f"{human_rate(v)}{suffix} ({human_ns(p99(s))})")
-        for _, scenarios in others:
-            if n in ref and n in scenarios:
-                a, b = rate(ref[n])[0], rate(scenarios[n])[0]
-                row.append(f"{a / b:.1f}×" if b > 0 else ("∞" if a > 0 else "-"))
-            else:
-                row.append("-")
-        print("| " + " | ".join(row) + " |")
+                continue
+            sent, got = sum(s["producer tp"]), sum(s["consumer tp"])
+            idle = sum(1 for v in s["producer tp"] if v == 0)
+            count = sum(s.get("errors") or []) + (s.get("errors_outside_samples") or 0)
+            rows.append([
+                short(n), b, f"{sent:,}", f"{got:,}", f"{s.get('drained', 0):,}",
+                f"{idle} of {len(s['producer tp'])}", str(count),
+            ])
+    return table(header, rows)
+
+
+# ---- native-vs-stomp rounds ------------------------------------------------
+
+
+def fmt_rate_rounds(v):
+    return f"{v / 1000:.1f}k" if v >= 1000 else f"{v:.0f}"
+
+
+def fmt_ns_rounds(v):
+    if v >= 1e6:
+        return f"{v / 1e6:.1f} ms"
+    return f"{v / 1e3:.0f} µs"
+
+
+def ratio_range(values):
+    if not values:
+        return "–"
+    med = statistics.median(values)
+    return f"{med:.2f}× ({min(values):.2f}–{max(values):.2f})"
+
+
+def cmd_rounds(out):
+    runs = {}  # (proto, round) -> {scenario: (msg/s, p99 ns)}
+    for path in glob.glob(os.path.join(out, "*-r*.json")):
+        m = re.match(r"(\w+)-r(\d+)\.json$", os.path.basename(path))
+        if not m:
+            continue
+        with open(path) as f:
+            report = json.load(f)
+        rows = {}
+        for s in report["scenarios"]:
+            p = ((s.get("latency_hdr") or {}).get("e2e") or {}).get("p99", 0)
+            rows[s["name"]] = (rate(s)[0], p)
+        runs[(m.group(1), int(m.group(2)))] = rows
+    protos = sorted({p for p, _ in runs}, key=["stomp", "native", "activemq"].index)
+    rounds = sorted({r for _, r in runs})
+    names = []
+    for _, rows in sorted(runs.items()):
+        names += [n for n in rows if n not in names]
+
+    def ratios(a, b, n, i):
+        vals = []
+        for r in rounds:
+            x, y = runs.get((a, r), {}).get(n), runs.get((b, r), {}).get(n)
+            if x and y and y[i] > 0:
+                vals.append(x[i] / y[i])
+        return vals
+
+    per = f"per round, median (min–max) of {len(rounds)}"
+    header = ["scenario"] + [f"{DISPLAY.get(p, p)} msg/s (p99)" for p in protos]
+    header += [f"native ÷ STOMP msg/s, {per}", "native ÷ STOMP p99, same"]
+    amq = "activemq" in protos
+    if amq:
+        header += ["ferromq STOMP ÷ ActiveMQ msg/s, same", "native ÷ ActiveMQ msg/s, same"]
+    rows = []
+    for n in names:
+        row = [short(n)]
+        for p in protos:
+            got = [runs[(p, r)][n] for r in rounds if n in runs.get((p, r), {})]
+            if not got:
+                row.append("–")
+                continue
+            tp = statistics.median(g[0] for g in got)
+            lat = statistics.median(g[1] for g in got)
+            row.append(f"{fmt_rate_rounds(tp)} ({fmt_ns_rounds(lat)})")
+        row.append(ratio_range(ratios("native", "stomp", n, 0)))
+        row.append(ratio_range(ratios("native", "stomp", n, 1)))
+        if amq:
+            row.append(ratio_range(ratios("stomp", "activemq", n, 0)))
+            row.append(ratio_range(ratios("native", "activemq", n, 0)))
+        rows.append(row)
+    return table(header, rows)
+
+
+# ---- commands and the check ------------------------------------------------
+
+BROKER_COMMANDS = {
+    "summary": cmd_summary,
+    "rows": cmd_rows,
+    "losses": cmd_losses,
+    "could-not-run": cmd_could_not_run,
+    "staging": cmd_staging,
+}
+
+
+def generate(args):
+    """The lines one command prints (paths relative to the repository)."""
+    args = list(args)
+    if args and args[0] == "rounds":
+        return cmd_rounds(os.path.join(ROOT, args[1]))
+    command = "all"
+    if args and args[0] in BROKER_COMMANDS:
+        command = args.pop(0)
+    only = ""
+    if len(args) >= 2 and args[0] == "--only":
+        only = args[1]
+        args = args[2:]
+    if not args:
+        sys.exit(__doc__)
+    runs = [load(os.path.join(ROOT, p)) for p in args]
+    if command == "all":
+        return cmd_summary(runs, only) + [""] + cmd_rows(runs, only)
+    return BROKER_COMMANDS[command](runs, only)
+
+
+def documents():
+    paths = [os.path.join(ROOT, "BENCHMARKS.md"), os.path.join(ROOT, "README.md")]
+    for pattern in ("docs/**/*.md", "bench-client/results/**/*.md"):
+        paths += sorted(glob.glob(os.path.join(ROOT, pattern), recursive=True))
+    return [p for p in paths if os.path.exists(p)]
+
+
+def check(write):
+    """Regenerates every marked table; prints a diff of each that differs."""
+    import difflib
+
+    stale = 0
+    tables = 0
+    for path in documents():
+        with open(path) as f:
+            lines = f.read().split("\n")
+        out = []
+        i = 0
+        changed = False
+        while i < len(lines):
+            line = lines[i]
+            out.append(line)
+            i += 1
+            m = MARKER.match(line)
+            if not m:
+                continue
+            tables += 1
+            rel = os.path.relpath(path, ROOT)
+            want = generate(shlex.split(m.group(1)))
+            if i >= len(lines) or lines[i] != "":
+                print(f"{rel}:{i}: no blank line after the Table: line", file=sys.stderr)
+                stale += 1
+                continue
+            out.append("")
+            i += 1
+            start = i
+            while i < len(lines) and lines[i].startswith("|"):
+                i += 1
+            have = lines[start:i]
+            if have != want:
+                stale += 1
+                changed = True
+                sys.stdout.writelines(
+                    difflib.unified_diff(
+                        [h + "\n" for h in have], [w + "\n" for w in want],
+                        f"{rel}:{start + 1} (committed)", f"{rel} (regenerated)",
+                    )
+                )
+            out += want
+        if write and changed:
+            with open(path, "w") as f:
+                f.write("\n".join(out))
+    verb = "rewritten" if write else "differ"
+    print(f"{tables} tables checked, {stale} {verb}", file=sys.stderr)
+    return 0 if stale == 0 or write else 1
+
+
+def main(argv):
+    if not argv:
+        sys.exit(__doc__)
+    if argv[0] == "check":
+        sys.exit(check("--write" in argv[1:]))
+    # Files given on the command line are relative to the working directory.
+    cwd = os.getcwd()
+    args = [os.path.relpath(os.path.join(cwd, a), ROOT) if a.endswith(".json") or os.path.isdir(a) else a for a in argv]
+    print("\n".join(generate(args)))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
     main(sys.argv[1:])

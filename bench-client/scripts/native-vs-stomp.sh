@@ -4,7 +4,8 @@
 # scenarios, run back to back per scenario and repeated ROUNDS times so that
 # ratios come from neighbouring runs on a noisy machine. One ferromq process
 # serves both protocols. Writes OUTDIR/<proto>-r<round>.json and prints a
-# table of medians and ratios (bench-client/scripts/native-vs-stomp.py).
+# table of medians and ratios (scripts/bench-table.py rounds OUTDIR) to
+# OUTDIR/summary.md, and the commit measured to OUTDIR/run.json.
 #
 #   bench-client/scripts/native-vs-stomp.sh [OUTDIR]
 #   env: ROUNDS=3 SAMPLES=3 WARMUP=1 ACTIVEMQ=0 PEERS=../shared/peers
@@ -20,6 +21,12 @@ samples="${SAMPLES:-3}"
 warmup="${WARMUP:-1}"
 peers="${PEERS:-../shared/peers}"
 mkdir -p "$out"
+# Which ferromq this run measures ("-dirty": with uncommitted changes).
+commit="$(git rev-parse HEAD)$(git diff --quiet HEAD -- . || echo -dirty)"
+printf '{\n  "run": "%s",\n  "started_utc": "%s",\n  "ferromq_commit": "%s",\n  "command": "%s"\n}\n' \
+  "$(basename "$out")" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" \
+  "ROUNDS=$rounds SAMPLES=$samples WARMUP=$warmup ACTIVEMQ=${ACTIVEMQ:-0} SCENARIOS=${SCENARIOS:-} bench-client/scripts/native-vs-stomp.sh OUTDIR" \
+  > "$out/run.json"
 
 bin="${BIN:-}"
 if [ -z "$bin" ]; then
@@ -88,4 +95,8 @@ for round in $(seq "$rounds"); do
   done
   echo "load after round $round: $(uptime)" | tee -a "$out/load.txt"
 done
-python3 bench-client/scripts/native-vs-stomp.py "$out" | tee "$out/summary.md"
+{
+  echo "Table: \`scripts/bench-table.py rounds $out\`"
+  echo
+  scripts/bench-table.py rounds "$out"
+} | tee "$out/summary.md"
