@@ -137,7 +137,16 @@ def human_ns(ns):
 
 
 def ratio(r):
-    return f"{r:.1f}×" if r < 100 else f"{r:.0f}×"
+    # Two decimals below 1 so that a heavy loss (0.06×) does not read as
+    # 0.1× and a narrow one (0.99×) not as a tie; none at 100 and above,
+    # where the tenths mean nothing.
+    if r == 0:
+        return "0×"
+    if r >= 100:
+        return f"{r:.0f}×"
+    if r >= 1:
+        return f"{r:.1f}×"
+    return f"{r:.2f}×"
 
 
 def table(header, rows):
