@@ -7,6 +7,7 @@
 use ferromq_bench::matrix::{jms_benchmark, MatrixLimits};
 use ferromq_bench::report::html;
 use ferromq_bench::report::json::{BenchmarkSettings, LatencyHdr, Report, ScenarioReport};
+use ferromq_bench::scenario::{Mode, Scenario};
 use ferromq_bench::stats::{new_histogram, percentile_curve, LatencySummary};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -153,6 +154,99 @@ fn report_renders_charts_without_errors() {
     assert_rendered(&dom, &log);
     assert_eq!(dom.matches("<table").count(), 155);
     assert!(dom.contains("99.99%"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An ad-hoc run as `bench-compare.sh` writes it: three scenarios whose rates
+/// differ by two orders of magnitude, one of them without consumers.
+fn adhoc_run(name: &str, scale: u64) -> Report {
+    let mut r = Report::new(BenchmarkSettings {
+        broker_name: name.into(),
+        url: "stomp://127.0.0.1:61613".into(),
+        warm_up_count: 2,
+        sample_count: Some(5),
+        sample_interval_ms: Some(1000),
+        suite: Some("custom".into()),
+        client: Some("test".into()),
+    });
+    // (persistent, consumers, message size, messages per second)
+    for (persistent, consumers, size, rate) in [
+        (false, 1, 1024, 400_000 * scale),
+        (true, 0, 1024, 3_200 * scale),
+        (false, 1, 102_400, 17_000 * scale),
+    ] {
+        let mut s = Scenario::baseline("custom");
+        s.mode = Mode::Queue;
+        s.persistent = persistent;
+        s.consumers = consumers;
+        s.message_size = size;
+        let n = 5;
+        let tp: Vec<u64> = (0..n).map(|i| rate + i * rate / 50).collect();
+        r.scenarios.push(ScenarioReport {
+            parameters: s.parameters(),
+            timestamp: (0..n).map(|i| 1_700_000_000_000 + i * 1000).collect(),
+            producer_tp: tp.clone(),
+            consumer_tp: if consumers == 0 {
+                vec![0; n as usize]
+            } else {
+                tp
+            },
+            max_latency: vec![1_000_000; n as usize],
+            errors: vec![0; n as usize],
+            name: Some(s.name()),
+            e2e_p50: vec![],
+            e2e_p99: vec![],
+            receipt_p50: vec![],
+            latency_hdr: None,
+            drained: Some(0),
+            errors_outside_samples: None,
+            last_error: None,
+        });
+    }
+    r
+}
+
+#[test]
+fn adhoc_report_gives_each_scenario_its_own_chart_of_what_it_measures() {
+    let dir = std::env::temp_dir().join(format!("ferromq-bench-adhoc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let page = dir.join("report.html");
+    let runs = vec![
+        ("ferromq".to_string(), adhoc_run("ferromq", 2)),
+        ("activemq".to_string(), adhoc_run("activemq", 1)),
+    ];
+    std::fs::write(&page, html::render("ad-hoc report", &runs)).unwrap();
+    let (dom, log) = run_chromium(&page, "", &["--dump-dom"]);
+    assert_rendered(&dom, &log);
+    // No parameter sweeps in an ad-hoc run: no empty matrix sections.
+    assert!(
+        !dom.contains("Persistent Scenarios"),
+        "empty matrix sections are shown"
+    );
+    assert_eq!(dom.matches("<details").count(), 0, "empty sections shown");
+    // One chart per scenario, each on its own scale.
+    assert_eq!(dom.matches("<svg").count(), 3, "one chart per scenario");
+    // The scenario without consumers charts what its producers sent, not
+    // its (always zero) consumer throughput.
+    assert!(
+        dom.contains("Producer throughput (no consumers)"),
+        "no-consumer scenario not charted by producer throughput"
+    );
+    assert!(
+        dom.contains("median ferromq 6.66k msg/s · activemq 3.33k msg/s"),
+        "no-consumer scenario's medians missing:\n{dom}"
+    );
+    // Each chart's axis reaches its own maximum: the 100 KiB scenario's
+    // (at most 36.7k msg/s, axis to 50k) is not drawn on the 1 KiB
+    // scenario's 800k scale.
+    assert!(
+        dom.contains(">50.0k<"),
+        "100 KiB scenario lacks its own scale"
+    );
+    assert!(
+        dom.contains(">10.0k<"),
+        "no-consumer scenario lacks its own scale"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -5,9 +5,15 @@
   var DATA = JSON.parse(document.getElementById("bench-data").textContent);
   var COLORS = ["#2f5bea", "#e8590c", "#2b8a3e", "#ae3ec9", "#c92a2a", "#1098ad", "#f08c00", "#495057"];
   var SVGNS = "http://www.w3.org/2000/svg";
-  var state = { metric: "consumer", hidden: {}, tab: "summary", filter: "", logY: false };
+  var state = { metric: "measured", hidden: {}, tab: "summary", filter: "", logY: false };
 
+  // "measured" charts what a scenario measures: what its consumers received,
+  // or what its producers sent when it has no consumers (whose consumer
+  // throughput is 0 by construction).
   var METRICS = {
+    measured: { label: "Throughput (received; sent where no consumers)", unit: "rate", get: function (s, r) {
+      return perSec(hasConsumers(s) ? s["consumer tp"] : s["producer tp"], r);
+    } },
     consumer: { label: "Consumer throughput", unit: "rate", get: function (s, r) { return perSec(s["consumer tp"], r); } },
     producer: { label: "Producer throughput", unit: "rate", get: function (s, r) { return perSec(s["producer tp"], r); } },
     latency: { label: "Max latency", unit: "ns", get: function (s) { return s["max latency"] || []; } },
@@ -16,6 +22,8 @@
     receipt: { label: "Send→receipt p50", unit: "ns", get: function (s) { return s["receipt latency p50"] || []; } },
     errors: { label: "Errors", unit: "errors", get: function (s, r) { return perSec(s.errors, r); } }
   };
+
+  function hasConsumers(s) { return !s.parameters || s.parameters.consumers !== 0; }
 
   function perSec(values, run) {
     var ms = (run.settings && run.settings.sample_interval_ms) || 1000;
@@ -296,12 +304,15 @@
             function () { showDetails(mode + "-" + (secName.indexOf("Non") === 0 ? "np" : "p")); }));
         });
         if (grid.childNodes.length) {
-          any = true;
           det.appendChild(el("h3", { text: mode === "queue" ? "Queue" : "Topic" }));
           det.appendChild(grid);
         }
       });
-      root.appendChild(det);
+      // A section without a single chart (ad-hoc runs have no sweeps) is not shown.
+      if (det.getElementsByClassName("grid").length) {
+        any = true;
+        root.appendChild(det);
+      }
     });
     // Scenarios outside the sweeps (other groups, custom, quick) as one box each.
     var others = SCENARIOS.filter(function (sc) {
@@ -320,14 +331,21 @@
     if (others.length) {
       any = true;
       root.appendChild(el("h2", { text: "Other scenarios" }));
+      root.appendChild(el("p", { "class": "sub", text: "One chart per scenario, each on its own scale (scenarios differ by orders of magnitude); the brokers side by side within it." }));
       var grid = el("div", { "class": "grid" });
-      for (var i = 0; i < others.length; i += 6) {
-        var chunk = others.slice(i, i + 6);
-        var chart = chartFor(chunk.slice(), function (p) { return String(chunk.findIndex(function (c) { return c.parameters === p; }) + i + 1); }, function () { return 0; });
-        var legend = el("ol", { start: String(i + 1), "class": "sub" }, chunk.map(function (c) { return el("li", { text: c.name }); }));
-        var body = el("div", {}, [chart, legend]);
-        grid.appendChild(card("Scenarios " + (i + 1) + "–" + (i + chunk.length), METRICS[state.metric].label + " per sample", body));
-      }
+      others.forEach(function (sc) {
+        var m = METRICS[state.metric];
+        var series = visibleRuns().map(function (x) {
+          var s = sc.byRun[x.index], v = s ? m.get(s, x.run) : [];
+          return { label: x.run.label, color: COLORS[x.index % COLORS.length], boxes: [v.length ? boxStats(v) : null] };
+        });
+        var what = m.label;
+        if (state.metric === "measured") what = sc.parameters.consumers === 0 ? "Producer throughput (no consumers)" : "Consumer throughput";
+        var axis = state.metric !== "measured" ? m.label : sc.parameters.consumers === 0 ? "sent (no consumers)" : "received";
+        var chart = boxChart([axis], series, m.unit);
+        var medians = series.filter(function (x) { return x.boxes[0]; }).map(function (x) { return x.label + " " + fmtValue(x.boxes[0].med, m.unit); }).join(" · ");
+        grid.appendChild(card(sc.name, what + " per sample; median " + medians, chart, function () { showDetails(sc.name); }));
+      });
       root.appendChild(grid);
     }
     if (!any) root.appendChild(el("p", { "class": "empty", text: "No scenarios in these results." }));
