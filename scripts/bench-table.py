@@ -306,7 +306,7 @@ def cmd_staging(runs, only):
         "sent while sampled",
         "received while sampled",
         "left, drained after",
-        "seconds producers sent nothing",
+        "producer-phase seconds with nothing sent",
         "errors recorded",
     ]
     rows = []
@@ -317,11 +317,14 @@ def cmd_staging(runs, only):
             if s is None:
                 continue
             sent, got = sum(s["producer tp"]), sum(s["consumer tp"])
-            idle = sum(1 for v in s["producer tp"] if v == 0)
+            # Producers run for the first half of the samples, consumers for
+            # the second (the runner's staging midpoint).
+            half = len(s["producer tp"]) // 2
+            idle = sum(1 for v in s["producer tp"][:half] if v == 0)
             count = sum(s.get("errors") or []) + (s.get("errors_outside_samples") or 0)
             rows.append([
                 short(n), b, f"{sent:,}", f"{got:,}", f"{s.get('drained', 0):,}",
-                f"{idle} of {len(s['producer tp'])}", str(count),
+                f"{idle} of {half}", str(count),
             ])
     return table(header, rows)
 
