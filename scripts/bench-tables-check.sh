@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Published benchmark results reproduce from the committed raw data:
 #
+# 0. scripts/bench-table-test.py: the counting rules (a scenario ferromq
+#    moved nothing in is a loss, another broker's failures stay out of the
+#    ratios) and the check itself, on made-up data;
 # 1. every table in BENCHMARKS.md, README.md, docs/ and bench-client/results/
 #    is the output of the scripts/bench-table.py command named on the
 #    `Table:` line above it: each is regenerated from the committed JSON and
@@ -15,6 +18,12 @@
 #   scripts/bench-tables-check.sh [--tables-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The counting rules themselves first (small made-up results files).
+if ! rules="$(python3 scripts/bench-table-test.py 2>&1)"; then
+  echo "$rules" >&2
+  exit 1
+fi
+echo "bench-table.py rules: ${rules##*$'\n'}" >&2
 python3 scripts/bench-table.py check
 [ "${1:-}" = "--tables-only" ] && exit 0
 

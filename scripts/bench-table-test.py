@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Unit tests of scripts/bench-table.py's counting rules and of its check.
+
+    python3 scripts/bench-table-test.py    (scripts/bench-tables-check.sh runs it first)
+
+Each test builds small results files in a temporary directory, so the rules
+are pinned down independently of the committed runs: a scenario ferromq moved
+nothing in is a loss and is listed; a scenario the other broker recorded
+errors in stays out of the ratios and is listed apart; a scenario without
+consumers is measured by what its producers sent; `check` fails on a table
+that differs from its command's output and `check --write` repairs it.
+"""
+import importlib.util
+import io
+import json
+import os
+import tempfile
+import unittest
+from contextlib import redirect_stderr, redirect_stdout
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SPEC = importlib.util.spec_from_file_location("bench_table", os.path.join(HERE, "bench-table.py"))
+bt = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(bt)
+
+
+def scenario(name, consumed, sent=None, consumers=1, errors=0, last_error=None):
+    s = {
+        "name": name,
+        "parameters": {"consumers": consumers, "group": name.split("/")[0]},
+        "producer tp": [sent if sent is not None else consumed] * 2,
+        "consumer tp": [consumed] * 2 if consumers else [0, 0],
+        "errors": [errors, 0],
+        "errors_outside_samples": 0,
+        "latency_hdr": {"e2e": {"p99": 1_000_000}, "receipt": {"p99": 0}},
+        "drained": 0,
+    }
+    if last_error:
+        s["last_error"] = last_error
+    return s
+
+
+def write_run(root, broker, scenarios):
+    path = os.path.join(root, f"{broker}.json")
+    with open(path, "w") as f:
+        json.dump({"benchmark_settings": {"broker_name": broker}, "scenarios": scenarios}, f)
+    return path
+
+
+class Rules(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        root = self.dir.name
+        ours = [
+            scenario("throughput/queue-np-a", 1000),
+            scenario("throughput/queue-np-b", 4000),
+            scenario("throughput/queue-np-c", 0, sent=50),  # we delivered nothing
+            scenario("throughput/queue-np-d", 9000),  # they failed here
+            scenario("throughput/queue-p-e", 0, sent=300, consumers=0),  # producers only
+        ]
+        theirs = [
+            scenario("throughput/queue-np-a", 500),
+            scenario("throughput/queue-np-b", 500),
+            scenario("throughput/queue-np-c", 20),
+            scenario("throughput/queue-np-d", 1, errors=5, last_error="timed out waiting for CONNECTED"),
+            scenario("throughput/queue-p-e", 0, sent=100, consumers=0),
+        ]
+        self.runs = [bt.load(write_run(root, "ferromq", ours)), bt.load(write_run(root, "activemq", theirs))]
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def row(self, lines, kind):
+        return [c.strip() for c in next(l for l in lines if l.startswith(f"| {kind} ")).strip("|").split("|")]
+
+    def test_summary_counts_our_zero_as_a_loss_and_their_failure_apart(self):
+        lines = bt.cmd_summary(self.runs, "")
+        row = self.row(lines, "throughput queue non-persistent")
+        # kind, scenarios, geo mean, median, faster, could not run, they moved nothing, we moved nothing
+        self.assertEqual(row[1], "4")
+        self.assertEqual(row[2], "4.0×", "geometric mean of 2× and 8× only")
+        self.assertEqual(row[3], "5.0×", "median of 2× and 8×")
+        self.assertEqual(row[4], "2/3", "our zero is a decided loss")
+        self.assertEqual(row[5], "1", "their failure counted apart")
+        self.assertEqual(row[7], "1", "our zero counted")
+
+    def test_losses_list_our_zero(self):
+        lines = bt.cmd_losses(self.runs, "")
+        self.assertEqual(len(lines), 3, lines)
+        self.assertIn("queue-np-c", lines[2])
+        self.assertIn("ferromq moved nothing", lines[2])
+        self.assertIn("0, 50 sent", lines[2])
+
+    def test_could_not_run_lists_their_failure_with_its_error(self):
+        lines = bt.cmd_could_not_run(self.runs, "")
+        self.assertEqual(len(lines), 3, lines)
+        self.assertIn("queue-np-d", lines[2])
+        self.assertIn("timed out waiting for CONNECTED", lines[2])
+
+    def test_a_scenario_without_consumers_is_measured_by_what_was_sent(self):
+        row = self.row(bt.cmd_summary(self.runs, ""), "throughput queue persistent")
+        self.assertEqual(row[2], "3.0×", "300 sent ÷ 100 sent")
+        rows = bt.cmd_rows(self.runs, "queue-p-e")
+        self.assertIn("300 sent", rows[2])
+
+
+class Check(unittest.TestCase):
+    def test_check_fails_on_a_stale_table_and_write_repairs_it(self):
+        with tempfile.TemporaryDirectory() as root:
+            write_run(root, "ferromq", [scenario("custom/queue-np-x", 2000)])
+            write_run(root, "activemq", [scenario("custom/queue-np-x", 1000)])
+            doc = os.path.join(root, "BENCHMARKS.md")
+            with open(doc, "w") as f:
+                f.write("Intro.\n\nTable: `scripts/bench-table.py rows ferromq.json activemq.json`\n\n"
+                        "| scenario | stale |\n|---|---|\n\nAfter.\n")
+            saved = bt.ROOT
+            bt.ROOT = root
+            try:
+                out = io.StringIO()
+                with redirect_stdout(out), redirect_stderr(io.StringIO()):
+                    self.assertEqual(bt.check(False), 1, "a stale table passes")
+                self.assertIn("2.0×", out.getvalue(), "the diff shows the regenerated table")
+                with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+                    bt.check(True)
+                    self.assertEqual(bt.check(False), 0, "--write did not repair the table")
+                with open(doc) as f:
+                    text = f.read()
+                self.assertTrue(text.endswith("\n\nAfter.\n"), "text after the table was changed")
+                self.assertIn("| queue-np-x | 2.0k (1.0 ms) | 1.0k (1.0 ms) | 2.0× |", text)
+            finally:
+                bt.ROOT = saved
+
+
+if __name__ == "__main__":
+    unittest.main()
