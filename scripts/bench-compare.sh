@@ -24,7 +24,7 @@ peers="${PEERS:-../shared/peers}"
 mkdir -p "$out"
 # Which ferromq this run measures ("-dirty": with uncommitted changes), so
 # that every published number names its commit (BENCHMARKS.md, issue 20).
-commit="$(git rev-parse HEAD)$(git diff --quiet HEAD -- . || echo -dirty)"
+commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . 2>/dev/null || echo -dirty)"
 printf '{\n  "run": "%s",\n  "started_utc": "%s",\n  "ferromq_commit": "%s",\n  "command": "%s"\n}\n' \
   "$(basename "$out")" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" \
   "BROKERS=\\\"$brokers\\\" SAMPLES=$samples WARMUP=$warmup SUITE=${SUITE:-} FILTER=${FILTER:-} scripts/bench-compare.sh OUTDIR" \

@@ -22,7 +22,7 @@ warmup="${WARMUP:-1}"
 peers="${PEERS:-../shared/peers}"
 mkdir -p "$out"
 # Which ferromq this run measures ("-dirty": with uncommitted changes).
-commit="$(git rev-parse HEAD)$(git diff --quiet HEAD -- . || echo -dirty)"
+commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- . 2>/dev/null || echo -dirty)"
 printf '{\n  "run": "%s",\n  "started_utc": "%s",\n  "ferromq_commit": "%s",\n  "command": "%s"\n}\n' \
   "$(basename "$out")" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" \
   "ROUNDS=$rounds SAMPLES=$samples WARMUP=$warmup ACTIVEMQ=${ACTIVEMQ:-0} SCENARIOS=${SCENARIOS:-} bench-client/scripts/native-vs-stomp.sh OUTDIR" \
