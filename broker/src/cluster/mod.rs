@@ -20,6 +20,7 @@ mod log_store;
 mod network;
 mod node;
 mod peer;
+mod settings;
 mod state_machine;
 mod status;
 mod types;
@@ -34,8 +35,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 
 pub use log_store::OpenLogError;
-pub use node::{ClusterNode, ClusterSettings, StartError};
+pub use node::{ClusterNode, StartError};
 pub use peer::PeerListener;
+pub use settings::ClusterSettings;
 pub use status::{ClusterStatus, FollowerStatus, LeaderInfo, MemberStatus, Role};
 pub use types::{LogIndex, Member, NodeId};
 

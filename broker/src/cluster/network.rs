@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::frame::{self, Body, Hello, PeerFrame, PROTOCOL_VERSION};
-use super::node::ClusterSettings;
+use super::settings::ClusterSettings;
 use super::types::{Member, NodeId, TypeConfig};
 
 /// How long opening a connection (TCP plus handshake) may take.

@@ -2,79 +2,25 @@
 //! openraft and the peer listener, forms the cluster on first start, and
 //! implements [`Replicator`] (proposals, role, leader, fencing, status).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::network::RaftNetworkFactory;
-use openraft::{RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{RaftMetrics, ServerState};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::log_store::{self, LogStore, OpenLogError};
 use super::network::TcpNetwork;
 use super::peer::PeerListener;
+use super::settings::ClusterSettings;
 use super::state_machine::StateMachine;
 use super::status::{ClusterStatus, FollowerStatus, LeaderInfo, MemberStatus, Role};
 use super::types::{Batch, LogIndex, Member, NodeId, Raft, TypeConfig};
 use super::{ApplyLog, Proposal, ReplicateError, Replicator};
-
-/// Everything a node needs to run, resolved from `[cluster]`.
-#[derive(Clone, Debug)]
-pub struct ClusterSettings {
-    /// Peers refuse connections that name another cluster.
-    pub cluster_id: String,
-    /// This node.
-    pub node_id: NodeId,
-    /// Every member of the initial membership (this node included).
-    pub members: BTreeMap<NodeId, Member>,
-    /// The cluster's own database directory (`<data_dir>/raft`).
-    pub dir: PathBuf,
-    /// How often the leader sends heartbeats.
-    pub heartbeat: Duration,
-    /// A follower that hears nothing for a random time in this range
-    /// starts an election; also the leader's lease (fencing).
-    pub election_timeout_min: Duration,
-    /// See `election_timeout_min`.
-    pub election_timeout_max: Duration,
-    /// Largest peer frame either way.
-    pub max_frame_size: usize,
-    /// A snapshot is built after this many entries since the last one.
-    pub snapshot_every: u64,
-    /// Entries kept in the log behind a snapshot, so a follower slightly
-    /// behind catches up from the log instead of a whole snapshot.
-    pub keep_behind_snapshot: u64,
-    /// Proposals in flight at most (`propose` answers `Overloaded` beyond).
-    pub max_in_flight: usize,
-}
-
-impl ClusterSettings {
-    fn raft_config(&self) -> Result<openraft::Config, StartError> {
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        openraft::Config {
-            cluster_name: self.cluster_id.clone(),
-            heartbeat_interval: millis(self.heartbeat),
-            election_timeout_min: millis(self.election_timeout_min),
-            election_timeout_max: millis(self.election_timeout_max),
-            // A snapshot chunk or a log batch must cross a loaded machine
-            // in time: allow as long as an election takes.
-            install_snapshot_timeout: millis(self.election_timeout_max),
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_every),
-            max_in_snapshot_log_to_keep: self.keep_behind_snapshot,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| StartError::Config(e.to_string()))
-    }
-
-    fn member(&self, id: NodeId) -> Option<&Member> {
-        self.members.get(&id)
-    }
-}
 
 /// The node could not start.
 #[derive(Debug, thiserror::Error)]
