@@ -274,8 +274,16 @@ async fn run_submissions(raft: Raft, mut submissions: mpsc::Receiver<Submit>) {
                 tokio::spawn(async move {
                     let result = match committed.await {
                         Ok(Ok(response)) => Ok(response.log_id.index),
-                        Ok(Err(ClientWriteError::ForwardToLeader(_))) => {
-                            Err(ReplicateError::NotLeader { leader: None })
+                        // Sent at submission by a non-leader, or later for
+                        // an entry truncated by a new leader: either way it
+                        // is not (and never was) committed.
+                        Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
+                            Err(ReplicateError::NotLeader {
+                                leader: forward.leader_id.map(|id| LeaderInfo {
+                                    id,
+                                    addresses: forward.leader_node.unwrap_or_default(),
+                                }),
+                            })
                         }
                         Ok(Err(e)) => Err(ReplicateError::Stopped(e.to_string())),
                         // openraft dropped the responder: leadership changed

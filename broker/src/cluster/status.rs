@@ -82,3 +82,43 @@ pub struct ClusterStatus {
     /// On the leader: each other member's replication progress.
     pub followers: Vec<FollowerStatus>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_as_the_admin_api_shows_it() {
+        let status = ClusterStatus {
+            node_id: 2,
+            role: Role::Leader,
+            term: 7,
+            leader: Some(LeaderInfo {
+                id: 2,
+                addresses: Member {
+                    cluster: "127.0.0.1:61631".into(),
+                    stomp: "127.0.0.1:61623".into(),
+                    ..Member::default()
+                },
+            }),
+            last_log_index: Some(41),
+            applied_index: Some(41),
+            snapshot_index: None,
+            purged_index: None,
+            millis_since_quorum_ack: Some(12),
+            fenced: false,
+            members: Vec::new(),
+            followers: vec![FollowerStatus {
+                id: 3,
+                matched_index: Some(39),
+                lag: 2,
+            }],
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["role"], "leader");
+        assert_eq!(json["leader"]["addresses"]["stomp"], "127.0.0.1:61623");
+        assert_eq!(json["followers"][0]["lag"], 2);
+        let back: ClusterStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, status);
+    }
+}

@@ -250,3 +250,37 @@ async fn a_wiped_follower_is_restored_by_snapshot() {
     );
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_store_lost_its_state_rebuilds_it_from_its_own_disk() {
+    let mut cluster = MemCluster::start(snapshot_often).await;
+    let leader = cluster.leader().await;
+    let follower = IDS.into_iter().find(|&id| id != leader.node_id()).unwrap();
+    let payloads: Vec<_> = (0..23).map(|i| payload("own-disk", i)).collect();
+    let committed = propose_committed(&cluster.live(), &payloads).await;
+    assert_eq!(committed.len(), 23);
+    let toy = cluster.toy(follower);
+    let node = cluster.nodes[&follower].0.clone();
+    wait_for("the follower to apply everything and snapshot", || {
+        (toy.payloads() == committed && node.status().snapshot_index.is_some()).then_some(())
+    })
+    .await;
+
+    // Restarted alone (cut from both peers) with a store that kept nothing:
+    // the persisted snapshot restores it and the log past the snapshot is
+    // applied again, without any help from the leader.
+    cluster.crash(follower).await;
+    cluster.router.set_around(follower, &IDS, Link::Cut);
+    let fresh = Arc::new(Toy::default());
+    cluster.boot(follower, fresh.clone()).await;
+    assert_eq!(
+        fresh.installs(),
+        1,
+        "restored from its own snapshot on open"
+    );
+    wait_for("the log past the snapshot to be applied again", || {
+        (fresh.payloads() == committed).then_some(())
+    })
+    .await;
+    cluster.stop().await;
+}

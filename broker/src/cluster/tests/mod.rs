@@ -2,6 +2,8 @@
 //! network whose links the tests cut, blackhole and delay (`memory`), and
 //! over the real TCP peer network on loopback (`tcp`). The state machine is
 //! a toy [`ApplyLog`](super::ApplyLog) that records what it applied.
+//! `storage_suite` runs openraft's own storage conformance suite against
+//! the sled log store and the state-machine adapter.
 //!
 //! Timing: heartbeats and elections are slower than production defaults'
 //! lower bound would allow, every wait polls against a generous deadline,
@@ -10,5 +12,6 @@
 mod harness;
 mod mem_network;
 mod memory;
+mod storage_suite;
 mod tcp;
 mod toy;
