@@ -125,13 +125,25 @@ impl ClusterNode {
             path: path.clone(),
             source,
         })?;
-        let db = log_store::open_db(&settings.dir)?;
-        let storage = |reason: String| StartError::Storage {
-            path: path.clone(),
-            reason,
-        };
-        let log = LogStore::open(&db).map_err(|e| storage(e.to_string()))?;
-        let machine = StateMachine::open(&db, &log, apply).map_err(|e| storage(e.to_string()))?;
+        // Opening sled (and restoring the store from a snapshot) blocks:
+        // keep it off the runtime's worker threads.
+        let dir = settings.dir.clone();
+        let (log, machine) = tokio::task::spawn_blocking(move || {
+            let db = log_store::open_db(&dir)?;
+            let storage = |reason: String| StartError::Storage {
+                path: dir.display().to_string(),
+                reason,
+            };
+            let log = LogStore::open(&db).map_err(|e| storage(e.to_string()))?;
+            let machine =
+                StateMachine::open(&db, &log, apply).map_err(|e| storage(e.to_string()))?;
+            Ok::<_, StartError>((log, machine))
+        })
+        .await
+        .map_err(|e| StartError::Storage {
+            path,
+            reason: format!("the opening task failed: {e}"),
+        })??;
         let raft = Raft::new(settings.node_id, config, network, log, machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
