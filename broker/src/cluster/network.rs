@@ -272,3 +272,92 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         result.map_err(|e| self.rpc_error(e, RPCTypes::Vote, 1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use openraft::{CommittedLeaderId, EntryPayload, LeaderId, LogId};
+
+    use super::*;
+    use crate::cluster::types::{Batch, Entry};
+
+    fn settings(max_frame_size: usize) -> ClusterSettings {
+        ClusterSettings {
+            cluster_id: "c".into(),
+            node_id: 1,
+            members: BTreeMap::new(),
+            dir: "unused".into(),
+            heartbeat: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(1000),
+            max_frame_size,
+            snapshot_every: 100,
+            keep_behind_snapshot: 10,
+            max_in_flight: 8,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_larger_than_a_frame_asks_openraft_for_fewer_entries() {
+        let mut network = TcpNetwork::new(&settings(4096));
+        // Nothing listens there: the size check comes before any connect.
+        let member = Member {
+            cluster: "127.0.0.1:9".into(),
+            ..Member::default()
+        };
+        let mut client = network.new_client(2, &member).await;
+        let entries: Vec<Entry> = (1..=10)
+            .map(|index| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Normal(Batch(Bytes::from(vec![7u8; 1000]))),
+            })
+            .collect();
+        let request = AppendEntriesRequest {
+            vote: openraft::Vote {
+                leader_id: LeaderId::new(1, 1),
+                committed: true,
+            },
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        };
+        let error = client
+            .append_entries(request, RPCOption::new(Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        match error {
+            RPCError::PayloadTooLarge(too_large) => assert_eq!(too_large.entries_hint(), 5),
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_peer_is_reported_unreachable() {
+        let mut network = TcpNetwork::new(&settings(1 << 20));
+        // A port nothing listens on: bind one, then close it.
+        let addr = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let member = Member {
+            cluster: addr.to_string(),
+            ..Member::default()
+        };
+        let mut client = network.new_client(2, &member).await;
+        let request = VoteRequest {
+            vote: openraft::Vote {
+                leader_id: LeaderId::new(1, 1),
+                committed: false,
+            },
+            last_log_id: None,
+        };
+        let error = client
+            .vote(request, RPCOption::new(Duration::from_secs(5)))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, RPCError::Unreachable(_)), "{error:?}");
+    }
+}

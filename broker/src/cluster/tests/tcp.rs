@@ -23,7 +23,8 @@ use crate::cluster::network::codec;
 use crate::cluster::{ClusterNode, NodeId, PeerListener, Replicator, Role};
 
 struct TcpCluster {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    members: BTreeMap<NodeId, crate::cluster::Member>,
     addrs: BTreeMap<NodeId, SocketAddr>,
     nodes: BTreeMap<NodeId, (ClusterNode, Arc<Toy>)>,
 }
@@ -53,7 +54,8 @@ impl TcpCluster {
             nodes.insert(id, (node, toy));
         }
         TcpCluster {
-            _dir: dir,
+            dir,
+            members,
             addrs,
             nodes,
         }
@@ -99,7 +101,7 @@ async fn three_nodes_commit_and_fail_over_over_tcp() {
 
     // The leader stops: its listener closes, its peers time out.
     let old_id = old.node_id();
-    let (node, _) = cluster.nodes.remove(&old_id).unwrap();
+    let (node, old_toy) = cluster.nodes.remove(&old_id).unwrap();
     node.shutdown().await;
     let new = cluster.leader().await;
     assert_ne!(new.node_id(), old_id);
@@ -130,7 +132,39 @@ async fn three_nodes_commit_and_fail_over_over_tcp() {
         }
         other => panic!("a follower must refuse with the leader's address: {other:?}"),
     }
+
+    // The old leader comes back on its address: the others reconnect to it
+    // and it catches up as a follower.
+    let addr = cluster.addrs[&old_id];
+    let listener = wait_for_bind(addr).await;
+    let restarted = ClusterNode::start(
+        settings(old_id, &cluster.members, cluster.dir.path()),
+        old_toy.clone(),
+        listener,
+    )
+    .await
+    .unwrap();
+    cluster.nodes.insert(old_id, (restarted, old_toy.clone()));
+    wait_for("the restarted node to catch up", || {
+        in_order(&old_toy.payloads(), &everything).then_some(())
+    })
+    .await;
     cluster.stop().await;
+}
+
+/// Binds `addr` again once the stopped node's listener has let go of it.
+async fn wait_for_bind(addr: SocketAddr) -> PeerListener {
+    let start = std::time::Instant::now();
+    loop {
+        match PeerListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) => assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "cannot rebind {addr}: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn hello(cluster_id: &str, from: NodeId, to: NodeId) -> Body {
