@@ -284,3 +284,33 @@ async fn a_node_whose_store_lost_its_state_rebuilds_it_from_its_own_disk() {
     .await;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_member_group_commits_and_keeps_its_lease() {
+    let router = MemRouter::default();
+    let dir = tempfile::tempdir().unwrap();
+    let members = members(1, |id| format!("memory-{id}"));
+    let toy = Arc::new(Toy::default());
+    let node = ClusterNode::start_with(
+        settings(1, &members, dir.path()),
+        toy.clone(),
+        router.network(1),
+    )
+    .await
+    .unwrap();
+    router.register(1, node.raft().clone());
+    wait_for("the single member to lead", || {
+        serving_leader(std::slice::from_ref(&node))
+    })
+    .await;
+    let first = propose_all(&node, &[payload("solo", 0)]).await;
+    assert!(first[0].is_ok(), "{first:?}");
+    // Well past the election timeout with no peers at all: a quorum of one
+    // still acknowledges, so the lease holds.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!node.is_fenced(), "{:?}", node.status());
+    let second = propose_all(&node, &[payload("solo", 1)]).await;
+    assert!(second[0].is_ok(), "{second:?}");
+    assert_eq!(toy.payloads(), vec![payload("solo", 0), payload("solo", 1)]);
+    node.shutdown().await;
+}
