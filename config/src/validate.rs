@@ -126,9 +126,9 @@ pub(crate) fn warnings(config: &Config, origin: &Path) -> Vec<ConfigError> {
                 origin,
                 "cluster.members",
                 format!(
-                    "{n} members tolerate as many failures as {} do ({}); an odd number (3 or 5) is better",
-                    n - 1,
-                    (n - 1) / 2
+                    "{n} members tolerate {} failed node(s), no more than {} members do; an odd number (3 or 5) is better",
+                    (n - 1) / 2,
+                    n - 1
                 ),
             ));
         }
