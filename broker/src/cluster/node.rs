@@ -147,12 +147,12 @@ impl ClusterNode {
         let raft = Raft::new(settings.node_id, config, network, log, machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        form_cluster(&raft, &settings).await?;
+        let shutdown = CancellationToken::new();
+        form_cluster(&raft, &settings, &shutdown).await?;
 
         let (submit, submissions) = mpsc::channel(settings.max_in_flight.max(1));
         let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
         let (lease_tx, lease) = watch::channel(Lease::default());
-        let shutdown = CancellationToken::new();
         tokio::spawn(run_submissions(raft.clone(), submissions));
         tokio::spawn(watch_lease(
             raft.clone(),
@@ -234,7 +234,11 @@ impl ClusterNode {
 /// down). Initializing on several nodes is safe in openraft (a node that
 /// already has a log or a vote refuses), but all of them campaigning at the
 /// same moment costs a round of elections, hence the stagger.
-async fn form_cluster(raft: &Raft, settings: &ClusterSettings) -> Result<(), StartError> {
+async fn form_cluster(
+    raft: &Raft,
+    settings: &ClusterSettings,
+    shutdown: &CancellationToken,
+) -> Result<(), StartError> {
     let initialized = raft
         .is_initialized()
         .await
@@ -246,9 +250,12 @@ async fn form_cluster(raft: &Raft, settings: &ClusterSettings) -> Result<(), Sta
     if first {
         return initialize(raft, settings).await.map_err(StartError::Raft);
     }
-    let (raft, settings) = (raft.clone(), settings.clone());
+    let (raft, settings, shutdown) = (raft.clone(), settings.clone(), shutdown.clone());
     tokio::spawn(async move {
-        tokio::time::sleep(settings.election_timeout_max * 2).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(settings.election_timeout_max * 2) => {}
+        }
         if matches!(raft.is_initialized().await, Ok(false)) {
             if let Err(reason) = initialize(&raft, &settings).await {
                 tracing::error!(%reason, "cluster: cannot form the cluster");

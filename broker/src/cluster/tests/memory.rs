@@ -29,6 +29,11 @@ struct MemCluster {
 
 impl MemCluster {
     async fn start(tune: fn(&mut ClusterSettings)) -> MemCluster {
+        Self::start_only(&IDS, tune).await
+    }
+
+    /// Boots only `ids` of the three members.
+    async fn start_only(ids: &[NodeId], tune: fn(&mut ClusterSettings)) -> MemCluster {
         let mut cluster = MemCluster {
             router: MemRouter::default(),
             dir: tempfile::tempdir().unwrap(),
@@ -36,7 +41,7 @@ impl MemCluster {
             nodes: BTreeMap::new(),
             tune,
         };
-        for id in IDS {
+        for &id in ids {
             cluster.boot(id, Arc::new(Toy::default())).await;
         }
         cluster
@@ -313,4 +318,23 @@ async fn a_one_member_group_commits_and_keeps_its_lease() {
     assert!(second[0].is_ok(), "{second:?}");
     assert_eq!(toy.payloads(), vec![payload("solo", 0), payload("solo", 1)]);
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_cluster_forms_even_if_its_first_member_is_down() {
+    // Node 1 would form the cluster at once; without it, 2 and 3 do so after
+    // their wait, and later node 1 joins what they formed.
+    let mut cluster = MemCluster::start_only(&[2, 3], no_tuning).await;
+    let leader = cluster.leader().await;
+    assert_ne!(leader.node_id(), 1);
+    let committed = propose_committed(&cluster.live(), &[payload("late", 0)]).await;
+    assert_eq!(committed.len(), 1);
+    cluster.boot(1, Arc::new(Toy::default())).await;
+    let toy = cluster.toy(1);
+    wait_for("the late first member to catch up", || {
+        (toy.payloads() == committed).then_some(())
+    })
+    .await;
+    assert_eq!(cluster.nodes[&1].0.status().members.len(), 3);
+    cluster.stop().await;
 }
