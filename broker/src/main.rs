@@ -12,7 +12,7 @@ use ferromq_broker::Broker;
 use ferromq_config::{Config, LogFormat};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc instead of glibc malloc: every message allocates a few small
@@ -142,7 +142,10 @@ fn main() -> ExitCode {
     }
     if let Some(Cmd::CheckConfig { file }) = &cli.command {
         return match Config::load(file) {
-            Ok(_) => {
+            Ok(config) => {
+                for warning in config.warnings(file) {
+                    eprintln!("warning: {warning}");
+                }
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
             }
@@ -163,6 +166,15 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config);
+    let origin = cli.config.as_deref().unwrap_or(Path::new("<defaults>"));
+    for warning in config.warnings(origin) {
+        warn!("configuration: {warning}");
+    }
+    if config.cluster.is_some() {
+        // The consensus layer exists (broker/src/cluster) but the store is
+        // not wired to it yet: say so rather than pretend to replicate.
+        warn!("[cluster] is configured, but this build does not replicate yet: running as a single node");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 mod access;
+mod cluster;
 mod error;
 mod policy;
 mod server;
@@ -21,6 +22,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use access::{AclRule, AuthConfig, User, UsersFile};
+pub use cluster::{ClusterConfig, ClusterMember};
 pub use error::ConfigError;
 pub use policy::{
     DestinationsConfig, DurableSubscriptionPolicy, LimitsConfig, LogConfig, LogFormat, NackPolicy,
@@ -63,6 +65,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[[acl]]` rules, in file order.
     pub acl: Vec<AclRule>,
+    /// `[cluster]`; absent = a single node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -84,6 +89,12 @@ impl Config {
     /// used in errors. Returns the first problem found.
     pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
         validate::config(self, origin)
+    }
+
+    /// Problems that do not stop the broker but deserve a log line (an even
+    /// number of cluster members), phrased like errors: file, key, reason.
+    pub fn warnings(&self, origin: &Path) -> Vec<ConfigError> {
+        validate::warnings(self, origin)
     }
 
     /// The configuration as TOML (for `ferromq --print-default-config`);

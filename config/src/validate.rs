@@ -1,6 +1,8 @@
 //! Range and cross-field rules that serde cannot express. Each rule reports
 //! the dotted key an operator has to change; the first problem found wins.
 
+mod cluster;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -108,7 +110,30 @@ pub(crate) fn config(config: &Config, origin: &Path) -> Result<(), ConfigError> 
     for (index, rule) in config.acl.iter().enumerate() {
         acl(&check, rule, index)?;
     }
+    if let Some(cluster_config) = &config.cluster {
+        cluster::cluster(&check, cluster_config, &config.store, &mut seen)?;
+    }
     Ok(())
+}
+
+/// Problems worth a log line but not a refusal.
+pub(crate) fn warnings(config: &Config, origin: &Path) -> Vec<ConfigError> {
+    let mut found = Vec::new();
+    if let Some(cluster) = &config.cluster {
+        let n = cluster.members.len();
+        if n > 0 && n % 2 == 0 {
+            found.push(ConfigError::new(
+                origin,
+                "cluster.members",
+                format!(
+                    "{n} members tolerate {} failed node(s), no more than {} members do; an odd number (3 or 5) is better",
+                    (n - 1) / 2,
+                    n - 1
+                ),
+            ));
+        }
+    }
+    found
 }
 
 fn broker(check: &Check<'_>, config: &Config) -> Result<(), ConfigError> {

@@ -1,0 +1,363 @@
+//! The dialing side of peer traffic: openraft's `RaftNetworkFactory` and
+//! `RaftNetwork` over TCP, one connection per target, opened on demand,
+//! handshaken, and dropped (to be reopened by the next call) after any
+//! error or timeout.
+//!
+//! TLS seam: `connect` returns a plain `TcpStream` framed by
+//! `LengthDelimitedCodec`; mutual TLS (when `[tls]` is configured) wraps the
+//! stream there and in `peer::serve_connection`, with the handshake's node
+//! id checked against the certificate. Not built yet.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use prost::Message;
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use super::frame::{self, Body, Hello, PeerFrame, PROTOCOL_VERSION};
+use super::settings::ClusterSettings;
+use super::types::{Member, NodeId, TypeConfig};
+
+/// How long opening a connection (TCP plus handshake) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) fn codec(max_frame_size: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(max_frame_size)
+        .new_codec()
+}
+
+/// Makes one [`PeerClient`] per target.
+pub(crate) struct TcpNetwork {
+    cluster_id: String,
+    node_id: NodeId,
+    max_frame_size: usize,
+}
+
+impl TcpNetwork {
+    pub(crate) fn new(settings: &ClusterSettings) -> TcpNetwork {
+        TcpNetwork {
+            cluster_id: settings.cluster_id.clone(),
+            node_id: settings.node_id,
+            max_frame_size: settings.max_frame_size,
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        PeerClient {
+            target,
+            addr: node.cluster.clone(),
+            hello: Hello {
+                protocol: PROTOCOL_VERSION,
+                cluster_id: self.cluster_id.clone(),
+                from: self.node_id,
+                to: target,
+            },
+            max_frame_size: self.max_frame_size,
+            connection: None,
+        }
+    }
+}
+
+/// Why a call failed, before it is phrased as openraft's error.
+enum CallError {
+    /// Could not connect or was refused: the target is down or not ours.
+    Unreachable(std::io::Error),
+    /// The connection broke or the peer answered nonsense.
+    Network(std::io::Error),
+    /// No answer in time.
+    Timeout(Duration),
+    /// The request does not fit in one frame.
+    TooLarge,
+}
+
+/// A connection to one peer, used by one openraft replication task.
+pub(crate) struct PeerClient {
+    target: NodeId,
+    addr: String,
+    hello: Hello,
+    max_frame_size: usize,
+    connection: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+}
+
+impl PeerClient {
+    async fn connect(&self) -> Result<Framed<TcpStream, LengthDelimitedCodec>, CallError> {
+        let stream = TcpStream::connect(&self.addr).await.map_err(|e| {
+            CallError::Unreachable(std::io::Error::new(
+                e.kind(),
+                format!("connecting to node {} at {}: {e}", self.target, self.addr),
+            ))
+        })?;
+        // Raft messages are small and latency-bound.
+        stream.set_nodelay(true).map_err(CallError::Unreachable)?;
+        let mut framed = Framed::new(stream, codec(self.max_frame_size));
+        let hello = PeerFrame::new(Body::Hello(self.hello.clone())).encode_to_vec();
+        framed
+            .send(bytes::Bytes::from(hello))
+            .await
+            .map_err(CallError::Unreachable)?;
+        match read_body(&mut framed)
+            .await
+            .map_err(CallError::Unreachable)?
+        {
+            Body::Welcome(welcome) if welcome.node_id == self.target => Ok(framed),
+            Body::Refused(refused) => Err(CallError::Unreachable(std::io::Error::other(format!(
+                "node {} at {} refused us: {}",
+                self.target, self.addr, refused.reason
+            )))),
+            _ => Err(CallError::Unreachable(std::io::Error::other(format!(
+                "node {} at {} answered the handshake with something else",
+                self.target, self.addr
+            )))),
+        }
+    }
+
+    /// Sends `request` and reads the response, within `ttl` in all.
+    async fn call(&mut self, request: Body, ttl: Duration) -> Result<Body, CallError> {
+        let bytes = PeerFrame::new(request).encode_to_vec();
+        if bytes.len() > self.max_frame_size {
+            return Err(CallError::TooLarge);
+        }
+        let result = tokio::time::timeout(ttl, async {
+            let mut framed = match self.connection.take() {
+                Some(framed) => framed,
+                None => tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+                    .await
+                    .map_err(|_| {
+                        CallError::Unreachable(std::io::Error::other(format!(
+                            "connecting to node {} at {} timed out",
+                            self.target, self.addr
+                        )))
+                    })??,
+            };
+            framed
+                .send(bytes::Bytes::from(bytes))
+                .await
+                .map_err(CallError::Network)?;
+            let body = read_body(&mut framed).await.map_err(CallError::Network)?;
+            // Kept only after a complete exchange, so a half-read response
+            // never confuses the next call.
+            self.connection = Some(framed);
+            Ok(body)
+        })
+        .await;
+        match result {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Timeout(ttl)),
+        }
+    }
+
+    fn rpc_error<E: std::error::Error>(
+        &self,
+        error: CallError,
+        action: RPCTypes,
+        entries: usize,
+    ) -> RPCError<NodeId, Member, RaftError<NodeId, E>> {
+        match error {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+            CallError::Timeout(timeout) => RPCError::Timeout(Timeout {
+                action,
+                id: self.hello.from,
+                target: self.target,
+                timeout,
+            }),
+            CallError::TooLarge => RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(
+                (entries as u64 / 2).max(1),
+            )),
+        }
+    }
+}
+
+/// Reads one frame and decodes it; end of stream and garbage are errors.
+async fn read_body(framed: &mut Framed<TcpStream, LengthDelimitedCodec>) -> std::io::Result<Body> {
+    let bytes = framed.next().await.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the peer closed the connection",
+        )
+    })??;
+    PeerFrame::decode_frame(&bytes).map_err(std::io::Error::other)
+}
+
+fn unexpected(what: &str, body: &Body) -> CallError {
+    let reason = match body {
+        Body::Failure(failure) => format!("the peer could not serve {what}: {}", failure.reason),
+        _ => format!("the peer answered {what} with another message"),
+    };
+    CallError::Network(std::io::Error::other(reason))
+}
+
+fn malformed(e: super::codec::CodecError) -> CallError {
+    CallError::Network(std::io::Error::other(e))
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        let entries = rpc.entries.len();
+        let action = RPCTypes::AppendEntries;
+        let result = async {
+            let wire = frame::append_request_to_wire(&rpc).map_err(malformed)?;
+            match self
+                .call(Body::AppendRequest(wire), option.hard_ttl())
+                .await?
+            {
+                Body::AppendResponse(wire) => {
+                    frame::append_response_from_wire(wire).map_err(malformed)
+                }
+                other => Err(unexpected("append-entries", &other)),
+            }
+        }
+        .await;
+        result.map_err(|e| self.rpc_error(e, action, entries))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        let result = async {
+            let wire = frame::snapshot_request_to_wire(&rpc).map_err(malformed)?;
+            match self
+                .call(Body::SnapshotRequest(wire), option.hard_ttl())
+                .await?
+            {
+                Body::SnapshotResponse(wire) => {
+                    frame::snapshot_response_from_wire(wire).map_err(malformed)
+                }
+                other => Err(unexpected("install-snapshot", &other)),
+            }
+        }
+        .await;
+        result.map_err(|e| self.rpc_error(e, RPCTypes::InstallSnapshot, 1))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        let result = async {
+            let wire = frame::vote_request_to_wire(&rpc);
+            match self
+                .call(Body::VoteRequest(wire), option.hard_ttl())
+                .await?
+            {
+                Body::VoteResponse(wire) => frame::vote_response_from_wire(wire).map_err(malformed),
+                other => Err(unexpected("vote", &other)),
+            }
+        }
+        .await;
+        result.map_err(|e| self.rpc_error(e, RPCTypes::Vote, 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use openraft::{CommittedLeaderId, EntryPayload, LeaderId, LogId};
+
+    use super::*;
+    use crate::cluster::types::{Batch, Entry};
+
+    fn settings(max_frame_size: usize) -> ClusterSettings {
+        ClusterSettings {
+            cluster_id: "c".into(),
+            node_id: 1,
+            members: BTreeMap::new(),
+            dir: "unused".into(),
+            heartbeat: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(1000),
+            max_frame_size,
+            snapshot_every: 100,
+            keep_behind_snapshot: 10,
+            max_in_flight: 8,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_larger_than_a_frame_asks_openraft_for_fewer_entries() {
+        let mut network = TcpNetwork::new(&settings(4096));
+        // Nothing listens there: the size check comes before any connect.
+        let member = Member {
+            cluster: "127.0.0.1:9".into(),
+            ..Member::default()
+        };
+        let mut client = network.new_client(2, &member).await;
+        let entries: Vec<Entry> = (1..=10)
+            .map(|index| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Normal(Batch(Bytes::from(vec![7u8; 1000]))),
+            })
+            .collect();
+        let request = AppendEntriesRequest {
+            vote: openraft::Vote {
+                leader_id: LeaderId::new(1, 1),
+                committed: true,
+            },
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        };
+        let error = client
+            .append_entries(request, RPCOption::new(Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        match error {
+            RPCError::PayloadTooLarge(too_large) => assert_eq!(too_large.entries_hint(), 5),
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_peer_is_reported_unreachable() {
+        let mut network = TcpNetwork::new(&settings(1 << 20));
+        // A port nothing listens on: bind one, then close it.
+        let addr = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap()
+        };
+        let member = Member {
+            cluster: addr.to_string(),
+            ..Member::default()
+        };
+        let mut client = network.new_client(2, &member).await;
+        let request = VoteRequest {
+            vote: openraft::Vote {
+                leader_id: LeaderId::new(1, 1),
+                committed: false,
+            },
+            last_log_id: None,
+        };
+        let error = client
+            .vote(request, RPCOption::new(Duration::from_secs(5)))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, RPCError::Unreachable(_)), "{error:?}");
+    }
+}

@@ -1,0 +1,241 @@
+//! The listening side of peer traffic (`cluster.listen`, default
+//! 127.0.0.1:61630): accepts peers, checks their handshake (our cluster id,
+//! our node id, a known member), then serves their Raft RPCs one at a time.
+//!
+//! Anything wrong closes that one connection and is logged; the cluster is
+//! unharmed: a refused handshake (another cluster, an unknown node), a
+//! frame longer than `cluster.max_frame_size`, bytes that do not decode, a
+//! handshake that does not arrive in time. Connections are capped.
+//! TLS seam: see `network`'s module doc.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use openraft::RaftMetrics;
+use prost::Message;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::codec::Framed;
+use tokio_util::codec::LengthDelimitedCodec;
+use tokio_util::sync::CancellationToken;
+
+use super::frame::{self, Body, Failure, Hello, PeerFrame, Refused, Welcome, PROTOCOL_VERSION};
+use super::network::codec;
+use super::node::StartError;
+use super::types::{Member, NodeId, Raft};
+
+/// Peer connections served at once; more are closed on accept. A cluster
+/// of n nodes needs n - 1 (plus a few reconnecting).
+const MAX_PEER_CONNECTIONS: usize = 32;
+
+/// A peer that sends nothing for this long is disconnected (a leader sends
+/// heartbeats far more often; a follower's connection is reopened on use).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Who may connect, and the limits they get.
+pub(crate) struct PeerPolicy {
+    pub cluster_id: String,
+    pub node_id: NodeId,
+    /// The configured members; current membership is consulted too.
+    pub members: BTreeSet<NodeId>,
+    pub metrics: watch::Receiver<RaftMetrics<NodeId, Member>>,
+    pub max_frame_size: usize,
+    pub handshake_timeout: Duration,
+}
+
+impl PeerPolicy {
+    /// Why `hello` is refused, if it is.
+    fn refusal(&self, hello: &Hello) -> Option<String> {
+        if hello.protocol != PROTOCOL_VERSION {
+            return Some(format!(
+                "peer protocol {} is not ours ({PROTOCOL_VERSION})",
+                hello.protocol
+            ));
+        }
+        if hello.cluster_id != self.cluster_id {
+            return Some(format!(
+                "cluster id `{}` is not ours (`{}`)",
+                hello.cluster_id, self.cluster_id
+            ));
+        }
+        if hello.to != self.node_id {
+            return Some(format!(
+                "this is node {}, not node {}",
+                self.node_id, hello.to
+            ));
+        }
+        let known = self.members.contains(&hello.from)
+            || self
+                .metrics
+                .borrow()
+                .membership_config
+                .membership()
+                .get_node(&hello.from)
+                .is_some();
+        if !known {
+            return Some(format!("node {} is not a member", hello.from));
+        }
+        None
+    }
+}
+
+/// The bound peer listener, before it serves.
+pub struct PeerListener {
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+impl PeerListener {
+    /// Binds `addr` (port 0 picks a free port).
+    pub async fn bind(addr: SocketAddr) -> Result<PeerListener, StartError> {
+        let bind_error = |source| StartError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        Ok(PeerListener { listener, local })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Serves peers until `shutdown`.
+    pub(crate) fn serve(self, raft: Raft, policy: PeerPolicy, shutdown: CancellationToken) {
+        let policy = Arc::new(policy);
+        let slots = Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS));
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    accepted = self.listener.accept() => accepted,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause
+                        // rather than spin.
+                        tracing::warn!(error = %e, "cluster: accepting a peer failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, "cluster: too many peer connections; closing this one");
+                    continue;
+                };
+                let (raft, policy, shutdown) = (raft.clone(), policy.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        result = serve_connection(stream, &raft, &policy) => {
+                            if let Err(reason) = result {
+                                tracing::warn!(%peer, %reason, "cluster: closed a peer connection");
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
+
+type PeerStream = Framed<TcpStream, LengthDelimitedCodec>;
+
+async fn read(framed: &mut PeerStream, timeout: Duration) -> Result<Option<Body>, String> {
+    let next = tokio::time::timeout(timeout, framed.next())
+        .await
+        .map_err(|_| format!("nothing received for {}ms", timeout.as_millis()))?;
+    match next {
+        None => Ok(None),
+        Some(Err(e)) => Err(format!("unreadable frame: {e}")),
+        Some(Ok(bytes)) => PeerFrame::decode_frame(&bytes)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+async fn write(framed: &mut PeerStream, body: Body) -> Result<(), String> {
+    framed
+        .send(bytes::Bytes::from(PeerFrame::new(body).encode_to_vec()))
+        .await
+        .map_err(|e| format!("writing to the peer: {e}"))
+}
+
+/// Handshake, then request/response until the peer closes. `Err` says why
+/// the connection was closed on our side.
+async fn serve_connection(
+    stream: TcpStream,
+    raft: &Raft,
+    policy: &PeerPolicy,
+) -> Result<(), String> {
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("setting TCP_NODELAY: {e}"))?;
+    let mut framed = Framed::new(stream, codec(policy.max_frame_size));
+    let hello = match read(&mut framed, policy.handshake_timeout).await? {
+        Some(Body::Hello(hello)) => hello,
+        Some(_) => return Err("the first frame is not a handshake".into()),
+        None => return Ok(()),
+    };
+    if let Some(reason) = policy.refusal(&hello) {
+        // Best effort: the dialer learns why; it is refused either way.
+        let _ = write(
+            &mut framed,
+            Body::Refused(Refused {
+                reason: reason.clone(),
+            }),
+        )
+        .await;
+        return Err(format!("refused node {}: {reason}", hello.from));
+    }
+    write(
+        &mut framed,
+        Body::Welcome(Welcome {
+            node_id: policy.node_id,
+        }),
+    )
+    .await?;
+    while let Some(request) = read(&mut framed, IDLE_TIMEOUT).await? {
+        let response = answer(raft, request).await?;
+        write(&mut framed, response).await?;
+    }
+    Ok(())
+}
+
+/// Runs one request against Raft. A request that does not decode is an
+/// `Err` (closes the connection); one Raft refuses is a `Failure` answer.
+async fn answer(raft: &Raft, request: Body) -> Result<Body, String> {
+    let failure = |e: &dyn std::fmt::Display| {
+        Body::Failure(Failure {
+            reason: e.to_string(),
+        })
+    };
+    Ok(match request {
+        Body::AppendRequest(wire) => {
+            let request = frame::append_request_from_wire(wire).map_err(|e| e.to_string())?;
+            match raft.append_entries(request).await {
+                Ok(response) => Body::AppendResponse(frame::append_response_to_wire(&response)),
+                Err(e) => failure(&e),
+            }
+        }
+        Body::VoteRequest(wire) => {
+            let request = frame::vote_request_from_wire(wire).map_err(|e| e.to_string())?;
+            match raft.vote(request).await {
+                Ok(response) => Body::VoteResponse(frame::vote_response_to_wire(&response)),
+                Err(e) => failure(&e),
+            }
+        }
+        Body::SnapshotRequest(wire) => {
+            let request = frame::snapshot_request_from_wire(wire).map_err(|e| e.to_string())?;
+            match raft.install_snapshot(request).await {
+                Ok(response) => Body::SnapshotResponse(frame::snapshot_response_to_wire(&response)),
+                Err(e) => failure(&e),
+            }
+        }
+        _ => return Err("a frame that is not a request".into()),
+    })
+}

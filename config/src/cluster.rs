@@ -1,0 +1,83 @@
+//! Schema of `[cluster]`: this node's place in a replicated ferromq cluster
+//! (issue 16), with its compiled-in defaults. Without a `[cluster]` table
+//! the broker is a single node, exactly as before.
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{ByteSize, Millis};
+
+/// `[cluster]`: the Raft group this node belongs to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Names the cluster; a peer that presents another id is refused.
+    pub cluster_id: String,
+    /// This node's id: one of `members[].id`, 1 or more.
+    pub node_id: u64,
+    /// Where peers connect to this node.
+    pub listen: String,
+    /// How often the leader sends heartbeats.
+    pub heartbeat: Millis,
+    /// A follower that hears no heartbeat for a random time between these
+    /// two starts an election. The lower bound is also the leader's lease:
+    /// a leader not acknowledged by a quorum for that long sends no receipts.
+    pub election_timeout_min: Millis,
+    /// See `election_timeout_min`.
+    pub election_timeout_max: Millis,
+    /// Largest peer frame (a batch of log entries or a snapshot chunk).
+    pub max_frame_size: ByteSize,
+    /// Build a snapshot (and purge the log behind it) after this many
+    /// entries.
+    pub snapshot_every: u64,
+    /// Entries kept behind a snapshot, so a follower slightly behind
+    /// catches up from the log rather than by a whole snapshot.
+    pub keep_behind_snapshot: u64,
+    /// Group-commit batches proposed and not yet committed, at most.
+    pub max_in_flight: u32,
+    /// Every member of the initial membership, this node included.
+    pub members: Vec<ClusterMember>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            cluster_id: String::new(),
+            node_id: 0,
+            listen: "127.0.0.1:61630".to_owned(),
+            // Survives a loaded 2-core machine: several heartbeats fit in
+            // the shortest election timeout.
+            heartbeat: Millis(250),
+            election_timeout_min: Millis::secs(1),
+            election_timeout_max: Millis::secs(2),
+            max_frame_size: ByteSize::mib(64),
+            snapshot_every: 10_000,
+            keep_behind_snapshot: 1_000,
+            max_in_flight: 64,
+            members: Vec::new(),
+        }
+    }
+}
+
+/// `[[cluster.members]]`: one member and its addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterMember {
+    /// Its node id, 1 or more, unique.
+    pub id: u64,
+    /// Its cluster listener, `ip:port`, unique.
+    pub cluster: String,
+    /// Its STOMP listener as clients reach it (`host:port`, handed out in
+    /// "not the leader" redirects); `""` = none.
+    pub stomp: String,
+    /// Its native listener as clients reach it; `""` = none.
+    pub native: String,
+    /// Its admin HTTP listener; `""` = none.
+    pub admin: String,
+}
+
+impl ClusterConfig {
+    /// This node's entry in `members`, if present (validation ensures it).
+    pub fn this_member(&self) -> Option<&ClusterMember> {
+        self.members.iter().find(|m| m.id == self.node_id)
+    }
+}

@@ -1,0 +1,150 @@
+//! Rules for `[cluster]`: identity set, this node among the members, ids
+//! and peer addresses unique, timing consistent with openraft's needs, and
+//! `store.sync = "always"` (a receipt in a cluster promises a majority's
+//! disk).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::Check;
+use crate::units::ByteSize;
+use crate::{ClusterConfig, ClusterMember, ConfigError, StoreConfig, StoreSync};
+
+/// `host:port` as clients dial it (a name is fine: it is handed out, not
+/// bound); `""` means "not offered".
+fn client_address(check: &Check<'_>, value: &str, key: String) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let valid = value
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    check.ensure(
+        valid,
+        key,
+        format!(
+            "`{value}` is not an address such as \"broker1.example:61613\" (\"\" = not offered)"
+        ),
+    )
+}
+
+fn cluster_member(
+    check: &Check<'_>,
+    member: &ClusterMember,
+    index: usize,
+    ids: &mut HashMap<u64, usize>,
+    addrs: &mut HashMap<SocketAddr, usize>,
+) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("cluster.members[{index}].{field}");
+    check.ensure(member.id > 0, key("id"), "must be set (1 or more)")?;
+    if let Some(other) = ids.insert(member.id, index) {
+        return Err(check.fail(
+            key("id"),
+            format!(
+                "node id {} is already used by cluster.members[{other}]",
+                member.id
+            ),
+        ));
+    }
+    let addr: SocketAddr = member.cluster.parse().map_err(|_| {
+        check.fail(
+            key("cluster"),
+            format!(
+                "`{}` is not a socket address such as \"10.0.0.1:61630\"",
+                member.cluster
+            ),
+        )
+    })?;
+    if let Some(other) = addrs.insert(addr, index) {
+        return Err(check.fail(
+            key("cluster"),
+            format!("{addr} is already the address of cluster.members[{other}]"),
+        ));
+    }
+    client_address(check, &member.stomp, key("stomp"))?;
+    client_address(check, &member.native, key("native"))?;
+    client_address(check, &member.admin, key("admin"))
+}
+
+pub(super) fn cluster(
+    check: &Check<'_>,
+    cluster: &ClusterConfig,
+    store: &StoreConfig,
+    seen: &mut HashMap<SocketAddr, &'static str>,
+) -> Result<(), ConfigError> {
+    check.ensure(
+        !cluster.cluster_id.trim().is_empty(),
+        "cluster.cluster_id",
+        "must be set: every member of one cluster uses the same id",
+    )?;
+    check.ensure(
+        cluster.cluster_id.len() <= 128 && !cluster.cluster_id.chars().any(char::is_control),
+        "cluster.cluster_id",
+        "must be at most 128 characters, without control characters",
+    )?;
+    check.ensure(
+        cluster.node_id > 0,
+        "cluster.node_id",
+        "must be set (1 or more): this node's id among cluster.members",
+    )?;
+    check.ensure(
+        !cluster.listen.is_empty(),
+        "cluster.listen",
+        "must be set: peers connect to this node there",
+    )?;
+    check.listen(Some(&cluster.listen), "cluster.listen", seen)?;
+    check.positive_duration(cluster.heartbeat, "cluster.heartbeat")?;
+    check.ensure(
+        cluster.heartbeat.get().saturating_mul(2) <= cluster.election_timeout_min.get(),
+        "cluster.heartbeat",
+        format!(
+            "must be at most half of cluster.election_timeout_min ({}), or followers start elections between heartbeats",
+            cluster.election_timeout_min
+        ),
+    )?;
+    check.ensure(
+        cluster.election_timeout_max > cluster.election_timeout_min,
+        "cluster.election_timeout_max",
+        format!(
+            "must be longer than cluster.election_timeout_min ({}): the spread keeps candidates from colliding",
+            cluster.election_timeout_min
+        ),
+    )?;
+    check.min_size(
+        cluster.max_frame_size,
+        ByteSize::mib(1),
+        "cluster.max_frame_size",
+    )?;
+    check.positive(cluster.snapshot_every, "cluster.snapshot_every")?;
+    check.ensure(
+        (1..=4096).contains(&cluster.max_in_flight),
+        "cluster.max_in_flight",
+        "must be between 1 and 4096",
+    )?;
+    check.ensure(
+        !cluster.members.is_empty(),
+        "cluster.members",
+        "must list every member of the cluster, this node included",
+    )?;
+    let mut ids = HashMap::new();
+    let mut addrs = HashMap::new();
+    for (index, member) in cluster.members.iter().enumerate() {
+        cluster_member(check, member, index, &mut ids, &mut addrs)?;
+    }
+    if !ids.contains_key(&cluster.node_id) {
+        let mut known: Vec<u64> = ids.keys().copied().collect();
+        known.sort_unstable();
+        return Err(check.fail(
+            "cluster.node_id",
+            format!(
+                "node {} is not among cluster.members (ids {known:?})",
+                cluster.node_id
+            ),
+        ));
+    }
+    check.ensure(
+        store.sync == StoreSync::Always,
+        "store.sync",
+        "must be \"always\" with [cluster]: a receipt in a cluster means the message is on disk on a majority of nodes; \"batch\" and \"never\" acknowledge before the fsync, so a crash of that majority could lose receipted messages",
+    )
+}
