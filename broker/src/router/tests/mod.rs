@@ -1,0 +1,16 @@
+//! Unit tests of the router core on one queue, against the in-memory store:
+//! credit and prefetch, acknowledgement, redelivery, priority, message
+//! groups, exclusive consumers and the dispatch invariant.
+//!
+//! - [`harness`]: the bench the tests run on (router, recording consumers,
+//!   message builder).
+//! - [`dispatch`]: who receives what, and when.
+//! - [`ack`]: acknowledgement, rejection and redelivery.
+//! - [`ownership`]: message groups and exclusive consumers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod ack;
+mod dispatch;
+mod harness;
+mod ownership;
