@@ -583,12 +583,15 @@ impl Destination {
         match self.address.kind {
             DestinationKind::Queue if st.filtered => {
                 // Each subscriber in turn takes the first message it may
-                // have, until a full round delivers nothing.
+                // have, until a full round delivers nothing. A round starts
+                // where the cursor was: the cursor moves with each delivery,
+                // and counting from it mid-round would skip subscribers.
                 loop {
                     let mut delivered = false;
                     let n = st.subscriptions.len();
+                    let start = st.next;
                     for k in 0..n {
-                        let i = (st.next + k) % n;
+                        let i = (start + k) % n;
                         if !st.subscriptions[i].take_credit() {
                             continue;
                         }

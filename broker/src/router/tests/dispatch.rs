@@ -186,3 +186,20 @@ fn a_selective_consumer_with_credit_takes_a_match_past_messages_it_cannot_have()
     bench.ack(&busy, first).unwrap();
     assert_eq!(busy.take_seqs(), [blue]);
 }
+
+/// Found by the queue-model property test: on the path that checks each
+/// message against each consumer (selectors, exclusivity, groups), one
+/// dispatch of several messages gave them all to one consumer, skipping
+/// the others' turns.
+#[test]
+fn returned_messages_are_shared_in_turn_when_consumers_have_selectors() {
+    let bench = Bench::new();
+    let leaving = bench.subscribe(Q, Opts::individual(2));
+    let seqs = bench.publish_n(Q, 2);
+    assert_eq!(leaving.take_seqs(), seqs);
+    let a = bench.subscribe(Q, Opts::individual(5).selector("JMSPriority >= 0"));
+    let b = bench.subscribe(Q, Opts::individual(5));
+    bench.close(&leaving);
+    assert_eq!(a.take_seqs(), [seqs[0]]);
+    assert_eq!(b.take_seqs(), [seqs[1]]);
+}
