@@ -77,6 +77,10 @@ struct State {
     groups: HashMap<Arc<str>, SubscriptionId>,
     /// The first exclusive subscription, which alone receives while it exists.
     exclusive_owner: Option<SubscriptionId>,
+    /// A grouped message was published or restored here. Sticky: a group
+    /// whose messages wait before any was delivered has no owner in
+    /// `groups` yet, and only the filtered path pins one.
+    grouped: bool,
     /// Some subscription has a selector or is exclusive, or a grouped message
     /// was seen: dispatch must check each message against each subscriber.
     /// Otherwise the plain round-robin fast path applies.
@@ -194,6 +198,7 @@ impl Destination {
             DestinationKind::Queue => {
                 st.bytes += p.message.footprint();
                 if p.message.group().is_some() {
+                    st.grouped = true;
                     st.filtered = true;
                 }
                 // Invariant: no subscription with credit has an eligible
@@ -252,6 +257,10 @@ impl Destination {
     pub fn restore(&self, message: Arc<Message>, redeliveries: u32) {
         let mut st = self.lock();
         st.bytes += message.footprint();
+        if message.group().is_some() {
+            st.grouped = true;
+            st.filtered = true;
+        }
         st.waiting.push_back(Pending {
             message,
             redeliveries,
@@ -764,7 +773,7 @@ impl State {
             .subscriptions
             .iter()
             .any(|s| s.selector.is_some() || s.exclusive);
-        self.filtered = any_filter || !self.groups.is_empty();
+        self.filtered = any_filter || self.grouped;
     }
 
     /// The next subscription in round-robin order with credit that may take

@@ -119,3 +119,21 @@ fn when_the_exclusive_consumer_leaves_the_next_exclusive_one_takes_over() {
     // No exclusive consumer left: back to sharing.
     assert_eq!(shared.take().len(), 2);
 }
+
+/// Found by the queue-model property test: a group whose messages were
+/// published before anyone subscribed had no owner yet, and a subscription
+/// switched the queue back to plain round-robin, which delivers without
+/// pinning groups: the group's messages went to different consumers at once.
+#[test]
+fn a_group_published_before_anyone_subscribed_still_has_one_owner() {
+    let bench = Bench::new();
+    let g1 = bench.publish(Q, Msg::new().group("g"));
+    let g2 = bench.publish(Q, Msg::new().group("g"));
+    let a = bench.subscribe(Q, Opts::individual(1));
+    let b = bench.subscribe(Q, Opts::individual(1));
+    assert_eq!(a.take_seqs(), [g1]);
+    assert!(b.take().is_empty(), "g2 waits for the group's owner");
+    assert_eq!(bench.waiting(Q), [g2]);
+    bench.ack(&a, g1).unwrap();
+    assert_eq!(a.take_seqs(), [g2]);
+}
