@@ -211,7 +211,13 @@ impl Destination {
                         st.next_with_credit()
                     };
                     if let Some(i) = target {
+                        let closes_group = p.message.closes_group();
                         st.deliver_to(i, p);
+                        // The group's other waiting messages may now go to
+                        // anyone: the invariant needs a dispatch again.
+                        if closes_group {
+                            self.dispatch(&mut st);
+                        }
                         return self.account(&st);
                     }
                 }

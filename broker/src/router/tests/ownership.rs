@@ -137,3 +137,22 @@ fn a_group_published_before_anyone_subscribed_still_has_one_owner() {
     bench.ack(&a, g1).unwrap();
     assert_eq!(a.take_seqs(), [g2]);
 }
+
+/// Found by the queue-model property test: a group's closing message
+/// published straight to its owner freed the group's other waiting
+/// messages, but nothing dispatched them, so a consumer with credit sat
+/// idle beside a message it could have had (until the next ack or
+/// subscription).
+#[test]
+fn closing_a_group_on_publish_frees_its_waiting_messages_for_others() {
+    let bench = Bench::new();
+    let blue = bench.publish(Q, Msg::new().group("g").property("color", "blue"));
+    let red = bench.publish(Q, Msg::new().group("g").property("color", "red"));
+    let owner = bench.subscribe(Q, Opts::individual(2).selector("color = 'red'"));
+    let other = bench.subscribe(Q, Opts::individual(1));
+    assert_eq!(owner.take_seqs(), [red]);
+    assert!(other.take().is_empty(), "the group is the red-only owner's");
+    let last = bench.publish(Q, Msg::new().closing_group("g").property("color", "red"));
+    assert_eq!(owner.take_seqs(), [last]);
+    assert_eq!(other.take_seqs(), [blue]);
+}
