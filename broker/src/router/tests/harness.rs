@@ -61,6 +61,10 @@ pub(super) struct Got {
 pub(super) struct Sub {
     pub handle: Arc<Consumer>,
     sink: Arc<Recorder>,
+    /// Links: the delivery count the router last reported, and how many
+    /// deliveries had been recorded then (the receiver's side of AMQP's
+    /// delivery count, which a drain moves without deliveries).
+    link_count: Mutex<(u32, usize)>,
 }
 
 /// A [`DeliverySink`] that keeps deliveries for the test to read.
@@ -175,7 +179,11 @@ impl Bench {
                 sink.clone(),
             )
         };
-        Sub { handle, sink }
+        Sub {
+            handle,
+            sink,
+            link_count: Mutex::new((0, 0)),
+        }
     }
 
     /// Acknowledges `seq` on `sub` (cumulatively in client mode).
@@ -193,13 +201,40 @@ impl Bench {
         self.router.unsubscribe(&sub.handle);
     }
 
-    /// Grants a link subscription `credit` more deliveries from what it has
-    /// received so far.
+    /// Grants a link subscription credit for `credit` deliveries from now
+    /// (`drain`: what cannot be delivered at once is used up).
     pub fn grant(&self, sub: &Sub, credit: u32, drain: bool) -> LinkFlow {
-        let received = sub.all().len() as u32;
-        self.router
-            .flow(&sub.handle, received, credit, drain)
-            .expect("the subscription exists")
+        let mut count = sub.link_count.lock().unwrap();
+        let received = sub.all().len();
+        let since = u32::try_from(received - count.1).unwrap();
+        let flow = self
+            .router
+            .flow(&sub.handle, count.0.wrapping_add(since), credit, drain)
+            .expect("the subscription exists");
+        *count = (flow.delivery_count, sub.all().len());
+        flow
+    }
+
+    /// A transactional ACK or NACK of `seq` on `sub` (cumulative in client
+    /// mode): frees credit now. Returns the sequence numbers it holds, for
+    /// [`Bench::commit_acks`], [`Bench::commit_nacks`] or [`Bench::abort`].
+    pub fn hold(&self, sub: &Sub, seq: u64) -> Result<Vec<u64>, RouterError> {
+        self.router.hold(&sub.handle, seq)
+    }
+
+    /// Commits held acks: consumes exactly `seqs`.
+    pub fn commit_acks(&self, sub: &Sub, seqs: &[u64]) {
+        drop(self.router.ack_exact(&sub.handle, seqs));
+    }
+
+    /// Commits held nacks: returns exactly `seqs`, one after the other.
+    pub fn commit_nacks(&self, sub: &Sub, seqs: &[u64]) {
+        self.router.nack_exact(&sub.handle, seqs);
+    }
+
+    /// Aborts: `seqs` count against credit again.
+    pub fn abort(&self, sub: &Sub, seqs: &[u64]) {
+        self.router.unhold(&sub.handle, seqs);
     }
 
     /// What waits on `queue`, in the order it would be delivered.

@@ -8,7 +8,9 @@
 //! - [`dispatch`]: who receives what, and when.
 //! - [`ack`]: acknowledgement, rejection and redelivery.
 //! - [`ownership`]: message groups and exclusive consumers.
-//! - [`queue_model`]: the reference model and the property test.
+//! - [`queue_model`]: a reference model of one queue.
+//! - [`queue_property`]: the property test running the router and the
+//!   model side by side.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -17,3 +19,4 @@ mod dispatch;
 mod harness;
 mod ownership;
 mod queue_model;
+mod queue_property;
