@@ -216,3 +216,21 @@ fn a_committed_transaction_consumes_its_acks_and_returns_its_nacks() {
     }
     assert_eq!(bench.snapshot(Q).unacked, 2);
 }
+
+#[test]
+fn a_delayed_redelivery_stays_away_until_its_delay_ends_then_goes_first() {
+    let mut bench = Bench::with_redelivery(6, 1000);
+    let sub = bench.subscribe(Q, Opts::individual(1));
+    let seqs = bench.publish_n(Q, 3);
+    assert_eq!(sub.take_seqs(), [seqs[0]]);
+    bench.nack(&sub, seqs[0]).unwrap();
+    assert_eq!(bench.delayed(), [(seqs[0], 1)]);
+    // Meanwhile the queue goes on without it.
+    assert_eq!(sub.take_seqs(), [seqs[1]]);
+    assert_eq!(bench.waiting(Q), [seqs[2]]);
+    bench.return_delayed(seqs[0]);
+    assert_eq!(bench.waiting(Q), [seqs[0], seqs[2]]);
+    bench.ack(&sub, seqs[1]).unwrap();
+    assert_eq!(sub.take(), redelivered(&seqs[..1], 1));
+    assert!(bench.delayed().is_empty());
+}

@@ -23,10 +23,16 @@ const CONNECTION: u64 = 1;
 
 /// A router over [`MemoryStore`], with the receiving end of its dead-letter
 /// channel: no dead-letter task runs, so a test sees each message a queue
-/// gives up on (and each delayed redelivery) as it was handed over.
+/// gives up on as it was handed over, and returns delayed redeliveries
+/// itself ([`Bench::return_delayed`]) when it chooses.
 pub(super) struct Bench {
     pub router: Router,
     outcasts: UnboundedReceiver<Outcast>,
+    /// Redeliveries handed over for their delay and not returned yet:
+    /// message and redelivery count.
+    delayed: Vec<(Arc<Message>, u32)>,
+    /// Given up, not yet read by [`Bench::dead`].
+    dead: Vec<u64>,
 }
 
 /// What a test can say about a message.
@@ -96,13 +102,25 @@ impl Bench {
             .unwrap()
             .take()
             .expect("a new router still has its dead-letter receiver");
-        Bench { router, outcasts }
+        Bench {
+            router,
+            outcasts,
+            delayed: Vec::new(),
+            dead: Vec::new(),
+        }
     }
 
     /// A router that gives a message up after `max` redeliveries.
     pub fn with_max_redeliveries(max: u32) -> Bench {
+        Bench::with_redelivery(max, 0)
+    }
+
+    /// A router that gives a message up after `max` redeliveries and holds
+    /// each redelivery back for `delay_ms` first (0: none).
+    pub fn with_redelivery(max: u32, delay_ms: u64) -> Bench {
         let mut config = RouterConfig::default();
         config.dead_letter.max_redeliveries = max;
+        config.dead_letter.redelivery_delay = delay_ms;
         Bench::with_config(config)
     }
 
@@ -252,17 +270,48 @@ impl Bench {
     }
 
     /// Sequence numbers of the messages given up (dead-lettered) since the
-    /// last call, in the order they were given up. A delayed redelivery
-    /// handed over instead fails the test: no bench config delays.
+    /// last call, in the order they were given up.
     pub fn dead(&mut self) -> Vec<u64> {
-        let mut dead = Vec::new();
+        self.read_outcasts();
+        std::mem::take(&mut self.dead)
+    }
+
+    /// Redeliveries waiting out their delay: `(seq, redeliveries)`.
+    pub fn delayed(&mut self) -> Vec<(u64, u32)> {
+        self.read_outcasts();
+        self.delayed.iter().map(|(m, r)| (m.seq, *r)).collect()
+    }
+
+    /// Reads what the router handed its dead-letter task.
+    fn read_outcasts(&mut self) {
         while let Ok(outcast) = self.outcasts.try_recv() {
             match outcast {
-                Outcast::Dead(d) => dead.push(d.message.seq),
-                other => panic!("unexpected outcast {other:?}"),
+                Outcast::Dead(d) => self.dead.push(d.message.seq),
+                Outcast::Delayed {
+                    message,
+                    redeliveries,
+                    wait,
+                } => {
+                    assert!(wait > 0, "a delayed redelivery waits");
+                    self.delayed.push((message, redeliveries));
+                }
+                Outcast::Wake(_) => panic!("no wildcard subscription on the bench"),
             }
         }
-        dead
+    }
+
+    /// Ends the delay of redelivery `seq` (the router's scheduler does this
+    /// when the delay is over): it goes back to its queue.
+    pub fn return_delayed(&mut self, seq: u64) {
+        self.read_outcasts();
+        let at = self
+            .delayed
+            .iter()
+            .position(|(m, _)| m.seq == seq)
+            .expect("a delayed redelivery");
+        let (message, redeliveries) = self.delayed.remove(at);
+        self.destination(&message.destination)
+            .return_delayed(message, redeliveries);
     }
 }
 

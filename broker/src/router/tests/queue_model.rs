@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 /// A message as the model sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Message {
+pub(super) struct ModelMessage {
     pub seq: u64,
     pub priority: u8,
     pub group: Option<u8>,
@@ -22,7 +22,7 @@ pub(super) struct Message {
 /// A message waiting or delivered, with how often it was delivered before.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Entry {
-    pub message: Message,
+    pub message: ModelMessage,
     pub redeliveries: u32,
     /// Delivered and acknowledged or rejected inside an open transaction.
     pub held: bool,
@@ -30,7 +30,7 @@ pub(super) struct Entry {
 
 /// How a consumer subscribed.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Subscription {
+pub(super) struct ModelSubscription {
     pub prefetch: usize,
     /// `client` mode: ACK and NACK cover what was delivered before too.
     pub cumulative: bool,
@@ -42,10 +42,10 @@ pub(super) struct Subscription {
 }
 
 #[derive(Debug)]
-pub(super) struct Consumer {
+pub(super) struct ModelConsumer {
     /// Identity for group ownership.
     key: usize,
-    how: Subscription,
+    how: ModelSubscription,
     /// Links: deliveries still allowed.
     link_credit: Option<u32>,
     /// Delivered and not acknowledged, in delivery order.
@@ -88,6 +88,9 @@ pub(super) struct Consumer {
 ///   unacknowledged message, held or not. A returned message's redelivery
 ///   count goes up by one; over `max_redeliveries` it is given up
 ///   (dead-lettered) instead of returned.
+/// - **Redelivery delay.** When redeliveries are delayed, a returned
+///   message (not given up) leaves the queue instead, and when its delay
+///   ends goes in front of everything of its priority.
 /// - **Transactions.** A transactional ack or nack holds what a plain one
 ///   would take (held messages are skipped): they stop counting against
 ///   prefetch at once. Commit acknowledges the held acks' messages (one
@@ -100,11 +103,15 @@ pub(super) struct Consumer {
 #[derive(Debug)]
 pub(super) struct QueueModel {
     pub waiting: Vec<Entry>,
-    pub consumers: Vec<Consumer>,
+    pub consumers: Vec<ModelConsumer>,
     cursor: usize,
     /// Group -> owning consumer's key.
     groups: HashMap<u8, usize>,
     max_redeliveries: u32,
+    /// Redeliveries are delayed.
+    delay: bool,
+    /// Returned messages waiting out their redelivery delay.
+    pub delayed: Vec<Entry>,
     /// Given up since the last comparison.
     pub dead: Vec<u64>,
     next_key: usize,
@@ -119,14 +126,17 @@ pub(super) struct QueueModel {
 pub(super) struct NotHeld;
 
 impl QueueModel {
-    /// An empty queue giving messages up after `max_redeliveries` returns.
-    pub fn new(max_redeliveries: u32) -> QueueModel {
+    /// An empty queue giving messages up after `max_redeliveries` returns,
+    /// and delaying redeliveries when `delay`.
+    pub fn new(max_redeliveries: u32, delay: bool) -> QueueModel {
         QueueModel {
             waiting: Vec::new(),
             consumers: Vec::new(),
             cursor: 0,
             groups: HashMap::new(),
             max_redeliveries,
+            delay,
+            delayed: Vec::new(),
             dead: Vec::new(),
             next_key: 0,
             published: 0,
@@ -135,7 +145,7 @@ impl QueueModel {
         }
     }
 
-    pub fn publish(&mut self, message: Message) {
+    pub fn publish(&mut self, message: ModelMessage) {
         self.published += 1;
         // Behind everything of its priority or higher.
         let at = self
@@ -152,8 +162,8 @@ impl QueueModel {
         self.dispatch();
     }
 
-    pub fn subscribe(&mut self, how: Subscription) {
-        self.consumers.push(Consumer {
+    pub fn subscribe(&mut self, how: ModelSubscription) {
+        self.consumers.push(ModelConsumer {
             key: self.next_key,
             how,
             link_credit: how.link.then_some(0),
@@ -271,18 +281,36 @@ impl QueueModel {
                 self.dead_total += 1;
                 continue;
             }
-            let at = self
-                .waiting
-                .iter()
-                .position(|e| e.message.priority <= entry.message.priority)
-                .unwrap_or(self.waiting.len());
             let entry = Entry {
                 message: entry.message,
                 redeliveries,
                 held: false,
             };
-            self.waiting.insert(at, entry);
+            if self.delay {
+                self.delayed.push(entry);
+            } else {
+                self.put_in_front(entry);
+            }
         }
+    }
+
+    /// Ends the redelivery delay of `seq`.
+    pub fn return_delayed(&mut self, seq: u64) {
+        if let Some(at) = self.delayed.iter().position(|e| e.message.seq == seq) {
+            let entry = self.delayed.remove(at);
+            self.put_in_front(entry);
+            self.dispatch();
+        }
+    }
+
+    /// Puts `entry` in front of everything waiting of its priority.
+    fn put_in_front(&mut self, entry: Entry) {
+        let at = self
+            .waiting
+            .iter()
+            .position(|e| e.message.priority <= entry.message.priority)
+            .unwrap_or(self.waiting.len());
+        self.waiting.insert(at, entry);
     }
 
     fn has_credit(&self, i: usize) -> bool {
@@ -291,7 +319,7 @@ impl QueueModel {
         counted < c.how.prefetch && c.link_credit != Some(0)
     }
 
-    fn eligible(&self, i: usize, message: &Message) -> bool {
+    fn eligible(&self, i: usize, message: &ModelMessage) -> bool {
         let consumer = &self.consumers[i];
         let exclusive = self.consumers.iter().find(|c| c.how.exclusive);
         if exclusive.is_some_and(|owner| owner.key != consumer.key) {
@@ -339,19 +367,19 @@ impl QueueModel {
         }
     }
 
-    /// Every message published is acknowledged, given up, waiting or
-    /// unacknowledged, exactly once.
+    /// Every message published is acknowledged, given up, waiting (in the
+    /// queue or out its redelivery delay) or unacknowledged, exactly once.
     pub fn check_conservation(&self) {
         let unacked: usize = self.consumers.iter().map(|c| c.unacked.len()).sum();
         assert_eq!(
             self.published,
-            self.acked + self.dead_total + self.waiting.len() + unacked,
+            self.acked + self.dead_total + self.waiting.len() + self.delayed.len() + unacked,
             "the model lost or duplicated a message"
         );
     }
 }
 
-impl Consumer {
+impl ModelConsumer {
     fn position(&self, seq: u64) -> Option<usize> {
         self.unacked.iter().position(|e| e.message.seq == seq)
     }

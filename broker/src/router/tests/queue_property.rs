@@ -1,13 +1,14 @@
 //! The property test: random sequences of publish, subscribe, ack, nack,
-//! transactional ack/nack with commit or abort, link credit grants and
-//! close, run against the router and [`QueueModel`] side by side. After
-//! every step it compares what each consumer received (with redelivery
-//! counts), what waits (in delivery order), what each consumer holds
-//! unacknowledged and what was given up. A failure prints the shrunk
+//! transactional ack/nack with commit or abort, link credit grants, close
+//! and the end of redelivery delays, run against the router and
+//! [`QueueModel`] side by side. After every step it compares what each
+//! consumer received (with redelivery counts), what waits (in delivery
+//! order), what each consumer holds unacknowledged, what waits out a
+//! redelivery delay and what was given up. A failure prints the shrunk
 //! sequence of operations.
 
 use super::harness::{Bench, Msg, Opts, Sub};
-use super::queue_model::{Message, NotHeld, QueueModel, Subscription};
+use super::queue_model::{ModelMessage, ModelSubscription, NotHeld, QueueModel};
 use crate::router::RouterError;
 use proptest::prelude::*;
 
@@ -65,6 +66,11 @@ enum Op {
     Close {
         consumer: usize,
     },
+    /// The redelivery delay of a returned message ends (by position among
+    /// those waiting it out; nothing when there are none).
+    DelayEnds {
+        pick: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -115,6 +121,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (consumer, 0u32..4, prop::bool::weighted(0.2))
             .prop_map(|(consumer, credit, drain)| Op::Grant { consumer, credit, drain }),
         1 => consumer.prop_map(|consumer| Op::Close { consumer }),
+        2 => any::<usize>().prop_map(|pick| Op::DelayEnds { pick }),
     ]
 }
 
@@ -133,11 +140,14 @@ struct Run {
 }
 
 impl Run {
-    fn new() -> Run {
+    /// `delay`: redeliveries wait out a delay, which the run ends with
+    /// [`Op::DelayEnds`].
+    fn new(delay: bool) -> Run {
+        let delay_ms = if delay { 1000 } else { 0 };
         Run {
-            bench: Bench::with_max_redeliveries(MAX_REDELIVERIES),
+            bench: Bench::with_redelivery(MAX_REDELIVERIES, delay_ms),
             subs: Vec::new(),
-            model: QueueModel::new(MAX_REDELIVERIES),
+            model: QueueModel::new(MAX_REDELIVERIES, delay),
         }
     }
 
@@ -164,7 +174,7 @@ impl Run {
                     };
                 }
                 let seq = self.bench.publish(Q, msg);
-                self.model.publish(Message {
+                self.model.publish(ModelMessage {
                     seq,
                     priority,
                     group,
@@ -195,7 +205,7 @@ impl Run {
                 }
                 let sub = self.bench.subscribe(Q, opts);
                 self.subs.push((sub, Transaction::default()));
-                self.model.subscribe(Subscription {
+                self.model.subscribe(ModelSubscription {
                     prefetch,
                     cumulative,
                     exclusive,
@@ -268,6 +278,15 @@ impl Run {
                     self.model.grant(i, credit, drain);
                 }
             }
+            Op::DelayEnds { pick } => {
+                let delayed = &self.model.delayed;
+                if delayed.is_empty() {
+                    return Ok(());
+                }
+                let seq = delayed[pick % delayed.len()].message.seq;
+                self.bench.return_delayed(seq);
+                self.model.return_delayed(seq);
+            }
             Op::Close { consumer } => {
                 let Some(i) = self.consumer(consumer) else {
                     return Ok(());
@@ -331,6 +350,20 @@ impl Run {
         real_dead.sort_unstable();
         model_dead.sort_unstable();
         prop_assert_eq!(real_dead, model_dead, "given up");
+        let mut real_delayed = self.bench.delayed();
+        let mut model_delayed: Vec<(u64, u32)> = self
+            .model
+            .delayed
+            .iter()
+            .map(|e| (e.message.seq, e.redeliveries))
+            .collect();
+        real_delayed.sort_unstable();
+        model_delayed.sort_unstable();
+        prop_assert_eq!(
+            real_delayed,
+            model_delayed,
+            "waiting out a redelivery delay"
+        );
         self.model.check_conservation();
         Ok(())
     }
@@ -361,8 +394,11 @@ proptest! {
     })]
 
     #[test]
-    fn the_router_runs_a_queue_as_the_model_does(ops in prop::collection::vec(op(), 1..60)) {
-        let mut run = Run::new();
+    fn the_router_runs_a_queue_as_the_model_does(
+        delay in prop::bool::weighted(0.25),
+        ops in prop::collection::vec(op(), 1..60),
+    ) {
+        let mut run = Run::new(delay);
         for op in &ops {
             run.apply(op)?;
         }
