@@ -189,6 +189,18 @@ impl Destination {
     /// Publishes a message: hands it to a consumer with credit or keeps it.
     pub fn publish(&self, message: Arc<Message>) {
         self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        // A queue message expired on arrival is given up as `dispatch` gives
+        // up an expired waiting one; it must not reach a consumer just
+        // because one was ready. (The clock is read only for messages that
+        // can expire.)
+        if self.address.kind == DestinationKind::Queue
+            && message.expires != 0
+            && message.is_expired(now_ms())
+        {
+            self.stats.expired.fetch_add(1, Ordering::Relaxed);
+            self.bury(message, DeathCause::Expired, self.policy.expired_to_dlq);
+            return;
+        }
         let mut st = self.lock();
         let p = Pending {
             message,

@@ -203,3 +203,22 @@ fn returned_messages_are_shared_in_turn_when_consumers_have_selectors() {
     assert_eq!(a.take_seqs(), [seqs[0]]);
     assert_eq!(b.take_seqs(), [seqs[1]]);
 }
+
+/// An expired message is given up, never delivered, whether it waited for a
+/// consumer or one was ready when it arrived. (The second case was
+/// delivered: publishing straight to a consumer skipped the expiry check
+/// that dispatching waiting messages makes.)
+#[test]
+fn an_expired_message_is_given_up_whether_or_not_a_consumer_is_ready() {
+    let mut bench = Bench::new();
+    let waited = bench.publish(Q, Msg::new().expired());
+    let sub = bench.subscribe(Q, Opts::individual(10));
+    let arrived = bench.publish(Q, Msg::new().expired());
+    let fresh = bench.publish(Q, Msg::new());
+    assert_eq!(sub.take_seqs(), [fresh]);
+    assert_eq!(bench.dead(), [waited, arrived]);
+    let destination = bench.destination(Q);
+    let stats = &destination.stats;
+    assert_eq!(stats.expired.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(bench.snapshot(Q).waiting, 0);
+}

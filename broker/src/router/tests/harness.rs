@@ -43,6 +43,8 @@ pub(super) struct Msg {
     closes_group: bool,
     persistent: bool,
     property: Option<(String, String)>,
+    /// Expiry time, ms since the epoch (0: never).
+    expires: u64,
 }
 
 /// How a test subscribes.
@@ -149,7 +151,7 @@ impl Bench {
             destination: destination.address.name.clone(),
             persistent: msg.persistent,
             priority: msg.priority.unwrap_or(DEFAULT_PRIORITY),
-            expires: 0,
+            expires: msg.expires,
             timestamp: 0,
             headers,
             body: Body::new(bytes::Bytes::from(format!("message {seq}"))),
@@ -343,6 +345,12 @@ impl Msg {
     /// Persistent (appended to the store before it is dispatched).
     pub fn persistent(mut self, persistent: bool) -> Msg {
         self.persistent = persistent;
+        self
+    }
+
+    /// Expired long ago (`expires` of 1 ms after the epoch).
+    pub fn expired(mut self) -> Msg {
+        self.expires = 1;
         self
     }
 
