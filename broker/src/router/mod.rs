@@ -23,6 +23,8 @@ pub mod queue_wildcard;
 pub mod scheduler;
 pub mod shared_window;
 pub mod subscription;
+#[cfg(test)]
+mod tests;
 
 pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};
 pub use body::{Body, BodySource, PageError};
