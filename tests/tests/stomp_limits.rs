@@ -7,6 +7,8 @@
 use ferromq_protocol::stomp::{Command, Frame};
 use ferromq_tests::{Broker, Client};
 use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SMALL_FRAMES: &str = r#"
@@ -396,24 +398,39 @@ fn destination_limit() {
 
 #[test]
 fn client_flooding_receipts_without_reading_throttles_only_itself() {
+    const FRAMES: u32 = 300_000;
     let mut broker = Broker::start();
     let rss_start = broker.rss_kib();
     let (flooder, mut writer) = broker.client_with_writer();
-    let flood = std::thread::spawn(move || {
-        let mut sent = 0u32;
-        // Never reads its receipts; stops when the broker stops reading.
-        for i in 0..300_000u32 {
-            let f = Frame::new(Command::Send)
-                .header("destination", "/topic/flood")
-                .header("receipt", &format!("receipt-number-{i}"));
-            if writer.send(&f).is_err() {
-                break;
+    let sent = Arc::new(AtomicU32::new(0));
+    let flood = {
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            // Never reads its receipts; stops when the broker stops reading.
+            for i in 0..FRAMES {
+                let f = Frame::new(Command::Send)
+                    .header("destination", "/topic/flood")
+                    .header("receipt", &format!("receipt-number-{i}"));
+                if writer.send(&f).is_err() {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
             }
-            sent += 1;
+        })
+    };
+    // Throttled: the broker stops reading the flooder (its writes block
+    // once the socket buffers are full), long before all frames are in.
+    let stalled_at = stalled_count(&sent, &flood);
+    assert!(
+        stalled_at.is_some_and(|n| n > 0),
+        "the flooder was never throttled: it wrote {} of {FRAMES} frames{}",
+        sent.load(Ordering::Relaxed),
+        if flood.is_finished() {
+            " and finished"
+        } else {
+            " without a pause"
         }
-        sent
-    });
-    std::thread::sleep(Duration::from_secs(2));
+    );
     // Others are served promptly meanwhile.
     let mut other = broker.client();
     other.subscribe("s", "/queue/unaffected", "auto");
@@ -421,18 +438,38 @@ fn client_flooding_receipts_without_reading_throttles_only_itself() {
         .client()
         .send_message("/queue/unaffected", "served", &[]);
     assert_eq!(&other.recv().body[..], b"served");
+    // ... and the flooder is still held where it was.
+    assert_eq!(
+        Some(sent.load(Ordering::Relaxed)),
+        stalled_at,
+        "the flooder moved on while it still read nothing"
+    );
     let rss = broker.rss_kib();
     assert!(
         rss < rss_start + 64 * 1024,
         "broker RSS grew from {rss_start} KiB to {rss} KiB"
     );
     broker.kill9();
-    let sent = flood.join().unwrap();
-    assert!(
-        sent < 300_000,
-        "the broker read all {sent} frames of a client that never reads"
-    );
+    flood.join().unwrap();
     drop(flooder);
+}
+
+/// Waits (bounded) until the flooder's count of written frames stops
+/// growing for two seconds while it is still running (longer than any
+/// scheduling hiccup of a loaded machine); returns that count, or `None` if
+/// it finished or never paused.
+fn stalled_count(sent: &AtomicU32, flood: &std::thread::JoinHandle<()>) -> Option<u32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = sent.load(Ordering::Relaxed);
+    while Instant::now() < deadline && !flood.is_finished() {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = sent.load(Ordering::Relaxed);
+        if now == last && !flood.is_finished() {
+            return Some(now);
+        }
+        last = now;
+    }
+    None
 }
 
 #[test]
