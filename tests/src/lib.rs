@@ -885,15 +885,15 @@ mod tests {
     }
 }
 
-/// Polls the broker's `/metrics` (start it with `--admin 127.0.0.1:0`)
-/// until sample `series` (see [`metric`]) satisfies `want`, for at most
-/// [`WAIT`]. Returns the last value read (`None`: the series never
-/// appeared); the caller asserts on it, so a test can prove that the event
-/// it is about happened.
-pub fn wait_for_metric(broker: &Broker, series: &str, want: impl Fn(f64) -> bool) -> Option<f64> {
+/// Polls `/metrics` on the admin listener `admin` ([`Broker::admin`]; start
+/// the broker with `--admin 127.0.0.1:0`) until sample `series` (see
+/// [`metric`]) satisfies `want`, for at most [`WAIT`]. Returns the last
+/// value read (`None`: the series never appeared); the caller asserts on
+/// it, so a test can prove that the event it is about happened.
+pub fn wait_for_metric(admin: SocketAddr, series: &str, want: impl Fn(f64) -> bool) -> Option<f64> {
     let deadline = Instant::now() + WAIT;
     loop {
-        let (status, body) = http_get(broker.admin(), "/metrics", None);
+        let (status, body) = http_get(admin, "/metrics", None);
         assert_eq!(status, 200, "GET /metrics: {body}");
         let value = metric(&body, series);
         if value.is_some_and(&want) || Instant::now() > deadline {

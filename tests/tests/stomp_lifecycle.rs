@@ -166,7 +166,7 @@ fn sigterm_reaches_a_producer_blocked_by_flow_control() {
     // bodies of 16 KiB are far over the 64 KiB limit), not merely slow.
     assert!(receipted < 100, "all {receipted} SENDs were receipted");
     let blocked = wait_for_metric(
-        &broker,
+        broker.admin(),
         "ferromq_destination_blocked_producers{destination=\"/queue/blocked\",kind=\"queue\"}",
         |v| v >= 1.0,
     );
