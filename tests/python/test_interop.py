@@ -50,8 +50,9 @@ def test_queue_competing_consumers_each_message_once(broker):
         shares.append(share)
     got = [body for share in shares for body in share]
     assert sorted(got) == sorted("m%d" % i for i in range(40))
-    # Competing, not one consumer taking everything: each gets a share.
-    assert all(share for share in shares), [len(share) for share in shares]
+    # Competing, not one consumer taking (nearly) everything: each gets a
+    # share (round-robin dispatch gives 20 each).
+    assert all(len(share) >= 40 // 4 for share in shares), [len(share) for share in shares]
     assert all(not rec.messages.qsize() for rec in recs)
 
 
