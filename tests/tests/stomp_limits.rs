@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferromq_protocol::stomp::{Command, Frame};
-use ferromq_tests::{Broker, Client};
+use ferromq_tests::{http_get, metric, Broker, Client};
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -274,9 +274,11 @@ memory_limit = "8MiB"
 /// never held for good, and the broker's RSS stays bounded. What the
 /// non-reading consumer holds (in flight, and on a topic its backlog) is
 /// capped at half the memory limit, so producer flow control never waits
-/// on it.
+/// on it. The slow consumer must really have held messages: on a queue it
+/// took some the fast one never got; on a topic its backlog overflowed
+/// (`ferromq_destination_discarded_total` counts the losses).
 fn slow_consumer_case(dest: &str, body_len: usize) {
-    let mut broker = Broker::start_with(Some(SLOW_CONSUMER), &[]);
+    let mut broker = Broker::start_with(Some(SLOW_CONSUMER), &["--admin", "127.0.0.1:0"]);
     let count = 50 * 1024 * 1024 / body_len;
     // Subscribed, and then never reads.
     let mut slow = broker.client();
@@ -312,9 +314,28 @@ fn slow_consumer_case(dest: &str, body_len: usize) {
     eprintln!(
         "{body_len}-byte bodies: fast consumer received {received} of {count}; RSS {rss_start} -> {rss_max} KiB"
     );
+    let topic = dest.starts_with("/topic/");
+    let discarded = metric(
+        &http_get(broker.admin(), "/metrics", None).1,
+        &format!(
+            "ferromq_destination_discarded_total{{destination=\"{dest}\",kind=\"{}\"}}",
+            if topic { "topic" } else { "queue" }
+        ),
+    );
     // A producer still blocked now would be stuck for good: free it.
     let finished = producer.is_finished();
     broker.kill9();
+    if topic {
+        assert!(
+            discarded.is_some_and(|d| d > 0.0),
+            "the slow topic subscriber lost nothing (discarded {discarded:?}): it was not slow"
+        );
+    } else {
+        assert!(
+            received < count,
+            "the fast consumer got all {count}: the slow one held nothing"
+        );
+    }
     assert!(
         producer.join().unwrap() && finished,
         "the producer was held for good; the fast consumer got {received} of {count}"
