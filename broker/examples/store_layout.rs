@@ -30,6 +30,11 @@
 //!   append-only body file (one per `--file-segment` bytes), synced before the
 //!   sled batch that refers to them; a file is deleted once none of its
 //!   bodies is live.
+//! - `wal`: not sled as the log: the encoded batch record (bodies inline) is
+//!   appended to a log file and synced per batch, the commit point; sled
+//!   holds only the derived references and is flushed every
+//!   `--index-flush-every` batches (recovery would replay the file past
+//!   sled's applied index). This measures the floor of a plain append.
 
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
@@ -49,6 +54,7 @@ enum Layout {
     Log,
     LogRef,
     Files,
+    Wal,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -99,6 +105,9 @@ struct Args {
     /// `log`, `log-ref`, `files`: log records kept behind the newest.
     #[arg(long, default_value_t = 1024)]
     log_keep: u64,
+    /// `wal`: batches between two sled flushes.
+    #[arg(long, default_value_t = 100)]
+    index_flush_every: u64,
     /// Working directory (emptied before and removed after the run).
     #[arg(long, default_value = "target/store-layout-data")]
     dir: PathBuf,
@@ -332,6 +341,20 @@ fn reference(batch: u64, offset: u64, len: u64, file: u64, m: &Msg) -> Vec<u8> {
     out
 }
 
+/// sled writes of one commit, in order (a `sled::Batch` cannot be merged).
+#[derive(Default)]
+struct Ops(Vec<(sled::IVec, Option<sled::IVec>)>);
+
+impl Ops {
+    fn insert(&mut self, k: impl Into<sled::IVec>, v: impl Into<sled::IVec>) {
+        self.0.push((k.into(), Some(v.into())));
+    }
+
+    fn remove(&mut self, k: impl Into<sled::IVec>) {
+        self.0.push((k.into(), None));
+    }
+}
+
 /// The store under test: a sled database and, for `files`, body files.
 struct Store {
     args: Args,
@@ -348,6 +371,10 @@ struct Store {
     body_file: Option<(u64, File, u64)>,
     /// Live bodies per body file.
     file_refs: HashMap<u64, u32>,
+    /// sled writes not applied yet (`wal`).
+    pending: Ops,
+    /// Group commits, and sled flushes.
+    batches: u64,
     flushes: u64,
     file_syncs: u64,
 }
@@ -374,6 +401,13 @@ impl Store {
 
     /// Appends `body` to the current body file; returns (file, offset).
     fn append_body(&mut self, body: &[u8]) -> Res<(u64, u64)> {
+        let (n, at) = self.append_raw(body)?;
+        *self.file_refs.entry(n).or_insert(0) += 1;
+        Ok((n, at))
+    }
+
+    /// Appends `raw` to the current body (or log) file; returns (file, offset).
+    fn append_raw(&mut self, raw: &[u8]) -> Res<(u64, u64)> {
         let roll = match &self.body_file {
             Some((_, _, len)) => *len >= self.args.file_segment,
             None => true,
@@ -385,16 +419,15 @@ impl Store {
             self.body_file = Some((n, f, 0));
         }
         let (n, f, len) = self.body_file.as_mut().ok_or("no body file")?;
-        f.write_all(body)?;
+        f.write_all(raw)?;
         let at = *len;
-        *len += body.len() as u64;
-        *self.file_refs.entry(*n).or_insert(0) += 1;
+        *len += raw.len() as u64;
         Ok((*n, at))
     }
 
     /// Writes one group commit of new messages.
     fn write(&mut self, msgs: &[Msg]) -> Res<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Ops::default();
         match self.args.layout {
             Layout::Current => {
                 for m in msgs {
@@ -411,6 +444,33 @@ impl Store {
                     );
                 }
                 batch.insert(APPLIED_KEY, &(self.next_index - 1).to_be_bytes());
+            }
+            Layout::Wal => {
+                let index = self.next_index;
+                self.next_index += 1;
+                let entries: Vec<Entry<'_>> = msgs
+                    .iter()
+                    .map(|m| Entry::Enqueue(m, BodyIn::Inline(&m.body)))
+                    .collect();
+                let (raw, offsets) = encode_batch(index, &entries);
+                // Durability ordering: the log file is the commit point;
+                // sled's references are derived and may lag behind it.
+                let (file, at) = self.append_raw(&raw)?;
+                self.sync_log()?;
+                *self.file_refs.entry(file).or_insert(0) += msgs.len() as u32;
+                for (m, offset) in msgs.iter().zip(offsets) {
+                    let r = reference(index, at + offset as u64, m.body.len() as u64, file, m);
+                    batch.insert(&key(b'M', m.seq), r);
+                    self.live.insert(
+                        m.seq,
+                        Live {
+                            key: m.seq,
+                            batch: 0,
+                            file,
+                        },
+                    );
+                }
+                batch.insert(APPLIED_KEY, &index.to_be_bytes());
             }
             Layout::Log | Layout::LogRef | Layout::Files => {
                 let index = self.next_index;
@@ -478,7 +538,7 @@ impl Store {
 
     /// Drain step: delivery marks for `deliver`, acks for `ack`.
     fn drain(&mut self, deliver: &[Msg], ack: &[Msg]) -> Res<()> {
-        let mut batch = sled::Batch::default();
+        let mut batch = Ops::default();
         let logged = self.args.layout != Layout::Current;
         let mut entries = Vec::new();
         for m in deliver {
@@ -512,7 +572,14 @@ impl Store {
                 }
             }
         }
-        if logged {
+        if self.args.layout == Layout::Wal {
+            let index = self.next_index;
+            self.next_index += 1;
+            let (raw, _) = encode_batch(index, &entries);
+            self.append_raw(&raw)?;
+            self.sync_log()?;
+            batch.insert(APPLIED_KEY, &index.to_be_bytes());
+        } else if logged {
             let index = self.next_index;
             self.next_index += 1;
             let (raw, _) = encode_batch(index, &entries);
@@ -540,7 +607,7 @@ impl Store {
 
     /// Removes log records older than `--log-keep` batches that no live
     /// message refers to, oldest first.
-    fn purge(&mut self, batch: &mut sled::Batch) {
+    fn purge(&mut self, batch: &mut Ops) {
         let newest = self.next_index - 1;
         while let Some(&oldest) = self.unpurged.front() {
             let referenced = self.batch_refs.get(&oldest).is_some_and(|n| *n > 0);
@@ -553,10 +620,41 @@ impl Store {
         }
     }
 
-    fn commit(&mut self, batch: sled::Batch) -> Res<()> {
+    /// One group commit's sled writes: one `apply_batch` and one `flush`,
+    /// except for `wal`, whose derived writes are gathered in memory and
+    /// applied (one batch, one flush) every `--index-flush-every` commits.
+    fn commit(&mut self, ops: Ops) -> Res<()> {
+        self.batches += 1;
+        self.pending.0.extend(ops.0);
+        let lagging = self.args.layout == Layout::Wal
+            && self.batches % self.args.index_flush_every.max(1) != 0;
+        if !lagging {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Applies what is gathered and flushes sled.
+    fn checkpoint(&mut self) -> Res<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in std::mem::take(&mut self.pending.0) {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
         self.db.apply_batch(batch)?;
         self.db.flush()?;
         self.flushes += 1;
+        Ok(())
+    }
+
+    /// Syncs the log file (`wal`): one fdatasync per batch.
+    fn sync_log(&mut self) -> Res<()> {
+        if let Some((_, f, _)) = &self.body_file {
+            f.sync_data()?;
+            self.file_syncs += 1;
+        }
         Ok(())
     }
 }
@@ -670,22 +768,27 @@ fn main() -> Res<()> {
         unpurged: VecDeque::new(),
         body_file: None,
         file_refs: HashMap::new(),
+        pending: Ops::default(),
+        batches: 0,
         flushes: 0,
         file_syncs: 0,
     };
     let k = store.args.per_flush;
     let n = msgs.len() as f64;
     // Writes the empty database's first pages outside the measured window.
-    store.commit(sled::Batch::default())?;
+    store.commit(Ops::default())?;
     store.flushes = 0;
+    store.batches = 0;
 
     let fill = measure(|| {
         for group in msgs.chunks(k) {
             store.write(group)?;
         }
+        store.checkpoint()?;
         Ok(())
     })?;
     let fill_flushes = store.flushes;
+    let fill_batches = store.batches;
     let after_fill = disk_use(&store.args.dir)?;
 
     let groups: Vec<&[Msg]> = msgs.chunks(k).collect();
@@ -695,6 +798,7 @@ fn main() -> Res<()> {
             let ack = if i > 0 { groups[i - 1] } else { &[] };
             store.drain(deliver, ack)?;
         }
+        store.checkpoint()?;
         Ok(())
     })?;
     let after_drain = disk_use(&store.args.dir)?;
@@ -705,7 +809,18 @@ fn main() -> Res<()> {
     drop(store.db);
     drop(store.body_file);
     let reopen = measure(|| {
-        let db = open_db(&args)?;
+        // sled's file lock outlives a dropped `Db` for a moment (its IO
+        // threads still hold the file): retry a lock conflict briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match open_db(&args) {
+                Err(e) if attempts < 40 && e.to_string().contains("acquire lock") => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => break other?,
+            }
+        };
         db.flush()?;
         drop(db);
         Ok(())
@@ -729,10 +844,11 @@ fn main() -> Res<()> {
         "fill_secs": fill.0,
         "fill_msgs_per_s": n / fill.0,
         "fill_flushes": fill_flushes,
-        "fill_body_syncs": store.file_syncs,
+        "fill_batches": fill_batches,
+        "file_syncs": store.file_syncs,
         "fill_write_bytes": fill.1,
         "fill_bytes_per_msg": fill.1 as f64 / n,
-        "fill_bytes_per_flush": fill.1 as f64 / fill_flushes as f64,
+        "fill_bytes_per_flush": fill.1 as f64 / fill_batches as f64,
         "disk_after_fill": after_fill.0,
         "disk_alloc_after_fill": after_fill.1,
         "drain_secs": drain.0,
