@@ -33,20 +33,23 @@ layouts() {
 }
 
 config() {
-    for layout in current log-ref; do
-        run config --layout "$layout" --per-flush 10 --messages "$n10" --mode high-throughput
-        run config --layout "$layout" --per-flush 10 --messages "$n10" --segment-size 65536
-        run config --layout "$layout" --per-flush 10 --messages "$n10" --segment-size 8388608
-        run config --layout "$layout" --per-flush 10 --messages "$n10" --cache 16777216
-        run config --layout "$layout" --per-flush 10 --messages "$n10" --cache 1073741824
-        run config --layout "$layout" --per-flush 10 --messages "$n10" --flush-every-ms 500
+    # On today's layout, where the settings matter most; N=50,000 to keep
+    # the shared disk's time reasonable.
+    local n=${NCONF:-50000}
+    for opt in "--mode high-throughput" "--segment-size 65536" "--segment-size 8388608" \
+        "--cache 16777216" "--cache 1073741824" "--flush-every-ms 500"; do
+        # shellcheck disable=SC2086
+        run config --layout current --per-flush 10 --messages "$n" $opt
     done
     run config --layout current --per-flush 1 --messages "$n1" --segment-size 65536
     run config --layout current --per-flush 1 --messages "$n1" --mode high-throughput
 }
 
 large() {
-    for layout in current log-ref files; do
+    # Not log-ref: with 10 MB bodies its sled files passed 26 GB before 200
+    # messages were written (batch records of 100 MB rewritten as blobs);
+    # the run was stopped to protect the shared disk.
+    for layout in current files; do
         run large --layout "$layout" --per-flush 10 --messages "$nbig" --body 10000000
     done
 }

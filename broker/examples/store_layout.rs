@@ -265,7 +265,18 @@ fn enqueue_len(m: &Msg, body: &BodyIn<'_>) -> usize {
 /// delivered=2 | ack=3 }) }`; returns it with the offset of each inline
 /// body (in entry order; 0 for entries without one).
 fn encode_batch(index: u64, entries: &[Entry<'_>]) -> (Vec<u8>, Vec<usize>) {
-    let mut out = Vec::new();
+    // Sized up front: a batch of 10 MB bodies must not be copied while
+    // the vector grows (the real writer would not copy bodies at all).
+    let capacity: usize = entries
+        .iter()
+        .map(|e| match e {
+            Entry::Enqueue(m, body) => {
+                pb::delimited_len(3, pb::delimited_len(1, enqueue_len(m, body)))
+            }
+            _ => 48,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(capacity + 24);
     let mut offsets = Vec::with_capacity(entries.len());
     pb::uint(&mut out, 1, 1);
     pb::uint(&mut out, 2, index);
