@@ -61,6 +61,8 @@ wal() {
     run wal --layout wal --per-flush 10 --messages "$n10" --index-flush-every 10
     run wal --layout wal --per-flush 10 --messages "$n10" --index-flush-every 1000
     run wal --layout wal --per-flush 10 --messages "$nbig" --body 10000000
+    run wal --layout wal --index-per-commit --per-flush 1 --messages "$n1"
+    run wal --layout wal --index-per-commit --per-flush 10 --messages "$n10"
 }
 
 sets=("$@")

@@ -35,6 +35,10 @@
 //!   holds only the derived references and is flushed every
 //!   `--index-flush-every` batches (recovery would replay the file past
 //!   sled's applied index). This measures the floor of a plain append.
+//!   With `--index-per-commit`, sled gets one reference per log record
+//!   instead of one per message, and delivery marks as a cursor per
+//!   commit (the drain is in order): the index of issue 19's paged queue
+//!   kept per commit, with keys of their own only for exceptions.
 
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
@@ -108,6 +112,9 @@ struct Args {
     /// `wal`: batches between two sled flushes.
     #[arg(long, default_value_t = 100)]
     index_flush_every: u64,
+    /// `wal`: one sled reference per log record, not per message.
+    #[arg(long)]
+    index_per_commit: bool,
     /// Working directory (emptied before and removed after the run).
     #[arg(long, default_value = "target/store-layout-data")]
     dir: PathBuf,
@@ -469,14 +476,22 @@ impl Store {
                 let (file, at) = self.append_raw(&raw)?;
                 self.sync_log()?;
                 *self.file_refs.entry(file).or_insert(0) += msgs.len() as u32;
+                let per_commit = self.args.index_per_commit;
+                if let (true, Some(first)) = (per_commit, msgs.first()) {
+                    let r = reference(index, at, raw.len() as u64, file, first);
+                    batch.insert(&key(b'B', index), r);
+                    self.batch_refs.insert(index, msgs.len() as u32);
+                }
                 for (m, offset) in msgs.iter().zip(offsets) {
-                    let r = reference(index, at + offset as u64, m.body.len() as u64, file, m);
-                    batch.insert(&key(b'M', m.seq), r);
+                    if !per_commit {
+                        let r = reference(index, at + offset as u64, m.body.len() as u64, file, m);
+                        batch.insert(&key(b'M', m.seq), r);
+                    }
                     self.live.insert(
                         m.seq,
                         Live {
                             key: m.seq,
-                            batch: 0,
+                            batch: index,
                             file,
                         },
                     );
@@ -552,11 +567,19 @@ impl Store {
         let mut batch = Ops::default();
         let logged = self.args.layout != Layout::Current;
         let mut entries = Vec::new();
+        // `wal --index-per-commit`: in-order marks are one cursor, and a
+        // log record's reference goes when its last message is acked.
+        let per_commit = self.args.layout == Layout::Wal && self.args.index_per_commit;
+        if let (true, Some(last)) = (per_commit, deliver.last()) {
+            batch.insert(b"\x00delivered", &last.seq.to_be_bytes());
+        }
         for m in deliver {
             let Some(live) = self.live.get(&m.seq) else {
                 continue;
             };
-            batch.insert(&key(b'D', live.key), &1u32.to_be_bytes());
+            if !per_commit {
+                batch.insert(&key(b'D', live.key), &1u32.to_be_bytes());
+            }
             entries.push(Entry::Delivered {
                 seq: m.seq,
                 count: 1,
@@ -567,14 +590,19 @@ impl Store {
             let Some(live) = self.live.remove(&m.seq) else {
                 continue;
             };
-            batch.remove(&key(b'M', live.key));
-            batch.remove(&key(b'D', live.key));
+            if !per_commit {
+                batch.remove(&key(b'M', live.key));
+                batch.remove(&key(b'D', live.key));
+            }
             entries.push(Entry::Ack {
                 destination: &m.destination,
                 seq: m.seq,
             });
             if let Some(n) = self.batch_refs.get_mut(&live.batch) {
                 *n -= 1;
+                if per_commit && *n == 0 {
+                    batch.remove(&key(b'B', live.batch));
+                }
             }
             if let Some(n) = self.file_refs.get_mut(&live.file) {
                 *n -= 1;
@@ -848,6 +876,7 @@ fn main() -> Res<()> {
         "flush_every_ms": args.flush_every_ms,
         "inline_max": args.inline_max,
         "index_flush_every": args.index_flush_every,
+        "index_per_commit": args.index_per_commit,
         "log_keep": args.log_keep,
         "file_segment": args.file_segment,
         "per_flush": k,

@@ -18,6 +18,8 @@ def config_of(r):
         parts.append(f"flush_every_ms {r['flush_every_ms']}")
     if r["layout"] == "Wal" and r.get("index_flush_every", 100) != 100:
         parts.append(f"index flush every {r['index_flush_every']}")
+    if r.get("index_per_commit"):
+        parts.append("index per commit")
     if r["inline_max"]:
         parts.append(f"inline ≤ {r['inline_max']}")
     return ", ".join(parts)
