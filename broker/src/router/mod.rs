@@ -690,8 +690,8 @@ impl Router {
     }
 
     /// Adds a subscription. Messages may be delivered to `sink` before this
-    /// returns, so a protocol that must answer first (STOMP's RECEIPT) queues
-    /// its answer on the sink's connection beforehand.
+    /// returns, so a protocol that must answer first (STOMP's RECEIPT) holds
+    /// the sink's deliveries until its answer is queued.
     pub fn subscribe(
         &self,
         destination: Arc<Destination>,
