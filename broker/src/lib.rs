@@ -8,6 +8,7 @@
 //! and touches no socket; the store knows no protocol either.
 
 pub mod admin;
+pub mod admin_client;
 pub mod auth;
 pub mod metrics;
 pub mod native;
