@@ -127,8 +127,9 @@ where
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
-            if let Err(e) = r {
-                debug!(listener = "admin", %peer, error = %e, "admin connection ended");
+            match r {
+                Ok(()) => debug!(listener = "admin", %peer, "admin connection closed"),
+                Err(e) => debug!(listener = "admin", %peer, error = %e, "admin connection ended"),
             }
         }
         _ = shutdown.cancelled() => {
