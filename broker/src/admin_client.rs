@@ -32,6 +32,10 @@ pub struct AdminArgs {
     /// Password of --user.
     #[arg(long, env = "FERROMQ_ADMIN_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// PEM CA certificate to trust for an https --url (a broker with its
+    /// own CA); without it the usual public roots are used.
+    #[arg(long, env = "FERROMQ_ADMIN_CACERT", value_name = "FILE")]
+    pub cacert: Option<std::path::PathBuf>,
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -312,11 +316,25 @@ impl Client {
                 base64::engine::general_purpose::STANDARD.encode(pair)
             )
         });
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+            .timeout_global(Some(Duration::from_secs(30)));
+        if let Some(path) = &args.cacert {
+            let pem = std::fs::read(path)
+                .map_err(|e| Failure(format!("cannot read --cacert {}: {e}", path.display())))?;
+            let cert = ureq::tls::Certificate::from_pem(&pem).map_err(|e| {
+                Failure(format!(
+                    "--cacert {}: not a PEM certificate: {e}",
+                    path.display()
+                ))
+            })?;
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+                    .build(),
+            );
+        }
+        let agent: ureq::Agent = config.build().into();
         Ok(Client {
             agent,
             base,

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferromq_protocol::stomp::Command;
+use ferromq_tests::pki::Pki;
 use ferromq_tests::{ferromq_bin, hash_password, Broker};
 use serde_json::Value;
 use std::process::{Command as Process, Output};
@@ -196,4 +197,29 @@ fn bad_credentials_are_one_line_and_good_ones_work() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["role"], "standalone");
+}
+
+#[test]
+fn https_on_admin_tls_listen_with_the_broker_ca() {
+    let pki = Pki::new();
+    let config = format!(
+        "{}[admin]\ntls_listen = \"127.0.0.1:0\"\n",
+        pki.tls_config()
+    );
+    let broker = Broker::start_with(Some(&config), ADMIN);
+    let https = format!(
+        "https://{}",
+        broker.listener("admin+tls").expect("admin+tls listener")
+    );
+    let ca = pki.path("ca.crt").display().to_string();
+    let v = json(&https, &["--cacert", &ca, "overview"]);
+    assert_eq!(v["role"], "standalone");
+    let out = ok(&https, &["--cacert", &ca, "send", "tls.q", "over https"]);
+    assert!(out.starts_with("sent ID:"), "{out}");
+    // Plain HTTP still answers on admin.listen.
+    let http = format!("http://{}", broker.admin());
+    assert_eq!(json(&http, &["list", "queues"])[0]["messages"], 1);
+    // Without the CA the certificate is not trusted: one line, exit 1.
+    let err = fails(&https, &["overview"], 1);
+    assert!(err.contains("cannot reach the broker"), "{err}");
 }
