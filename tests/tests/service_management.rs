@@ -177,6 +177,8 @@ fn every_route_answers_json() {
     assert_eq!(a.total, Some(3));
     assert_eq!(a.json.as_array().unwrap().len(), 1);
     assert_eq!(a.json[0]["name"], "/topic/mgmt.news");
+    let a = api.get("/api/destinations?order=desc&page=2&page_size=1");
+    assert_eq!(a.json[0]["name"], "/queue/mgmt.other");
     let a = api.get("/api/destinations?sort=messages&order=desc");
     assert_eq!(a.json[0]["name"], "/queue/mgmt.orders");
 

@@ -95,37 +95,48 @@ pub async fn list(
     let descending = p.choice("order", &["asc", "desc"], "asc")? == "desc";
     let page = p.number("page", 1, 1, usize::MAX)?;
     let page_size = p.number("page_size", 100, 1, MAX_PAGE_SIZE)?;
-    let mut rows: Vec<Row> = src
+    let matching: Vec<Arc<Destination>> = src
         .router
         .destinations()
-        .iter()
+        .into_iter()
         .filter(|d| kind == "all" || kind_name(d.kind()) == kind)
         .filter(|d| name_matches(pattern, d.name()))
-        .map(|d| row(d))
         .collect();
-    let key = |r: &Row| -> u64 {
-        match sort {
-            "messages" => r.waiting as u64,
-            "unacked" => r.unacked as u64,
-            "consumers" => r.consumers as u64,
-            "enqueued" => r.enqueued,
-            "dequeued" => r.dequeued,
-            "bytes" => r.bytes as u64,
-            _ => 0,
-        }
-    };
-    // Destinations come sorted by name; a stable sort keeps that order
-    // among equal keys.
-    if sort != "name" {
-        rows.sort_by_key(|r| key(r));
-    }
-    if descending {
-        rows.reverse();
-    }
-    let total = rows.len();
+    let total = matching.len();
     let start = (page - 1).saturating_mul(page_size).min(total);
     let end = start.saturating_add(page_size).min(total);
-    let shown = &rows[start..end];
+    // Destinations come sorted by name: in name order only the page shown
+    // is measured (each measurement takes a destination's lock); any other
+    // order measures all of them first.
+    let shown: Vec<Row> = if sort == "name" {
+        if descending {
+            matching[total - end..total - start]
+                .iter()
+                .rev()
+                .map(|d| row(d))
+                .collect()
+        } else {
+            matching[start..end].iter().map(|d| row(d)).collect()
+        }
+    } else {
+        let key = |r: &Row| -> u64 {
+            match sort {
+                "messages" => r.waiting as u64,
+                "unacked" => r.unacked as u64,
+                "consumers" => r.consumers as u64,
+                "enqueued" => r.enqueued,
+                "dequeued" => r.dequeued,
+                _ => r.bytes as u64,
+            }
+        };
+        let mut rows: Vec<Row> = matching.iter().map(|d| row(d)).collect();
+        // A stable sort keeps name order among equal keys.
+        rows.sort_by_key(|r| key(r));
+        if descending {
+            rows.reverse();
+        }
+        rows.drain(start..end).collect()
+    };
     let rates = src.rates.of_many(shown.iter().map(|r| r.name.as_str()));
     let items: Vec<Value> = shown
         .iter()
