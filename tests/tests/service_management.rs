@@ -7,6 +7,8 @@
 //! per-destination metrics.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod native_common;
+
 use base64::Engine as _;
 use ferromq_protocol::stomp::{Command, Frame, Version};
 use ferromq_tests::{hash_password, http_get, metric, Broker, Client};
@@ -709,5 +711,36 @@ fn per_destination_metrics_are_capped_and_protocols_counted() {
     assert_eq!(
         metric(&m, "ferromq_connections_by_protocol{protocol=\"native\"}"),
         Some(0.0)
+    );
+}
+
+#[test]
+fn closing_a_native_connection_sends_a_close_with_the_reason() {
+    let broker = native_common::broker_with("", ADMIN);
+    let api = Api::new(broker.admin());
+    let mut raw = native_common::Raw::open(native_common::native_addr(&broker));
+    let list = api.ok("GET", "/api/connections", None);
+    let native: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["protocol"] == "native")
+        .collect();
+    assert_eq!(native.len(), 1, "{list}");
+    let id = native[0]["id"].as_u64().unwrap();
+    let o = api.ok("GET", "/api/overview", None);
+    assert_eq!(o["connections"]["by_protocol"]["native"], 1, "{o}");
+    let a = api.call(
+        "DELETE",
+        &format!("/api/connections/{id}?reason=maintenance"),
+        None,
+        &[],
+    );
+    assert_eq!(a.status, 202, "{}", a.json);
+    let info = raw.expect_close();
+    native_common::assert_error(
+        &info,
+        ferromq_protocol::native::ErrorCondition::NotAllowed,
+        "maintenance",
     );
 }
