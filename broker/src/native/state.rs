@@ -123,6 +123,11 @@ impl Connection {
         self.certificate_user = common_name;
     }
 
+    /// The authenticated user, once the Open was accepted.
+    pub fn user(&self) -> Option<&str> {
+        self.principal.as_ref().map(|p| &*p.name)
+    }
+
     /// Whether the Opens have been exchanged.
     pub fn is_open(&self) -> bool {
         self.opened

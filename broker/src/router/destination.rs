@@ -575,6 +575,15 @@ impl Destination {
         }
     }
 
+    /// Each subscription's owner, tag, prefetch and counts (management API).
+    pub fn subscriptions(&self) -> Vec<super::manage::SubscriptionView> {
+        let st = self.lock();
+        st.subscriptions
+            .iter()
+            .map(|s| super::manage::SubscriptionView::of(s, self.name()))
+            .collect()
+    }
+
     /// Whether the destination has no subscription and holds nothing.
     pub fn is_idle(&self) -> bool {
         let st = self.lock();

@@ -9,6 +9,7 @@
 //! - [`pending`]: the priority-ordered waiting list.
 //! - [`message`]: messages and deliveries.
 //! - [`body`]: message bodies, resident or paged out to the store.
+//! - [`manage`]: what the management API does (purge, delete, browse).
 //! - [`queue_wildcard`]: wildcard subscriptions on queues (`/queue/a.>`),
 //!   and [`shared_window`], their one prefetch window over all queues.
 
@@ -17,6 +18,7 @@ pub mod body;
 pub mod dead_letter;
 pub mod destination;
 pub mod durable;
+pub mod manage;
 pub mod message;
 pub mod pending;
 pub mod queue_wildcard;
@@ -134,6 +136,8 @@ pub struct Router {
     dead_letters: mpsc::UnboundedSender<Outcast>,
     /// Taken by [`Router::run_dead_letters`].
     dead_letter_rx: Mutex<Option<mpsc::UnboundedReceiver<Outcast>>>,
+    /// Open client connections, for the management API (see [`manage`]).
+    connections: Arc<crate::registry::Registry>,
 }
 
 impl Router {
@@ -150,6 +154,7 @@ impl Router {
             has_durables: AtomicBool::new(false),
             dead_letters,
             dead_letter_rx: Mutex::new(Some(rx)),
+            connections: Arc::default(),
             config,
             store,
             destinations: RwLock::new(HashMap::new()),
