@@ -40,6 +40,9 @@ run bench-client/tests/peer-activemq.sh
 step "ferromq-bench HTML report in headless Chromium"
 run bench-client/tests/html-in-chromium.sh
 
+step "web console in headless Chromium"
+run tests/console/console-in-chromium.sh
+
 step "every benchmark table and report regenerates from its committed raw data"
 run scripts/bench-tables-check.sh
 
