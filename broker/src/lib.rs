@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod message;
 pub mod metrics;
 pub mod native;
 pub mod outbox;

@@ -7,28 +7,30 @@
 //! - [`destination`]: one queue or topic and its dispatch logic.
 //! - [`subscription`]: consumers, ack modes, credit.
 //! - [`pending`]: the priority-ordered waiting list.
-//! - [`message`]: messages and deliveries.
-//! - [`body`]: message bodies, resident or paged out to the store.
+//! - [`delivery_marks`]: which messages are stored, and recording their
+//!   deliveries before consumers see them.
+//! - [`delivery`]: deliveries and the sinks they go to (the message model
+//!   itself is [`crate::message`], shared with the store).
 //! - [`queue_wildcard`]: wildcard subscriptions on queues (`/queue/a.>`),
 //!   and [`shared_window`], their one prefetch window over all queues.
 
 pub mod address;
-pub mod body;
 pub mod dead_letter;
+pub mod delivery;
+pub mod delivery_marks;
 pub mod destination;
 pub mod durable;
-pub mod message;
 pub mod pending;
 pub mod queue_wildcard;
 pub mod scheduler;
 pub mod shared_window;
 pub mod subscription;
 
+pub use crate::message::{now_ms, Body, BodySource, Message, PageError, DEFAULT_PRIORITY};
 pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};
-pub use body::{Body, BodySource, PageError};
 pub use dead_letter::{DeadLetterPolicy, NackPolicy};
+pub use delivery::{Delivery, DeliverySink};
 pub use destination::{AckError, Destination, DestinationSnapshot};
-pub use message::{now_ms, Delivery, DeliverySink, Message, DEFAULT_PRIORITY};
 pub use subscription::{
     AckMode, ConnectionId, Consumer, LinkFlow, SubscribeOptions, SubscriptionId,
 };
@@ -680,11 +682,10 @@ impl Router {
         }
     }
 
-    /// Whether `message` sent to `destination` goes to the store.
+    /// Whether `message` sent to `destination` goes to the store (see
+    /// [`delivery_marks::stores_messages_of`]).
     fn stores(&self, destination: &Destination, message: &Message) -> bool {
-        message.persistent
-            && destination.kind() == DestinationKind::Queue
-            && !destination.address.is_temporary()
+        message.persistent && delivery_marks::stores_messages_of(destination)
     }
 
     /// Adds a subscription. Messages may be delivered to `sink` before this
@@ -774,7 +775,7 @@ impl Router {
         });
         // Deliveries of stored messages are recorded, so they come back
         // marked redelivered after a restart.
-        let sink = crate::store::DeliveryMarks::wrap(sink, &destination, &self.store);
+        let sink = delivery_marks::DeliveryMarks::wrap(sink, &destination, &self.store);
         let mut state = SubscriptionState::new(consumer.clone(), sink, prefetch);
         state.selector = options.selector;
         state.exclusive = options.exclusive;

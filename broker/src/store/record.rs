@@ -19,7 +19,7 @@
 //! value pairs | body (u32 len + bytes)`, integers big-endian. Any change to
 //! this layout bumps [`FORMAT`]; an unknown format is refused, never guessed.
 
-use crate::router::{Body, BodySource, Message, PageError};
+use crate::message::{Body, BodySource, Message, PageError};
 use bytes::Bytes;
 use ferromq_protocol::Headers;
 use std::sync::Arc;

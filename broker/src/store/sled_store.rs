@@ -12,7 +12,7 @@ use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
 use super::state::{Paging, StateMachine};
 use super::writer::{LogWriter, WriterSettings};
 use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
-use crate::router::BodySource;
+use crate::message::BodySource;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::Instant;
@@ -312,7 +312,7 @@ pub(super) fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::Message;
+    use crate::message::Message;
     use crate::store::StoreError;
     use bytes::Bytes;
     use ferromq_config::StoreSync;
@@ -578,94 +578,5 @@ mod tests {
         let m = store.metrics().unwrap();
         assert_eq!(m.messages_written, 6);
         assert_eq!(m.flush_latency.count, 2, "one flush per group of three");
-    }
-
-    /// Store-and-dispatch through the router: a persistent message published
-    /// to a queue with a consumer reaches the consumer without waiting for a
-    /// flush (its delivery record joins its enqueue), the writer waits for
-    /// the consumer's ack instead of writing, the ack releases the receipt,
-    /// and the message is never written. The gather is made long so that
-    /// nothing here depends on timing.
-    #[test]
-    fn a_message_consumed_within_the_gather_reaches_its_consumer_at_once_and_is_never_written() {
-        use crate::router::{
-            AckMode, Address, Delivery, DeliverySink, Router, RouterConfig, SubscribeOptions,
-        };
-        #[derive(Default)]
-        struct Collect(std::sync::Mutex<Vec<u64>>);
-        impl DeliverySink for Collect {
-            fn deliver(&self, d: Delivery) {
-                self.0.lock().unwrap().push(d.message.seq);
-            }
-        }
-
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = settings(dir.path(), 1 << 30);
-        s.writer.ack_gather = Duration::from_secs(30);
-        let (store, _) = SledStore::open(s).unwrap();
-        let store = Arc::new(store);
-        let router = Router::new(RouterConfig::default(), store.clone());
-        let queue = router
-            .destination(&Address::parse("/queue/q", 1).unwrap(), 1)
-            .unwrap();
-        let sink = Arc::new(Collect::default());
-        let consumer = router.subscribe(
-            queue.clone(),
-            1,
-            "sub".into(),
-            AckMode::ClientIndividual,
-            SubscribeOptions::default(),
-            sink.clone(),
-        );
-        let message = Message {
-            seq: router.next_seq(),
-            destination: queue.address.name.clone(),
-            persistent: true,
-            priority: 4,
-            expires: 0,
-            timestamp: 1,
-            headers: Headers::new(),
-            body: Bytes::from_static(b"hello").into(),
-        };
-        let seq = message.seq;
-        let Commit::Pending(mut receipt) = router.publish(&queue, message) else {
-            panic!("a persistent publish waits for the store");
-        };
-        assert_eq!(*sink.0.lock().unwrap(), vec![seq], "held for a flush");
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(
-            receipt.try_recv().is_err(),
-            "the writer wrote the message instead of waiting for the ack"
-        );
-        let acked = router.ack(&consumer, seq).unwrap();
-        assert_eq!(
-            receipt.try_recv(),
-            Ok(Ok(())),
-            "the ack releases the receipt"
-        );
-        wait(acked).unwrap();
-        let m = store.metrics().unwrap();
-        assert_eq!((m.messages_written, m.messages_elided), (0, 1));
-        // Without a consumer there is nothing to wait for: written at once.
-        let lone = router
-            .destination(&Address::parse("/queue/lone", 1).unwrap(), 1)
-            .unwrap();
-        let message = Message {
-            seq: router.next_seq(),
-            destination: lone.address.name.clone(),
-            persistent: true,
-            priority: 4,
-            expires: 0,
-            timestamp: 1,
-            headers: Headers::new(),
-            body: Bytes::from_static(b"kept").into(),
-        };
-        let started = std::time::Instant::now();
-        wait(router.publish(&lone, message)).unwrap();
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "waited for the gather"
-        );
-        assert_eq!(store.metrics().unwrap().messages_written, 1);
     }
 }

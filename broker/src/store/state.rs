@@ -16,7 +16,7 @@
 
 use super::record::{self, BodyFrom, DELIVERED_PREFIX, MESSAGE_PREFIX};
 use super::{LogEntry, Recovered, StoreError};
-use crate::router::{now_ms, BodySource};
+use crate::message::{now_ms, BodySource};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -349,7 +349,7 @@ impl StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::Message;
+    use crate::message::Message;
     use bytes::Bytes;
     use ferromq_protocol::Headers;
 
