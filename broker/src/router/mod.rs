@@ -243,7 +243,20 @@ impl Router {
                 }
             }
         }
+        // Expiry is the router's decision, written as entries: the store
+        // applies its log without a clock, so it brings expired messages
+        // back like the rest and the router drops them here (as before
+        // the log kept entries, they are not dead-lettered at restart).
+        let now = now_ms();
+        let mut expired = Vec::new();
         for (message, redeliveries) in recovered.messages {
+            if message.is_expired(now) {
+                expired.push(LogEntry::Ack {
+                    destination: message.destination.clone(),
+                    seq: message.seq,
+                });
+                continue;
+            }
             // A durable subscription's queue is found by name; its binding
             // to the topic returns when its subscriber does.
             let address = if durable::is_durable_queue(&message.destination) {
@@ -272,6 +285,10 @@ impl Router {
                 continue;
             }
             destination.restore(message, redeliveries);
+        }
+        if !expired.is_empty() {
+            tracing::info!(count = expired.len(), "expired stored messages dropped");
+            drop(self.store.append(expired));
         }
         Ok(())
     }

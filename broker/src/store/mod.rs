@@ -1,18 +1,67 @@
 //! The store: an ordered log of typed [`LogEntry`]s describing every state
 //! change a persistent message goes through.
 //!
-//! The router appends entries; a [`Store`] makes them durable and tells the
-//! caller when through a [`Commit`]. The store never sees a protocol: it knows
-//! messages, destinations and sequence numbers. Replication (Raft) will sit in
-//! front of `append` without changing this interface: a commit will then mean
-//! "durable on a quorum".
+//! The router appends entries and decides everything about them (what is
+//! stored, when a delivery is recorded, what expires, what a transaction
+//! holds together); a [`Store`] makes them durable and tells the caller
+//! when through a [`Commit`]. The store never sees a protocol and never
+//! imports the router: it knows messages ([`crate::message`]), destinations
+//! as names, and sequence numbers.
 //!
 //! - [`memory`]: no persistence at all.
 //! - [`sled_store`]: the durable store on sled (open, recover, close).
 //! - [`writer`]: the single log writer doing group commit.
-//! - [`state`]: the state machine the log is applied to.
-//! - [`record`]: the versioned on-disk encoding.
-//! - [`compact`]: giving consumed space back at open.
+//! - [`entry`]: the encoded log: one [`entry::EncodedBatch`] per group
+//!   commit, prost-encoded, with a format version.
+//! - [`state`]: the deterministic state machine the log is applied to.
+//! - [`paging`]: which stored bodies stay in memory (outside the apply).
+//! - [`record`]: the key layout in sled.
+//! - [`compact`]: giving consumed space back.
+//!
+//! # The replication seam
+//!
+//! The log writer turns everything queued for one group commit into one
+//! encoded batch: bytes ([`entry::build`], then
+//! [`entry::EncodedBatch::to_bytes`]). Those bytes are the log record: the
+//! store keeps the latest batches under `L` keys and derives the records
+//! that serve reads (messages, delivery counts, metadata) from them in
+//! [`state::StateMachine::apply`], which reads no clock and touches nothing
+//! but the store's own state. So a replicated store needs no router on a
+//! follower:
+//!
+//! 1. the leader's writer builds the batch exactly as now (store-and-dispatch
+//!    elision included: a pair consumed within the batch is not in it);
+//! 2. the cluster layer proposes the bytes as one replicated (Raft) entry
+//!    instead of applying them at once;
+//! 3. once a quorum has it, every node applies the same bytes with
+//!    [`state::StateMachine::apply_encoded`] into a `sled::Batch` and
+//!    applies that atomically; the leader then flushes and resolves the
+//!    batch's commits (a [`Commit`] means "durable on a quorum"), and only
+//!    then releases the deliveries held by [`Store::hand_off`];
+//! 4. a follower too far behind gets a snapshot:
+//!    [`state::StateMachine::snapshot`] builds one batch from the live
+//!    records, which applied to an empty store gives the same live state.
+//!
+//! Batches are numbered one per group commit (`state::StateMachine::last_batch`),
+//! the number a replicated log would index them by.
+//!
+//! # Sequence numbers
+//!
+//! A message's sequence number is its identity inside the broker (message
+//! ids, acks, redelivery), and a consumer has the message, seq included,
+//! before the writer forms the batch (store-and-dispatch: the delivery
+//! record joins the enqueue, so the consumer never waits for a flush). So
+//! the writer cannot assign seqs without making every persistent delivery
+//! wait for its batch, which is the cost store-and-dispatch exists to
+//! avoid. Seqs therefore come from the router's counter before the append,
+//! and the log carries them: every entry names its seq, each batch carries
+//! the highest seq used so far (elided ones included), and apply never
+//! invents one, so a leader and its followers agree on every seq by
+//! construction. What replication needs on top: a new leader must continue
+//! above every seq a deposed leader may have handed out, including ones in
+//! batches that never committed; e.g. start its counter at the applied
+//! `max_seq` plus a per-term gap (or put the term in the seq's high bits),
+//! via `Router::restore`'s `next_seq`.
 //!
 //! # The durability contract, and where each part is kept
 //!
@@ -39,7 +88,9 @@
 //! counts of deliveries not yet written to a socket.
 
 pub mod compact;
+pub mod entry;
 pub mod memory;
+pub mod paging;
 pub mod record;
 pub mod sled_store;
 pub mod state;
@@ -101,7 +152,16 @@ impl LogEntry {
     /// queue's bound and the disk limit).
     pub fn queued_bytes(&self) -> usize {
         match self {
-            LogEntry::Enqueue { message } => record::encoded_len(message),
+            // About the size of its record (entry::StoredMessage): the
+            // fields, each header with its two lengths, the body.
+            LogEntry::Enqueue { message } => {
+                let headers: usize = message
+                    .headers
+                    .iter()
+                    .map(|(k, v)| 4 + k.len() + v.len())
+                    .sum();
+                48 + message.destination.len() + headers + message.body.len()
+            }
             LogEntry::Ack { .. } | LogEntry::Delivered { .. } => 32,
             LogEntry::Put { key, value } => 32 + key.len() + value.len(),
             LogEntry::Delete { key } => 32 + key.len(),

@@ -8,8 +8,10 @@
 //! back for the sessions that deliver them.
 
 use super::compact;
+use super::entry::StoredMessage;
+use super::paging::Pager;
 use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
-use super::state::{Paging, StateMachine};
+use super::state::StateMachine;
 use super::writer::{LogWriter, WriterSettings};
 use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
 use crate::message::BodySource;
@@ -67,15 +69,20 @@ impl SledStore {
         let mut db = open_sled(&path, settings.cache_bytes)?;
         check_format(&path, &db)?;
         let bodies = Arc::new(SledBodies::default());
-        let paging = Paging {
-            budget: settings.body_budget,
-            source: bodies.clone(),
-        };
-        let (state, recovered) =
-            StateMachine::recover(&db, paging).map_err(|reason| OpenError::Corrupt {
+        let (state, records, meta) =
+            StateMachine::recover(&db).map_err(|reason| OpenError::Corrupt {
                 path: path.clone(),
                 reason,
             })?;
+        let mut pager = Pager::new(settings.body_budget, bodies.clone());
+        let recovered = Recovered {
+            messages: records
+                .into_iter()
+                .map(|r| (Arc::new(pager.recover(r.index, r.message)), r.delivered))
+                .collect(),
+            next_seq: state.max_seq() + 1,
+            meta,
+        };
         let mut on_disk = db.size_on_disk().unwrap_or(0);
         if compact::needed(on_disk, state.live_bytes(), settings.compact_min_bytes) {
             // The copy holds the very same keys, so the recovered state
@@ -92,8 +99,8 @@ impl SledStore {
             path = %path.display(),
             messages = recovered.messages.len(),
             bytes = state.live_bytes(),
-            resident_bytes = state.resident_bytes(),
-            paged = state.paged_messages(),
+            resident_bytes = pager.resident_bytes(),
+            paged = pager.paged_messages(),
             on_disk,
             elapsed_ms = started.elapsed().as_millis() as u64,
             sync = ?settings.writer.sync,
@@ -105,7 +112,7 @@ impl SledStore {
             settings.compact_min_bytes,
             bodies,
         );
-        let writer = LogWriter::start(db, state, settings.writer, Some(online))
+        let writer = LogWriter::start(db, state, pager, settings.writer, Some(online))
             .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
         Ok((SledStore { writer, path }, recovered))
     }
@@ -183,7 +190,7 @@ impl BodySource for SledBodies {
             .get(record::key(MESSAGE_PREFIX, index))
             .map_err(|e| e.to_string())?
             .ok_or("its record is gone")?;
-        record::decode_body(&raw).map(bytes::Bytes::copy_from_slice)
+        StoredMessage::decode_record(&raw).map(|m| m.body)
     }
 }
 
@@ -417,6 +424,28 @@ mod tests {
         assert!(matches!(e, OpenError::Format { .. }), "{text}");
         assert!(text.contains(&dir.path().display().to_string()), "{text}");
         assert!(text.contains("format 99"), "{text}");
+    }
+
+    /// Format 1 (message records without a log of batches) is refused,
+    /// not misread: the error names the directory and both versions.
+    #[test]
+    fn a_format_1_store_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(FORMAT_KEY, &1u32.to_be_bytes()).unwrap();
+            db.insert(record::key(MESSAGE_PREFIX, 1), &b"\x01old record"[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let e = SledStore::open(settings(dir.path(), 1 << 30)).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, OpenError::Format { .. }), "{text}");
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+        assert!(
+            text.contains("store format 1") && text.contains("reads format 2"),
+            "{text}"
+        );
     }
 
     #[test]
