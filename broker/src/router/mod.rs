@@ -311,11 +311,16 @@ impl Router {
         self.read().len()
     }
 
-    /// Publishes a message. Persistent messages are appended to the store
-    /// *before* they become visible to consumers, so the log always holds an
-    /// enqueue before its ack; the returned [`Commit`] says when the enqueue is
-    /// durable (the session waits on it before sending a receipt).
-    pub fn publish(&self, destination: &Destination, message: Message) -> Commit {
+    /// Publishes a message now, whatever its headers say about scheduling.
+    /// Producers go through [`Router::send`] (which calls this for an
+    /// unscheduled message); the router uses it for messages it makes
+    /// itself (scheduled firings, dead letters).
+    ///
+    /// Persistent messages are appended to the store *before* they become
+    /// visible to consumers, so the log always holds an enqueue before its
+    /// ack; the returned [`Commit`] says when the enqueue is durable (the
+    /// session waits on it before sending a receipt).
+    pub(crate) fn publish(&self, destination: &Destination, message: Message) -> Commit {
         let message = Arc::new(message);
         // Kept until the message is dispatched (see `Store::append_for_dispatch`).
         let (commit, _dispatching) = self.store_enqueue(destination, &message);
@@ -568,8 +573,12 @@ impl Router {
         true
     }
 
-    /// Sends a message: scheduled when it carries scheduling headers, else
-    /// published at once. See [`Router::publish`] for the durability rule.
+    /// Sends a producer's message: the one entry point every protocol uses
+    /// (STOMP SEND, native transfer, a committed transaction's sends), so
+    /// every header means the same whichever protocol carried it. Scheduled
+    /// when it carries scheduling headers (`AMQ_SCHEDULED_DELAY`, ...),
+    /// else published at once. See [`Router::publish`] for the durability
+    /// rule.
     pub fn send(
         &self,
         destination: &Arc<Destination>,
