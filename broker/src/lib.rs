@@ -7,6 +7,8 @@
 //! [`store`] (an ordered log of typed entries). The router knows no protocol
 //! and touches no socket; the store knows no protocol either.
 
+#![deny(missing_docs)]
+
 pub mod admin;
 pub mod auth;
 pub mod message;

@@ -111,7 +111,7 @@ impl Connection {
 
     /// The fast path for a whole transfer read in place from `frame`
     /// (`protocol::native::inbound`): the same as decoding it and calling
-    /// [`Connection::transfer`], without the copies. `None` when the link is
+    /// `Connection::transfer`, without the copies. `None` when the link is
     /// in the middle of a split message: decode the frame normally then.
     pub fn inbound_transfer(
         &mut self,

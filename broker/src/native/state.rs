@@ -2,8 +2,8 @@
 //! (`protocol/NATIVE.md` section 4). It checks each frame against the
 //! connection, session and link states, turns it into router requests (links
 //! in [`super::link`]), and replies through the [`Outbox`]. Transactions have
-//! STOMP's semantics and reuse its buffered operations
-//! ([`crate::stomp::transaction`]).
+//! STOMP's semantics and share its buffered operations and its commit
+//! ([`crate::transaction::Transaction::commit`]).
 
 use super::book::DeliveryBook;
 use super::link::Link;

@@ -577,7 +577,7 @@ impl Router {
     /// (STOMP SEND, native transfer, a committed transaction's sends), so
     /// every header means the same whichever protocol carried it. Scheduled
     /// when it carries scheduling headers (`AMQ_SCHEDULED_DELAY`, ...),
-    /// else published at once. See [`Router::publish`] for the durability
+    /// else published at once. See `Router::publish` for the durability
     /// rule.
     pub fn send(
         &self,
