@@ -11,7 +11,7 @@ use super::compact;
 use super::entry::StoredMessage;
 use super::paging::Pager;
 use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
-use super::state::StateMachine;
+use super::state::{LogKeep, StateMachine};
 use super::writer::{LogWriter, WriterSettings};
 use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
 use crate::message::BodySource;
@@ -70,7 +70,7 @@ impl SledStore {
         check_format(&path, &db)?;
         let bodies = Arc::new(SledBodies::default());
         let (state, records, meta) =
-            StateMachine::recover(&db).map_err(|reason| OpenError::Corrupt {
+            StateMachine::recover(&db, LogKeep::NONE).map_err(|reason| OpenError::Corrupt {
                 path: path.clone(),
                 reason,
             })?;
