@@ -24,6 +24,7 @@ run scripts/test-deps.sh
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked
 
 step "build (the e2e tests run the real binaries)"
 cargo build --workspace --bins --locked
