@@ -744,3 +744,71 @@ fn closing_a_native_connection_sends_a_close_with_the_reason() {
         "maintenance",
     );
 }
+
+/// ActiveMQ's semantics: a delete drops the destination and its messages; a
+/// send after it re-creates the destination. A persistent message sent
+/// while the delete runs is either dropped with it or in the re-created
+/// destination, live and after a restart alike: nothing deleted comes back.
+#[test]
+fn deleted_destinations_stay_deleted_across_a_restart() {
+    let mut broker = Broker::start_with(None, ADMIN);
+    let api = Api::new(broker.admin());
+    let running = Arc::new(AtomicBool::new(true));
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut producers = Vec::new();
+    for p in 0..3 {
+        let mut c = broker.client();
+        let (running, sent) = (running.clone(), sent.clone());
+        producers.push(std::thread::spawn(move || {
+            let mut n = 0;
+            while running.load(Ordering::Relaxed) && n < 20_000 {
+                c.send_message(
+                    "/queue/gone",
+                    &format!("p{p}-{n}"),
+                    &[("persistent", "true")],
+                );
+                sent.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+            }
+        }));
+    }
+    let mut deletes = 0u64;
+    let mut dropped = 0u64;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        let d = api.call("DELETE", "/api/destinations/queue/gone", None, &[]);
+        assert!(matches!(d.status, 200 | 404), "{} {}", d.status, d.json);
+        if d.status == 200 {
+            deletes += 1;
+            dropped += d.json["messages_dropped"].as_u64().unwrap_or(0);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    running.store(false, Ordering::Relaxed);
+    for p in producers {
+        p.join().unwrap();
+    }
+    let depth = |api: &Api| {
+        let a = api.get("/api/destinations/queue/gone");
+        match a.status {
+            404 => 0,
+            200 => a.json["messages"].as_u64().unwrap(),
+            s => panic!("{s} {}", a.json),
+        }
+    };
+    let before = depth(&api);
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(
+        sent > 0 && deletes > 10,
+        "sent {sent}, deleted {deletes} times"
+    );
+    broker.terminate();
+    let broker = broker.restart();
+    let api = Api::new(broker.admin());
+    let after = depth(&api);
+    assert_eq!(
+        after, before,
+        "{before} messages were live before the restart, {after} after \
+         ({sent} sent, {deletes} deletes dropping {dropped})"
+    );
+}

@@ -162,6 +162,14 @@ impl Connection {
             .filter(|d| !d.is_empty() && *d != link_destination.name());
         let destination = match named {
             Some(name) => self.destination_of(name, Permission::Write)?,
+            // Deleted by an administrator since the link attached: the link
+            // follows the destination re-created by this send, so its flow
+            // control watches the live one.
+            None if link_destination.is_deleted() => {
+                let fresh = self.destination_of(link_destination.name(), Permission::Write)?;
+                self.producer_link(channel, handle)?.destination = fresh.clone();
+                fresh
+            }
             None => link_destination,
         };
         let message = convert::from_parts(

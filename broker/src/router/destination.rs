@@ -62,6 +62,11 @@ pub struct Destination {
     /// This destination is a DLQ: its messages are never dead-lettered again.
     is_dlq: bool,
     dead_letters: mpsc::UnboundedSender<Outcast>,
+    /// Deleted by an administrator ([`Destination::retire`]): it takes no
+    /// more messages. Set and read under the state lock, so a publish
+    /// either lands before the delete (and is dropped with it) or sees the
+    /// flag and goes to the destination's successor.
+    deleted: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -140,6 +145,7 @@ impl Destination {
             waiting_producers: AtomicUsize::new(0),
             space: Notify::new(),
             stats: DestinationStats::default(),
+            deleted: AtomicBool::new(false),
             state: Mutex::new(State::default()),
         }
     }
@@ -187,8 +193,37 @@ impl Destination {
     }
 
     /// Publishes a message: hands it to a consumer with credit or keeps it.
+    /// A message for a deleted destination is dropped: producers go through
+    /// [`Destination::try_publish`], which hands it back instead.
     pub fn publish(&self, message: Arc<Message>) {
-        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        drop(self.try_publish(message));
+    }
+
+    /// Whether an administrator deleted this destination (see
+    /// [`Destination::retire`]).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Deletes this destination unless it has subscriptions (`Err` with
+    /// their count): marks it deleted and drains its waiting messages, all
+    /// under its lock, so every publish either happened before (its message
+    /// is among those returned) or is refused by [`Destination::try_publish`].
+    pub fn retire(&self) -> Result<Vec<Arc<Message>>, usize> {
+        let mut st = self.lock();
+        if !st.subscriptions.is_empty() {
+            return Err(st.subscriptions.len());
+        }
+        self.deleted.store(true, Ordering::Release);
+        let out: Vec<_> = st.waiting.drain().into_iter().map(|p| p.message).collect();
+        st.bytes = 0;
+        self.account(&st);
+        Ok(out)
+    }
+
+    /// [`Destination::publish`], handing the message back (`Err`) when the
+    /// destination was deleted: the caller finds its successor.
+    pub fn try_publish(&self, message: Arc<Message>) -> Result<(), Arc<Message>> {
         // A queue message expired on arrival is given up as `dispatch` gives
         // up an expired waiting one; it must not reach a consumer just
         // because one was ready. (The clock is read only for messages that
@@ -197,11 +232,16 @@ impl Destination {
             && message.expires != 0
             && message.is_expired(now_ms())
         {
+            self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
             self.stats.expired.fetch_add(1, Ordering::Relaxed);
             self.bury(message, DeathCause::Expired, self.policy.expired_to_dlq);
-            return;
+            return Ok(());
         }
         let mut st = self.lock();
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(message);
+        }
+        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
         let p = Pending {
             message,
             redeliveries: 0,
@@ -230,7 +270,8 @@ impl Destination {
                         if closes_group {
                             self.dispatch(&mut st);
                         }
-                        return self.account(&st);
+                        self.account(&st);
+                        return Ok(());
                     }
                 }
                 st.waiting.push_back(p);
@@ -267,6 +308,7 @@ impl Destination {
             }
         }
         self.account(&st);
+        Ok(())
     }
 
     /// Puts a message recovered from the store back in the waiting list.

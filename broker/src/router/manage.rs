@@ -9,7 +9,9 @@
 //! never held while a destination's own lock is taken.
 
 use super::subscription::SubscriptionState;
-use super::{ack_entries, durable, AckMode, ConnectionId, Destination, DestinationKind, Router};
+use super::{
+    ack_entries, durable, AckMode, ConnectionId, Destination, DestinationKind, Message, Router,
+};
 use crate::registry::Registry;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -153,17 +155,69 @@ impl Router {
         let Some(removed) = removed else {
             return Ok(0); // deleted meanwhile
         };
-        // A subscriber that looked it up before the removal: put it back
-        // (unless a new one of the same name exists by now).
-        if let Some(e) = in_use(&removed) {
-            self.destinations
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(name.as_str().into())
-                .or_insert(removed);
-            return Err(e);
+        match removed.retire() {
+            Ok(dropped) => {
+                let entries = ack_entries(&removed, &dropped);
+                if !entries.is_empty() {
+                    // Not waited for, as in `purge`.
+                    drop(self.store.append(entries));
+                }
+                Ok(dropped.len())
+            }
+            Err(consumers) => {
+                // A subscriber that looked it up before the removal: put it
+                // back (unless a new one of the same name exists by now).
+                self.destinations
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(name.as_str().into())
+                    .or_insert(removed);
+                Err(ManageError::InUse { name, consumers })
+            }
         }
-        Ok(self.purge(&removed))
+    }
+
+    /// Hands a producer's message to `destination` or, when an
+    /// administrator deleted it after the producer looked it up, to the
+    /// destination of the same name, re-created (ActiveMQ's semantics: a
+    /// delete drops the destination and its messages, a later send
+    /// re-creates it). The message's store entry names the destination by
+    /// name, so after a restart it is in the re-created destination, where
+    /// it was before. Gives up (dropping the message and its store entry)
+    /// only when the destination cannot be re-created (destination limit)
+    /// or is deleted again at every attempt.
+    pub(super) fn publish_live(&self, destination: &Destination, message: Arc<Message>) {
+        /// Bounded: each attempt follows a delete that raced with this send.
+        const ATTEMPTS: usize = 4;
+        let mut message = message;
+        let mut successor: Option<Arc<Destination>> = None;
+        for _ in 0..ATTEMPTS {
+            let target = successor.as_deref().unwrap_or(destination);
+            match target.try_publish(message) {
+                Ok(()) => return,
+                Err(m) => message = m,
+            }
+            let owner = destination.address.temp_owner.unwrap_or(0);
+            match self.destination(&destination.address, owner) {
+                Ok(d) => successor = Some(d),
+                Err(e) => {
+                    tracing::warn!(
+                        destination = destination.name(),
+                        error = %e,
+                        "message for a deleted destination dropped: it could not be re-created"
+                    );
+                    break;
+                }
+            }
+        }
+        // Its enqueue may be in the store already: cancel it, or the
+        // message would come back at the next start.
+        if self.stores(destination, &message) {
+            drop(
+                self.store
+                    .append(ack_entries(destination, std::slice::from_ref(&message))),
+            );
+        }
     }
 
     /// Every subscription, grouped by connection.
@@ -282,5 +336,26 @@ mod tests {
         r.unsubscribe(&c);
         assert_eq!(r.delete(&q), Ok(1));
         assert!(r.lookup("/queue/a").is_none());
+    }
+
+    #[test]
+    fn a_send_through_a_deleted_destination_re_creates_it() {
+        let r = router();
+        let stale = r
+            .destination(&Address::parse("/queue/gone", 1).unwrap(), 1)
+            .unwrap();
+        r.publish_empty(&stale);
+        assert_eq!(r.delete(&stale), Ok(1));
+        assert!(stale.is_deleted());
+        assert!(r.lookup("/queue/gone").is_none());
+        // A producer that looked it up before the delete sends now: the
+        // message goes to a new destination of the same name, not into the
+        // deleted one.
+        r.publish_empty(&stale);
+        let fresh = r.lookup("/queue/gone").unwrap();
+        assert!(!Arc::ptr_eq(&fresh, &stale));
+        assert_eq!(fresh.waiting_len(), 1);
+        assert_eq!(stale.waiting_len(), 0);
+        assert!(!fresh.is_deleted());
     }
 }

@@ -356,7 +356,7 @@ impl Router {
         } else {
             commit
         };
-        destination.publish(message);
+        self.publish_live(destination, message);
         commit
     }
 
