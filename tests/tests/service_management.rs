@@ -812,3 +812,61 @@ fn deleted_destinations_stay_deleted_across_a_restart() {
          ({sent} sent, {deletes} deletes dropping {dropped})"
     );
 }
+
+/// The console polls with the same credentials every few seconds: only the
+/// first request pays Argon2, and a password changed by a reload is refused
+/// at once, not a minute later.
+#[test]
+fn admin_credentials_are_checked_once_and_forgotten_on_reload() {
+    let users = |hash: &str| {
+        format!(
+            "[[auth.users]]\nname = \"root\"\npassword_hash = \"{hash}\"\ngroups = [\"admins\"]\n"
+        )
+    };
+    let broker = Broker::start_with(Some(&users(&hash_password("old-pw"))), ADMIN);
+    let old = Api::new(broker.admin()).with_user("root", "old-pw");
+    let checks = || -> f64 {
+        let (status, text) = http_get(broker.admin(), "/metrics", Some(("root", "old-pw")));
+        assert_eq!(status, 200, "{text}");
+        metric(&text, "ferromq_auth_password_checks_total").unwrap()
+    };
+    let first = Instant::now();
+    old.ok("GET", "/api/overview", None);
+    let first = first.elapsed();
+    let before = checks();
+    let mut fastest = Duration::MAX;
+    for _ in 0..10 {
+        let t = Instant::now();
+        old.ok("GET", "/api/overview", None);
+        fastest = fastest.min(t.elapsed());
+    }
+    let after = checks();
+    assert!(before >= 1.0, "the first request was checked: {before}");
+    assert_eq!(after, before, "10 repeated requests ran Argon2 again");
+    assert!(
+        fastest < first,
+        "a remembered request ({fastest:?}) is faster than the first ({first:?})"
+    );
+    // A wrong password is still checked and refused.
+    let wrong = Api::new(broker.admin()).with_user("root", "old-pW");
+    assert_eq!(wrong.get("/api/overview").status, 401);
+
+    std::fs::write(
+        broker.config_file().unwrap(),
+        users(&hash_password("new-pw")),
+    )
+    .unwrap();
+    broker.sighup();
+    assert!(
+        broker.wait_for_log("configuration reloaded"),
+        "{}",
+        broker.log()
+    );
+    assert_eq!(
+        old.get("/api/overview").status,
+        401,
+        "old password after reload"
+    );
+    let new = Api::new(broker.admin()).with_user("root", "new-pw");
+    new.ok("GET", "/api/overview", None);
+}

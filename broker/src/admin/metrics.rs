@@ -100,7 +100,7 @@ pub fn prometheus(src: &Sources) -> String {
     let total_destinations = rows.len();
     let omitted = cap(&mut rows, src.metrics_destination_limit);
     let mut out = String::with_capacity(512 + rows.len() * 1024);
-    let scalars: [(&str, &str, &str, u64); 6] = [
+    let scalars: [(&str, &str, &str, u64); 7] = [
         (
             "ferromq_connections",
             "gauge",
@@ -124,6 +124,12 @@ pub fn prometheus(src: &Sources) -> String {
             "counter",
             "Failed authentications (STOMP CONNECT and admin endpoint).",
             src.auth.failures(),
+        ),
+        (
+            "ferromq_auth_password_checks_total",
+            "counter",
+            "Argon2 password verifications run (admin requests repeating recently verified credentials skip them).",
+            src.auth.verifications(),
         ),
         (
             "ferromq_destinations",

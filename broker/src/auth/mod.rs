@@ -6,9 +6,12 @@
 //!
 //! - [`password`]: Argon2 PHC hashing and verification.
 //! - [`acl`]: rule matching and the read/write/admin decision.
+//! - [`verified`]: admin credentials verified recently (a keyed-hash
+//!   memory that spares the console's polling an Argon2 per request).
 
 pub mod acl;
 pub mod password;
+pub mod verified;
 
 pub use acl::{Acl, Denied, Permission};
 
@@ -216,6 +219,11 @@ pub struct Authenticator {
     hashing: Semaphore,
     /// Failed authentications, for metrics.
     failures: AtomicU64,
+    /// Argon2 verifications run, for tests and metrics.
+    verifications: AtomicU64,
+    /// Admin credentials verified in the last minute; emptied by
+    /// [`Authenticator::replace`].
+    admin_verified: verified::Verified,
 }
 
 impl fmt::Debug for Authenticator {
@@ -243,6 +251,8 @@ impl Authenticator {
             dummy_hash,
             hashing: Semaphore::new(parallel),
             failures: AtomicU64::new(0),
+            verifications: AtomicU64::new(0),
+            admin_verified: verified::Verified::new(),
         })
     }
 
@@ -268,6 +278,13 @@ impl Authenticator {
     /// one.
     pub fn replace(&self, policy: AccessPolicy) {
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        // After the swap (the order `authenticate_admin_in` relies on).
+        self.admin_verified.clear();
+    }
+
+    /// Argon2 password verifications run since start.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Failed authentications since start.
@@ -324,6 +341,7 @@ impl Authenticator {
     async fn verify(&self, password: String, hash: String) -> bool {
         // The semaphore is never closed, so acquiring only waits.
         let _permit = self.hashing.acquire().await;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || password::verify(&password, &hash))
             .await
             .unwrap_or(false)
@@ -347,11 +365,33 @@ impl Authenticator {
         credentials: Credentials<'_>,
         groups: &[&str],
     ) -> Result<Principal, AuthFailure> {
-        if self.policy().users.is_empty() {
+        let policy = self.policy();
+        if policy.users.is_empty() {
             return Ok(Principal::anonymous());
         }
-        let principal = self.authenticate(credentials).await?;
+        let password = credentials
+            .login
+            .filter(|l| !l.is_empty())
+            .zip(credentials.passcode);
+        let remembered = password.and_then(|(u, p)| self.admin_verified.get(u, p));
+        let from_memory = remembered.is_some();
+        let principal = match remembered {
+            Some(p) => p,
+            None => self.authenticate(credentials).await?,
+        };
         if groups.iter().any(|g| principal.in_group(g)) {
+            // Ordering against `replace` (which swaps the list, then
+            // clears): insert, then look at the list again. A reload that
+            // swapped before this look is seen and undone here; one that
+            // swaps after it clears after the insert. Either way a password
+            // of the old list does not outlive the reload. A hit is not
+            // re-inserted, so the TTL counts from the Argon2 verification.
+            if let (Some((u, p)), false) = (password, from_memory) {
+                self.admin_verified.insert(u, p, principal.clone());
+                if !Arc::ptr_eq(&policy, &self.policy()) {
+                    self.admin_verified.clear();
+                }
+            }
             Ok(principal)
         } else {
             self.failures.fetch_add(1, Ordering::Relaxed);
@@ -480,5 +520,52 @@ mod tests {
         });
         let e = AccessPolicy::load(&c).unwrap_err();
         assert!(e.to_string().contains("user `x`"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn admin_credentials_are_verified_once_until_a_reload() {
+        let admins: &[&str] = &[ADMIN_GROUP];
+        let auth = Authenticator::new(
+            AccessPolicy::load(&config(
+                &[("root", "old", admins), ("app", "pw", &[])],
+                false,
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        for _ in 0..5 {
+            let p = auth
+                .authenticate_admin_in(creds(Some("root"), Some("old")), admins)
+                .await
+                .unwrap();
+            assert_eq!(&*p.name, "root");
+        }
+        assert_eq!(auth.verifications(), 1, "later requests come from memory");
+        // A wrong password is never served from memory.
+        assert!(auth
+            .authenticate_admin_in(creds(Some("root"), Some("olD")), admins)
+            .await
+            .is_err());
+        assert_eq!(auth.verifications(), 2);
+        // A user outside the groups is not remembered.
+        for _ in 0..2 {
+            assert_eq!(
+                auth.authenticate_admin_in(creds(Some("app"), Some("pw")), admins)
+                    .await,
+                Err(AuthFailure::NotAdmin)
+            );
+        }
+        assert_eq!(auth.verifications(), 4);
+        // The password changes (SIGHUP): the old one stops working at once.
+        auth.replace(AccessPolicy::load(&config(&[("root", "new", admins)], false)).unwrap());
+        assert_eq!(
+            auth.authenticate_admin_in(creds(Some("root"), Some("old")), admins)
+                .await,
+            Err(AuthFailure::WrongPassword)
+        );
+        assert!(auth
+            .authenticate_admin_in(creds(Some("root"), Some("new")), admins)
+            .await
+            .is_ok());
     }
 }
