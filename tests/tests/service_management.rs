@@ -870,3 +870,67 @@ fn admin_credentials_are_checked_once_and_forgotten_on_reload() {
     let new = Api::new(broker.admin()).with_user("root", "new-pw");
     new.ok("GET", "/api/overview", None);
 }
+
+/// A producer paused by flow control is closed at once, not when the
+/// destination drains (which, with no consumer, is never).
+#[test]
+fn closing_a_producer_blocked_by_flow_control_takes_effect_at_once() {
+    let config = "[destinations]\nmemory_limit = \"1MiB\"\n";
+    let broker = Broker::start_with(Some(config), ADMIN);
+    let api = Api::new(broker.admin());
+    let (mut reader, mut writer) = broker.client_with_writer();
+    let body = "b".repeat(16 * 1024);
+    let producer = std::thread::spawn(move || {
+        for _ in 0..200 {
+            let f = Frame::new(Command::Send)
+                .header("destination", "/queue/blocked")
+                .body(body.clone());
+            if writer.send(&f).is_err() {
+                break; // closed by the broker
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = api.get("/api/destinations/queue/blocked");
+        if d.status == 200 && d.json["blocked_producers"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the producer never blocked: {}",
+            d.json
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let conn = connection_with(&api, 0);
+    let asked = Instant::now();
+    let a = api.call(
+        "DELETE",
+        &format!("/api/connections/{conn}?reason=blocked%20producer"),
+        None,
+        &[],
+    );
+    assert_eq!(a.status, 202, "{}", a.json);
+    let error = reader
+        .recv_within(Duration::from_secs(5))
+        .expect("no ERROR frame within 5 s of the close");
+    assert_eq!(error.command, Command::Error, "{error:?}");
+    assert!(
+        error.get("message").unwrap().contains("blocked producer"),
+        "{error:?}"
+    );
+    assert!(asked.elapsed() < Duration::from_secs(5));
+    producer.join().unwrap();
+    // The connection is gone, and so is the blocked producer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !api
+        .ok("GET", "/api/connections", None)
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the connection stayed open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

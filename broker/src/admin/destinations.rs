@@ -35,6 +35,7 @@ pub(super) fn item(r: &Row, rate: Rate) -> Value {
         "discarded": r.discarded,
         "rates": {
             "published_per_second": rate.published,
+            "delivered_per_second": rate.delivered,
             "acked_per_second": rate.acked,
             "redelivered_per_second": rate.redelivered,
         },

@@ -66,6 +66,7 @@ pub async fn get(State(src): State<Arc<Sources>>) -> Json<Value> {
         },
         "rates": {
             "published_per_second": rate.published,
+            "delivered_per_second": rate.delivered,
             "acked_per_second": rate.acked,
             "redelivered_per_second": rate.redelivered,
         },

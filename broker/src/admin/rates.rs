@@ -14,13 +14,16 @@ use std::time::Instant;
 pub struct Rate {
     /// Messages published.
     pub published: f64,
+    /// Messages delivered to consumers (redeliveries included).
+    pub delivered: f64,
     /// Messages acknowledged (consumed).
     pub acked: f64,
     /// Redeliveries.
     pub redelivered: f64,
 }
 
-type Counters = (u64, u64, u64);
+/// Enqueued, dequeued, redelivered, delivered.
+type Counters = (u64, u64, u64, u64);
 
 #[derive(Default)]
 struct Sample {
@@ -55,6 +58,7 @@ impl Rates {
                         s.enqueued.load(Ordering::Relaxed),
                         s.dequeued.load(Ordering::Relaxed),
                         s.redelivered.load(Ordering::Relaxed),
+                        s.delivered.load(Ordering::Relaxed),
                     ),
                 )
             })
@@ -70,10 +74,12 @@ impl Rates {
                     published: per_second(c.0, before.0, seconds),
                     acked: per_second(c.1, before.1, seconds),
                     redelivered: per_second(c.2, before.2, seconds),
+                    delivered: per_second(c.3, before.3, seconds),
                 };
                 total.published += r.published;
                 total.acked += r.acked;
                 total.redelivered += r.redelivered;
+                total.delivered += r.delivered;
                 rates.insert(name.clone(), r);
             }
             st.rates = rates;
@@ -112,8 +118,13 @@ impl Rates {
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
-    use crate::router::{Address, RouterConfig};
+    use crate::router::{AckMode, Address, Delivery, DeliverySink, RouterConfig, SubscribeOptions};
     use crate::store::memory::MemoryStore;
+
+    struct Discard;
+    impl DeliverySink for Discard {
+        fn deliver(&self, _: Delivery) {}
+    }
 
     #[test]
     fn rates_come_from_the_difference_between_two_ticks() {
@@ -125,11 +136,23 @@ mod tests {
         rates.tick(&router);
         assert_eq!(rates.total(), Rate::default());
         q.stats.enqueued.fetch_add(100, Ordering::Relaxed);
+        // Real deliveries, through a consumer, count as delivered.
+        let _consumer = router.subscribe(
+            q.clone(),
+            1,
+            "s".into(),
+            AckMode::ClientIndividual,
+            SubscribeOptions::default(),
+            Arc::new(Discard),
+        );
+        router.publish_empty(&q);
         std::thread::sleep(std::time::Duration::from_millis(50));
         rates.tick(&router);
         let r = rates.of("/queue/r");
-        assert!(r.published > 0.0 && r.published <= 100.0 / 0.05, "{r:?}");
+        assert!(r.published > 0.0 && r.published <= 101.0 / 0.05, "{r:?}");
         assert_eq!(r.acked, 0.0);
+        assert!(r.delivered > 0.0, "{r:?}");
+        assert_eq!(rates.total().delivered, r.delivered);
         assert_eq!(rates.total().published, r.published);
         assert_eq!(rates.of("/queue/none"), Rate::default());
     }

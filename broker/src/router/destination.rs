@@ -26,6 +26,8 @@ pub struct DestinationStats {
     pub enqueued: AtomicU64,
     /// Messages acknowledged (consumed).
     pub dequeued: AtomicU64,
+    /// Deliveries to consumers (first deliveries and redeliveries).
+    pub delivered: AtomicU64,
     /// Deliveries of messages that had been delivered before.
     pub redelivered: AtomicU64,
     /// Messages dropped because they expired.
@@ -264,6 +266,7 @@ impl Destination {
                     };
                     if let Some(i) = target {
                         let closes_group = p.message.closes_group();
+                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                         st.deliver_to(i, p);
                         // The group's other waiting messages may now go to
                         // anyone: the invariant needs a dispatch again.
@@ -292,6 +295,7 @@ impl Destination {
                     let room = sub.backlog.len() < limit
                         && sub.inflight_bytes + sub.backlog.bytes() < sub.max_inflight_bytes;
                     if sub.backlog.is_empty() && sub.has_credit() {
+                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                         sub.deliver(p.clone());
                     } else if room {
                         sub.backlog.push_back(p.clone());
@@ -698,6 +702,7 @@ impl Destination {
                         if p.redeliveries > 0 {
                             self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
                         }
+                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                         st.deliver_to(i, p);
                         st.next = (i + 1) % n.max(1);
                         delivered = true;
@@ -726,6 +731,7 @@ impl Destination {
                     if p.redeliveries > 0 {
                         self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
                     }
+                    self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                     st.subscriptions[i].deliver(p);
                 }
             }
@@ -742,6 +748,7 @@ impl Destination {
                         if p.redeliveries > 0 {
                             self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
                         }
+                        self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                         sub.deliver(p);
                     }
                 }

@@ -91,14 +91,19 @@ pub async fn serve<R, W>(
                 Ok(Some(frame)) => {
                     frame_started = None;
                     // Handling may wait (reply room, producer flow control);
-                    // shutdown must still get through. Cancelling there is
-                    // safe: those waits come after the frame took effect.
+                    // shutdown and an administrator's close must still get
+                    // through at once. Cancelling there is safe: those waits
+                    // come after the frame took effect (or, for the room
+                    // wait, before it started), and the connection ends.
                     let handled = tokio::select! {
                         r = async {
                             outbox.wait_for_room().await;
                             session.handle(frame).await
                         } => r,
                         _ = shutdown.cancelled() => Err(StompError::new("broker shutting down")),
+                        why = registration.info().close_requested() => Err(StompError::new(
+                            format!("connection closed by an administrator: {why}"),
+                        )),
                     };
                     match handled {
                         Ok(Flow::Continue) => {

@@ -140,6 +140,7 @@ function overview() {
       card("consumers", fmt(t.consumers)),
       card("connections", fmt(o.connections.total), "card-connections"),
       card("published/s", fmt(o.rates.published_per_second)),
+      card("delivered/s", fmt(o.rates.delivered_per_second)),
       card("acked/s", fmt(o.rates.acked_per_second)),
       card("store on disk", o.store ? bytes(o.store.disk_bytes) : "-"));
     for (const [k, v] of [["pub", o.rates.published_per_second], ["ack", o.rates.acked_per_second], ["depth", t.messages]]) {
