@@ -184,8 +184,9 @@ impl Router {
     /// re-creates it). The message's store entry names the destination by
     /// name, so after a restart it is in the re-created destination, where
     /// it was before. Gives up (dropping the message and its store entry)
-    /// only when the destination cannot be re-created (destination limit)
-    /// or is deleted again at every attempt.
+    /// when the destination cannot be re-created (destination limit), is a
+    /// temporary one (never re-created), or is deleted again at every
+    /// attempt.
     pub(super) fn publish_live(&self, destination: &Destination, message: Arc<Message>) {
         /// Bounded: each attempt follows a delete that raced with this send.
         const ATTEMPTS: usize = 4;
@@ -197,17 +198,24 @@ impl Router {
                 Ok(()) => return,
                 Err(m) => message = m,
             }
-            let owner = destination.address.temp_owner.unwrap_or(0);
-            match self.destination(&destination.address, owner) {
-                Ok(d) => successor = Some(d),
-                Err(e) => {
-                    tracing::warn!(
-                        destination = destination.name(),
-                        error = %e,
-                        "message for a deleted destination dropped: it could not be re-created"
-                    );
-                    break;
-                }
+            let found = if destination.address.temp_owner.is_some() {
+                // A deleted temporary destination is not re-created: its
+                // owner may be gone, and nothing would ever remove it.
+                self.lookup(destination.name())
+            } else {
+                self.destination(&destination.address, 0)
+                    .map_err(|e| {
+                        tracing::warn!(
+                            destination = destination.name(),
+                            error = %e,
+                            "message for a deleted destination dropped: it could not be re-created"
+                        );
+                    })
+                    .ok()
+            };
+            match found {
+                Some(d) => successor = Some(d),
+                None => break,
             }
         }
         // Its enqueue may be in the store already: cancel it, or the
@@ -357,5 +365,18 @@ mod tests {
         assert_eq!(fresh.waiting_len(), 1);
         assert_eq!(stale.waiting_len(), 0);
         assert!(!fresh.is_deleted());
+    }
+
+    #[test]
+    fn a_deleted_temporary_destination_is_not_re_created() {
+        let r = router();
+        let stale = r
+            .destination(&Address::parse("/temp-queue/t", 1).unwrap(), 1)
+            .unwrap();
+        let name = stale.name().to_owned();
+        assert_eq!(r.delete(&stale), Ok(0));
+        r.publish_empty(&stale);
+        assert!(r.lookup(&name).is_none());
+        assert_eq!(stale.waiting_len(), 0);
     }
 }
