@@ -11,6 +11,8 @@ output of one of these commands, named on a line `Table: `scripts/bench-table.py
     scripts/bench-table.py could-not-run FERROMQ.json OTHER.json ...
     scripts/bench-table.py staging FERROMQ.json OTHER.json ...   queue_staging, as counts
     scripts/bench-table.py rounds DIR         native-vs-stomp.sh rounds (PROTO-rN.json)
+    scripts/bench-table.py before-after [--round N] DIR [DIR2]
+                                              before-after.sh rounds (LABEL-PROTO-rN.json)
     scripts/bench-table.py check [--write]    regenerate every table and diff (exit 1)
     scripts/bench-table.py A.json B.json ...  summary, a blank line, rows
 
@@ -41,6 +43,17 @@ and it has samples. The first file is ferromq; for each other broker:
 native-rN.json, activemq-rN.json; N the round): medians over the rounds of
 each run's median msg/s and end-to-end p99, and ratios formed per round
 (the runs of one round ran back to back), given as median (min–max).
+
+`before-after` reads the files before-after.sh writes
+(before-PROTO-rN.json, after-PROTO-rN.json): per scenario and protocol the
+median over rounds of each build's msg/s (the median of a run's samples,
+as above: consumed, or sent without consumers) with its range over rounds,
+and the after ÷ before ratio formed per round (the two builds ran back to
+back within a round), as median (min–max); one value where only one round
+has both builds. With DIR2 (another run of the
+same script, often a subset of the scenarios) a last column gives DIR2's
+ratios. `--round N` keeps only round N (one value per cell). A
+† marks a value from a run that recorded errors for the scenario.
 """
 import glob
 import json
@@ -402,6 +415,83 @@ def cmd_rounds(out):
     return table(header, rows)
 
 
+# ---- before-after.sh rounds -----------------------------------------------
+
+
+def read_before_after(out, only_round):
+    """{(label, proto, round): {scenario: result}} from one before-after.sh run."""
+    runs = {}
+    for path in glob.glob(os.path.join(out, "*-r*.json")):
+        m = re.match(r"(before|after)-(\w+)-r(\d+)\.json$", os.path.basename(path))
+        if not m or (only_round is not None and int(m.group(3)) != only_round):
+            continue
+        with open(path) as f:
+            report = json.load(f)
+        runs[(m.group(1), m.group(2), int(m.group(3)))] = {s["name"]: s for s in report["scenarios"]}
+    return runs
+
+
+def before_after_ratios(runs, n, p):
+    """after ÷ before per round where both builds moved messages; and
+    whether any of those runs recorded errors."""
+    vals, marked = [], False
+    for r in sorted({r for _, _, r in runs}):
+        b = runs.get(("before", p, r), {}).get(n)
+        a = runs.get(("after", p, r), {}).get(n)
+        if b and a and rate(b)[0] > 0 and rate(a)[0] > 0:
+            vals.append(rate(a)[0] / rate(b)[0])
+            marked = marked or failed(a) or failed(b)
+    return vals, marked
+
+
+def cmd_before_after(args):
+    only_round = None
+    if len(args) >= 2 and args[0] == "--round":
+        only_round = int(args[1])
+        args = args[2:]
+    if not args or len(args) > 2:
+        sys.exit(__doc__)
+    runs = read_before_after(os.path.join(ROOT, args[0]), only_round)
+    second = read_before_after(os.path.join(ROOT, args[1]), only_round) if len(args) == 2 else None
+    protos = sorted({p for _, p, _ in runs}, key=["stomp", "native"].index)
+    names = []
+    for key in sorted(runs):
+        names += [n for n in runs[key] if n not in names]
+
+    def build(label, n, p):
+        got = [s[n] for (lb, pr, _), s in sorted(runs.items()) if lb == label and pr == p and n in s]
+        vals = [rate(s)[0] for s in got if rate(s)[0] > 0]
+        if not vals:
+            return None
+        mark = " †" if any(failed(s) for s in got) else ""
+        med = fmt_rate_rounds(statistics.median(vals))
+        spread = f" ({fmt_rate_rounds(min(vals))}–{fmt_rate_rounds(max(vals))})" if len(vals) > 1 else ""
+        return f"{med}{rate(got[0])[1]}{spread}{mark}"
+
+    def ratios_cell(vals, marked):
+        if not vals:
+            return "–"
+        text = ratio_range(vals) if len(vals) > 1 else f"{vals[0]:.2f}×"
+        return text + (" †" if marked else "")
+
+    which = f"round {only_round}" if only_round is not None else "median (min–max) over rounds"
+    header = ["scenario", "protocol", "before msg/s", "after msg/s", f"after ÷ before, {which}"]
+    if second is not None:
+        header.append(f"same, {os.path.basename(os.path.normpath(args[1]))}")
+    rows = []
+    for n in names:
+        for p in protos:
+            b, a = build("before", n, p), build("after", n, p)
+            if b is None or a is None:
+                continue
+            vals, marked = before_after_ratios(runs, n, p)
+            row = [short(n), DISPLAY.get(p, p), b, a, ratios_cell(vals, marked)]
+            if second is not None:
+                row.append(ratios_cell(*before_after_ratios(second, n, p)))
+            rows.append(row)
+    return table(header, rows)
+
+
 # ---- commands and the check ------------------------------------------------
 
 BROKER_COMMANDS = {
@@ -418,6 +508,8 @@ def generate(args):
     args = list(args)
     if args and args[0] == "rounds":
         return cmd_rounds(os.path.join(ROOT, args[1]))
+    if args and args[0] == "before-after":
+        return cmd_before_after(args[1:])
     command = "all"
     if args and args[0] in BROKER_COMMANDS:
         command = args.pop(0)
