@@ -7,7 +7,8 @@ Each test builds small results files in a temporary directory, so the rules
 are pinned down independently of the committed runs: a scenario ferromq moved
 nothing in is a loss and is listed; a scenario the other broker recorded
 errors in stays out of the ratios and is listed apart; a scenario without
-consumers is measured by what its producers sent; `check` fails on a table
+consumers is measured by what its producers sent; before/after ratios
+are formed per round; `check` fails on a table
 that differs from its command's output and `check --write` repairs it.
 """
 import importlib.util
@@ -102,6 +103,29 @@ class Rules(unittest.TestCase):
         self.assertEqual(row[2], "3.0×", "300 sent ÷ 100 sent")
         rows = bt.cmd_rows(self.runs, "queue-p-e")
         self.assertIn("300 sent", rows[2])
+
+
+class BeforeAfter(unittest.TestCase):
+    def test_ratios_are_formed_per_round_and_errors_are_marked(self):
+        with tempfile.TemporaryDirectory() as root:
+            # Round by round after ÷ before is 2, 0.5 and 1: median 1, while
+            # the ratio of the medians (2000 ÷ 1000) would say 2.
+            for r, (b, a) in enumerate([(1000, 2000), (4000, 2000), (1000, 1000)], 1):
+                write_run(root, f"before-stomp-r{r}", [scenario("custom/queue-p-x", b)])
+                errors = 3 if r == 2 else 0
+                write_run(root, f"after-stomp-r{r}", [scenario("custom/queue-p-x", a, errors=errors)])
+            saved = bt.ROOT
+            bt.ROOT = root
+            try:
+                lines = bt.cmd_before_after(["."])
+                one = bt.cmd_before_after(["--round", "1", "."])
+            finally:
+                bt.ROOT = saved
+        self.assertEqual(len(lines), 3, lines)
+        self.assertEqual(
+            lines[2], "| queue-p-x | STOMP | 1.0k (1.0k–4.0k) | 2.0k (1.0k–2.0k) † | 1.00× (0.50–2.00) † |"
+        )
+        self.assertEqual(one[2], "| queue-p-x | STOMP | 1.0k | 2.0k | 2.00× |")
 
 
 class Check(unittest.TestCase):
