@@ -7,9 +7,10 @@ Each test builds small results files in a temporary directory, so the rules
 are pinned down independently of the committed runs: a scenario ferromq moved
 nothing in is a loss and is listed; a scenario the other broker recorded
 errors in stays out of the ratios and is listed apart; a scenario without
-consumers is measured by what its producers sent; before/after ratios
-are formed per round; `check` fails on a table
-that differs from its command's output and `check --write` repairs it.
+consumers is measured by what its producers sent; before/after ratios are
+formed per round; store_layout runs of one configuration form one row;
+`check` fails on a table that differs from its command's output and
+`check --write` repairs it.
 """
 import importlib.util
 import io
@@ -126,6 +127,27 @@ class BeforeAfter(unittest.TestCase):
             lines[2], "| queue-p-x | STOMP | 1.0k (1.0k–4.0k) | 2.0k (1.0k–2.0k) † | 1.00× (0.50–2.00) † |"
         )
         self.assertEqual(one[2], "| queue-p-x | STOMP | 1.0k | 2.0k | 2.00× |")
+
+
+class StoreLayout(unittest.TestCase):
+    def test_runs_of_one_configuration_form_one_row_of_ranges(self):
+        def run(layout, written, segment=524288):
+            return {
+                "layout": layout, "mode": "LowSpace", "segment_size": segment, "cache": 134217728,
+                "flush_every_ms": None, "inline_max": 0, "per_flush": 10, "messages": 1000, "body": 1024,
+                "fill_bytes_per_msg": written, "fill_bytes_per_flush": written * 10, "drain_bytes_per_msg": 500,
+                "disk_alloc_after_fill": 2e6, "disk_alloc_after_drain": 1e6, "disk_alloc_after_reopen": 1e6,
+                "fill_msgs_per_s": 12345.6,
+            }
+        with tempfile.TemporaryDirectory() as root:
+            path = os.path.join(root, "runs.jsonl")
+            with open(path, "w") as f:
+                for r in [run("Current", 7300), run("Current", 7400), run("Current", 8700, segment=65536)]:
+                    f.write(json.dumps(r) + "\n")
+            lines = bt.cmd_store_layout(path)
+        self.assertEqual(len(lines), 4, lines)
+        self.assertEqual(lines[2], "| Current | 10 | 1000 | 2 | 7.3–7.4 | 73.0–74.0 | 0.5 | 2.0 | 1.0 | 1.0 | 12,346 |")
+        self.assertTrue(lines[3].startswith("| Current, segment 64 KiB | 10 | 1000 | 1 | 8.7 |"), lines[3])
 
 
 class Check(unittest.TestCase):

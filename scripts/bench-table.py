@@ -13,6 +13,8 @@ output of one of these commands, named on a line `Table: `scripts/bench-table.py
     scripts/bench-table.py rounds DIR         native-vs-stomp.sh rounds (PROTO-rN.json)
     scripts/bench-table.py before-after [--round N] DIR [DIR2]
                                               before-after.sh rounds (LABEL-PROTO-rN.json)
+    scripts/bench-table.py store-layout FILE.jsonl
+                                              scripts/store-layout.sh runs, docs/store-layout.md
     scripts/bench-table.py check [--write]    regenerate every table and diff (exit 1)
     scripts/bench-table.py A.json B.json ...  summary, a blank line, rows
 
@@ -492,6 +494,66 @@ def cmd_before_after(args):
     return table(header, rows)
 
 
+# ---- store_layout example runs ---------------------------------------------
+
+
+def layout_config(r):
+    """A run's configuration: its layout and what differs from the defaults."""
+    parts = [r["layout"]]
+    if r["mode"] != "LowSpace":
+        parts.append(r["mode"])
+    if r["segment_size"] != 524288:
+        parts.append(f"segment {r['segment_size'] // 1024} KiB")
+    if r["cache"] != 134217728:
+        parts.append(f"cache {r['cache'] >> 20} MiB")
+    if r["flush_every_ms"] is not None:
+        parts.append(f"flush_every_ms {r['flush_every_ms']}")
+    if r["layout"] == "Wal" and r.get("index_flush_every", 100) != 100:
+        parts.append(f"index flush every {r['index_flush_every']}")
+    if r.get("index_per_commit"):
+        parts.append("index per commit")
+    if r["inline_max"]:
+        parts.append(f"inline ≤ {r['inline_max']}")
+    return ", ".join(parts)
+
+
+def value_range(values, fmt):
+    a, b = fmt(min(values)), fmt(max(values))
+    return a if a == b else f"{a}–{b}"
+
+
+def cmd_store_layout(path):
+    groups = {}  # insertion order: the order the runs were made
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            key = (layout_config(r), r["per_flush"], r["messages"], r["body"])
+            groups.setdefault(key, []).append(r)
+    kb = lambda v: f"{v / 1000:.1f}"
+    mb = lambda v: f"{v / 1e6:.1f}"
+    per_s = lambda v: f"{v:,.0f}"
+    columns = [
+        ("fill_bytes_per_msg", kb),
+        ("fill_bytes_per_flush", kb),
+        ("drain_bytes_per_msg", kb),
+        ("disk_alloc_after_fill", mb),
+        ("disk_alloc_after_drain", mb),
+        ("disk_alloc_after_reopen", mb),
+        ("fill_msgs_per_s", per_s),
+    ]
+    header = [
+        "layout / settings", "msgs per flush", "N", "runs", "written per msg, fill (KB)", "per flush (KB)",
+        "written per msg, drain (KB)", "disk after fill (MB)", "after drain (MB)", "after reopen (MB)",
+        "fill msg/s",
+    ]
+    rows = []
+    for (cfg, per_flush, n, _), rs in groups.items():
+        row = [cfg, str(per_flush), str(n), str(len(rs))]
+        row += [value_range([r[field] for r in rs], fmt) for field, fmt in columns]
+        rows.append(row)
+    return table(header, rows)
+
+
 # ---- commands and the check ------------------------------------------------
 
 BROKER_COMMANDS = {
@@ -510,6 +572,8 @@ def generate(args):
         return cmd_rounds(os.path.join(ROOT, args[1]))
     if args and args[0] == "before-after":
         return cmd_before_after(args[1:])
+    if args and args[0] == "store-layout" and len(args) == 2:
+        return cmd_store_layout(os.path.join(ROOT, args[1]))
     command = "all"
     if args and args[0] in BROKER_COMMANDS:
         command = args.pop(0)
@@ -589,7 +653,7 @@ def main(argv):
         sys.exit(check("--write" in argv[1:]))
     # Files given on the command line are relative to the working directory.
     cwd = os.getcwd()
-    args = [os.path.relpath(os.path.join(cwd, a), ROOT) if a.endswith(".json") or os.path.isdir(a) else a for a in argv]
+    args = [os.path.relpath(os.path.join(cwd, a), ROOT) if a.endswith((".json", ".jsonl")) or os.path.isdir(a) else a for a in argv]
     print("\n".join(generate(args)))
 
 
