@@ -15,6 +15,8 @@ output of one of these commands, named on a line `Table: `scripts/bench-table.py
                                               before-after.sh rounds (LABEL-PROTO-rN.json)
     scripts/bench-table.py store-layout FILE.jsonl
                                               scripts/store-layout.sh runs, docs/store-layout.md
+    scripts/bench-table.py admin-timing DIR [DIR...]
+                                              admin-api-timing.sh runs (timings.jsonl)
     scripts/bench-table.py check [--write]    regenerate every table and diff (exit 1)
     scripts/bench-table.py A.json B.json ...  summary, a blank line, rows
 
@@ -554,6 +556,40 @@ def cmd_store_layout(path):
     return table(header, rows)
 
 
+# ---- admin-api-timing.sh runs ---------------------------------------------
+
+
+def cmd_admin_timing(dirs):
+    runs = []
+    for d in dirs:
+        with open(os.path.join(ROOT, d, "run.json")) as f:
+            meta = json.load(f)
+        with open(os.path.join(ROOT, d, "timings.jsonl")) as f:
+            runs.append((meta, [json.loads(line) for line in f if line.strip()]))
+    queries = []
+    for _, timings in runs:
+        queries += [t["query"] for t in timings if t["query"] not in queries]
+    header = ["query"]
+    for meta, timings in runs:
+        n = len(timings[0]["time_total_s"]) if timings else 0
+        header.append(f"{meta['build']} build, min / median / max of {n}")
+    rows = []
+    for q in queries:
+        row = [f"`{q}`"]
+        for _, timings in runs:
+            t = next((t for t in timings if t["query"] == q), None)
+            if t is None:
+                row.append("-")
+                continue
+            ms = [v * 1000 for v in t["time_total_s"]]
+            text = f"{min(ms):.1f} / {statistics.median(ms):.1f} / {max(ms):.1f} ms"
+            if t["http_status"] != 200:
+                text += f" (HTTP {t['http_status']})"
+            row.append(text)
+        rows.append(row)
+    return table(header, rows)
+
+
 # ---- commands and the check ------------------------------------------------
 
 BROKER_COMMANDS = {
@@ -572,6 +608,8 @@ def generate(args):
         return cmd_rounds(os.path.join(ROOT, args[1]))
     if args and args[0] == "before-after":
         return cmd_before_after(args[1:])
+    if args and args[0] == "admin-timing" and len(args) >= 2:
+        return cmd_admin_timing(args[1:])
     if args and args[0] == "store-layout" and len(args) == 2:
         return cmd_store_layout(os.path.join(ROOT, args[1]))
     command = "all"
