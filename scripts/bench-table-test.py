@@ -9,6 +9,7 @@ nothing in is a loss and is listed; a scenario the other broker recorded
 errors in stays out of the ratios and is listed apart; a scenario without
 consumers is measured by what its producers sent; before/after ratios are
 formed per round; store_layout runs of one configuration form one row;
+admin timings show min / median / max and any status other than 200;
 `check` fails on a table that differs from its command's output and
 `check --write` repairs it.
 """
@@ -148,6 +149,28 @@ class StoreLayout(unittest.TestCase):
         self.assertEqual(len(lines), 4, lines)
         self.assertEqual(lines[2], "| Current | 10 | 1000 | 2 | 7.3–7.4 | 73.0–74.0 | 0.5 | 2.0 | 1.0 | 1.0 | 12,346 |")
         self.assertTrue(lines[3].startswith("| Current, segment 64 KiB | 10 | 1000 | 1 | 8.7 |"), lines[3])
+
+
+class AdminTiming(unittest.TestCase):
+    def test_each_query_gets_min_median_max_and_a_failed_status_shows(self):
+        with tempfile.TemporaryDirectory() as root:
+            os.mkdir(os.path.join(root, "run"))
+            with open(os.path.join(root, "run", "run.json"), "w") as f:
+                json.dump({"build": "debug"}, f)
+            with open(os.path.join(root, "run", "timings.jsonl"), "w") as f:
+                f.write(json.dumps({"query": "/a", "http_status": 200, "body_bytes": 9,
+                                    "time_total_s": [0.003, 0.001, 0.002]}) + "\n")
+                f.write(json.dumps({"query": "/b", "http_status": 503, "body_bytes": 9,
+                                    "time_total_s": [0.010, 0.010, 0.010]}) + "\n")
+            saved = bt.ROOT
+            bt.ROOT = root
+            try:
+                lines = bt.cmd_admin_timing(["run"])
+            finally:
+                bt.ROOT = saved
+        self.assertEqual(lines[0], "| query | debug build, min / median / max of 3 |")
+        self.assertEqual(lines[2], "| `/a` | 1.0 / 2.0 / 3.0 ms |")
+        self.assertEqual(lines[3], "| `/b` | 10.0 / 10.0 / 10.0 ms (HTTP 503) |")
 
 
 class Check(unittest.TestCase):
