@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Markdown tables from committed ferromq-bench results files.
+"""Markdown tables from committed benchmark results files.
 
-Every table in BENCHMARKS.md, docs/bench/ and bench-client/results/ is the
-output of one of these commands, named on a line `Table: `scripts/bench-table.py
+Every table of results in BENCHMARKS.md, README.md, docs/ and
+bench-client/results/ is the output of one of these commands, named on a line `Table: `scripts/bench-table.py
 ...`` right above it (a blank line between), and `check` regenerates them all:
 
     scripts/bench-table.py summary FERROMQ.json OTHER.json ...   ratios by scenario kind
