@@ -2,8 +2,9 @@
 """Markdown tables from committed benchmark results files.
 
 Every table of results in BENCHMARKS.md, README.md, docs/ and
-bench-client/results/ is the output of one of these commands, named on a line `Table: `scripts/bench-table.py
-...`` right above it (a blank line between), and `check` regenerates them all:
+bench-client/results/ is the output of one of these commands, named on a
+line `Table: `scripts/bench-table.py ...`` right above it (a blank line
+between), and `check` regenerates them all:
 
     scripts/bench-table.py summary FERROMQ.json OTHER.json ...   ratios by scenario kind
     scripts/bench-table.py rows FERROMQ.json OTHER.json ...      one row per scenario
