@@ -7,9 +7,12 @@
 //! [`store`] (an ordered log of typed entries). The router knows no protocol
 //! and touches no socket; the store knows no protocol either.
 
+#![deny(missing_docs)]
+
 pub mod admin;
 pub mod auth;
 pub mod cluster;
+pub mod message;
 pub mod metrics;
 pub mod native;
 pub mod outbox;

@@ -29,7 +29,7 @@ use tracing::{info, warn};
 const SOCKET_RECV_BUFFER: u32 = 256 * 1024;
 
 /// Binds a listening socket whose accepted connections get
-/// [`SOCKET_RECV_BUFFER`] (set before `listen`, so they inherit it).
+/// `SOCKET_RECV_BUFFER` (set before `listen`, so they inherit it).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?

@@ -10,6 +10,7 @@ use super::outbox::Outgoing;
 use super::state::{Connection, Step};
 use super::Failure;
 use crate::auth::Permission;
+use crate::router::scheduler::Schedule;
 use crate::router::Destination;
 use crate::store::Commit;
 use crate::transaction::TxOp;
@@ -110,7 +111,7 @@ impl Connection {
 
     /// The fast path for a whole transfer read in place from `frame`
     /// (`protocol::native::inbound`): the same as decoding it and calling
-    /// [`Connection::transfer`], without the copies. `None` when the link is
+    /// `Connection::transfer`, without the copies. `None` when the link is
     /// in the middle of a split message: decode the frame normally then.
     pub fn inbound_transfer(
         &mut self,
@@ -172,6 +173,9 @@ impl Connection {
             &self.router,
             self.read_at_ms,
         )?;
+        // Bad scheduling headers are refused at the transfer, even in a
+        // transaction, as a STOMP SEND's are.
+        Schedule::of(&message).map_err(|e| Failure::new(ErrorCondition::NotAllowed, e))?;
         let commit = match received.txn_id {
             Some(txn) => {
                 let max = self.settings.max_transaction_bytes;
@@ -193,7 +197,12 @@ impl Connection {
                 });
                 Commit::Done
             }
-            None => self.router.publish(&destination, message),
+            // The producers' one entry point, as for STOMP: scheduling,
+            // expiry and priority behave the same whichever protocol sent it.
+            None => self
+                .router
+                .send(&destination, message)
+                .map_err(|e| Failure::new(ErrorCondition::ResourceLimitExceeded, e.to_string()))?,
         };
         if !presettled {
             self.outbox.push(Outgoing::Accept {

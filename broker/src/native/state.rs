@@ -2,8 +2,8 @@
 //! (`protocol/NATIVE.md` section 4). It checks each frame against the
 //! connection, session and link states, turns it into router requests (links
 //! in [`super::link`]), and replies through the [`Outbox`]. Transactions have
-//! STOMP's semantics and reuse its buffered operations
-//! ([`crate::stomp::transaction`]).
+//! STOMP's semantics and share its buffered operations and its commit
+//! ([`crate::transaction::Transaction::commit`]).
 
 use super::book::DeliveryBook;
 use super::link::Link;
@@ -11,7 +11,7 @@ use super::outbox::{FrameOutbox, Outbox, Outgoing};
 use super::{ChannelMap, Failure, NativeSettings};
 use crate::auth::{Credentials, Permission, Principal};
 use crate::router::{Address, ConnectionId, Router, RouterError};
-use crate::transaction::{Transaction, TxOp};
+use crate::transaction::Transaction;
 use ferromq_protocol::native::{
     Begin, Close, Declare, Discharge, End, ErrorCondition, ErrorInfo, Frame, Open, Performative,
 };
@@ -359,19 +359,8 @@ impl Connection {
             self.outbox.frame(ok);
             return Ok(Step::Continue);
         }
-        let mut commits = Vec::new();
-        for op in t.work.ops {
-            match op {
-                TxOp::Send {
-                    destination,
-                    message,
-                } => commits.push(self.router.publish(&destination, message)),
-                TxOp::Ack { consumer, seqs } => {
-                    commits.push(self.router.ack_exact(&consumer, &seqs))
-                }
-                TxOp::Nack { consumer, seqs } => self.router.nack_exact(&consumer, &seqs),
-            }
-        }
+        // One atomic log batch, as a STOMP COMMIT: see `Transaction::commit`.
+        let commits = t.work.commit(&self.router, self.id);
         // Durability ordering: the answer waits for every persistent transfer
         // and every acknowledgement of the transaction to be durable.
         let failed = Frame::new(
@@ -395,11 +384,7 @@ impl Connection {
 
     /// Undoes a transaction: its transfers vanish, its dispositions are undone.
     pub(super) fn rollback(&self, t: Transaction) {
-        for op in t.ops {
-            if let TxOp::Ack { consumer, seqs } | TxOp::Nack { consumer, seqs } = op {
-                self.router.unhold(&consumer, &seqs);
-            }
-        }
+        t.rollback(&self.router);
     }
 
     /// The connection ended: roll back its transactions, return unsettled

@@ -10,7 +10,7 @@
 //! messages the destinations were allowed to hold (and the wake-ups of
 //! wildcard queue subscriptions it also carries, by one per subscription).
 
-use super::message::Message;
+use super::Message;
 use std::sync::Arc;
 
 /// Why a message is dead.

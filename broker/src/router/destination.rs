@@ -8,9 +8,9 @@
 
 use super::address::{Address, DestinationKind};
 use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, NackPolicy, Outcast};
-use super::message::{now_ms, Message};
 use super::pending::{Pending, PendingQueue};
 use super::subscription::{ConnectionId, InFlight, LinkFlow, SubscriptionId, SubscriptionState};
+use super::{now_ms, Message};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

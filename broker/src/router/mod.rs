@@ -7,28 +7,30 @@
 //! - [`destination`]: one queue or topic and its dispatch logic.
 //! - [`subscription`]: consumers, ack modes, credit.
 //! - [`pending`]: the priority-ordered waiting list.
-//! - [`message`]: messages and deliveries.
-//! - [`body`]: message bodies, resident or paged out to the store.
+//! - [`delivery_marks`]: which messages are stored, and recording their
+//!   deliveries before consumers see them.
+//! - [`delivery`]: deliveries and the sinks they go to (the message model
+//!   itself is [`crate::message`], shared with the store).
 //! - [`queue_wildcard`]: wildcard subscriptions on queues (`/queue/a.>`),
 //!   and [`shared_window`], their one prefetch window over all queues.
 
 pub mod address;
-pub mod body;
 pub mod dead_letter;
+pub mod delivery;
+pub mod delivery_marks;
 pub mod destination;
 pub mod durable;
-pub mod message;
 pub mod pending;
 pub mod queue_wildcard;
 pub mod scheduler;
 pub mod shared_window;
 pub mod subscription;
 
+pub use crate::message::{now_ms, Body, BodySource, Message, PageError, DEFAULT_PRIORITY};
 pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};
-pub use body::{Body, BodySource, PageError};
 pub use dead_letter::{DeadLetterPolicy, NackPolicy};
+pub use delivery::{Delivery, DeliverySink};
 pub use destination::{AckError, Destination, DestinationSnapshot};
-pub use message::{now_ms, Delivery, DeliverySink, Message, DEFAULT_PRIORITY};
 pub use subscription::{
     AckMode, ConnectionId, Consumer, LinkFlow, SubscribeOptions, SubscriptionId,
 };
@@ -241,7 +243,20 @@ impl Router {
                 }
             }
         }
+        // Expiry is the router's decision, written as entries: the store
+        // applies its log without a clock, so it brings expired messages
+        // back like the rest and the router drops them here (as before
+        // the log kept entries, they are not dead-lettered at restart).
+        let now = now_ms();
+        let mut expired = Vec::new();
         for (message, redeliveries) in recovered.messages {
+            if message.is_expired(now) {
+                expired.push(LogEntry::Ack {
+                    destination: message.destination.clone(),
+                    seq: message.seq,
+                });
+                continue;
+            }
             // A durable subscription's queue is found by name; its binding
             // to the topic returns when its subscriber does.
             let address = if durable::is_durable_queue(&message.destination) {
@@ -271,6 +286,10 @@ impl Router {
             }
             destination.restore(message, redeliveries);
         }
+        if !expired.is_empty() {
+            tracing::info!(count = expired.len(), "expired stored messages dropped");
+            drop(self.store.append(expired));
+        }
         Ok(())
     }
 
@@ -292,11 +311,16 @@ impl Router {
         self.read().len()
     }
 
-    /// Publishes a message. Persistent messages are appended to the store
-    /// *before* they become visible to consumers, so the log always holds an
-    /// enqueue before its ack; the returned [`Commit`] says when the enqueue is
-    /// durable (the session waits on it before sending a receipt).
-    pub fn publish(&self, destination: &Destination, message: Message) -> Commit {
+    /// Publishes a message now, whatever its headers say about scheduling.
+    /// Producers go through [`Router::send`] (which calls this for an
+    /// unscheduled message); the router uses it for messages it makes
+    /// itself (scheduled firings, dead letters).
+    ///
+    /// Persistent messages are appended to the store *before* they become
+    /// visible to consumers, so the log always holds an enqueue before its
+    /// ack; the returned [`Commit`] says when the enqueue is durable (the
+    /// session waits on it before sending a receipt).
+    pub(crate) fn publish(&self, destination: &Destination, message: Message) -> Commit {
         let message = Arc::new(message);
         // Kept until the message is dispatched (see `Store::append_for_dispatch`).
         let (commit, _dispatching) = self.store_enqueue(destination, &message);
@@ -549,8 +573,12 @@ impl Router {
         true
     }
 
-    /// Sends a message: scheduled when it carries scheduling headers, else
-    /// published at once. See [`Router::publish`] for the durability rule.
+    /// Sends a producer's message: the one entry point every protocol uses
+    /// (STOMP SEND, native transfer, a committed transaction's sends), so
+    /// every header means the same whichever protocol carried it. Scheduled
+    /// when it carries scheduling headers (`AMQ_SCHEDULED_DELAY`, ...),
+    /// else published at once. See `Router::publish` for the durability
+    /// rule.
     pub fn send(
         &self,
         destination: &Arc<Destination>,
@@ -680,11 +708,10 @@ impl Router {
         }
     }
 
-    /// Whether `message` sent to `destination` goes to the store.
+    /// Whether `message` sent to `destination` goes to the store (see
+    /// [`delivery_marks::stores_messages_of`]).
     fn stores(&self, destination: &Destination, message: &Message) -> bool {
-        message.persistent
-            && destination.kind() == DestinationKind::Queue
-            && !destination.address.is_temporary()
+        message.persistent && delivery_marks::stores_messages_of(destination)
     }
 
     /// Adds a subscription. Messages may be delivered to `sink` before this
@@ -774,7 +801,7 @@ impl Router {
         });
         // Deliveries of stored messages are recorded, so they come back
         // marked redelivered after a restart.
-        let sink = crate::store::DeliveryMarks::wrap(sink, &destination, &self.store);
+        let sink = delivery_marks::DeliveryMarks::wrap(sink, &destination, &self.store);
         let mut state = SubscriptionState::new(consumer.clone(), sink, prefetch);
         state.selector = options.selector;
         state.exclusive = options.exclusive;

@@ -1,7 +1,7 @@
 //! [`PendingQueue`]: messages waiting for a consumer, highest priority first and
 //! FIFO within a priority.
 
-use super::message::Message;
+use super::Message;
 use std::collections::VecDeque;
 use std::sync::Arc;
 

@@ -30,11 +30,11 @@
 
 use super::address::{is_wildcard, wildcard_matches, Address, DestinationKind};
 use super::durable;
-use super::message::DeliverySink;
 use super::shared_window::SharedWindow;
 use super::subscription::{
     AckMode, ConnectionId, Consumer, LinkFlow, SubscribeOptions, SubscriptionId, SubscriptionState,
 };
+use super::DeliverySink;
 use super::{Destination, Router, RouterError};
 use crate::selector::Selector;
 use crate::store::{Commit, LogEntry};
@@ -124,7 +124,7 @@ impl Router {
         link_credit: Option<u32>,
     ) -> Arc<Consumer> {
         let id = self.next_subscription.fetch_add(1, Ordering::Relaxed);
-        let sink = crate::store::DeliveryMarks::wrap(sink, &pattern, &self.store);
+        let sink = super::delivery_marks::DeliveryMarks::wrap(sink, &pattern, &self.store);
         let wildcard = Arc::new_cyclic(|me| WildcardSubscription {
             id,
             pattern: pattern.address.name.clone(),

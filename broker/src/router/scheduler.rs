@@ -8,9 +8,9 @@
 //! one acknowledges it. After a restart the stored message comes back with
 //! its firing count and is rescheduled for what remains.
 
-use super::body::PageError;
-use super::message::{now_ms, Message};
 use super::Destination;
+use super::{now_ms, Message};
+use crate::message::PageError;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};

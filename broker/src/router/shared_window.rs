@@ -7,9 +7,9 @@
 //! wakes the member queues when a slot frees while some of them wait.
 
 use super::dead_letter::Outcast;
-use super::message::{Delivery, DeliverySink};
 use super::queue_wildcard::WildcardSubscription;
 use super::subscription::LinkFlow;
+use super::{Delivery, DeliverySink};
 use std::sync::{Mutex, MutexGuard, Weak};
 use tokio::sync::mpsc;
 

@@ -2,10 +2,10 @@
 //! [`SubscriptionState`] the router keeps for it (credit and unacked messages).
 
 use super::destination::Destination;
-use super::message::{DeliverySink, Message};
 use super::pending::{Pending, PendingQueue};
 use super::queue_wildcard::WildcardSubscription;
 use super::shared_window::SharedWindow;
+use super::{DeliverySink, Message};
 use crate::selector::Selector;
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -43,7 +43,7 @@ impl AckMode {
 }
 
 /// What a session holds for one of its subscriptions, and what each
-/// [`super::message::Delivery`] points back to.
+/// [`super::Delivery`] points back to.
 #[derive(Debug)]
 pub struct Consumer {
     /// Broker-wide id.
@@ -281,7 +281,7 @@ impl SubscriptionState {
             *c = c.saturating_sub(1);
         }
         self.delivered = self.delivered.wrapping_add(1);
-        let delivery = super::message::Delivery {
+        let delivery = super::Delivery {
             consumer: self.consumer.clone(),
             message: p.message.clone(),
             redeliveries: p.redeliveries,

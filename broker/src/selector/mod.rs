@@ -6,11 +6,11 @@
 //! which names (user properties, `JMSPriority`, `JMSType`, ...) resolve to
 //! which values.
 //!
-//! - [`lexer`]: text → positioned tokens.
-//! - [`parser`]: tokens → expression tree.
-//! - [`check`]: static type checks the parser applies.
-//! - [`like`]: compiled `LIKE` patterns.
-//! - [`eval`]: three-valued evaluation.
+//! - `lexer`: text → positioned tokens.
+//! - `parser`: tokens → expression tree.
+//! - `check`: static type checks the parser applies.
+//! - `like`: compiled `LIKE` patterns.
+//! - `eval`: three-valued evaluation.
 //!
 //! Beyond the JMS text, as ActiveMQ accepts them: hex (`0x1F`) and octal
 //! (`017`) integers, an `L` suffix, `--` and `/* */` comments, `.` inside
@@ -82,8 +82,11 @@ pub enum Value<'a> {
     /// Every STOMP header arrives as this; it converts to a number or a
     /// boolean when compared with one.
     Str(&'a str),
+    /// An integer (JMS `long`): priorities, timestamps, integer literals.
     Long(i64),
+    /// A floating-point number (JMS `double`).
     Double(f64),
+    /// A boolean (JMS `boolean`).
     Bool(bool),
 }
 

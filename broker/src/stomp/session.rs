@@ -730,28 +730,8 @@ impl Session {
             .transactions
             .remove(tx)
             .ok_or_else(|| StompError::new(format!("no open transaction '{tx}'")))?;
-        let mut commits = Vec::new();
-        // Durability: the whole transaction goes to the log as one atomic
-        // batch (all of it survives a crash, or none of it).
-        let _atomic = self.router.hold_log();
-        for op in t.ops {
-            match op {
-                TxOp::Send {
-                    destination,
-                    message,
-                } => match self.router.send(&destination, message) {
-                    Ok(commit) => commits.push(commit),
-                    // Validated at SEND time; only a full scheduler gets here.
-                    Err(e) => {
-                        tracing::warn!(conn = self.id, error = %e, "transactional send dropped at commit")
-                    }
-                },
-                TxOp::Ack { consumer, seqs } => {
-                    commits.push(self.router.ack_exact(&consumer, &seqs))
-                }
-                TxOp::Nack { consumer, seqs } => self.router.nack_exact(&consumer, &seqs),
-            }
-        }
+        // One atomic log batch: see `Transaction::commit`.
+        let commits = t.commit(&self.router, self.id);
         // Durability ordering: the COMMIT's receipt waits for every persistent
         // SEND and every ACK of the transaction to be durable.
         self.receipt(frame, commits);
@@ -772,11 +752,7 @@ impl Session {
     /// Undoes a transaction: its SENDs vanish, its ACK/NACKs are undone and
     /// the messages are unacknowledged again.
     fn rollback(&self, t: Transaction) {
-        for op in t.ops {
-            if let TxOp::Ack { consumer, seqs } | TxOp::Nack { consumer, seqs } = op {
-                self.router.unhold(&consumer, &seqs);
-            }
-        }
+        t.rollback(&self.router);
     }
 
     /// Drops transactional acks of a subscription that is going away.

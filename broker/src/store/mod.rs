@@ -1,18 +1,67 @@
 //! The store: an ordered log of typed [`LogEntry`]s describing every state
 //! change a persistent message goes through.
 //!
-//! The router appends entries; a [`Store`] makes them durable and tells the
-//! caller when through a [`Commit`]. The store never sees a protocol: it knows
-//! messages, destinations and sequence numbers. Replication (Raft) will sit in
-//! front of `append` without changing this interface: a commit will then mean
-//! "durable on a quorum".
+//! The router appends entries and decides everything about them (what is
+//! stored, when a delivery is recorded, what expires, what a transaction
+//! holds together); a [`Store`] makes them durable and tells the caller
+//! when through a [`Commit`]. The store never sees a protocol and never
+//! imports the router: it knows messages ([`crate::message`]), destinations
+//! as names, and sequence numbers.
 //!
 //! - [`memory`]: no persistence at all.
 //! - [`sled_store`]: the durable store on sled (open, recover, close).
 //! - [`writer`]: the single log writer doing group commit.
-//! - [`state`]: the state machine the log is applied to.
-//! - [`record`]: the versioned on-disk encoding.
-//! - [`compact`]: giving consumed space back at open.
+//! - [`entry`]: the encoded log: one [`entry::EncodedBatch`] per group
+//!   commit, prost-encoded, with a format version.
+//! - [`state`]: the deterministic state machine the log is applied to.
+//! - [`paging`]: which stored bodies stay in memory (outside the apply).
+//! - [`record`]: the key layout in sled.
+//! - [`compact`]: giving consumed space back.
+//!
+//! # The replication seam
+//!
+//! The log writer turns everything queued for one group commit into one
+//! encoded batch: bytes ([`entry::build`], then
+//! [`entry::EncodedBatch::to_bytes`]). Those bytes are the log record: the
+//! store keeps the latest batches under `L` keys and derives the records
+//! that serve reads (messages, delivery counts, metadata) from them in
+//! [`state::StateMachine::apply`], which reads no clock and touches nothing
+//! but the store's own state. So a replicated store needs no router on a
+//! follower:
+//!
+//! 1. the leader's writer builds the batch exactly as now (store-and-dispatch
+//!    elision included: a pair consumed within the batch is not in it);
+//! 2. the cluster layer proposes the bytes as one replicated (Raft) entry
+//!    instead of applying them at once;
+//! 3. once a quorum has it, every node applies the same bytes with
+//!    [`state::StateMachine::apply_encoded`] into a `sled::Batch` and
+//!    applies that atomically; the leader then flushes and resolves the
+//!    batch's commits (a [`Commit`] means "durable on a quorum"), and only
+//!    then releases the deliveries held by [`Store::hand_off`];
+//! 4. a follower too far behind gets a snapshot:
+//!    [`state::StateMachine::snapshot`] builds one batch from the live
+//!    records, which applied to an empty store gives the same live state.
+//!
+//! Batches are numbered one per group commit (`state::StateMachine::last_batch`),
+//! the number a replicated log would index them by.
+//!
+//! # Sequence numbers
+//!
+//! A message's sequence number is its identity inside the broker (message
+//! ids, acks, redelivery), and a consumer has the message, seq included,
+//! before the writer forms the batch (store-and-dispatch: the delivery
+//! record joins the enqueue, so the consumer never waits for a flush). So
+//! the writer cannot assign seqs without making every persistent delivery
+//! wait for its batch, which is the cost store-and-dispatch exists to
+//! avoid. Seqs therefore come from the router's counter before the append,
+//! and the log carries them: every entry names its seq, each batch carries
+//! the highest seq used so far (elided ones included), and apply never
+//! invents one, so a leader and its followers agree on every seq by
+//! construction. What replication needs on top: a new leader must continue
+//! above every seq a deposed leader may have handed out, including ones in
+//! batches that never committed; e.g. start its counter at the applied
+//! `max_seq` plus a per-term gap (or put the term in the seq's high bits),
+//! via `Router::restore`'s `next_seq`.
 //!
 //! # The durability contract, and where each part is kept
 //!
@@ -27,9 +76,11 @@
 //!   when a consumer has acknowledged the message (store-and-dispatch: the
 //!   receipt then means "consumed and acknowledged").
 //! - A delivery of a stored message is recorded before the consumer can
-//!   see it ([`DeliveryMarks`]), so after a crash it comes back
-//!   `redelivered`.
-//! - A transaction's appends are one atomic batch ([`Store::hold`]).
+//!   see it (the router's `DeliveryMarks` decides which deliveries are
+//!   recorded; [`Store::hand_off`] releases each once its record is
+//!   durable), so after a crash it comes back `redelivered`.
+//! - A transaction's appends are one atomic batch: the router's
+//!   `Transaction::commit` takes [`Store::hold`] around them.
 //! - sled's own timer flusher is off; only the writer flushes.
 //!
 //! What a crash can lose: messages without a receipt, acks without a
@@ -37,16 +88,17 @@
 //! counts of deliveries not yet written to a socket.
 
 pub mod compact;
+pub mod entry;
 pub mod memory;
+pub mod paging;
 pub mod record;
 pub mod sled_store;
 pub mod state;
 pub mod writer;
 
-use crate::router::{Delivery, DeliverySink, Destination, DestinationKind, Message};
+use crate::message::Message;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::oneshot;
 
@@ -100,7 +152,16 @@ impl LogEntry {
     /// queue's bound and the disk limit).
     pub fn queued_bytes(&self) -> usize {
         match self {
-            LogEntry::Enqueue { message } => record::encoded_len(message),
+            // About the size of its record (entry::StoredMessage): the
+            // fields, each header with its two lengths, the body.
+            LogEntry::Enqueue { message } => {
+                let headers: usize = message
+                    .headers
+                    .iter()
+                    .map(|(k, v)| 4 + k.len() + v.len())
+                    .sum();
+                48 + message.destination.len() + headers + message.body.len()
+            }
             LogEntry::Ack { .. } | LogEntry::Delivered { .. } => 32,
             LogEntry::Put { key, value } => 32 + key.len() + value.len(),
             LogEntry::Delete { key } => 32 + key.len(),
@@ -217,9 +278,7 @@ pub trait Store: Send + Sync {
     /// writing: drop it right after the dispatch, so that the first delivery
     /// is recorded together with the enqueue (no wait for a flush before the
     /// consumer sees it) and an ack arriving soon after can spare the write.
-    fn append_for_dispatch(&self, entries: Vec<LogEntry>) -> (Commit, LogHold) {
-        (self.append(entries), LogHold::none())
-    }
+    fn append_for_dispatch(&self, entries: Vec<LogEntry>) -> (Commit, LogHold);
 
     /// Records a delivery of a stored message (`mark`: its seq and delivery
     /// count) and decides when it may reach the consumer: the delivery
@@ -234,113 +293,40 @@ pub trait Store: Send + Sync {
     /// called with a destination lock held.
     fn hand_off(
         &self,
-        _mark: Option<(u64, u32)>,
-        _must_wait: bool,
+        mark: Option<(u64, u32)>,
+        must_wait: bool,
         handoff: Handoff,
-    ) -> Option<Handoff> {
-        Some(handoff)
-    }
+    ) -> Option<Handoff>;
 
     /// Keeps the writer from starting a batch until the returned guard is
     /// dropped, so that everything appended meanwhile is applied in one
     /// atomic batch: a transaction's sends and acks are all durable after a
     /// crash, or none is. Hold it only around code that does not wait.
-    fn hold(&self) -> LogHold {
-        LogHold::none()
-    }
+    fn hold(&self) -> LogHold;
 
     /// Writes everything still queued, flushes, and stops accepting entries.
     /// Called once at shutdown, after the connections are gone.
-    fn close(&self) {}
+    fn close(&self);
 
     /// Size and flush latency for the admin endpoint (`None`: not measured).
-    fn metrics(&self) -> Option<crate::metrics::StoreMetrics> {
-        None
-    }
+    fn metrics(&self) -> Option<crate::metrics::StoreMetrics>;
 }
 
-/// A [`DeliverySink`] wrapper for queues whose persistent messages are
-/// stored: each delivery of a stored message is recorded in the log
-/// ([`LogEntry::Delivered`]) before the consumer can see it, so a message
-/// delivered before a crash comes back `redelivered` with its count.
-///
-/// Why an exact record and not "mark every recovered message of a queue that
-/// had consumers": a message never delivered comes back unmarked, one
-/// delivered twice comes back with count 2 (which redelivery limits need),
-/// and the cost stays small: a fresh message's record rides in the same
-/// group commit as its enqueue (no wait at all), and when the ack follows
-/// within that batch nothing is written. Only deliveries of messages already
-/// on disk wait for one group commit.
-pub struct DeliveryMarks {
-    inner: Arc<dyn DeliverySink>,
-    store: Arc<dyn Store>,
-    /// Itself, for the handoffs it gives the store.
-    me: Weak<DeliveryMarks>,
-    /// Deliveries held by the store, not yet passed to `inner`.
-    held: AtomicUsize,
-}
-
-/// A delivery waiting for its record to be durable.
-pub struct Handoff {
-    sink: Arc<DeliveryMarks>,
-    delivery: Delivery,
-}
+/// A delivery the router hands to the store with its delivery record
+/// ([`Store::hand_off`]): released (run) once the record is durable. The
+/// store does not know what it releases; the router's `DeliveryMarks` puts a
+/// delivery for a consumer in it.
+pub struct Handoff(Box<dyn FnOnce() + Send>);
 
 impl Handoff {
-    /// The stored message's sequence number.
-    pub fn seq(&self) -> u64 {
-        self.delivery.message.seq
+    /// What to run once the delivery record is durable.
+    pub fn new(release: impl FnOnce() + Send + 'static) -> Handoff {
+        Handoff(Box::new(release))
     }
 
-    /// Passes the delivery on to the consumer's connection.
+    /// Runs it.
     pub fn release(self) {
-        self.sink.inner.deliver(self.delivery);
-        // Decrement after the deliver: a later delivery that sees zero may
-        // go directly without overtaking this one.
-        self.sink.held.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl DeliveryMarks {
-    /// Wraps `sink` when `destination` stores its persistent messages.
-    pub fn wrap(
-        sink: Arc<dyn DeliverySink>,
-        destination: &Destination,
-        store: &Arc<dyn Store>,
-    ) -> Arc<dyn DeliverySink> {
-        if destination.kind() == DestinationKind::Queue && !destination.address.is_temporary() {
-            Arc::new_cyclic(|me| DeliveryMarks {
-                inner: sink,
-                store: store.clone(),
-                me: me.clone(),
-                held: AtomicUsize::new(0),
-            })
-        } else {
-            sink
-        }
-    }
-}
-
-impl DeliverySink for DeliveryMarks {
-    fn deliver(&self, delivery: Delivery) {
-        // Called under the destination lock, so deliveries of one
-        // subscription come here one at a time, in order.
-        let must_wait = self.held.load(Ordering::SeqCst) > 0;
-        let mark = delivery
-            .message
-            .persistent
-            .then(|| (delivery.message.seq, delivery.redeliveries + 1));
-        if mark.is_none() && !must_wait {
-            return self.inner.deliver(delivery);
-        }
-        let Some(me) = self.me.upgrade() else {
-            return self.inner.deliver(delivery);
-        };
-        self.held.fetch_add(1, Ordering::SeqCst);
-        let handoff = Handoff { sink: me, delivery };
-        if let Some(now) = self.store.hand_off(mark, must_wait, handoff) {
-            now.release();
-        }
+        (self.0)()
     }
 }
 

@@ -8,11 +8,13 @@
 //! back for the sessions that deliver them.
 
 use super::compact;
+use super::entry::StoredMessage;
+use super::paging::Pager;
 use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
-use super::state::{Paging, StateMachine};
+use super::state::StateMachine;
 use super::writer::{LogWriter, WriterSettings};
 use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
-use crate::router::BodySource;
+use crate::message::BodySource;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
 use std::time::Instant;
@@ -67,15 +69,20 @@ impl SledStore {
         let mut db = open_sled(&path, settings.cache_bytes)?;
         check_format(&path, &db)?;
         let bodies = Arc::new(SledBodies::default());
-        let paging = Paging {
-            budget: settings.body_budget,
-            source: bodies.clone(),
-        };
-        let (state, recovered) =
-            StateMachine::recover(&db, paging).map_err(|reason| OpenError::Corrupt {
+        let (state, records, meta) =
+            StateMachine::recover(&db).map_err(|reason| OpenError::Corrupt {
                 path: path.clone(),
                 reason,
             })?;
+        let mut pager = Pager::new(settings.body_budget, bodies.clone());
+        let recovered = Recovered {
+            messages: records
+                .into_iter()
+                .map(|r| (Arc::new(pager.recover(r.index, r.message)), r.delivered))
+                .collect(),
+            next_seq: state.max_seq() + 1,
+            meta,
+        };
         let mut on_disk = db.size_on_disk().unwrap_or(0);
         if compact::needed(on_disk, state.live_bytes(), settings.compact_min_bytes) {
             // The copy holds the very same keys, so the recovered state
@@ -92,8 +99,8 @@ impl SledStore {
             path = %path.display(),
             messages = recovered.messages.len(),
             bytes = state.live_bytes(),
-            resident_bytes = state.resident_bytes(),
-            paged = state.paged_messages(),
+            resident_bytes = pager.resident_bytes(),
+            paged = pager.paged_messages(),
             on_disk,
             elapsed_ms = started.elapsed().as_millis() as u64,
             sync = ?settings.writer.sync,
@@ -105,7 +112,7 @@ impl SledStore {
             settings.compact_min_bytes,
             bodies,
         );
-        let writer = LogWriter::start(db, state, settings.writer, Some(online))
+        let writer = LogWriter::start(db, state, pager, settings.writer, Some(online))
             .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
         Ok((SledStore { writer, path }, recovered))
     }
@@ -183,7 +190,7 @@ impl BodySource for SledBodies {
             .get(record::key(MESSAGE_PREFIX, index))
             .map_err(|e| e.to_string())?
             .ok_or("its record is gone")?;
-        record::decode_body(&raw).map(bytes::Bytes::copy_from_slice)
+        StoredMessage::decode_record(&raw).map(|m| m.body)
     }
 }
 
@@ -312,7 +319,7 @@ pub(super) fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::Message;
+    use crate::message::Message;
     use crate::store::StoreError;
     use bytes::Bytes;
     use ferromq_config::StoreSync;
@@ -417,6 +424,28 @@ mod tests {
         assert!(matches!(e, OpenError::Format { .. }), "{text}");
         assert!(text.contains(&dir.path().display().to_string()), "{text}");
         assert!(text.contains("format 99"), "{text}");
+    }
+
+    /// Format 1 (message records without a log of batches) is refused,
+    /// not misread: the error names the directory and both versions.
+    #[test]
+    fn a_format_1_store_is_refused_naming_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(FORMAT_KEY, &1u32.to_be_bytes()).unwrap();
+            db.insert(record::key(MESSAGE_PREFIX, 1), &b"\x01old record"[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let e = SledStore::open(settings(dir.path(), 1 << 30)).unwrap_err();
+        let text = e.to_string();
+        assert!(matches!(e, OpenError::Format { .. }), "{text}");
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+        assert!(
+            text.contains("store format 1") && text.contains("reads format 2"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -578,94 +607,5 @@ mod tests {
         let m = store.metrics().unwrap();
         assert_eq!(m.messages_written, 6);
         assert_eq!(m.flush_latency.count, 2, "one flush per group of three");
-    }
-
-    /// Store-and-dispatch through the router: a persistent message published
-    /// to a queue with a consumer reaches the consumer without waiting for a
-    /// flush (its delivery record joins its enqueue), the writer waits for
-    /// the consumer's ack instead of writing, the ack releases the receipt,
-    /// and the message is never written. The gather is made long so that
-    /// nothing here depends on timing.
-    #[test]
-    fn a_message_consumed_within_the_gather_reaches_its_consumer_at_once_and_is_never_written() {
-        use crate::router::{
-            AckMode, Address, Delivery, DeliverySink, Router, RouterConfig, SubscribeOptions,
-        };
-        #[derive(Default)]
-        struct Collect(std::sync::Mutex<Vec<u64>>);
-        impl DeliverySink for Collect {
-            fn deliver(&self, d: Delivery) {
-                self.0.lock().unwrap().push(d.message.seq);
-            }
-        }
-
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = settings(dir.path(), 1 << 30);
-        s.writer.ack_gather = Duration::from_secs(30);
-        let (store, _) = SledStore::open(s).unwrap();
-        let store = Arc::new(store);
-        let router = Router::new(RouterConfig::default(), store.clone());
-        let queue = router
-            .destination(&Address::parse("/queue/q", 1).unwrap(), 1)
-            .unwrap();
-        let sink = Arc::new(Collect::default());
-        let consumer = router.subscribe(
-            queue.clone(),
-            1,
-            "sub".into(),
-            AckMode::ClientIndividual,
-            SubscribeOptions::default(),
-            sink.clone(),
-        );
-        let message = Message {
-            seq: router.next_seq(),
-            destination: queue.address.name.clone(),
-            persistent: true,
-            priority: 4,
-            expires: 0,
-            timestamp: 1,
-            headers: Headers::new(),
-            body: Bytes::from_static(b"hello").into(),
-        };
-        let seq = message.seq;
-        let Commit::Pending(mut receipt) = router.publish(&queue, message) else {
-            panic!("a persistent publish waits for the store");
-        };
-        assert_eq!(*sink.0.lock().unwrap(), vec![seq], "held for a flush");
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(
-            receipt.try_recv().is_err(),
-            "the writer wrote the message instead of waiting for the ack"
-        );
-        let acked = router.ack(&consumer, seq).unwrap();
-        assert_eq!(
-            receipt.try_recv(),
-            Ok(Ok(())),
-            "the ack releases the receipt"
-        );
-        wait(acked).unwrap();
-        let m = store.metrics().unwrap();
-        assert_eq!((m.messages_written, m.messages_elided), (0, 1));
-        // Without a consumer there is nothing to wait for: written at once.
-        let lone = router
-            .destination(&Address::parse("/queue/lone", 1).unwrap(), 1)
-            .unwrap();
-        let message = Message {
-            seq: router.next_seq(),
-            destination: lone.address.name.clone(),
-            persistent: true,
-            priority: 4,
-            expires: 0,
-            timestamp: 1,
-            headers: Headers::new(),
-            body: Bytes::from_static(b"kept").into(),
-        };
-        let started = std::time::Instant::now();
-        wait(router.publish(&lone, message)).unwrap();
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "waited for the gather"
-        );
-        assert_eq!(store.metrics().unwrap().messages_written, 1);
     }
 }

@@ -3,7 +3,8 @@
 //! sides share, `thread` the thread itself.
 //!
 //! Every connection appends to one bounded queue; the writer thread takes
-//! everything queued, applies it to the [`StateMachine`] (one atomic
+//! everything queued, builds one encoded batch of it (the log record, see
+//! [`super::entry`]), applies that to the [`StateMachine`] (one atomic
 //! `sled::Batch`), flushes once, and only then resolves every [`Commit`] of
 //! the batch. While a flush runs, new entries pile up and share the next one:
 //! with many producers one fsync serves many receipts.
@@ -24,6 +25,7 @@ mod queue;
 mod thread;
 
 use super::compact::Online;
+use super::paging::Pager;
 use super::state::StateMachine;
 use super::{Commit, Handoff, LogEntry, LogHold, StoreError};
 use ferromq_config::StoreSync;
@@ -92,6 +94,7 @@ impl LogWriter {
     pub fn start(
         db: sled::Db,
         state: StateMachine,
+        pager: Pager,
         settings: WriterSettings,
         online: Option<Online>,
     ) -> std::io::Result<LogWriter> {
@@ -106,8 +109,8 @@ impl LogWriter {
             work: Condvar::new(),
             space: Condvar::new(),
             live_bytes: AtomicU64::new(state.live_bytes()),
-            resident_bytes: AtomicU64::new(state.resident_bytes()),
-            paged_messages: AtomicU64::new(state.paged_messages() as u64),
+            resident_bytes: AtomicU64::new(pager.resident_bytes()),
+            paged_messages: AtomicU64::new(pager.paged_messages() as u64),
             flush_latency: Default::default(),
             written: AtomicU64::new(0),
             elided: AtomicU64::new(0),
@@ -116,7 +119,7 @@ impl LogWriter {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ferromq-log-writer".into())
-            .spawn(move || thread::run(&s, db, state, online))?;
+            .spawn(move || thread::run(&s, db, state, pager, online))?;
         Ok(LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),

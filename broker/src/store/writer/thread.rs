@@ -6,7 +6,9 @@
 use super::queue::{Queue, Shared, WriterWait};
 use super::{BATCH_BYTES, NEVER_FLUSH_EVERY};
 use crate::store::compact::Online;
-use crate::store::state::{Applied, StateMachine};
+use crate::store::entry;
+use crate::store::paging::Pager;
+use crate::store::state::StateMachine;
 use crate::store::{LogEntry, StoreError};
 use ferromq_config::StoreSync;
 use std::sync::atomic::Ordering;
@@ -19,6 +21,7 @@ pub(super) fn run(
     shared: &Shared,
     mut db: sled::Db,
     mut state: StateMachine,
+    mut pager: Pager,
     mut online: Option<Online>,
 ) {
     let settings = &shared.settings;
@@ -110,23 +113,35 @@ pub(super) fn run(
         };
         let mut result = Ok(());
         if !entries.is_empty() {
-            let mut batch = sled::Batch::default();
-            result = state.apply(&entries, &mut batch).and_then(|applied| {
-                shared
-                    .written
-                    .fetch_add(applied.written as u64, Ordering::Relaxed);
-                shared
-                    .elided
-                    .fetch_add(applied.elided as u64, Ordering::Relaxed);
-                totals.add(entries.len(), applied);
-                db.apply_batch(batch)
-                    .map_err(|e| StoreError::Io(e.to_string()))
-            });
-            if result.is_ok() {
-                // The records are readable now (sled serves applied batches
-                // before they are flushed): bodies over the budget may go.
-                totals.paged += state.page_out(&entries) as u64;
-            }
+            // The log record: one encoded batch per group commit. This is
+            // the seam replication sits in: a leader would propose `raw` as
+            // one replicated entry and every node (this one included) apply
+            // it once a quorum has it; a follower does
+            // `StateMachine::apply_encoded(raw)`, with no router.
+            result = entry::build(&entries, state.max_seq())
+                .map_err(|e| StoreError::Io(e.to_string()))
+                .and_then(|(built, pruned)| {
+                    let raw = built.to_bytes();
+                    let mut batch = sled::Batch::default();
+                    let applied = state.apply(&built, &raw, &mut batch);
+                    shared
+                        .written
+                        .fetch_add(applied.stored.len() as u64, Ordering::Relaxed);
+                    shared
+                        .elided
+                        .fetch_add(pruned.elided as u64, Ordering::Relaxed);
+                    totals.add(entries.len(), &applied, pruned.elided);
+                    db.apply_batch(batch)
+                        .map(|_| applied)
+                        .map_err(|e| StoreError::Io(e.to_string()))
+                })
+                .map(|applied| {
+                    // The records are readable now (sled serves applied
+                    // batches before they are flushed): bodies over the
+                    // budget may go. Outside the apply: it touches the
+                    // router's messages.
+                    totals.paged += pager.after_apply(&entries, &applied) as u64;
+                });
             unflushed = true;
         }
         // Durability ordering, part 1: flush (fsync) before resolving any
@@ -151,10 +166,10 @@ pub(super) fn run(
             .store(state.live_bytes(), Ordering::Relaxed);
         shared
             .resident_bytes
-            .store(state.resident_bytes(), Ordering::Relaxed);
+            .store(pager.resident_bytes(), Ordering::Relaxed);
         shared
             .paged_messages
-            .store(state.paged_messages() as u64, Ordering::Relaxed);
+            .store(pager.paged_messages() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             error!(error = %e, "store write failed; refusing persistent messages from now on");
             shared.lock().broken = Some(e.clone());
@@ -192,9 +207,9 @@ pub(super) fn run(
         entries = totals.entries,
         batches = totals.batches,
         flushes = totals.flushes,
-        written = totals.applied.written,
-        removed = totals.applied.removed,
-        elided = totals.applied.elided,
+        written = totals.written,
+        removed = totals.removed,
+        elided = totals.elided,
         paged = totals.paged,
         "store closed"
     );
@@ -301,17 +316,21 @@ struct Totals {
     entries: u64,
     batches: u64,
     flushes: u64,
-    applied: Applied,
+    /// Message records written, and removed.
+    written: u64,
+    removed: u64,
+    /// Enqueue/ack pairs never written.
+    elided: u64,
     /// Bodies paged out after their write.
     paged: u64,
 }
 
 impl Totals {
-    fn add(&mut self, entries: usize, applied: Applied) {
+    fn add(&mut self, entries: usize, applied: &crate::store::state::Applied, elided: usize) {
         self.entries += entries as u64;
         self.batches += 1;
-        self.applied.written += applied.written;
-        self.applied.removed += applied.removed;
-        self.applied.elided += applied.elided;
+        self.written += applied.stored.len() as u64;
+        self.removed += applied.removed.len() as u64;
+        self.elided += elided as u64;
     }
 }

@@ -1,11 +1,15 @@
-//! Messages as the router holds them, and the [`Delivery`] it hands to a
-//! protocol session through a [`DeliverySink`].
+//! The message model the router and the store share: [`Message`] (an id, a
+//! destination, some typed JMS-like properties, user headers and a [`Body`]
+//! every subscriber shares), and the clock helper [`now_ms`].
 //!
-//! Nothing here knows STOMP: a message is an id, a destination, some typed
-//! JMS-like properties, user headers and a body that every subscriber shares.
+//! A leaf module: it imports neither the router nor the store, so both can
+//! depend on it without depending on each other. Nothing here knows a
+//! protocol.
 
-use super::body::Body;
-use super::subscription::Consumer;
+pub mod body;
+
+pub use body::{Body, BodySource, PageError};
+
 use crate::selector::{PropertySource, Value};
 use ferromq_protocol::Headers;
 use std::sync::Arc;
@@ -100,27 +104,4 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// A message handed to one consumer.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// The subscription it is delivered on.
-    pub consumer: Arc<Consumer>,
-    /// The message.
-    pub message: Arc<Message>,
-    /// How many times it was delivered before (0 = first delivery).
-    pub redeliveries: u32,
-}
-
-/// Where the router puts deliveries for one connection. Implemented by each
-/// protocol's outbound queue.
-///
-/// `deliver` is called with a destination lock held, so it must only enqueue
-/// and wake a writer: never block, never call back into the router. Its queue
-/// is bounded by the subscriptions' credit (prefetch), which the router
-/// enforces before calling it.
-pub trait DeliverySink: Send + Sync {
-    /// Queues a delivery for writing.
-    fn deliver(&self, delivery: Delivery);
 }

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Two ferromq builds side by side (before/after a change), same client, same
+# scenarios, alternating builds within each round (ABBA order across rounds)
+# so that ratios come from neighbouring runs on a noisy machine. Each build
+# gets a fresh broker (and data directory) per round; both protocols are
+# measured. Writes OUTDIR/<label>-<proto>-r<round>.json and prints a table
+# of medians and per-round ratios (bench-client/scripts/before-after.py).
+#
+#   bench-client/scripts/before-after.sh BEFORE_BIN AFTER_BIN [OUTDIR]
+#   BEFORE_BIN/AFTER_BIN: directories holding a release `ferromq` each;
+#   the client is BEFORE_BIN/ferromq-bench for both.
+#   env: ROUNDS=3 SAMPLES=3 WARMUP=1 PROTOS="stomp native"
+#        SCENARIOS="p-1p1c ..." (a subset of the names below)
+#        STOMP_PORT=62933 NATIVE_PORT=62940 (must be free)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+before="$1"; after="$2"
+out="${3:-bench-results/before-after-$(date +%Y%m%d-%H%M)}"
+rounds="${ROUNDS:-3}"; samples="${SAMPLES:-3}"; warmup="${WARMUP:-1}"
+protos="${PROTOS:-stomp native}"
+mkdir -p "$out"
+bench="$before/ferromq-bench"
+
+# name | ferromq-bench ad-hoc flags
+all=(
+  "p-1p1c|--mode queue --persistent --producers 1 --consumers 1 --destinations 1 --size 1024"
+  "p-10p10c10d|--mode queue --persistent --producers 10 --consumers 10 --destinations 10 --size 1024"
+  "p-10p0c10d|--mode queue --persistent --producers 10 --consumers 0 --destinations 10 --size 1024"
+  "np-1p1c|--mode queue --producers 1 --consumers 1 --destinations 1 --size 1024"
+  "np-10p10c10d|--mode queue --producers 10 --consumers 10 --destinations 10 --size 1024"
+)
+wanted="${SCENARIOS:-}"
+stomp_port="${STOMP_PORT:-62933}"
+native_port="${NATIVE_PORT:-62940}"
+for port in "$stomp_port" "$native_port"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use: set STOMP_PORT/NATIVE_PORT" >&2; exit 1
+  fi
+done
+data="$(mktemp -d /tmp/bench-before-after.XXXXXX)"
+pid=""
+stop() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi
+}
+trap 'stop; rm -rf "$data"' EXIT
+
+url_of() {
+  case "$1" in
+    stomp) echo "stomp://127.0.0.1:$stomp_port" ;;
+    native) echo "ferromq://127.0.0.1:$native_port" ;;
+  esac
+}
+
+echo "before: $before ($(cat "$before/../COMMIT" 2>/dev/null || echo ?)), after: $after ($(cat "$after/../COMMIT" 2>/dev/null || echo ?))" | tee "$out/load.txt"
+echo "load before: $(uptime)" | tee -a "$out/load.txt"
+for round in $(seq "$rounds"); do
+  order="before after"
+  if [ $((round % 2)) = 0 ]; then order="after before"; fi
+  for label in $order; do
+    if [ "$label" = before ]; then bin="$before"; else bin="$after"; fi
+    rm -rf "$data/data"
+    "$bin/ferromq" --stomp "127.0.0.1:$stomp_port" --stomp-tls "" --native "127.0.0.1:$native_port" \
+      --native-tls "" --websocket "" --websocket-tls "" --admin "" --data-dir "$data/data" > "$data/log-$label-$round" 2>&1 &
+    pid=$!
+    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$native_port") 2>/dev/null && break; sleep 0.1; done
+    kill -0 "$pid" || { echo "ferromq ($label) did not start:" >&2; cat "$data/log-$label-$round" >&2; exit 1; }
+    for s in "${all[@]}"; do
+      name="${s%%|*}"; flags="${s#*|}"
+      if [ -n "$wanted" ] && [[ " $wanted " != *" $name "* ]]; then continue; fi
+      for proto in $protos; do
+        # shellcheck disable=SC2086
+        timeout 120 "$bench" run --url "$(url_of "$proto")" $flags --broker-name "$label-$proto" \
+          --warm-up-count "$warmup" --sample-count "$samples" --drain-timeout 1000 \
+          -o "$out/$label-$proto-r$round.json" | grep -E '^custom/' | sed "s/^/$label $proto r$round /" \
+          || echo "$label $proto $name r$round: failed" >&2
+      done
+    done
+    stop
+  done
+  echo "load after round $round: $(uptime)" | tee -a "$out/load.txt"
+done
+python3 bench-client/scripts/before-after.py "$out" | tee "$out/summary.md"
