@@ -10,6 +10,7 @@
 //!
 //! - [`memory`]: no persistence at all.
 //! - [`sled_store`]: the durable store on sled (open, recover, close).
+//! - [`replicated`]: the state applied from a cluster's log (cluster mode).
 //! - [`writer`]: the single log writer doing group commit.
 //! - [`entry`]: the encoded log: one [`entry::EncodedBatch`] per group
 //!   commit, prost-encoded, with a format version.
@@ -92,6 +93,7 @@ pub mod entry;
 pub mod memory;
 pub mod paging;
 pub mod record;
+pub mod replicated;
 pub mod sled_store;
 pub mod state;
 pub mod writer;
