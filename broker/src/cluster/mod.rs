@@ -135,7 +135,7 @@ pub enum ReplicateError {
 pub struct Proposal(Pin<Box<dyn Future<Output = Result<LogIndex, ReplicateError>> + Send>>);
 
 impl Proposal {
-    fn ready(result: Result<LogIndex, ReplicateError>) -> Proposal {
+    pub(crate) fn ready(result: Result<LogIndex, ReplicateError>) -> Proposal {
         Proposal(Box::pin(std::future::ready(result)))
     }
 }

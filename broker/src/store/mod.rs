@@ -183,6 +183,10 @@ pub enum StoreError {
     /// The store has shut down.
     #[error("store is closed")]
     Closed,
+    /// Cluster mode: the batch was not committed by a majority (this node
+    /// is not, or no longer, the leader; or the outcome is unknown).
+    #[error("not committed by the cluster: {0}")]
+    NotCommitted(String),
 }
 
 /// Why the store could not be opened. Always names the data directory.

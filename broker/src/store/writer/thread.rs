@@ -230,7 +230,7 @@ pub(super) fn run(
 ///
 /// Neither waits for anything that is not on its way: a lone producer is
 /// expected alone, and without consumers nothing is in hand.
-fn gather<'a>(
+pub(super) fn gather<'a>(
     shared: &'a Shared,
     mut q: MutexGuard<'a, Queue>,
     limit: Duration,
