@@ -24,6 +24,8 @@ pub struct Sources {
     pub store: Arc<dyn Store>,
     /// Process start, for uptime.
     pub started: Instant,
+    /// The cluster role `/healthz` reports (a single node says just `ok`).
+    pub leadership: Arc<crate::leadership::Leadership>,
 }
 
 /// One destination's numbers at one moment.

@@ -92,7 +92,12 @@ async fn respond(request: &Request, peer: SocketAddr, sources: &Sources) -> Resp
         return r;
     }
     if request.path == "/healthz" {
-        return Response::text(200, "ok\n");
+        // Every node answers; in a cluster the body names its role, so a
+        // load balancer can send clients to the one that says `ok leader`.
+        return match sources.leadership.role() {
+            "single" => Response::text(200, "ok\n"),
+            role => Response::text(200, format!("ok {role}\n")),
+        };
     }
     if !matches!(request.path.as_str(), "/metrics" | "/api/destinations") {
         return Response::text(
