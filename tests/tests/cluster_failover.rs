@@ -1,7 +1,8 @@
 //! Three real `ferromq` processes form a cluster on loopback (issue 16):
 //!
 //! - a follower answers CONNECT with ERROR `not the leader` and a `leader`
-//!   header naming the leader's STOMP address;
+//!   header naming the leader's STOMP address, and a native Open with Close
+//!   `not-leader` naming its native address;
 //! - persistent SENDs with receipts go to the leader, and a consumer acks
 //!   some of them with receipts;
 //! - the leader is killed with SIGKILL; a new leader is elected and serves
@@ -14,7 +15,10 @@
 //! `FERROMQ_FAILOVER_CYCLES` sets the number of kills (default 2).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod native_common;
+
 use bytes::BytesMut;
+use ferromq_protocol::native::{self, ErrorCondition, Open, Preamble};
 use ferromq_protocol::stomp::{encode_frame, Command, Decoder, Frame, Limits, Version};
 use ferromq_tests::{http_get, Broker};
 use std::collections::{HashMap, HashSet};
@@ -141,6 +145,7 @@ struct Node {
     dir: PathBuf,
     args: Vec<String>,
     stomp: SocketAddr,
+    native: SocketAddr,
     admin: SocketAddr,
     process: Option<Broker>,
 }
@@ -221,6 +226,7 @@ fn cluster(root: &std::path::Path) -> Vec<Node> {
                 dir,
                 args,
                 stomp: format!("127.0.0.1:{stomp}").parse().unwrap(),
+                native: format!("127.0.0.1:{native}").parse().unwrap(),
                 admin: format!("127.0.0.1:{admin}").parse().unwrap(),
                 process: None,
             }
@@ -294,6 +300,16 @@ fn the_cluster_fails_over_without_losing_receipted_messages() {
     assert_eq!(refusal.get("message"), Some("not the leader"));
     assert_eq!(refusal.get("leader"), Some(leader_stomp.as_str()));
     assert_eq!(nodes[follower].health(), "ok follower\n");
+    let mut raw = native_common::Raw::connect(nodes[follower].native);
+    raw.send_bytes(&Preamble::CURRENT.to_bytes());
+    assert_eq!(raw.read_exact(8), Preamble::CURRENT.to_bytes());
+    raw.send(native::Frame::new(0, Open::default()));
+    let close = raw.expect_close();
+    assert_eq!(close.condition(), ErrorCondition::NotLeader);
+    assert_eq!(
+        close.description,
+        format!("not the leader; leader={}", nodes[leader].native)
+    );
 
     let mut receipted = HashSet::new();
     let mut acked = HashSet::new();
