@@ -46,6 +46,11 @@
 //! Batches are numbered one per group commit (`state::StateMachine::last_batch`),
 //! the number a replicated log would index them by.
 //!
+//! With `[cluster]` this is what runs: `writer::replicated` proposes each
+//! batch instead of step 3's local apply, [`replicated::ReplicatedState`]
+//! is the apply on every node (with the Raft index in the same sled batch),
+//! and `crate::leadership` restores the router from it on a new leader.
+//!
 //! # Sequence numbers
 //!
 //! A message's sequence number is its identity inside the broker (message
