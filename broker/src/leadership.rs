@@ -12,7 +12,8 @@
 //! router is restored from the store exactly as after a restart, with its
 //! sequence counter moved above anything a deposed leader could have
 //! handed out (see [`seq_floor`]), and only then does the node serve.
-//! Losing leadership (or the lease: fenced): the node stops serving, closes
+//! Losing leadership (or the lease: fenced), or a proposed batch that did
+//! not commit (the router may be ahead of the log): the node stops serving, closes
 //! its client connections (their pending receipts fail: the writer answers
 //! no batch that did not commit) and asks the daemon to restart itself, so
 //! its router, which may be ahead of the log, is rebuilt from the store as
@@ -126,12 +127,13 @@ impl Leadership {
                 _ = tokio::time::sleep(TICK) => {}
             }
             let serving = self.serving.load(Ordering::Acquire);
-            let leads = node.role() == Role::Leader && !node.is_fenced();
+            let leads = node.role() == Role::Leader && !node.is_fenced() && !state.diverged();
             if serving && !leads {
                 self.serving.store(false, Ordering::Release);
                 info!(
                     role = ?node.role(),
                     fenced = node.is_fenced(),
+                    uncommitted_batch = state.diverged(),
                     "cluster: no longer the leader: closing client connections and restarting as a follower"
                 );
                 clients.cancel();

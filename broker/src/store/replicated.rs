@@ -21,6 +21,7 @@ use super::state::StateMachine;
 use super::Recovered;
 use crate::cluster::{ApplyError, ApplyLog, LogIndex};
 use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Key of the last Raft index applied to the store (cluster mode only).
@@ -31,6 +32,9 @@ pub const RAFT_APPLIED_KEY: &[u8] = b"\x00raft_applied";
 pub struct ReplicatedState {
     db: sled::Db,
     state: Mutex<Applied>,
+    /// Set by the writer when a batch it proposed did not commit: the
+    /// router's memory may now be ahead of the log (see `diverged`).
+    diverged: AtomicBool,
 }
 
 struct Applied {
@@ -50,7 +54,19 @@ impl ReplicatedState {
         Ok(ReplicatedState {
             db,
             state: Mutex::new(Applied { machine, index }),
+            diverged: AtomicBool::new(false),
         })
+    }
+
+    /// Records that a proposed batch did not commit (or may not have).
+    pub fn mark_diverged(&self) {
+        self.diverged.store(true, Ordering::Release);
+    }
+
+    /// Whether a proposed batch did not commit since start: the leader
+    /// must stop serving and rebuild its router (`crate::leadership`).
+    pub fn diverged(&self) -> bool {
+        self.diverged.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> MutexGuard<'_, Applied> {

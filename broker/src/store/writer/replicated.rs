@@ -168,7 +168,7 @@ pub(super) fn run(shared: Arc<Shared>, state: Arc<ReplicatedState>, replication:
                 // Nothing to write (deliveries without records): answer now.
                 Ok(None) => resolve_now(&shared, waiters, handoffs, enqueued, Ok(())),
                 Err(e) => {
-                    fail(&shared, &e);
+                    fail(&shared, &state, &e);
                     resolve_now(&shared, waiters, handoffs, enqueued, Err(e));
                 }
             }
@@ -216,7 +216,7 @@ fn complete(
         Ok(_) => Ok(()),
         Err(e) => {
             let e = StoreError::NotCommitted(e.to_string());
-            fail(shared, &e);
+            fail(shared, state, &e);
             Err(e)
         }
     };
@@ -227,9 +227,10 @@ fn complete(
 }
 
 /// After a batch that did not commit the router's memory may be ahead of
-/// the log: refuse persistent messages from now on (the node steps down
-/// and restarts; see `Broker`'s leadership watcher).
-fn fail(shared: &Shared, e: &StoreError) {
+/// the log: refuse persistent messages from now on, and say so to
+/// `crate::leadership`, which stops serving and restarts the node.
+fn fail(shared: &Shared, state: &ReplicatedState, e: &StoreError) {
+    state.mark_diverged();
     error!(error = %e, "a batch was not committed by the cluster; refusing persistent messages from now on");
     let mut q = shared.lock();
     if q.broken.is_none() {
@@ -389,6 +390,7 @@ mod tests {
         // Every receipted message is in the applied state, with its index.
         assert_eq!(state.recovered().unwrap().messages.len(), 20);
         assert!(state.last_applied().is_some_and(|i| i >= 1));
+        assert!(!state.diverged());
         store.close();
     }
 
@@ -403,6 +405,8 @@ mod tests {
             "{refused:?}"
         );
         assert!(store.append(vec![enqueue(2)]).is_failed());
+        // The leader must step down and rebuild (crate::leadership).
+        assert!(state.diverged());
         assert_eq!(state.recovered().unwrap().messages.len(), 0);
         store.close();
     }
