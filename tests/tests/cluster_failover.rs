@@ -12,6 +12,9 @@
 //! - at the end every receipted message not acked is delivered by the
 //!   leader, and no message whose ACK was receipted is delivered again.
 //!
+//! - a leader paused (SIGSTOP) past the election timeout is deposed; after
+//!   SIGCONT it closes its clients and restarts itself as a follower.
+//!
 //! `FERROMQ_FAILOVER_CYCLES` sets the number of kills (default 2).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -132,12 +135,19 @@ impl Conn {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// `n` distinct free loopback ports (all held until every one is chosen).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local address").port())
+        .collect()
 }
+
+/// The tests of this file run one at a time: six nodes at once on a
+/// two-core machine would time out their own elections.
+static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// One member: its addresses, directory and (while running) process.
 struct Node {
@@ -176,9 +186,8 @@ impl Node {
 }
 
 fn cluster(root: &std::path::Path) -> Vec<Node> {
-    let ports: Vec<[u16; 4]> = (0..3)
-        .map(|_| [free_port(), free_port(), free_port(), free_port()])
-        .collect();
+    let free = free_ports(12);
+    let ports: Vec<[u16; 4]> = free.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
     let mut members = String::new();
     for (i, [peer, stomp, native, admin]) in ports.iter().enumerate() {
         members.push_str(&format!(
@@ -279,6 +288,9 @@ fn the_cluster_fails_over_without_losing_receipted_messages() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let root = tempfile::tempdir().unwrap();
     let mut nodes = cluster(root.path());
     for node in nodes.iter_mut() {
@@ -412,4 +424,95 @@ fn the_cluster_fails_over_without_losing_receipted_messages() {
         millis[millis.len() - 1]
     );
     assert_eq!(failovers.len(), cycles);
+}
+
+/// SIGSTOP of the leader past the election timeout, then SIGCONT: the
+/// others elect a new leader that serves; the old one finds it was deposed,
+/// stops serving and restarts itself (same pid) as a follower.
+#[test]
+fn a_paused_leader_is_deposed_and_rejoins_as_a_follower() {
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(root.path());
+    for node in nodes.iter_mut() {
+        node.start();
+    }
+    let old = wait_for_leader(&nodes, FAILOVER_BOUND);
+    let mut producer = connect_leader(&nodes[old], FAILOVER_BOUND);
+    for i in 0..5 {
+        send(&mut producer, &format!("before-{i}"), &format!("r{i}")).unwrap();
+    }
+    let pid = nodes[old]
+        .process
+        .as_ref()
+        .unwrap()
+        .pid()
+        .unwrap()
+        .to_string();
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let others: Vec<usize> = (0..nodes.len()).filter(|i| *i != old).collect();
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    let new = loop {
+        if let Some(i) = others
+            .iter()
+            .copied()
+            .find(|i| nodes[*i].health() == "ok leader\n")
+        {
+            break i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader while the old one is stopped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut probe = connect_leader(&nodes[new], FAILOVER_BOUND);
+    send(&mut probe, "after", "r-after").unwrap();
+    signal("-CONT");
+    // The old leader's clients are closed, and it comes back as a follower.
+    let deadline = Instant::now() + FAILOVER_BOUND;
+    while nodes[old].health() != "ok follower\n" {
+        assert!(
+            Instant::now() < deadline,
+            "the old leader did not rejoin as a follower; log:\n{}",
+            nodes[old].process.as_ref().unwrap().log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = nodes[old].process.as_ref().unwrap().log();
+    assert!(
+        log.contains("restarting to rejoin the cluster as a follower"),
+        "{log}"
+    );
+    assert!(send(&mut producer, "late", "r-late").is_err());
+    // Everything receipted is on the new leader.
+    let mut consumer = connect_leader(&nodes[new], FAILOVER_BOUND);
+    let subscribe = Frame::new(Command::Subscribe)
+        .header("id", "s")
+        .header("destination", QUEUE)
+        .header("ack", "auto");
+    let mut bodies: HashSet<String> = consumer
+        .with_receipt(subscribe, "s")
+        .unwrap()
+        .iter()
+        .map(body_of)
+        .collect();
+    while let Some(f) = consumer.recv(Duration::from_secs(3)).unwrap() {
+        bodies.insert(body_of(&f));
+    }
+    for body in (0..5)
+        .map(|i| format!("before-{i}"))
+        .chain(["after".into()])
+    {
+        assert!(bodies.contains(&body), "{body} lost; got {bodies:?}");
+    }
 }
