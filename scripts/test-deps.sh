@@ -19,11 +19,13 @@ PY
 }
 
 # More third-party clients for tests/python/test_other_clients.py: Perl's
-# Net::Stomp and Ruby's stomp gem, from Debian.
-if ! perl -MNet::Stomp -e1 2>/dev/null || ! ruby -rstomp -e1 2>/dev/null; then
+# Net::Stomp, Ruby's stomp gem and PHP's stomp extension (PECL stomp 2.0.3,
+# with the PHP command line), from Debian.
+if ! perl -MNet::Stomp -e1 2>/dev/null || ! ruby -rstomp -e1 2>/dev/null ||
+   ! php -r 'exit(extension_loaded("stomp") ? 0 : 1);' 2>/dev/null; then
   if [ "$(id -u)" -eq 0 ]; then sudo_=(); else sudo_=(sudo); fi
   "${sudo_[@]}" apt-get update -qq
-  "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnet-stomp-perl ruby-stomp >/dev/null
+  "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnet-stomp-perl ruby-stomp php-cli php-stomp >/dev/null
 fi
 
 # @stomp/stompjs and ws for the stomp.js interop test (tests/tests/stomp_js.rs

@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod admin_client;
 pub mod auth;
 pub mod cluster;
 pub mod leadership;
@@ -17,6 +18,7 @@ pub mod message;
 pub mod metrics;
 pub mod native;
 pub mod outbox;
+pub mod registry;
 pub mod reload;
 pub mod router;
 pub mod selector;
@@ -279,26 +281,38 @@ impl Broker {
             bound.push((listener, kind, tls));
             listeners.push((kind, local));
         }
-        let admin = match config.admin.listen_addr() {
-            Some(addr) => {
-                let bound = TcpListener::bind(addr).await;
-                let listener = bound.map_err(|source| StartError::Bind {
-                    listener: "admin",
-                    addr,
-                    source,
-                })?;
-                let local = listener.local_addr().unwrap_or(addr);
-                Some((listener, local))
+        // The admin endpoint: plain HTTP on admin.listen, HTTPS on its own
+        // admin.tls_listen (with the [tls] certificate).
+        let mut admin = Vec::new();
+        let admin_tls = match (config.admin.tls_listen_addr(), &acceptor) {
+            (Some(addr), Some(a)) => Some((addr, a.clone())),
+            (Some(_), None) => {
+                info!("admin+tls listener not started: tls.cert and tls.key are not set");
+                None
             }
-            None => None,
+            _ => None,
         };
+        let planned_admin = [
+            config.admin.listen_addr().map(|a| (a, "admin", None)),
+            admin_tls.map(|(a, t)| (a, "admin+tls", Some(t))),
+        ];
+        for (addr, name, tls) in planned_admin.into_iter().flatten() {
+            let bound = TcpListener::bind(addr).await;
+            let listener = bound.map_err(|source| StartError::Bind {
+                listener: name,
+                addr,
+                source,
+            })?;
+            let local = listener.local_addr().unwrap_or(addr);
+            admin.push((listener, local, name, tls));
+        }
         for (listener, kind, tls) in bound {
             tokio::spawn(accept_loop(listener, kind, tls, ctx.clone()));
         }
         for (kind, addr) in &listeners {
             info!(listener = kind.name(), %addr, "listener ready");
         }
-        if let Some((listener, addr)) = admin {
+        if !admin.is_empty() {
             let sources = Arc::new(admin::metrics::Sources {
                 router: router.clone(),
                 admission: ctx.admission.clone(),
@@ -306,9 +320,14 @@ impl Broker {
                 store: store.clone(),
                 started: std::time::Instant::now(),
                 leadership: leadership.clone(),
+                rates: admin::rates::Rates::default(),
+                metrics_destination_limit: config.admin.metrics_destination_limit as usize,
             });
-            tokio::spawn(admin::run(listener, sources, shutdown.clone()));
-            info!(listener = "admin", %addr, "listener ready");
+            tokio::spawn(admin::sample_rates(sources.clone(), shutdown.clone()));
+            for (listener, addr, name, tls) in admin {
+                tokio::spawn(admin::run(listener, tls, sources.clone(), shutdown.clone()));
+                info!(listener = name, %addr, "listener ready");
+            }
         }
         Ok(Broker {
             router,

@@ -3,7 +3,8 @@
 //! `ferromq` runs with embedded defaults (STOMP on 127.0.0.1:61613);
 //! `ferromq --config FILE` reads TOML; flags override the file;
 //! `ferromq check-config FILE` validates a file and exits;
-//! `ferromq passwd` hashes a password read from stdin for `password_hash`.
+//! `ferromq passwd` hashes a password read from stdin for `password_hash`;
+//! `ferromq admin ...` manages a running broker through its admin API.
 //! SIGHUP re-reads the config file and applies the TLS certificates, users
 //! and ACL; SIGTERM/SIGINT shut down gracefully.
 
@@ -75,6 +76,8 @@ enum Cmd {
     /// Read a password from stdin (one line) and print its Argon2id hash
     /// for `password_hash` in `[[auth.users]]` or the users file.
     Passwd,
+    /// Manage a running broker through its admin API (exit 0 ok, 1 failed, 2 usage).
+    Admin(ferromq_broker::admin_client::AdminArgs),
 }
 
 fn non_empty(v: String) -> Option<String> {
@@ -157,6 +160,18 @@ fn main() -> ExitCode {
     }
     if let Some(Cmd::Passwd) = &cli.command {
         return passwd();
+    }
+    if let Some(Cmd::Admin(args)) = &cli.command {
+        return match ferromq_broker::admin_client::run(args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(failure) => {
+                eprintln!("ferromq admin: {}", failure.0);
+                ExitCode::FAILURE
+            }
+        };
     }
     let config = match load(&cli) {
         Ok(c) => c,

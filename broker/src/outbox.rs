@@ -8,9 +8,21 @@
 //! bounded by `reply_limit`, past which the connection stops reading from
 //! its client until the writer catches up, so a client that floods requests
 //! without reading the answers throttles only itself.
+//!
+//! Answer ordering: a frame's answer (a STOMP RECEIPT, a native settling
+//! Disposition or Discharge) is written before any delivery the frame
+//! caused (a NACK's redelivery, the next message an ACK's freed credit lets
+//! through, ...). The router queues those deliveries synchronously while
+//! the frame is handled, before the answer exists (an ACK's RECEIPT needs
+//! the ack's store commit first), so the front end takes a
+//! [`DeliveryHold`] around handling such a frame: deliveries pushed
+//! meanwhile wait beside the queue and join it behind the answer. Nothing
+//! waits on anything new: the answer's own store commits are awaited by the
+//! writer as before, and the deliveries queued behind it were always
+//! written after it.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
@@ -30,6 +42,11 @@ struct State<T> {
     items: VecDeque<T>,
     replies: usize,
     closed: bool,
+    /// Live [`DeliveryHold`]s.
+    holds: usize,
+    /// Deliveries pushed while held, in order. Bounded by credit like any
+    /// delivery; they join `items` when the last hold ends.
+    held: VecDeque<T>,
 }
 
 /// The queue between a connection's producers of output and its writer.
@@ -50,6 +67,8 @@ impl<T: OutboxItem> Outbox<T> {
                 items: VecDeque::new(),
                 replies: 0,
                 closed: false,
+                holds: 0,
+                held: VecDeque::new(),
             }),
             ready: Notify::new(),
             room: Notify::new(),
@@ -72,12 +91,50 @@ impl<T: OutboxItem> Outbox<T> {
             }
             if item.is_reply() {
                 st.replies += 1;
+            } else if st.holds > 0 {
+                st.held.push_back(item);
+                return;
             }
             st.items.push_back(item);
             st.items.len() == 1
         };
         // The writer takes everything queued at once, so only the first item
         // after a take needs to wake it; the ones behind it ride along.
+        if was_empty {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Holds back deliveries until the returned guard drops; replies still
+    /// queue at once. A front end takes it around handling a frame whose
+    /// answer must precede the deliveries the frame causes, and queues the
+    /// answer before dropping it (see the module comment). Holds nest.
+    pub fn hold_deliveries(self: &Arc<Self>) -> DeliveryHold<T> {
+        self.lock().holds += 1;
+        DeliveryHold {
+            outbox: Arc::clone(self),
+        }
+    }
+
+    /// Ends one hold: when it was the last, the held deliveries join the
+    /// queue behind everything queued meanwhile.
+    fn release(&self) {
+        let was_empty = {
+            let mut st = self.lock();
+            st.holds = st.holds.saturating_sub(1);
+            if st.holds > 0 || st.held.is_empty() {
+                return;
+            }
+            let st = &mut *st;
+            if st.closed {
+                // Never written once closed (see `is_closed`).
+                st.held.clear();
+                return;
+            }
+            let was_empty = st.items.is_empty();
+            st.items.append(&mut st.held);
+            was_empty
+        };
         if was_empty {
             self.ready.notify_one();
         }
@@ -160,6 +217,19 @@ impl<T: OutboxItem> Outbox<T> {
     }
 }
 
+/// Deliveries wait beside the outbox while this lives
+/// ([`Outbox::hold_deliveries`]). Dropping it takes only the outbox lock.
+#[must_use = "deliveries are held only while the guard lives"]
+pub struct DeliveryHold<T: OutboxItem> {
+    outbox: Arc<Outbox<T>>,
+}
+
+impl<T: OutboxItem> Drop for DeliveryHold<T> {
+    fn drop(&mut self) {
+        self.outbox.release();
+    }
+}
+
 /// A protocol's encoder for what its outbox holds, driven by
 /// [`write_from_outbox`]: it encodes into its own buffer and writes that
 /// buffer on `flush`.
@@ -235,4 +305,74 @@ pub(crate) async fn write_from_outbox<T, E, W>(
         }
     }
     let _ = socket.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    enum Item {
+        Reply(&'static str),
+        Delivery(&'static str),
+    }
+
+    impl OutboxItem for Item {
+        fn is_reply(&self) -> bool {
+            matches!(self, Item::Reply(_))
+        }
+    }
+
+    fn drain(outbox: &Outbox<Item>) -> Vec<Item> {
+        let mut out = VecDeque::new();
+        outbox.take(&mut out);
+        out.into_iter().collect()
+    }
+
+    #[test]
+    fn held_deliveries_follow_the_answer_queued_after_them() {
+        let outbox = Arc::new(Outbox::new(8));
+        outbox.push(Item::Delivery("before"));
+        let hold = outbox.hold_deliveries();
+        outbox.push(Item::Delivery("caused"));
+        outbox.push(Item::Reply("receipt"));
+        assert_eq!(
+            drain(&outbox),
+            [Item::Delivery("before"), Item::Reply("receipt")],
+            "a held delivery is not handed to the writer"
+        );
+        drop(hold);
+        assert_eq!(drain(&outbox), [Item::Delivery("caused")]);
+        // Released: deliveries queue at once again.
+        outbox.push(Item::Delivery("later"));
+        assert_eq!(drain(&outbox), [Item::Delivery("later")]);
+    }
+
+    #[test]
+    fn nested_holds_release_with_the_last_in_push_order() {
+        let outbox = Arc::new(Outbox::new(8));
+        let outer = outbox.hold_deliveries();
+        outbox.push(Item::Delivery("a"));
+        let inner = outbox.hold_deliveries();
+        outbox.push(Item::Delivery("b"));
+        drop(inner);
+        outbox.push(Item::Reply("receipt"));
+        assert_eq!(drain(&outbox), [Item::Reply("receipt")]);
+        drop(outer);
+        assert_eq!(drain(&outbox), [Item::Delivery("a"), Item::Delivery("b")]);
+    }
+
+    #[test]
+    fn held_deliveries_of_a_closed_outbox_are_dropped() {
+        let outbox = Arc::new(Outbox::new(8));
+        let hold = outbox.hold_deliveries();
+        outbox.push(Item::Delivery("caused"));
+        outbox.close_with(Some(Item::Reply("error")));
+        drop(hold);
+        assert_eq!(drain(&outbox), [Item::Reply("error")]);
+        assert!(
+            outbox.take(&mut VecDeque::new()).is_none(),
+            "closed and empty"
+        );
+    }
 }

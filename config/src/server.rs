@@ -233,6 +233,13 @@ pub struct AdminConfig {
     /// user in group `admins` (`/healthz` stays open); without users it is
     /// open to anyone who can reach it, so exposing it is a deliberate choice.
     pub allow_remote: bool,
+    /// HTTPS listen address (its own listener, with the `[tls]` certificate);
+    /// only started when `tls.cert` and `tls.key` are set. `""` disables it.
+    #[serde(with = "empty_as_none")]
+    pub tls_listen: Option<String>,
+    /// Most destinations given their own series on `/metrics`; beyond it the
+    /// ones holding the most messages are kept (the JSON API lists all).
+    pub metrics_destination_limit: u32,
 }
 
 impl Default for AdminConfig {
@@ -240,6 +247,8 @@ impl Default for AdminConfig {
         Self {
             listen: Some("127.0.0.1:8161".to_owned()),
             allow_remote: false,
+            tls_listen: None,
+            metrics_destination_limit: 1000,
         }
     }
 }
@@ -248,5 +257,10 @@ impl AdminConfig {
     /// The listen address, or `None` when disabled.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         parse_listen(self.listen.as_ref())
+    }
+
+    /// The HTTPS listen address, or `None` when disabled.
+    pub fn tls_listen_addr(&self) -> Option<SocketAddr> {
+        parse_listen(self.tls_listen.as_ref())
     }
 }

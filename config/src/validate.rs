@@ -210,17 +210,25 @@ fn admin(
     admin: &AdminConfig,
     seen: &mut HashMap<SocketAddr, &'static str>,
 ) -> Result<(), ConfigError> {
-    if let Some(addr) = check.listen(admin.listen.as_ref(), "admin.listen", seen)? {
-        check.ensure(
-            addr.ip().is_loopback() || admin.allow_remote,
-            "admin.listen",
-            format!(
-                "{addr} is not a loopback address: set admin.allow_remote = true to expose the \
-                 admin endpoint off this machine (with users configured it requires an `admins` login)"
-            ),
-        )?;
+    for (value, key) in [
+        (admin.listen.as_ref(), "admin.listen"),
+        (admin.tls_listen.as_ref(), "admin.tls_listen"),
+    ] {
+        if let Some(addr) = check.listen(value, key, seen)? {
+            check.ensure(
+                addr.ip().is_loopback() || admin.allow_remote,
+                key,
+                format!(
+                    "{addr} is not a loopback address: set admin.allow_remote = true to expose the \
+                     admin endpoint off this machine (with users configured it requires an `admins` login)"
+                ),
+            )?;
+        }
     }
-    Ok(())
+    check.positive(
+        u64::from(admin.metrics_destination_limit),
+        "admin.metrics_destination_limit",
+    )
 }
 
 fn tls(check: &Check<'_>, tls: &TlsConfig) -> Result<(), ConfigError> {

@@ -1,6 +1,11 @@
 //! A file with every key set to a non-default value parses to exactly those
 //! values (TiKV's test-custom.toml idea), and survives `to_toml`.
+//!
+//! "Every key" is derived from the schema (the keys `Config::default()`
+//! serializes to, and those of one `[[auth.users]]` and one `[[acl]]`
+//! entry), so a key added to the schema without a fixture entry fails here.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,12 +14,118 @@ use ferromq_config::{
     NackPolicy, StoreSync, User,
 };
 
+fn custom_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/custom.toml")
+}
+
 fn custom() -> Config {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/custom.toml");
-    match Config::load(&path) {
+    match Config::load(&custom_path()) {
         Ok(config) => config,
         Err(e) => panic!("the custom fixture should load: {e}"),
     }
+}
+
+/// Every leaf of `value` by dotted key path (`store.sync`); the entries of
+/// an array of tables share one path (`acl[].read`), so a key counts as set
+/// when any entry sets it, and its value is the list of the entries' values.
+fn leaves(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, Vec<toml::Value>>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, v) in table {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaves(&path, v, out);
+            }
+        }
+        toml::Value::Array(items) if !items.is_empty() && items.iter().all(|i| i.is_table()) => {
+            for item in items {
+                leaves(&format!("{prefix}[]"), item, out);
+            }
+        }
+        // An empty array: an array of tables with no entry, or a list.
+        toml::Value::Array(items) if items.is_empty() => {
+            out.entry(prefix.to_owned()).or_default();
+        }
+        leaf => out.entry(prefix.to_owned()).or_default().push(leaf.clone()),
+    }
+}
+
+fn leaves_of(value: &toml::Value) -> BTreeMap<String, Vec<toml::Value>> {
+    let mut out = BTreeMap::new();
+    leaves("", value, &mut out);
+    out
+}
+
+fn toml_of<T: serde::Serialize>(value: &T) -> toml::Value {
+    match toml::Value::try_from(value) {
+        Ok(v) => v,
+        Err(e) => panic!("cannot serialize: {e}"),
+    }
+}
+
+/// Every key the schema has, by dotted path: what the defaults serialize
+/// to, with the entry keys of `[[auth.users]]` and `[[acl]]` (empty lists by
+/// default) taken from one default entry each.
+fn schema_keys() -> BTreeSet<String> {
+    let mut keys: BTreeSet<String> = leaves_of(&toml_of(&Config::default()))
+        .into_keys()
+        .collect();
+    for (array, entry) in [
+        ("auth.users", toml_of(&User::default())),
+        ("acl", toml_of(&AclRule::default())),
+    ] {
+        assert!(keys.remove(array), "the schema has no {array} list");
+        let mut entry_leaves = BTreeMap::new();
+        leaves(&format!("{array}[]"), &entry, &mut entry_leaves);
+        keys.extend(entry_leaves.into_keys());
+    }
+    keys
+}
+
+#[test]
+fn custom_file_sets_every_key_of_the_schema() {
+    let path = custom_path();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) => panic!("cannot read {}: {e}", path.display()),
+    };
+    let fixture = match toml::from_str::<toml::Table>(&text) {
+        Ok(table) => toml::Value::Table(table),
+        Err(e) => panic!("{} is not TOML: {e}", path.display()),
+    };
+    let set = leaves_of(&fixture);
+    let schema = schema_keys();
+    // Sanity: the derivation sees the whole schema, nested entries included.
+    for key in [
+        "store.compact_threshold",
+        "auth.users[].groups",
+        "acl[].admin",
+    ] {
+        assert!(schema.contains(key), "{key} missing from {schema:?}");
+    }
+    let missing: Vec<&String> = schema.iter().filter(|k| !set.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "keys of the schema that tests/fixtures/custom.toml does not set: {missing:?}"
+    );
+}
+
+#[test]
+fn custom_file_sets_every_key_to_a_non_default_value() {
+    let custom = leaves_of(&toml_of(&custom()));
+    let defaults = leaves_of(&toml_of(&Config::default()));
+    let unchanged: Vec<&String> = defaults
+        .iter()
+        .filter(|(key, value)| custom.get(*key) == Some(*value))
+        .map(|(key, _)| key)
+        .collect();
+    assert!(
+        unchanged.is_empty(),
+        "keys that tests/fixtures/custom.toml leaves at their default: {unchanged:?}"
+    );
 }
 
 #[test]
@@ -76,6 +187,11 @@ fn custom_file_sets_every_key() {
 
     assert_eq!(c.admin.listen_addr(), Some("0.0.0.0:9161".parse().unwrap()));
     assert!(c.admin.allow_remote);
+    assert_eq!(
+        c.admin.tls_listen_addr(),
+        Some("0.0.0.0:9443".parse().unwrap())
+    );
+    assert_eq!(c.admin.metrics_destination_limit, 250);
 
     assert_eq!(c.limits.max_connections, 50);
     assert_eq!(c.limits.max_connections_per_ip, 5);
@@ -106,6 +222,7 @@ fn custom_file_sets_every_key() {
     assert_eq!(c.store.batch_delay, Millis(10));
     assert_eq!(c.store.memory_limit, ByteSize::gib(1));
     assert_eq!(c.store.disk_limit, ByteSize::gib(2048));
+    assert_eq!(c.store.compact_threshold, ByteSize::mib(128));
 
     assert_eq!(c.log.level, "warn,ferromq_broker=debug,ferromq_store");
     assert_eq!(c.log.format, LogFormat::Json);

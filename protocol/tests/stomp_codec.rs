@@ -3,7 +3,9 @@
 //! property round trips.
 
 use bytes::BytesMut;
-use ferromq_protocol::stomp::{encode_frame, Command, Decoder, Frame, FrameError, Limits, Version};
+use ferromq_protocol::stomp::{
+    encode_frame, Command, Decoder, Frame, FrameError, FrameWriter, Limits, Version, FRAME_END,
+};
 use proptest::prelude::*;
 
 fn decoder(version: Version) -> Decoder {
@@ -244,7 +246,7 @@ fn encodes_with_escaping_and_content_length() {
     encode_frame(&frame, Version::V1_2, &mut buf);
     assert_eq!(
         &buf[..],
-        b"MESSAGE\nk\\c1:a\\nb\\\\c\ncontent-length:3\n\nxyz\0"
+        b"MESSAGE\nk\\c1:a\\nb\\\\c\ncontent-length:3\n\nxyz\0\n"
     );
 
     let mut buf = BytesMut::new();
@@ -253,7 +255,77 @@ fn encodes_with_escaping_and_content_length() {
         Version::V1_2,
         &mut buf,
     );
-    assert_eq!(&buf[..], b"CONNECTED\nserver:a:b\n\n\0");
+    assert_eq!(&buf[..], b"CONNECTED\nserver:a:b\n\n\0\n");
+}
+
+#[test]
+fn every_encoded_frame_ends_with_nul_and_lf() {
+    let mut buf = BytesMut::new();
+    let mut w = FrameWriter::begin(&mut buf, Command::Message, Version::V1_2);
+    w.header("subscription", "0");
+    w.finish(b"a\0b");
+    assert_eq!(
+        &buf[..],
+        b"MESSAGE\nsubscription:0\ncontent-length:3\n\na\0b\0\n"
+    );
+    assert_eq!(FRAME_END, b"\0\n");
+    // Without a body (no content-length), too.
+    let mut buf = BytesMut::new();
+    encode_frame(
+        &Frame::new(Command::Receipt).header("receipt-id", "r"),
+        Version::V1_0,
+        &mut buf,
+    );
+    assert_eq!(&buf[..], b"RECEIPT\nreceipt-id:r\n\n\0\n");
+}
+
+#[test]
+fn eols_after_the_nul_are_taken_with_the_frame() {
+    let mut d = decoder(Version::V1_2);
+    let mut buf = BytesMut::from(&b"RECEIPT\nreceipt-id:1\n\n\0\n\r\nMESSAGE\n\n\0\n"[..]);
+    assert_eq!(
+        d.decode(&mut buf).unwrap().unwrap().command,
+        Command::Receipt
+    );
+    assert_eq!(&buf[..], b"MESSAGE\n\n\0\n");
+    assert_eq!(
+        d.decode(&mut buf).unwrap().unwrap().command,
+        Command::Message
+    );
+    assert!(buf.is_empty(), "{buf:?}");
+    // A lone CR may be the start of a CRLF: it waits for the next call.
+    let mut buf = BytesMut::from(&b"RECEIPT\n\n\0\r"[..]);
+    assert_eq!(
+        d.decode(&mut buf).unwrap().unwrap().command,
+        Command::Receipt
+    );
+    assert_eq!(&buf[..], b"\r");
+}
+
+#[test]
+fn a_message_then_a_receipt_written_back_to_back_decode_as_two_frames() {
+    // What PHP's extension reads: after the MESSAGE's content-length body,
+    // NUL and LF, and the RECEIPT starts right after them.
+    let mut buf = BytesMut::new();
+    encode_frame(
+        &Frame::new(Command::Message)
+            .header("destination", "/queue/a")
+            .body("hello"),
+        Version::V1_2,
+        &mut buf,
+    );
+    let message_len = buf.len();
+    encode_frame(
+        &Frame::new(Command::Receipt).header("receipt-id", "r"),
+        Version::V1_2,
+        &mut buf,
+    );
+    assert_eq!(&buf[message_len - 2..message_len + 7], b"\0\nRECEIPT");
+    let frames = decode_all(&buf, Version::V1_2).unwrap();
+    let commands: Vec<_> = frames.iter().map(|f| f.command).collect();
+    assert_eq!(commands, [Command::Message, Command::Receipt]);
+    assert_eq!(&frames[0].body[..], b"hello");
+    assert_eq!(frames[1].get("receipt-id"), Some("r"));
 }
 
 fn header_text() -> impl Strategy<Value = String> {

@@ -858,6 +858,24 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
     })
 }
 
+/// Polls `/metrics` on the admin listener `admin` ([`Broker::admin`]; start
+/// the broker with `--admin 127.0.0.1:0`) until sample `series` (see
+/// [`metric`]) satisfies `want`, for at most [`WAIT`]. Returns the last
+/// value read (`None`: the series never appeared); the caller asserts on
+/// it, so a test can prove that the event it is about happened.
+pub fn wait_for_metric(admin: SocketAddr, series: &str, want: impl Fn(f64) -> bool) -> Option<f64> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = http_get(admin, "/metrics", None);
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        let value = metric(&body, series);
+        if value.is_some_and(&want) || Instant::now() > deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,25 +9,87 @@
 //!   delivery after the first (delivered "exactly once or marked");
 //! - each producer's messages are first delivered in the order they were sent.
 //!
+//! Those properties also hold when nothing happens, so the run must show
+//! that it tested something: every client of every broker life connected
+//! before the kill timer started (a failed connection is a failure, not a
+//! quiet early return), ACKs got receipts before a kill, and messages came
+//! back marked redelivered after one.
+//!
 //! `FERROMQ_CRASH_LOOPS` sets the number of kills (default 5, which CI
-//! runs); `FERROMQ_CRASH_SEED` replays a run (the seed is printed). A longer
-//! run: `FERROMQ_CRASH_LOOPS=200 cargo test -p ferromq-tests --test
+//! runs); `FERROMQ_CRASH_SEED` replays a run (the seed is printed at the
+//! start and again when the test fails). A longer run:
+//! `FERROMQ_CRASH_LOOPS=200 cargo test -p ferromq-tests --test
 //! durability_crash -- --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::BytesMut;
 use ferromq_protocol::stomp::{encode_frame, Command, Decoder, Frame, Limits, Version};
-use ferromq_tests::Broker;
+use ferromq_tests::{Broker, WAIT};
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PRODUCERS: usize = 3;
 /// SENDs a producer keeps outstanding (receipt not yet seen).
 const WINDOW: usize = 8;
+
+/// A client thread's report that it is connected (and subscribed), or why
+/// it could not be: a broker life whose clients never connected tests
+/// nothing, so the round's kill timer starts only after every report.
+type Ready = mpsc::Sender<Result<(), String>>;
+
+/// Waits for `n` readiness reports; panics with the first failure.
+fn await_ready(ready: &mpsc::Receiver<Result<(), String>>, n: usize, phase: &str) {
+    for _ in 0..n {
+        match ready.recv_timeout(WAIT) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{phase}: a client could not connect: {e}"),
+            Err(e) => panic!("{phase}: a client did not connect within {WAIT:?}: {e}"),
+        }
+    }
+}
+
+/// The number of kills: `FERROMQ_CRASH_LOOPS`, default 5.
+fn crash_loops() -> usize {
+    std::env::var("FERROMQ_CRASH_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
+/// The seed of the kill times: `FERROMQ_CRASH_SEED`, else the clock.
+fn crash_seed() -> u64 {
+    std::env::var("FERROMQ_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        })
+}
+
+/// Prints the seed when the test fails, however it fails (an assertion, a
+/// client thread's panic, the harness's broker-panic check): the seed is
+/// what replays the run.
+struct SeedOnFailure(u64);
+
+impl Drop for SeedOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "crash test failed; replay it with FERROMQ_CRASH_SEED={}",
+                self.0
+            );
+        }
+    }
+}
 
 /// A STOMP 1.2 connection whose every failure is an `Err` (the broker dies
 /// under it on purpose).
@@ -112,6 +174,8 @@ struct Ledger {
     deliveries: HashMap<String, u32>,
     /// Per producer, the message numbers in first-delivery order.
     first_order: HashMap<usize, Vec<u64>>,
+    /// Deliveries that carried `redelivered:true`.
+    marked_redelivered: usize,
     violations: Vec<String>,
 }
 
@@ -121,6 +185,9 @@ impl Ledger {
             self.violations.push(format!(
                 "{body} delivered again after its ACK was receipted"
             ));
+        }
+        if redelivered {
+            self.marked_redelivered += 1;
         }
         let n = self.deliveries.entry(body.to_string()).or_default();
         *n += 1;
@@ -143,17 +210,24 @@ fn parse_body(body: &str) -> Option<(usize, u64)> {
 }
 
 /// Sends persistent messages `p{id}-{k}` with receipts, WINDOW at a time,
-/// until the connection fails or `stop` is set. Returns the next `k`.
+/// until the connection fails or `stop` is set. Reports on `ready` once
+/// connected. Returns the next `k`.
 fn produce(
     addr: SocketAddr,
     id: usize,
     mut k: u64,
     ledger: &Mutex<Ledger>,
     stop: &AtomicBool,
+    ready: Ready,
 ) -> u64 {
-    let Ok(mut c) = Conn::open(addr) else {
-        return k;
+    let mut c = match Conn::open(addr) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(format!("producer {id}: {e}")));
+            return k;
+        }
     };
+    let _ = ready.send(Ok(()));
     let mut outstanding = 0;
     while !stop.load(Ordering::Relaxed) {
         while outstanding < WINDOW {
@@ -193,16 +267,27 @@ fn produce(
 
 /// Consumes `/queue/crash` with client-individual acks and receipts until
 /// the connection fails, `stop` is set, or (when `drain`) nothing arrives for
-/// a second.
-fn consume(addr: SocketAddr, ledger: &Mutex<Ledger>, stop: &AtomicBool, drain: bool) {
-    let Ok(mut c) = Conn::open(addr) else { return };
+/// a second. Reports on `ready` once the SUBSCRIBE got its receipt (or why
+/// it never did).
+fn consume(addr: SocketAddr, ledger: &Mutex<Ledger>, stop: &AtomicBool, drain: bool, ready: Ready) {
+    let mut ready = Some(ready);
+    let mut report = |r: Result<(), String>| {
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(r.map_err(|e| format!("consumer: {e}")));
+        }
+    };
+    let mut c = match Conn::open(addr) {
+        Ok(c) => c,
+        Err(e) => return report(Err(e.to_string())),
+    };
     let sub = Frame::new(Command::Subscribe)
         .header("id", "s")
         .header("destination", "/queue/crash")
         .header("ack", "client-individual")
-        .header("activemq.prefetchSize", "16");
-    if c.send(&sub).is_err() {
-        return;
+        .header("activemq.prefetchSize", "16")
+        .header("receipt", "subscribed");
+    if let Err(e) = c.send(&sub) {
+        return report(Err(e.to_string()));
     }
     let mut idle_since = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -210,11 +295,11 @@ fn consume(addr: SocketAddr, ledger: &Mutex<Ledger>, stop: &AtomicBool, drain: b
             Ok(Some(f)) => f,
             Ok(None) => {
                 if drain && idle_since.elapsed() > Duration::from_secs(1) {
-                    return;
+                    return report(Err("no RECEIPT for SUBSCRIBE".into()));
                 }
                 continue;
             }
-            Err(_) => return,
+            Err(e) => return report(Err(format!("before the RECEIPT for SUBSCRIBE: {e}"))),
         };
         idle_since = Instant::now();
         match f.command {
@@ -230,18 +315,22 @@ fn consume(addr: SocketAddr, ledger: &Mutex<Ledger>, stop: &AtomicBool, drain: b
                     return;
                 }
             }
-            Command::Receipt => {
-                if let Some(body) = f.get("receipt-id").and_then(|r| r.strip_prefix("a:")) {
-                    ledger.lock().unwrap().acked.insert(body.to_string());
+            Command::Receipt => match f.get("receipt-id") {
+                Some("subscribed") => report(Ok(())),
+                Some(r) => {
+                    if let Some(body) = r.strip_prefix("a:") {
+                        ledger.lock().unwrap().acked.insert(body.to_string());
+                    }
                 }
-            }
+                None => {}
+            },
             _ => {
                 ledger
                     .lock()
                     .unwrap()
                     .violations
                     .push(format!("consumer got {f:?}"));
-                return;
+                return report(Err(format!("got {f:?}")));
             }
         }
     }
@@ -261,20 +350,9 @@ impl Rng {
 
 #[test]
 fn kill9_at_random_points_loses_no_receipted_message() {
-    let loops: usize = std::env::var("FERROMQ_CRASH_LOOPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let seed: u64 = std::env::var("FERROMQ_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let loops = crash_loops();
+    let seed = crash_seed();
+    let _seed_on_failure = SeedOnFailure(seed);
     eprintln!("crash test: {loops} kills, FERROMQ_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -283,23 +361,26 @@ fn kill9_at_random_points_loses_no_receipted_message() {
     for round in 0..loops {
         let stop = Arc::new(AtomicBool::new(false));
         let addr = broker.stomp;
+        let (ready_tx, ready) = mpsc::channel();
         let producers: Vec<_> = (0..PRODUCERS)
             .map(|id| {
                 let (ledger, stop, k) = (ledger.clone(), stop.clone(), next_k[id]);
-                std::thread::spawn(move || produce(addr, id, k, &ledger, &stop))
+                let ready = ready_tx.clone();
+                std::thread::spawn(move || produce(addr, id, k, &ledger, &stop, ready))
             })
             .collect();
-        let consumer = {
+        // The consumer skips every third round, so that kills also hit a
+        // queue that is filling up, and runs in the others (the first
+        // included), so that most kills hit one being drained.
+        let consume_now = round % 3 != 1;
+        let consumer = consume_now.then(|| {
             let (ledger, stop) = (ledger.clone(), stop.clone());
-            // Start consuming only in some rounds, so that kills also hit
-            // a queue that is filling up and one being drained.
-            let consume_now = rng.next() % 3 != 0;
-            std::thread::spawn(move || {
-                if consume_now {
-                    consume(addr, &ledger, &stop, false)
-                }
-            })
-        };
+            let ready = ready_tx.clone();
+            std::thread::spawn(move || consume(addr, &ledger, &stop, false, ready))
+        });
+        drop(ready_tx);
+        let clients = PRODUCERS + usize::from(consume_now);
+        await_ready(&ready, clients, &format!("round {round}"));
         let run_ms = 50 + rng.next() % 600;
         std::thread::sleep(Duration::from_millis(run_ms));
         broker.kill9();
@@ -307,19 +388,29 @@ fn kill9_at_random_points_loses_no_receipted_message() {
         for (id, p) in producers.into_iter().enumerate() {
             next_k[id] = p.join().unwrap();
         }
-        consumer.join().unwrap();
+        if let Some(consumer) = consumer {
+            consumer.join().unwrap();
+        }
         let l = ledger.lock().unwrap();
         eprintln!(
-            "round {round}: killed after {run_ms} ms; receipted {} acked {} so far",
+            "round {round}: killed after {run_ms} ms (consumer {}); receipted {} acked {} \
+             marked redelivered {} so far",
+            if consume_now { "on" } else { "off" },
             l.receipted.len(),
-            l.acked.len()
+            l.acked.len(),
+            l.marked_redelivered
         );
         drop(l);
         broker = broker.restart();
     }
+    // ACKs receipted before a kill are the ones "never delivered again"
+    // is about; the drain's own come after the last kill.
+    let acked_before_a_kill = ledger.lock().unwrap().acked.len();
     // Drain what is left, then check the whole history.
     let stop = AtomicBool::new(false);
-    consume(broker.stomp, &ledger, &stop, true);
+    let (ready_tx, ready) = mpsc::channel();
+    consume(broker.stomp, &ledger, &stop, true, ready_tx);
+    await_ready(&ready, 1, "drain");
     let l = ledger.lock().unwrap();
     assert!(
         l.violations.is_empty(),
@@ -332,7 +423,24 @@ fn kill9_at_random_points_loses_no_receipted_message() {
         lost.is_empty(),
         "seed {seed}: receipted messages never delivered after restart: {lost:?}"
     );
-    assert!(!l.receipted.is_empty(), "no message was ever receipted");
+    // The properties above hold trivially unless something was receipted,
+    // acknowledged with a receipt before a kill, and delivered again after
+    // one.
+    assert!(
+        !l.receipted.is_empty(),
+        "seed {seed}: no message was ever receipted"
+    );
+    assert!(
+        acked_before_a_kill > 0,
+        "seed {seed}: no ACK got a receipt before a kill"
+    );
+    assert!(
+        l.marked_redelivered > 0,
+        "seed {seed}: no delivery after a kill was marked redelivered \
+         ({} bodies delivered, {} of them more than once)",
+        l.deliveries.len(),
+        l.deliveries.values().filter(|n| **n > 1).count()
+    );
     for (p, ks) in &l.first_order {
         assert!(
             ks.windows(2).all(|w| w[0] < w[1]),
@@ -340,26 +448,39 @@ fn kill9_at_random_points_loses_no_receipted_message() {
         );
     }
     eprintln!(
-        "crash test: {} receipted, {} delivered, {} redelivered",
+        "crash test: {} receipted, {} acked before a kill, {} delivered, {} deliveries marked \
+         redelivered, {} bodies delivered more than once",
         l.receipted.len(),
+        acked_before_a_kill,
         l.deliveries.len(),
+        l.marked_redelivered,
         l.deliveries.values().filter(|n| **n > 1).count()
     );
 }
 
 /// Commits transactions of `TX_SIZE` persistent messages `t{n}-{i}` until
 /// the connection fails or `stop` is set; returns the next `n`, recording
-/// the transactions whose COMMIT got a receipt.
+/// the transactions whose COMMIT got a receipt. Reports on `ready` once
+/// connected. Anything but a RECEIPT answering a COMMIT (an ERROR, or no
+/// answer while the connection stays up) goes to `failures`: only the kill
+/// may end a transaction's round trip.
 fn produce_transactions(
     addr: SocketAddr,
     mut n: u64,
     committed: &Mutex<HashSet<u64>>,
+    failures: &Mutex<Vec<String>>,
     stop: &AtomicBool,
+    ready: Ready,
 ) -> u64 {
     const TX_SIZE: usize = 5;
-    let Ok(mut c) = Conn::open(addr) else {
-        return n;
+    let mut c = match Conn::open(addr) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(format!("transaction producer from {n}: {e}")));
+            return n;
+        }
     };
+    let _ = ready.send(Ok(()));
     while !stop.load(Ordering::Relaxed) {
         let tx = format!("tx{n}");
         let mut frames = vec![Frame::new(Command::Begin).header("transaction", &tx)];
@@ -383,11 +504,26 @@ fn produce_transactions(
                 return n;
             }
         }
-        match c.recv(Duration::from_secs(5)) {
-            Ok(Some(f)) if f.command == Command::Receipt => {
+        match c.recv(WAIT) {
+            Ok(Some(f)) if f.command == Command::Receipt && f.get("receipt-id") == Some(&tx) => {
                 committed.lock().unwrap().insert(n - 1);
             }
-            _ => return n,
+            Ok(Some(f)) => {
+                failures
+                    .lock()
+                    .unwrap()
+                    .push(format!("COMMIT of {tx} answered with {f:?}"));
+                return n;
+            }
+            Ok(None) => {
+                failures
+                    .lock()
+                    .unwrap()
+                    .push(format!("COMMIT of {tx} unanswered for {WAIT:?}"));
+                return n;
+            }
+            // The broker was killed under it.
+            Err(_) => return n,
         }
     }
     n
@@ -395,29 +531,33 @@ fn produce_transactions(
 
 #[test]
 fn kill9_never_splits_a_transaction() {
-    let loops: usize = std::env::var("FERROMQ_CRASH_LOOPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let mut rng = Rng(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1);
+    let loops = crash_loops();
+    let seed = crash_seed();
+    let _seed_on_failure = SeedOnFailure(seed);
+    eprintln!("transaction crash test: {loops} kills, FERROMQ_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
     let committed = Arc::new(Mutex::new(HashSet::new()));
+    let failures = Arc::new(Mutex::new(Vec::new()));
     // Producer p numbers its transactions from p * 10^9 up.
     let mut next = [0u64, 1_000_000_000];
     let mut broker = Broker::start();
-    for _ in 0..loops {
+    for round in 0..loops {
         let stop = Arc::new(AtomicBool::new(false));
         let addr = broker.stomp;
+        let (ready_tx, ready) = mpsc::channel();
         let producers: Vec<_> = next
             .iter()
             .map(|&n| {
-                let (committed, stop) = (committed.clone(), stop.clone());
-                std::thread::spawn(move || produce_transactions(addr, n, &committed, &stop))
+                let (committed, failures, stop) =
+                    (committed.clone(), failures.clone(), stop.clone());
+                let ready = ready_tx.clone();
+                std::thread::spawn(move || {
+                    produce_transactions(addr, n, &committed, &failures, &stop, ready)
+                })
             })
             .collect();
+        drop(ready_tx);
+        await_ready(&ready, next.len(), &format!("round {round}"));
         std::thread::sleep(Duration::from_millis(50 + rng.next() % 400));
         broker.kill9();
         stop.store(true, Ordering::Relaxed);
@@ -426,6 +566,11 @@ fn kill9_never_splits_a_transaction() {
         }
         broker = broker.restart();
     }
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "seed {seed}: COMMITs failed while the broker was up: {failures:#?}"
+    );
     let mut c = Conn::open(broker.stomp).unwrap();
     c.send(
         &Frame::new(Command::Subscribe)
@@ -436,21 +581,27 @@ fn kill9_never_splits_a_transaction() {
     .unwrap();
     let mut per_tx: HashMap<u64, Vec<String>> = HashMap::new();
     while let Some(f) = c.recv(Duration::from_secs(1)).unwrap() {
-        assert_eq!(f.command, Command::Message, "{f:?}");
+        assert_eq!(f.command, Command::Message, "seed {seed}: {f:?}");
         let body = String::from_utf8_lossy(&f.body).into_owned();
         let n: u64 = body[1..body.find('-').unwrap()].parse().unwrap();
         per_tx.entry(n).or_default().push(body);
     }
     let committed = committed.lock().unwrap();
-    assert!(!committed.is_empty(), "no transaction was ever committed");
+    assert!(
+        !committed.is_empty(),
+        "seed {seed}: no transaction was ever committed"
+    );
     for n in committed.iter() {
-        assert!(per_tx.contains_key(n), "committed transaction {n} lost");
+        assert!(
+            per_tx.contains_key(n),
+            "seed {seed}: committed transaction {n} lost"
+        );
     }
     for (n, bodies) in &per_tx {
         let want: Vec<String> = (0..5).map(|i| format!("t{n}-{i}")).collect();
         assert_eq!(
             bodies, &want,
-            "transaction {n} came back split or out of order"
+            "seed {seed}: transaction {n} came back split or out of order"
         );
     }
     eprintln!(

@@ -5,6 +5,7 @@
 mod native_common;
 
 use ferromq_protocol::client::{Connection, OutgoingMessage, ReceiverOptions, SettleMode};
+use ferromq_tests::wait_for_metric;
 use native_common::{broker, url};
 use std::time::Duration;
 use tokio::time::timeout;
@@ -68,7 +69,10 @@ async fn accepted_persistent_transfers_survive_kill_9() {
 /// receiver intact, whole or split over frames, as they reach STOMP ones.
 #[tokio::test]
 async fn paged_out_bodies_reach_a_native_receiver_intact() {
-    let b = native_common::broker_with("[store]\nmemory_limit = \"1MiB\"\n", &[]);
+    let b = native_common::broker_with(
+        "[store]\nmemory_limit = \"1MiB\"\n",
+        &["--admin", "127.0.0.1:0"],
+    );
     let conn = Connection::connect(&url(&b)).await.unwrap();
     let sender = conn
         .open_sender("/queue/paged", SettleMode::Unsettled)
@@ -84,6 +88,18 @@ async fn paged_out_bodies_reach_a_native_receiver_intact() {
         let m = OutgoingMessage::new(body(i)).persistent(true);
         sender.send_and_wait(m).await.unwrap();
     }
+    // The test is about paged-out bodies: at least the four 1.5 MiB ones
+    // cannot stay in a 1 MiB budget.
+    let admin = b.admin();
+    let paged = tokio::task::spawn_blocking(move || {
+        wait_for_metric(admin, "ferromq_store_paged_messages", |v| v >= 4.0)
+    })
+    .await
+    .unwrap();
+    assert!(
+        paged.is_some_and(|v| v >= 4.0),
+        "bodies were not paged out: ferromq_store_paged_messages = {paged:?}"
+    );
     let options = ReceiverOptions {
         credit: 4,
         settle_mode: SettleMode::Unsettled,

@@ -271,30 +271,78 @@ fn ack_without_id_is_an_error() {
 
 /// Auto-acknowledged messages count as consumed once written: a consumer
 /// that read some and left, followed by a graceful restart, never sees them
-/// again (the close waits for the writer to settle what it wrote).
+/// again (the close waits for the writer to settle what it wrote), while
+/// the messages it never got are all still there.
 #[test]
 fn auto_acked_messages_written_before_a_close_stay_consumed_across_restart() {
     let mut broker = Broker::start();
     let mut p = broker.client();
     for i in 0..10 {
-        p.send_message("/queue/auto-g", &format!("g{i}"), &[("persistent", "true")]);
+        let n = i.to_string();
+        p.send_message(
+            "/queue/auto-g",
+            &format!("g{i}"),
+            &[("persistent", "true"), ("n", &n)],
+        );
     }
     let mut c = broker.client();
-    c.subscribe("s", "/queue/auto-g", "auto");
-    let seen: Vec<String> = (0..5)
-        .map(|_| String::from_utf8_lossy(&c.recv_command(Command::Message).body).into_owned())
+    // The selector keeps g8 and g9 from this consumer: they are certainly
+    // not consumed. It reads g0-g4 and leaves with g5-g7 possibly written
+    // to its socket (consumed) but unread.
+    let mut first: Vec<Frame> = c.send_collect(
+        Frame::new(Command::Subscribe)
+            .header("id", "s")
+            .header("destination", "/queue/auto-g")
+            .header("ack", "auto")
+            .header("selector", "n < 8"),
+        "sub-s",
+    );
+    while first.len() < 5 {
+        first.push(c.recv_command(Command::Message));
+    }
+    let seen: Vec<String> = first
+        .iter()
+        .map(|f| String::from_utf8_lossy(&f.body).into_owned())
         .collect();
+    assert_eq!(seen[..5], ["g0", "g1", "g2", "g3", "g4"]);
     drop(c);
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(broker.terminate().success());
     let broker = broker.restart();
     let mut c = broker.client();
-    c.subscribe("s", "/queue/auto-g", "auto");
+    let mut back: Vec<String> = c
+        .send_collect(
+            Frame::new(Command::Subscribe)
+                .header("id", "s")
+                .header("destination", "/queue/auto-g")
+                .header("ack", "auto"),
+            "sub-s",
+        )
+        .iter()
+        .map(|f| String::from_utf8_lossy(&f.body).into_owned())
+        .collect();
     while let Some(f) = c.recv_within(std::time::Duration::from_millis(500)) {
-        let body = String::from_utf8_lossy(&f.body).into_owned();
+        back.push(String::from_utf8_lossy(&f.body).into_owned());
+    }
+    for body in &back {
         assert!(
-            !seen.contains(&body),
-            "{body} was consumed before the restart but came back"
+            !seen.contains(body),
+            "{body} was consumed before the restart but came back (back: {back:?})"
         );
     }
+    for never_given in ["g8", "g9"] {
+        assert!(
+            back.iter().any(|b| b == never_given),
+            "{never_given} was never consumed but is gone after the restart (back: {back:?})"
+        );
+    }
+    let unknown: Vec<_> = back
+        .iter()
+        .filter(|b| !["g5", "g6", "g7", "g8", "g9"].contains(&b.as_str()))
+        .collect();
+    assert!(unknown.is_empty(), "unexpected after the restart: {back:?}");
+    let mut unique = back.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), back.len(), "delivered twice: {back:?}");
 }

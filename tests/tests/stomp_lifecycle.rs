@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferromq_protocol::stomp::{Command, Frame};
-use ferromq_tests::{ferromq_bin, Broker, Client};
+use ferromq_tests::{ferromq_bin, wait_for_metric, Broker, Client};
 use std::process::Command as Process;
 use std::time::{Duration, Instant};
 
@@ -141,7 +141,10 @@ fn sigterm_right_after_start_still_exits_zero() {
 
 #[test]
 fn sigterm_reaches_a_producer_blocked_by_flow_control() {
-    let mut broker = Broker::start_with(Some("[destinations]\nmemory_limit = \"64KiB\"\n"), &[]);
+    let mut broker = Broker::start_with(
+        Some("[destinations]\nmemory_limit = \"64KiB\"\n"),
+        &["--admin", "127.0.0.1:0"],
+    );
     let (mut receipts, mut writer) = broker.client_with_writer();
     let producer = std::thread::spawn(move || {
         let body = vec![b'x'; 16 * 1024];
@@ -155,7 +158,23 @@ fn sigterm_reaches_a_producer_blocked_by_flow_control() {
             }
         }
     });
-    while receipts.recv_within(Duration::from_millis(300)).is_some() {}
+    let mut receipted = 0;
+    while receipts.recv_within(Duration::from_millis(300)).is_some() {
+        receipted += 1;
+    }
+    // The test is about a blocked producer: it must really be blocked (100
+    // bodies of 16 KiB are far over the 64 KiB limit), not merely slow.
+    assert!(receipted < 100, "all {receipted} SENDs were receipted");
+    let blocked = wait_for_metric(
+        broker.admin(),
+        "ferromq_destination_blocked_producers{destination=\"/queue/blocked\",kind=\"queue\"}",
+        |v| v >= 1.0,
+    );
+    assert_eq!(
+        blocked,
+        Some(1.0),
+        "the producer is not blocked by flow control ({receipted} receipts)"
+    );
     let started = Instant::now();
     let status = broker.terminate();
     assert!(status.success(), "exit status {status:?}");

@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferromq_protocol::stomp::{Command, Frame};
-use ferromq_tests::{Broker, Client};
+use ferromq_tests::{http_get, metric, Broker, Client};
 use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SMALL_FRAMES: &str = r#"
@@ -272,9 +274,11 @@ memory_limit = "8MiB"
 /// never held for good, and the broker's RSS stays bounded. What the
 /// non-reading consumer holds (in flight, and on a topic its backlog) is
 /// capped at half the memory limit, so producer flow control never waits
-/// on it.
+/// on it. The slow consumer must really have held messages: on a queue it
+/// took some the fast one never got; on a topic its backlog overflowed
+/// (`ferromq_destination_discarded_total` counts the losses).
 fn slow_consumer_case(dest: &str, body_len: usize) {
-    let mut broker = Broker::start_with(Some(SLOW_CONSUMER), &[]);
+    let mut broker = Broker::start_with(Some(SLOW_CONSUMER), &["--admin", "127.0.0.1:0"]);
     let count = 50 * 1024 * 1024 / body_len;
     // Subscribed, and then never reads.
     let mut slow = broker.client();
@@ -310,9 +314,32 @@ fn slow_consumer_case(dest: &str, body_len: usize) {
     eprintln!(
         "{body_len}-byte bodies: fast consumer received {received} of {count}; RSS {rss_start} -> {rss_max} KiB"
     );
+    let topic = dest.starts_with("/topic/");
+    let discarded = metric(
+        &http_get(broker.admin(), "/metrics", None).1,
+        &format!(
+            "ferromq_destination_discarded_total{{destination=\"{dest}\",kind=\"{}\"}}",
+            if topic { "topic" } else { "queue" }
+        ),
+    );
     // A producer still blocked now would be stuck for good: free it.
     let finished = producer.is_finished();
     broker.kill9();
+    if topic {
+        // The counter is per topic: the fast subscriber's own losses (what
+        // it did not receive) are in it too.
+        let fast_lost = (count - received) as f64;
+        assert!(
+            discarded.is_some_and(|d| d > fast_lost),
+            "the slow topic subscriber lost nothing (discarded {discarded:?}, the fast one \
+             lost {fast_lost}): it was not slow"
+        );
+    } else {
+        assert!(
+            received < count,
+            "the fast consumer got all {count}: the slow one held nothing"
+        );
+    }
     assert!(
         producer.join().unwrap() && finished,
         "the producer was held for good; the fast consumer got {received} of {count}"
@@ -396,24 +423,39 @@ fn destination_limit() {
 
 #[test]
 fn client_flooding_receipts_without_reading_throttles_only_itself() {
+    const FRAMES: u32 = 300_000;
     let mut broker = Broker::start();
     let rss_start = broker.rss_kib();
     let (flooder, mut writer) = broker.client_with_writer();
-    let flood = std::thread::spawn(move || {
-        let mut sent = 0u32;
-        // Never reads its receipts; stops when the broker stops reading.
-        for i in 0..300_000u32 {
-            let f = Frame::new(Command::Send)
-                .header("destination", "/topic/flood")
-                .header("receipt", &format!("receipt-number-{i}"));
-            if writer.send(&f).is_err() {
-                break;
+    let sent = Arc::new(AtomicU32::new(0));
+    let flood = {
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            // Never reads its receipts; stops when the broker stops reading.
+            for i in 0..FRAMES {
+                let f = Frame::new(Command::Send)
+                    .header("destination", "/topic/flood")
+                    .header("receipt", &format!("receipt-number-{i}"));
+                if writer.send(&f).is_err() {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
             }
-            sent += 1;
+        })
+    };
+    // Throttled: the broker stops reading the flooder (its writes block
+    // once the socket buffers are full), long before all frames are in.
+    let stalled_at = stalled_count(&sent, &flood);
+    assert!(
+        stalled_at.is_some_and(|n| n > 0),
+        "the flooder was never throttled: it wrote {} of {FRAMES} frames{}",
+        sent.load(Ordering::Relaxed),
+        if flood.is_finished() {
+            " and finished"
+        } else {
+            " without a pause"
         }
-        sent
-    });
-    std::thread::sleep(Duration::from_secs(2));
+    );
     // Others are served promptly meanwhile.
     let mut other = broker.client();
     other.subscribe("s", "/queue/unaffected", "auto");
@@ -421,18 +463,38 @@ fn client_flooding_receipts_without_reading_throttles_only_itself() {
         .client()
         .send_message("/queue/unaffected", "served", &[]);
     assert_eq!(&other.recv().body[..], b"served");
+    // ... and the flooder is still held where it was.
+    assert_eq!(
+        Some(sent.load(Ordering::Relaxed)),
+        stalled_at,
+        "the flooder moved on while it still read nothing"
+    );
     let rss = broker.rss_kib();
     assert!(
         rss < rss_start + 64 * 1024,
         "broker RSS grew from {rss_start} KiB to {rss} KiB"
     );
     broker.kill9();
-    let sent = flood.join().unwrap();
-    assert!(
-        sent < 300_000,
-        "the broker read all {sent} frames of a client that never reads"
-    );
+    flood.join().unwrap();
     drop(flooder);
+}
+
+/// Waits (bounded) until the flooder's count of written frames stops
+/// growing for two seconds while it is still running (longer than any
+/// scheduling hiccup of a loaded machine); returns that count, or `None` if
+/// it finished or never paused.
+fn stalled_count(sent: &AtomicU32, flood: &std::thread::JoinHandle<()>) -> Option<u32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = sent.load(Ordering::Relaxed);
+    while Instant::now() < deadline && !flood.is_finished() {
+        std::thread::sleep(Duration::from_secs(2));
+        let now = sent.load(Ordering::Relaxed);
+        if now == last && !flood.is_finished() {
+            return Some(now);
+        }
+        last = now;
+    }
+    None
 }
 
 #[test]

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferromq_protocol::stomp::{Command, Frame};
-use ferromq_tests::{Broker, Client};
+use ferromq_tests::{http_get, metric, Broker, Client};
 use std::time::Duration;
 
 fn bodies(frames: &[Frame]) -> Vec<String> {
@@ -62,15 +62,27 @@ fn abort_discards_transactional_sends() {
     assert_eq!(bodies(&consumer.recv_messages(1)), ["yes"]);
 }
 
+/// `(dequeued_total, unacked)` of `queue`, from the admin `/metrics`.
+fn consumed_and_unacked(broker: &Broker, queue: &str) -> (Option<f64>, Option<f64>) {
+    let (status, text) = http_get(broker.admin(), "/metrics", None);
+    assert_eq!(status, 200, "{text}");
+    let series = |name: &str| format!("{name}{{destination=\"{queue}\",kind=\"queue\"}}");
+    (
+        metric(&text, &series("ferromq_destination_dequeued_total")),
+        metric(&text, &series("ferromq_destination_unacked")),
+    )
+}
+
 #[test]
 fn transactional_ack_takes_effect_at_commit() {
-    let broker = Broker::start();
+    let broker = Broker::start_with(None, &["--admin", "127.0.0.1:0"]);
+    let q = "/queue/txack";
     let mut p = broker.client();
     for i in 0..2 {
-        p.send_message("/queue/txack", &format!("m{i}"), &[]);
+        p.send_message(q, &format!("m{i}"), &[]);
     }
     let mut c = broker.client();
-    c.subscribe("s", "/queue/txack", "client-individual");
+    c.subscribe("s", q, "client-individual");
     let got = c.recv_messages(2);
     c.send_with_receipt(tx_frame(Command::Begin, "t"), "b");
     for m in &got {
@@ -79,10 +91,21 @@ fn transactional_ack_takes_effect_at_commit() {
             "ack",
         );
     }
+    // Receipted, but not committed: both still delivered and unacknowledged.
+    assert_eq!(
+        consumed_and_unacked(&broker, q),
+        (Some(0.0), Some(2.0)),
+        "(consumed, unacked) before COMMIT"
+    );
     c.send_with_receipt(tx_frame(Command::Commit, "t"), "c");
+    assert_eq!(
+        consumed_and_unacked(&broker, q),
+        (Some(2.0), Some(0.0)),
+        "(consumed, unacked) after COMMIT"
+    );
     drop(c);
     let mut after = broker.client();
-    after.subscribe("s", "/queue/txack", "auto");
+    after.subscribe("s", q, "auto");
     after.expect_silence(Duration::from_millis(300));
 }
 

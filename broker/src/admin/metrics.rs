@@ -1,7 +1,12 @@
-//! What the admin endpoint reports: `/metrics` in the Prometheus text
-//! exposition format (version 0.0.4) and `/api/destinations` as JSON, both
-//! read from live broker state at request time (nothing is sampled in the
-//! background).
+//! What the admin endpoint reports on `/metrics`, in the Prometheus text
+//! exposition format (version 0.0.4), read from live broker state at
+//! request time; and [`Sources`], what every admin route reads from.
+//!
+//! Per-destination series are capped by `admin.metrics_destination_limit`:
+//! a broker with 100,000 temporary queues must not turn one scrape into
+//! hundreds of megabytes. Past the cap the destinations holding the most
+//! messages are kept, and `ferromq_metrics_destinations_omitted` says how
+//! many were left out (the JSON API lists them all, paged).
 
 use crate::auth::Authenticator;
 use crate::router::{Destination, DestinationKind, Router};
@@ -26,26 +31,30 @@ pub struct Sources {
     pub started: Instant,
     /// The cluster role `/healthz` reports (a single node says just `ok`).
     pub leadership: Arc<crate::leadership::Leadership>,
+    /// Message rates, sampled once a second.
+    pub rates: super::rates::Rates,
+    /// Most destinations given per-destination series on `/metrics`.
+    pub metrics_destination_limit: usize,
 }
 
 /// One destination's numbers at one moment.
-struct Row {
-    name: String,
-    kind: &'static str,
-    temporary: bool,
-    waiting: usize,
-    unacked: usize,
-    consumers: usize,
-    bytes: usize,
-    blocked_producers: usize,
-    enqueued: u64,
-    dequeued: u64,
-    redelivered: u64,
-    expired: u64,
-    discarded: u64,
+pub(super) struct Row {
+    pub(super) name: String,
+    pub(super) kind: &'static str,
+    pub(super) temporary: bool,
+    pub(super) waiting: usize,
+    pub(super) unacked: usize,
+    pub(super) consumers: usize,
+    pub(super) bytes: usize,
+    pub(super) blocked_producers: usize,
+    pub(super) enqueued: u64,
+    pub(super) dequeued: u64,
+    pub(super) redelivered: u64,
+    pub(super) expired: u64,
+    pub(super) discarded: u64,
 }
 
-fn row(d: &Destination) -> Row {
+pub(super) fn row(d: &Destination) -> Row {
     let snap = d.snapshot();
     let s = &d.stats;
     Row {
@@ -89,7 +98,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Renders `/metrics`.
 pub fn prometheus(src: &Sources) -> String {
-    let rows: Vec<Row> = src.router.destinations().iter().map(|d| row(d)).collect();
+    let mut rows: Vec<Row> = src.router.destinations().iter().map(|d| row(d)).collect();
+    let total_destinations = rows.len();
+    let omitted = cap(&mut rows, src.metrics_destination_limit);
     let mut out = String::with_capacity(512 + rows.len() * 1024);
     let scalars: [(&str, &str, &str, u64); 6] = [
         (
@@ -120,7 +131,7 @@ pub fn prometheus(src: &Sources) -> String {
             "ferromq_destinations",
             "gauge",
             "Queues and topics that exist now.",
-            rows.len() as u64,
+            total_destinations as u64,
         ),
         (
             "ferromq_uptime_seconds",
@@ -202,6 +213,30 @@ pub fn prometheus(src: &Sources) -> String {
             |r| u64::from(r.temporary),
         ),
     ];
+    family(
+        &mut out,
+        "ferromq_metrics_destinations_omitted",
+        "gauge",
+        "Destinations left out of the per-destination series (admin.metrics_destination_limit).",
+    );
+    let _ = writeln!(out, "ferromq_metrics_destinations_omitted {omitted}");
+    family(
+        &mut out,
+        "ferromq_connections_by_protocol",
+        "gauge",
+        "Client connections open now, by protocol.",
+    );
+    let by_protocol = src.router.connections().count_by_protocol();
+    for protocol in ["native", "stomp"] {
+        let n = by_protocol
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(
+            out,
+            "ferromq_connections_by_protocol{{protocol=\"{protocol}\"}} {n}"
+        );
+    }
     store_metrics(&mut out, src.store.as_ref());
     for (name, kind, help, value) in columns {
         family(&mut out, name, kind, help);
@@ -284,38 +319,49 @@ fn store_metrics(out: &mut String, store: &dyn Store) {
     let _ = writeln!(out, "{name}_count {}", h.count);
 }
 
-/// Renders `/api/destinations`.
-pub fn destinations_json(router: &Router) -> String {
-    let list: Vec<serde_json::Value> = router
-        .destinations()
-        .iter()
-        .map(|d| {
-            let r = row(d);
-            serde_json::json!({
-                "name": r.name,
-                "kind": r.kind,
-                "temporary": r.temporary,
-                "messages": r.waiting,
-                "unacked": r.unacked,
-                "consumers": r.consumers,
-                "bytes": r.bytes,
-                "blocked_producers": r.blocked_producers,
-                "enqueued": r.enqueued,
-                "dequeued": r.dequeued,
-                "redelivered": r.redelivered,
-                "expired": r.expired,
-                "discarded": r.discarded,
-            })
-        })
-        .collect();
-    let mut text = serde_json::Value::Array(list).to_string();
-    text.push('\n');
-    text
+/// Keeps the `limit` rows holding the most messages (then by name), in
+/// name order; returns how many were dropped.
+fn cap(rows: &mut Vec<Row>, limit: usize) -> usize {
+    if rows.len() <= limit {
+        return 0;
+    }
+    let omitted = rows.len() - limit;
+    rows.sort_by(|a, b| b.waiting.cmp(&a.waiting).then_with(|| a.name.cmp(&b.name)));
+    rows.truncate(limit);
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    omitted
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn named(name: &str, waiting: usize) -> Row {
+        Row {
+            name: name.into(),
+            kind: "queue",
+            temporary: false,
+            waiting,
+            unacked: 0,
+            consumers: 0,
+            bytes: 0,
+            blocked_producers: 0,
+            enqueued: 0,
+            dequeued: 0,
+            redelivered: 0,
+            expired: 0,
+            discarded: 0,
+        }
+    }
+
+    #[test]
+    fn the_cap_keeps_the_deepest_destinations_in_name_order() {
+        let mut rows = vec![named("a", 1), named("b", 9), named("c", 5), named("d", 0)];
+        assert_eq!(cap(&mut rows, 2), 2);
+        let names: Vec<_> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(cap(&mut rows, 10), 0);
+    }
 
     #[test]
     fn label_values_are_escaped() {

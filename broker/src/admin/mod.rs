@@ -1,44 +1,69 @@
-//! The admin HTTP endpoint (`[admin] listen`, default 127.0.0.1:8161):
-//! `/healthz`, `/metrics` (Prometheus text) and `/api/destinations` (JSON).
+//! The admin HTTP endpoint (`[admin] listen`, default 127.0.0.1:8161, and
+//! `admin.tls_listen` for HTTPS): the web console at `/`, the management
+//! API under `/api/`, `/metrics` (Prometheus) and `/healthz`.
 //!
-//! A small HTTP/1.1 server written on tokio rather than a framework: three
-//! GET routes with no bodies, keep-alive or TLS do not justify hyper's
-//! dependency tree, and every bound (head size, read time, concurrent
-//! requests) is explicit here.
+//! HTTP is axum's routing and extractors on hyper's HTTP/1.1 server: the
+//! accept loop here bounds the connections served at once, and each
+//! connection gets keep-alive, a header read timeout (which also ends idle
+//! keep-alive connections), a header size limit and, through axum, a body
+//! size limit and a per-request time limit. HTTPS uses the same reloadable
+//! acceptor (`[tls]`) as the other TLS listeners.
 //!
-//! Access: when users are configured, `/metrics` and `/api/*` need HTTP
-//! Basic credentials of a user in group `admins`; `/healthz` stays open for
-//! health checks (it says nothing but "ok"). Without users the endpoint is
-//! open, and the config only lets it listen on loopback unless
-//! `admin.allow_remote = true`.
-//!
-//! - [`http`]: request parsing and response writing.
-//! - [`metrics`]: the Prometheus and JSON renderings.
+//! - [`access`]: who may call what, cross-site refusal, the audit log.
+//! - [`routes`]: the route table, 404/405 and time limits.
+//! - [`overview`], [`destinations`], [`messages`], [`connections`]: the API.
+//! - [`metrics`]: `/metrics`, and [`metrics::Sources`], what routes read.
+//! - [`rates`]: per-second rates from a once-a-second sample.
+//! - [`console`]: the embedded web console.
 
-pub mod http;
+pub mod access;
+pub mod connections;
+pub mod console;
+pub mod destinations;
+pub mod error;
+pub mod messages;
 pub mod metrics;
+pub mod overview;
+pub mod params;
+pub mod rates;
+pub mod routes;
 
-use crate::auth::Credentials;
-use http::{ReadError, Request, Response};
+use crate::tls::ReloadableAcceptor;
+use access::Peer;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics::Sources;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 use tracing::{debug, warn};
 
-/// Requests served at once; more wait in the listen backlog. Each may cost
-/// an Argon2 verification, so this stays small.
-const MAX_CONCURRENT: usize = 16;
+/// Connections served at once (per listener); more wait in the listen
+/// backlog. Requests may cost an Argon2 verification each, and a browser
+/// keeps up to six connections open, so this stays small.
+pub const MAX_CONNECTIONS: usize = 32;
 
-/// Time for a client to send its request head.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time for a client to send a request head, and the longest a keep-alive
+/// connection may sit idle between requests.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves the endpoint on `listener` until `shutdown`.
-pub async fn run(listener: TcpListener, sources: Arc<Sources>, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
+/// Largest request head (request line and headers): beyond it, 431.
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// Serves the endpoint on `listener` (HTTPS when `tls` is given) until
+/// `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    tls: Option<Arc<ReloadableAcceptor>>,
+    sources: Arc<Sources>,
+    shutdown: CancellationToken,
+) {
+    let app = routes::app(sources);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         // Wait for a free slot before accepting, so excess clients queue in
         // the kernel instead of as tasks.
@@ -51,92 +76,77 @@ pub async fn run(listener: TcpListener, sources: Arc<Sources>, shutdown: Cancell
             r = listener.accept() => r,
             _ = shutdown.cancelled() => return,
         };
-        match accepted {
-            Ok((socket, peer)) => {
-                let sources = sources.clone();
-                tokio::spawn(async move {
-                    serve(socket, peer, &sources).await;
-                    drop(permit);
-                });
-            }
+        let (socket, peer) = match accepted {
+            Ok(x) => x,
             Err(e) => {
                 warn!(listener = "admin", error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        let acceptor = tls.as_ref().map(|t| t.current());
+        tokio::spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                None => serve(socket, peer, app, shutdown).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(socket)).await {
+                        Ok(Ok(stream)) => serve(stream, peer, app, shutdown).await,
+                        Ok(Err(e)) => {
+                            debug!(listener = "admin+tls", %peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => debug!(listener = "admin+tls", %peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Serves HTTP/1.1 requests on one connection until the client closes it,
+/// falls idle, or the broker shuts down.
+async fn serve<S>(io: S, peer: SocketAddr, app: axum::Router, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(Peer(peer));
+            app.clone().oneshot(req.map(axum::body::Body::new))
+        });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            match r {
+                Ok(()) => debug!(listener = "admin", %peer, "admin connection closed"),
+                Err(e) => debug!(listener = "admin", %peer, error = %e, "admin connection ended"),
             }
         }
-    }
-}
-
-async fn serve(mut socket: TcpStream, peer: SocketAddr, sources: &Sources) {
-    let (response, with_body) = match http::read_request(&mut socket, READ_TIMEOUT).await {
-        Ok(request) => {
-            let head = request.method == "HEAD";
-            (respond(&request, peer, sources).await, !head)
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
         }
-        Err(ReadError::Closed) => return,
-        Err(ReadError::Timeout) => (
-            Response::text(408, "request head not received in time\n"),
-            true,
-        ),
-        Err(ReadError::TooLarge) => (Response::text(431, "request head too large\n"), true),
-        Err(ReadError::Malformed) => (Response::text(400, "not an HTTP/1.x request\n"), true),
-    };
-    debug!(listener = "admin", %peer, status = response.status, "admin request");
-    response.write(&mut socket, with_body).await;
+    }
 }
 
-async fn respond(request: &Request, peer: SocketAddr, sources: &Sources) -> Response {
-    if request.method != "GET" && request.method != "HEAD" {
-        let mut r = Response::text(405, "only GET and HEAD are supported\n");
-        r.headers.push("Allow: GET, HEAD".into());
-        return r;
-    }
-    if request.path == "/healthz" {
-        // Every node answers; in a cluster the body names its role, so a
-        // load balancer can send clients to the one that says `ok leader`.
-        return match sources.leadership.role() {
-            "single" => Response::text(200, "ok\n"),
-            role => Response::text(200, format!("ok {role}\n")),
-        };
-    }
-    if !matches!(request.path.as_str(), "/metrics" | "/api/destinations") {
-        return Response::text(
-            404,
-            "not found: try /healthz, /metrics, /api/destinations\n",
-        );
-    }
-    let (login, passcode) = match &request.basic_auth {
-        Some((user, password)) => (Some(user.as_str()), Some(password.as_str())),
-        None => (None, None),
-    };
-    let credentials = Credentials {
-        login,
-        passcode,
-        certificate: None,
-    };
-    if let Err(why) = sources.auth.authenticate_admin(credentials).await {
-        warn!(
-            listener = "admin",
-            %peer,
-            login = %login.unwrap_or("-"),
-            reason = %why,
-            "admin authentication failed"
-        );
-        let mut r = Response::text(401, "authentication required (a user in group admins)\n");
-        r.headers
-            .push("WWW-Authenticate: Basic realm=\"ferromq admin\", charset=\"UTF-8\"".into());
-        return r;
-    }
-    match request.path.as_str() {
-        "/metrics" => Response::new(
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics::prometheus(sources),
-        ),
-        _ => Response::new(
-            200,
-            "application/json",
-            metrics::destinations_json(&sources.router),
-        ),
+/// Samples message rates once a second until `shutdown`.
+pub async fn sample_rates(sources: Arc<Sources>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => sources.rates.tick(&sources.router),
+            _ = shutdown.cancelled() => return,
+        }
     }
 }

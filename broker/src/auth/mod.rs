@@ -28,6 +28,10 @@ pub const ANONYMOUS: &str = "anonymous";
 /// Group whose members may use the admin HTTP endpoint.
 pub const ADMIN_GROUP: &str = "admins";
 
+/// Group whose members may use the admin endpoint's read-only routes
+/// (GET/HEAD: metrics, listings, browsing), but change nothing.
+pub const MONITORING_GROUP: &str = "monitoring";
+
 /// An authenticated identity, kept by the session for its whole life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
@@ -192,7 +196,9 @@ impl fmt::Display for AuthFailure {
             AuthFailure::UnknownCertificateUser => {
                 "the client certificate's common name is not a configured user"
             }
-            AuthFailure::NotAdmin => "user is not in group admins",
+            AuthFailure::NotAdmin => {
+                "user is not in a group allowed here (admins; monitoring for read-only requests)"
+            }
         })
     }
 }
@@ -330,11 +336,22 @@ impl Authenticator {
         &self,
         credentials: Credentials<'_>,
     ) -> Result<Principal, AuthFailure> {
+        self.authenticate_admin_in(credentials, &[ADMIN_GROUP])
+            .await
+    }
+
+    /// Like [`Authenticator::authenticate_admin`], admitting members of
+    /// any of `groups`.
+    pub async fn authenticate_admin_in(
+        &self,
+        credentials: Credentials<'_>,
+        groups: &[&str],
+    ) -> Result<Principal, AuthFailure> {
         if self.policy().users.is_empty() {
             return Ok(Principal::anonymous());
         }
         let principal = self.authenticate(credentials).await?;
-        if principal.in_group(ADMIN_GROUP) {
+        if groups.iter().any(|g| principal.in_group(g)) {
             Ok(principal)
         } else {
             self.failures.fetch_add(1, Ordering::Relaxed);

@@ -8,6 +8,7 @@ use super::book::DeliveryBook;
 use super::outbox::{Outbox, Outgoing};
 use super::state::{Connection, Step};
 use super::{writer, Failure, NativeSettings};
+use crate::registry::Counted;
 use crate::router::Router;
 use bytes::BytesMut;
 use ferromq_protocol::native::inbound::InboundTransfer;
@@ -54,6 +55,11 @@ pub async fn serve<R, W>(
         return;
     }
     let id = router.connection_id();
+    // Listed by the management API until this function returns (the
+    // preamble bytes before it are not counted).
+    let registration = router.connections().register(id, "native", &peer);
+    let mut reader = Counted::new(reader, registration.info());
+    let writer_half = Counted::new(writer_half, registration.info());
     let outbox = Arc::new(Outbox::new(settings.reply_limit));
     let book = Arc::new(DeliveryBook::default());
     let writer = tokio::spawn(writer::run(
@@ -164,6 +170,11 @@ pub async fn serve<R, W>(
         } else if frame_started.is_none() {
             frame_started = Some(Instant::now());
         }
+        if !registration.info().has_user() {
+            if let Some(user) = conn.user() {
+                registration.info().set_user(user);
+            }
+        }
         let deadline = read_deadline(&settings, conn.is_open(), accepted, frame_started);
         if buf.capacity() - buf.len() < 8 * 1024 {
             buf.reserve(64 * 1024);
@@ -175,6 +186,10 @@ pub async fn serve<R, W>(
                 continue;
             }
             _ = shutdown.cancelled() => break Err(shutting_down()),
+            why = registration.info().close_requested() => break Err(Failure::new(
+                ErrorCondition::NotAllowed,
+                format!("connection closed by an administrator: {why}"),
+            )),
         };
         match read {
             Ok(Ok(0)) => break Ok("peer closed the connection"),

@@ -123,6 +123,11 @@ impl Connection {
         self.certificate_user = common_name;
     }
 
+    /// The authenticated user, once the Open was accepted.
+    pub fn user(&self) -> Option<&str> {
+        self.principal.as_ref().map(|p| &*p.name)
+    }
+
     /// Whether the Opens have been exchanged.
     pub fn is_open(&self) -> bool {
         self.opened
@@ -146,6 +151,8 @@ impl Connection {
                 ))),
             };
         }
+        let _answer_first =
+            answer_precedes_deliveries(&performative).then(|| self.outbox.hold_deliveries());
         match performative {
             Performative::Open(_) => Err(Failure::illegal_state(
                 "second open: the connection is already open",
@@ -429,4 +436,23 @@ pub(super) fn router_failure(e: RouterError) -> Failure {
         _ => ErrorCondition::NotAllowed,
     };
     Failure::new(condition, e.to_string())
+}
+
+/// Whether the broker's answer to `p` must be written before the transfers
+/// handling `p` causes (the STOMP receipt rule, `crate::outbox`), so
+/// deliveries are held while it is handled: a Detach or End (unsettled
+/// messages go back to their queues and may reach another link of this
+/// connection), an unsettled Disposition (the broker's settling answer
+/// before a `modified`/`released` redelivery or the transfer the freed
+/// credit lets through), a Discharge. Not a Flow: its answer describes the
+/// link after the transfers its credit allowed, so it follows them. Not an
+/// Attach: a consumer link has no credit before its answer is queued. Not a
+/// Transfer, as not a STOMP SEND. A settled Disposition has no answer and
+/// pays nothing.
+fn answer_precedes_deliveries(p: &Performative) -> bool {
+    match p {
+        Performative::Detach(_) | Performative::End(_) | Performative::Discharge(_) => true,
+        Performative::Disposition(d) => !d.settled,
+        _ => false,
+    }
 }

@@ -77,6 +77,10 @@ struct State {
     groups: HashMap<Arc<str>, SubscriptionId>,
     /// The first exclusive subscription, which alone receives while it exists.
     exclusive_owner: Option<SubscriptionId>,
+    /// A grouped message was published or restored here. Sticky: a group
+    /// whose messages wait before any was delivered has no owner in
+    /// `groups` yet, and only the filtered path pins one.
+    grouped: bool,
     /// Some subscription has a selector or is exclusive, or a grouped message
     /// was seen: dispatch must check each message against each subscriber.
     /// Otherwise the plain round-robin fast path applies.
@@ -185,6 +189,18 @@ impl Destination {
     /// Publishes a message: hands it to a consumer with credit or keeps it.
     pub fn publish(&self, message: Arc<Message>) {
         self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        // A queue message expired on arrival is given up as `dispatch` gives
+        // up an expired waiting one; it must not reach a consumer just
+        // because one was ready. (The clock is read only for messages that
+        // can expire.)
+        if self.address.kind == DestinationKind::Queue
+            && message.expires != 0
+            && message.is_expired(now_ms())
+        {
+            self.stats.expired.fetch_add(1, Ordering::Relaxed);
+            self.bury(message, DeathCause::Expired, self.policy.expired_to_dlq);
+            return;
+        }
         let mut st = self.lock();
         let p = Pending {
             message,
@@ -194,6 +210,7 @@ impl Destination {
             DestinationKind::Queue => {
                 st.bytes += p.message.footprint();
                 if p.message.group().is_some() {
+                    st.grouped = true;
                     st.filtered = true;
                 }
                 // Invariant: no subscription with credit has an eligible
@@ -206,7 +223,13 @@ impl Destination {
                         st.next_with_credit()
                     };
                     if let Some(i) = target {
+                        let closes_group = p.message.closes_group();
                         st.deliver_to(i, p);
+                        // The group's other waiting messages may now go to
+                        // anyone: the invariant needs a dispatch again.
+                        if closes_group {
+                            self.dispatch(&mut st);
+                        }
                         return self.account(&st);
                     }
                 }
@@ -252,6 +275,10 @@ impl Destination {
     pub fn restore(&self, message: Arc<Message>, redeliveries: u32) {
         let mut st = self.lock();
         st.bytes += message.footprint();
+        if message.group().is_some() {
+            st.grouped = true;
+            st.filtered = true;
+        }
         st.waiting.push_back(Pending {
             message,
             redeliveries,
@@ -548,6 +575,15 @@ impl Destination {
         }
     }
 
+    /// Each subscription's owner, tag, prefetch and counts (management API).
+    pub fn subscriptions(&self) -> Vec<super::manage::SubscriptionView> {
+        let st = self.lock();
+        st.subscriptions
+            .iter()
+            .map(|s| super::manage::SubscriptionView::of(s, self.name()))
+            .collect()
+    }
+
     /// Whether the destination has no subscription and holds nothing.
     pub fn is_idle(&self) -> bool {
         let st = self.lock();
@@ -583,12 +619,15 @@ impl Destination {
         match self.address.kind {
             DestinationKind::Queue if st.filtered => {
                 // Each subscriber in turn takes the first message it may
-                // have, until a full round delivers nothing.
+                // have, until a full round delivers nothing. A round starts
+                // where the cursor was: the cursor moves with each delivery,
+                // and counting from it mid-round would skip subscribers.
                 loop {
                     let mut delivered = false;
                     let n = st.subscriptions.len();
+                    let start = st.next;
                     for k in 0..n {
-                        let i = (st.next + k) % n;
+                        let i = (start + k) % n;
                         if !st.subscriptions[i].take_credit() {
                             continue;
                         }
@@ -761,7 +800,7 @@ impl State {
             .subscriptions
             .iter()
             .any(|s| s.selector.is_some() || s.exclusive);
-        self.filtered = any_filter || !self.groups.is_empty();
+        self.filtered = any_filter || self.grouped;
     }
 
     /// The next subscription in round-robin order with credit that may take

@@ -11,6 +11,7 @@
 //!   deliveries before consumers see them.
 //! - [`delivery`]: deliveries and the sinks they go to (the message model
 //!   itself is [`crate::message`], shared with the store).
+//! - [`manage`]: what the management API does (purge, delete, browse).
 //! - [`queue_wildcard`]: wildcard subscriptions on queues (`/queue/a.>`),
 //!   and [`shared_window`], their one prefetch window over all queues.
 
@@ -20,11 +21,14 @@ pub mod delivery;
 pub mod delivery_marks;
 pub mod destination;
 pub mod durable;
+pub mod manage;
 pub mod pending;
 pub mod queue_wildcard;
 pub mod scheduler;
 pub mod shared_window;
 pub mod subscription;
+#[cfg(test)]
+mod tests;
 
 pub use crate::message::{now_ms, Body, BodySource, Message, PageError, DEFAULT_PRIORITY};
 pub use address::{Address, DestinationKind, ALLOWED_PREFIXES};
@@ -134,6 +138,8 @@ pub struct Router {
     dead_letters: mpsc::UnboundedSender<Outcast>,
     /// Taken by [`Router::run_dead_letters`].
     dead_letter_rx: Mutex<Option<mpsc::UnboundedReceiver<Outcast>>>,
+    /// Open client connections, for the management API (see [`manage`]).
+    connections: Arc<crate::registry::Registry>,
 }
 
 impl Router {
@@ -150,6 +156,7 @@ impl Router {
             has_durables: AtomicBool::new(false),
             dead_letters,
             dead_letter_rx: Mutex::new(Some(rx)),
+            connections: Arc::default(),
             config,
             store,
             destinations: RwLock::new(HashMap::new()),
@@ -715,8 +722,8 @@ impl Router {
     }
 
     /// Adds a subscription. Messages may be delivered to `sink` before this
-    /// returns, so a protocol that must answer first (STOMP's RECEIPT) queues
-    /// its answer on the sink's connection beforehand.
+    /// returns, so a protocol that must answer first (STOMP's RECEIPT) holds
+    /// the sink's deliveries until its answer is queued.
     pub fn subscribe(
         &self,
         destination: Arc<Destination>,

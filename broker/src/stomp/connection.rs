@@ -6,6 +6,7 @@
 use super::outbox::{Outbox, Outgoing};
 use super::session::{Flow, Session, SessionConfig, StompError};
 use super::writer;
+use crate::registry::Counted;
 use crate::router::Router;
 use bytes::BytesMut;
 use ferromq_protocol::native::looks_like_native;
@@ -37,7 +38,7 @@ pub struct ConnectionConfig {
 /// Serves one connection until the client leaves, breaks the protocol, or
 /// the broker shuts down.
 pub async fn serve<R, W>(
-    mut reader: R,
+    reader: R,
     writer_half: W,
     peer: String,
     certificate_user: Option<Arc<str>>,
@@ -49,6 +50,11 @@ pub async fn serve<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let id = router.connection_id();
+    // Listed by the management API until this function returns; its byte
+    // counters see everything read and written.
+    let registration = router.connections().register(id, "stomp", &peer);
+    let mut reader = Counted::new(reader, registration.info());
+    let writer_half = Counted::new(writer_half, registration.info());
     let outbox = Arc::new(Outbox::new(config.reply_limit));
     let writer = tokio::spawn(writer::run(
         writer_half,
@@ -116,6 +122,11 @@ pub async fn serve<R, W>(
         } else if frame_started.is_none() {
             frame_started = Some(Instant::now());
         }
+        if !registration.info().has_user() {
+            if let Some(user) = session.user() {
+                registration.info().set_user(user);
+            }
+        }
         let deadline = read_deadline(
             &config,
             &session,
@@ -128,6 +139,9 @@ pub async fn serve<R, W>(
         let read = tokio::select! {
             r = tokio::time::timeout(deadline, reader.read_buf(&mut buf)) => r,
             _ = shutdown.cancelled() => break Err(StompError::new("broker shutting down")),
+            why = registration.info().close_requested() => {
+                break Err(StompError::new(format!("connection closed by an administrator: {why}")))
+            }
         };
         match read {
             Ok(Ok(0)) => break Ok("peer closed the connection"),

@@ -198,8 +198,21 @@ impl Session {
     }
 
     /// Handles one frame. An error means: send it as ERROR and close.
+    ///
+    /// Receipt ordering: a frame's RECEIPT is written before any MESSAGE the
+    /// frame caused (a SUBSCRIBE's first messages, a NACK's redelivery, the
+    /// message an ACK's freed prefetch lets through, those of a COMMIT or
+    /// ABORT, the unacknowledged ones an UNSUBSCRIBE hands to another
+    /// subscription of this connection). The router queues such deliveries
+    /// while the frame is handled, and the handler queues the RECEIPT last,
+    /// so the outbox holds deliveries back until then (see `crate::outbox`).
+    /// Only frames with a `receipt` pay for the hold, and a SEND never takes
+    /// it: its RECEIPT waits for the store, and a subscriber on the same
+    /// connection may have the message before that (as with ActiveMQ).
     pub async fn handle(&mut self, frame: Frame) -> Result<Flow, StompError> {
         let receipt = frame.get("receipt").map(str::to_string);
+        let _receipt_first = (receipt.is_some() && frame.command != Command::Send)
+            .then(|| self.outbox.hold_deliveries());
         let result = self.dispatch(frame).await;
         result.map_err(|mut e| {
             if e.receipt.is_none() {
@@ -501,9 +514,6 @@ impl Session {
             Some(name) => (self.durable_queue(frame, name, &address, selector)?, None),
         };
         let (prefetch, budget) = self.unacked_share(ack, prefetch, address.kind)?;
-        // The RECEIPT is queued before the subscription exists, so it is
-        // written before any MESSAGE of the subscription.
-        self.receipt(frame, Vec::new());
         let options = SubscribeOptions {
             prefetch,
             selector,
@@ -520,6 +530,8 @@ impl Session {
         self.unacked_budget += budget;
         self.subscriptions
             .insert(id, Subscription { consumer, budget });
+        // Written before the subscription's first MESSAGE (see `handle`).
+        self.receipt(frame, Vec::new());
         Ok(Flow::Continue)
     }
 

@@ -24,8 +24,10 @@
 //! The log writer turns everything queued for one group commit into one
 //! encoded batch: bytes ([`entry::build`], then
 //! [`entry::EncodedBatch::to_bytes`]). Those bytes are the log record: the
-//! store keeps the latest batches under `L` keys and derives the records
-//! that serve reads (messages, delivery counts, metadata) from them in
+//! store can keep the latest batches under `L` keys ([`state::LogKeep`]:
+//! none on a single node, where keeping them halved persistent throughput
+//! without consumers; a replicated log keeps its own) and derives the
+//! records that serve reads (messages, delivery counts, metadata) from them in
 //! [`state::StateMachine::apply`], which reads no clock and touches nothing
 //! but the store's own state. So a replicated store needs no router on a
 //! follower:

@@ -157,7 +157,7 @@ mod tests {
     use super::*;
     use crate::store::entry::{self, StoredMessage};
     use crate::store::record::{self, MESSAGE_PREFIX};
-    use crate::store::state::StateMachine;
+    use crate::store::state::{LogKeep, StateMachine};
     use bytes::Bytes;
     use ferromq_protocol::Headers;
 
@@ -211,7 +211,7 @@ mod tests {
         let db = sled::open(dir.path()).unwrap();
         let source: Arc<dyn BodySource> = Arc::new(TreeBodies(db.clone()));
         let mut pager = Pager::new(250, source.clone());
-        let mut sm = StateMachine::default();
+        let mut sm = StateMachine::empty(LogKeep::TAIL);
         let entries: Vec<LogEntry> = (1..=5).map(numbered).collect();
         write(&mut sm, &mut pager, &db, &entries);
         assert_eq!((pager.resident_bytes(), pager.paged_messages()), (200, 3));
@@ -229,7 +229,7 @@ mod tests {
         write(&mut sm, &mut pager, &db, &[numbered(6)]);
         assert_eq!((pager.resident_bytes(), pager.paged_messages()), (200, 2));
         // Recovery loads bodies until the budget and leaves the rest.
-        let (_, records, _) = StateMachine::recover(&db).unwrap();
+        let (_, records, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
         let mut again = Pager::new(150, source);
         let resident: Vec<bool> = records
             .into_iter()

@@ -17,7 +17,7 @@
 //! Lock order: `state` is a leaf; nothing is called under it but sled.
 
 use super::record::{self, DELIVERED_PREFIX, LOG_PREFIX, MESSAGE_PREFIX, META_PREFIX};
-use super::state::StateMachine;
+use super::state::{LogKeep, StateMachine};
 use super::Recovered;
 use crate::cluster::{ApplyError, ApplyLog, LogIndex};
 use bytes::Bytes;
@@ -88,7 +88,7 @@ impl ReplicatedState {
     /// memory (paging is not wired for cluster mode).
     pub fn recovered(&self) -> Result<Recovered, String> {
         let _applied = self.lock();
-        let (machine, records, meta) = StateMachine::recover(&self.db)?;
+        let (machine, records, meta) = StateMachine::recover(&self.db, LogKeep::NONE)?;
         Ok(Recovered {
             messages: records
                 .into_iter()
@@ -190,7 +190,7 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> ReplicatedState {
         let db = sled::open(dir).unwrap();
-        let (machine, _, _) = StateMachine::recover(&db).unwrap();
+        let (machine, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
         ReplicatedState::new(db, machine).unwrap()
     }
 

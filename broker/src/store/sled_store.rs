@@ -12,7 +12,7 @@ use super::entry::StoredMessage;
 use super::paging::Pager;
 use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
 use super::replicated::ReplicatedState;
-use super::state::StateMachine;
+use super::state::{LogKeep, StateMachine};
 use super::writer::{LogWriter, Replication, WriterSettings};
 use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
 use crate::message::BodySource;
@@ -71,7 +71,7 @@ impl SledStore {
         check_format(&path, &db)?;
         let bodies = Arc::new(SledBodies::default());
         let (state, records, meta) =
-            StateMachine::recover(&db).map_err(|reason| OpenError::Corrupt {
+            StateMachine::recover(&db, LogKeep::NONE).map_err(|reason| OpenError::Corrupt {
                 path: path.clone(),
                 reason,
             })?;
@@ -140,7 +140,7 @@ impl SledStore {
             path: path.clone(),
             reason,
         };
-        let (machine, _, _) = StateMachine::recover(&db).map_err(corrupt)?;
+        let (machine, _, _) = StateMachine::recover(&db, LogKeep::NONE).map_err(corrupt)?;
         let state = Arc::new(ReplicatedState::new(db, machine).map_err(corrupt)?);
         info!(path = %path.display(), raft_applied = ?crate::cluster::ApplyLog::last_applied(&*state), "store opened (cluster mode)");
         let writer = LogWriter::start_replicated(state.clone(), settings.writer, replication)

@@ -4,8 +4,8 @@
 //! touches no router memory and depends only on the state and the batch,
 //! so every node that applies the same batches in the same order reaches
 //! the same state (the same records, byte for byte). It keeps the batch
-//! itself as the log record (`L`, the latest few), and derives the read
-//! layout: message records (`M`), delivery counts (`D`) and metadata (`K`),
+//! itself as a log record (`L`, as many as its [`LogKeep`] says: none on a
+//! single node), and derives the read layout: message records (`M`), delivery counts (`D`) and metadata (`K`),
 //! all written through [`Records`] (one `sled::Batch` per group commit,
 //! applied atomically before the flush).
 //!
@@ -19,15 +19,37 @@ use super::record::{self, DELIVERED_PREFIX, LOG_PREFIX, MESSAGE_PREFIX, META_PRE
 use prost::Message as _;
 use std::collections::{HashMap, VecDeque};
 
-/// Log batches kept after they are applied, at most (and at most
-/// [`LOG_KEEP_BYTES`] of them): the tail a follower a little behind could
-/// catch up from without a snapshot. Older batches are folded into the
-/// read layout (which is what a snapshot is built from). Small on purpose:
-/// the kept tail costs disk space that compaction cannot give back, and a
-/// replicated log keeps its own entries until they are applied everywhere.
-pub const LOG_KEEP_BATCHES: usize = 64;
-/// Bytes of log batches kept, at most (the latest batch is always kept).
-pub const LOG_KEEP_BYTES: u64 = 1 << 20;
+/// How many applied log batches the store keeps as `L` records: the tail a
+/// follower a little behind could catch up from without a snapshot. Older
+/// batches are folded into the read layout (which is what a snapshot is
+/// built from). Every node of a group must use the same setting (it decides
+/// which records apply writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogKeep {
+    /// Batches kept, at most (0: none; otherwise the latest is always kept).
+    pub batches: usize,
+    /// Bytes of batches kept, at most.
+    pub bytes: u64,
+}
+
+impl LogKeep {
+    /// Keep no batch: what a single node uses. Measured: keeping even a
+    /// small tail of batches in sled cut persistent throughput without
+    /// consumers by more than half (every group commit then rewrites the
+    /// tree nodes holding the tail, and the bodies are written twice), and
+    /// a replicated log keeps its own entries until every node has them.
+    pub const NONE: LogKeep = LogKeep {
+        batches: 0,
+        bytes: 0,
+    };
+
+    /// A short tail (64 batches, 1 MiB): for a store that serves followers
+    /// from its own log.
+    pub const TAIL: LogKeep = LogKeep {
+        batches: 64,
+        bytes: 1 << 20,
+    };
+}
 
 /// Where applying a batch writes: a `sled::Batch` in the store, a map in
 /// tests and dumps.
@@ -103,9 +125,11 @@ pub struct StateMachine {
     /// Log batches still kept: `(batch number, bytes)`, oldest first.
     log: VecDeque<(u64, u64)>,
     log_bytes: u64,
+    keep: LogKeep,
 }
 
 impl Default for StateMachine {
+    /// An empty state keeping no log batches ([`LogKeep::NONE`]).
     fn default() -> StateMachine {
         StateMachine {
             live: HashMap::new(),
@@ -115,6 +139,7 @@ impl Default for StateMachine {
             live_bytes: 0,
             log: VecDeque::new(),
             log_bytes: 0,
+            keep: LogKeep::NONE,
         }
     }
 }
@@ -127,6 +152,7 @@ impl StateMachine {
     #[allow(clippy::type_complexity)]
     pub fn recover(
         tree: &sled::Tree,
+        keep: LogKeep,
     ) -> Result<
         (
             StateMachine,
@@ -135,7 +161,7 @@ impl StateMachine {
         ),
         String,
     > {
-        let mut sm = StateMachine::default();
+        let mut sm = StateMachine::empty(keep);
         let read_u64 = |key: &[u8]| -> Result<Option<u64>, String> {
             match tree.get(key).map_err(|e| e.to_string())? {
                 None => Ok(None),
@@ -195,6 +221,14 @@ impl StateMachine {
         Ok((sm, records, meta))
     }
 
+    /// An empty state keeping `keep` of its log.
+    pub fn empty(keep: LogKeep) -> StateMachine {
+        StateMachine {
+            keep,
+            ..StateMachine::default()
+        }
+    }
+
     /// Applies an encoded batch as received (a follower's path, and the
     /// check that the bytes logged are all a node needs). Fails, changing
     /// nothing, when the bytes are not a batch of this format.
@@ -218,11 +252,14 @@ impl StateMachine {
     ) -> Applied {
         let mut applied = Applied::default();
         self.last_batch += 1;
-        records.put(&record::key(LOG_PREFIX, self.last_batch), raw);
-        self.log.push_back((self.last_batch, raw.len() as u64));
-        self.log_bytes += raw.len() as u64;
-        while self.log.len() > 1
-            && (self.log.len() > LOG_KEEP_BATCHES || self.log_bytes > LOG_KEEP_BYTES)
+        if self.keep.batches > 0 {
+            records.put(&record::key(LOG_PREFIX, self.last_batch), raw);
+            self.log.push_back((self.last_batch, raw.len() as u64));
+            self.log_bytes += raw.len() as u64;
+        }
+        // Also drops a tail kept under an earlier, larger setting.
+        while self.log.len() > self.keep.batches
+            || (self.log.len() > 1 && self.log_bytes > self.keep.bytes)
         {
             if let Some((old, bytes)) = self.log.pop_front() {
                 records.remove(&record::key(LOG_PREFIX, old));
@@ -307,7 +344,7 @@ impl StateMachine {
     /// every live message in log order with its delivery count, and the
     /// metadata. What a follower too far behind the kept log receives.
     pub fn snapshot(&self, tree: &sled::Tree) -> Result<EncodedBatch, String> {
-        let (_, records, meta) = StateMachine::recover(tree)?;
+        let (_, records, meta) = StateMachine::recover(tree, self.keep)?;
         let mut entries = Vec::with_capacity(records.len() * 2 + meta.len());
         for r in records {
             let seq = r.message.seq;
@@ -432,7 +469,7 @@ mod tests {
     #[test]
     fn recovery_returns_unacked_messages_in_log_order_with_counts() {
         let (_dir, db) = temp_db();
-        let (mut sm, recs, _) = StateMachine::recover(&db).unwrap();
+        let (mut sm, recs, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
         assert!(recs.is_empty());
         // Seq 9 is logged before seq 3 (a transaction's seqs are older than
         // its commit): recovery must follow the log, not the seqs.
@@ -443,7 +480,7 @@ mod tests {
         );
         apply(&mut sm, &db, vec![enqueue(5, "/queue/b"), ack(9)]);
         apply(&mut sm, &db, vec![delivered(3, 2), delivered(3, 1)]);
-        let (sm2, recs, _) = StateMachine::recover(&db).unwrap();
+        let (sm2, recs, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
         let got: Vec<(u64, u32)> = recs.iter().map(|r| (r.message.seq, r.delivered)).collect();
         assert_eq!(got, vec![(3, 2), (5, 0)]);
         assert_eq!(sm2.max_seq(), 9, "the acked seq 9 still counts");
@@ -453,7 +490,7 @@ mod tests {
     #[test]
     fn metadata_is_kept_until_deleted() {
         let (_dir, db) = temp_db();
-        let (mut sm, _, _) = StateMachine::recover(&db).unwrap();
+        let (mut sm, _, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
         let put = |k: &str, v: &'static [u8]| Entry {
             kind: Some(Kind::Put(Put {
                 key: k.into(),
@@ -473,7 +510,7 @@ mod tests {
                 },
             ],
         );
-        let (_, recs, meta) = StateMachine::recover(&db).unwrap();
+        let (_, recs, meta) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
         assert_eq!(meta, vec![("sub/a".to_string(), Bytes::from_static(b"3"))]);
         assert!(recs.is_empty());
     }
@@ -483,15 +520,15 @@ mod tests {
         let (_dir, db) = temp_db();
         db.insert(record::key(MESSAGE_PREFIX, 7), &b"\x01garbage"[..])
             .unwrap();
-        let e = StateMachine::recover(&db).unwrap_err();
+        let e = StateMachine::recover(&db, LogKeep::TAIL).unwrap_err();
         assert!(e.contains("log index 7"), "{e}");
     }
 
     #[test]
     fn only_the_latest_batches_are_kept_as_log() {
-        let mut sm = StateMachine::default();
+        let mut sm = StateMachine::empty(LogKeep::TAIL);
         let mut records = BTreeMap::new();
-        for seq in 1..=(LOG_KEEP_BATCHES as u64 + 10) {
+        for seq in 1..=(LogKeep::TAIL.batches as u64 + 10) {
             sm.apply_encoded(&batch(vec![enqueue(seq, "/queue/a")]), &mut records)
                 .unwrap();
         }
@@ -500,13 +537,13 @@ mod tests {
             .filter(|k| k[0] == LOG_PREFIX)
             .filter_map(|k| record::index_of(k))
             .collect();
-        assert_eq!(logged.len(), LOG_KEEP_BATCHES);
+        assert_eq!(logged.len(), LogKeep::TAIL.batches);
         assert_eq!(logged.first(), Some(&11));
         let last = records.get(record::key(LOG_PREFIX, sm.last_batch()).as_slice());
         let again = EncodedBatch::from_bytes(last.unwrap()).unwrap();
         assert_eq!(
             again.entries,
-            vec![enqueue(LOG_KEEP_BATCHES as u64 + 10, "/queue/a")]
+            vec![enqueue(LogKeep::TAIL.batches as u64 + 10, "/queue/a")]
         );
     }
 
@@ -521,7 +558,10 @@ mod tests {
         ];
         let (built, _) = entry::build(&entries, 0).unwrap();
         let raw = built.to_bytes();
-        let (mut leader, mut follower) = (StateMachine::default(), StateMachine::default());
+        let (mut leader, mut follower) = (
+            StateMachine::empty(LogKeep::TAIL),
+            StateMachine::empty(LogKeep::TAIL),
+        );
         let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
         leader.apply(&built, &raw, &mut a);
         follower.apply_encoded(&raw, &mut b).unwrap();
@@ -531,7 +571,7 @@ mod tests {
     #[test]
     fn a_snapshot_brings_the_live_state_to_an_empty_store() {
         let (_dir, db) = temp_db();
-        let (mut sm, _, _) = StateMachine::recover(&db).unwrap();
+        let (mut sm, _, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
         apply(
             &mut sm,
             &db,
@@ -544,11 +584,11 @@ mod tests {
         apply(&mut sm, &db, vec![ack(1), delivered(3, 2)]);
         let snapshot = sm.snapshot(&db).unwrap().to_bytes();
         let (_dir2, fresh) = temp_db();
-        let mut other = StateMachine::default();
+        let mut other = StateMachine::empty(LogKeep::TAIL);
         let mut b = sled::Batch::default();
         other.apply_encoded(&snapshot, &mut b).unwrap();
         fresh.apply_batch(b).unwrap();
-        let (_, recs, _) = StateMachine::recover(&fresh).unwrap();
+        let (_, recs, _) = StateMachine::recover(&fresh, LogKeep::TAIL).unwrap();
         let got: Vec<(u64, u32)> = recs.iter().map(|r| (r.message.seq, r.delivered)).collect();
         assert_eq!(got, vec![(2, 0), (3, 2)]);
         assert_eq!(other.max_seq(), 3);
@@ -583,7 +623,7 @@ mod tests {
         fn the_same_batches_give_the_same_state(
             batches in prop::collection::vec(strategies::batch(), 1..8),
         ) {
-            let (mut a, mut b) = (StateMachine::default(), StateMachine::default());
+            let (mut a, mut b) = (StateMachine::empty(LogKeep::TAIL), StateMachine::empty(LogKeep::TAIL));
             let (mut ra, mut rb) = (BTreeMap::new(), BTreeMap::new());
             for batch in &batches {
                 let raw = batch.to_bytes();
@@ -593,7 +633,7 @@ mod tests {
             prop_assert_eq!(dump(&a, &ra), dump(&b, &rb));
             // The records of the log's state are what recovery reads back.
             let (_dir, db) = temp_db();
-            let mut on_disk = StateMachine::default();
+            let mut on_disk = StateMachine::empty(LogKeep::TAIL);
             for batch in &batches {
                 let mut sb = sled::Batch::default();
                 on_disk.apply_encoded(&batch.to_bytes(), &mut sb).unwrap();
@@ -605,7 +645,7 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap();
             prop_assert_eq!(dump(&on_disk, &from_sled), dump(&a, &ra));
-            let (recovered, _, _) = StateMachine::recover(&db).unwrap();
+            let (recovered, _, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
             prop_assert_eq!(recovered.live_messages(), a.live_messages());
             prop_assert_eq!(recovered.live_bytes(), a.live_bytes());
         }

@@ -14,6 +14,13 @@
 //! buffer and writes the buffer (`write_all` + `flush`) only between frames,
 //! which also bounds what collects here to one batch (`WRITE_CHUNK` plus one
 //! frame).
+//!
+//! Frame ends: a message carries exactly the bytes TCP and TLS get, so each
+//! frame ends with NUL and LF (`ferromq_protocol::stomp::FRAME_END`). The
+//! message boundary would make the LF unnecessary, but one encoder for every
+//! transport is simpler than a per-transport variant, and stomp.js accepts
+//! both: `@stomp/stompjs` reads an EOL between frames as a heart-beat, and
+//! the older stomp-websocket splits messages on NUL followed by any LFs.
 
 use crate::stomp::session::StompError;
 use bytes::{Buf, Bytes, BytesMut};
@@ -163,10 +170,10 @@ mod tests {
     #[test]
     fn utf8_bytes_go_as_text_and_others_as_binary() {
         let text = message_of(Bytes::from_static(
-            b"MESSAGE\ndestination:/queue/a\n\nh\xc3\xa9\0",
+            b"MESSAGE\ndestination:/queue/a\n\nh\xc3\xa9\0\n",
         ));
         assert!(matches!(text, Message::Text(_)), "{text:?}");
-        let binary = message_of(Bytes::from_static(b"MESSAGE\n\n\xff\xfe\0"));
+        let binary = message_of(Bytes::from_static(b"MESSAGE\n\n\xff\xfe\0\n"));
         assert!(matches!(binary, Message::Binary(_)), "{binary:?}");
     }
 

@@ -276,7 +276,12 @@ impl Decoder {
         whole.truncate(body_len);
         let body = whole.freeze();
         let (command, headers) = parse_head(&head, self.version, self.limits)?;
-        // Leave following heart-beat EOLs for the next call: they are skipped there.
+        // EOLs right after the NUL end this frame (`NULL *(EOL)` in STOMP
+        // 1.2; ferromq and ActiveMQ write one): take those already here, so
+        // what is left is the next frame or heart-beats (a reader that looks
+        // at the raw bytes after a frame sees no terminator LF). Ones not
+        // yet received are skipped by the next call like heart-beats.
+        skip_heartbeats(buf);
         Ok(Frame {
             command,
             headers,

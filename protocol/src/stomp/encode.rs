@@ -8,6 +8,16 @@ use super::frame::{Command, Frame};
 use super::Version;
 use bytes::{BufMut, BytesMut};
 
+/// What ends every frame written: NUL, then one LF. STOMP 1.2 allows any
+/// number of EOLs after the NUL (every reader skips them as heart-beats),
+/// and ActiveMQ and RabbitMQ always write one. Some clients rely on it:
+/// PHP's `stomp` extension, after a `content-length` body, reads exactly two
+/// more bytes and expects NUL and LF, so a frame ended by NUL alone makes it
+/// take the first byte of the next frame and lose its place in the stream.
+/// The same bytes go over TCP, TLS and WebSocket (one encoder for all
+/// three; stomp.js skips the LF after the NUL, see `broker::websocket`).
+pub const FRAME_END: &[u8] = b"\0\n";
+
 /// Writes one frame into a buffer: [`FrameWriter::begin`], any number of
 /// [`FrameWriter::header`] calls, then [`FrameWriter::finish`] with the body.
 pub struct FrameWriter<'a> {
@@ -70,14 +80,14 @@ impl<'a> FrameWriter<'a> {
     }
 
     /// Writes `content-length` (when the body is not empty), the blank line, the
-    /// body and the terminating NUL.
+    /// body and the [`FRAME_END`] terminator.
     pub fn finish(mut self, body: &[u8]) {
         if !body.is_empty() {
             self.header_u64("content-length", body.len() as u64);
         }
         self.buf.put_u8(b'\n');
         self.buf.put_slice(body);
-        self.buf.put_u8(0);
+        self.buf.put_slice(FRAME_END);
     }
 
     fn put_escaped(&mut self, text: &str) {

@@ -4,7 +4,8 @@
 //! - [`decode`]: [`Decoder`], an incremental parser over a byte buffer with hard
 //!   [`Limits`]; a partial frame yields `Ok(None)`, never an error.
 //! - [`encode`]: writing frames (and the broker's hot-path MESSAGE frames) with the
-//!   escaping rules of the negotiated [`Version`].
+//!   escaping rules of the negotiated [`Version`], each ended by [`FRAME_END`]
+//!   (NUL and LF).
 
 pub mod decode;
 pub mod encode;
@@ -12,7 +13,7 @@ pub mod frame;
 
 pub use crate::headers::Headers;
 pub use decode::{Decoder, FrameError, Limits};
-pub use encode::{encode_frame, FrameWriter};
+pub use encode::{encode_frame, FrameWriter, FRAME_END};
 pub use frame::{Command, Frame};
 
 use std::fmt;

@@ -15,7 +15,7 @@ use crate::scenario::AckMode;
 use crate::url::BrokerUrl;
 use bytes::Buf;
 use connection::{broker_error, Connection};
-use ferromq_protocol::stomp::{Command, FrameWriter, Version};
+use ferromq_protocol::stomp::{Command, FrameWriter, Version, FRAME_END};
 use rustls::ClientConfig;
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,12 +157,13 @@ impl ProducerLink for StompProducer {
             w.header_u64("receipt", r);
         }
         if splice {
-            // Head only: `finish(&[])` ends with the blank line and a NUL; the
-            // body goes between them at flush time, written from the shared
-            // payload (100 producers of 10 MB would otherwise hold 1 GB).
+            // Head only: `finish(&[])` ends with the blank line and the
+            // frame end (NUL, LF); the body goes between them at flush time,
+            // written from the shared payload (100 producers of 10 MB would
+            // otherwise hold 1 GB).
             w.header_u64("content-length", body.len() as u64);
             w.finish(&[]);
-            let nul_at = conn.wbuf.len() - 1;
+            let nul_at = conn.wbuf.len() - FRAME_END.len();
             conn.splices.push((nul_at, body.clone()));
         } else {
             w.finish(body);

@@ -267,6 +267,10 @@ mod tests {
         }
         let mut b = BytesMut::new();
         encode_frame(&f.body(body.to_vec()), Version::V1_2, &mut b);
+        // A scanned frame ends at its NUL; the LF the broker writes after
+        // it is a heart-beat EOL for `heartbeat_len`.
+        assert!(b.ends_with(b"\0\n"), "{b:?}");
+        b.truncate(b.len() - 1);
         b
     }
 
@@ -310,8 +314,10 @@ mod tests {
                 "a partial frame leaves no ack id behind (cut {cut})"
             );
         }
-        // Two frames back to back: the first is reported alone.
+        // Two frames back to back, as the broker writes them (NUL, LF): the
+        // first is reported alone, and the LF is left as a heart-beat.
         let mut two = b.clone();
+        two.extend_from_slice(b"\n");
         two.extend_from_slice(&b);
         let mut out = String::new();
         assert_eq!(
@@ -321,6 +327,7 @@ mod tests {
                 stamp: 42
             }
         );
+        assert_eq!(heartbeat_len(&two[b.len()..]), 1);
     }
 
     #[test]

@@ -1,0 +1,286 @@
+//! What the management API asks of the router: find a destination by name,
+//! purge it, delete it, list subscriptions by connection and durable
+//! subscriptions, and reach the connection registry. Sending and browsing
+//! use the ordinary entry points ([`Router::send`], [`Destination::browse`]),
+//! so an administrator's message is scheduled, prioritised and expired like
+//! any producer's.
+//!
+//! Lock order, as everywhere in the router: the destination map lock is
+//! never held while a destination's own lock is taken.
+
+use super::subscription::SubscriptionState;
+use super::{ack_entries, durable, AckMode, ConnectionId, Destination, DestinationKind, Router};
+use crate::registry::Registry;
+use std::collections::HashMap;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why a management operation was refused.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ManageError {
+    /// Subscribers still consume it: close them (or their connections) first.
+    #[error(
+        "{name} has {consumers} consumer(s): close their connections or unsubscribe them first"
+    )]
+    InUse {
+        /// The destination.
+        name: String,
+        /// Its subscriptions at the time.
+        consumers: usize,
+    },
+}
+
+/// One subscription as the management API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionView {
+    /// Broker-wide subscription id.
+    pub id: u64,
+    /// The connection that owns it.
+    pub connection: ConnectionId,
+    /// The client's name for it (STOMP `id`, native link name).
+    pub tag: String,
+    /// The destination it consumes.
+    pub destination: String,
+    /// `auto`, `client` or `client-individual`.
+    pub ack: &'static str,
+    /// Most unacknowledged messages at once.
+    pub prefetch: usize,
+    /// Delivered, not yet acknowledged.
+    pub unacked: usize,
+    /// Topic subscriptions: messages waiting for this subscriber.
+    pub backlog: usize,
+    /// Its selector, if any.
+    pub selector: Option<String>,
+}
+
+impl SubscriptionView {
+    /// The view of `s`, a subscription on `destination`.
+    pub(super) fn of(s: &SubscriptionState, destination: &str) -> SubscriptionView {
+        SubscriptionView {
+            id: s.consumer.subscription_id(),
+            connection: s.consumer.connection,
+            tag: s.consumer.tag.to_string(),
+            destination: destination.to_owned(),
+            ack: match s.consumer.ack {
+                AckMode::Auto => "auto",
+                AckMode::Client => "client",
+                AckMode::ClientIndividual => "client-individual",
+            },
+            prefetch: s.prefetch,
+            unacked: s.unacked.len(),
+            backlog: s.backlog.len(),
+            selector: s.selector.as_ref().map(|x| x.text().to_owned()),
+        }
+    }
+}
+
+/// One durable topic subscription as the management API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurableView {
+    /// `client-id` of the connection that made it.
+    pub client_id: String,
+    /// Its name.
+    pub name: String,
+    /// The topic (or pattern) it follows.
+    pub topic: String,
+    /// Its selector, if any.
+    pub selector: Option<String>,
+    /// The hidden queue holding its messages (the id to delete it by).
+    pub queue: String,
+    /// Messages waiting for the subscriber.
+    pub waiting: usize,
+    /// Whether a subscriber is connected now.
+    pub active: bool,
+}
+
+impl Router {
+    /// Open client connections.
+    pub fn connections(&self) -> &Arc<Registry> {
+        &self.connections
+    }
+
+    /// The destination with canonical name `name`, if it exists.
+    pub fn lookup(&self, name: &str) -> Option<Arc<Destination>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Drops every message waiting in `destination` (messages delivered and
+    /// not yet acknowledged stay with their consumers). Returns how many
+    /// were dropped. Atomic with respect to publishing: each message is
+    /// either dropped, or was delivered, or arrives after the purge.
+    pub fn purge(&self, destination: &Destination) -> usize {
+        let dropped: Vec<_> = destination
+            .drain_waiting()
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        let entries = ack_entries(destination, &dropped);
+        if !entries.is_empty() {
+            // Not waited for: a crash before the acks reach the disk brings
+            // the purged messages back, which is the safe direction.
+            drop(self.store.append(entries));
+        }
+        dropped.len()
+    }
+
+    /// Deletes `destination` and drops its waiting messages, refusing while
+    /// it has consumers. A durable subscription's queue deletes the durable
+    /// subscription. Returns the messages dropped.
+    pub fn delete(&self, destination: &Arc<Destination>) -> Result<usize, ManageError> {
+        let name = destination.name().to_owned();
+        let in_use = |d: &Destination| {
+            let consumers = d.snapshot().consumers;
+            (consumers > 0).then(|| ManageError::InUse {
+                name: name.clone(),
+                consumers,
+            })
+        };
+        if let Some(e) = in_use(destination) {
+            return Err(e);
+        }
+        if name.starts_with(durable::PREFIX) {
+            let waiting = destination.waiting_len();
+            self.durable_unsubscribe_queue(&name);
+            return Ok(waiting);
+        }
+        let removed = {
+            let mut map = self.destinations.write().unwrap_or_else(|e| e.into_inner());
+            match map.get(name.as_str()) {
+                Some(d) if Arc::ptr_eq(d, destination) => map.remove(name.as_str()),
+                _ => None,
+            }
+        };
+        let Some(removed) = removed else {
+            return Ok(0); // deleted meanwhile
+        };
+        // A subscriber that looked it up before the removal: put it back
+        // (unless a new one of the same name exists by now).
+        if let Some(e) = in_use(&removed) {
+            self.destinations
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(name.as_str().into())
+                .or_insert(removed);
+            return Err(e);
+        }
+        Ok(self.purge(&removed))
+    }
+
+    /// Every subscription, grouped by connection.
+    pub fn subscriptions_by_connection(&self) -> HashMap<ConnectionId, Vec<SubscriptionView>> {
+        let mut out: HashMap<ConnectionId, Vec<SubscriptionView>> = HashMap::new();
+        for d in self.destinations() {
+            for s in d.subscriptions() {
+                out.entry(s.connection).or_default().push(s);
+            }
+        }
+        out
+    }
+
+    /// Every durable topic subscription, by queue name.
+    pub fn durables(&self) -> Vec<DurableView> {
+        let list: Vec<durable::Durable> = self
+            .durables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut out: Vec<DurableView> = list
+            .into_iter()
+            .map(|d| {
+                let snap = d.queue.snapshot();
+                DurableView {
+                    client_id: d.client_id.to_string(),
+                    name: d.name.to_string(),
+                    topic: d.topic.to_string(),
+                    selector: d.selector.as_ref().map(|s| s.text().to_owned()),
+                    queue: d.queue.name().to_owned(),
+                    waiting: snap.waiting,
+                    active: snap.consumers > 0,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.queue.cmp(&b.queue));
+        out
+    }
+
+    /// Deletes the durable subscription whose queue is `queue`, refusing
+    /// while its subscriber is connected. `Ok(None)`: no such subscription;
+    /// else the messages dropped.
+    pub fn delete_durable(&self, queue: &str) -> Result<Option<usize>, ManageError> {
+        let found = self
+            .durables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(queue)
+            .map(|d| d.queue.clone());
+        let Some(q) = found else { return Ok(None) };
+        let consumers = q.snapshot().consumers;
+        if consumers > 0 {
+            return Err(ManageError::InUse {
+                name: queue.to_owned(),
+                consumers,
+            });
+        }
+        let waiting = q.waiting_len();
+        Ok(self.durable_unsubscribe_queue(queue).then_some(waiting))
+    }
+
+    /// Whether `kind` is the kind of `destination`.
+    pub fn is_kind(destination: &Destination, kind: DestinationKind) -> bool {
+        destination.kind() == kind
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::router::{Address, Delivery, DeliverySink, RouterConfig, SubscribeOptions};
+    use crate::store::memory::MemoryStore;
+
+    struct Discard;
+    impl DeliverySink for Discard {
+        fn deliver(&self, _: Delivery) {}
+    }
+
+    fn router() -> Router {
+        Router::new(RouterConfig::default(), Arc::new(MemoryStore))
+    }
+
+    #[test]
+    fn purge_drops_waiting_messages_and_delete_refuses_while_consumed() {
+        let r = router();
+        let q = r
+            .destination(&Address::parse("/queue/a", 1).unwrap(), 1)
+            .unwrap();
+        for _ in 0..5 {
+            r.publish_empty(&q);
+        }
+        assert_eq!(r.purge(&q), 5);
+        assert_eq!(q.waiting_len(), 0);
+        r.publish_empty(&q);
+        let c = r.subscribe(
+            q.clone(),
+            1,
+            "s".into(),
+            AckMode::ClientIndividual,
+            SubscribeOptions::default(),
+            Arc::new(Discard),
+        );
+        assert_eq!(
+            r.delete(&q),
+            Err(ManageError::InUse {
+                name: "/queue/a".into(),
+                consumers: 1
+            })
+        );
+        let subs = r.subscriptions_by_connection();
+        assert_eq!(subs[&1].len(), 1);
+        assert_eq!(subs[&1][0].unacked, 1);
+        r.unsubscribe(&c);
+        assert_eq!(r.delete(&q), Ok(1));
+        assert!(r.lookup("/queue/a").is_none());
+    }
+}
