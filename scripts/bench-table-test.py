@@ -7,8 +7,11 @@ Each test builds small results files in a temporary directory, so the rules
 are pinned down independently of the committed runs: a scenario ferromq moved
 nothing in is a loss and is listed; a scenario the other broker recorded
 errors in stays out of the ratios and is listed apart; a scenario without
-consumers is measured by what its producers sent; `check` fails on a table
-that differs from its command's output and `check --write` repairs it.
+consumers is measured by what its producers sent; before/after ratios are
+formed per round; store_layout runs of one configuration form one row;
+admin timings show min / median / max and any status other than 200;
+`check` fails on a table that differs from its command's output and
+`check --write` repairs it.
 """
 import importlib.util
 import io
@@ -102,6 +105,72 @@ class Rules(unittest.TestCase):
         self.assertEqual(row[2], "3.0×", "300 sent ÷ 100 sent")
         rows = bt.cmd_rows(self.runs, "queue-p-e")
         self.assertIn("300 sent", rows[2])
+
+
+class BeforeAfter(unittest.TestCase):
+    def test_ratios_are_formed_per_round_and_errors_are_marked(self):
+        with tempfile.TemporaryDirectory() as root:
+            # Round by round after ÷ before is 2, 0.5 and 1: median 1, while
+            # the ratio of the medians (2000 ÷ 1000) would say 2.
+            for r, (b, a) in enumerate([(1000, 2000), (4000, 2000), (1000, 1000)], 1):
+                write_run(root, f"before-stomp-r{r}", [scenario("custom/queue-p-x", b)])
+                errors = 3 if r == 2 else 0
+                write_run(root, f"after-stomp-r{r}", [scenario("custom/queue-p-x", a, errors=errors)])
+            saved = bt.ROOT
+            bt.ROOT = root
+            try:
+                lines = bt.cmd_before_after(["."])
+                one = bt.cmd_before_after(["--round", "1", "."])
+            finally:
+                bt.ROOT = saved
+        self.assertEqual(len(lines), 3, lines)
+        self.assertEqual(
+            lines[2], "| queue-p-x | STOMP | 1.0k (1.0k–4.0k) | 2.0k (1.0k–2.0k) † | 1.00× (0.50–2.00) † |"
+        )
+        self.assertEqual(one[2], "| queue-p-x | STOMP | 1.0k | 2.0k | 2.00× |")
+
+
+class StoreLayout(unittest.TestCase):
+    def test_runs_of_one_configuration_form_one_row_of_ranges(self):
+        def run(layout, written, segment=524288):
+            return {
+                "layout": layout, "mode": "LowSpace", "segment_size": segment, "cache": 134217728,
+                "flush_every_ms": None, "inline_max": 0, "per_flush": 10, "messages": 1000, "body": 1024,
+                "fill_bytes_per_msg": written, "fill_bytes_per_flush": written * 10, "drain_bytes_per_msg": 500,
+                "disk_alloc_after_fill": 2e6, "disk_alloc_after_drain": 1e6, "disk_alloc_after_reopen": 1e6,
+                "fill_msgs_per_s": 12345.6,
+            }
+        with tempfile.TemporaryDirectory() as root:
+            path = os.path.join(root, "runs.jsonl")
+            with open(path, "w") as f:
+                for r in [run("Current", 7300), run("Current", 7400), run("Current", 8700, segment=65536)]:
+                    f.write(json.dumps(r) + "\n")
+            lines = bt.cmd_store_layout(path)
+        self.assertEqual(len(lines), 4, lines)
+        self.assertEqual(lines[2], "| Current | 10 | 1000 | 2 | 7.3–7.4 | 73.0–74.0 | 0.5 | 2.0 | 1.0 | 1.0 | 12,346 |")
+        self.assertTrue(lines[3].startswith("| Current, segment 64 KiB | 10 | 1000 | 1 | 8.7 |"), lines[3])
+
+
+class AdminTiming(unittest.TestCase):
+    def test_each_query_gets_min_median_max_and_a_failed_status_shows(self):
+        with tempfile.TemporaryDirectory() as root:
+            os.mkdir(os.path.join(root, "run"))
+            with open(os.path.join(root, "run", "run.json"), "w") as f:
+                json.dump({"build": "debug"}, f)
+            with open(os.path.join(root, "run", "timings.jsonl"), "w") as f:
+                f.write(json.dumps({"query": "/a", "http_status": 200, "body_bytes": 9,
+                                    "time_total_s": [0.003, 0.001, 0.002]}) + "\n")
+                f.write(json.dumps({"query": "/b", "http_status": 503, "body_bytes": 9,
+                                    "time_total_s": [0.010, 0.010, 0.010]}) + "\n")
+            saved = bt.ROOT
+            bt.ROOT = root
+            try:
+                lines = bt.cmd_admin_timing(["run"])
+            finally:
+                bt.ROOT = saved
+        self.assertEqual(lines[0], "| query | debug build, min / median / max of 3 |")
+        self.assertEqual(lines[2], "| `/a` | 1.0 / 2.0 / 3.0 ms |")
+        self.assertEqual(lines[3], "| `/b` | 10.0 / 10.0 / 10.0 ms (HTTP 503) |")
 
 
 class Check(unittest.TestCase):

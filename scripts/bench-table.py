@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Markdown tables from committed ferromq-bench results files.
+"""Markdown tables from committed benchmark results files.
 
-Every table in BENCHMARKS.md, docs/bench/ and bench-client/results/ is the
-output of one of these commands, named on a line `Table: `scripts/bench-table.py
-...`` right above it (a blank line between), and `check` regenerates them all:
+Every table of results in BENCHMARKS.md, README.md, docs/ and
+bench-client/results/ is the output of one of these commands, named on a
+line `Table: `scripts/bench-table.py ...`` right above it (a blank line
+between), and `check` regenerates them all:
 
     scripts/bench-table.py summary FERROMQ.json OTHER.json ...   ratios by scenario kind
     scripts/bench-table.py rows FERROMQ.json OTHER.json ...      one row per scenario
@@ -11,6 +12,12 @@ output of one of these commands, named on a line `Table: `scripts/bench-table.py
     scripts/bench-table.py could-not-run FERROMQ.json OTHER.json ...
     scripts/bench-table.py staging FERROMQ.json OTHER.json ...   queue_staging, as counts
     scripts/bench-table.py rounds DIR         native-vs-stomp.sh rounds (PROTO-rN.json)
+    scripts/bench-table.py before-after [--round N] DIR [DIR2]
+                                              before-after.sh rounds (LABEL-PROTO-rN.json)
+    scripts/bench-table.py store-layout FILE.jsonl
+                                              scripts/store-layout.sh runs, docs/store-layout.md
+    scripts/bench-table.py admin-timing DIR [DIR...]
+                                              admin-api-timing.sh runs (timings.jsonl)
     scripts/bench-table.py check [--write]    regenerate every table and diff (exit 1)
     scripts/bench-table.py A.json B.json ...  summary, a blank line, rows
 
@@ -41,6 +48,17 @@ and it has samples. The first file is ferromq; for each other broker:
 native-rN.json, activemq-rN.json; N the round): medians over the rounds of
 each run's median msg/s and end-to-end p99, and ratios formed per round
 (the runs of one round ran back to back), given as median (min–max).
+
+`before-after` reads the files before-after.sh writes
+(before-PROTO-rN.json, after-PROTO-rN.json): per scenario and protocol the
+median over rounds of each build's msg/s (the median of a run's samples,
+as above: consumed, or sent without consumers) with its range over rounds,
+and the after ÷ before ratio formed per round (the two builds ran back to
+back within a round), as median (min–max); one value where only one round
+has both builds. With DIR2 (another run of the
+same script, often a subset of the scenarios) a last column gives DIR2's
+ratios. `--round N` keeps only round N (one value per cell). A
+† marks a value from a run that recorded errors for the scenario.
 """
 import glob
 import json
@@ -402,6 +420,177 @@ def cmd_rounds(out):
     return table(header, rows)
 
 
+# ---- before-after.sh rounds -----------------------------------------------
+
+
+def read_before_after(out, only_round):
+    """{(label, proto, round): {scenario: result}} from one before-after.sh run."""
+    runs = {}
+    for path in glob.glob(os.path.join(out, "*-r*.json")):
+        m = re.match(r"(before|after)-(\w+)-r(\d+)\.json$", os.path.basename(path))
+        if not m or (only_round is not None and int(m.group(3)) != only_round):
+            continue
+        with open(path) as f:
+            report = json.load(f)
+        runs[(m.group(1), m.group(2), int(m.group(3)))] = {s["name"]: s for s in report["scenarios"]}
+    return runs
+
+
+def before_after_ratios(runs, n, p):
+    """after ÷ before per round where both builds moved messages; and
+    whether any of those runs recorded errors."""
+    vals, marked = [], False
+    for r in sorted({r for _, _, r in runs}):
+        b = runs.get(("before", p, r), {}).get(n)
+        a = runs.get(("after", p, r), {}).get(n)
+        if b and a and rate(b)[0] > 0 and rate(a)[0] > 0:
+            vals.append(rate(a)[0] / rate(b)[0])
+            marked = marked or failed(a) or failed(b)
+    return vals, marked
+
+
+def cmd_before_after(args):
+    only_round = None
+    if len(args) >= 2 and args[0] == "--round":
+        only_round = int(args[1])
+        args = args[2:]
+    if not args or len(args) > 2:
+        sys.exit(__doc__)
+    runs = read_before_after(os.path.join(ROOT, args[0]), only_round)
+    second = read_before_after(os.path.join(ROOT, args[1]), only_round) if len(args) == 2 else None
+    protos = sorted({p for _, p, _ in runs}, key=["stomp", "native"].index)
+    names = []
+    for key in sorted(runs):
+        names += [n for n in runs[key] if n not in names]
+
+    def build(label, n, p):
+        got = [s[n] for (lb, pr, _), s in sorted(runs.items()) if lb == label and pr == p and n in s]
+        vals = [rate(s)[0] for s in got if rate(s)[0] > 0]
+        if not vals:
+            return None
+        mark = " †" if any(failed(s) for s in got) else ""
+        med = fmt_rate_rounds(statistics.median(vals))
+        spread = f" ({fmt_rate_rounds(min(vals))}–{fmt_rate_rounds(max(vals))})" if len(vals) > 1 else ""
+        return f"{med}{rate(got[0])[1]}{spread}{mark}"
+
+    def ratios_cell(vals, marked):
+        if not vals:
+            return "–"
+        text = ratio_range(vals) if len(vals) > 1 else f"{vals[0]:.2f}×"
+        return text + (" †" if marked else "")
+
+    which = f"round {only_round}" if only_round is not None else "median (min–max) over rounds"
+    header = ["scenario", "protocol", "before msg/s", "after msg/s", f"after ÷ before, {which}"]
+    if second is not None:
+        header.append(f"same, {os.path.basename(os.path.normpath(args[1]))}")
+    rows = []
+    for n in names:
+        for p in protos:
+            b, a = build("before", n, p), build("after", n, p)
+            if b is None or a is None:
+                continue
+            vals, marked = before_after_ratios(runs, n, p)
+            row = [short(n), DISPLAY.get(p, p), b, a, ratios_cell(vals, marked)]
+            if second is not None:
+                row.append(ratios_cell(*before_after_ratios(second, n, p)))
+            rows.append(row)
+    return table(header, rows)
+
+
+# ---- store_layout example runs ---------------------------------------------
+
+
+def layout_config(r):
+    """A run's configuration: its layout and what differs from the defaults."""
+    parts = [r["layout"]]
+    if r["mode"] != "LowSpace":
+        parts.append(r["mode"])
+    if r["segment_size"] != 524288:
+        parts.append(f"segment {r['segment_size'] // 1024} KiB")
+    if r["cache"] != 134217728:
+        parts.append(f"cache {r['cache'] >> 20} MiB")
+    if r["flush_every_ms"] is not None:
+        parts.append(f"flush_every_ms {r['flush_every_ms']}")
+    if r["layout"] == "Wal" and r.get("index_flush_every", 100) != 100:
+        parts.append(f"index flush every {r['index_flush_every']}")
+    if r.get("index_per_commit"):
+        parts.append("index per commit")
+    if r["inline_max"]:
+        parts.append(f"inline ≤ {r['inline_max']}")
+    return ", ".join(parts)
+
+
+def value_range(values, fmt):
+    a, b = fmt(min(values)), fmt(max(values))
+    return a if a == b else f"{a}–{b}"
+
+
+def cmd_store_layout(path):
+    groups = {}  # insertion order: the order the runs were made
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            key = (layout_config(r), r["per_flush"], r["messages"], r["body"])
+            groups.setdefault(key, []).append(r)
+    kb = lambda v: f"{v / 1000:.1f}"
+    mb = lambda v: f"{v / 1e6:.1f}"
+    per_s = lambda v: f"{v:,.0f}"
+    columns = [
+        ("fill_bytes_per_msg", kb),
+        ("fill_bytes_per_flush", kb),
+        ("drain_bytes_per_msg", kb),
+        ("disk_alloc_after_fill", mb),
+        ("disk_alloc_after_drain", mb),
+        ("disk_alloc_after_reopen", mb),
+        ("fill_msgs_per_s", per_s),
+    ]
+    header = [
+        "layout / settings", "msgs per flush", "N", "runs", "written per msg, fill (KB)", "per flush (KB)",
+        "written per msg, drain (KB)", "disk after fill (MB)", "after drain (MB)", "after reopen (MB)",
+        "fill msg/s",
+    ]
+    rows = []
+    for (cfg, per_flush, n, _), rs in groups.items():
+        row = [cfg, str(per_flush), str(n), str(len(rs))]
+        row += [value_range([r[field] for r in rs], fmt) for field, fmt in columns]
+        rows.append(row)
+    return table(header, rows)
+
+
+# ---- admin-api-timing.sh runs ---------------------------------------------
+
+
+def cmd_admin_timing(dirs):
+    runs = []
+    for d in dirs:
+        with open(os.path.join(ROOT, d, "run.json")) as f:
+            meta = json.load(f)
+        with open(os.path.join(ROOT, d, "timings.jsonl")) as f:
+            runs.append((meta, [json.loads(line) for line in f if line.strip()]))
+    queries = []
+    for _, timings in runs:
+        queries += [t["query"] for t in timings if t["query"] not in queries]
+    header = ["query"]
+    for meta, timings in runs:
+        n = len(timings[0]["time_total_s"]) if timings else 0
+        header.append(f"{meta['build']} build, min / median / max of {n}")
+    rows = []
+    for q in queries:
+        row = [f"`{q}`"]
+        for _, timings in runs:
+            t = next((t for t in timings if t["query"] == q), None)
+            if t is None:
+                row.append("-")
+                continue
+            ms = [v * 1000 for v in t["time_total_s"]]
+            text = f"{min(ms):.1f} / {statistics.median(ms):.1f} / {max(ms):.1f} ms"
+            if t["http_status"] != 200:
+                text += f" (HTTP {t['http_status']})"
+            row.append(text)
+        rows.append(row)
+    return table(header, rows)
+
+
 # ---- commands and the check ------------------------------------------------
 
 BROKER_COMMANDS = {
@@ -418,6 +607,12 @@ def generate(args):
     args = list(args)
     if args and args[0] == "rounds":
         return cmd_rounds(os.path.join(ROOT, args[1]))
+    if args and args[0] == "before-after":
+        return cmd_before_after(args[1:])
+    if args and args[0] == "admin-timing" and len(args) >= 2:
+        return cmd_admin_timing(args[1:])
+    if args and args[0] == "store-layout" and len(args) == 2:
+        return cmd_store_layout(os.path.join(ROOT, args[1]))
     command = "all"
     if args and args[0] in BROKER_COMMANDS:
         command = args.pop(0)
@@ -497,7 +692,7 @@ def main(argv):
         sys.exit(check("--write" in argv[1:]))
     # Files given on the command line are relative to the working directory.
     cwd = os.getcwd()
-    args = [os.path.relpath(os.path.join(cwd, a), ROOT) if a.endswith(".json") or os.path.isdir(a) else a for a in argv]
+    args = [os.path.relpath(os.path.join(cwd, a), ROOT) if a.endswith((".json", ".jsonl")) or os.path.isdir(a) else a for a in argv]
     print("\n".join(generate(args)))
 
 

@@ -4,7 +4,8 @@
 # so that ratios come from neighbouring runs on a noisy machine. Each build
 # gets a fresh broker (and data directory) per round; both protocols are
 # measured. Writes OUTDIR/<label>-<proto>-r<round>.json and prints a table
-# of medians and per-round ratios (bench-client/scripts/before-after.py).
+# of medians and per-round ratios (`scripts/bench-table.py before-after
+# OUTDIR`, also written to OUTDIR/summary.md with its Table: line).
 #
 #   bench-client/scripts/before-after.sh BEFORE_BIN AFTER_BIN [OUTDIR]
 #   BEFORE_BIN/AFTER_BIN: directories holding a release `ferromq` each;
@@ -79,4 +80,8 @@ for round in $(seq "$rounds"); do
   done
   echo "load after round $round: $(uptime)" | tee -a "$out/load.txt"
 done
-python3 bench-client/scripts/before-after.py "$out" | tee "$out/summary.md"
+{
+  echo "Table: \`scripts/bench-table.py before-after $out\`"
+  echo
+  python3 scripts/bench-table.py before-after "$out"
+} | tee "$out/summary.md"

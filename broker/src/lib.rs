@@ -13,6 +13,7 @@ pub mod admin;
 pub mod admin_client;
 pub mod auth;
 pub mod cluster;
+pub mod leadership;
 pub mod message;
 pub mod metrics;
 pub mod native;
@@ -68,6 +69,9 @@ pub enum StartError {
     /// Recovered messages could not be put back (e.g. destination limit).
     #[error("cannot restore the stored messages: {0}")]
     Restore(#[from] router::RouterError),
+    /// The cluster node could not start (`[cluster]`).
+    #[error("cannot start the cluster node: {0}")]
+    Cluster(#[from] cluster::StartError),
 }
 
 /// A started broker: listeners bound, accepting connections.
@@ -80,6 +84,10 @@ pub struct Broker {
     store: Arc<dyn store::Store>,
     auth: Arc<auth::Authenticator>,
     tls: Option<Arc<tls::ReloadableAcceptor>>,
+    /// Cluster mode: the node, stopped after the store at shutdown.
+    cluster: Option<cluster::ClusterNode>,
+    /// Cancelled when the daemon must restart (a deposed leader).
+    restart: CancellationToken,
 }
 
 fn router_config(config: &Config) -> RouterConfig {
@@ -108,7 +116,11 @@ fn router_config(config: &Config) -> RouterConfig {
     }
 }
 
-fn connection_config(config: &Config, auth: Arc<auth::Authenticator>) -> ConnectionConfig {
+fn connection_config(
+    config: &Config,
+    auth: Arc<auth::Authenticator>,
+    leadership: Arc<leadership::Leadership>,
+) -> ConnectionConfig {
     let s = &config.stomp;
     ConnectionConfig {
         limits: ferromq_protocol::stomp::Limits {
@@ -129,11 +141,16 @@ fn connection_config(config: &Config, auth: Arc<auth::Authenticator>) -> Connect
             server: format!("ferromq/{}", env!("CARGO_PKG_VERSION")),
             auth,
             max_unacked: config.limits.max_unacked_per_connection as usize,
+            leadership,
         }),
     }
 }
 
-fn native_settings(config: &Config, auth: Arc<auth::Authenticator>) -> native::NativeSettings {
+fn native_settings(
+    config: &Config,
+    auth: Arc<auth::Authenticator>,
+    leadership: Arc<leadership::Leadership>,
+) -> native::NativeSettings {
     let n = &config.native;
     native::NativeSettings {
         max_frame_size: u32::try_from(n.max_frame_size.as_usize()).unwrap_or(u32::MAX),
@@ -151,6 +168,7 @@ fn native_settings(config: &Config, auth: Arc<auth::Authenticator>) -> native::N
         reply_limit: 10_000,
         container_id: config.broker.name.clone(),
         auth,
+        leadership,
     }
 }
 
@@ -159,7 +177,7 @@ impl Broker {
     pub async fn start(config: &Config) -> Result<Broker, StartError> {
         // The store opens (and recovers) before any listener: no client can
         // see the broker until every stored message is back in its queue.
-        let (sled_store, recovered) = SledStore::open(StoreSettings {
+        let store_settings = StoreSettings {
             path: config.broker.data_dir.join("store"),
             writer: WriterSettings {
                 sync: config.store.sync,
@@ -170,11 +188,34 @@ impl Broker {
             cache_bytes: (config.store.memory_limit.get() / 2).max(8 << 20),
             body_budget: config.store.memory_limit.get(),
             compact_min_bytes: config.store.compact_threshold.get(),
-        })?;
-        let store: Arc<dyn store::Store> = Arc::new(sled_store);
-        let router = Arc::new(Router::new(router_config(config), store.clone()));
-        router.restore(recovered)?;
+        };
         let shutdown = CancellationToken::new();
+        let restart = CancellationToken::new();
+        let (store, router, leadership, cluster_node) =
+            match cluster::ClusterSettings::from_config(config) {
+                None => {
+                    let (sled_store, recovered) = SledStore::open(store_settings)?;
+                    let store: Arc<dyn store::Store> = Arc::new(sled_store);
+                    let router = Arc::new(Router::new(router_config(config), store.clone()));
+                    router.restore(recovered)?;
+                    (store, router, leadership::Leadership::single(), None)
+                }
+                Some(settings) => {
+                    let started = start_cluster(config, settings, store_settings).await?;
+                    let (store, node, state) = started;
+                    let router = Arc::new(Router::new(router_config(config), store.clone()));
+                    let leadership = leadership::Leadership::clustered(node.clone());
+                    // Nothing is restored yet: the router is restored from
+                    // the store when this node becomes leader.
+                    tokio::spawn(leadership.clone().follow(
+                        state,
+                        router.clone(),
+                        shutdown.clone(),
+                        restart.clone(),
+                    ));
+                    (store, router, leadership, Some(node))
+                }
+            };
         tokio::spawn(router.clone().run_dead_letters());
         tokio::spawn(router.clone().run_scheduler());
         let tracker = TaskTracker::new();
@@ -185,8 +226,8 @@ impl Broker {
         let auth = Arc::new(auth::Authenticator::new(policy)?);
         let ctx = Arc::new(ListenerContext {
             router: router.clone(),
-            stomp: Arc::new(connection_config(config, auth.clone())),
-            native: Arc::new(native_settings(config, auth.clone())),
+            stomp: Arc::new(connection_config(config, auth.clone(), leadership.clone())),
+            native: Arc::new(native_settings(config, auth.clone(), leadership.clone())),
             admission: Admission::new(
                 config.limits.max_connections as usize,
                 config.limits.max_connections_per_ip as usize,
@@ -278,6 +319,7 @@ impl Broker {
                 auth: auth.clone(),
                 store: store.clone(),
                 started: std::time::Instant::now(),
+                leadership: leadership.clone(),
                 rates: admin::rates::Rates::default(),
                 metrics_destination_limit: config.admin.metrics_destination_limit as usize,
             });
@@ -296,7 +338,17 @@ impl Broker {
             store,
             auth,
             tls: acceptor,
+            cluster: cluster_node,
+            restart,
         })
+    }
+
+    /// Resolves when the daemon must restart itself: in cluster mode, after
+    /// this node lost the leadership it served clients under (its router
+    /// may be ahead of the log; a restart rebuilds it as a follower's).
+    /// Never resolves for a single node.
+    pub async fn restart_requested(&self) {
+        self.restart.cancelled().await
     }
 
     /// The bound address of each listener.
@@ -330,7 +382,48 @@ impl Broker {
                 "shutdown timeout reached with connections still open"
             );
         }
-        // Last: write and flush whatever the connections appended.
+        // Last: write and flush whatever the connections appended (in
+        // cluster mode: propose it, so the node stops after the store).
         self.store.close();
+        if let Some(node) = &self.cluster {
+            node.shutdown().await;
+        }
     }
+}
+
+/// Cluster mode: opens the store on the cluster's log and starts the node
+/// (peer listener, Raft); the writer proposes through the node from then on.
+async fn start_cluster(
+    config: &Config,
+    settings: cluster::ClusterSettings,
+    store_settings: StoreSettings,
+) -> Result<
+    (
+        Arc<dyn store::Store>,
+        cluster::ClusterNode,
+        Arc<store::replicated::ReplicatedState>,
+    ),
+    StartError,
+> {
+    let listen = config
+        .cluster
+        .as_ref()
+        .map(|c| c.listen.as_str())
+        .unwrap_or_default();
+    let addr: SocketAddr = listen.parse().map_err(|e| {
+        cluster::StartError::Config(format!("cluster.listen '{listen}' is not ip:port: {e}"))
+    })?;
+    let replicator = Arc::new(std::sync::OnceLock::new());
+    let replication = store::writer::Replication {
+        replicator: replicator.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        max_in_flight: settings.max_in_flight,
+    };
+    let (sled_store, state) = SledStore::open_replicated(store_settings, replication)?;
+    let listener = cluster::PeerListener::bind(addr).await?;
+    let node = cluster::ClusterNode::start(settings, state.clone(), listener).await?;
+    let as_replicator: Arc<dyn cluster::Replicator> = Arc::new(node.clone());
+    let _ = replicator.set(as_replicator);
+    info!(listener = "cluster", %addr, node = node.node_id(), "listener ready");
+    Ok((Arc::new(sled_store), node, state))
 }

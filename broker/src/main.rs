@@ -185,11 +185,6 @@ fn main() -> ExitCode {
     for warning in config.warnings(origin) {
         warn!("configuration: {warning}");
     }
-    if config.cluster.is_some() {
-        // The consensus layer exists (broker/src/cluster) but the store is
-        // not wired to it yet: say so rather than pretend to replicate.
-        warn!("[cluster] is configured, but this build does not replicate yet: running as a single node");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -252,14 +247,45 @@ async fn run(cli: &Cli, config: Config) -> ExitCode {
     // Tell systemd (Type=notify) we are ready: every listener is bound.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     info!(version = env!("CARGO_PKG_VERSION"), "ferromq started");
-    while let Signal::Reload = signals.next().await {
-        reload(cli, &broker);
-    }
+    let restart = loop {
+        tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Reload => reload(cli, &broker),
+                Signal::Stop => break false,
+            },
+            _ = broker.restart_requested() => break true,
+        }
+    };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     info!("shutting down");
     broker.shutdown().await;
+    if restart {
+        return restart_self();
+    }
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Cluster mode: a leader that lost its leadership replaces itself with a
+/// fresh copy of the daemon (same binary, arguments and pid, so a
+/// supervisor or a test keeps tracking it), which rejoins as a follower
+/// with its router rebuilt from the store. Every file is closed on exec
+/// (Rust opens them close-on-exec), which releases the stores' locks.
+fn restart_self() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    info!("restarting to rejoin the cluster as a follower");
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            error!(error = %e, "cannot find this executable to restart; exiting");
+            return ExitCode::from(75);
+        }
+    };
+    let e = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    error!(error = %e, "cannot restart; exiting");
+    ExitCode::from(75)
 }
 
 /// What a signal asks for.

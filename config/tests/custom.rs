@@ -187,6 +187,11 @@ fn custom_file_sets_every_key() {
 
     assert_eq!(c.admin.listen_addr(), Some("0.0.0.0:9161".parse().unwrap()));
     assert!(c.admin.allow_remote);
+    assert_eq!(
+        c.admin.tls_listen_addr(),
+        Some("0.0.0.0:9443".parse().unwrap())
+    );
+    assert_eq!(c.admin.metrics_destination_limit, 250);
 
     assert_eq!(c.limits.max_connections, 50);
     assert_eq!(c.limits.max_connections_per_ip, 5);

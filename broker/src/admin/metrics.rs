@@ -29,6 +29,8 @@ pub struct Sources {
     pub store: Arc<dyn Store>,
     /// Process start, for uptime.
     pub started: Instant,
+    /// The cluster role `/healthz` reports (a single node says just `ok`).
+    pub leadership: Arc<crate::leadership::Leadership>,
     /// Message rates, sampled once a second.
     pub rates: super::rates::Rates,
     /// Most destinations given per-destination series on `/metrics`.

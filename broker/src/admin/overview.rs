@@ -6,10 +6,13 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-/// The broker's role. `standalone` until replication lands; then the
-/// cluster role (leader, follower, ...) fills this one field.
-pub fn role(_src: &Sources) -> &'static str {
-    "standalone"
+/// The broker's role: `standalone` without a `[cluster]` table, else its
+/// cluster role (`leader`, `follower`, `candidate`, ...).
+pub fn role(src: &Sources) -> &'static str {
+    match src.leadership.role() {
+        "single" => "standalone",
+        role => role,
+    }
 }
 
 /// `GET /api/overview`.

@@ -61,8 +61,13 @@ pub fn app(src: Arc<Sources>) -> Router {
         .with_state(src)
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+/// Every node answers; in a cluster the body names its role, so a load
+/// balancer can send clients to the one that says `ok leader`.
+async fn healthz(State(src): State<Arc<Sources>>) -> String {
+    match src.leadership.role() {
+        "single" => "ok\n".to_owned(),
+        role => format!("ok {role}\n"),
+    }
 }
 
 async fn prometheus(State(src): State<Arc<Sources>>) -> Response {

@@ -14,20 +14,23 @@
 //! proposing per message would serialize every fsync; several batches may
 //! be in flight at once.
 //!
-//! Wiring it into the data path (the next step):
-//! - The store implements [`ApplyLog`] on every node: `apply` decodes one
+//! How it is wired into the data path (`[cluster]` set; without it none of
+//! this runs):
+//! - The store implements [`ApplyLog`] on every node
+//!   (`store::replicated::ReplicatedState`): `apply` decodes one
 //!   batch and applies it (idempotent per index), `snapshot` encodes the
 //!   live records, `install_snapshot` replaces them, `last_applied` is the
 //!   index the store will still have after a restart.
-//! - The store's log writer, on the leader, calls [`Replicator::propose`]
+//! - The store's log writer (`store::writer::replicated`), on the leader,
+//!   calls [`Replicator::propose`]
 //!   with each encoded group-commit batch instead of flushing locally, keeps
 //!   several proposals in flight, and sends receipts for a batch only when
 //!   its proposal resolves `Ok`. Any error fails those receipts.
 //!   `NotLeader`/`Overloaded` mean "not in the log"; the others "unknown".
-//! - The router serves clients only while [`Replicator::role`] is leader
-//!   and [`Replicator::is_fenced`] is false; on a follower it redirects to
-//!   [`Replicator::leader`]. On becoming leader it rebuilds its state from
-//!   the store, which `apply` has kept current.
+//! - Clients are served only while [`Replicator::role`] is leader and
+//!   [`Replicator::is_fenced`] is false (`crate::leadership`); a follower
+//!   redirects to [`Replicator::leader`]. On becoming leader the router is
+//!   rebuilt from the store, which `apply` has kept current.
 
 mod codec;
 mod frame;
@@ -135,7 +138,7 @@ pub enum ReplicateError {
 pub struct Proposal(Pin<Box<dyn Future<Output = Result<LogIndex, ReplicateError>> + Send>>);
 
 impl Proposal {
-    fn ready(result: Result<LogIndex, ReplicateError>) -> Proposal {
+    pub(crate) fn ready(result: Result<LogIndex, ReplicateError>) -> Proposal {
         Proposal(Box::pin(std::future::ready(result)))
     }
 }

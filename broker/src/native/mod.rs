@@ -66,6 +66,9 @@ pub struct NativeSettings {
     pub container_id: String,
     /// Users and ACLs, shared with STOMP.
     pub auth: Arc<Authenticator>,
+    /// Whether this node serves clients (always, unless it is a cluster
+    /// follower).
+    pub leadership: Arc<crate::leadership::Leadership>,
 }
 
 /// A protocol error: the connection answers with Close carrying it, then closes.

@@ -176,6 +176,17 @@ impl Connection {
     }
 
     async fn open(&mut self, open: Open) -> Result<Step, Failure> {
+        // Cluster mode: only the leader serves (NATIVE.md, `not-leader`).
+        if let Some(refusal) = self
+            .settings
+            .leadership
+            .refusal(crate::leadership::ClientProtocol::Native)
+        {
+            return Err(Failure::new(
+                ErrorCondition::NotLeader,
+                refusal.description(),
+            ));
+        }
         let credentials = Credentials {
             login: open.credentials.as_ref().map(|c| c.username.as_str()),
             passcode: open.credentials.as_ref().map(|c| c.password.as_str()),

@@ -42,6 +42,9 @@ pub struct SessionConfig {
     /// Most prefetch summed over the connection's client-ack subscriptions
     /// (`limits.max_unacked_per_connection`).
     pub max_unacked: usize,
+    /// Whether this node serves clients (always, unless it is a cluster
+    /// follower).
+    pub leadership: Arc<crate::leadership::Leadership>,
 }
 
 /// A protocol error: answered with one ERROR frame, then the connection closes.
@@ -255,6 +258,18 @@ impl Session {
     }
 
     async fn connect(&mut self, frame: &Frame) -> Result<Flow, StompError> {
+        // Cluster mode: only the leader serves; say where it is.
+        if let Some(refusal) = self
+            .config
+            .leadership
+            .refusal(crate::leadership::ClientProtocol::Stomp)
+        {
+            let mut error = StompError::new("not the leader").detail(refusal.description());
+            if let Some(leader) = refusal.leader {
+                error = error.with_header("leader", leader);
+            }
+            return Err(error);
+        }
         let version = Version::negotiate(frame.get("accept-version")).ok_or_else(|| {
             StompError::new("Supported protocol versions are 1.0,1.1,1.2")
                 .with_header("version", "1.0,1.1,1.2")

@@ -10,6 +10,7 @@
 //!
 //! - [`memory`]: no persistence at all.
 //! - [`sled_store`]: the durable store on sled (open, recover, close).
+//! - [`replicated`]: the state applied from a cluster's log (cluster mode).
 //! - [`writer`]: the single log writer doing group commit.
 //! - [`entry`]: the encoded log: one [`entry::EncodedBatch`] per group
 //!   commit, prost-encoded, with a format version.
@@ -46,6 +47,11 @@
 //!
 //! Batches are numbered one per group commit (`state::StateMachine::last_batch`),
 //! the number a replicated log would index them by.
+//!
+//! With `[cluster]` this is what runs: `writer::replicated` proposes each
+//! batch instead of step 3's local apply, [`replicated::ReplicatedState`]
+//! is the apply on every node (with the Raft index in the same sled batch),
+//! and `crate::leadership` restores the router from it on a new leader.
 //!
 //! # Sequence numbers
 //!
@@ -94,6 +100,7 @@ pub mod entry;
 pub mod memory;
 pub mod paging;
 pub mod record;
+pub mod replicated;
 pub mod sled_store;
 pub mod state;
 pub mod writer;
@@ -183,6 +190,10 @@ pub enum StoreError {
     /// The store has shut down.
     #[error("store is closed")]
     Closed,
+    /// Cluster mode: the batch was not committed by a majority (this node
+    /// is not, or no longer, the leader; or the outcome is unknown).
+    #[error("not committed by the cluster: {0}")]
+    NotCommitted(String),
 }
 
 /// Why the store could not be opened. Always names the data directory.

@@ -11,8 +11,9 @@ use super::compact;
 use super::entry::StoredMessage;
 use super::paging::Pager;
 use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
+use super::replicated::ReplicatedState;
 use super::state::{LogKeep, StateMachine};
-use super::writer::{LogWriter, WriterSettings};
+use super::writer::{LogWriter, Replication, WriterSettings};
 use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
 use crate::message::BodySource;
 use std::path::{Path, PathBuf};
@@ -115,6 +116,36 @@ impl SledStore {
         let writer = LogWriter::start(db, state, pager, settings.writer, Some(online))
             .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
         Ok((SledStore { writer, path }, recovered))
+    }
+
+    /// Opens (or creates) the store for cluster mode: its state is applied
+    /// from the cluster's log ([`ReplicatedState`], which the cluster node
+    /// is started with) and the writer proposes its batches through
+    /// `replication`. Nothing is restored here: a node restores its router
+    /// from [`ReplicatedState::recovered`] when it becomes leader.
+    pub fn open_replicated(
+        settings: StoreSettings,
+        replication: Replication,
+    ) -> Result<(SledStore, Arc<ReplicatedState>), OpenError> {
+        let path = settings.path.clone();
+        let dir_error = |reason: String| OpenError::Directory {
+            path: path.clone(),
+            reason,
+        };
+        compact::finish_interrupted(&path)?;
+        std::fs::create_dir_all(&path).map_err(|e| dir_error(format!("cannot create it: {e}")))?;
+        let db = open_sled(&path, settings.cache_bytes)?;
+        check_format(&path, &db)?;
+        let corrupt = |reason: String| OpenError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
+        let (machine, _, _) = StateMachine::recover(&db, LogKeep::NONE).map_err(corrupt)?;
+        let state = Arc::new(ReplicatedState::new(db, machine).map_err(corrupt)?);
+        info!(path = %path.display(), raft_applied = ?crate::cluster::ApplyLog::last_applied(&*state), "store opened (cluster mode)");
+        let writer = LogWriter::start_replicated(state.clone(), settings.writer, replication)
+            .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
+        Ok((SledStore { writer, path }, state))
     }
 
     /// The sled directory.

@@ -28,11 +28,15 @@ pub enum ErrorCondition {
     /// The performative is not allowed in the current state (e.g. a Transfer
     /// without credit, an Attach before Begin).
     IllegalState = 7,
+    /// Cluster mode: this node is not the leader; the description names the
+    /// leader's address for this protocol (`leader=HOST:PORT`), or says none
+    /// is known during an election. Reconnect there.
+    NotLeader = 8,
 }
 
 impl ErrorCondition {
     /// Every condition, in wire-value order.
-    pub const ALL: [ErrorCondition; 8] = [
+    pub const ALL: [ErrorCondition; 9] = [
         ErrorCondition::InternalError,
         ErrorCondition::DecodeError,
         ErrorCondition::FrameSizeTooSmall,
@@ -41,6 +45,7 @@ impl ErrorCondition {
         ErrorCondition::ResourceLimitExceeded,
         ErrorCondition::NotAllowed,
         ErrorCondition::IllegalState,
+        ErrorCondition::NotLeader,
     ];
 
     /// The condition's name as written in NATIVE.md, logs and STOMP ERROR frames.
@@ -54,6 +59,7 @@ impl ErrorCondition {
             ErrorCondition::ResourceLimitExceeded => "resource-limit-exceeded",
             ErrorCondition::NotAllowed => "not-allowed",
             ErrorCondition::IllegalState => "illegal-state",
+            ErrorCondition::NotLeader => "not-leader",
         }
     }
 

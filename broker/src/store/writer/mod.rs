@@ -22,6 +22,7 @@
 //! (backpressure) always gets going again once the writer drains it.
 
 mod queue;
+mod replicated;
 mod thread;
 
 use super::compact::Online;
@@ -30,6 +31,7 @@ use super::state::StateMachine;
 use super::{Commit, Handoff, LogEntry, LogHold, StoreError};
 use ferromq_config::StoreSync;
 use queue::{Queue, Shared};
+pub use replicated::Replication;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -120,6 +122,38 @@ impl LogWriter {
         let thread = std::thread::Builder::new()
             .name("ferromq-log-writer".into())
             .spawn(move || thread::run(&s, db, state, pager, online))?;
+        Ok(LogWriter {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Starts the cluster-mode writer thread (see `replicated`): batches
+    /// are proposed to the cluster and applied through `state`, the
+    /// store's [`crate::cluster::ApplyLog`]. No paging, no online
+    /// compaction; `settings.sync` is `always` (the configuration requires
+    /// it with a cluster).
+    pub fn start_replicated(
+        state: Arc<crate::store::replicated::ReplicatedState>,
+        settings: WriterSettings,
+        replication: Replication,
+    ) -> std::io::Result<LogWriter> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            space: Condvar::new(),
+            live_bytes: AtomicU64::new(state.live_bytes()),
+            resident_bytes: AtomicU64::new(0),
+            paged_messages: AtomicU64::new(0),
+            flush_latency: Default::default(),
+            written: AtomicU64::new(0),
+            elided: AtomicU64::new(0),
+            settings,
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("ferromq-log-writer".into())
+            .spawn(move || replicated::run(s, state, replication))?;
         Ok(LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),

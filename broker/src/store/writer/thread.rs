@@ -114,10 +114,9 @@ pub(super) fn run(
         let mut result = Ok(());
         if !entries.is_empty() {
             // The log record: one encoded batch per group commit. This is
-            // the seam replication sits in: a leader would propose `raw` as
-            // one replicated entry and every node (this one included) apply
-            // it once a quorum has it; a follower does
-            // `StateMachine::apply_encoded(raw)`, with no router.
+            // the seam replication sits in: in cluster mode `replicated::run`
+            // proposes these bytes instead, and every node (the leader too)
+            // applies them once a quorum has them, with no router.
             result = entry::build(&entries, state.max_seq())
                 .map_err(|e| StoreError::Io(e.to_string()))
                 .and_then(|(built, pruned)| {
@@ -230,7 +229,7 @@ pub(super) fn run(
 ///
 /// Neither waits for anything that is not on its way: a lone producer is
 /// expected alone, and without consumers nothing is in hand.
-fn gather<'a>(
+pub(super) fn gather<'a>(
     shared: &'a Shared,
     mut q: MutexGuard<'a, Queue>,
     limit: Duration,

@@ -1,0 +1,413 @@
+//! The log writer in cluster mode: takes a batch from the [`Queue`] exactly
+//! as `thread::run` does, but instead of applying and flushing it locally
+//! it proposes the encoded bytes to the cluster ([`Replicator::propose`])
+//! and moves on to the next batch while earlier ones are in flight. A
+//! completer thread awaits the proposals in log order and only then
+//! resolves each batch's commits and releases its held deliveries. The
+//! batch reaches this node's store through [`ReplicatedState`]'s
+//! `ApplyLog::apply`, like on every other node.
+//!
+//! The single-node writer does not run this code: choosing it is one branch
+//! at start (`LogWriter::start_replicated`), none per batch or message.
+
+use super::queue::{Shared, Waiter, WriterWait};
+use super::thread::gather;
+use crate::cluster::{Proposal, ReplicateError, Replicator};
+use crate::store::entry;
+use crate::store::replicated::ReplicatedState;
+use crate::store::{Handoff, LogEntry, StoreError};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+use tracing::{error, info};
+
+/// How long the completer waits for one proposal before it gives up on it
+/// (its commits fail: the outcome is unknown, so no receipt is sent).
+const PROPOSAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the cluster-mode writer needs.
+#[derive(Clone)]
+pub struct Replication {
+    /// Set once the cluster node has started (it needs the store first);
+    /// until then every batch fails as "not the leader".
+    pub replicator: Arc<OnceLock<Arc<dyn Replicator>>>,
+    /// The runtime the cluster runs on (proposals are its futures).
+    pub runtime: tokio::runtime::Handle,
+    /// Batches proposed and not resolved yet, at most (`cluster.max_in_flight`).
+    pub max_in_flight: usize,
+}
+
+/// One proposed batch, on its way to the completer.
+struct InFlight {
+    proposal: Proposal,
+    waiters: Vec<Waiter>,
+    handoffs: Vec<Handoff>,
+    /// Seqs of the batch's enqueues: their single-message commits are
+    /// looked up at resolution (an ack may have resolved them earlier).
+    enqueued: Vec<u64>,
+}
+
+/// Counts batches in flight; the writer waits for a free slot before it
+/// proposes (backpressure from the cluster, like the queue bound's from
+/// the disk).
+#[derive(Default)]
+struct Slots {
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Slots {
+    fn take(&self, max: usize) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= max {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += 1;
+    }
+
+    fn give(&self) {
+        *self.used.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.freed.notify_one();
+    }
+}
+
+/// The cluster-mode writer thread's loop.
+pub(super) fn run(shared: Arc<Shared>, state: Arc<ReplicatedState>, replication: Replication) {
+    let slots = Arc::new(Slots::default());
+    let (to_completer, proposed) = std::sync::mpsc::channel::<InFlight>();
+    let completer = {
+        let (shared, state, slots) = (shared.clone(), state.clone(), slots.clone());
+        let runtime = replication.runtime.clone();
+        std::thread::Builder::new()
+            .name("ferromq-log-commits".into())
+            .spawn(move || {
+                for batch in proposed {
+                    complete(&shared, &state, &runtime, batch);
+                    slots.give();
+                }
+            })
+    };
+    let completer = match completer {
+        Ok(handle) => handle,
+        Err(e) => {
+            error!(error = %e, "cannot start the log commit thread; refusing persistent messages");
+            shared.lock().broken = Some(StoreError::Io(format!("commit thread: {e}")));
+            shared.space.notify_all();
+            return;
+        }
+    };
+    let max_in_flight = replication.max_in_flight.max(1);
+    let mut max_seq = state.max_seq();
+    loop {
+        let (entries, waiters, handoffs, closing) = {
+            let mut q = shared.lock();
+            q.writer = WriterWait::Idle;
+            while (q.entries.is_empty() && q.handoffs.is_empty() || q.holds > 0) && !q.closed {
+                q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            q.writer = WriterWait::Busy;
+            q = gather(&shared, q, shared.settings.ack_gather);
+            // A transaction is never split across batches (see thread::run).
+            while q.holds > 0 && !q.closed {
+                q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            let entries = std::mem::take(&mut q.entries);
+            let waiters = std::mem::take(&mut q.waiters);
+            let handoffs = std::mem::take(&mut q.handoffs);
+            q.enqueued.clear();
+            q.in_hand.clear();
+            q.receipts = 0;
+            q.bytes = 0;
+            shared
+                .live_bytes
+                .fetch_add(q.enqueue_bytes, Ordering::Relaxed);
+            q.enqueue_bytes = 0;
+            shared.space.notify_all();
+            (entries, waiters, handoffs, q.closed)
+        };
+        if !entries.is_empty() || !waiters.is_empty() || !handoffs.is_empty() {
+            let enqueued = entries
+                .iter()
+                .filter_map(|e| match e {
+                    LogEntry::Enqueue { message } => Some(message.seq),
+                    _ => None,
+                })
+                .collect();
+            // Applied batches may carry seqs this writer never saw (a
+            // previous leader's): the batch's max_seq covers both.
+            max_seq = max_seq.max(state.max_seq());
+            let proposal = match entry::build(&entries, max_seq) {
+                Err(e) => Err(StoreError::Io(e.to_string())),
+                Ok(_) if entries.is_empty() => Ok(None),
+                Ok((built, _)) => match replication.replicator.get() {
+                    None => Err(StoreError::NotCommitted(
+                        "the cluster node has not started".into(),
+                    )),
+                    Some(replicator) => {
+                        max_seq = built.max_seq;
+                        slots.take(max_in_flight);
+                        // The entry's position in the log is fixed here, so
+                        // batches commit in the order they were taken.
+                        Ok(Some(replicator.propose(built.to_bytes().into())))
+                    }
+                },
+            };
+            match proposal {
+                Ok(Some(proposal)) => {
+                    let batch = InFlight {
+                        proposal,
+                        waiters,
+                        handoffs,
+                        enqueued,
+                    };
+                    if let Err(unsent) = to_completer.send(batch) {
+                        slots.give();
+                        resolve(&shared, unsent.0, Err(StoreError::Closed));
+                    }
+                }
+                // Nothing to write (deliveries without records): answer now.
+                Ok(None) => resolve_now(&shared, waiters, handoffs, enqueued, Ok(())),
+                Err(e) => {
+                    fail(&shared, &state, &e);
+                    resolve_now(&shared, waiters, handoffs, enqueued, Err(e));
+                }
+            }
+        }
+        if closing && entries.is_empty() {
+            break;
+        }
+    }
+    drop(to_completer);
+    if completer.join().is_err() {
+        error!("the store's log commit thread panicked");
+    }
+    if let Err(e) = state.flush() {
+        error!(error = %e, "the store could not flush at close");
+    }
+    info!("store closed (cluster mode)");
+}
+
+/// Awaits one proposal and resolves its batch.
+fn complete(
+    shared: &Shared,
+    state: &ReplicatedState,
+    runtime: &tokio::runtime::Handle,
+    batch: InFlight,
+) {
+    let InFlight {
+        proposal,
+        waiters,
+        handoffs,
+        enqueued,
+    } = batch;
+    let outcome = runtime.block_on(async {
+        match tokio::time::timeout(PROPOSAL_TIMEOUT, proposal).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ReplicateError::Abandoned),
+        }
+    });
+    // Durability ordering: a proposal resolves Ok once its batch is on disk
+    // (fsynced) in the Raft log of the leader and of enough followers to
+    // make a majority, and applied here. Only then may a commit, and with
+    // it a RECEIPT, resolve: a receipt means "fsynced on the leader and on
+    // a majority". Any error fails the commits; none of them is ever
+    // answered later.
+    let result = match outcome {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let e = StoreError::NotCommitted(e.to_string());
+            fail(shared, state, &e);
+            Err(e)
+        }
+    };
+    shared
+        .live_bytes
+        .store(state.live_bytes(), Ordering::Relaxed);
+    resolve_now(shared, waiters, handoffs, enqueued, result);
+}
+
+/// After a batch that did not commit the router's memory may be ahead of
+/// the log: refuse persistent messages from now on, and say so to
+/// `crate::leadership`, which stops serving and restarts the node.
+fn fail(shared: &Shared, state: &ReplicatedState, e: &StoreError) {
+    state.mark_diverged();
+    error!(error = %e, "a batch was not committed by the cluster; refusing persistent messages from now on");
+    let mut q = shared.lock();
+    if q.broken.is_none() {
+        q.broken = Some(e.clone());
+    }
+    drop(q);
+    shared.space.notify_all();
+}
+
+fn resolve(shared: &Shared, batch: InFlight, result: Result<(), StoreError>) {
+    resolve_now(
+        shared,
+        batch.waiters,
+        batch.handoffs,
+        batch.enqueued,
+        result,
+    );
+}
+
+/// Resolves a batch's commits and releases its deliveries (as `thread::run`
+/// does after its flush).
+fn resolve_now(
+    shared: &Shared,
+    mut waiters: Vec<Waiter>,
+    handoffs: Vec<Handoff>,
+    enqueued: Vec<u64>,
+    result: Result<(), StoreError>,
+) {
+    {
+        let mut q = shared.lock();
+        for seq in enqueued {
+            waiters.extend(q.by_seq.remove(&seq));
+        }
+        q.expect = waiters.iter().filter(|w| !w.is_closed()).count() + q.receipts;
+        if q.writer == WriterWait::Gathering && q.wakes_writer() {
+            shared.work.notify_one();
+        }
+    }
+    for w in waiters {
+        let _ = w.send(result.clone());
+    }
+    for h in handoffs {
+        h.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ApplyLog, ClusterStatus, LeaderInfo, Role};
+    use crate::message::Message;
+    use crate::store::sled_store::{SledStore, StoreSettings};
+    use crate::store::writer::{WriterSettings, ACK_GATHER};
+    use crate::store::Store;
+    use bytes::Bytes;
+    use ferromq_config::StoreSync;
+    use ferromq_protocol::Headers;
+    use std::sync::atomic::AtomicU64;
+
+    /// Commits every batch at once (a one-node "majority") and applies it,
+    /// or refuses every batch as a follower would.
+    struct Fake {
+        state: OnceLock<Arc<ReplicatedState>>,
+        next: AtomicU64,
+        leader: bool,
+    }
+
+    impl Replicator for Fake {
+        fn propose(&self, batch: Bytes) -> Proposal {
+            if !self.leader {
+                return Proposal::ready(Err(ReplicateError::NotLeader { leader: None }));
+            }
+            let index = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+            let applied = match self.state.get() {
+                Some(state) => state.apply(index, &batch).map(|_| index),
+                None => Ok(index),
+            };
+            Proposal::ready(applied.map_err(|e| ReplicateError::Stopped(e.to_string())))
+        }
+        fn role(&self) -> Role {
+            Role::Leader
+        }
+        fn leader(&self) -> Option<LeaderInfo> {
+            None
+        }
+        fn is_fenced(&self) -> bool {
+            !self.leader
+        }
+        fn status(&self) -> ClusterStatus {
+            unimplemented!("not used by the writer")
+        }
+    }
+
+    fn open(
+        dir: &std::path::Path,
+        leader: bool,
+        runtime: &tokio::runtime::Runtime,
+    ) -> (SledStore, Arc<ReplicatedState>) {
+        let fake = Arc::new(Fake {
+            state: OnceLock::new(),
+            next: AtomicU64::new(0),
+            leader,
+        });
+        let replicator: Arc<OnceLock<Arc<dyn Replicator>>> = Arc::new(OnceLock::new());
+        let settings = StoreSettings {
+            path: dir.to_path_buf(),
+            writer: WriterSettings {
+                sync: StoreSync::Always,
+                batch_delay: Duration::from_millis(2),
+                disk_limit: 1 << 30,
+                ack_gather: ACK_GATHER,
+            },
+            cache_bytes: 8 << 20,
+            body_budget: 1 << 30,
+            compact_min_bytes: u64::MAX,
+        };
+        let (store, state) = SledStore::open_replicated(
+            settings,
+            Replication {
+                replicator: replicator.clone(),
+                runtime: runtime.handle().clone(),
+                max_in_flight: 4,
+            },
+        )
+        .unwrap();
+        let _ = fake.state.set(state.clone());
+        let _ = replicator.set(fake);
+        (store, state)
+    }
+
+    fn enqueue(seq: u64) -> LogEntry {
+        LogEntry::Enqueue {
+            message: Arc::new(Message {
+                seq,
+                destination: "/queue/a".into(),
+                persistent: true,
+                priority: 4,
+                expires: 0,
+                timestamp: 1,
+                headers: Headers::new(),
+                body: Bytes::from_static(b"body").into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_commit_resolves_once_its_batch_is_committed_and_applied() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, state) = open(dir.path(), true, &runtime);
+        let commits: Vec<_> = (1..=20)
+            .map(|seq| store.append(vec![enqueue(seq)]))
+            .collect();
+        for c in commits {
+            runtime.block_on(c.wait()).unwrap();
+        }
+        // Every receipted message is in the applied state, with its index.
+        assert_eq!(state.recovered().unwrap().messages.len(), 20);
+        assert!(state.last_applied().is_some_and(|i| i >= 1));
+        assert!(!state.diverged());
+        store.close();
+    }
+
+    #[test]
+    fn a_batch_the_cluster_refuses_fails_its_commits_and_the_store_refuses_more() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, state) = open(dir.path(), false, &runtime);
+        let refused = runtime.block_on(store.append(vec![enqueue(1)]).wait());
+        assert!(
+            matches!(&refused, Err(StoreError::NotCommitted(reason)) if reason.contains("not the leader")),
+            "{refused:?}"
+        );
+        assert!(store.append(vec![enqueue(2)]).is_failed());
+        // The leader must step down and rebuild (crate::leadership).
+        assert!(state.diverged());
+        assert_eq!(state.recovered().unwrap().messages.len(), 0);
+        store.close();
+    }
+}
