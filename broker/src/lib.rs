@@ -35,8 +35,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use stomp::{ConnectionConfig, SessionConfig};
+use store::log_writer::WriterSettings;
 use store::sled_store::{SledStore, StoreSettings};
-use store::writer::WriterSettings;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -165,7 +165,7 @@ impl Broker {
                 sync: config.store.sync,
                 batch_delay: config.store.batch_delay.as_duration(),
                 disk_limit: config.store.disk_limit.get(),
-                ack_gather: store::writer::ACK_GATHER,
+                ack_gather: store::log_writer::ACK_GATHER,
             },
             cache_bytes: (config.store.memory_limit.get() / 2).max(8 << 20),
             body_budget: config.store.memory_limit.get(),

@@ -3,7 +3,7 @@
 //! owns connection state: the negotiated version, subscriptions by STOMP id,
 //! open transactions.
 
-use super::outbox::{Outbox, Outgoing};
+use super::outgoing::{Outbox, Outgoing};
 use crate::router::scheduler::Schedule;
 use crate::router::{
     now_ms, AckMode, Address, ConnectionId, Consumer, Destination, Message, Router, RouterError,

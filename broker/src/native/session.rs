@@ -7,7 +7,7 @@
 
 use super::book::DeliveryBook;
 use super::link::Link;
-use super::outbox::{FrameOutbox, Outbox, Outgoing};
+use super::outgoing::{FrameOutbox, Outbox, Outgoing};
 use super::{ChannelMap, Failure, NativeSettings};
 use crate::auth::{Credentials, Permission, Principal};
 use crate::router::{Address, ConnectionId, Router, RouterError};
