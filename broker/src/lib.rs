@@ -175,7 +175,7 @@ impl Broker {
         let router = Arc::new(Router::new(router_config(config), store.clone()));
         router.restore(recovered)?;
         let shutdown = CancellationToken::new();
-        tokio::spawn(router.clone().run_dead_letters());
+        tokio::spawn(router.clone().run_errands());
         tokio::spawn(router.clone().run_scheduler());
         let tracker = TaskTracker::new();
         let policy = auth::AccessPolicy::load(config)?;

@@ -3,9 +3,9 @@
 //!
 //! A destination cannot publish to its dead-letter queue itself, because that
 //! would take a second destination lock while holding its own. It sends a
-//! [`DeadLetter`] down a channel instead, and [`super::Router`]'s dead-letter
-//! task moves it: a copy goes to the DLQ (when the policy says so) and the
-//! original is acknowledged in the store. The channel needs no bound of its
+//! [`DeadLetter`] down a channel instead (an [`Errand`]), and
+//! [`super::Router`]'s errand task moves it: a copy goes to the DLQ (when the
+//! policy says so) and the original is acknowledged in the store. The channel needs no bound of its
 //! own: each message dies at most once, so its length is bounded by the
 //! messages the destinations were allowed to hold (and the wake-ups of
 //! wildcard queue subscriptions it also carries, by one per subscription).
@@ -114,10 +114,13 @@ impl DeadLetterPolicy {
     }
 }
 
-/// What a destination hands to the router's task instead of acting on
-/// another destination (or a timer) itself.
+/// An errand a destination sends the router on: work it cannot do under its
+/// own lock (act on another destination, or wait on a timer). The router's
+/// errand task ([`Router::run_errands`]) carries them out: it buries dead
+/// letters, brings messages back after their redelivery delay and wakes
+/// wildcard queue subscriptions.
 #[derive(Debug)]
-pub enum Outcast {
+pub enum Errand {
     /// Leaves for good (DLQ or dropped).
     Dead(DeadLetter),
     /// Comes back to the same destination after a redelivery delay.
@@ -150,11 +153,13 @@ pub struct DeadLetter {
 }
 
 impl Router {
-    /// Moves dead letters to their DLQ and out of the store, until the
-    /// router is dropped. Spawn once at start.
-    pub async fn run_dead_letters(self: Arc<Self>) {
+    /// The errand task: runs the destinations' [`Errand`]s (dead letters to
+    /// their DLQ and out of the store, redelivery delays, wake-ups of
+    /// wildcard queue subscriptions) until the router is dropped. Spawn once
+    /// at start.
+    pub async fn run_errands(self: Arc<Self>) {
         let rx = self
-            .dead_letter_rx
+            .errand_rx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
@@ -162,16 +167,16 @@ impl Router {
         // Hold only a weak reference while waiting, so the router can go.
         let weak = Arc::downgrade(&self);
         drop(self);
-        while let Some(outcast) = rx.recv().await {
+        while let Some(errand) = rx.recv().await {
             let Some(router) = weak.upgrade() else { break };
-            match outcast {
-                Outcast::Dead(dead) => router.bury(dead),
-                Outcast::Delayed {
+            match errand {
+                Errand::Dead(dead) => router.bury(dead),
+                Errand::Delayed {
                     message,
                     redeliveries,
                     wait,
                 } => router.delay_redelivery(message, redeliveries, wait),
-                Outcast::Wake(wildcard) => {
+                Errand::Wake(wildcard) => {
                     if let Some(w) = wildcard.upgrade() {
                         router.wake_wildcard(&w);
                     }

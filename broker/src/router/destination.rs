@@ -7,7 +7,7 @@
 //! never contend. Delivering calls a [`super::DeliverySink`], which only queues.
 
 use super::address::{Address, DestinationKind};
-use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, NackPolicy, Outcast};
+use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, Errand, NackPolicy};
 use super::pending::{Pending, PendingQueue};
 use super::subscription::{ConnectionId, InFlight, LinkFlow, SubscriptionId, SubscriptionState};
 use super::{now_ms, Message};
@@ -61,7 +61,7 @@ pub struct Destination {
     policy: Arc<DeadLetterPolicy>,
     /// This destination is a DLQ: its messages are never dead-lettered again.
     is_dlq: bool,
-    dead_letters: mpsc::UnboundedSender<Outcast>,
+    errands: mpsc::UnboundedSender<Errand>,
     state: Mutex<State>,
 }
 
@@ -125,12 +125,12 @@ impl Destination {
         flow_window: usize,
         backlog_limit: usize,
         policy: Arc<DeadLetterPolicy>,
-        dead_letters: mpsc::UnboundedSender<Outcast>,
+        errands: mpsc::UnboundedSender<Errand>,
     ) -> Destination {
         Destination {
             is_dlq: policy.is_dlq(&address.name),
             policy,
-            dead_letters,
+            errands,
             address,
             memory_limit,
             flow_window,
@@ -730,7 +730,7 @@ impl Destination {
                 // Back after the redelivery delay (the router's scheduler
                 // returns it); until then it is not this queue's.
                 st.bytes -= f.message.footprint().min(st.bytes);
-                let _ = self.dead_letters.send(Outcast::Delayed {
+                let _ = self.errands.send(Errand::Delayed {
                     message: f.message,
                     redeliveries,
                     wait,
@@ -756,9 +756,9 @@ impl Destination {
         self.account(&st);
     }
 
-    /// Hands a message to the router's dead-letter task.
+    /// Hands a message to the router's errand task.
     fn bury(&self, message: Arc<Message>, cause: DeathCause, to_dlq: bool) {
-        let _ = self.dead_letters.send(Outcast::Dead(DeadLetter {
+        let _ = self.errands.send(Errand::Dead(DeadLetter {
             message,
             from: self.address.name.clone(),
             cause,

@@ -55,7 +55,7 @@ pub use subscription::{
 
 use crate::store::Store;
 use consume::ack_entries;
-use dead_letter::Outcast;
+use dead_letter::Errand;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -148,9 +148,9 @@ pub struct Router {
     /// lets topic publishing skip the lock when there are none.
     durables: RwLock<HashMap<Arc<str>, durable::Durable>>,
     has_durables: AtomicBool,
-    dead_letters: mpsc::UnboundedSender<Outcast>,
-    /// Taken by [`Router::run_dead_letters`].
-    dead_letter_rx: Mutex<Option<mpsc::UnboundedReceiver<Outcast>>>,
+    errands: mpsc::UnboundedSender<Errand>,
+    /// Taken by [`Router::run_errands`].
+    errand_rx: Mutex<Option<mpsc::UnboundedReceiver<Errand>>>,
     /// Open client connections, for the management API (see [`manage`]).
     connections: Arc<crate::registry::Registry>,
 }
@@ -158,7 +158,7 @@ pub struct Router {
 impl Router {
     /// A router with no destinations.
     pub fn new(config: RouterConfig, store: Arc<dyn Store>) -> Router {
-        let (dead_letters, rx) = mpsc::unbounded_channel();
+        let (errands, rx) = mpsc::unbounded_channel();
         Router {
             dead_letter_policy: Arc::new(config.dead_letter.clone()),
             wildcards: RwLock::new(Vec::new()),
@@ -167,8 +167,8 @@ impl Router {
             scheduler: Arc::default(),
             durables: RwLock::new(HashMap::new()),
             has_durables: AtomicBool::new(false),
-            dead_letters,
-            dead_letter_rx: Mutex::new(Some(rx)),
+            errands,
+            errand_rx: Mutex::new(Some(rx)),
             connections: Arc::default(),
             config,
             store,
@@ -223,7 +223,7 @@ impl Router {
             self.config.flow_control_window,
             backlog,
             self.dead_letter_policy.clone(),
-            self.dead_letters.clone(),
+            self.errands.clone(),
         ));
         map.insert(address.name.clone(), d.clone());
         if address.is_wildcard() && address.kind == DestinationKind::Topic {

@@ -21,8 +21,8 @@
 //! Lock order: a subscription's member list, then a queue's lock, then the
 //! window's lock, then the connection's outbox. A queue that fails to get a
 //! slot marks the window starved; whoever frees a slot then asks the
-//! router's dead-letter task (which holds no lock) to let every member
-//! queue dispatch again ([`super::dead_letter::Outcast::Wake`]). Slots freed
+//! router's errand task (which holds no lock) to let every member
+//! queue dispatch again ([`super::dead_letter::Errand::Wake`]). Slots freed
 //! while queues wait are parked for that wake-up, which visits the queues
 //! in turn starting one further each time: otherwise the queue whose
 //! message was just acknowledged would take the slot back at once, and a
@@ -138,7 +138,7 @@ impl Router {
             window: Arc::new(SharedWindow::new(
                 prefetch.max(1),
                 link_credit,
-                self.dead_letters.clone(),
+                self.errands.clone(),
                 me.clone(),
             )),
             members: Mutex::new(Members::default()),
@@ -539,7 +539,7 @@ mod tests {
         assert_eq!(sink.0.lock().unwrap().len(), 1);
         assert_eq!(&*first.message.destination, "/queue/w.a");
         router.ack(&first.consumer, first.message.seq).unwrap();
-        // The wake-up is the dead-letter task's job; run it by hand.
+        // The wake-up is the errand task's job; run it by hand.
         let wildcard = head.wildcard.clone().unwrap();
         router.wake_wildcard(&wildcard);
         let deliveries = sink.0.lock().unwrap().clone();

@@ -6,7 +6,7 @@
 //! together; the window numbers the deliveries for cumulative acks, and
 //! wakes the member queues when a slot frees while some of them wait.
 
-use super::dead_letter::Outcast;
+use super::dead_letter::Errand;
 use super::queue_wildcard::WildcardSubscription;
 use super::subscription::LinkFlow;
 use super::{Delivery, DeliverySink};
@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 /// members. See the module doc.
 pub struct SharedWindow {
     state: Mutex<WindowState>,
-    /// Where wake-ups go: the router's dead-letter task.
-    wake: mpsc::UnboundedSender<Outcast>,
+    /// Where wake-ups go: the router's errand task.
+    wake: mpsc::UnboundedSender<Errand>,
     subscription: Weak<WildcardSubscription>,
 }
 
@@ -51,7 +51,7 @@ impl SharedWindow {
     pub fn new(
         prefetch: usize,
         link_credit: Option<u32>,
-        wake: mpsc::UnboundedSender<Outcast>,
+        wake: mpsc::UnboundedSender<Errand>,
         subscription: Weak<WildcardSubscription>,
     ) -> SharedWindow {
         SharedWindow {
@@ -183,7 +183,7 @@ impl SharedWindow {
         st.parked += n;
         if !st.wake_queued {
             st.wake_queued = true;
-            let _ = self.wake.send(Outcast::Wake(self.subscription.clone()));
+            let _ = self.wake.send(Errand::Wake(self.subscription.clone()));
         }
     }
 
