@@ -202,14 +202,14 @@ impl Session {
     /// ABORT, the unacknowledged ones an UNSUBSCRIBE hands to another
     /// subscription of this connection). The router queues such deliveries
     /// while the frame is handled, and the handler queues the RECEIPT last,
-    /// so the outbox holds deliveries back until then (see `crate::outbox`).
-    /// Only frames with a `receipt` pay for the hold, and a SEND never takes
+    /// so the outbox fences deliveries off until then (see `crate::outbox`).
+    /// Only frames with a `receipt` pay for the fence, and a SEND never takes
     /// it: its RECEIPT waits for the store, and a subscriber on the same
     /// connection may have the message before that (as with ActiveMQ).
     pub async fn handle(&mut self, frame: Frame) -> Result<Flow, StompError> {
         let receipt = frame.get("receipt").map(str::to_string);
         let _receipt_first = (receipt.is_some() && frame.command != Command::Send)
-            .then(|| self.outbox.hold_deliveries());
+            .then(|| self.outbox.fence_deliveries());
         let result = self.dispatch(frame).await;
         result.map_err(|mut e| {
             if e.receipt.is_none() {
