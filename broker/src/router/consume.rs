@@ -5,8 +5,8 @@
 
 use super::subscription::SubscriptionState;
 use super::{
-    delivery_marks, AckMode, ConnectionId, Consumer, DeliverySink, Destination, DestinationKind,
-    LinkFlow, Message, Router, RouterError, SubscribeOptions,
+    delivery_marks, AckMode, ConnectionId, Consumer, ConsumerKind, DeliverySink, Destination,
+    DestinationKind, LinkFlow, Message, Router, RouterError, SubscribeOptions,
 };
 use crate::store::{Commit, LogEntry};
 use std::sync::atomic::Ordering;
@@ -55,12 +55,14 @@ impl Router {
         credit: u32,
         drain: bool,
     ) -> Option<LinkFlow> {
-        if let Some(w) = &consumer.wildcard {
-            return self.flow_wildcard(w, receiver_count, credit, drain);
+        match &consumer.kind {
+            ConsumerKind::Wildcard(w) => self.flow_wildcard(w, receiver_count, credit, drain),
+            ConsumerKind::Plain => {
+                consumer
+                    .destination
+                    .flow(consumer.id, receiver_count, credit, drain)
+            }
         }
-        consumer
-            .destination
-            .flow(consumer.id, receiver_count, credit, drain)
     }
 
     #[allow(clippy::too_many_arguments)] // the public entry points name them all
@@ -96,7 +98,7 @@ impl Router {
             destination: destination.clone(),
             tag,
             ack,
-            wildcard: None,
+            kind: ConsumerKind::Plain,
         });
         // Deliveries of stored messages are recorded, so they come back
         // marked redelivered after a restart.
@@ -111,18 +113,20 @@ impl Router {
 
     /// Ends a subscription; unacknowledged queue messages are redelivered.
     pub fn unsubscribe(&self, consumer: &Consumer) {
-        if let Some(w) = &consumer.wildcard {
-            return self.unsubscribe_wildcard(w);
+        match &consumer.kind {
+            ConsumerKind::Wildcard(w) => self.unsubscribe_wildcard(w),
+            ConsumerKind::Plain => {
+                consumer.destination.unsubscribe(consumer.id);
+            }
         }
-        consumer.destination.unsubscribe(consumer.id);
     }
 
     /// Whether `consumer` (any member, for a wildcard subscription) holds
     /// message `seq` unacknowledged.
     pub fn has_unacked(&self, consumer: &Consumer, seq: u64) -> bool {
-        match &consumer.wildcard {
-            Some(w) => self.wildcard_has_unacked(w, seq),
-            None => consumer.destination.has_unacked(consumer.id, seq),
+        match &consumer.kind {
+            ConsumerKind::Wildcard(w) => self.wildcard_has_unacked(w, seq),
+            ConsumerKind::Plain => consumer.destination.has_unacked(consumer.id, seq),
         }
     }
 
@@ -130,66 +134,76 @@ impl Router {
     /// The [`Commit`] says when the ack is durable (an ACK's RECEIPT waits
     /// for it, so an acknowledged message never comes back).
     pub fn ack(&self, consumer: &Arc<Consumer>, seq: u64) -> Result<Commit, RouterError> {
-        if let Some(w) = &consumer.wildcard {
-            return self.ack_wildcard(w, consumer, seq);
+        match &consumer.kind {
+            ConsumerKind::Wildcard(w) => self.ack_wildcard(w, consumer, seq),
+            ConsumerKind::Plain => {
+                let cumulative = consumer.ack == AckMode::Client;
+                let acked = consumer
+                    .destination
+                    .ack(consumer.id, seq, cumulative)
+                    .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))?;
+                Ok(self.log_acks(&consumer.destination, &acked))
+            }
         }
-        let cumulative = consumer.ack == AckMode::Client;
-        let acked = consumer
-            .destination
-            .ack(consumer.id, seq, cumulative)
-            .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))?;
-        Ok(self.log_acks(&consumer.destination, &acked))
     }
 
     /// Acknowledges exactly `seqs` (a committed transaction's acks, a native
     /// Disposition range). The [`Commit`] says when they are durable.
     pub fn ack_exact(&self, consumer: &Consumer, seqs: &[u64]) -> Commit {
-        if let Some(w) = &consumer.wildcard {
-            return self.ack_exact_wildcard(w, seqs);
+        match &consumer.kind {
+            ConsumerKind::Wildcard(w) => self.ack_exact_wildcard(w, seqs),
+            ConsumerKind::Plain => self.ack_delivered(consumer, seqs),
         }
-        self.ack_delivered(consumer, seqs)
     }
 
     /// Rejects (cumulatively for `client` mode): redelivered later.
     pub fn nack(&self, consumer: &Arc<Consumer>, seq: u64) -> Result<(), RouterError> {
-        if let Some(w) = &consumer.wildcard {
-            return self.nack_wildcard(w, consumer, seq);
+        match &consumer.kind {
+            ConsumerKind::Wildcard(w) => self.nack_wildcard(w, consumer, seq),
+            ConsumerKind::Plain => {
+                let cumulative = consumer.ack == AckMode::Client;
+                consumer
+                    .destination
+                    .nack(consumer.id, seq, cumulative)
+                    .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))
+            }
         }
-        let cumulative = consumer.ack == AckMode::Client;
-        consumer
-            .destination
-            .nack(consumer.id, seq, cumulative)
-            .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))
     }
 
     /// Rejects exactly `seqs` (a committed transaction's nacks).
     pub fn nack_exact(&self, consumer: &Consumer, seqs: &[u64]) {
-        if let Some(w) = &consumer.wildcard {
-            return self.nack_exact_wildcard(w, seqs);
-        }
-        for &seq in seqs {
-            let _ = consumer.destination.nack(consumer.id, seq, false);
+        match &consumer.kind {
+            ConsumerKind::Wildcard(w) => self.nack_exact_wildcard(w, seqs),
+            ConsumerKind::Plain => {
+                for &seq in seqs {
+                    let _ = consumer.destination.nack(consumer.id, seq, false);
+                }
+            }
         }
     }
 
     /// A transactional ACK/NACK: frees credit now, applies at commit.
     pub fn hold(&self, consumer: &Arc<Consumer>, seq: u64) -> Result<Vec<u64>, RouterError> {
-        if let Some(w) = &consumer.wildcard {
-            return self.hold_wildcard(w, consumer, seq);
+        match &consumer.kind {
+            ConsumerKind::Wildcard(w) => self.hold_wildcard(w, consumer, seq),
+            ConsumerKind::Plain => {
+                let cumulative = consumer.ack == AckMode::Client;
+                consumer
+                    .destination
+                    .hold(consumer.id, seq, cumulative)
+                    .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))
+            }
         }
-        let cumulative = consumer.ack == AckMode::Client;
-        consumer
-            .destination
-            .hold(consumer.id, seq, cumulative)
-            .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))
     }
 
     /// Undoes [`Router::hold`] for an aborted transaction.
     pub fn unhold(&self, consumer: &Consumer, seqs: &[u64]) {
-        if let Some(w) = &consumer.wildcard {
-            return self.unhold_wildcard(w, seqs);
+        match &consumer.kind {
+            ConsumerKind::Wildcard(w) => self.unhold_wildcard(w, seqs),
+            ConsumerKind::Plain => {
+                consumer.destination.unhold(consumer.id, seqs);
+            }
         }
-        consumer.destination.unhold(consumer.id, seqs);
     }
 
     /// Auto-ack deliveries that reached the socket: a writer's batch of

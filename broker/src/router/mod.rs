@@ -50,7 +50,7 @@ pub use dead_letter::{DeadLetterPolicy, NackPolicy};
 pub use delivery::{Delivery, DeliverySink};
 pub use destination::{AckError, Destination, DestinationSnapshot};
 pub use subscription::{
-    AckMode, ConnectionId, Consumer, LinkFlow, SubscribeOptions, SubscriptionId,
+    AckMode, ConnectionId, Consumer, ConsumerKind, LinkFlow, SubscribeOptions, SubscriptionId,
 };
 
 use crate::store::Store;

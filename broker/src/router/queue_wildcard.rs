@@ -32,7 +32,8 @@ use super::address::{is_wildcard, wildcard_matches, Address, DestinationKind};
 use super::durable;
 use super::shared_window::SharedWindow;
 use super::subscription::{
-    AckMode, ConnectionId, Consumer, LinkFlow, SubscribeOptions, SubscriptionId, SubscriptionState,
+    AckMode, ConnectionId, Consumer, ConsumerKind, LinkFlow, SubscribeOptions, SubscriptionId,
+    SubscriptionState,
 };
 use super::DeliverySink;
 use super::{Destination, Router, RouterError};
@@ -149,7 +150,7 @@ impl Router {
             destination: pattern,
             tag,
             ack,
-            wildcard: Some(wildcard.clone()),
+            kind: ConsumerKind::Wildcard(wildcard.clone()),
         });
         // Registered before the existing queues are scanned, while a new
         // queue is added to the map before the registry is scanned: a queue
@@ -203,7 +204,7 @@ impl Router {
             destination: queue.clone(),
             tag: wildcard.tag.clone(),
             ack: wildcard.ack,
-            wildcard: Some(wildcard.clone()),
+            kind: ConsumerKind::Wildcard(wildcard.clone()),
         });
         // The member's own prefetch is the whole window: the window is
         // what bounds it.
@@ -515,7 +516,7 @@ mod tests {
         }
         publish(&router, "/queue/fair.b");
         let head = wildcard(&router, "/queue/fair.>", 1, sink.clone());
-        let wildcard = head.wildcard.clone().unwrap();
+        let wildcard = head.kind.wildcard().cloned().unwrap();
         let mut from = Vec::new();
         for _ in 0..3 {
             let last = sink.0.lock().unwrap().last().cloned().unwrap();
@@ -540,7 +541,7 @@ mod tests {
         assert_eq!(&*first.message.destination, "/queue/w.a");
         router.ack(&first.consumer, first.message.seq).unwrap();
         // The wake-up is the errand task's job; run it by hand.
-        let wildcard = head.wildcard.clone().unwrap();
+        let wildcard = head.kind.wildcard().cloned().unwrap();
         router.wake_wildcard(&wildcard);
         let deliveries = sink.0.lock().unwrap().clone();
         assert_eq!(deliveries.len(), 2);

@@ -56,16 +56,40 @@ pub struct Consumer {
     pub tag: Arc<str>,
     /// Acknowledgement mode.
     pub ack: AckMode,
-    /// A wildcard queue subscription (`/queue/orders.>`): set on the
-    /// session's handle and on each per-queue member it consumes through.
-    pub wildcard: Option<Arc<WildcardSubscription>>,
+    /// Which kind of subscription it is.
+    pub kind: ConsumerKind,
 }
 
 impl Consumer {
     /// The id of the subscription the client made: a wildcard member
     /// answers with its wildcard subscription's id.
     pub fn subscription_id(&self) -> SubscriptionId {
-        self.wildcard.as_ref().map_or(self.id, |w| w.id)
+        match &self.kind {
+            ConsumerKind::Plain => self.id,
+            ConsumerKind::Wildcard(w) => w.id,
+        }
+    }
+}
+
+/// Which kind of subscription a [`Consumer`] is. The router's entry points
+/// (ack, nack, credit, unsubscribe, ...) match on it, so each says what it
+/// does for every kind.
+#[derive(Debug, Clone)]
+pub enum ConsumerKind {
+    /// A subscription on one destination.
+    Plain,
+    /// Part of a wildcard queue subscription (`/queue/orders.>`): the
+    /// session's handle and each per-queue member it consumes through.
+    Wildcard(Arc<WildcardSubscription>),
+}
+
+impl ConsumerKind {
+    /// The wildcard queue subscription, for a [`ConsumerKind::Wildcard`].
+    pub fn wildcard(&self) -> Option<&Arc<WildcardSubscription>> {
+        match self {
+            ConsumerKind::Plain => None,
+            ConsumerKind::Wildcard(w) => Some(w),
+        }
     }
 }
 

@@ -681,7 +681,7 @@ impl Session {
                 let member = self
                     .subscriptions
                     .values()
-                    .find_map(|s| s.consumer.wildcard.as_ref().and_then(|w| w.member(sub)));
+                    .find_map(|s| s.consumer.kind.wildcard().and_then(|w| w.member(sub)));
                 if let Some(member) = member {
                     return Ok((member, seq));
                 }
