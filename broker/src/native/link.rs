@@ -393,7 +393,7 @@ impl Connection {
             }
             Some(txn) => {
                 for Unsettled { consumer, seq } in settled {
-                    let Ok(seqs) = self.router.hold(&consumer, seq) else {
+                    let Ok(seqs) = self.router.stage(&consumer, seq) else {
                         continue;
                     };
                     if let Some(t) = self.transactions.get_mut(txn) {

@@ -183,25 +183,25 @@ impl Router {
     }
 
     /// A transactional ACK/NACK: frees credit now, applies at commit.
-    pub fn hold(&self, consumer: &Arc<Consumer>, seq: u64) -> Result<Vec<u64>, RouterError> {
+    pub fn stage(&self, consumer: &Arc<Consumer>, seq: u64) -> Result<Vec<u64>, RouterError> {
         match &consumer.kind {
-            ConsumerKind::Wildcard(w) => self.hold_wildcard(w, consumer, seq),
+            ConsumerKind::Wildcard(w) => self.stage_wildcard(w, consumer, seq),
             ConsumerKind::Plain => {
                 let cumulative = consumer.ack == AckMode::Client;
                 consumer
                     .destination
-                    .hold(consumer.id, seq, cumulative)
+                    .stage(consumer.id, seq, cumulative)
                     .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))
             }
         }
     }
 
-    /// Undoes [`Router::hold`] for an aborted transaction.
-    pub fn unhold(&self, consumer: &Consumer, seqs: &[u64]) {
+    /// Undoes [`Router::stage`] for an aborted transaction.
+    pub fn unstage(&self, consumer: &Consumer, seqs: &[u64]) {
         match &consumer.kind {
-            ConsumerKind::Wildcard(w) => self.unhold_wildcard(w, seqs),
+            ConsumerKind::Wildcard(w) => self.unstage_wildcard(w, seqs),
             ConsumerKind::Plain => {
-                consumer.destination.unhold(consumer.id, seqs);
+                consumer.destination.unstage(consumer.id, seqs);
             }
         }
     }

@@ -395,7 +395,7 @@ impl Destination {
     /// Marks message `seq` (cumulatively in client mode) as acknowledged inside
     /// a transaction: its credit is returned now, the message is removed only
     /// by [`Destination::ack`]ing the returned sequence numbers at commit.
-    pub fn hold(
+    pub fn stage(
         &self,
         id: SubscriptionId,
         seq: u64,
@@ -407,32 +407,32 @@ impl Destination {
         let first = if cumulative { 0 } else { pos };
         let mut seqs = Vec::new();
         for f in sub.unacked.range_mut(first..=pos) {
-            if !f.held {
-                f.held = true;
+            if !f.staged {
+                f.staged = true;
                 seqs.push(f.message.seq);
             }
         }
-        sub.add_held(seqs.len());
+        sub.add_staged(seqs.len());
         self.dispatch(&mut st);
         self.account(&st);
         Ok(seqs)
     }
 
-    /// Undoes [`Destination::hold`] (transaction aborted): the messages are
+    /// Undoes [`Destination::stage`] (transaction aborted): the messages are
     /// unacknowledged again and count against credit.
-    pub fn unhold(&self, id: SubscriptionId, seqs: &[u64]) {
+    pub fn unstage(&self, id: SubscriptionId, seqs: &[u64]) {
         let mut st = self.lock();
         if let Ok(sub) = st.subscription(id) {
-            let mut unheld = 0;
+            let mut unstaged = 0;
             for f in sub
                 .unacked
                 .iter_mut()
-                .filter(|f| f.held && seqs.contains(&f.message.seq))
+                .filter(|f| f.staged && seqs.contains(&f.message.seq))
             {
-                f.held = false;
-                unheld += 1;
+                f.staged = false;
+                unstaged += 1;
             }
-            sub.remove_held(unheld);
+            sub.remove_staged(unstaged);
         }
     }
 
@@ -867,16 +867,16 @@ fn eligible(
 }
 
 /// Removes the acknowledged entries: just `pos`, or (cumulative) every
-/// non-held entry up to and including `pos`.
+/// non-staged entry up to and including `pos`.
 fn take_acked(sub: &mut SubscriptionState, pos: usize, cumulative: bool) -> Vec<InFlight> {
     if !cumulative {
-        // (`remove_unacked` also drops it from the held count.)
+        // (`remove_unacked` also drops it from the staged count.)
         return sub.remove_unacked(pos).into_iter().collect();
     }
     let mut taken = Vec::with_capacity(pos + 1);
     let mut kept = std::collections::VecDeque::new();
     for f in sub.unacked.drain(..=pos) {
-        if f.held {
+        if f.staged {
             kept.push_back(f);
         } else {
             taken.push(f);

@@ -386,9 +386,9 @@ impl Router {
         }
     }
 
-    /// [`Router::hold`] of a wildcard subscription (a transactional ACK or
+    /// [`Router::stage`] of a wildcard subscription (a transactional ACK or
     /// NACK; cumulative across queues in `client` mode).
-    pub(super) fn hold_wildcard(
+    pub(super) fn stage_wildcard(
         &self,
         wildcard: &WildcardSubscription,
         consumer: &Arc<Consumer>,
@@ -398,7 +398,7 @@ impl Router {
         if wildcard.ack == AckMode::Client {
             let mut seqs = Vec::new();
             for (m, last) in self.cumulative_targets(wildcard, &member, seq)? {
-                if let Ok(held) = m.destination.hold(m.id, last, true) {
+                if let Ok(held) = m.destination.stage(m.id, last, true) {
                     seqs.extend(held);
                 }
             }
@@ -406,15 +406,15 @@ impl Router {
         } else {
             member
                 .destination
-                .hold(member.id, seq, false)
+                .stage(member.id, seq, false)
                 .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))
         }
     }
 
-    /// [`Router::unhold`] of a wildcard subscription.
-    pub(super) fn unhold_wildcard(&self, wildcard: &WildcardSubscription, seqs: &[u64]) {
+    /// [`Router::unstage`] of a wildcard subscription.
+    pub(super) fn unstage_wildcard(&self, wildcard: &WildcardSubscription, seqs: &[u64]) {
         for m in wildcard.members() {
-            m.destination.unhold(m.id, seqs);
+            m.destination.unstage(m.id, seqs);
         }
     }
 

@@ -24,7 +24,7 @@ pub struct SharedWindow {
 
 struct WindowState {
     prefetch: usize,
-    /// Delivered and unacknowledged (not held by a transaction), over all
+    /// Delivered and unacknowledged (not staged by a transaction), over all
     /// members.
     counted: usize,
     /// Slots taken for a delivery about to happen.
@@ -111,7 +111,7 @@ impl SharedWindow {
         self.lock().counted += n;
     }
 
-    /// `n` messages acknowledged, returned or held by a transaction.
+    /// `n` messages acknowledged, returned or staged by a transaction.
     pub fn release(&self, n: usize) {
         let mut st = self.lock();
         st.counted = st.counted.saturating_sub(n);

@@ -648,7 +648,7 @@ impl Session {
         let mut durable = Vec::new();
         if let Some(tx) = frame.get("transaction") {
             self.transaction(tx)?;
-            let seqs = self.router.hold(&consumer, seq)?;
+            let seqs = self.router.stage(&consumer, seq)?;
             if let Some(t) = self.transactions.get_mut(tx) {
                 t.ops.push(if positive {
                     TxOp::Ack { consumer, seqs }

@@ -238,23 +238,23 @@ impl Bench {
     /// A transactional ACK or NACK of `seq` on `sub` (cumulative in client
     /// mode): frees credit now. Returns the sequence numbers it holds, for
     /// [`Bench::commit_acks`], [`Bench::commit_nacks`] or [`Bench::abort`].
-    pub fn hold(&self, sub: &Sub, seq: u64) -> Result<Vec<u64>, RouterError> {
-        self.router.hold(&sub.handle, seq)
+    pub fn stage(&self, sub: &Sub, seq: u64) -> Result<Vec<u64>, RouterError> {
+        self.router.stage(&sub.handle, seq)
     }
 
-    /// Commits held acks: consumes exactly `seqs`.
+    /// Commits staged acks: consumes exactly `seqs`.
     pub fn commit_acks(&self, sub: &Sub, seqs: &[u64]) {
         drop(self.router.ack_exact(&sub.handle, seqs));
     }
 
-    /// Commits held nacks: returns exactly `seqs`, one after the other.
+    /// Commits staged nacks: returns exactly `seqs`, one after the other.
     pub fn commit_nacks(&self, sub: &Sub, seqs: &[u64]) {
         self.router.nack_exact(&sub.handle, seqs);
     }
 
     /// Aborts: `seqs` count against credit again.
     pub fn abort(&self, sub: &Sub, seqs: &[u64]) {
-        self.router.unhold(&sub.handle, seqs);
+        self.router.unstage(&sub.handle, seqs);
     }
 
     /// What waits on `queue`, in the order it would be delivered.
