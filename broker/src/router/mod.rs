@@ -13,7 +13,9 @@
 //! - `consume`: subscribing, credit, acknowledging and rejecting.
 //! - [`durable`]: durable topic subscriptions.
 //! - [`scheduler`]: scheduled delivery and redelivery delays.
-//! - [`dead_letter`]: dead letters and the task that moves them.
+//! - [`dead_letter`]: dead letters, and the errand task that runs what
+//!   destinations cannot do under their own lock (dead letters, redelivery
+//!   delays, wake-ups of wildcard queue subscriptions).
 //! - `restore`: rebuilding the router from what the store recovered.
 //! - [`destination`]: one queue or topic and its dispatch logic.
 //! - [`subscription`]: consumers, ack modes, credit.
