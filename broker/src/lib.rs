@@ -36,8 +36,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use stomp::{ConnectionConfig, SessionConfig};
+use store::log_writer::WriterSettings;
 use store::sled_store::{SledStore, StoreSettings};
-use store::writer::WriterSettings;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -183,7 +183,7 @@ impl Broker {
                 sync: config.store.sync,
                 batch_delay: config.store.batch_delay.as_duration(),
                 disk_limit: config.store.disk_limit.get(),
-                ack_gather: store::writer::ACK_GATHER,
+                ack_gather: store::log_writer::ACK_GATHER,
             },
             cache_bytes: (config.store.memory_limit.get() / 2).max(8 << 20),
             body_budget: config.store.memory_limit.get(),
@@ -216,7 +216,7 @@ impl Broker {
                     (store, router, leadership, Some(node))
                 }
             };
-        tokio::spawn(router.clone().run_dead_letters());
+        tokio::spawn(router.clone().run_errands());
         tokio::spawn(router.clone().run_scheduler());
         let tracker = TaskTracker::new();
         let policy = auth::AccessPolicy::load(config)?;
@@ -414,7 +414,7 @@ async fn start_cluster(
         cluster::StartError::Config(format!("cluster.listen '{listen}' is not ip:port: {e}"))
     })?;
     let replicator = Arc::new(std::sync::OnceLock::new());
-    let replication = store::writer::Replication {
+    let replication = store::log_writer::Replication {
         replicator: replicator.clone(),
         runtime: tokio::runtime::Handle::current(),
         max_in_flight: settings.max_in_flight,

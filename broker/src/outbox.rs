@@ -15,7 +15,7 @@
 //! through, ...). The router queues those deliveries synchronously while
 //! the frame is handled, before the answer exists (an ACK's RECEIPT needs
 //! the ack's store commit first), so the front end takes a
-//! [`DeliveryHold`] around handling such a frame: deliveries pushed
+//! [`AnswerFence`] around handling such a frame: deliveries pushed
 //! meanwhile wait beside the queue and join it behind the answer. Nothing
 //! waits on anything new: the answer's own store commits are awaited by the
 //! writer as before, and the deliveries queued behind it were always
@@ -42,11 +42,11 @@ struct State<T> {
     items: VecDeque<T>,
     replies: usize,
     closed: bool,
-    /// Live [`DeliveryHold`]s.
-    holds: usize,
-    /// Deliveries pushed while held, in order. Bounded by credit like any
-    /// delivery; they join `items` when the last hold ends.
-    held: VecDeque<T>,
+    /// Live [`AnswerFence`]s.
+    fences: usize,
+    /// Deliveries pushed while fenced, in order. Bounded by credit like any
+    /// delivery; they join `items` when the last fence ends.
+    fenced: VecDeque<T>,
 }
 
 /// The queue between a connection's producers of output and its writer.
@@ -67,8 +67,8 @@ impl<T: OutboxItem> Outbox<T> {
                 items: VecDeque::new(),
                 replies: 0,
                 closed: false,
-                holds: 0,
-                held: VecDeque::new(),
+                fences: 0,
+                fenced: VecDeque::new(),
             }),
             ready: Notify::new(),
             room: Notify::new(),
@@ -91,8 +91,8 @@ impl<T: OutboxItem> Outbox<T> {
             }
             if item.is_reply() {
                 st.replies += 1;
-            } else if st.holds > 0 {
-                st.held.push_back(item);
+            } else if st.fences > 0 {
+                st.fenced.push_back(item);
                 return;
             }
             st.items.push_back(item);
@@ -105,34 +105,34 @@ impl<T: OutboxItem> Outbox<T> {
         }
     }
 
-    /// Holds back deliveries until the returned guard drops; replies still
+    /// Fences deliveries off until the returned guard drops; replies still
     /// queue at once. A front end takes it around handling a frame whose
     /// answer must precede the deliveries the frame causes, and queues the
-    /// answer before dropping it (see the module comment). Holds nest.
-    pub fn hold_deliveries(self: &Arc<Self>) -> DeliveryHold<T> {
-        self.lock().holds += 1;
-        DeliveryHold {
+    /// answer before dropping it (see the module comment). Fences nest.
+    pub fn fence_deliveries(self: &Arc<Self>) -> AnswerFence<T> {
+        self.lock().fences += 1;
+        AnswerFence {
             outbox: Arc::clone(self),
         }
     }
 
-    /// Ends one hold: when it was the last, the held deliveries join the
+    /// Ends one fence: when it was the last, the fenced deliveries join the
     /// queue behind everything queued meanwhile.
     fn release(&self) {
         let was_empty = {
             let mut st = self.lock();
-            st.holds = st.holds.saturating_sub(1);
-            if st.holds > 0 || st.held.is_empty() {
+            st.fences = st.fences.saturating_sub(1);
+            if st.fences > 0 || st.fenced.is_empty() {
                 return;
             }
             let st = &mut *st;
             if st.closed {
                 // Never written once closed (see `is_closed`).
-                st.held.clear();
+                st.fenced.clear();
                 return;
             }
             let was_empty = st.items.is_empty();
-            st.items.append(&mut st.held);
+            st.items.append(&mut st.fenced);
             was_empty
         };
         if was_empty {
@@ -218,13 +218,13 @@ impl<T: OutboxItem> Outbox<T> {
 }
 
 /// Deliveries wait beside the outbox while this lives
-/// ([`Outbox::hold_deliveries`]). Dropping it takes only the outbox lock.
-#[must_use = "deliveries are held only while the guard lives"]
-pub struct DeliveryHold<T: OutboxItem> {
+/// ([`Outbox::fence_deliveries`]). Dropping it takes only the outbox lock.
+#[must_use = "deliveries are fenced only while the guard lives"]
+pub struct AnswerFence<T: OutboxItem> {
     outbox: Arc<Outbox<T>>,
 }
 
-impl<T: OutboxItem> Drop for DeliveryHold<T> {
+impl<T: OutboxItem> Drop for AnswerFence<T> {
     fn drop(&mut self) {
         self.outbox.release();
     }
@@ -330,18 +330,18 @@ mod tests {
     }
 
     #[test]
-    fn held_deliveries_follow_the_answer_queued_after_them() {
+    fn fenced_deliveries_follow_the_answer_queued_after_them() {
         let outbox = Arc::new(Outbox::new(8));
         outbox.push(Item::Delivery("before"));
-        let hold = outbox.hold_deliveries();
+        let fence = outbox.fence_deliveries();
         outbox.push(Item::Delivery("caused"));
         outbox.push(Item::Reply("receipt"));
         assert_eq!(
             drain(&outbox),
             [Item::Delivery("before"), Item::Reply("receipt")],
-            "a held delivery is not handed to the writer"
+            "a fenced delivery is not handed to the writer"
         );
-        drop(hold);
+        drop(fence);
         assert_eq!(drain(&outbox), [Item::Delivery("caused")]);
         // Released: deliveries queue at once again.
         outbox.push(Item::Delivery("later"));
@@ -349,11 +349,11 @@ mod tests {
     }
 
     #[test]
-    fn nested_holds_release_with_the_last_in_push_order() {
+    fn nested_fences_release_with_the_last_in_push_order() {
         let outbox = Arc::new(Outbox::new(8));
-        let outer = outbox.hold_deliveries();
+        let outer = outbox.fence_deliveries();
         outbox.push(Item::Delivery("a"));
-        let inner = outbox.hold_deliveries();
+        let inner = outbox.fence_deliveries();
         outbox.push(Item::Delivery("b"));
         drop(inner);
         outbox.push(Item::Reply("receipt"));
@@ -363,12 +363,12 @@ mod tests {
     }
 
     #[test]
-    fn held_deliveries_of_a_closed_outbox_are_dropped() {
+    fn fenced_deliveries_of_a_closed_outbox_are_dropped() {
         let outbox = Arc::new(Outbox::new(8));
-        let hold = outbox.hold_deliveries();
+        let fence = outbox.fence_deliveries();
         outbox.push(Item::Delivery("caused"));
         outbox.close_with(Some(Item::Reply("error")));
-        drop(hold);
+        drop(fence);
         assert_eq!(drain(&outbox), [Item::Reply("error")]);
         assert!(
             outbox.take(&mut VecDeque::new()).is_none(),

@@ -15,14 +15,14 @@ pub enum TxOp {
         /// What.
         message: Message,
     },
-    /// ACKs held by the router (credit freed), applied at COMMIT.
+    /// ACKs staged in the router (credit freed), applied at COMMIT.
     Ack {
         /// The subscription.
         consumer: Arc<Consumer>,
         /// The messages.
         seqs: Vec<u64>,
     },
-    /// NACKs held by the router, applied at COMMIT.
+    /// NACKs staged in the router, applied at COMMIT.
     Nack {
         /// The subscription.
         consumer: Arc<Consumer>,
@@ -80,7 +80,7 @@ impl Transaction {
     pub fn rollback(self, router: &Router) {
         for op in self.ops {
             if let TxOp::Ack { consumer, seqs } | TxOp::Nack { consumer, seqs } = op {
-                router.unhold(&consumer, &seqs);
+                router.unstage(&consumer, &seqs);
             }
         }
     }

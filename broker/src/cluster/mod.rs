@@ -21,7 +21,7 @@
 //!   batch and applies it (idempotent per index), `snapshot` encodes the
 //!   live records, `install_snapshot` replaces them, `last_applied` is the
 //!   index the store will still have after a restart.
-//! - The store's log writer (`store::writer::replicated`), on the leader,
+//! - The store's log writer (`store::log_writer::replicated`), on the leader,
 //!   calls [`Replicator::propose`]
 //!   with each encoded group-commit batch instead of flushing locally, keeps
 //!   several proposals in flight, and sends receipts for a batch only when

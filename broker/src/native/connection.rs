@@ -5,8 +5,8 @@
 //! [`Outbox`] to the writer task.
 
 use super::book::DeliveryBook;
-use super::outbox::{Outbox, Outgoing};
-use super::state::{Connection, Step};
+use super::outgoing::{Outbox, Outgoing};
+use super::session::{Connection, Step};
 use super::{writer, Failure, NativeSettings};
 use crate::registry::Counted;
 use crate::router::Router;

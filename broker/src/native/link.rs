@@ -5,8 +5,8 @@
 //! and Disposition of [`Connection`] live here, Transfer in [`super::produce`].
 
 use super::book::Unsettled;
-use super::outbox::{FrameOutbox, LinkSink, Outgoing};
-use super::state::{no_session, router_failure, Connection, Step};
+use super::outgoing::{FrameOutbox, LinkSink, Outgoing};
+use super::session::{no_session, router_failure, Connection, Step};
 use super::Failure;
 use crate::auth::Permission;
 use crate::router::durable;
@@ -393,7 +393,7 @@ impl Connection {
             }
             Some(txn) => {
                 for Unsettled { consumer, seq } in settled {
-                    let Ok(seqs) = self.router.hold(&consumer, seq) else {
+                    let Ok(seqs) = self.router.stage(&consumer, seq) else {
                         continue;
                     };
                     if let Some(t) = self.transactions.get_mut(txn) {

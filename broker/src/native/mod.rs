@@ -2,11 +2,13 @@
 //! store as STOMP, driven by credit-based links instead of STOMP frames.
 //!
 //! - [`connection`]: the socket: preamble, batched reads, timeouts, shutdown.
-//! - [`state`]: the connection state machine (Open, sessions, transactions,
+//! - [`session`]: the connection state machine (Open, sessions, transactions,
 //!   Close), [`link`]: producer and consumer links over the router, and
 //!   [`produce`]: the transfers of producer links.
-//! - [`outbox`] and [`writer`]: ordered, batched output; transfers split to
-//!   the peer's frame size; settlement of pre-settled deliveries once written.
+//! - [`outgoing`] (what goes into the shared [`crate::outbox`]) and
+//!   [`writer`] (the socket writer task): ordered, batched output; transfers
+//!   split to the peer's frame size; settlement of pre-settled deliveries
+//!   once written.
 //! - [`book`]: unsettled deliveries by (channel, delivery id), for Dispositions.
 //! - [`convert`]: router messages to native messages and back.
 
@@ -14,10 +16,10 @@ pub mod book;
 pub mod connection;
 pub mod convert;
 pub mod link;
-pub mod outbox;
+pub mod outgoing;
 pub mod produce;
+pub mod session;
 pub mod spliced;
-pub mod state;
 pub mod writer;
 
 pub use connection::serve;

@@ -6,8 +6,8 @@
 
 use super::convert;
 use super::link::{no_link, Link, ProducerLink};
-use super::outbox::Outgoing;
-use super::state::{Connection, Step};
+use super::outgoing::Outgoing;
+use super::session::{Connection, Step};
 use super::Failure;
 use crate::auth::Permission;
 use crate::router::scheduler::Schedule;

@@ -9,7 +9,7 @@
 
 use super::book::{DeliveryBook, Unsettled};
 use super::convert;
-use super::outbox::{Outbox, Outgoing};
+use super::outgoing::{Outbox, Outgoing};
 use super::spliced::{SplicedBuffer, SPLICE_MIN};
 use super::ChannelMap;
 use crate::outbox::ItemEncoder;

@@ -3,14 +3,16 @@
 //!
 //! A destination cannot publish to its dead-letter queue itself, because that
 //! would take a second destination lock while holding its own. It sends a
-//! [`DeadLetter`] down a channel instead, and [`super::Router`]'s dead-letter
-//! task moves it: a copy goes to the DLQ (when the policy says so) and the
-//! original is acknowledged in the store. The channel needs no bound of its
+//! [`DeadLetter`] down a channel instead (an [`Errand`]), and
+//! [`super::Router`]'s errand task moves it: a copy goes to the DLQ (when the
+//! policy says so) and the original is acknowledged in the store. The channel needs no bound of its
 //! own: each message dies at most once, so its length is bounded by the
 //! messages the destinations were allowed to hold (and the wake-ups of
 //! wildcard queue subscriptions it also carries, by one per subscription).
 
 use super::Message;
+use super::{Address, Router};
+use crate::store::LogEntry;
 use std::sync::Arc;
 
 /// Why a message is dead.
@@ -112,10 +114,13 @@ impl DeadLetterPolicy {
     }
 }
 
-/// What a destination hands to the router's task instead of acting on
-/// another destination (or a timer) itself.
+/// An errand a destination sends the router on: work it cannot do under its
+/// own lock (act on another destination, or wait on a timer). The router's
+/// errand task ([`Router::run_errands`]) carries them out: it buries dead
+/// letters, brings messages back after their redelivery delay and wakes
+/// wildcard queue subscriptions.
 #[derive(Debug)]
-pub enum Outcast {
+pub enum Errand {
     /// Leaves for good (DLQ or dropped).
     Dead(DeadLetter),
     /// Comes back to the same destination after a redelivery delay.
@@ -145,4 +150,96 @@ pub struct DeadLetter {
     pub cause: DeathCause,
     /// Copy it to the DLQ (else it is only dropped).
     pub to_dlq: bool,
+}
+
+impl Router {
+    /// The errand task: runs the destinations' [`Errand`]s (dead letters to
+    /// their DLQ and out of the store, redelivery delays, wake-ups of
+    /// wildcard queue subscriptions) until the router is dropped. Spawn once
+    /// at start.
+    pub async fn run_errands(self: Arc<Self>) {
+        let rx = self
+            .errand_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(mut rx) = rx else { return };
+        // Hold only a weak reference while waiting, so the router can go.
+        let weak = Arc::downgrade(&self);
+        drop(self);
+        while let Some(errand) = rx.recv().await {
+            let Some(router) = weak.upgrade() else { break };
+            match errand {
+                Errand::Dead(dead) => router.bury(dead),
+                Errand::Delayed {
+                    message,
+                    redeliveries,
+                    wait,
+                } => router.delay_redelivery(message, redeliveries, wait),
+                Errand::Wake(wildcard) => {
+                    if let Some(w) = wildcard.upgrade() {
+                        router.wake_wildcard(&w);
+                    }
+                }
+            }
+        }
+    }
+
+    fn bury(&self, dead: DeadLetter) {
+        let mut entries = Vec::new();
+        let mut moved = None;
+        if dead.to_dlq {
+            let dlq_name = self.dead_letter_policy.dlq_for(&dead.from);
+            let address = Address::parse(&dlq_name, 0);
+            if let Ok(dlq) = address.and_then(|a| self.destination(&a, 0)) {
+                let m = &dead.message;
+                let body = match m.body.copy() {
+                    Ok(body) => body,
+                    Err(e) => {
+                        // Not acknowledged either: the stored original comes
+                        // back after a restart rather than being lost.
+                        tracing::error!(seq = m.seq, error = %e, "dead letter not moved");
+                        return;
+                    }
+                };
+                let mut headers = m.headers.without(&["original-destination", "dlq-reason"]);
+                headers.push("original-destination", &m.destination);
+                headers.push("dlq-reason", &dead.cause.describe());
+                let copy = Arc::new(Message {
+                    seq: self.next_seq(),
+                    destination: dlq.address.name.clone(),
+                    persistent: m.persistent,
+                    priority: m.priority,
+                    // A message expired on arrival would expire again here.
+                    expires: 0,
+                    timestamp: m.timestamp,
+                    headers,
+                    body,
+                });
+                if copy.persistent {
+                    entries.push(LogEntry::Enqueue {
+                        message: copy.clone(),
+                    });
+                }
+                moved = Some((dlq, copy));
+            }
+        }
+        if dead.message.persistent {
+            entries.push(LogEntry::Ack {
+                destination: dead.from.clone(),
+                seq: dead.message.seq,
+            });
+        }
+        if !entries.is_empty() {
+            // The DLQ copy and the ack of the original go in one append, in
+            // that order: a crash between them leaves a duplicate in the
+            // DLQ, never a loss.
+            drop(self.store.append(entries));
+        }
+        // Published after the append, as `publish` does: the store has
+        // marked the body as its own before the DLQ accounts for it.
+        if let Some((dlq, copy)) = moved {
+            dlq.publish(copy);
+        }
+    }
 }

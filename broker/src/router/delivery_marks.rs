@@ -103,8 +103,8 @@ mod tests {
     use crate::router::{
         AckMode, Address, Delivery, DeliverySink, Router, RouterConfig, SubscribeOptions,
     };
+    use crate::store::log_writer::WriterSettings;
     use crate::store::sled_store::{SledStore, StoreSettings};
-    use crate::store::writer::WriterSettings;
     use crate::store::{Commit, Store, StoreError};
     use bytes::Bytes;
     use ferromq_config::StoreSync;
@@ -120,7 +120,7 @@ mod tests {
                 sync: StoreSync::Always,
                 batch_delay: Duration::from_millis(2),
                 disk_limit: 1 << 30,
-                ack_gather: crate::store::writer::ACK_GATHER,
+                ack_gather: crate::store::log_writer::ACK_GATHER,
             },
             cache_bytes: 8 << 20,
             body_budget: 1 << 30,

@@ -7,7 +7,7 @@
 //! never contend. Delivering calls a [`super::DeliverySink`], which only queues.
 
 use super::address::{Address, DestinationKind};
-use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, NackPolicy, Outcast};
+use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, Errand, NackPolicy};
 use super::pending::{Pending, PendingQueue};
 use super::subscription::{ConnectionId, InFlight, LinkFlow, SubscriptionId, SubscriptionState};
 use super::{now_ms, Message};
@@ -63,7 +63,7 @@ pub struct Destination {
     policy: Arc<DeadLetterPolicy>,
     /// This destination is a DLQ: its messages are never dead-lettered again.
     is_dlq: bool,
-    dead_letters: mpsc::UnboundedSender<Outcast>,
+    errands: mpsc::UnboundedSender<Errand>,
     /// Deleted by an administrator ([`Destination::retire`]): it takes no
     /// more messages. Set and read under the state lock, so a publish
     /// either lands before the delete (and is dropped with it) or sees the
@@ -132,12 +132,12 @@ impl Destination {
         flow_window: usize,
         backlog_limit: usize,
         policy: Arc<DeadLetterPolicy>,
-        dead_letters: mpsc::UnboundedSender<Outcast>,
+        errands: mpsc::UnboundedSender<Errand>,
     ) -> Destination {
         Destination {
             is_dlq: policy.is_dlq(&address.name),
             policy,
-            dead_letters,
+            errands,
             address,
             memory_limit,
             flow_window,
@@ -441,7 +441,7 @@ impl Destination {
     /// Marks message `seq` (cumulatively in client mode) as acknowledged inside
     /// a transaction: its credit is returned now, the message is removed only
     /// by [`Destination::ack`]ing the returned sequence numbers at commit.
-    pub fn hold(
+    pub fn stage(
         &self,
         id: SubscriptionId,
         seq: u64,
@@ -453,32 +453,32 @@ impl Destination {
         let first = if cumulative { 0 } else { pos };
         let mut seqs = Vec::new();
         for f in sub.unacked.range_mut(first..=pos) {
-            if !f.held {
-                f.held = true;
+            if !f.staged {
+                f.staged = true;
                 seqs.push(f.message.seq);
             }
         }
-        sub.add_held(seqs.len());
+        sub.add_staged(seqs.len());
         self.dispatch(&mut st);
         self.account(&st);
         Ok(seqs)
     }
 
-    /// Undoes [`Destination::hold`] (transaction aborted): the messages are
+    /// Undoes [`Destination::stage`] (transaction aborted): the messages are
     /// unacknowledged again and count against credit.
-    pub fn unhold(&self, id: SubscriptionId, seqs: &[u64]) {
+    pub fn unstage(&self, id: SubscriptionId, seqs: &[u64]) {
         let mut st = self.lock();
         if let Ok(sub) = st.subscription(id) {
-            let mut unheld = 0;
+            let mut unstaged = 0;
             for f in sub
                 .unacked
                 .iter_mut()
-                .filter(|f| f.held && seqs.contains(&f.message.seq))
+                .filter(|f| f.staged && seqs.contains(&f.message.seq))
             {
-                f.held = false;
-                unheld += 1;
+                f.staged = false;
+                unstaged += 1;
             }
-            sub.remove_held(unheld);
+            sub.remove_staged(unstaged);
         }
     }
 
@@ -779,7 +779,7 @@ impl Destination {
                 // Back after the redelivery delay (the router's scheduler
                 // returns it); until then it is not this queue's.
                 st.bytes -= f.message.footprint().min(st.bytes);
-                let _ = self.dead_letters.send(Outcast::Delayed {
+                let _ = self.errands.send(Errand::Delayed {
                     message: f.message,
                     redeliveries,
                     wait,
@@ -805,9 +805,9 @@ impl Destination {
         self.account(&st);
     }
 
-    /// Hands a message to the router's dead-letter task.
+    /// Hands a message to the router's errand task.
     fn bury(&self, message: Arc<Message>, cause: DeathCause, to_dlq: bool) {
-        let _ = self.dead_letters.send(Outcast::Dead(DeadLetter {
+        let _ = self.errands.send(Errand::Dead(DeadLetter {
             message,
             from: self.address.name.clone(),
             cause,
@@ -916,16 +916,16 @@ fn eligible(
 }
 
 /// Removes the acknowledged entries: just `pos`, or (cumulative) every
-/// non-held entry up to and including `pos`.
+/// non-staged entry up to and including `pos`.
 fn take_acked(sub: &mut SubscriptionState, pos: usize, cumulative: bool) -> Vec<InFlight> {
     if !cumulative {
-        // (`remove_unacked` also drops it from the held count.)
+        // (`remove_unacked` also drops it from the staged count.)
         return sub.remove_unacked(pos).into_iter().collect();
     }
     let mut taken = Vec::with_capacity(pos + 1);
     let mut kept = std::collections::VecDeque::new();
     for f in sub.unacked.drain(..=pos) {
-        if f.held {
+        if f.staged {
             kept.push_back(f);
         } else {
             taken.push(f);

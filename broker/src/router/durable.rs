@@ -10,7 +10,10 @@
 
 use super::address::{wildcard_matches, Address, DestinationKind};
 use super::Destination;
+use super::{Message, Router, RouterError};
 use crate::selector::Selector;
+use crate::store::{Commit, LogEntry};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Prefix of the hidden queues.
@@ -123,6 +126,200 @@ fn escape(part: &str) -> String {
 /// Whether `name` is a durable subscription's hidden queue.
 pub fn is_durable_queue(name: &str) -> bool {
     name.starts_with(PREFIX)
+}
+
+impl Router {
+    /// Copies a topic message into every durable subscription following the
+    /// topic. Persistent copies are appended to the store in one batch, so
+    /// one commit covers them all (the producer's receipt waits on it).
+    pub(super) fn publish_to_durables(&self, topic: &str, message: &Arc<Message>) -> Commit {
+        let targets: Vec<Arc<Destination>> = self
+            .durables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|d| {
+                d.follows(topic) && d.selector.as_ref().is_none_or(|s| s.matches(&**message))
+            })
+            .map(|d| d.queue.clone())
+            .collect();
+        if targets.is_empty() {
+            return Commit::Done;
+        }
+        let mut copies: Vec<(Arc<Destination>, Arc<Message>)> = Vec::with_capacity(targets.len());
+        for queue in targets {
+            let body = match message.body.copy() {
+                Ok(body) => body,
+                Err(e) => return Commit::Failed(crate::store::StoreError::Io(e.to_string())),
+            };
+            let copy = Arc::new(Message {
+                seq: self.next_seq(),
+                destination: queue.address.name.clone(),
+                persistent: message.persistent,
+                priority: message.priority,
+                expires: message.expires,
+                timestamp: message.timestamp,
+                headers: message.headers.clone(),
+                body,
+            });
+            copies.push((queue, copy));
+        }
+        let stored: Vec<LogEntry> = copies
+            .iter()
+            .filter(|(_, m)| m.persistent)
+            .map(|(_, m)| LogEntry::Enqueue { message: m.clone() })
+            .collect();
+        let commit = if stored.is_empty() {
+            Commit::Done
+        } else {
+            self.store.append(stored)
+        };
+        if commit.is_failed() {
+            return commit;
+        }
+        for (queue, copy) in copies {
+            self.enforce_durable_limit(&queue);
+            queue.publish(copy);
+        }
+        commit
+    }
+
+    /// `drop-oldest`: makes room in a full durable subscription by dropping
+    /// its oldest waiting message. (`block` instead slows producers, through
+    /// [`Router::wait_for_space`].)
+    fn enforce_durable_limit(&self, queue: &Destination) {
+        if self.config.durable_drop_oldest && queue.waiting_len() >= self.config.durable_limit {
+            if let Some(old) = queue.drop_oldest() {
+                drop(self.log_acks(queue, &[old]));
+            }
+        }
+    }
+
+    /// Creates (or finds) the durable subscription `client_id`/`name` on
+    /// `topic` and returns the queue its subscriber consumes. A subscription
+    /// that changes topic or selector starts afresh, as in ActiveMQ.
+    pub fn durable_subscribe(
+        &self,
+        client_id: &str,
+        name: &str,
+        topic: &Address,
+        selector: Option<Arc<crate::selector::Selector>>,
+    ) -> Result<Arc<Destination>, RouterError> {
+        let address = queue_address(client_id, name, &topic.name);
+        {
+            let durables = self.durables.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(d) = durables.get(&address.name) {
+                let same_selector =
+                    d.selector.as_ref().map(|s| s.text()) == selector.as_ref().map(|s| s.text());
+                if *d.topic == *topic.name && same_selector {
+                    return Ok(d.queue.clone());
+                }
+            }
+        }
+        // Changed (or new): drop any old one, then create.
+        self.durable_unsubscribe(client_id, name);
+        // Messages restored from the store before anyone resubscribed sit
+        // in a queue without the topic's display name: carry them over.
+        let restored = self
+            .destinations
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address.name);
+        let queue = self.destination(&address, 0)?;
+        if let Some(old) = restored {
+            for (message, redeliveries) in old.drain_waiting() {
+                queue.restore(message, redeliveries);
+            }
+        }
+        let durable = Durable {
+            client_id: client_id.into(),
+            name: name.into(),
+            topic: topic.name.clone(),
+            selector,
+            queue: queue.clone(),
+        };
+        // The definition is logged before any message is copied into the
+        // queue, so a restart never finds messages of an unknown subscription.
+        let definition = Definition {
+            client_id: client_id.to_string(),
+            name: name.to_string(),
+            topic: topic.name.to_string(),
+            selector: durable.selector.as_ref().map(|s| s.text().to_string()),
+        };
+        drop(self.store.append(vec![LogEntry::Put {
+            key: meta_key(&address.name),
+            value: definition.encode(),
+        }]));
+        self.install_durable(durable);
+        Ok(queue)
+    }
+
+    fn install_durable(&self, durable: Durable) {
+        self.durables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(durable.queue.address.name.clone(), durable);
+        self.has_durables.store(true, Ordering::Release);
+    }
+
+    /// Rebuilds a durable subscription from its stored definition.
+    pub(super) fn restore_durable(&self, definition: Definition) -> Result<(), RouterError> {
+        let topic = Address::parse(&definition.topic, 0)?;
+        let selector = match &definition.selector {
+            Some(text) => Some(Arc::new(
+                crate::selector::Selector::parse(text)
+                    .map_err(|e| RouterError::Scheduling(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let address = queue_address(&definition.client_id, &definition.name, &topic.name);
+        let queue = self.destination(&address, 0)?;
+        self.install_durable(Durable {
+            client_id: definition.client_id.into(),
+            name: definition.name.into(),
+            topic: topic.name.clone(),
+            selector,
+            queue,
+        });
+        Ok(())
+    }
+
+    /// Deletes a durable subscription and its messages. Returns whether it
+    /// existed.
+    pub fn durable_unsubscribe(&self, client_id: &str, name: &str) -> bool {
+        self.durable_unsubscribe_queue(&queue_address(client_id, name, "").name)
+    }
+
+    /// [`Router::durable_unsubscribe`] by the subscription's queue name.
+    pub fn durable_unsubscribe_queue(&self, queue: &str) -> bool {
+        let address = Address {
+            kind: DestinationKind::Queue,
+            name: queue.into(),
+            temp_owner: None,
+            owner_name: None,
+        };
+        let removed = self
+            .durables
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address.name);
+        let Some(d) = removed else { return false };
+        drop(self.store.append(vec![LogEntry::Delete {
+            key: meta_key(&address.name),
+        }]));
+        self.destinations
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address.name);
+        let dropped: Vec<Arc<Message>> = d
+            .queue
+            .drain_waiting()
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect();
+        drop(self.log_acks(&d.queue, &dropped));
+        true
+    }
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@
 //! Lock order: a subscription's member list, then a queue's lock, then the
 //! window's lock, then the connection's outbox. A queue that fails to get a
 //! slot marks the window starved; whoever frees a slot then asks the
-//! router's dead-letter task (which holds no lock) to let every member
-//! queue dispatch again ([`super::dead_letter::Outcast::Wake`]). Slots freed
+//! router's errand task (which holds no lock) to let every member
+//! queue dispatch again ([`super::dead_letter::Errand::Wake`]). Slots freed
 //! while queues wait are parked for that wake-up, which visits the queues
 //! in turn starting one further each time: otherwise the queue whose
 //! message was just acknowledged would take the slot back at once, and a
@@ -32,7 +32,8 @@ use super::address::{is_wildcard, wildcard_matches, Address, DestinationKind};
 use super::durable;
 use super::shared_window::SharedWindow;
 use super::subscription::{
-    AckMode, ConnectionId, Consumer, LinkFlow, SubscribeOptions, SubscriptionId, SubscriptionState,
+    AckMode, ConnectionId, Consumer, ConsumerKind, LinkFlow, SubscribeOptions, SubscriptionId,
+    SubscriptionState,
 };
 use super::DeliverySink;
 use super::{Destination, Router, RouterError};
@@ -138,7 +139,7 @@ impl Router {
             window: Arc::new(SharedWindow::new(
                 prefetch.max(1),
                 link_credit,
-                self.dead_letters.clone(),
+                self.errands.clone(),
                 me.clone(),
             )),
             members: Mutex::new(Members::default()),
@@ -149,7 +150,7 @@ impl Router {
             destination: pattern,
             tag,
             ack,
-            wildcard: Some(wildcard.clone()),
+            kind: ConsumerKind::Wildcard(wildcard.clone()),
         });
         // Registered before the existing queues are scanned, while a new
         // queue is added to the map before the registry is scanned: a queue
@@ -203,7 +204,7 @@ impl Router {
             destination: queue.clone(),
             tag: wildcard.tag.clone(),
             ack: wildcard.ack,
-            wildcard: Some(wildcard.clone()),
+            kind: ConsumerKind::Wildcard(wildcard.clone()),
         });
         // The member's own prefetch is the whole window: the window is
         // what bounds it.
@@ -385,9 +386,9 @@ impl Router {
         }
     }
 
-    /// [`Router::hold`] of a wildcard subscription (a transactional ACK or
+    /// [`Router::stage`] of a wildcard subscription (a transactional ACK or
     /// NACK; cumulative across queues in `client` mode).
-    pub(super) fn hold_wildcard(
+    pub(super) fn stage_wildcard(
         &self,
         wildcard: &WildcardSubscription,
         consumer: &Arc<Consumer>,
@@ -397,7 +398,7 @@ impl Router {
         if wildcard.ack == AckMode::Client {
             let mut seqs = Vec::new();
             for (m, last) in self.cumulative_targets(wildcard, &member, seq)? {
-                if let Ok(held) = m.destination.hold(m.id, last, true) {
+                if let Ok(held) = m.destination.stage(m.id, last, true) {
                     seqs.extend(held);
                 }
             }
@@ -405,15 +406,15 @@ impl Router {
         } else {
             member
                 .destination
-                .hold(member.id, seq, false)
+                .stage(member.id, seq, false)
                 .map_err(|_| RouterError::NotDelivered(self.message_id(seq)))
         }
     }
 
-    /// [`Router::unhold`] of a wildcard subscription.
-    pub(super) fn unhold_wildcard(&self, wildcard: &WildcardSubscription, seqs: &[u64]) {
+    /// [`Router::unstage`] of a wildcard subscription.
+    pub(super) fn unstage_wildcard(&self, wildcard: &WildcardSubscription, seqs: &[u64]) {
         for m in wildcard.members() {
-            m.destination.unhold(m.id, seqs);
+            m.destination.unstage(m.id, seqs);
         }
     }
 
@@ -515,7 +516,7 @@ mod tests {
         }
         publish(&router, "/queue/fair.b");
         let head = wildcard(&router, "/queue/fair.>", 1, sink.clone());
-        let wildcard = head.wildcard.clone().unwrap();
+        let wildcard = head.kind.wildcard().cloned().unwrap();
         let mut from = Vec::new();
         for _ in 0..3 {
             let last = sink.0.lock().unwrap().last().cloned().unwrap();
@@ -539,8 +540,8 @@ mod tests {
         assert_eq!(sink.0.lock().unwrap().len(), 1);
         assert_eq!(&*first.message.destination, "/queue/w.a");
         router.ack(&first.consumer, first.message.seq).unwrap();
-        // The wake-up is the dead-letter task's job; run it by hand.
-        let wildcard = head.wildcard.clone().unwrap();
+        // The wake-up is the errand task's job; run it by hand.
+        let wildcard = head.kind.wildcard().cloned().unwrap();
         router.wake_wildcard(&wildcard);
         let deliveries = sink.0.lock().unwrap().clone();
         assert_eq!(deliveries.len(), 2);

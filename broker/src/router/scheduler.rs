@@ -9,8 +9,10 @@
 //! its firing count and is rescheduled for what remains.
 
 use super::Destination;
+use super::Router;
 use super::{now_ms, Message};
 use crate::message::PageError;
+use crate::store::LogEntry;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -182,6 +184,94 @@ pub fn fire(template: &Message, seq: u64) -> Result<Message, PageError> {
         headers: template.headers.without(&[DELAY, PERIOD, REPEAT]),
         body: template.body.get()?.into(),
     })
+}
+
+impl Router {
+    /// Fires scheduled messages when they are due, until the router is
+    /// dropped. Spawn once at start.
+    pub async fn run_scheduler(self: Arc<Self>) {
+        let weak = Arc::downgrade(&self);
+        let scheduler = self.scheduler.clone();
+        drop(self);
+        loop {
+            let next = {
+                let Some(router) = weak.upgrade() else { return };
+                let (due, next) = router.scheduler.take_due(now_ms());
+                for entry in due {
+                    router.fire(entry);
+                }
+                next
+            };
+            let wait = next.map(|t| t.saturating_sub(now_ms())).unwrap_or(60_000);
+            let changed = scheduler.changed();
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_millis(wait.max(1)), changed).await;
+        }
+    }
+
+    /// Holds a message for its redelivery delay; it returns to its queue.
+    pub(super) fn delay_redelivery(&self, message: Arc<Message>, redeliveries: u32, wait: u64) {
+        let Some(destination) = self.read().get(&message.destination).cloned() else {
+            return; // the queue is gone (a temporary one whose owner left)
+        };
+        let entry = Scheduled {
+            template: message.clone(),
+            destination: destination.clone(),
+            schedule: Schedule {
+                delay: 0,
+                period: 0,
+                repeat: 0,
+            },
+            fired: 0,
+            returning: Some((redeliveries, now_ms().saturating_add(wait))),
+        };
+        if self.scheduler.insert(entry).is_err() {
+            // Scheduler full: redeliver now rather than lose it.
+            destination.return_delayed(message, redeliveries);
+        }
+    }
+
+    fn fire(&self, mut entry: Scheduled) {
+        if let Some((redeliveries, _)) = entry.returning {
+            entry
+                .destination
+                .return_delayed(entry.template, redeliveries);
+            return;
+        }
+        match fire(&entry.template, self.next_seq()) {
+            Ok(copy) => drop(self.publish(&entry.destination, copy)),
+            // The store cannot read the body back: this firing is lost,
+            // the schedule goes on (the log line says which message).
+            Err(e) => tracing::error!(
+                seq = entry.template.seq,
+                error = %e,
+                "scheduled message not fired"
+            ),
+        }
+        entry.fired += 1;
+        let stored = self.stores(&entry.destination, &entry.template);
+        if entry.fired <= entry.schedule.repeat {
+            if stored {
+                drop(self.store.append(vec![LogEntry::Delivered {
+                    seq: entry.template.seq,
+                    count: entry.fired,
+                }]));
+            }
+            if let Err(e) = self.scheduler.insert(entry) {
+                tracing::warn!(error = %e, "scheduled message dropped");
+            }
+        } else if stored {
+            drop(self.store.append(vec![LogEntry::Ack {
+                destination: entry.destination.address.name.clone(),
+                seq: entry.template.seq,
+            }]));
+        }
+    }
+
+    /// Messages waiting in the scheduler.
+    pub fn scheduled(&self) -> usize {
+        self.scheduler.len()
+    }
 }
 
 #[cfg(test)]

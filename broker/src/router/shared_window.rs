@@ -6,7 +6,7 @@
 //! together; the window numbers the deliveries for cumulative acks, and
 //! wakes the member queues when a slot frees while some of them wait.
 
-use super::dead_letter::Outcast;
+use super::dead_letter::Errand;
 use super::queue_wildcard::WildcardSubscription;
 use super::subscription::LinkFlow;
 use super::{Delivery, DeliverySink};
@@ -17,14 +17,14 @@ use tokio::sync::mpsc;
 /// members. See the module doc.
 pub struct SharedWindow {
     state: Mutex<WindowState>,
-    /// Where wake-ups go: the router's dead-letter task.
-    wake: mpsc::UnboundedSender<Outcast>,
+    /// Where wake-ups go: the router's errand task.
+    wake: mpsc::UnboundedSender<Errand>,
     subscription: Weak<WildcardSubscription>,
 }
 
 struct WindowState {
     prefetch: usize,
-    /// Delivered and unacknowledged (not held by a transaction), over all
+    /// Delivered and unacknowledged (not staged by a transaction), over all
     /// members.
     counted: usize,
     /// Slots taken for a delivery about to happen.
@@ -51,7 +51,7 @@ impl SharedWindow {
     pub fn new(
         prefetch: usize,
         link_credit: Option<u32>,
-        wake: mpsc::UnboundedSender<Outcast>,
+        wake: mpsc::UnboundedSender<Errand>,
         subscription: Weak<WildcardSubscription>,
     ) -> SharedWindow {
         SharedWindow {
@@ -111,7 +111,7 @@ impl SharedWindow {
         self.lock().counted += n;
     }
 
-    /// `n` messages acknowledged, returned or held by a transaction.
+    /// `n` messages acknowledged, returned or staged by a transaction.
     pub fn release(&self, n: usize) {
         let mut st = self.lock();
         st.counted = st.counted.saturating_sub(n);
@@ -183,7 +183,7 @@ impl SharedWindow {
         st.parked += n;
         if !st.wake_queued {
             st.wake_queued = true;
-            let _ = self.wake.send(Outcast::Wake(self.subscription.clone()));
+            let _ = self.wake.send(Errand::Wake(self.subscription.clone()));
         }
     }
 

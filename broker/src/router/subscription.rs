@@ -56,16 +56,40 @@ pub struct Consumer {
     pub tag: Arc<str>,
     /// Acknowledgement mode.
     pub ack: AckMode,
-    /// A wildcard queue subscription (`/queue/orders.>`): set on the
-    /// session's handle and on each per-queue member it consumes through.
-    pub wildcard: Option<Arc<WildcardSubscription>>,
+    /// Which kind of subscription it is.
+    pub kind: ConsumerKind,
 }
 
 impl Consumer {
     /// The id of the subscription the client made: a wildcard member
     /// answers with its wildcard subscription's id.
     pub fn subscription_id(&self) -> SubscriptionId {
-        self.wildcard.as_ref().map_or(self.id, |w| w.id)
+        match &self.kind {
+            ConsumerKind::Plain => self.id,
+            ConsumerKind::Wildcard(w) => w.id,
+        }
+    }
+}
+
+/// Which kind of subscription a [`Consumer`] is. The router's entry points
+/// (ack, nack, credit, unsubscribe, ...) match on it, so each says what it
+/// does for every kind.
+#[derive(Debug, Clone)]
+pub enum ConsumerKind {
+    /// A subscription on one destination.
+    Plain,
+    /// Part of a wildcard queue subscription (`/queue/orders.>`): the
+    /// session's handle and each per-queue member it consumes through.
+    Wildcard(Arc<WildcardSubscription>),
+}
+
+impl ConsumerKind {
+    /// The wildcard queue subscription, for a [`ConsumerKind::Wildcard`].
+    pub fn wildcard(&self) -> Option<&Arc<WildcardSubscription>> {
+        match self {
+            ConsumerKind::Plain => None,
+            ConsumerKind::Wildcard(w) => Some(w),
+        }
     }
 }
 
@@ -90,7 +114,7 @@ pub struct InFlight {
     pub redeliveries: u32,
     /// Acknowledged inside an open transaction: no longer counts against
     /// credit, but is only removed when the transaction commits.
-    pub held: bool,
+    pub staged: bool,
     /// Wildcard members: the delivery's place in the order of every
     /// delivery of the wildcard subscription (its shared window's count),
     /// which cumulative acks follow across queues. 0 otherwise.
@@ -104,12 +128,12 @@ pub struct SubscriptionState {
     pub consumer: Arc<Consumer>,
     /// Where deliveries go.
     pub sink: Arc<dyn DeliverySink>,
-    /// Most unacknowledged (non-held) messages at once: the prefetch.
+    /// Most unacknowledged (non-staged) messages at once: the prefetch.
     pub prefetch: usize,
     /// Delivered, not yet acknowledged, in delivery order.
     pub unacked: VecDeque<InFlight>,
-    /// How many of `unacked` are held by a transaction.
-    pub held: usize,
+    /// How many of `unacked` are staged by a transaction.
+    pub staged: usize,
     /// Topic subscribers only: messages waiting for this subscriber's credit.
     pub backlog: PendingQueue,
     /// Only messages this selector matches are delivered here.
@@ -137,7 +161,7 @@ pub struct SubscriptionState {
     /// not yet used by a delivery. A `Cell` because credit is checked
     /// through shared references while the destination lock is held.
     reserved: Cell<bool>,
-    /// How many of `unacked` (non-held) this member counts in `window`.
+    /// How many of `unacked` (non-staged) this member counts in `window`.
     counted: usize,
 }
 
@@ -158,7 +182,7 @@ impl SubscriptionState {
             sink,
             prefetch: prefetch.max(1),
             unacked: VecDeque::new(),
-            held: 0,
+            staged: 0,
             backlog: PendingQueue::default(),
             selector: None,
             exclusive: false,
@@ -188,7 +212,7 @@ impl SubscriptionState {
 
     /// Credit by this subscription's own limits (not a shared window's).
     fn has_own_credit(&self) -> bool {
-        self.unacked.len() - self.held < self.prefetch
+        self.unacked.len() - self.staged < self.prefetch
             && self.link_credit != Some(0)
             && self.inflight_bytes < self.max_inflight_bytes
     }
@@ -226,10 +250,10 @@ impl SubscriptionState {
     }
 
     /// Brings this member's count in its shared window up to date after
-    /// messages were acknowledged, returned, held or unheld.
+    /// messages were acknowledged, returned, staged or unstaged.
     fn sync_window(&mut self) {
         let Some(w) = &self.window else { return };
-        let now = self.unacked.len() - self.held;
+        let now = self.unacked.len() - self.staged;
         if now > self.counted {
             w.add(now - self.counted);
         } else if now < self.counted {
@@ -238,16 +262,16 @@ impl SubscriptionState {
         self.counted = now;
     }
 
-    /// `n` more of `unacked` are held by a transaction (no longer counted
+    /// `n` more of `unacked` are staged by a transaction (no longer counted
     /// against credit).
-    pub fn add_held(&mut self, n: usize) {
-        self.held += n;
+    pub fn add_staged(&mut self, n: usize) {
+        self.staged += n;
         self.sync_window();
     }
 
-    /// `n` held messages count against credit again (transaction aborted).
-    pub fn remove_held(&mut self, n: usize) {
-        self.held -= n.min(self.held);
+    /// `n` staged messages count against credit again (transaction aborted).
+    pub fn remove_staged(&mut self, n: usize) {
+        self.staged -= n.min(self.staged);
         self.sync_window();
     }
 
@@ -300,7 +324,7 @@ impl SubscriptionState {
         self.unacked.push_back(InFlight {
             message: p.message,
             redeliveries: p.redeliveries,
-            held: false,
+            staged: false,
             order,
         });
     }
@@ -312,7 +336,7 @@ impl SubscriptionState {
 
     /// Takes every unacked message, in delivery order, for redelivery.
     pub fn take_unacked(&mut self) -> Vec<InFlight> {
-        self.held = 0;
+        self.staged = 0;
         self.inflight_bytes = 0;
         let taken = self.unacked.drain(..).collect();
         self.return_credit();
@@ -321,11 +345,11 @@ impl SubscriptionState {
     }
 
     /// Removes the unacked message at `pos`, keeping the byte count (and the
-    /// held count, when it was held).
+    /// staged count, when it was staged).
     pub fn remove_unacked(&mut self, pos: usize) -> Option<InFlight> {
         let f = self.unacked.remove(pos)?;
-        if f.held {
-            self.held -= 1;
+        if f.staged {
+            self.staged -= 1;
         }
         self.forget_bytes(&f);
         Some(f)

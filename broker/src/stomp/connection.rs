@@ -3,7 +3,7 @@
 //! come soon, a started frame must finish, a client must heart-beat). Output
 //! goes through the [`Outbox`] to the writer task.
 
-use super::outbox::{Outbox, Outgoing};
+use super::outgoing::{Outbox, Outgoing};
 use super::session::{Flow, Session, SessionConfig, StompError};
 use super::writer;
 use crate::registry::Counted;

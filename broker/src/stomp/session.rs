@@ -3,7 +3,7 @@
 //! owns connection state: the negotiated version, subscriptions by STOMP id,
 //! open transactions.
 
-use super::outbox::{Outbox, Outgoing};
+use super::outgoing::{Outbox, Outgoing};
 use crate::router::scheduler::Schedule;
 use crate::router::{
     now_ms, AckMode, Address, ConnectionId, Consumer, Destination, Message, Router, RouterError,
@@ -205,14 +205,14 @@ impl Session {
     /// ABORT, the unacknowledged ones an UNSUBSCRIBE hands to another
     /// subscription of this connection). The router queues such deliveries
     /// while the frame is handled, and the handler queues the RECEIPT last,
-    /// so the outbox holds deliveries back until then (see `crate::outbox`).
-    /// Only frames with a `receipt` pay for the hold, and a SEND never takes
+    /// so the outbox fences deliveries off until then (see `crate::outbox`).
+    /// Only frames with a `receipt` pay for the fence, and a SEND never takes
     /// it: its RECEIPT waits for the store, and a subscriber on the same
     /// connection may have the message before that (as with ActiveMQ).
     pub async fn handle(&mut self, frame: Frame) -> Result<Flow, StompError> {
         let receipt = frame.get("receipt").map(str::to_string);
         let _receipt_first = (receipt.is_some() && frame.command != Command::Send)
-            .then(|| self.outbox.hold_deliveries());
+            .then(|| self.outbox.fence_deliveries());
         let result = self.dispatch(frame).await;
         result.map_err(|mut e| {
             if e.receipt.is_none() {
@@ -663,7 +663,7 @@ impl Session {
         let mut durable = Vec::new();
         if let Some(tx) = frame.get("transaction") {
             self.transaction(tx)?;
-            let seqs = self.router.hold(&consumer, seq)?;
+            let seqs = self.router.stage(&consumer, seq)?;
             if let Some(t) = self.transactions.get_mut(tx) {
                 t.ops.push(if positive {
                     TxOp::Ack { consumer, seqs }
@@ -696,7 +696,7 @@ impl Session {
                 let member = self
                     .subscriptions
                     .values()
-                    .find_map(|s| s.consumer.wildcard.as_ref().and_then(|w| w.member(sub)));
+                    .find_map(|s| s.consumer.kind.wildcard().and_then(|w| w.member(sub)));
                 if let Some(member) = member {
                     return Ok((member, seq));
                 }

@@ -2,7 +2,7 @@
 //! frames into one buffer per batch and writes them with one system call,
 //! sends heart-beats when idle, and settles auto-ack deliveries once written.
 
-use super::outbox::{Outbox, Outgoing};
+use super::outgoing::{Outbox, Outgoing};
 use crate::outbox::ItemEncoder;
 use crate::router::{AckMode, Consumer, Delivery, Message, Router, SubscriptionId};
 use bytes::BytesMut;

@@ -11,10 +11,10 @@
 //! - [`memory`]: no persistence at all.
 //! - [`sled_store`]: the durable store on sled (open, recover, close).
 //! - [`replicated`]: the state applied from a cluster's log (cluster mode).
-//! - [`writer`]: the single log writer doing group commit.
+//! - [`log_writer`]: the single log writer doing group commit.
 //! - [`entry`]: the encoded log: one [`entry::EncodedBatch`] per group
 //!   commit, prost-encoded, with a format version.
-//! - [`state`]: the deterministic state machine the log is applied to.
+//! - [`state_machine`]: the deterministic state machine the log is applied to.
 //! - [`paging`]: which stored bodies stay in memory (outside the apply).
 //! - [`record`]: the key layout in sled.
 //! - [`compact`]: giving consumed space back.
@@ -24,11 +24,11 @@
 //! The log writer turns everything queued for one group commit into one
 //! encoded batch: bytes ([`entry::build`], then
 //! [`entry::EncodedBatch::to_bytes`]). Those bytes are the log record: the
-//! store can keep the latest batches under `L` keys ([`state::LogKeep`]:
+//! store can keep the latest batches under `L` keys ([`state_machine::LogKeep`]:
 //! none on a single node, where keeping them halved persistent throughput
 //! without consumers; a replicated log keeps its own) and derives the
 //! records that serve reads (messages, delivery counts, metadata) from them in
-//! [`state::StateMachine::apply`], which reads no clock and touches nothing
+//! [`state_machine::StateMachine::apply`], which reads no clock and touches nothing
 //! but the store's own state. So a replicated store needs no router on a
 //! follower:
 //!
@@ -37,15 +37,15 @@
 //! 2. the cluster layer proposes the bytes as one replicated (Raft) entry
 //!    instead of applying them at once;
 //! 3. once a quorum has it, every node applies the same bytes with
-//!    [`state::StateMachine::apply_encoded`] into a `sled::Batch` and
+//!    [`state_machine::StateMachine::apply_encoded`] into a `sled::Batch` and
 //!    applies that atomically; the leader then flushes and resolves the
 //!    batch's commits (a [`Commit`] means "durable on a quorum"), and only
 //!    then releases the deliveries held by [`Store::hand_off`];
 //! 4. a follower too far behind gets a snapshot:
-//!    [`state::StateMachine::snapshot`] builds one batch from the live
+//!    [`state_machine::StateMachine::snapshot`] builds one batch from the live
 //!    records, which applied to an empty store gives the same live state.
 //!
-//! Batches are numbered one per group commit (`state::StateMachine::last_batch`),
+//! Batches are numbered one per group commit (`state_machine::StateMachine::last_batch`),
 //! the number a replicated log would index them by.
 //!
 //! With `[cluster]` this is what runs: `writer::replicated` proposes each
@@ -80,7 +80,7 @@
 //!   delivery joins the enqueue and the consumer never waits for a flush.
 //! - A RECEIPT (SEND, ACK, COMMIT) is written only after its [`Commit`]
 //!   resolves (`stomp/writer.rs`); a commit resolves after the batch holding
-//!   its entries is applied and flushed (`writer::run`), or, for a SEND,
+//!   its entries is applied and flushed (`log_writer::run`), or, for a SEND,
 //!   when a consumer has acknowledged the message (store-and-dispatch: the
 //!   receipt then means "consumed and acknowledged").
 //! - A delivery of a stored message is recorded before the consumer can
@@ -97,13 +97,13 @@
 
 pub mod compact;
 pub mod entry;
+pub mod log_writer;
 pub mod memory;
 pub mod paging;
 pub mod record;
 pub mod replicated;
 pub mod sled_store;
-pub mod state;
-pub mod writer;
+pub mod state_machine;
 
 use crate::message::Message;
 use std::path::PathBuf;

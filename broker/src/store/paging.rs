@@ -10,7 +10,7 @@
 //! without any of this.
 
 use super::entry::StoredMessage;
-use super::state::Applied;
+use super::state_machine::Applied;
 use super::LogEntry;
 use crate::message::{BodySource, Message};
 use std::collections::HashMap;
@@ -157,7 +157,7 @@ mod tests {
     use super::*;
     use crate::store::entry::{self, StoredMessage};
     use crate::store::record::{self, MESSAGE_PREFIX};
-    use crate::store::state::{LogKeep, StateMachine};
+    use crate::store::state_machine::{LogKeep, StateMachine};
     use bytes::Bytes;
     use ferromq_protocol::Headers;
 

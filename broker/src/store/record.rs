@@ -9,7 +9,7 @@
 //! | `0x00 "applied"` | index of the last log entry applied, u64 BE |
 //! | `0x00 "batch"` | number of the last log batch applied, u64 BE |
 //! | `0x00 "max_seq"` | highest message sequence number used, u64 BE |
-//! | `'L'` + batch number (u64 BE) | an encoded log batch ([`super::entry::EncodedBatch`]); the latest few, if the store keeps any ([`super::state::LogKeep`]) |
+//! | `'L'` + batch number (u64 BE) | an encoded log batch ([`super::entry::EncodedBatch`]); the latest few, if the store keeps any ([`super::state_machine::LogKeep`]) |
 //! | `'M'` + log index (u64 BE) | a live message record ([`super::entry::StoredMessage`]) |
 //! | `'D'` + log index (u64 BE) | its delivery count, u32 BE |
 //! | `'K'` + utf8 name | router metadata, opaque bytes |

@@ -17,7 +17,7 @@
 //! Lock order: `state` is a leaf; nothing is called under it but sled.
 
 use super::record::{self, DELIVERED_PREFIX, LOG_PREFIX, MESSAGE_PREFIX, META_PREFIX};
-use super::state::{LogKeep, StateMachine};
+use super::state_machine::{LogKeep, StateMachine};
 use super::Recovered;
 use crate::cluster::{ApplyError, ApplyLog, LogIndex};
 use bytes::Bytes;

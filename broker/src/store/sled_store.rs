@@ -9,11 +9,11 @@
 
 use super::compact;
 use super::entry::StoredMessage;
+use super::log_writer::{LogWriter, Replication, WriterSettings};
 use super::paging::Pager;
 use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
 use super::replicated::ReplicatedState;
-use super::state::{LogKeep, StateMachine};
-use super::writer::{LogWriter, Replication, WriterSettings};
+use super::state_machine::{LogKeep, StateMachine};
 use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
 use crate::message::BodySource;
 use std::path::{Path, PathBuf};
@@ -365,7 +365,7 @@ mod tests {
                 sync: StoreSync::Always,
                 batch_delay: Duration::from_millis(2),
                 disk_limit,
-                ack_gather: crate::store::writer::ACK_GATHER,
+                ack_gather: crate::store::log_writer::ACK_GATHER,
             },
             cache_bytes: 8 << 20,
             body_budget: 1 << 30,

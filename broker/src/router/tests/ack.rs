@@ -182,7 +182,7 @@ fn a_transactional_ack_frees_credit_before_it_consumes() {
     let bench = Bench::new();
     let sub = bench.subscribe(Q, Opts::individual(1));
     let seqs = bench.publish_n(Q, 3);
-    let held = bench.hold(&sub, seqs[0]).unwrap();
+    let held = bench.stage(&sub, seqs[0]).unwrap();
     assert_eq!(held, [seqs[0]]);
     // The slot is free; the message stays unacknowledged until commit.
     assert_eq!(sub.take_seqs(), [seqs[0], seqs[1]]);
@@ -202,11 +202,11 @@ fn a_committed_transaction_consumes_its_acks_and_returns_its_nacks() {
     let seqs = bench.publish_n(Q, 4);
     assert_eq!(sub.take_seqs(), seqs[..2]);
     // Cumulative: holds both delivered messages, freeing both slots.
-    let acks = bench.hold(&sub, seqs[1]).unwrap();
+    let acks = bench.stage(&sub, seqs[1]).unwrap();
     assert_eq!(acks, seqs[..2]);
     assert_eq!(sub.take_seqs(), seqs[2..]);
-    // Held ones are skipped: this holds only the newly delivered one.
-    let nacks = bench.hold(&sub, seqs[2]).unwrap();
+    // Staged ones are skipped: this holds only the newly delivered one.
+    let nacks = bench.stage(&sub, seqs[2]).unwrap();
     assert_eq!(nacks, [seqs[2]]);
     bench.commit_acks(&sub, &acks);
     bench.commit_nacks(&sub, &nacks);

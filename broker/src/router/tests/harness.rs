@@ -7,7 +7,7 @@
 //! built lives here, so that the tests read as the scenarios they check and
 //! a change to those constructors is made once.
 
-use crate::router::dead_letter::Outcast;
+use crate::router::dead_letter::Errand;
 use crate::router::{
     AckMode, Address, Body, Consumer, Delivery, DeliverySink, Destination, DestinationSnapshot,
     LinkFlow, Message, Router, RouterConfig, RouterError, SubscribeOptions, DEFAULT_PRIORITY,
@@ -22,12 +22,12 @@ use tokio::sync::mpsc::UnboundedReceiver;
 const CONNECTION: u64 = 1;
 
 /// A router over [`MemoryStore`], with the receiving end of its dead-letter
-/// channel: no dead-letter task runs, so a test sees each message a queue
+/// channel: no errand task runs, so a test sees each message a queue
 /// gives up on as it was handed over, and returns delayed redeliveries
 /// itself ([`Bench::return_delayed`]) when it chooses.
 pub(super) struct Bench {
     pub router: Router,
-    outcasts: UnboundedReceiver<Outcast>,
+    errands: UnboundedReceiver<Errand>,
     /// Redeliveries handed over for their delay and not returned yet:
     /// message and redelivery count.
     delayed: Vec<(Arc<Message>, u32)>,
@@ -98,15 +98,15 @@ impl Bench {
     /// A router with `config`.
     pub fn with_config(config: RouterConfig) -> Bench {
         let router = Router::new(config, Arc::new(MemoryStore));
-        let outcasts = router
-            .dead_letter_rx
+        let errands = router
+            .errand_rx
             .lock()
             .unwrap()
             .take()
             .expect("a new router still has its dead-letter receiver");
         Bench {
             router,
-            outcasts,
+            errands,
             delayed: Vec::new(),
             dead: Vec::new(),
         }
@@ -238,23 +238,23 @@ impl Bench {
     /// A transactional ACK or NACK of `seq` on `sub` (cumulative in client
     /// mode): frees credit now. Returns the sequence numbers it holds, for
     /// [`Bench::commit_acks`], [`Bench::commit_nacks`] or [`Bench::abort`].
-    pub fn hold(&self, sub: &Sub, seq: u64) -> Result<Vec<u64>, RouterError> {
-        self.router.hold(&sub.handle, seq)
+    pub fn stage(&self, sub: &Sub, seq: u64) -> Result<Vec<u64>, RouterError> {
+        self.router.stage(&sub.handle, seq)
     }
 
-    /// Commits held acks: consumes exactly `seqs`.
+    /// Commits staged acks: consumes exactly `seqs`.
     pub fn commit_acks(&self, sub: &Sub, seqs: &[u64]) {
         drop(self.router.ack_exact(&sub.handle, seqs));
     }
 
-    /// Commits held nacks: returns exactly `seqs`, one after the other.
+    /// Commits staged nacks: returns exactly `seqs`, one after the other.
     pub fn commit_nacks(&self, sub: &Sub, seqs: &[u64]) {
         self.router.nack_exact(&sub.handle, seqs);
     }
 
     /// Aborts: `seqs` count against credit again.
     pub fn abort(&self, sub: &Sub, seqs: &[u64]) {
-        self.router.unhold(&sub.handle, seqs);
+        self.router.unstage(&sub.handle, seqs);
     }
 
     /// What waits on `queue`, in the order it would be delivered.
@@ -274,22 +274,22 @@ impl Bench {
     /// Sequence numbers of the messages given up (dead-lettered) since the
     /// last call, in the order they were given up.
     pub fn dead(&mut self) -> Vec<u64> {
-        self.read_outcasts();
+        self.read_errands();
         std::mem::take(&mut self.dead)
     }
 
     /// Redeliveries waiting out their delay: `(seq, redeliveries)`.
     pub fn delayed(&mut self) -> Vec<(u64, u32)> {
-        self.read_outcasts();
+        self.read_errands();
         self.delayed.iter().map(|(m, r)| (m.seq, *r)).collect()
     }
 
-    /// Reads what the router handed its dead-letter task.
-    fn read_outcasts(&mut self) {
-        while let Ok(outcast) = self.outcasts.try_recv() {
-            match outcast {
-                Outcast::Dead(d) => self.dead.push(d.message.seq),
-                Outcast::Delayed {
+    /// Reads what the router handed its errand task.
+    fn read_errands(&mut self) {
+        while let Ok(errand) = self.errands.try_recv() {
+            match errand {
+                Errand::Dead(d) => self.dead.push(d.message.seq),
+                Errand::Delayed {
                     message,
                     redeliveries,
                     wait,
@@ -297,7 +297,7 @@ impl Bench {
                     assert!(wait > 0, "a delayed redelivery waits");
                     self.delayed.push((message, redeliveries));
                 }
-                Outcast::Wake(_) => panic!("no wildcard subscription on the bench"),
+                Errand::Wake(_) => panic!("no wildcard subscription on the bench"),
             }
         }
     }
@@ -305,7 +305,7 @@ impl Bench {
     /// Ends the delay of redelivery `seq` (the router's scheduler does this
     /// when the delay is over): it goes back to its queue.
     pub fn return_delayed(&mut self, seq: u64) {
-        self.read_outcasts();
+        self.read_errands();
         let at = self
             .delayed
             .iter()

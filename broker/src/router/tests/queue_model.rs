@@ -25,7 +25,7 @@ pub(super) struct Entry {
     pub message: ModelMessage,
     pub redeliveries: u32,
     /// Delivered and acknowledged or rejected inside an open transaction.
-    pub held: bool,
+    pub staged: bool,
 }
 
 /// How a consumer subscribed.
@@ -63,7 +63,7 @@ pub(super) struct ModelConsumer {
 ///   its delivery order there. New messages go behind everything of their
 ///   priority.
 /// - **Credit.** A consumer may have `prefetch` unacknowledged messages,
-///   not counting those held by an open transaction; a link also needs
+///   not counting those staged by an open transaction; a link also needs
 ///   link credit, which each delivery uses up.
 /// - **Who may have a message.** While an exclusive consumer exists, only
 ///   the first one subscribed receives. A selective consumer takes red
@@ -83,18 +83,18 @@ pub(super) struct ModelConsumer {
 /// - **Ack / nack.** Naming a message the consumer does not hold
 ///   unacknowledged is an error and changes nothing. An individual ack
 ///   consumes the message named; a cumulative one consumes every message
-///   delivered up to and including it, except those a transaction holds.
+///   delivered up to and including it, except those a transaction staged.
 ///   A nack takes the same messages and returns them; closing returns every
-///   unacknowledged message, held or not. A returned message's redelivery
+///   unacknowledged message, staged or not. A returned message's redelivery
 ///   count goes up by one; over `max_redeliveries` it is given up
 ///   (dead-lettered) instead of returned.
 /// - **Redelivery delay.** When redeliveries are delayed, a returned
 ///   message (not given up) leaves the queue instead, and when its delay
 ///   ends goes in front of everything of its priority.
 /// - **Transactions.** A transactional ack or nack holds what a plain one
-///   would take (held messages are skipped): they stop counting against
-///   prefetch at once. Commit acknowledges the held acks' messages (one
-///   operation) and rejects the held nacks' messages one at a time, each a
+///   would take (staged messages are skipped): they stop counting against
+///   prefetch at once. Commit acknowledges the staged acks' messages (one
+///   operation) and rejects the staged nacks' messages one at a time, each a
 ///   return of its own, in the order the transaction named them; abort
 ///   makes them count again. Either way, messages the consumer no longer
 ///   holds are skipped.
@@ -156,7 +156,7 @@ impl QueueModel {
         let entry = Entry {
             message,
             redeliveries: 0,
-            held: false,
+            staged: false,
         };
         self.waiting.insert(at, entry);
         self.dispatch();
@@ -199,22 +199,22 @@ impl QueueModel {
     }
 
     /// A transactional ack or nack: returns the sequence numbers it holds.
-    pub fn hold(&mut self, i: usize, seq: u64) -> Result<Vec<u64>, NotHeld> {
+    pub fn stage(&mut self, i: usize, seq: u64) -> Result<Vec<u64>, NotHeld> {
         let consumer = &mut self.consumers[i];
         let at = consumer.position(seq).ok_or(NotHeld)?;
         let first = if consumer.how.cumulative { 0 } else { at };
-        let mut held = Vec::new();
+        let mut staged = Vec::new();
         for e in &mut consumer.unacked[first..=at] {
-            if !e.held {
-                e.held = true;
-                held.push(e.message.seq);
+            if !e.staged {
+                e.staged = true;
+                staged.push(e.message.seq);
             }
         }
         self.dispatch();
-        Ok(held)
+        Ok(staged)
     }
 
-    /// Commits held acks: consumes those of `seqs` still unacknowledged.
+    /// Commits staged acks: consumes those of `seqs` still unacknowledged.
     pub fn commit_acks(&mut self, i: usize, seqs: &[u64]) {
         for &seq in seqs {
             let consumer = &mut self.consumers[i];
@@ -226,7 +226,7 @@ impl QueueModel {
         self.dispatch();
     }
 
-    /// Commits held nacks: each of `seqs` still unacknowledged is rejected
+    /// Commits staged nacks: each of `seqs` still unacknowledged is rejected
     /// on its own.
     pub fn commit_nacks(&mut self, i: usize, seqs: &[u64]) {
         for &seq in seqs {
@@ -243,7 +243,7 @@ impl QueueModel {
     pub fn abort(&mut self, i: usize, seqs: &[u64]) {
         for e in &mut self.consumers[i].unacked {
             if seqs.contains(&e.message.seq) {
-                e.held = false;
+                e.staged = false;
             }
         }
     }
@@ -265,7 +265,7 @@ impl QueueModel {
             return Ok(vec![consumer.unacked.remove(at)]);
         }
         let (covered, kept): (Vec<Entry>, Vec<Entry>) =
-            consumer.unacked.drain(..=at).partition(|e| !e.held);
+            consumer.unacked.drain(..=at).partition(|e| !e.staged);
         consumer.unacked.splice(0..0, kept);
         Ok(covered)
     }
@@ -284,7 +284,7 @@ impl QueueModel {
             let entry = Entry {
                 message: entry.message,
                 redeliveries,
-                held: false,
+                staged: false,
             };
             if self.delay {
                 self.delayed.push(entry);
@@ -315,7 +315,7 @@ impl QueueModel {
 
     fn has_credit(&self, i: usize) -> bool {
         let c = &self.consumers[i];
-        let counted = c.unacked.iter().filter(|e| !e.held).count();
+        let counted = c.unacked.iter().filter(|e| !e.staged).count();
         counted < c.how.prefetch && c.link_credit != Some(0)
     }
 

@@ -47,7 +47,7 @@ enum Op {
         pick: usize,
     },
     /// A transactional ACK (`nack`: NACK) on the consumer's open transaction.
-    Hold {
+    Stage {
         consumer: usize,
         pick: usize,
         nack: bool,
@@ -115,7 +115,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (consumer, 0usize..4)
             .prop_map(|(consumer, pick)| Op::Nack { consumer, pick }),
         2 => (consumer, 0usize..4, any::<bool>())
-            .prop_map(|(consumer, pick, nack)| Op::Hold { consumer, pick, nack }),
+            .prop_map(|(consumer, pick, nack)| Op::Stage { consumer, pick, nack }),
         1 => (consumer, any::<bool>())
             .prop_map(|(consumer, commit)| Op::Finish { consumer, commit }),
         2 => (consumer, 0u32..4, prop::bool::weighted(0.2))
@@ -125,7 +125,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// A consumer's open transaction: what its ACKs and NACKs held, in order.
+/// A consumer's open transaction: what its ACKs and NACKs staged, in order.
 #[derive(Debug, Default)]
 struct Transaction {
     ops: Vec<(bool, Vec<u64>)>,
@@ -226,7 +226,7 @@ impl Run {
                 };
                 same_outcome(&real, &model)?;
             }
-            Op::Hold {
+            Op::Stage {
                 consumer,
                 pick,
                 nack,
@@ -235,11 +235,11 @@ impl Run {
                     return Ok(());
                 };
                 let seq = self.pick(i, pick);
-                let real = self.bench.hold(&self.subs[i].0, seq);
-                let model = self.model.hold(i, seq);
+                let real = self.bench.stage(&self.subs[i].0, seq);
+                let model = self.model.stage(i, seq);
                 same_outcome(&real, &model)?;
                 if let (Ok(real), Ok(model)) = (real, model) {
-                    prop_assert_eq!(&real, &model, "held by a transactional ack of {}", seq);
+                    prop_assert_eq!(&real, &model, "staged by a transactional ack of {}", seq);
                     self.subs[i].1.ops.push((nack, real));
                 }
             }

@@ -7,7 +7,7 @@
 
 use super::book::DeliveryBook;
 use super::link::Link;
-use super::outbox::{FrameOutbox, Outbox, Outgoing};
+use super::outgoing::{FrameOutbox, Outbox, Outgoing};
 use super::{ChannelMap, Failure, NativeSettings};
 use crate::auth::{Credentials, Permission, Principal};
 use crate::router::{Address, ConnectionId, Router, RouterError};
@@ -152,7 +152,7 @@ impl Connection {
             };
         }
         let _answer_first =
-            answer_precedes_deliveries(&performative).then(|| self.outbox.hold_deliveries());
+            answer_precedes_deliveries(&performative).then(|| self.outbox.fence_deliveries());
         match performative {
             Performative::Open(_) => Err(Failure::illegal_state(
                 "second open: the connection is already open",

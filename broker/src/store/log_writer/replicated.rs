@@ -282,8 +282,8 @@ mod tests {
     use super::*;
     use crate::cluster::{ApplyLog, ClusterStatus, LeaderInfo, Role};
     use crate::message::Message;
+    use crate::store::log_writer::{WriterSettings, ACK_GATHER};
     use crate::store::sled_store::{SledStore, StoreSettings};
-    use crate::store::writer::{WriterSettings, ACK_GATHER};
     use crate::store::Store;
     use bytes::Bytes;
     use ferromq_config::StoreSync;

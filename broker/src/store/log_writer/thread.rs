@@ -8,7 +8,7 @@ use super::{BATCH_BYTES, NEVER_FLUSH_EVERY};
 use crate::store::compact::Online;
 use crate::store::entry;
 use crate::store::paging::Pager;
-use crate::store::state::StateMachine;
+use crate::store::state_machine::StateMachine;
 use crate::store::{LogEntry, StoreError};
 use ferromq_config::StoreSync;
 use std::sync::atomic::Ordering;
@@ -325,7 +325,12 @@ struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, entries: usize, applied: &crate::store::state::Applied, elided: usize) {
+    fn add(
+        &mut self,
+        entries: usize,
+        applied: &crate::store::state_machine::Applied,
+        elided: usize,
+    ) {
         self.entries += entries as u64;
         self.batches += 1;
         self.written += applied.stored.len() as u64;

@@ -27,7 +27,7 @@ mod thread;
 
 use super::compact::Online;
 use super::paging::Pager;
-use super::state::StateMachine;
+use super::state_machine::StateMachine;
 use super::{Commit, Handoff, LogEntry, LogHold, StoreError};
 use ferromq_config::StoreSync;
 use queue::{Queue, Shared};

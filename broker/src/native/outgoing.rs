@@ -1,6 +1,6 @@
-//! [`Outbox`]: everything one native connection will write, in order —
-//! replies from its state machine and deliveries from the router — drained by
-//! the connection's single writer task.
+//! What a native connection writes: the [`Outgoing`] items of its
+//! [`Outbox`] — replies from its state machine and deliveries from the
+//! router, in order — drained by the connection's single writer task.
 //!
 //! The queue and its bounds are the shared `crate::outbox`; this module
 //! holds the native items and the router's [`LinkSink`]. Deliveries are
