@@ -48,7 +48,7 @@
 //! Batches are numbered one per group commit (`state_machine::StateMachine::last_batch`),
 //! the number a replicated log would index them by.
 //!
-//! With `[cluster]` this is what runs: `writer::replicated` proposes each
+//! With `[cluster]` this is what runs: `log_writer::replicated` proposes each
 //! batch instead of step 3's local apply, [`replicated::ReplicatedState`]
 //! is the apply on every node (with the Raft index in the same sled batch),
 //! and `crate::leadership` restores the router from it on a new leader.

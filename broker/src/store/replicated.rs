@@ -2,7 +2,7 @@
 //! the log, and its [`ApplyLog`] implementation.
 //!
 //! In cluster mode the log writer does not apply its batches: it proposes
-//! them (`writer::replicated`), and every node, the leader included,
+//! them (`log_writer::replicated`), and every node, the leader included,
 //! applies each committed batch here, in log order, from the cluster's
 //! state-machine task. The Raft index of the last batch applied is written
 //! in the same `sled::Batch` as the state it produced, so the store and its
