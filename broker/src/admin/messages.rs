@@ -13,6 +13,7 @@ use super::destinations::{canonical, resolve};
 use super::error::{ApiError, ApiResult};
 use super::metrics::Sources;
 use super::params::Params;
+use crate::message::BROKER_HEADERS;
 use crate::router::{now_ms, Address, DestinationKind, Message, DEFAULT_PRIORITY};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -35,22 +36,6 @@ pub const MAX_PREVIEW: usize = 64 * 1024;
 
 /// How long a send waits for producer flow control before giving up.
 const SEND_WAIT: Duration = Duration::from_secs(5);
-
-/// Headers the broker sets itself (as on a STOMP SEND).
-const BROKER_HEADERS: &[&str] = &[
-    "destination",
-    "receipt",
-    "transaction",
-    "content-length",
-    "message-id",
-    "subscription",
-    "ack",
-    "redelivered",
-    "timestamp",
-    "expires",
-    "priority",
-    "persistent",
-];
 
 /// The JSON of one browsed message, with `body` already read.
 fn message_json(

@@ -18,6 +18,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Default JMS priority, as in ActiveMQ.
 pub const DEFAULT_PRIORITY: u8 = 4;
 
+/// Headers the broker writes itself on a delivered message, or that only
+/// steer a send (STOMP SEND, the management API's send): never kept as a
+/// message's own headers.
+pub const BROKER_HEADERS: &[&str] = &[
+    "destination",
+    "receipt",
+    "transaction",
+    "content-length",
+    "message-id",
+    "subscription",
+    "ack",
+    "redelivered",
+    "timestamp",
+    "expires",
+    "priority",
+    "persistent",
+];
+
 /// One published message. Shared (`Arc`) by every queue slot, subscriber and
 /// store entry that refers to it; never mutated after publication.
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 //! open transactions.
 
 use super::outgoing::{Outbox, Outgoing};
+use crate::message::BROKER_HEADERS;
 use crate::router::scheduler::Schedule;
 use crate::router::{
     now_ms, AckMode, Address, ConnectionId, Consumer, Destination, Message, Router, RouterError,
@@ -821,22 +822,6 @@ impl Session {
         self.router.drop_temporaries(self.id);
     }
 }
-
-/// Headers the broker writes itself on MESSAGE, or that only steer a SEND.
-const BROKER_HEADERS: &[&str] = &[
-    "destination",
-    "receipt",
-    "transaction",
-    "content-length",
-    "message-id",
-    "subscription",
-    "ack",
-    "redelivered",
-    "timestamp",
-    "expires",
-    "priority",
-    "persistent",
-];
 
 /// The durable subscription a SUBSCRIBE/UNSUBSCRIBE names, in any of the
 /// three dialects: ActiveMQ `activemq.subscriptionName`, Artemis
