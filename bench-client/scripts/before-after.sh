@@ -12,7 +12,12 @@
 #   the client is BEFORE_BIN/ferromq-bench for both.
 #   env: ROUNDS=3 SAMPLES=3 WARMUP=1 PROTOS="stomp native"
 #        SCENARIOS="p-1p1c ..." (a subset of the names below)
-#        STOMP_PORT=62933 NATIVE_PORT=62940 (must be free)
+#        STOMP_PORT=62933 NATIVE_PORT=62940 ADMIN_PORT=62950 (must be free)
+#        POLL_ADMIN=1: both builds serve the admin HTTP endpoint, and while
+#        the "after" build runs, a loop scrapes /metrics and GETs
+#        /api/destinations once a second (what a monitoring setup does); run
+#        with the same build as BEFORE_BIN and AFTER_BIN to measure the cost
+#        of being watched (issue 17).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 before="$1"; after="$2"
@@ -33,16 +38,22 @@ all=(
 wanted="${SCENARIOS:-}"
 stomp_port="${STOMP_PORT:-62933}"
 native_port="${NATIVE_PORT:-62940}"
-for port in "$stomp_port" "$native_port"; do
+admin_port="${ADMIN_PORT:-62950}"
+poll_admin="${POLL_ADMIN:-}"
+for port in "$stomp_port" "$native_port" "$admin_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use: set STOMP_PORT/NATIVE_PORT" >&2; exit 1
   fi
 done
 data="$(mktemp -d /tmp/bench-before-after.XXXXXX)"
 pid=""
+poller=""
 stop() {
+  if [ -n "$poller" ]; then kill "$poller" 2>/dev/null || true; wait "$poller" 2>/dev/null || true; poller=""; fi
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=""; fi
 }
+admin_flag=""
+if [ -n "$poll_admin" ]; then admin_flag="127.0.0.1:$admin_port"; fi
 trap 'stop; rm -rf "$data"' EXIT
 
 url_of() {
@@ -61,10 +72,18 @@ for round in $(seq "$rounds"); do
     if [ "$label" = before ]; then bin="$before"; else bin="$after"; fi
     rm -rf "$data/data"
     "$bin/ferromq" --stomp "127.0.0.1:$stomp_port" --stomp-tls "" --native "127.0.0.1:$native_port" \
-      --native-tls "" --websocket "" --websocket-tls "" --admin "" --data-dir "$data/data" > "$data/log-$label-$round" 2>&1 &
+      --native-tls "" --websocket "" --websocket-tls "" --admin "$admin_flag" --data-dir "$data/data" > "$data/log-$label-$round" 2>&1 &
     pid=$!
     for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$native_port") 2>/dev/null && break; sleep 0.1; done
     kill -0 "$pid" || { echo "ferromq ($label) did not start:" >&2; cat "$data/log-$label-$round" >&2; exit 1; }
+    if [ -n "$poll_admin" ] && [ "$label" = after ]; then
+      # Bounded by the broker's life: stop() ends it with the broker.
+      ( while sleep 1; do
+          curl -sf -o /dev/null "http://127.0.0.1:$admin_port/metrics" || true
+          curl -sf -o /dev/null "http://127.0.0.1:$admin_port/api/destinations" || true
+        done ) &
+      poller=$!
+    fi
     for s in "${all[@]}"; do
       name="${s%%|*}"; flags="${s#*|}"
       if [ -n "$wanted" ] && [[ " $wanted " != *" $name "* ]]; then continue; fi
