@@ -9,7 +9,7 @@
 use super::{WriterSettings, BATCH_BYTES};
 use crate::store::{Handoff, LogEntry, StoreError};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
@@ -107,8 +107,44 @@ pub(super) struct Shared {
     pub(super) elided: AtomicU64,
 }
 
+/// One batch taken from the queue: its entries, the commits it resolves,
+/// the deliveries it releases, and whether the store is closing.
+pub(super) struct Batch {
+    pub(super) entries: Vec<LogEntry>,
+    pub(super) waiters: Vec<Waiter>,
+    pub(super) handoffs: Vec<Handoff>,
+    pub(super) closing: bool,
+}
+
 impl Shared {
     pub(super) fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes everything queued as the next batch, once no hold is taken: a
+    /// hold taken while the writer gathered is waited out, so that a
+    /// transaction is never split across batches. Both writers (local and
+    /// replicated) form their batches here, with the queue locked.
+    pub(super) fn take_batch<'a>(&'a self, mut q: MutexGuard<'a, Queue>) -> Batch {
+        while q.holds > 0 && !q.closed {
+            q = self.work.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        let batch = Batch {
+            entries: std::mem::take(&mut q.entries),
+            waiters: std::mem::take(&mut q.waiters),
+            handoffs: std::mem::take(&mut q.handoffs),
+            closing: q.closed,
+        };
+        q.enqueued.clear();
+        q.in_hand.clear();
+        q.receipts = 0;
+        q.bytes = 0;
+        // Taken enqueues count as stored from now on (until the writer
+        // publishes the exact figure after applying them).
+        self.live_bytes
+            .fetch_add(q.enqueue_bytes, Ordering::Relaxed);
+        q.enqueue_bytes = 0;
+        self.space.notify_all();
+        batch
     }
 }

@@ -107,23 +107,8 @@ pub(super) fn run(shared: Arc<Shared>, state: Arc<ReplicatedState>, replication:
             }
             q.writer = WriterWait::Busy;
             q = gather(&shared, q, shared.settings.ack_gather);
-            // A transaction is never split across batches (see thread::run).
-            while q.holds > 0 && !q.closed {
-                q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-            let entries = std::mem::take(&mut q.entries);
-            let waiters = std::mem::take(&mut q.waiters);
-            let handoffs = std::mem::take(&mut q.handoffs);
-            q.enqueued.clear();
-            q.in_hand.clear();
-            q.receipts = 0;
-            q.bytes = 0;
-            shared
-                .live_bytes
-                .fetch_add(q.enqueue_bytes, Ordering::Relaxed);
-            q.enqueue_bytes = 0;
-            shared.space.notify_all();
-            (entries, waiters, handoffs, q.closed)
+            let b = shared.take_batch(q);
+            (b.entries, b.waiters, b.handoffs, b.closing)
         };
         if !entries.is_empty() || !waiters.is_empty() || !handoffs.is_empty() {
             let enqueued = entries

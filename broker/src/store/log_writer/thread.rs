@@ -90,26 +90,8 @@ pub(super) fn run(
             if settings.sync == StoreSync::Always {
                 q = gather(shared, q, settings.ack_gather);
             }
-            // A hold taken while gathering: wait for it to end, so that a
-            // transaction is never split across batches.
-            while q.holds > 0 && !q.closed {
-                q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-            let entries = std::mem::take(&mut q.entries);
-            let waiters = std::mem::take(&mut q.waiters);
-            let handoffs = std::mem::take(&mut q.handoffs);
-            q.enqueued.clear();
-            q.in_hand.clear();
-            q.receipts = 0;
-            q.bytes = 0;
-            // Taken enqueues count as stored from now on (until the writer
-            // publishes the exact figure after applying them).
-            shared
-                .live_bytes
-                .fetch_add(q.enqueue_bytes, Ordering::Relaxed);
-            q.enqueue_bytes = 0;
-            shared.space.notify_all();
-            (entries, waiters, handoffs, q.closed)
+            let b = shared.take_batch(q);
+            (b.entries, b.waiters, b.handoffs, b.closing)
         };
         let mut result = Ok(());
         if !entries.is_empty() {
