@@ -4,10 +4,12 @@
 //! - [`Broker`]: a broker process with its own data directory; learns its
 //!   bound ports from the "listener ready" log lines.
 //! - [`Client`]: a raw STOMP connection with frame-level send and receive.
+//! - [`cluster`]: a three-node cluster of `ferromq` processes on loopback.
 //! - [`pki`]: a CA and server certificate for the TLS listeners.
 //! - [`ws`]: a STOMP client over WebSocket (async, tokio-tungstenite).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: a panic is a test failure
 
+pub mod cluster;
 pub mod pki;
 pub mod ws;
 
