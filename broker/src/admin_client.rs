@@ -289,7 +289,8 @@ fn encode(text: &str) -> String {
     out
 }
 
-struct Client {
+/// A connection to one admin endpoint (also used by `ferromq cluster`).
+pub(crate) struct Client {
     agent: ureq::Agent,
     base: String,
     authorization: Option<String>,
@@ -297,20 +298,35 @@ struct Client {
 
 impl Client {
     fn new(args: &AdminArgs) -> Result<Client, Failure> {
-        let base = args.url.trim_end_matches('/').to_owned();
+        Client::connect(
+            &args.url,
+            args.user.as_deref(),
+            args.password.as_deref(),
+            args.cacert.as_deref(),
+        )
+    }
+
+    /// A client of the endpoint at `url`, with Basic credentials when
+    /// `user` is given and `cacert` trusted for https.
+    pub(crate) fn connect(
+        url: &str,
+        user: Option<&str>,
+        password: Option<&str>,
+        cacert: Option<&std::path::Path>,
+    ) -> Result<Client, Failure> {
+        let base = url.trim_end_matches('/').to_owned();
         let parsed: Result<ureq::http::Uri, _> = base.parse();
         match parsed {
             Ok(uri)
                 if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
             _ => {
                 return Err(Failure(format!(
-                    "bad --url {:?}: expected http://HOST:PORT or https://HOST:PORT",
-                    args.url
+                    "bad --url {url:?}: expected http://HOST:PORT or https://HOST:PORT"
                 )))
             }
         }
-        let authorization = args.user.as_ref().map(|u| {
-            let pair = format!("{u}:{}", args.password.as_deref().unwrap_or(""));
+        let authorization = user.map(|u| {
+            let pair = format!("{u}:{}", password.unwrap_or(""));
             format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(pair)
@@ -319,7 +335,7 @@ impl Client {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)));
-        if let Some(path) = &args.cacert {
+        if let Some(path) = cacert {
             let pem = std::fs::read(path)
                 .map_err(|e| Failure(format!("cannot read --cacert {}: {e}", path.display())))?;
             let cert = ureq::tls::Certificate::from_pem(&pem).map_err(|e| {
@@ -343,7 +359,12 @@ impl Client {
     }
 
     /// One request; the JSON answer, or a one-line failure.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, Failure> {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, Failure> {
         self.call_with_total(method, path, body).map(|(v, _)| v)
     }
 
@@ -434,14 +455,14 @@ impl Client {
     }
 }
 
-fn pretty(v: &Value) -> String {
+pub(crate) fn pretty(v: &Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string());
     s.push('\n');
     s
 }
 
 /// A JSON value as table text: strings without quotes, null as `-`.
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),

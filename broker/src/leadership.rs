@@ -72,6 +72,11 @@ impl Leadership {
         })
     }
 
+    /// The cluster node, in cluster mode (for `/api/cluster`).
+    pub fn node(&self) -> Option<&ClusterNode> {
+        self.node.as_ref()
+    }
+
     /// `None` when this node serves clients; otherwise the leader's address
     /// for `protocol`, if one is known (none during an election).
     pub fn refusal(&self, protocol: ClientProtocol) -> Option<NotLeader> {

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod admin_client;
 pub mod auth;
 pub mod cluster;
+pub mod cluster_client;
 pub mod leadership;
 pub mod message;
 pub mod metrics;

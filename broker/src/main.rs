@@ -4,7 +4,9 @@
 //! `ferromq --config FILE` reads TOML; flags override the file;
 //! `ferromq check-config FILE` validates a file and exits;
 //! `ferromq passwd` hashes a password read from stdin for `password_hash`;
-//! `ferromq admin ...` manages a running broker through its admin API.
+//! `ferromq admin ...` manages a running broker through its admin API;
+//! `ferromq cluster status|add|promote|remove` shows and changes a
+//! cluster's membership through a node's admin API.
 //! SIGHUP re-reads the config file and applies the TLS certificates, users
 //! and ACL; SIGTERM/SIGINT shut down gracefully.
 
@@ -78,6 +80,8 @@ enum Cmd {
     Passwd,
     /// Manage a running broker through its admin API (exit 0 ok, 1 failed, 2 usage).
     Admin(ferromq_broker::admin_client::AdminArgs),
+    /// A cluster's state and membership through a node's admin API (exit 0 ok, 1 failed, 2 usage).
+    Cluster(ferromq_broker::cluster_client::ClusterArgs),
 }
 
 fn non_empty(v: String) -> Option<String> {
@@ -169,6 +173,18 @@ fn main() -> ExitCode {
             }
             Err(failure) => {
                 eprintln!("ferromq admin: {}", failure.0);
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Cmd::Cluster(args)) = &cli.command {
+        return match ferromq_broker::cluster_client::run(args) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(failure) => {
+                eprintln!("ferromq cluster: {}", failure.0);
                 ExitCode::FAILURE
             }
         };

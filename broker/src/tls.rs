@@ -34,7 +34,7 @@ fn file_error(path: &Path, reason: impl Into<String>) -> TlsError {
     }
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     std::fs::metadata(path)
         .map_err(|e| file_error(path, format!("cannot read certificate file: {e}")))?;
     let certs = CertificateDer::pem_file_iter(path)
@@ -47,7 +47,7 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     std::fs::metadata(path).map_err(|e| file_error(path, format!("cannot read key file: {e}")))?;
     PrivateKeyDer::from_pem_file(path)
         .map_err(|e| file_error(path, format!("no usable PEM private key: {e}")))

@@ -2,9 +2,12 @@
 //! (issue 16), with its compiled-in defaults. Without a `[cluster]` table
 //! the broker is a single node, exactly as before.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
-use crate::units::{ByteSize, Millis};
+use crate::units::{empty_as_none, ByteSize, Millis};
+use crate::TlsConfig;
 
 /// `[cluster]`: the Raft group this node belongs to.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,6 +37,22 @@ pub struct ClusterConfig {
     pub keep_behind_snapshot: u64,
     /// Group-commit batches proposed and not yet committed, at most.
     pub max_in_flight: u32,
+    /// This node joins a running cluster instead of forming one: it never
+    /// proposes the initial membership, it waits until the leader adds it
+    /// (`ferromq cluster add`, which gives its addresses to every member).
+    pub join: bool,
+    /// PEM certificate chain this node presents to its peers, as listener
+    /// and as dialer; `""` = `tls.cert`. With either set, peer links use TLS
+    /// with mutual authentication.
+    #[serde(with = "empty_as_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`; `""` = `tls.key`.
+    #[serde(with = "empty_as_none")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle a peer's certificate must be signed by (both ways);
+    /// `""` = `tls.client_ca`.
+    #[serde(with = "empty_as_none")]
+    pub tls_ca: Option<PathBuf>,
     /// Every member of the initial membership, this node included.
     pub members: Vec<ClusterMember>,
 }
@@ -53,6 +72,10 @@ impl Default for ClusterConfig {
             snapshot_every: 10_000,
             keep_behind_snapshot: 1_000,
             max_in_flight: 64,
+            join: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
             members: Vec::new(),
         }
     }
@@ -75,9 +98,42 @@ pub struct ClusterMember {
     pub admin: String,
 }
 
+/// The files of TLS on peer links, each with the key that named it (for
+/// error messages).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerTlsFiles {
+    /// Certificate chain and its key (`cluster.tls_cert` or `tls.cert`).
+    pub cert: (PathBuf, &'static str),
+    /// Private key (`cluster.tls_key` or `tls.key`).
+    pub key: (PathBuf, &'static str),
+    /// CA bundle peers are checked against (`cluster.tls_ca` or
+    /// `tls.client_ca`); `None` only in a configuration validation refuses.
+    pub ca: Option<(PathBuf, &'static str)>,
+}
+
 impl ClusterConfig {
     /// This node's entry in `members`, if present (validation ensures it).
     pub fn this_member(&self) -> Option<&ClusterMember> {
         self.members.iter().find(|m| m.id == self.node_id)
+    }
+
+    /// TLS on peer links: the `cluster.tls_*` files, else `[tls]`'s
+    /// certificate, key and client CA; `None` (plain TCP) when neither
+    /// names a certificate.
+    pub fn peer_tls(&self, tls: &TlsConfig) -> Option<PeerTlsFiles> {
+        let pick = |own: &Option<PathBuf>, own_key, shared: &Option<PathBuf>, shared_key| {
+            own.as_deref()
+                .map(|p: &Path| (p.to_path_buf(), own_key))
+                .or_else(|| shared.clone().map(|p| (p, shared_key)))
+        };
+        let cert = pick(&self.tls_cert, "cluster.tls_cert", &tls.cert, "tls.cert")?;
+        let key = pick(&self.tls_key, "cluster.tls_key", &tls.key, "tls.key")?;
+        let ca = pick(
+            &self.tls_ca,
+            "cluster.tls_ca",
+            &tls.client_ca,
+            "tls.client_ca",
+        );
+        Some(PeerTlsFiles { cert, key, ca })
     }
 }

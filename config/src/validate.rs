@@ -112,6 +112,7 @@ pub(crate) fn config(config: &Config, origin: &Path) -> Result<(), ConfigError> 
     }
     if let Some(cluster_config) = &config.cluster {
         cluster::cluster(&check, cluster_config, &config.store, &mut seen)?;
+        cluster::peer_tls(&check, cluster_config, &config.tls)?;
     }
     Ok(())
 }

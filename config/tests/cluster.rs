@@ -81,6 +81,10 @@ fn the_fixture_parses_to_exactly_its_values() {
         snapshot_every: 5000,
         keep_behind_snapshot: 500,
         max_in_flight: 16,
+        join: true,
+        tls_cert: Some("certs/node2.crt".into()),
+        tls_key: Some("certs/node2.key".into()),
+        tls_ca: Some("certs/cluster-ca.crt".into()),
         members: vec![
             member(
                 1,
@@ -116,6 +120,8 @@ fn defaults_fill_the_keys_left_out() {
     assert_eq!(cluster.heartbeat, Millis(250));
     assert_eq!(cluster.election_timeout_min, Millis::secs(1));
     assert_eq!(cluster.election_timeout_max, Millis::secs(2));
+    assert!(!cluster.join);
+    assert_eq!(cluster.peer_tls(&config.tls), None);
 }
 
 #[test]
@@ -281,4 +287,77 @@ fn unknown_cluster_keys_are_refused() {
         "cluster.electon_timeout",
         "unknown key",
     );
+}
+
+#[test]
+fn peer_tls_takes_the_cluster_files_else_the_tls_table() {
+    let config = parse(FIXTURE).unwrap();
+    let cluster = config.cluster.clone().unwrap();
+    let files = cluster.peer_tls(&config.tls).unwrap();
+    assert_eq!(files.cert, ("certs/node2.crt".into(), "cluster.tls_cert"));
+    assert_eq!(files.key, ("certs/node2.key".into(), "cluster.tls_key"));
+    assert_eq!(
+        files.ca,
+        Some(("certs/cluster-ca.crt".into(), "cluster.tls_ca"))
+    );
+    let shared = format!(
+        "[tls]\ncert = \"s.crt\"\nkey = \"s.key\"\nclient_ca = \"ca.crt\"\n{}",
+        cluster_toml("", None)
+    );
+    let config = parse(&shared).unwrap();
+    let files = config
+        .cluster
+        .as_ref()
+        .unwrap()
+        .peer_tls(&config.tls)
+        .unwrap();
+    assert_eq!(files.cert, ("s.crt".into(), "tls.cert"));
+    assert_eq!(files.key, ("s.key".into(), "tls.key"));
+    assert_eq!(files.ca, Some(("ca.crt".into(), "tls.client_ca")));
+}
+
+#[test]
+fn peer_tls_is_mutual_or_refused() {
+    rejects(
+        &cluster_toml("tls_cert = \"n.crt\"", None),
+        "cluster.tls_key",
+        "must be set when cluster.tls_cert is set",
+    );
+    rejects(
+        &cluster_toml("tls_key = \"n.key\"", None),
+        "cluster.tls_cert",
+        "must be set when cluster.tls_key is set",
+    );
+    rejects(
+        &cluster_toml("tls_cert = \"n.crt\"\ntls_key = \"n.key\"", None),
+        "cluster.tls_ca",
+        "peer links use TLS because cluster.tls_cert is set",
+    );
+    // [tls] without a client CA: peers could not be authenticated.
+    rejects(
+        &format!(
+            "[tls]\ncert = \"s.crt\"\nkey = \"s.key\"\n{}",
+            cluster_toml("", None)
+        ),
+        "cluster.tls_ca",
+        "because tls.cert is set",
+    );
+    rejects(
+        &cluster_toml("tls_ca = \"ca.crt\"", None),
+        "cluster.tls_ca",
+        "only used with a certificate",
+    );
+    // A CA of its own next to [tls]'s certificate is enough.
+    let text = format!(
+        "[tls]\ncert = \"s.crt\"\nkey = \"s.key\"\n{}",
+        cluster_toml("tls_ca = \"ca.crt\"", None)
+    );
+    let config = parse(&text).unwrap();
+    let files = config
+        .cluster
+        .as_ref()
+        .unwrap()
+        .peer_tls(&config.tls)
+        .unwrap();
+    assert_eq!(files.ca, Some(("ca.crt".into(), "cluster.tls_ca")));
 }

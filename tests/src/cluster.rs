@@ -136,6 +136,8 @@ pub struct Node {
     pub dir: PathBuf,
     /// Its command line.
     pub args: Vec<String>,
+    /// Its cluster (peer) listener.
+    pub peer: SocketAddr,
     /// Its STOMP listener.
     pub stomp: SocketAddr,
     /// Its native listener.
@@ -172,61 +174,109 @@ impl Node {
 }
 
 pub fn cluster(root: &std::path::Path) -> Vec<Node> {
+    cluster_with(root, "failover-test", &|_| String::new())
+}
+
+/// [`cluster`] with another cluster id, and `extra(id)` added to each
+/// node's `[cluster]` table (TLS keys, for instance).
+pub fn cluster_with(
+    root: &std::path::Path,
+    cluster_id: &str,
+    extra: &dyn Fn(u64) -> String,
+) -> Vec<Node> {
     let free = free_ports(12);
     let ports: Vec<[u16; 4]> = free.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
     let mut members = String::new();
-    for (i, [peer, stomp, native, admin]) in ports.iter().enumerate() {
-        members.push_str(&format!(
-            "[[cluster.members]]\nid = {}\ncluster = \"127.0.0.1:{peer}\"\nstomp = \"127.0.0.1:{stomp}\"\nnative = \"127.0.0.1:{native}\"\nadmin = \"127.0.0.1:{admin}\"\n",
-            i + 1
-        ));
+    for (i, ports) in ports.iter().enumerate() {
+        members.push_str(&member_entry(i as u64 + 1, ports));
     }
     ports
         .iter()
         .enumerate()
-        .map(|(i, [peer, stomp, native, admin])| {
-            let id = i as u64 + 1;
-            let dir = root.join(format!("node{id}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            let config = format!(
-                "[store]\nsync = \"always\"\n\n[cluster]\ncluster_id = \"failover-test\"\nnode_id = {id}\nlisten = \"127.0.0.1:{peer}\"\nheartbeat = \"100ms\"\nelection_timeout_min = \"1s\"\nelection_timeout_max = \"2s\"\n\n{members}"
-            );
-            let path = dir.join("ferromq.toml");
-            std::fs::write(&path, config).unwrap();
-            let args = [
-                "--config",
-                &path.display().to_string(),
-                "--data-dir",
-                &dir.join("data").display().to_string(),
-                "--stomp",
-                &format!("127.0.0.1:{stomp}"),
-                "--native",
-                &format!("127.0.0.1:{native}"),
-                "--admin",
-                &format!("127.0.0.1:{admin}"),
-                "--stomp-tls",
-                "",
-                "--native-tls",
-                "",
-                "--websocket",
-                "",
-                "--websocket-tls",
-                "",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            Node {
-                id,
-                dir,
-                args,
-                stomp: format!("127.0.0.1:{stomp}").parse().unwrap(),
-                native: format!("127.0.0.1:{native}").parse().unwrap(),
-                admin: format!("127.0.0.1:{admin}").parse().unwrap(),
-                process: None,
-            }
+        .map(|(i, ports)| {
+            node(
+                root,
+                i as u64 + 1,
+                *ports,
+                cluster_id,
+                &extra(i as u64 + 1),
+                &members,
+            )
         })
         .collect()
+}
+
+/// A node that joins the running cluster `cluster_id` (`cluster.join =
+/// true`), on fresh ports; its configured members list only itself, so
+/// everything else it learns from the leader that adds it.
+pub fn joining_node(root: &std::path::Path, id: u64, cluster_id: &str, extra: &str) -> Node {
+    let free = free_ports(4);
+    let ports = [free[0], free[1], free[2], free[3]];
+    let members = member_entry(id, &ports);
+    node(
+        root,
+        id,
+        ports,
+        cluster_id,
+        &format!("join = true\n{extra}"),
+        &members,
+    )
+}
+
+fn member_entry(id: u64, [peer, stomp, native, admin]: &[u16; 4]) -> String {
+    format!(
+        "[[cluster.members]]\nid = {id}\ncluster = \"127.0.0.1:{peer}\"\nstomp = \"127.0.0.1:{stomp}\"\nnative = \"127.0.0.1:{native}\"\nadmin = \"127.0.0.1:{admin}\"\n"
+    )
+}
+
+fn node(
+    root: &std::path::Path,
+    id: u64,
+    [peer, stomp, native, admin]: [u16; 4],
+    cluster_id: &str,
+    extra: &str,
+    members: &str,
+) -> Node {
+    let dir = root.join(format!("node{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!(
+        "[store]\nsync = \"always\"\n\n[cluster]\ncluster_id = \"{cluster_id}\"\nnode_id = {id}\nlisten = \"127.0.0.1:{peer}\"\nheartbeat = \"100ms\"\nelection_timeout_min = \"1s\"\nelection_timeout_max = \"2s\"\n{extra}\n\n{members}"
+    );
+    let path = dir.join("ferromq.toml");
+    std::fs::write(&path, config).unwrap();
+    let args = [
+        "--config",
+        &path.display().to_string(),
+        "--data-dir",
+        &dir.join("data").display().to_string(),
+        "--stomp",
+        &format!("127.0.0.1:{stomp}"),
+        "--native",
+        &format!("127.0.0.1:{native}"),
+        "--admin",
+        &format!("127.0.0.1:{admin}"),
+        "--stomp-tls",
+        "",
+        "--native-tls",
+        "",
+        "--websocket",
+        "",
+        "--websocket-tls",
+        "",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Node {
+        id,
+        dir,
+        args,
+        peer: format!("127.0.0.1:{peer}").parse().unwrap(),
+        stomp: format!("127.0.0.1:{stomp}").parse().unwrap(),
+        native: format!("127.0.0.1:{native}").parse().unwrap(),
+        admin: format!("127.0.0.1:{admin}").parse().unwrap(),
+        process: None,
+    }
 }
 
 /// The index of the node that says `ok leader`, waiting up to `bound`.

@@ -7,8 +7,13 @@
 //! hundreds of megabytes. Past the cap the destinations holding the most
 //! messages are kept, and `ferromq_metrics_destinations_omitted` says how
 //! many were left out (the JSON API lists them all, paged).
+//!
+//! In cluster mode [`raft`] adds the `ferromq_raft_*` series from the
+//! node's status (`/api/cluster` has the same numbers); a standalone broker
+//! has none.
 
 use crate::auth::Authenticator;
+use crate::cluster::{ClusterStatus, Role};
 use crate::router::{Destination, DestinationKind, Router};
 use crate::server::Admission;
 use crate::store::Store;
@@ -325,6 +330,116 @@ fn store_metrics(out: &mut String, store: &dyn Store) {
     let _ = writeln!(out, "{name}_count {}", h.count);
 }
 
+/// The `ferromq_raft_*` series of a cluster node. An index not known yet
+/// (an empty log) has no sample rather than a made-up 0: indexes start at 0.
+pub fn raft(out: &mut String, status: &ClusterStatus) {
+    let gauges: [(&str, &str, Option<u64>); 6] = [
+        (
+            "ferromq_raft_node_id",
+            "This node's id.",
+            Some(status.node_id),
+        ),
+        (
+            "ferromq_raft_term",
+            "The current Raft term.",
+            Some(status.term),
+        ),
+        (
+            "ferromq_raft_leader_id",
+            "The leader's node id as this node knows it (0: none, an election is running).",
+            Some(status.leader.as_ref().map_or(0, |l| l.id)),
+        ),
+        (
+            "ferromq_raft_last_log_index",
+            "The last index in this node's log.",
+            status.last_log_index,
+        ),
+        (
+            "ferromq_raft_commit_index",
+            "The last index this node knows to be on a majority's disk.",
+            status.commit_index,
+        ),
+        (
+            "ferromq_raft_applied_index",
+            "The last index applied to this node's store.",
+            status.applied_index,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        if let Some(value) = value {
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
+    let name = "ferromq_raft_role";
+    family(
+        out,
+        name,
+        "gauge",
+        "1 for this node's Raft role, 0 for the others.",
+    );
+    for (role, label) in [
+        (Role::Leader, "leader"),
+        (Role::Follower, "follower"),
+        (Role::Candidate, "candidate"),
+        (Role::Learner, "learner"),
+        (Role::Stopped, "stopped"),
+    ] {
+        let on = u8::from(status.role == role);
+        let _ = writeln!(out, "{name}{{role=\"{label}\"}} {on}");
+    }
+    let name = "ferromq_raft_fenced";
+    family(out, name, "gauge", "1 while this node must send no receipts (not the leader, or a leader without a quorum's recent acknowledgement).");
+    let _ = writeln!(out, "{name} {}", u8::from(status.fenced));
+    let name = "ferromq_raft_members";
+    family(
+        out,
+        name,
+        "gauge",
+        "Members of the current membership, voters and learners.",
+    );
+    let voters = status.members.iter().filter(|m| m.voter).count();
+    let learners = status.members.len() - voters;
+    let _ = writeln!(out, "{name}{{kind=\"voter\"}} {voters}");
+    let _ = writeln!(out, "{name}{{kind=\"learner\"}} {learners}");
+    let name = "ferromq_raft_follower_lag";
+    family(
+        out,
+        name,
+        "gauge",
+        "On the leader: entries each follower or learner lacks.",
+    );
+    for f in &status.followers {
+        let _ = writeln!(out, "{name}{{node=\"{}\"}} {}", f.id, f.lag);
+    }
+    if let Some(millis) = status.millis_since_quorum_ack {
+        let name = "ferromq_raft_quorum_ack_age_seconds";
+        family(
+            out,
+            name,
+            "gauge",
+            "On the leader: time since a quorum last acknowledged it.",
+        );
+        let _ = writeln!(out, "{name} {}", millis as f64 / 1000.0);
+    }
+    let counters = [
+        (
+            "ferromq_raft_role_changes_total",
+            "Role changes of this node since it started.",
+            status.role_changes,
+        ),
+        (
+            "ferromq_raft_elections_total",
+            "Terms this node has seen begin since it started (one election each).",
+            status.elections,
+        ),
+    ];
+    for (name, help, value) in counters {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 /// Keeps the `limit` rows holding the most messages (then by name), in
 /// name order; returns how many were dropped.
 fn cap(rows: &mut Vec<Row>, limit: usize) -> usize {
@@ -367,6 +482,65 @@ mod tests {
         let names: Vec<_> = rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["b", "c"]);
         assert_eq!(cap(&mut rows, 10), 0);
+    }
+
+    #[test]
+    fn raft_series_describe_the_status() {
+        use crate::cluster::{FollowerStatus, LeaderInfo, Member, MemberStatus};
+        let member = |id, voter| MemberStatus {
+            id,
+            voter,
+            addresses: Member::default(),
+        };
+        let status = ClusterStatus {
+            cluster_id: "c".into(),
+            node_id: 1,
+            role: Role::Leader,
+            term: 5,
+            leader: Some(LeaderInfo {
+                id: 1,
+                addresses: Member::default(),
+            }),
+            last_log_index: Some(12),
+            commit_index: Some(11),
+            applied_index: None,
+            snapshot_index: None,
+            purged_index: None,
+            millis_since_quorum_ack: Some(250),
+            fenced: false,
+            members: vec![member(1, true), member(2, true), member(4, false)],
+            followers: vec![FollowerStatus {
+                id: 2,
+                matched_index: Some(10),
+                lag: 2,
+            }],
+            role_changes: 2,
+            elections: 1,
+        };
+        let mut out = String::new();
+        raft(&mut out, &status);
+        let has = |line: &str| out.lines().any(|l| l == line);
+        for line in [
+            "ferromq_raft_term 5",
+            "ferromq_raft_leader_id 1",
+            "ferromq_raft_commit_index 11",
+            "ferromq_raft_role{role=\"leader\"} 1",
+            "ferromq_raft_role{role=\"follower\"} 0",
+            "ferromq_raft_members{kind=\"voter\"} 2",
+            "ferromq_raft_members{kind=\"learner\"} 1",
+            "ferromq_raft_follower_lag{node=\"2\"} 2",
+            "ferromq_raft_quorum_ack_age_seconds 0.25",
+            "ferromq_raft_role_changes_total 2",
+            "ferromq_raft_elections_total 1",
+        ] {
+            assert!(has(line), "{line} missing from:\n{out}");
+        }
+        // No sample for an index not known yet.
+        assert!(
+            !out.lines()
+                .any(|l| l.starts_with("ferromq_raft_applied_index ")),
+            "{out}"
+        );
     }
 
     #[test]

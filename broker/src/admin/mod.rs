@@ -12,11 +12,13 @@
 //! - [`access`]: who may call what, cross-site refusal, the audit log.
 //! - [`routes`]: the route table, 404/405 and time limits.
 //! - [`overview`], [`destinations`], [`messages`], [`connections`]: the API.
+//! - [`cluster`]: `/api/cluster`, the cluster's state and membership changes.
 //! - [`metrics`]: `/metrics`, and [`metrics::Sources`], what routes read.
 //! - [`rates`]: per-second rates from a once-a-second sample.
 //! - [`console`]: the embedded web console.
 
 pub mod access;
+pub mod cluster;
 pub mod connections;
 pub mod console;
 pub mod destinations;

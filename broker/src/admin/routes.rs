@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use super::metrics::Sources;
-use super::{access, connections, console, destinations, messages, metrics, overview};
+use super::{access, cluster, connections, console, destinations, messages, metrics, overview};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -30,6 +30,10 @@ pub fn app(src: Arc<Sources>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(prometheus))
         .route("/api/overview", get(overview::get))
+        .route("/api/cluster", get(cluster::get))
+        .route("/api/cluster/members", post(cluster::add))
+        .route("/api/cluster/members/{id}", delete(cluster::remove))
+        .route("/api/cluster/members/{id}/promote", post(cluster::promote))
         .route("/api/destinations", get(destinations::list))
         .route(
             "/api/destinations/{kind}/{name}",
@@ -71,7 +75,10 @@ async fn healthz(State(src): State<Arc<Sources>>) -> String {
 }
 
 async fn prometheus(State(src): State<Arc<Sources>>) -> Response {
-    let text = metrics::prometheus(&src);
+    let mut text = metrics::prometheus(&src);
+    if let Some(node) = src.leadership.node() {
+        metrics::raft(&mut text, &node.report().await);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -84,7 +91,7 @@ async fn prometheus(State(src): State<Arc<Sources>>) -> Response {
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!(
-        "no route {}: see /api/overview, /api/destinations, /api/connections, /api/subscriptions/durable, /metrics, /healthz",
+        "no route {}: see /api/overview, /api/cluster, /api/destinations, /api/connections, /api/subscriptions/durable, /metrics, /healthz",
         req.uri().path()
     ))
 }

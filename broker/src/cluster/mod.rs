@@ -3,7 +3,10 @@
 //!
 //! This module owns consensus (openraft 0.9.25, pinned), the Raft log on
 //! sled under `<data_dir>/raft/`, the state-machine adapter over the store,
-//! snapshots, the peer listener and its wire format, and leader fencing.
+//! snapshots, the peer listener and its wire format (over TLS with mutual
+//! authentication when configured: `peer_tls`), membership changes
+//! (`membership`), the status `/api/cluster` shows (`status`), and leader
+//! fencing.
 //! The rest of the broker sees two traits of ours and nothing of openraft:
 //! [`Replicator`] (what the store's writer calls to get a batch committed)
 //! and [`ApplyLog`] (what the store implements to receive committed
@@ -35,9 +38,11 @@
 mod codec;
 mod frame;
 mod log_store;
+mod membership;
 mod network;
 mod node;
 mod peer;
+mod peer_tls;
 mod settings;
 mod state_machine;
 mod status;
@@ -53,6 +58,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 
 pub use log_store::OpenLogError;
+pub use membership::{Added, MembershipError, CHANGE_TIMEOUT};
 pub use node::{ClusterNode, StartError};
 pub use peer::PeerListener;
 pub use settings::ClusterSettings;

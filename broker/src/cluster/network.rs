@@ -1,13 +1,10 @@
 //! The dialing side of peer traffic: openraft's `RaftNetworkFactory` and
-//! `RaftNetwork` over TCP, one connection per target, opened on demand,
+//! `RaftNetwork` over TCP (TLS with mutual authentication when configured,
+//! see `peer_tls`), one connection per target, opened on demand,
 //! handshaken, and dropped (to be reopened by the next call) after any
 //! error or timeout.
-//!
-//! TLS seam: `connect` returns a plain `TcpStream` framed by
-//! `LengthDelimitedCodec`; mutual TLS (when `[tls]` is configured) wraps the
-//! stream there and in `peer::serve_connection`, with the handshake's node
-//! id checked against the certificate. Not built yet.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -24,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::frame::{self, Body, Hello, PeerFrame, PROTOCOL_VERSION};
+use super::peer_tls::{BoxedIo, PeerTls};
 use super::settings::ClusterSettings;
 use super::types::{Member, NodeId, TypeConfig};
 
@@ -36,19 +34,25 @@ pub(crate) fn codec(max_frame_size: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
+/// A framed peer connection, plain or TLS.
+pub(crate) type PeerStream = Framed<BoxedIo, LengthDelimitedCodec>;
+
 /// Makes one [`PeerClient`] per target.
 pub(crate) struct TcpNetwork {
     cluster_id: String,
     node_id: NodeId,
     max_frame_size: usize,
+    tls: Option<Arc<PeerTls>>,
 }
 
 impl TcpNetwork {
-    pub(crate) fn new(settings: &ClusterSettings) -> TcpNetwork {
+    /// Dials over TLS when `tls` is given.
+    pub(crate) fn new(settings: &ClusterSettings, tls: Option<Arc<PeerTls>>) -> TcpNetwork {
         TcpNetwork {
             cluster_id: settings.cluster_id.clone(),
             node_id: settings.node_id,
             max_frame_size: settings.max_frame_size,
+            tls,
         }
     }
 }
@@ -67,6 +71,7 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
                 to: target,
             },
             max_frame_size: self.max_frame_size,
+            tls: self.tls.clone(),
             connection: None,
         }
     }
@@ -90,11 +95,12 @@ pub(crate) struct PeerClient {
     addr: String,
     hello: Hello,
     max_frame_size: usize,
-    connection: Option<Framed<TcpStream, LengthDelimitedCodec>>,
+    tls: Option<Arc<PeerTls>>,
+    connection: Option<PeerStream>,
 }
 
 impl PeerClient {
-    async fn connect(&self) -> Result<Framed<TcpStream, LengthDelimitedCodec>, CallError> {
+    async fn connect(&self) -> Result<PeerStream, CallError> {
         let stream = TcpStream::connect(&self.addr).await.map_err(|e| {
             CallError::Unreachable(std::io::Error::new(
                 e.kind(),
@@ -103,7 +109,19 @@ impl PeerClient {
         })?;
         // Raft messages are small and latency-bound.
         stream.set_nodelay(true).map_err(CallError::Unreachable)?;
-        let mut framed = Framed::new(stream, codec(self.max_frame_size));
+        let io: BoxedIo = match &self.tls {
+            None => Box::new(stream),
+            Some(tls) => tls.connect(&self.addr, stream).await.map_err(|e| {
+                CallError::Unreachable(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "TLS handshake with node {} at {}: {e}",
+                        self.target, self.addr
+                    ),
+                ))
+            })?,
+        };
+        let mut framed = Framed::new(io, codec(self.max_frame_size));
         let hello = PeerFrame::new(Body::Hello(self.hello.clone())).encode_to_vec();
         framed
             .send(bytes::Bytes::from(hello))
@@ -183,7 +201,7 @@ impl PeerClient {
 }
 
 /// Reads one frame and decodes it; end of stream and garbage are errors.
-async fn read_body(framed: &mut Framed<TcpStream, LengthDelimitedCodec>) -> std::io::Result<Body> {
+async fn read_body(framed: &mut PeerStream) -> std::io::Result<Body> {
     let bytes = framed.next().await.ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
@@ -297,12 +315,14 @@ mod tests {
             snapshot_every: 100,
             keep_behind_snapshot: 10,
             max_in_flight: 8,
+            join: false,
+            tls: None,
         }
     }
 
     #[tokio::test]
     async fn a_request_larger_than_a_frame_asks_openraft_for_fewer_entries() {
-        let mut network = TcpNetwork::new(&settings(4096));
+        let mut network = TcpNetwork::new(&settings(4096), None);
         // Nothing listens there: the size check comes before any connect.
         let member = Member {
             cluster: "127.0.0.1:9".into(),
@@ -336,7 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_peer_is_reported_unreachable() {
-        let mut network = TcpNetwork::new(&settings(1 << 20));
+        let mut network = TcpNetwork::new(&settings(1 << 20), None);
         // A port nothing listens on: bind one, then close it.
         let addr = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

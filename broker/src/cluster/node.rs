@@ -9,16 +9,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::network::RaftNetworkFactory;
-use openraft::{RaftMetrics, ServerState};
+use openraft::RaftMetrics;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::log_store::{self, LogStore, OpenLogError};
 use super::network::TcpNetwork;
 use super::peer::PeerListener;
+use super::peer_tls::PeerTls;
 use super::settings::ClusterSettings;
 use super::state_machine::StateMachine;
-use super::status::{ClusterStatus, FollowerStatus, LeaderInfo, MemberStatus, Role};
+use super::status::{role_of, ClusterStatus, LeaderInfo, Role, RoleCounters};
 use super::types::{Batch, LogIndex, Member, NodeId, Raft, TypeConfig};
 use super::{ApplyLog, Proposal, ReplicateError, Replicator};
 
@@ -58,6 +59,9 @@ pub enum StartError {
     /// openraft refused to start or to form the cluster.
     #[error("cannot start Raft: {0}")]
     Raft(String),
+    /// The peer TLS files are unusable (names the key and the file).
+    #[error("peer TLS: {0}")]
+    Tls(String),
 }
 
 /// One proposal on its way to openraft.
@@ -89,6 +93,7 @@ struct Inner {
     in_flight: Arc<Semaphore>,
     lease: watch::Receiver<Lease>,
     shutdown: CancellationToken,
+    counters: Arc<RoleCounters>,
 }
 
 impl ClusterNode {
@@ -99,11 +104,15 @@ impl ClusterNode {
         apply: Arc<dyn ApplyLog>,
         listener: PeerListener,
     ) -> Result<ClusterNode, StartError> {
-        let network = TcpNetwork::new(&settings);
+        let tls = match &settings.tls {
+            Some(files) => Some(Arc::new(PeerTls::load(files)?)),
+            None => None,
+        };
+        let network = TcpNetwork::new(&settings, tls.clone());
         let node = Self::start_with(settings, apply, network).await?;
         listener.serve(
             node.inner.raft.clone(),
-            node.peer_policy(),
+            node.peer_policy(tls),
             node.inner.shutdown.clone(),
         );
         Ok(node)
@@ -153,11 +162,13 @@ impl ClusterNode {
         let (submit, submissions) = mpsc::channel(settings.max_in_flight.max(1));
         let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
         let (lease_tx, lease) = watch::channel(Lease::default());
+        let counters = Arc::new(RoleCounters::default());
         tokio::spawn(run_submissions(raft.clone(), submissions));
         tokio::spawn(watch_lease(
             raft.clone(),
             settings.clone(),
             lease_tx,
+            counters.clone(),
             shutdown.clone(),
         ));
         Ok(ClusterNode {
@@ -168,6 +179,7 @@ impl ClusterNode {
                 in_flight,
                 lease,
                 shutdown,
+                counters,
             }),
         })
     }
@@ -180,10 +192,25 @@ impl ClusterNode {
         }
     }
 
-    /// The openraft handle, for the in-memory test network.
-    #[cfg(test)]
+    /// The openraft handle (membership changes, the in-memory test network).
     pub(crate) fn raft(&self) -> &Raft {
         &self.inner.raft
+    }
+
+    /// [`Replicator::status`] with the commit index, which only Raft's
+    /// own state knows (openraft 0.9 does not publish it in its metrics):
+    /// for `/api/cluster` and `/metrics`. Left `None` if Raft does not
+    /// answer within a second (stopped, or very busy).
+    pub async fn report(&self) -> ClusterStatus {
+        let mut status = self.status();
+        let committed = self
+            .inner
+            .raft
+            .with_raft_state(|state| state.committed.map(|log_id| log_id.index));
+        if let Ok(Ok(committed)) = tokio::time::timeout(Duration::from_secs(1), committed).await {
+            status.commit_index = committed;
+        }
+        status
     }
 
     /// This node's id.
@@ -191,7 +218,7 @@ impl ClusterNode {
         self.inner.settings.node_id
     }
 
-    fn peer_policy(&self) -> super::peer::PeerPolicy {
+    fn peer_policy(&self, tls: Option<Arc<PeerTls>>) -> super::peer::PeerPolicy {
         super::peer::PeerPolicy {
             cluster_id: self.inner.settings.cluster_id.clone(),
             node_id: self.inner.settings.node_id,
@@ -203,6 +230,8 @@ impl ClusterNode {
                 .settings
                 .election_timeout_max
                 .max(Duration::from_secs(5)),
+            join: self.inner.settings.join,
+            tls,
         }
     }
 
@@ -246,6 +275,13 @@ async fn form_cluster(
     if initialized {
         return Ok(());
     }
+    if settings.join {
+        tracing::info!(
+            node = settings.node_id,
+            "cluster: joining: waiting for the leader to add this node (ferromq cluster add)"
+        );
+        return Ok(());
+    }
     let first = settings.members.keys().next() == Some(&settings.node_id);
     if first {
         return initialize(raft, settings).await.map_err(StartError::Raft);
@@ -270,16 +306,6 @@ async fn initialize(raft: &Raft, settings: &ClusterSettings) -> Result<(), Strin
         Ok(()) => Ok(()),
         Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
         Err(e) => Err(e.to_string()),
-    }
-}
-
-fn role_of(state: ServerState) -> Role {
-    match state {
-        ServerState::Leader => Role::Leader,
-        ServerState::Follower => Role::Follower,
-        ServerState::Candidate => Role::Candidate,
-        ServerState::Learner => Role::Learner,
-        ServerState::Shutdown => Role::Stopped,
     }
 }
 
@@ -327,11 +353,13 @@ async fn watch_lease(
     raft: Raft,
     settings: ClusterSettings,
     lease_tx: watch::Sender<Lease>,
+    counters: Arc<RoleCounters>,
     shutdown: CancellationToken,
 ) {
     let mut metrics = raft.metrics();
     let tick = (settings.heartbeat / 2).max(Duration::from_millis(10));
     let mut role = None;
+    let mut last_term = None;
     loop {
         let changed = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -354,8 +382,17 @@ async fn watch_lease(
             )
         };
         let new_role = role_of(state);
+        // Each term begins with one election; several may pass between
+        // two looks (a split vote, a slow tick).
+        if let Some(last) = last_term {
+            counters.terms_began(term.saturating_sub(last));
+        }
+        last_term = Some(term);
         if role != Some(new_role) {
             tracing::info!(node = settings.node_id, role = ?new_role, term, leader = ?leader, "cluster: role changed");
+            if role.is_some() {
+                counters.role_changed();
+            }
             role = Some(new_role);
         }
         lease_tx.send_modify(|lease| {
@@ -432,48 +469,12 @@ impl Replicator for ClusterNode {
 
     fn status(&self) -> ClusterStatus {
         let metrics = self.inner.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: std::collections::BTreeSet<NodeId> = membership.voter_ids().collect();
-        let members = membership
-            .nodes()
-            .map(|(id, addresses)| MemberStatus {
-                id: *id,
-                voter: voters.contains(id),
-                addresses: addresses.clone(),
-            })
-            .collect();
-        let followers = metrics
-            .replication
-            .iter()
-            .flatten()
-            .filter(|(id, _)| **id != metrics.id)
-            .map(|(id, matched)| {
-                let matched_index = matched.as_ref().map(|log_id| log_id.index);
-                FollowerStatus {
-                    id: *id,
-                    matched_index,
-                    // With nothing matched, it lacks every entry (indexes start at 0).
-                    lag: match (matched_index, metrics.last_log_index) {
-                        (Some(matched), Some(last)) => last.saturating_sub(matched),
-                        (None, Some(last)) => last + 1,
-                        (_, None) => 0,
-                    },
-                }
-            })
-            .collect();
-        ClusterStatus {
-            node_id: metrics.id,
-            role: role_of(metrics.state),
-            term: metrics.current_term,
-            leader: self.leader_info(&metrics),
-            last_log_index: metrics.last_log_index,
-            applied_index: metrics.last_applied.as_ref().map(|id| id.index),
-            snapshot_index: metrics.snapshot.as_ref().map(|id| id.index),
-            purged_index: metrics.purged.as_ref().map(|id| id.index),
-            millis_since_quorum_ack: metrics.millis_since_quorum_ack,
-            fenced: self.is_fenced(),
-            members,
-            followers,
-        }
+        ClusterStatus::from_metrics(
+            &self.inner.settings.cluster_id,
+            &metrics,
+            self.leader_info(&metrics),
+            self.is_fenced(),
+            &self.inner.counters,
+        )
     }
 }

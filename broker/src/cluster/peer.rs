@@ -3,10 +3,11 @@
 //! our node id, a known member), then serves their Raft RPCs one at a time.
 //!
 //! Anything wrong closes that one connection and is logged; the cluster is
-//! unharmed: a refused handshake (another cluster, an unknown node), a
-//! frame longer than `cluster.max_frame_size`, bytes that do not decode, a
-//! handshake that does not arrive in time. Connections are capped.
-//! TLS seam: see `network`'s module doc.
+//! unharmed: a refused TLS handshake (no client certificate, or one the CA
+//! did not sign, when peer TLS is on), a refused Raft handshake (another
+//! cluster, an unknown node), a frame longer than `cluster.max_frame_size`,
+//! bytes that do not decode, a handshake that does not arrive in time.
+//! Connections are capped.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -19,12 +20,12 @@ use prost::Message;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::codec::Framed;
-use tokio_util::codec::LengthDelimitedCodec;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, Body, Failure, Hello, PeerFrame, Refused, Welcome, PROTOCOL_VERSION};
-use super::network::codec;
+use super::network::{codec, PeerStream};
 use super::node::StartError;
+use super::peer_tls::{BoxedIo, PeerTls};
 use super::types::{Member, NodeId, Raft};
 
 /// Peer connections served at once; more are closed on accept. A cluster
@@ -44,6 +45,11 @@ pub(crate) struct PeerPolicy {
     pub metrics: watch::Receiver<RaftMetrics<NodeId, Member>>,
     pub max_frame_size: usize,
     pub handshake_timeout: Duration,
+    /// This node joins a running cluster: until it has a membership, any
+    /// node of our cluster id may reach it (the leader adding it).
+    pub join: bool,
+    /// TLS with mutual authentication, when configured.
+    pub tls: Option<Arc<PeerTls>>,
 }
 
 impl PeerPolicy {
@@ -67,14 +73,13 @@ impl PeerPolicy {
                 self.node_id, hello.to
             ));
         }
-        let known = self.members.contains(&hello.from)
-            || self
-                .metrics
-                .borrow()
-                .membership_config
-                .membership()
-                .get_node(&hello.from)
-                .is_some();
+        let known = {
+            let metrics = self.metrics.borrow();
+            let membership = metrics.membership_config.membership();
+            self.members.contains(&hello.from)
+                || membership.get_node(&hello.from).is_some()
+                || (self.join && membership.nodes().next().is_none())
+        };
         if !known {
             return Some(format!("node {} is not a member", hello.from));
         }
@@ -143,8 +148,6 @@ impl PeerListener {
     }
 }
 
-type PeerStream = Framed<TcpStream, LengthDelimitedCodec>;
-
 async fn read(framed: &mut PeerStream, timeout: Duration) -> Result<Option<Body>, String> {
     let next = tokio::time::timeout(timeout, framed.next())
         .await
@@ -175,7 +178,14 @@ async fn serve_connection(
     stream
         .set_nodelay(true)
         .map_err(|e| format!("setting TCP_NODELAY: {e}"))?;
-    let mut framed = Framed::new(stream, codec(policy.max_frame_size));
+    let io: BoxedIo = match &policy.tls {
+        None => Box::new(stream),
+        Some(tls) => tokio::time::timeout(policy.handshake_timeout, tls.accept(stream))
+            .await
+            .map_err(|_| "refused: no TLS handshake in time".to_owned())?
+            .map_err(|e| format!("refused the TLS handshake: {e}"))?,
+    };
+    let mut framed = Framed::new(io, codec(policy.max_frame_size));
     let hello = match read(&mut framed, policy.handshake_timeout).await? {
         Some(Body::Hello(hello)) => hello,
         Some(_) => return Err("the first frame is not a handshake".into()),

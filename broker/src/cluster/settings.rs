@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ferromq_config::Config;
+use ferromq_config::{Config, PeerTlsFiles};
 use openraft::SnapshotPolicy;
 
 use super::node::StartError;
@@ -39,6 +39,10 @@ pub struct ClusterSettings {
     pub keep_behind_snapshot: u64,
     /// Proposals in flight at most (`propose` answers `Overloaded` beyond).
     pub max_in_flight: usize,
+    /// This node joins a running cluster: it never forms one.
+    pub join: bool,
+    /// TLS with mutual authentication on peer links, when configured.
+    pub tls: Option<PeerTlsFiles>,
 }
 
 impl ClusterSettings {
@@ -97,6 +101,8 @@ impl ClusterSettings {
             snapshot_every: cluster.snapshot_every,
             keep_behind_snapshot: cluster.keep_behind_snapshot,
             max_in_flight: cluster.max_in_flight as usize,
+            join: cluster.join,
+            tls: cluster.peer_tls(&config.tls),
         })
     }
 }

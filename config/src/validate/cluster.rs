@@ -1,14 +1,14 @@
 //! Rules for `[cluster]`: identity set, this node among the members, ids
 //! and peer addresses unique, timing consistent with openraft's needs, and
 //! `store.sync = "always"` (a receipt in a cluster promises a majority's
-//! disk).
+//! disk), and TLS on peer links complete (certificate, key and a CA).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use super::Check;
 use crate::units::ByteSize;
-use crate::{ClusterConfig, ClusterMember, ConfigError, StoreConfig, StoreSync};
+use crate::{ClusterConfig, ClusterMember, ConfigError, StoreConfig, StoreSync, TlsConfig};
 
 /// `host:port` as clients dial it (a name is fine: it is handed out, not
 /// bound); `""` means "not offered".
@@ -147,4 +147,43 @@ pub(super) fn cluster(
         "store.sync",
         "must be \"always\" with [cluster]: a receipt in a cluster means the message is on disk on a majority of nodes; \"batch\" and \"never\" acknowledge before the fsync, so a crash of that majority could lose receipted messages",
     )
+}
+
+/// Peer TLS needs a certificate and its key from the same place, and a CA
+/// to check peers against: mutual authentication or none.
+pub(super) fn peer_tls(
+    check: &Check<'_>,
+    cluster: &ClusterConfig,
+    tls: &TlsConfig,
+) -> Result<(), ConfigError> {
+    match (&cluster.tls_cert, &cluster.tls_key) {
+        (Some(_), None) => {
+            return Err(check.fail(
+                "cluster.tls_key",
+                "must be set when cluster.tls_cert is set (the certificate's private key)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(check.fail(
+                "cluster.tls_cert",
+                "must be set when cluster.tls_key is set (the key's certificate chain)",
+            ))
+        }
+        _ => {}
+    }
+    match cluster.peer_tls(tls) {
+        None => check.ensure(
+            cluster.tls_ca.is_none(),
+            "cluster.tls_ca",
+            "is only used with a certificate for peer links: set cluster.tls_cert and cluster.tls_key (or tls.cert and tls.key)",
+        ),
+        Some(files) => check.ensure(
+            files.ca.is_some(),
+            "cluster.tls_ca",
+            format!(
+                "must be set: peer links use TLS because {} is set, and peers authenticate each other with certificates signed by this CA (tls.client_ca is used when cluster.tls_ca is not set)",
+                files.cert.1
+            ),
+        ),
+    }
 }

@@ -31,6 +31,8 @@ pub(super) fn settings(
         snapshot_every: 1000,
         keep_behind_snapshot: 100,
         max_in_flight: 64,
+        join: false,
+        tls: None,
     }
 }
 
