@@ -223,6 +223,33 @@ pub fn joining_node(root: &std::path::Path, id: u64, cluster_id: &str, extra: &s
     )
 }
 
+/// A node of cluster `cluster_id` whose members are itself and `others`
+/// (their addresses as they are): with another cluster id, a stranger that
+/// campaigns among `others` once its election timeouts pass.
+pub fn node_with_members(
+    root: &std::path::Path,
+    id: u64,
+    cluster_id: &str,
+    others: &[&Node],
+) -> Node {
+    let free = free_ports(4);
+    let ports = [free[0], free[1], free[2], free[3]];
+    let mut members = member_entry(id, &ports);
+    for other in others {
+        let port = |addr: SocketAddr| addr.port();
+        members.push_str(&member_entry(
+            other.id,
+            &[
+                port(other.peer),
+                port(other.stomp),
+                port(other.native),
+                port(other.admin),
+            ],
+        ));
+    }
+    node(root, id, ports, cluster_id, "", &members)
+}
+
 fn member_entry(id: u64, [peer, stomp, native, admin]: &[u16; 4]) -> String {
     format!(
         "[[cluster.members]]\nid = {id}\ncluster = \"127.0.0.1:{peer}\"\nstomp = \"127.0.0.1:{stomp}\"\nnative = \"127.0.0.1:{native}\"\nadmin = \"127.0.0.1:{admin}\"\n"

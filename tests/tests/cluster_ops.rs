@@ -5,8 +5,9 @@
 //!   the cluster (and `--json` its document), and a membership change sent
 //!   to a follower fails naming the leader;
 //! - bad input on the cluster port (undecodable bytes, an oversized length
-//!   prefix, a node of another cluster id) is refused and logged, and the
-//!   cluster keeps taking persistent SENDs with receipts;
+//!   prefix, a handshake naming another cluster id, a running node of
+//!   another cluster) is refused and logged, and the cluster keeps taking
+//!   persistent SENDs with receipts;
 //! - a fourth node joins as a learner, is promoted to voter and removed,
 //!   and a persistent message sent after each step is delivered;
 //! - with peer TLS the cluster forms and serves, and a peer with a
@@ -17,8 +18,8 @@
 
 use ferromq_protocol::stomp::{Command, Frame};
 use ferromq_tests::cluster::{
-    cluster_with, connect_leader, joining_node, wait_for_leader, Node, FAILOVER_BOUND,
-    ONE_CLUSTER_AT_A_TIME,
+    cluster_with, connect_leader, joining_node, node_with_members, wait_for_leader, Node,
+    FAILOVER_BOUND, ONE_CLUSTER_AT_A_TIME,
 };
 use ferromq_tests::pki::Pki;
 use ferromq_tests::{ferromq_bin, http_get, metric, Broker};
@@ -334,8 +335,29 @@ fn every_node_agrees_on_the_leader_and_the_peer_port_shrugs_off_bad_input() {
         );
         wait_for_more(node, needle, before);
     }
+    // A whole node of another cluster that lists one of ours as a member:
+    // once its election timeouts pass it campaigns, and is refused.
+    let target = &nodes[follower];
+    let needle = "cluster id `intruder-node` is not ours";
+    let before = log_count(target, needle);
+    let mut stranger = node_with_members(root.path(), 9, "intruder-node", &[target]);
+    stranger.start();
+    wait_until(
+        "the stranger's vote request to be refused",
+        FAILOVER_BOUND,
+        || (log_count(target, needle) > before).then_some(()),
+    );
+    let log = stranger.process.as_ref().unwrap().log();
+    assert!(log.contains("refused us"), "{log}");
+    stranger.process = None;
     // Unharmed: persistent SENDs with receipts still go through.
     deliver(&nodes, "/queue/ops-after", "after-bad-input");
+    let docs: Vec<Value> = nodes.iter().map(api_cluster).collect();
+    assert!(
+        docs.iter()
+            .all(|d| d["members"].as_array().unwrap().len() == 3),
+        "{docs:?}"
+    );
 }
 
 #[test]

@@ -74,8 +74,9 @@ pub struct ClusterStatus {
     /// The last index in this node's log.
     pub last_log_index: Option<LogIndex>,
     /// The last index this node knows to be committed (on a majority's
-    /// disk); `None` when not asked of Raft (see [`ClusterStatus::commit_index`]'s
-    /// source, `ClusterNode::report`) or nothing is committed yet.
+    /// disk). Filled in by `ClusterNode::report` from Raft's own state
+    /// (openraft 0.9 publishes no commit index in its metrics); `None` in
+    /// `Replicator::status`, or while nothing is committed.
     pub commit_index: Option<LogIndex>,
     /// The last index applied here (at or below the commit index).
     pub applied_index: Option<LogIndex>,
