@@ -389,7 +389,8 @@ async fn watch_lease(
         }
         last_term = Some(term);
         if role != Some(new_role) {
-            tracing::info!(node = settings.node_id, role = ?new_role, term, leader = ?leader, "cluster: role changed");
+            let leader = leader.map_or_else(|| "none".to_owned(), |id| id.to_string());
+            tracing::info!(node = settings.node_id, role = ?new_role, term, %leader, "cluster: role changed");
             if role.is_some() {
                 counters.role_changed();
             }
