@@ -33,8 +33,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How long `POST /api/cluster/members` waits for a new learner to catch
-/// up before it answers (202 "still catching up" after that).
-const CATCH_UP_WAIT: Duration = Duration::from_secs(10);
+/// up before it answers (202 "still catching up" after that). With two
+/// changes of at most `cluster::CHANGE_TIMEOUT` each, the request stays
+/// within the endpoint's 30 s limit.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 
 /// `GET /api/cluster`.
 pub async fn get(State(src): State<Arc<Sources>>) -> Json<Value> {
