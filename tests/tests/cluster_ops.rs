@@ -9,7 +9,8 @@
 //!   another cluster) is refused and logged, and the cluster keeps taking
 //!   persistent SENDs with receipts;
 //! - a fourth node joins as a learner, is promoted to voter and removed,
-//!   and a persistent message sent after each step is delivered;
+//!   and a persistent message sent after each step is delivered; a fifth
+//!   is added as a voter in one call (`add --voter`) and removed;
 //! - with peer TLS the cluster forms and serves, and a peer with a
 //!   certificate from another CA, without a certificate, or without TLS is
 //!   refused and logged;
@@ -473,6 +474,32 @@ fn a_fourth_node_is_added_as_learner_promoted_and_removed() {
         "{}",
         stderr(&out)
     );
+
+    // `add --voter` adds and promotes in one call once the node caught up.
+    let mut fifth = joining_node(root.path(), 5, "ops-members", "");
+    fifth.start();
+    let peer = fifth.peer.to_string();
+    let out = cli(&nodes[leader], &["add", "5", "--cluster", &peer, "--voter"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("added and promoted to voter"),
+        "{}",
+        stdout(&out)
+    );
+    let doc = api_cluster(&nodes[leader]);
+    let m = doc["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == 5)
+        .cloned();
+    assert_eq!(m.unwrap()["voter"], true, "{doc}");
+    deliver(&nodes, "/queue/ops-members", "after-voter-add");
+    let leader = wait_for_leader(&nodes, FAILOVER_BOUND);
+    let out = cli(&nodes[leader], &["remove", "5"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    fifth.process = None;
+    deliver(&nodes, "/queue/ops-members", "after-second-remove");
 }
 
 /// A blocking TLS client to a peer port that sends a valid handshake
