@@ -4,10 +4,15 @@
 //! - [`Broker`]: a broker process with its own data directory; learns its
 //!   bound ports from the "listener ready" log lines.
 //! - [`Client`]: a raw STOMP connection with frame-level send and receive.
+//! - [`conn`]: a STOMP connection whose every failure is an `Err`, for
+//!   tests that kill brokers under their clients.
+//! - [`cluster`]: a three-node cluster of `ferromq` processes.
 //! - [`pki`]: a CA and server certificate for the TLS listeners.
 //! - [`ws`]: a STOMP client over WebSocket (async, tokio-tungstenite).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: a panic is a test failure
 
+pub mod cluster;
+pub mod conn;
 pub mod pki;
 pub mod ws;
 

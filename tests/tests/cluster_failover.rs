@@ -20,14 +20,11 @@
 
 mod native_common;
 
-use bytes::BytesMut;
 use ferromq_protocol::native::{self, ErrorCondition, Open, Preamble};
-use ferromq_protocol::stomp::{encode_frame, Command, Decoder, Frame, Limits, Version};
-use ferromq_tests::{http_get, Broker};
+use ferromq_protocol::stomp::{Command, Frame};
+use ferromq_tests::cluster::{cluster, connect_leader, wait_for_leader, ONE_CLUSTER_AT_A_TIME};
+use ferromq_tests::conn::{body_of, Conn};
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const QUEUE: &str = "/queue/failover";
@@ -38,248 +35,12 @@ const ACKS: usize = 5;
 /// on a loaded machine (the target is a few seconds).
 const FAILOVER_BOUND: Duration = Duration::from_secs(30);
 
-/// A STOMP 1.2 connection whose every failure is an `Err` (nodes die and
-/// refuse under it on purpose).
-struct Conn {
-    stream: TcpStream,
-    decoder: Decoder,
-    buf: BytesMut,
-}
-
-impl Conn {
-    /// Connects; `Err` unless the node answers CONNECTED. The ERROR frame
-    /// of a refusal is returned as `Ok(Err(frame))`.
-    fn open(addr: SocketAddr) -> std::io::Result<Result<Conn, Frame>> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        let mut c = Conn {
-            stream,
-            decoder: Decoder::new(Limits::default()),
-            buf: BytesMut::new(),
-        };
-        c.send(
-            &Frame::new(Command::Connect)
-                .header("accept-version", "1.2")
-                .header("host", "/"),
-        )?;
-        match c.recv(Duration::from_secs(10))? {
-            Some(f) if f.command == Command::Connected => {
-                c.decoder.set_version(Version::V1_2);
-                Ok(Ok(c))
-            }
-            Some(f) if f.command == Command::Error => Ok(Err(f)),
-            other => Err(std::io::Error::other(format!("no CONNECTED: {other:?}"))),
-        }
-    }
-
-    fn send(&mut self, f: &Frame) -> std::io::Result<()> {
-        let mut b = BytesMut::new();
-        encode_frame(f, Version::V1_2, &mut b);
-        self.stream.write_all(&b)
-    }
-
-    /// The next frame, `None` after `wait` without one.
-    fn recv(&mut self, wait: Duration) -> std::io::Result<Option<Frame>> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(f) = self
-                .decoder
-                .decode(&mut self.buf)
-                .map_err(|e| std::io::Error::other(format!("{e:?}")))?
-            {
-                return Ok(Some(f));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            self.stream.set_read_timeout(Some(left))?;
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Sends `frame` with a receipt and waits for it; the deliveries that
-    /// arrive meanwhile are returned. `Err` on an ERROR or a close.
-    fn with_receipt(&mut self, frame: Frame, receipt: &str) -> std::io::Result<Vec<Frame>> {
-        self.send(&frame.header("receipt", receipt))?;
-        let mut before = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            match self.recv(Duration::from_millis(200))? {
-                Some(f)
-                    if f.command == Command::Receipt && f.get("receipt-id") == Some(receipt) =>
-                {
-                    return Ok(before)
-                }
-                Some(f) if f.command == Command::Error => {
-                    return Err(std::io::Error::other(format!("ERROR: {f:?}")))
-                }
-                Some(f) => before.push(f),
-                None => {}
-            }
-        }
-        Err(std::io::Error::other(format!("no receipt {receipt}")))
-    }
-}
-
-/// `n` distinct free loopback ports (all held until every one is chosen).
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().expect("local address").port())
-        .collect()
-}
-
-/// The tests of this file run one at a time: six nodes at once on a
-/// two-core machine would time out their own elections.
-static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// One member: its addresses, directory and (while running) process.
-struct Node {
-    id: u64,
-    dir: PathBuf,
-    args: Vec<String>,
-    stomp: SocketAddr,
-    native: SocketAddr,
-    admin: SocketAddr,
-    process: Option<Broker>,
-}
-
-impl Node {
-    fn start(&mut self) {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let broker = Broker::try_start_exact(&args, &self.dir).unwrap_or_else(|f| {
-            panic!(
-                "node {} did not start (exit {:?}); log:\n{}",
-                self.id, f.status, f.log
-            )
-        });
-        self.process = Some(broker);
-    }
-
-    /// `/healthz`'s body, or "" when the node does not answer.
-    fn health(&self) -> String {
-        if self.process.is_none() {
-            return String::new();
-        }
-        let admin = self.admin;
-        std::thread::spawn(move || http_get(admin, "/healthz", None))
-            .join()
-            .map(|(_, body)| body)
-            .unwrap_or_default()
-    }
-}
-
-fn cluster(root: &std::path::Path) -> Vec<Node> {
-    let free = free_ports(12);
-    let ports: Vec<[u16; 4]> = free.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
-    let mut members = String::new();
-    for (i, [peer, stomp, native, admin]) in ports.iter().enumerate() {
-        members.push_str(&format!(
-            "[[cluster.members]]\nid = {}\ncluster = \"127.0.0.1:{peer}\"\nstomp = \"127.0.0.1:{stomp}\"\nnative = \"127.0.0.1:{native}\"\nadmin = \"127.0.0.1:{admin}\"\n",
-            i + 1
-        ));
-    }
-    ports
-        .iter()
-        .enumerate()
-        .map(|(i, [peer, stomp, native, admin])| {
-            let id = i as u64 + 1;
-            let dir = root.join(format!("node{id}"));
-            std::fs::create_dir_all(&dir).unwrap();
-            let config = format!(
-                "[store]\nsync = \"always\"\n\n[cluster]\ncluster_id = \"failover-test\"\nnode_id = {id}\nlisten = \"127.0.0.1:{peer}\"\nheartbeat = \"100ms\"\nelection_timeout_min = \"1s\"\nelection_timeout_max = \"2s\"\n\n{members}"
-            );
-            let path = dir.join("ferromq.toml");
-            std::fs::write(&path, config).unwrap();
-            let args = [
-                "--config",
-                &path.display().to_string(),
-                "--data-dir",
-                &dir.join("data").display().to_string(),
-                "--stomp",
-                &format!("127.0.0.1:{stomp}"),
-                "--native",
-                &format!("127.0.0.1:{native}"),
-                "--admin",
-                &format!("127.0.0.1:{admin}"),
-                "--stomp-tls",
-                "",
-                "--native-tls",
-                "",
-                "--websocket",
-                "",
-                "--websocket-tls",
-                "",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            Node {
-                id,
-                dir,
-                args,
-                stomp: format!("127.0.0.1:{stomp}").parse().unwrap(),
-                native: format!("127.0.0.1:{native}").parse().unwrap(),
-                admin: format!("127.0.0.1:{admin}").parse().unwrap(),
-                process: None,
-            }
-        })
-        .collect()
-}
-
-/// The index of the node that says `ok leader`, waiting up to `bound`.
-fn wait_for_leader(nodes: &[Node], bound: Duration) -> usize {
-    let deadline = Instant::now() + bound;
-    while Instant::now() < deadline {
-        if let Some(i) = nodes.iter().position(|n| n.health() == "ok leader\n") {
-            return i;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let health: Vec<String> = nodes.iter().map(Node::health).collect();
-    panic!("no leader within {bound:?}; /healthz: {health:?}");
-}
-
-/// Connects to the leader, retrying refusals and closes until `bound`.
-fn connect_leader(node: &Node, bound: Duration) -> Conn {
-    let deadline = Instant::now() + bound;
-    loop {
-        match Conn::open(node.stomp) {
-            Ok(Ok(conn)) => return conn,
-            other if Instant::now() > deadline => {
-                panic!("node {} does not serve: {:?}", node.id, other.err())
-            }
-            _ => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
 fn send(conn: &mut Conn, body: &str, receipt: &str) -> std::io::Result<()> {
     let frame = Frame::new(Command::Send)
         .header("destination", QUEUE)
         .header("persistent", "true")
         .body(body.to_string());
     conn.with_receipt(frame, receipt).map(|_| ())
-}
-
-fn body_of(f: &Frame) -> String {
-    String::from_utf8_lossy(&f.body).into_owned()
 }
 
 #[test]
@@ -303,7 +64,7 @@ fn the_cluster_fails_over_without_losing_receipted_messages() {
     let leader_stomp = nodes[leader].stomp.to_string();
     let deadline = Instant::now() + FAILOVER_BOUND;
     let refusal = loop {
-        match Conn::open(nodes[follower].stomp) {
+        match Conn::open_or_refusal(nodes[follower].stomp) {
             Ok(Err(error)) if error.get("leader").is_some() => break error,
             other if Instant::now() > deadline => panic!("no redirect: {:?}", other.err()),
             _ => std::thread::sleep(Duration::from_millis(50)),
