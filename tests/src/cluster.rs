@@ -2,8 +2,14 @@
 //! [`cluster`] writes each node's configuration and directory, [`Node`]
 //! starts, kills and probes one member, [`wait_for_leader`] and
 //! [`connect_leader`] find the one that serves.
+//!
+//! [`cluster_with`] can put every peer link through a [`Proxy`] per
+//! direction ([`PeerLinks`]): node i's configuration lists member j at the
+//! address of proxy(i→j), which forwards to j's cluster listener, so the
+//! test can cut, blackhole, delay and heal each direction of each link.
 
 use crate::conn::Conn;
+use crate::proxy::{Mode, Proxy, Stats};
 use crate::{http_get, Broker};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -40,6 +46,8 @@ pub struct Node {
     pub admin: SocketAddr,
     /// The running process, if any.
     pub process: Option<Broker>,
+    /// What its earlier processes logged (kept across kills and restarts).
+    pub past_log: String,
 }
 
 impl Node {
@@ -55,6 +63,44 @@ impl Node {
         self.process = Some(broker);
     }
 
+    /// SIGKILL; its log so far is kept in [`Node::past_log`].
+    pub fn kill9(&mut self) {
+        if let Some(mut broker) = self.process.take() {
+            broker.kill9();
+            self.past_log.push_str(&broker.log());
+        }
+    }
+
+    /// Everything every process of this node logged.
+    pub fn log(&self) -> String {
+        let mut log = self.past_log.clone();
+        if let Some(broker) = &self.process {
+            log.push_str(&broker.log());
+        }
+        log
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`, ...) to the running process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self
+            .process
+            .as_ref()
+            .and_then(Broker::pid)
+            .unwrap_or_else(|| panic!("node {} is not running", self.id))
+            .to_string();
+        let status = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// Removes its data directory (stop it first).
+    pub fn wipe(&self) {
+        assert!(self.process.is_none(), "stop node {} first", self.id);
+        std::fs::remove_dir_all(self.dir.join("data")).unwrap();
+    }
+
     /// `/healthz`'s body, or "" when the node does not answer.
     pub fn health(&self) -> String {
         if self.process.is_none() {
@@ -68,27 +114,67 @@ impl Node {
     }
 }
 
-/// Three members under `root` (not started), each with its own ports, a
-/// 100 ms heartbeat and a 1–2 s election timeout.
+/// The `[cluster]` timing of [`cluster`]'s nodes: 100 ms heartbeats, a
+/// 1–2 s election timeout.
+pub const TIMING: &str =
+    "heartbeat = \"100ms\"\nelection_timeout_min = \"1s\"\nelection_timeout_max = \"2s\"\n";
+
+/// Three members under `root` (not started), each with its own ports and
+/// [`TIMING`], linked directly.
 pub fn cluster(root: &Path) -> Vec<Node> {
+    cluster_with(root, false, |_| TIMING.to_string()).0
+}
+
+/// Three members under `root` (not started). `cluster_keys(id)` gives the
+/// lines node `id` has in its `[cluster]` table besides its identity and
+/// members (at least the timing, e.g. [`TIMING`]). With `proxied`, every
+/// peer link goes through a proxy per direction (see the module doc).
+pub fn cluster_with(
+    root: &Path,
+    proxied: bool,
+    cluster_keys: impl Fn(u64) -> String,
+) -> (Vec<Node>, Option<PeerLinks>) {
     let free = free_ports(12);
     let ports: Vec<[u16; 4]> = free.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
-    let mut members = String::new();
-    for (i, [peer, stomp, native, admin]) in ports.iter().enumerate() {
-        members.push_str(&format!(
-            "[[cluster.members]]\nid = {}\ncluster = \"127.0.0.1:{peer}\"\nstomp = \"127.0.0.1:{stomp}\"\nnative = \"127.0.0.1:{native}\"\nadmin = \"127.0.0.1:{admin}\"\n",
-            i + 1
-        ));
-    }
-    ports
+    let ids: Vec<u64> = (1..=ports.len() as u64).collect();
+    let peer = |id: u64| -> SocketAddr {
+        format!("127.0.0.1:{}", ports[id as usize - 1][0])
+            .parse()
+            .unwrap()
+    };
+    let links = proxied.then(|| PeerLinks {
+        proxies: ids
+            .iter()
+            .flat_map(|&from| ids.iter().map(move |&to| (from, to)))
+            .filter(|(from, to)| from != to)
+            .map(|(from, to)| (from, to, Proxy::start(peer(to)).expect("a proxy")))
+            .collect(),
+    });
+    // How node `from` reaches node `to`'s cluster listener.
+    let route = |from: u64, to: u64| -> SocketAddr {
+        match &links {
+            Some(links) if from != to => links.link(from, to).addr(),
+            _ => peer(to),
+        }
+    };
+    let nodes = ports
         .iter()
         .enumerate()
         .map(|(i, [peer, stomp, native, admin])| {
             let id = i as u64 + 1;
             let dir = root.join(format!("node{id}"));
             std::fs::create_dir_all(&dir).unwrap();
+            let mut members = String::new();
+            for (j, [_, stomp, native, admin]) in ports.iter().enumerate() {
+                let member = j as u64 + 1;
+                members.push_str(&format!(
+                    "[[cluster.members]]\nid = {member}\ncluster = \"{}\"\nstomp = \"127.0.0.1:{stomp}\"\nnative = \"127.0.0.1:{native}\"\nadmin = \"127.0.0.1:{admin}\"\n",
+                    route(id, member)
+                ));
+            }
             let config = format!(
-                "[store]\nsync = \"always\"\n\n[cluster]\ncluster_id = \"failover-test\"\nnode_id = {id}\nlisten = \"127.0.0.1:{peer}\"\nheartbeat = \"100ms\"\nelection_timeout_min = \"1s\"\nelection_timeout_max = \"2s\"\n\n{members}"
+                "[store]\nsync = \"always\"\n\n[cluster]\ncluster_id = \"failover-test\"\nnode_id = {id}\nlisten = \"127.0.0.1:{peer}\"\n{}\n{members}",
+                cluster_keys(id)
             );
             let path = dir.join("ferromq.toml");
             std::fs::write(&path, config).unwrap();
@@ -123,9 +209,60 @@ pub fn cluster(root: &Path) -> Vec<Node> {
                 native: format!("127.0.0.1:{native}").parse().unwrap(),
                 admin: format!("127.0.0.1:{admin}").parse().unwrap(),
                 process: None,
+                past_log: String::new(),
             }
         })
-        .collect()
+        .collect();
+    (nodes, links)
+}
+
+/// The proxies of a cluster's peer links, one per direction.
+pub struct PeerLinks {
+    proxies: Vec<(u64, u64, Proxy)>,
+}
+
+impl PeerLinks {
+    /// The proxy node `from` dials to reach node `to`.
+    pub fn link(&self, from: u64, to: u64) -> &Proxy {
+        self.proxies
+            .iter()
+            .find(|(f, t, _)| (*f, *t) == (from, to))
+            .map(|(_, _, proxy)| proxy)
+            .unwrap_or_else(|| panic!("no link {from}->{to}"))
+    }
+
+    /// Sets every link from and to node `id` to `mode`: [`Mode::Cut`]
+    /// isolates it.
+    pub fn around(&self, id: u64, mode: Mode) {
+        for (from, to, proxy) in &self.proxies {
+            if *from == id || *to == id {
+                proxy.set(mode);
+            }
+        }
+    }
+
+    /// Every link back to [`Mode::Pass`].
+    pub fn heal(&self) {
+        for (_, _, proxy) in &self.proxies {
+            proxy.heal();
+        }
+    }
+
+    /// The counters of every link from and to node `id`, added up.
+    pub fn stats_around(&self, id: u64) -> Stats {
+        let mut sum = Stats::default();
+        for (from, to, proxy) in &self.proxies {
+            if *from == id || *to == id {
+                let s = proxy.stats();
+                sum.accepted += s.accepted;
+                sum.refused += s.refused;
+                sum.closed += s.closed;
+                sum.forwarded += s.forwarded;
+                sum.dropped += s.dropped;
+            }
+        }
+        sum
+    }
 }
 
 /// The index of the node that says `ok leader`, waiting up to `bound`.
@@ -139,6 +276,58 @@ pub fn wait_for_leader(nodes: &[Node], bound: Duration) -> usize {
     }
     let health: Vec<String> = nodes.iter().map(Node::health).collect();
     panic!("no leader within {bound:?}; /healthz: {health:?}");
+}
+
+/// The index of a node other than `except` that says `ok leader`, waiting
+/// up to `bound` (the node `except` may still think it leads).
+pub fn wait_for_leader_except(nodes: &[Node], except: usize, bound: Duration) -> usize {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Some(i) =
+            (0..nodes.len()).find(|&i| i != except && nodes[i].health() == "ok leader\n")
+        {
+            return i;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let health: Vec<String> = nodes.iter().map(Node::health).collect();
+    panic!("no leader but node index {except} within {bound:?}; /healthz: {health:?}");
+}
+
+/// Waits until the node at `index` says `ok follower`, up to `bound`.
+pub fn wait_for_follower(nodes: &[Node], index: usize, bound: Duration) {
+    let deadline = Instant::now() + bound;
+    while nodes[index].health() != "ok follower\n" {
+        assert!(
+            Instant::now() < deadline,
+            "node {} is not a follower within {bound:?}; log:\n{}",
+            nodes[index].id,
+            nodes[index].log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Makes the node at `target` the leader: kills whichever other node leads
+/// (SIGKILL), waits for the next election, restarts the killed node, and
+/// again, at most `attempts` times; returns the kills. Give the target
+/// the shortest election timeout so that it wins the elections.
+pub fn make_leader(nodes: &mut [Node], target: usize, attempts: usize, bound: Duration) -> usize {
+    for kills in 0..=attempts {
+        let leader = wait_for_leader(nodes, bound);
+        if leader == target {
+            return kills;
+        }
+        assert!(
+            kills < attempts,
+            "node {} did not become leader in {attempts} elections",
+            nodes[target].id
+        );
+        nodes[leader].kill9();
+        wait_for_leader_except(nodes, leader, bound);
+        nodes[leader].start();
+    }
+    unreachable!("the loop returns or fails")
 }
 
 /// Connects to the leader, retrying refusals and closes until `bound`.

@@ -1,0 +1,619 @@
+//! Persistent load on a cluster while a test breaks it, and the ledger of
+//! what the clients saw, checked against the durability contract (issue
+//! 16) with the rigour of the single-node crash test:
+//!
+//! - every message whose SEND got a RECEIPT is delivered at least once;
+//! - a message whose ACK got a RECEIPT is never delivered again;
+//! - per-producer order: within one consumer session, the deliveries not
+//!   marked `redelivered` of each producer's messages come in the order
+//!   they were sent (across sessions no order is promised: a session that
+//!   ends leaves its unacked messages to be redelivered elsewhere);
+//! - transactions (BEGIN, SENDs, COMMIT with a receipt) all or nothing:
+//!   every one whose COMMIT got a receipt comes back whole and in order,
+//!   none comes back in part;
+//! - no two nodes accept writes in the same term, read two ways: from the
+//!   nodes' logs, each `serving clients term=T` line (a node that starts
+//!   serving as leader of term T) names one node per term; from the
+//!   messages, a message id's sequence number is at least `T << 40` for the
+//!   term T of the leader that accepted it (`leadership::seq_floor`), so
+//!   every delivered message's term must be a term some node served in, and
+//!   one sequence number never names two different messages (two leaders
+//!   of one term would both count up from the same floor).
+//!
+//! Clients find the leader themselves: they follow the `leader` header of a
+//! `not the leader` refusal, else try the next node; a session that stalls
+//! (no frame for [`STALL`] with a receipt owed, as behind a stopped
+//! leader) is given up like a broken one. A pending receipt that never came
+//! (the connection closed, or an ERROR with its receipt-id) is counted as
+//! failed: never a success.
+
+use crate::cluster::Node;
+use crate::conn::{body_of, Conn};
+use ferromq_protocol::stomp::{Command, Frame};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The queue the producers and consumers use.
+pub const QUEUE: &str = "/queue/chaos";
+/// The queue of the transactions (drained only at the end).
+pub const TX_QUEUE: &str = "/queue/chaos-tx";
+/// SENDs a producer keeps outstanding.
+const WINDOW: usize = 8;
+/// Messages per transaction.
+const TX_SIZE: usize = 5;
+/// A session owed a frame for this long is given up.
+pub const STALL: Duration = Duration::from_secs(3);
+
+/// What the clients observed, across every session.
+#[derive(Default)]
+pub struct Ledger {
+    /// Bodies whose SEND got a RECEIPT.
+    pub receipted: HashSet<String>,
+    /// RECEIPTs per node index (which node answered).
+    pub receipts_by_node: BTreeMap<usize, u64>,
+    /// Bodies an ACK was sent for.
+    pub ack_sent: HashSet<String>,
+    /// Bodies whose ACK got a RECEIPT.
+    pub acked: HashSet<String>,
+    /// Deliveries per body.
+    pub deliveries: HashMap<String, u32>,
+    /// Deliveries that carried `redelivered:true`.
+    pub marked_redelivered: u64,
+    /// Sequence number of each message id seen, and its body.
+    pub seqs: HashMap<u64, String>,
+    /// Transactions whose COMMIT got a RECEIPT.
+    pub committed_tx: HashSet<u64>,
+    /// Receipts owed when a session ended without them, or answered by an
+    /// ERROR carrying their receipt-id.
+    pub failed_receipts: u64,
+    /// ERROR frames that carried a receipt-id.
+    pub errors_with_receipt_id: u64,
+    /// Sessions opened (all clients).
+    pub sessions: u64,
+    /// Broken rules, in the order seen.
+    pub violations: Vec<String>,
+    /// Per (session, producer), the last message number delivered in it
+    /// without `redelivered`.
+    last_in_session: HashMap<(u64, usize), u64>,
+}
+
+impl Ledger {
+    fn delivered(&mut self, session: u64, f: &Frame) {
+        let body = body_of(f);
+        let redelivered = f.get("redelivered") == Some("true");
+        if self.acked.contains(&body) {
+            self.violations.push(format!(
+                "{body} delivered again after its ACK was receipted"
+            ));
+        }
+        if redelivered {
+            self.marked_redelivered += 1;
+        }
+        *self.deliveries.entry(body.clone()).or_default() += 1;
+        if let Some(seq) = f.get("message-id").and_then(seq_of) {
+            match self.seqs.get(&seq) {
+                Some(other) if *other != body => self.violations.push(format!(
+                    "seq {seq} (term {}) names both {other} and {body}",
+                    seq >> 40
+                )),
+                Some(_) => {}
+                None => {
+                    self.seqs.insert(seq, body.clone());
+                }
+            }
+        } else {
+            self.violations
+                .push(format!("{body}: no sequence number in {f:?}"));
+        }
+        if let (false, Some((p, k))) = (redelivered, producer_and_number(&body)) {
+            if let Some(last) = self.last_in_session.insert((session, p), k) {
+                if k <= last {
+                    self.violations.push(format!(
+                        "producer {p}'s message {k} delivered after {last} in session {session}"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Panics unless every rule held and something was tested. `tx` is
+    /// what the final drain of [`TX_QUEUE`] returned, per transaction.
+    pub fn check(&self, tx: &BTreeMap<u64, Vec<String>>) {
+        assert!(
+            self.violations.is_empty(),
+            "{} violations, first ones: {:#?}",
+            self.violations.len(),
+            &self.violations[..self.violations.len().min(10)]
+        );
+        let lost: Vec<_> = self
+            .receipted
+            .iter()
+            .filter(|b| !self.deliveries.contains_key(*b))
+            .take(10)
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "receipted messages never delivered: {lost:?} (of {})",
+            self.receipted.len()
+        );
+        assert!(!self.receipted.is_empty(), "no SEND was receipted");
+        assert!(!self.acked.is_empty(), "no ACK was receipted");
+        for n in &self.committed_tx {
+            assert!(tx.contains_key(n), "committed transaction {n} lost");
+        }
+        for (n, bodies) in tx {
+            let whole: Vec<String> = (0..TX_SIZE).map(|i| format!("t{n}-{i}")).collect();
+            assert_eq!(
+                bodies, &whole,
+                "transaction {n} came back split or out of order"
+            );
+        }
+    }
+
+    /// One line of counts for the test's output.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} receipted (by node {:?}), {} acked, {} bodies delivered ({} marked redelivered), \
+             {} transactions committed, {} receipts failed ({} by ERROR), {} sessions",
+            self.receipted.len(),
+            self.receipts_by_node,
+            self.acked.len(),
+            self.deliveries.len(),
+            self.marked_redelivered,
+            self.committed_tx.len(),
+            self.failed_receipts,
+            self.errors_with_receipt_id,
+            self.sessions
+        )
+    }
+}
+
+/// `ID:<node>-<seq>` → seq.
+fn seq_of(message_id: &str) -> Option<u64> {
+    message_id.rsplit_once('-')?.1.parse().ok()
+}
+
+/// `p{producer}-{k}` → (producer, k).
+fn producer_and_number(body: &str) -> Option<(usize, u64)> {
+    let (p, k) = body.strip_prefix('p')?.split_once('-')?;
+    Some((p.parse().ok()?, k.parse().ok()?))
+}
+
+/// The terms in which each node logged that it serves clients as leader;
+/// panics if two nodes did so in one term.
+pub fn serving_terms(nodes: &[Node]) -> BTreeMap<u64, u64> {
+    let mut terms = BTreeMap::new();
+    for node in nodes {
+        for line in node.log().lines() {
+            let Some(rest) = line.split("serving clients").nth(1) else {
+                continue;
+            };
+            let Some(term) = rest
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("term="))
+                .and_then(|t| t.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if let Some(other) = terms.insert(term, node.id) {
+                assert_eq!(
+                    other, node.id,
+                    "nodes {other} and {} both served clients as leader of term {term}",
+                    node.id
+                );
+            }
+        }
+    }
+    terms
+}
+
+/// Checks the messages' terms against the nodes' (see the module doc);
+/// returns the terms writes were accepted in.
+pub fn check_terms(ledger: &Ledger, nodes: &[Node]) -> BTreeMap<u64, u64> {
+    let serving = serving_terms(nodes);
+    for (seq, body) in &ledger.seqs {
+        let term = seq >> 40;
+        assert!(
+            serving.contains_key(&term),
+            "{body} has seq {seq} of term {term}, in which no node served; served: {serving:?}"
+        );
+    }
+    serving
+}
+
+/// Where the clients connect: every node's STOMP address (fixed across
+/// restarts).
+#[derive(Clone)]
+struct Targets(Arc<Vec<SocketAddr>>);
+
+impl Targets {
+    /// A session on the leader, and the index of its node; `None` once
+    /// `stop` is set.
+    fn connect(&self, stop: &AtomicBool, ledger: &Mutex<Ledger>) -> Option<(Conn, usize)> {
+        let mut next = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let i = next % self.0.len();
+            match Conn::open_or_refusal(self.0[i]) {
+                Ok(Ok(conn)) => {
+                    ledger.lock().unwrap().sessions += 1;
+                    return Some((conn, i));
+                }
+                Ok(Err(refusal)) => {
+                    // Follow the redirect, else try the next node.
+                    next = refusal
+                        .get("leader")
+                        .and_then(|l| self.0.iter().position(|a| a.to_string() == l))
+                        .unwrap_or(i + 1);
+                }
+                Err(_) => next = i + 1,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+/// Producers, consumers and transactions running against a cluster.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+    threads: Vec<JoinHandle<()>>,
+    next_session: Arc<AtomicU64>,
+    targets: Targets,
+}
+
+impl Load {
+    /// Starts `producers` producers of persistent messages with receipts,
+    /// `consumers` consumers acking with receipts, and one transaction
+    /// producer, on the leader of `nodes`.
+    pub fn start(nodes: &[Node], producers: usize, consumers: usize) -> Load {
+        let targets = Targets(Arc::new(nodes.iter().map(|n| n.stomp).collect()));
+        let load = Load {
+            stop: Arc::new(AtomicBool::new(false)),
+            ledger: Arc::new(Mutex::new(Ledger::default())),
+            threads: Vec::new(),
+            next_session: Arc::new(AtomicU64::new(0)),
+            targets,
+        };
+        load.spawn(producers, consumers)
+    }
+
+    fn spawn(mut self, producers: usize, consumers: usize) -> Load {
+        for p in 0..producers {
+            let (t, s, l) = (self.targets.clone(), self.stop.clone(), self.ledger.clone());
+            self.threads
+                .push(std::thread::spawn(move || produce(&t, p, &s, &l)));
+        }
+        for _ in 0..consumers {
+            let (t, s, l, n) = (
+                self.targets.clone(),
+                self.stop.clone(),
+                self.ledger.clone(),
+                self.next_session.clone(),
+            );
+            self.threads
+                .push(std::thread::spawn(move || consume(&t, &s, &l, &n, None)));
+        }
+        let (t, s, l) = (self.targets.clone(), self.stop.clone(), self.ledger.clone());
+        self.threads
+            .push(std::thread::spawn(move || transact(&t, &s, &l)));
+        self
+    }
+
+    /// The ledger so far.
+    pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap()
+    }
+
+    /// Waits (up to `bound`) until `what` holds of the ledger.
+    pub fn wait_until(&self, bound: Duration, what: impl Fn(&Ledger) -> bool) -> bool {
+        let deadline = Instant::now() + bound;
+        while Instant::now() < deadline {
+            if what(&self.ledger()) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Stops the clients (and waits for them).
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+    }
+
+    /// Stops the clients, then drains both queues from the leader: what is
+    /// left of [`QUEUE`] is consumed and acked (into the ledger), [`TX_QUEUE`]
+    /// is returned per transaction. Then checks the ledger
+    /// ([`Ledger::check`]) and the terms ([`check_terms`]).
+    pub fn finish(mut self, nodes: &[Node]) -> Arc<Mutex<Ledger>> {
+        self.stop();
+        let drain_stop = AtomicBool::new(false);
+        consume(
+            &self.targets,
+            &drain_stop,
+            &self.ledger,
+            &self.next_session,
+            Some(Duration::from_secs(2)),
+        );
+        let tx = drain_transactions(&self.targets, &self.ledger);
+        let ledger = self.ledger.lock().unwrap();
+        ledger.check(&tx);
+        let terms = check_terms(&ledger, nodes);
+        eprintln!(
+            "load: {}; {} transactions drained; served terms {terms:?}",
+            ledger.summary(),
+            tx.len()
+        );
+        drop(ledger);
+        self.ledger.clone()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Sends persistent messages `p{id}-{k}` with receipts, [`WINDOW`] at a
+/// time, reconnecting after every broken or stalled session, until `stop`.
+fn produce(targets: &Targets, id: usize, stop: &AtomicBool, ledger: &Mutex<Ledger>) {
+    let mut k = 0u64;
+    while let Some((mut c, node)) = targets.connect(stop, ledger) {
+        let mut outstanding: HashSet<String> = HashSet::new();
+        let mut last_frame = Instant::now();
+        let broken = loop {
+            if stop.load(Ordering::Relaxed) {
+                break false;
+            }
+            while outstanding.len() < WINDOW {
+                let body = format!("p{id}-{k}");
+                k += 1;
+                let f = Frame::new(Command::Send)
+                    .header("destination", QUEUE)
+                    .header("persistent", "true")
+                    .header("receipt", &body)
+                    .body(body.clone());
+                if c.send(&f).is_err() {
+                    break;
+                }
+                outstanding.insert(body);
+            }
+            match c.recv(Duration::from_millis(100)) {
+                Ok(Some(f)) => {
+                    last_frame = Instant::now();
+                    if !answer(f, &mut outstanding, node, ledger, |l, r| {
+                        l.receipted.insert(r.to_string());
+                    }) {
+                        break true;
+                    }
+                }
+                Ok(None) if last_frame.elapsed() > STALL => break true,
+                Ok(None) => {}
+                Err(_) => break true,
+            }
+        };
+        if broken {
+            ledger.lock().unwrap().failed_receipts += outstanding.len() as u64;
+        }
+        if !broken {
+            return;
+        }
+    }
+}
+
+/// Books a frame answering a client's requests: a RECEIPT for one of
+/// `outstanding` (`on_receipt` records it), an ERROR (counted; ends the
+/// session). Anything else is a violation. Returns whether the session
+/// goes on.
+fn answer(
+    f: Frame,
+    outstanding: &mut HashSet<String>,
+    node: usize,
+    ledger: &Mutex<Ledger>,
+    on_receipt: impl FnOnce(&mut Ledger, &str),
+) -> bool {
+    let mut l = ledger.lock().unwrap();
+    match f.command {
+        Command::Receipt => {
+            let Some(r) = f.get("receipt-id") else {
+                l.violations
+                    .push(format!("a RECEIPT without receipt-id: {f:?}"));
+                return false;
+            };
+            if !outstanding.remove(r) {
+                l.violations
+                    .push(format!("a RECEIPT for nothing outstanding: {f:?}"));
+                return false;
+            }
+            *l.receipts_by_node.entry(node).or_default() += 1;
+            on_receipt(&mut l, r);
+            true
+        }
+        Command::Error => {
+            if let Some(r) = f.get("receipt-id") {
+                l.errors_with_receipt_id += 1;
+                if outstanding.remove(r) {
+                    l.failed_receipts += 1;
+                }
+            }
+            false
+        }
+        _ => {
+            l.violations.push(format!("a producer got {f:?}"));
+            false
+        }
+    }
+}
+
+/// Consumes [`QUEUE`] with client-individual acks and receipts until
+/// `stop` (reconnecting after a broken or stalled session) or, with
+/// `drain`, until nothing arrives for that long.
+fn consume(
+    targets: &Targets,
+    stop: &AtomicBool,
+    ledger: &Mutex<Ledger>,
+    sessions: &AtomicU64,
+    drain: Option<Duration>,
+) {
+    while let Some((mut c, _)) = targets.connect(stop, ledger) {
+        let session = sessions.fetch_add(1, Ordering::Relaxed);
+        let sub = Frame::new(Command::Subscribe)
+            .header("id", "s")
+            .header("destination", QUEUE)
+            .header("ack", "client-individual")
+            .header("activemq.prefetchSize", "16")
+            .header("receipt", "subscribed");
+        if c.send(&sub).is_err() {
+            continue;
+        }
+        let mut acks_owed = 0usize;
+        let mut last_frame = Instant::now();
+        let broken = loop {
+            if stop.load(Ordering::Relaxed) {
+                break false;
+            }
+            let f = match c.recv(Duration::from_millis(100)) {
+                Ok(Some(f)) => f,
+                Ok(None) => match drain {
+                    Some(idle) if last_frame.elapsed() > idle => break false,
+                    _ if acks_owed > 0 && last_frame.elapsed() > STALL => break true,
+                    _ => continue,
+                },
+                Err(_) => break true,
+            };
+            last_frame = Instant::now();
+            match f.command {
+                Command::Message => {
+                    let body = body_of(&f);
+                    ledger.lock().unwrap().delivered(session, &f);
+                    let ack = Frame::new(Command::Ack)
+                        .header("id", f.get("ack").unwrap_or(""))
+                        .header("receipt", &format!("a:{body}"));
+                    ledger.lock().unwrap().ack_sent.insert(body);
+                    if c.send(&ack).is_err() {
+                        break true;
+                    }
+                    acks_owed += 1;
+                }
+                Command::Receipt => {
+                    if let Some(body) = f.get("receipt-id").and_then(|r| r.strip_prefix("a:")) {
+                        acks_owed = acks_owed.saturating_sub(1);
+                        ledger.lock().unwrap().acked.insert(body.to_string());
+                    }
+                }
+                Command::Error => {
+                    if f.get("receipt-id").is_some() {
+                        ledger.lock().unwrap().errors_with_receipt_id += 1;
+                    }
+                    break true;
+                }
+                _ => {
+                    ledger
+                        .lock()
+                        .unwrap()
+                        .violations
+                        .push(format!("a consumer got {f:?}"));
+                    break true;
+                }
+            }
+        };
+        if !broken {
+            return;
+        }
+        // A drain that breaks tries again on the (new) leader.
+    }
+}
+
+/// Commits transactions of [`TX_SIZE`] persistent messages `t{n}-{i}` to
+/// [`TX_QUEUE`], one at a time, until `stop`.
+fn transact(targets: &Targets, stop: &AtomicBool, ledger: &Mutex<Ledger>) {
+    let mut n = 0u64;
+    while let Some((mut c, node)) = targets.connect(stop, ledger) {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let tx = format!("tx{n}");
+            let mut frames = vec![Frame::new(Command::Begin).header("transaction", &tx)];
+            for i in 0..TX_SIZE {
+                frames.push(
+                    Frame::new(Command::Send)
+                        .header("destination", TX_QUEUE)
+                        .header("persistent", "true")
+                        .header("transaction", &tx)
+                        .body(format!("t{n}-{i}")),
+                );
+            }
+            frames.push(
+                Frame::new(Command::Commit)
+                    .header("transaction", &tx)
+                    .header("receipt", &tx),
+            );
+            let this = n;
+            n += 1;
+            if frames.iter().any(|f| c.send(f).is_err()) {
+                ledger.lock().unwrap().failed_receipts += 1;
+                break;
+            }
+            let mut outstanding = HashSet::from([tx]);
+            let answered = match c.recv(STALL) {
+                Ok(Some(f)) => answer(f, &mut outstanding, node, ledger, |l, _| {
+                    l.committed_tx.insert(this);
+                }),
+                Ok(None) | Err(_) => false,
+            };
+            if !answered {
+                ledger.lock().unwrap().failed_receipts += outstanding.len() as u64;
+                break;
+            }
+        }
+    }
+}
+
+/// Everything on [`TX_QUEUE`], per transaction, from the leader.
+fn drain_transactions(targets: &Targets, ledger: &Mutex<Ledger>) -> BTreeMap<u64, Vec<String>> {
+    let never = AtomicBool::new(false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "could not drain {TX_QUEUE}");
+        let Some((mut c, _)) = targets.connect(&never, ledger) else {
+            unreachable!("`never` is never set");
+        };
+        let sub = Frame::new(Command::Subscribe)
+            .header("id", "tx")
+            .header("destination", TX_QUEUE)
+            .header("ack", "auto");
+        if c.with_receipt(sub, "tx-sub").is_err() {
+            continue;
+        }
+        let mut per_tx: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        let complete = loop {
+            match c.recv(Duration::from_secs(2)) {
+                Ok(Some(f)) if f.command == Command::Message => {
+                    let body = body_of(&f);
+                    let n = body
+                        .strip_prefix('t')
+                        .and_then(|b| b.split_once('-'))
+                        .and_then(|(n, _)| n.parse().ok())
+                        .unwrap_or_else(|| panic!("not a transaction message: {body}"));
+                    per_tx.entry(n).or_default().push(body);
+                }
+                Ok(Some(f)) => panic!("draining {TX_QUEUE}: {f:?}"),
+                Ok(None) => break true,
+                Err(_) => break false,
+            }
+        };
+        if complete {
+            return per_tx;
+        }
+    }
+}
