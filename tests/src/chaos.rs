@@ -20,6 +20,9 @@
 //!   one sequence number never names two different messages (two leaders
 //!   of one term would both count up from the same floor).
 //!
+//! A [`Witness`] holds a session on one node through a stop or a cut to
+//! read what that node answers afterwards.
+//!
 //! Clients find the leader themselves: they follow the `leader` header of a
 //! `not the leader` refusal, else try the next node; a session that stalls
 //! (no frame for [`STALL`] with a receipt owed, as behind a stopped
@@ -615,5 +618,93 @@ fn drain_transactions(targets: &Targets, ledger: &Mutex<Ledger>) -> BTreeMap<u64
         if complete {
             return per_tx;
         }
+    }
+}
+
+/// A producer session held open on one node through what the test does to
+/// that node, to see what the node answers afterwards: the load's clients
+/// give a stalled session up, so they never see a late answer.
+pub struct Witness {
+    conn: Conn,
+    outstanding: HashSet<String>,
+    tag: usize,
+    sent: u64,
+}
+
+/// What a [`Witness`] session got.
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// Bodies whose SEND got a RECEIPT.
+    pub receipted: Vec<String>,
+    /// Receipts answered by an ERROR carrying their receipt-id.
+    pub failed_by_error: usize,
+    /// Receipts still owed when the connection closed.
+    pub failed_by_close: usize,
+}
+
+impl Witness {
+    /// A session on the node at `addr` (which must serve); its messages
+    /// are `w{tag}-{k}`, k from 0.
+    pub fn open(addr: SocketAddr, tag: usize) -> std::io::Result<Witness> {
+        Ok(Witness {
+            conn: Conn::open(addr)?,
+            outstanding: HashSet::new(),
+            tag,
+            sent: 0,
+        })
+    }
+
+    /// Sends `n` persistent messages `w{tag}-{k}` with receipts to [`QUEUE`],
+    /// without waiting (the node may be stopped or cut off).
+    pub fn send(&mut self, n: usize) -> std::io::Result<()> {
+        for _ in 0..n {
+            let body = format!("w{}-{}", self.tag, self.sent);
+            self.sent += 1;
+            self.conn.send(
+                &Frame::new(Command::Send)
+                    .header("destination", QUEUE)
+                    .header("persistent", "true")
+                    .header("receipt", &body)
+                    .body(body.clone()),
+            )?;
+            self.outstanding.insert(body);
+        }
+        Ok(())
+    }
+
+    /// Reads answers until none is owed or the connection ends; panics if
+    /// that takes longer than `bound` (a node must not leave a client
+    /// waiting forever).
+    pub fn answers(mut self, bound: Duration) -> Answers {
+        let mut answers = Answers::default();
+        let deadline = Instant::now() + bound;
+        while !self.outstanding.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{} receipts neither sent nor failed within {bound:?}",
+                self.outstanding.len()
+            );
+            match self.conn.recv(Duration::from_millis(200)) {
+                Ok(Some(f)) if f.command == Command::Receipt => {
+                    let r = f.get("receipt-id").unwrap_or_default().to_string();
+                    assert!(self.outstanding.remove(&r), "unexpected {f:?}");
+                    answers.receipted.push(r);
+                }
+                Ok(Some(f)) if f.command == Command::Error => {
+                    if let Some(r) = f.get("receipt-id") {
+                        if self.outstanding.remove(r) {
+                            answers.failed_by_error += 1;
+                        }
+                    }
+                }
+                Ok(Some(f)) => panic!("a witness got {f:?}"),
+                Ok(None) => {}
+                Err(_) => {
+                    answers.failed_by_close = self.outstanding.len();
+                    break;
+                }
+            }
+        }
+        answers
     }
 }
