@@ -80,6 +80,18 @@ impl Node {
         log
     }
 
+    /// Waits (up to `bound`) until [`Node::log`] contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// Sends `signal` (`-STOP`, `-CONT`, ...) to the running process.
     pub fn signal(&self, signal: &str) {
         let pid = self
