@@ -187,10 +187,12 @@ fn producer_and_number(body: &str) -> Option<(usize, u64)> {
 }
 
 /// The terms in which each node logged that it serves clients as leader;
-/// panics if two nodes did so in one term.
+/// panics if two nodes did so in one term, or one node in two of its lives
+/// (one life serves a term at most once: it restarts when it stops).
 pub fn serving_terms(nodes: &[Node]) -> BTreeMap<u64, u64> {
     let mut terms = BTreeMap::new();
     for node in nodes {
+        let mut lives_per_term: BTreeMap<u64, usize> = BTreeMap::new();
         for line in node.log().lines() {
             let Some(rest) = line.split("serving clients").nth(1) else {
                 continue;
@@ -202,6 +204,13 @@ pub fn serving_terms(nodes: &[Node]) -> BTreeMap<u64, u64> {
             else {
                 continue;
             };
+            let lives = lives_per_term.entry(term).or_default();
+            *lives += 1;
+            assert!(
+                *lives == 1,
+                "node {} served clients as leader of term {term} in two lives",
+                node.id
+            );
             if let Some(other) = terms.insert(term, node.id) {
                 assert_eq!(
                     other, node.id,
@@ -348,8 +357,8 @@ impl Load {
         );
         let tx = drain_transactions(&self.targets, &self.ledger);
         let ledger = self.ledger.lock().unwrap();
-        ledger.check(&tx);
         let terms = check_terms(&ledger, nodes);
+        ledger.check(&tx);
         eprintln!(
             "load: {}; {} transactions drained; served terms {terms:?}",
             ledger.summary(),
