@@ -31,7 +31,7 @@
 //! failed: never a success.
 
 use crate::cluster::Node;
-use crate::conn::{body_of, Conn};
+use crate::conn::{body_of, transaction, Conn};
 use ferromq_protocol::stomp::{Command, Frame};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -555,21 +555,7 @@ fn transact(targets: &Targets, stop: &AtomicBool, ledger: &Mutex<Ledger>) {
                 return;
             }
             let tx = format!("tx{n}");
-            let mut frames = vec![Frame::new(Command::Begin).header("transaction", &tx)];
-            for i in 0..TX_SIZE {
-                frames.push(
-                    Frame::new(Command::Send)
-                        .header("destination", TX_QUEUE)
-                        .header("persistent", "true")
-                        .header("transaction", &tx)
-                        .body(format!("t{n}-{i}")),
-                );
-            }
-            frames.push(
-                Frame::new(Command::Commit)
-                    .header("transaction", &tx)
-                    .header("receipt", &tx),
-            );
+            let frames = transaction(n, TX_SIZE, TX_QUEUE);
             let this = n;
             n += 1;
             if frames.iter().any(|f| c.send(f).is_err()) {

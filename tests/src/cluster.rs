@@ -20,6 +20,34 @@ use std::time::{Duration, Instant};
 /// out their own elections.
 pub static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// How long an election plus the new leader's restore may take, at most,
+/// on a loaded machine (the target is a few seconds).
+pub const BOUND: Duration = Duration::from_secs(30);
+
+/// Takes [`ONE_CLUSTER_AT_A_TIME`]; a test that failed holding it does not
+/// fail the others.
+pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// A count from the environment variable `name` (a soak knob), else
+/// `default`.
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Starts every node.
+pub fn start_all(nodes: &mut [Node]) {
+    for node in nodes.iter_mut() {
+        node.start();
+    }
+}
+
 /// `n` distinct free loopback ports (all held until every one is chosen).
 pub fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)
@@ -270,6 +298,7 @@ impl PeerLinks {
                 sum.refused += s.refused;
                 sum.closed += s.closed;
                 sum.forwarded += s.forwarded;
+                sum.delayed += s.delayed;
                 sum.dropped += s.dropped;
             }
         }

@@ -120,6 +120,28 @@ impl Conn {
     }
 }
 
+/// The frames of transaction `tx{n}`: BEGIN, `size` persistent SENDs of
+/// `t{n}-{i}` to `destination`, and a COMMIT with receipt `tx{n}`.
+pub fn transaction(n: u64, size: usize, destination: &str) -> Vec<Frame> {
+    let tx = format!("tx{n}");
+    let mut frames = vec![Frame::new(Command::Begin).header("transaction", &tx)];
+    for i in 0..size {
+        frames.push(
+            Frame::new(Command::Send)
+                .header("destination", destination)
+                .header("persistent", "true")
+                .header("transaction", &tx)
+                .body(format!("t{n}-{i}")),
+        );
+    }
+    frames.push(
+        Frame::new(Command::Commit)
+            .header("transaction", &tx)
+            .header("receipt", &tx),
+    );
+    frames
+}
+
 /// A frame's body as text.
 pub fn body_of(f: &Frame) -> String {
     String::from_utf8_lossy(&f.body).into_owned()

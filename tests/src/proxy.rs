@@ -62,6 +62,8 @@ pub struct Stats {
     pub closed: u64,
     /// Bytes forwarded.
     pub forwarded: u64,
+    /// Bytes read while the link was delayed (forwarded late).
+    pub delayed: u64,
     /// Bytes dropped by a blackhole.
     pub dropped: u64,
 }
@@ -87,6 +89,7 @@ struct Shared {
     refused: AtomicU64,
     closed: AtomicU64,
     forwarded: AtomicU64,
+    delayed: AtomicU64,
     dropped: AtomicU64,
 }
 
@@ -141,6 +144,7 @@ impl Proxy {
             refused: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
+            delayed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
         let accept = {
@@ -210,6 +214,7 @@ impl Proxy {
             refused: s.refused.load(Ordering::Relaxed),
             closed: s.closed.load(Ordering::Relaxed),
             forwarded: s.forwarded.load(Ordering::Relaxed),
+            delayed: s.delayed.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
         }
     }
@@ -327,7 +332,10 @@ fn pump(id: u64, mut from: TcpStream, to: TcpStream, shared: &Arc<Shared>) {
         };
         let due = match shared.mode() {
             Mode::Pass => Instant::now(),
-            Mode::Delay(by) => Instant::now() + by,
+            Mode::Delay(by) => {
+                shared.delayed.fetch_add(n as u64, Ordering::Relaxed);
+                Instant::now() + by
+            }
             Mode::Blackhole => {
                 shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
                 shared.lost_bytes(id);

@@ -17,32 +17,21 @@
 
 use ferromq_tests::chaos::{Ledger, Load};
 use ferromq_tests::cluster::{
-    cluster, wait_for_follower, wait_for_leader, wait_for_leader_except, ONE_CLUSTER_AT_A_TIME,
+    cluster, knob, one_cluster_at_a_time, start_all, wait_for_follower, wait_for_leader,
+    wait_for_leader_except, BOUND,
 };
 use std::time::{Duration, Instant};
 
-/// How long an election plus a restore may take on a loaded machine (the
-/// target is a few seconds).
-const BOUND: Duration = Duration::from_secs(30);
-
 fn cycles() -> usize {
-    std::env::var("FERROMQ_KILL_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1)
+    knob("FERROMQ_KILL_CYCLES", 3).max(1)
 }
 
 #[test]
 fn the_leader_killed_under_load_loses_nothing_receipted() {
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_cluster_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let mut nodes = cluster(root.path());
-    for node in nodes.iter_mut() {
-        node.start();
-    }
+    start_all(&mut nodes);
     wait_for_leader(&nodes, BOUND);
     let load = Load::start(&nodes, 3, 2);
     let mut failovers = Vec::new();

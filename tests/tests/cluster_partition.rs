@@ -1,6 +1,7 @@
 //! The leader of a three-node cluster is cut from both followers (every
-//! peer link goes through a proxy the test controls) while its clients stay
-//! connected to it, under persistent load from several producers and
+//! peer link goes through a proxy the test controls: what the leader sends
+//! is blackholed, what is sent to it is cut, and the link between the two
+//! others is delayed) while its clients stay connected to it, under persistent load from several producers and
 //! consumers and a transaction producer (issue 16):
 //!
 //! - the majority side elects a new leader that takes the load;
@@ -20,14 +21,11 @@
 
 use ferromq_tests::chaos::Load;
 use ferromq_tests::cluster::{
-    cluster_with, make_leader, wait_for_follower, wait_for_leader, wait_for_leader_except,
-    ONE_CLUSTER_AT_A_TIME,
+    cluster_with, knob, make_leader, one_cluster_at_a_time, start_all, wait_for_follower,
+    wait_for_leader, wait_for_leader_except, BOUND,
 };
 use ferromq_tests::proxy::Mode;
 use std::time::Duration;
-
-/// How long an election plus a restore may take on a loaded machine.
-const BOUND: Duration = Duration::from_secs(30);
 
 /// Node 1 campaigns first (1–1.5 s), the others later (2–3 s): the node
 /// the test wants as leader at the end wins its election.
@@ -41,23 +39,16 @@ fn timing(id: u64) -> String {
 }
 
 fn cycles() -> usize {
-    std::env::var("FERROMQ_PARTITION_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
+    knob("FERROMQ_PARTITION_CYCLES", 1)
 }
 
 #[test]
 fn a_leader_cut_from_both_followers_sends_no_late_receipt_and_rejoins() {
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_cluster_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let (mut nodes, links) = cluster_with(root.path(), true, timing);
     let links = links.unwrap();
-    for node in nodes.iter_mut() {
-        node.start();
-    }
+    start_all(&mut nodes);
     wait_for_leader(&nodes, BOUND);
     let load = Load::start(&nodes, 3, 2);
     assert!(
@@ -73,7 +64,21 @@ fn a_leader_cut_from_both_followers_sends_no_late_receipt_and_rejoins() {
         first_old.get_or_insert(old);
         let id = nodes[old].id;
         let failed_before = load.ledger().failed_receipts;
+        // Isolated both ways, by both kinds of failure: what it sends is
+        // blackholed (its connections stay open, silent), what is sent to
+        // it is cut (closed, refused). The majority's own link is slow but
+        // up: it must still commit over it.
         links.around(id, Mode::Cut);
+        let others: Vec<u64> = nodes.iter().map(|n| n.id).filter(|&n| n != id).collect();
+        for &other in &others {
+            links.link(id, other).blackhole();
+        }
+        links
+            .link(others[0], others[1])
+            .delay(Duration::from_millis(20));
+        links
+            .link(others[1], others[0])
+            .delay(Duration::from_millis(20));
         partitions += 1;
         let new = wait_for_leader_except(&nodes, old, BOUND);
         let on_new =
@@ -99,8 +104,13 @@ fn a_leader_cut_from_both_followers_sends_no_late_receipt_and_rejoins() {
         assert_ne!(nodes[old].health(), "ok leader\n");
         let stats = links.stats_around(id);
         assert!(
-            stats.closed + stats.refused > 0,
-            "round {round}: the cut closed or refused no peer connection: {stats:?}"
+            stats.closed + stats.refused > 0 && stats.dropped > 0,
+            "round {round}: the partition closed, refused or dropped nothing: {stats:?}"
+        );
+        let delayed = links.link(others[0], others[1]).stats();
+        assert!(
+            delayed.delayed > 0,
+            "round {round}: nothing crossed the delayed link: {delayed:?}"
         );
         assert!(
             load.ledger().failed_receipts > failed_before,

@@ -18,30 +18,20 @@
 
 use ferromq_tests::chaos::{Ledger, Load, Witness};
 use ferromq_tests::cluster::{
-    cluster, wait_for_follower, wait_for_leader, wait_for_leader_except, ONE_CLUSTER_AT_A_TIME,
+    cluster, knob, one_cluster_at_a_time, start_all, wait_for_follower, wait_for_leader,
+    wait_for_leader_except, BOUND,
 };
-use std::time::Duration;
-
-/// How long an election plus a restore may take on a loaded machine.
-const BOUND: Duration = Duration::from_secs(30);
 
 fn cycles() -> usize {
-    std::env::var("FERROMQ_PAUSE_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
+    knob("FERROMQ_PAUSE_CYCLES", 1)
 }
 
 #[test]
 fn a_leader_stopped_past_the_election_timeout_sends_no_late_receipt() {
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_cluster_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let mut nodes = cluster(root.path());
-    for node in nodes.iter_mut() {
-        node.start();
-    }
+    start_all(&mut nodes);
     wait_for_leader(&nodes, BOUND);
     let load = Load::start(&nodes, 3, 2);
     assert!(

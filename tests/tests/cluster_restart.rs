@@ -11,29 +11,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferromq_tests::chaos::Load;
-use ferromq_tests::cluster::{cluster, wait_for_leader, ONE_CLUSTER_AT_A_TIME};
-use std::time::Duration;
-
-/// How long an election plus a restore may take on a loaded machine.
-const BOUND: Duration = Duration::from_secs(30);
+use ferromq_tests::cluster::{
+    cluster, knob, one_cluster_at_a_time, start_all, wait_for_leader, BOUND,
+};
 
 fn cycles() -> usize {
-    std::env::var("FERROMQ_RESTART_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
+    knob("FERROMQ_RESTART_CYCLES", 1)
 }
 
 #[test]
 fn all_three_killed_and_restarted_lose_nothing_receipted() {
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_cluster_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let mut nodes = cluster(root.path());
-    for node in nodes.iter_mut() {
-        node.start();
-    }
+    start_all(&mut nodes);
     wait_for_leader(&nodes, BOUND);
     let load = Load::start(&nodes, 3, 2);
     let mut kills = 0;

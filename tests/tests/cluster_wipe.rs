@@ -13,12 +13,9 @@
 
 use ferromq_tests::chaos::Load;
 use ferromq_tests::cluster::{
-    cluster_with, make_leader, wait_for_follower, wait_for_leader, ONE_CLUSTER_AT_A_TIME,
+    cluster_with, make_leader, one_cluster_at_a_time, start_all, wait_for_follower,
+    wait_for_leader, BOUND,
 };
-use std::time::Duration;
-
-/// How long an election plus a restore may take on a loaded machine.
-const BOUND: Duration = Duration::from_secs(30);
 /// The node that is wiped campaigns first.
 const WIPED: u64 = 2;
 
@@ -38,14 +35,10 @@ fn keys(id: u64) -> String {
 
 #[test]
 fn a_wiped_follower_catches_up_by_snapshot_and_then_leads_without_loss() {
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_cluster_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let (mut nodes, _) = cluster_with(root.path(), false, keys);
-    for node in nodes.iter_mut() {
-        node.start();
-    }
+    start_all(&mut nodes);
     let wiped = (WIPED - 1) as usize;
     // Node 1 forms the cluster and leads first; if the wiped one leads
     // anyway, another node is made leader first.

@@ -23,7 +23,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ferromq_protocol::stomp::{Command, Frame};
-use ferromq_tests::conn::Conn;
+use ferromq_tests::conn::{transaction, Conn};
 use ferromq_tests::{Broker, WAIT};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -412,21 +412,7 @@ fn produce_transactions(
     let _ = ready.send(Ok(()));
     while !stop.load(Ordering::Relaxed) {
         let tx = format!("tx{n}");
-        let mut frames = vec![Frame::new(Command::Begin).header("transaction", &tx)];
-        for i in 0..TX_SIZE {
-            frames.push(
-                Frame::new(Command::Send)
-                    .header("destination", "/queue/crash-tx")
-                    .header("persistent", "true")
-                    .header("transaction", &tx)
-                    .body(format!("t{n}-{i}")),
-            );
-        }
-        frames.push(
-            Frame::new(Command::Commit)
-                .header("transaction", &tx)
-                .header("receipt", &tx),
-        );
+        let frames = transaction(n, TX_SIZE, "/queue/crash-tx");
         n += 1;
         for f in &frames {
             if c.send(f).is_err() {
