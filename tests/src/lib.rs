@@ -4,13 +4,21 @@
 //! - [`Broker`]: a broker process with its own data directory; learns its
 //!   bound ports from the "listener ready" log lines.
 //! - [`Client`]: a raw STOMP connection with frame-level send and receive.
-//! - [`cluster`]: a three-node cluster of `ferromq` processes on loopback.
+//! - [`conn`]: a STOMP connection whose every failure is an `Err`, for
+//!   tests that kill brokers under their clients.
+//! - [`cluster`]: a three-node cluster of `ferromq` processes.
+//! - [`chaos`]: persistent load on a cluster and the checks of what its
+//!   clients saw.
+//! - [`proxy`]: a TCP proxy a test cuts, blackholes, delays and heals.
 //! - [`pki`]: a CA and server certificate for the TLS listeners.
 //! - [`ws`]: a STOMP client over WebSocket (async, tokio-tungstenite).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test harness: a panic is a test failure
 
+pub mod chaos;
 pub mod cluster;
+pub mod conn;
 pub mod pki;
+pub mod proxy;
 pub mod ws;
 
 use bytes::BytesMut;

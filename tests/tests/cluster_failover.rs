@@ -23,38 +23,40 @@ mod native_common;
 use ferromq_protocol::native::{self, ErrorCondition, Open, Preamble};
 use ferromq_protocol::stomp::{Command, Frame};
 use ferromq_tests::cluster::{
-    body_of, cluster, connect_leader, send, wait_for_leader, Conn, FAILOVER_BOUND,
-    ONE_CLUSTER_AT_A_TIME, QUEUE,
+    cluster, connect_leader, knob, one_cluster_at_a_time, start_all, wait_for_leader, BOUND,
 };
+use ferromq_tests::conn::{body_of, Conn};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+const QUEUE: &str = "/queue/failover";
 /// Messages sent per cycle, and acked per cycle.
 const SENDS: usize = 20;
 const ACKS: usize = 5;
 
+fn send(conn: &mut Conn, body: &str, receipt: &str) -> std::io::Result<()> {
+    let frame = Frame::new(Command::Send)
+        .header("destination", QUEUE)
+        .header("persistent", "true")
+        .body(body.to_string());
+    conn.with_receipt(frame, receipt).map(|_| ())
+}
+
 #[test]
 fn the_cluster_fails_over_without_losing_receipted_messages() {
-    let cycles: usize = std::env::var("FERROMQ_FAILOVER_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let cycles = knob("FERROMQ_FAILOVER_CYCLES", 2);
+    let _one = one_cluster_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let mut nodes = cluster(root.path());
-    for node in nodes.iter_mut() {
-        node.start();
-    }
-    let mut leader = wait_for_leader(&nodes, FAILOVER_BOUND);
+    start_all(&mut nodes);
+    let mut leader = wait_for_leader(&nodes, BOUND);
 
     // A follower refuses and names the leader (once it has heard of it).
     let follower = (leader + 1) % nodes.len();
     let leader_stomp = nodes[leader].stomp.to_string();
-    let deadline = Instant::now() + FAILOVER_BOUND;
+    let deadline = Instant::now() + BOUND;
     let refusal = loop {
-        match Conn::open(nodes[follower].stomp) {
+        match Conn::open_or_refusal(nodes[follower].stomp) {
             Ok(Err(error)) if error.get("leader").is_some() => break error,
             other if Instant::now() > deadline => panic!("no redirect: {:?}", other.err()),
             _ => std::thread::sleep(Duration::from_millis(50)),
@@ -78,14 +80,14 @@ fn the_cluster_fails_over_without_losing_receipted_messages() {
     let mut acked = HashSet::new();
     let mut failovers = Vec::new();
     for cycle in 0..cycles {
-        let mut producer = connect_leader(&nodes[leader], FAILOVER_BOUND);
+        let mut producer = connect_leader(&nodes[leader], BOUND);
         for i in 0..SENDS {
             let body = format!("c{cycle}-m{i}");
             send(&mut producer, &body, &format!("r-{body}")).expect("send to the leader");
             receipted.insert(body);
         }
         // Consume a few and ack them with receipts.
-        let mut consumer = connect_leader(&nodes[leader], FAILOVER_BOUND);
+        let mut consumer = connect_leader(&nodes[leader], BOUND);
         let subscribe = Frame::new(Command::Subscribe)
             .header("id", "s")
             .header("destination", QUEUE)
@@ -113,9 +115,9 @@ fn the_cluster_fails_over_without_losing_receipted_messages() {
         let killed_at = Instant::now();
         nodes[killed].process = None;
         drop((producer, consumer));
-        leader = wait_for_leader(&nodes, FAILOVER_BOUND);
+        leader = wait_for_leader(&nodes, BOUND);
         assert_ne!(leader, killed);
-        let mut probe = connect_leader(&nodes[leader], FAILOVER_BOUND);
+        let mut probe = connect_leader(&nodes[leader], BOUND);
         let body = format!("c{cycle}-probe");
         send(&mut probe, &body, "probe").expect("the new leader takes a persistent SEND");
         let failover = killed_at.elapsed();
@@ -126,7 +128,7 @@ fn the_cluster_fails_over_without_losing_receipted_messages() {
             nodes[leader].id,
             failover.as_millis()
         );
-        assert!(failover < FAILOVER_BOUND, "failover took {failover:?}");
+        assert!(failover < BOUND, "failover took {failover:?}");
         failovers.push(failover);
         drop(probe);
         // The killed node comes back as a follower.
@@ -135,7 +137,7 @@ fn the_cluster_fails_over_without_losing_receipted_messages() {
 
     // Drain: every receipted message not acked comes back at least once;
     // none whose ack was receipted does.
-    let mut consumer = connect_leader(&nodes[leader], FAILOVER_BOUND);
+    let mut consumer = connect_leader(&nodes[leader], BOUND);
     let subscribe = Frame::new(Command::Subscribe)
         .header("id", "drain")
         .header("destination", QUEUE)
@@ -182,16 +184,12 @@ fn the_cluster_fails_over_without_losing_receipted_messages() {
 /// stops serving and restarts itself (same pid) as a follower.
 #[test]
 fn a_paused_leader_is_deposed_and_rejoins_as_a_follower() {
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_cluster_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let mut nodes = cluster(root.path());
-    for node in nodes.iter_mut() {
-        node.start();
-    }
-    let old = wait_for_leader(&nodes, FAILOVER_BOUND);
-    let mut producer = connect_leader(&nodes[old], FAILOVER_BOUND);
+    start_all(&mut nodes);
+    let old = wait_for_leader(&nodes, BOUND);
+    let mut producer = connect_leader(&nodes[old], BOUND);
     for i in 0..5 {
         send(&mut producer, &format!("before-{i}"), &format!("r{i}")).unwrap();
     }
@@ -211,7 +209,7 @@ fn a_paused_leader_is_deposed_and_rejoins_as_a_follower() {
     };
     signal("-STOP");
     let others: Vec<usize> = (0..nodes.len()).filter(|i| *i != old).collect();
-    let deadline = Instant::now() + FAILOVER_BOUND;
+    let deadline = Instant::now() + BOUND;
     let new = loop {
         if let Some(i) = others
             .iter()
@@ -226,11 +224,11 @@ fn a_paused_leader_is_deposed_and_rejoins_as_a_follower() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut probe = connect_leader(&nodes[new], FAILOVER_BOUND);
+    let mut probe = connect_leader(&nodes[new], BOUND);
     send(&mut probe, "after", "r-after").unwrap();
     signal("-CONT");
     // The old leader's clients are closed, and it comes back as a follower.
-    let deadline = Instant::now() + FAILOVER_BOUND;
+    let deadline = Instant::now() + BOUND;
     while nodes[old].health() != "ok follower\n" {
         assert!(
             Instant::now() < deadline,
@@ -246,7 +244,7 @@ fn a_paused_leader_is_deposed_and_rejoins_as_a_follower() {
     );
     assert!(send(&mut producer, "late", "r-late").is_err());
     // Everything receipted is on the new leader.
-    let mut consumer = connect_leader(&nodes[new], FAILOVER_BOUND);
+    let mut consumer = connect_leader(&nodes[new], BOUND);
     let subscribe = Frame::new(Command::Subscribe)
         .header("id", "s")
         .header("destination", QUEUE)

@@ -19,8 +19,8 @@
 
 use ferromq_protocol::stomp::{Command, Frame};
 use ferromq_tests::cluster::{
-    cluster_with, connect_leader, joining_node, node_with_members, wait_for_leader, Node,
-    FAILOVER_BOUND, ONE_CLUSTER_AT_A_TIME,
+    cluster_named, connect_leader, joining_node, node_with_members, one_cluster_at_a_time,
+    wait_for_leader, Node, BOUND as FAILOVER_BOUND, TIMING,
 };
 use ferromq_tests::pki::Pki;
 use ferromq_tests::{ferromq_bin, http_get, metric, Broker};
@@ -158,11 +158,9 @@ const CLOSED: &str = "cluster: closed a peer connection";
 
 #[test]
 fn every_node_agrees_on_the_leader_and_the_peer_port_shrugs_off_bad_input() {
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_cluster_at_a_time();
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = cluster_with(root.path(), "ops-test", &|_| String::new());
+    let mut nodes = cluster_named(root.path(), "ops-test", false, |_| TIMING.to_string()).0;
     for node in nodes.iter_mut() {
         node.start();
     }
@@ -363,11 +361,9 @@ fn every_node_agrees_on_the_leader_and_the_peer_port_shrugs_off_bad_input() {
 
 #[test]
 fn a_fourth_node_is_added_as_learner_promoted_and_removed() {
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_cluster_at_a_time();
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = cluster_with(root.path(), "ops-members", &|_| String::new());
+    let mut nodes = cluster_named(root.path(), "ops-members", false, |_| TIMING.to_string()).0;
     for node in nodes.iter_mut() {
         node.start();
     }
@@ -555,9 +551,7 @@ fn tls_hello(
 
 #[test]
 fn a_tls_cluster_forms_serves_and_refuses_peers_without_a_good_certificate() {
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one = one_cluster_at_a_time();
     let pki = Pki::new();
     let stranger = Pki::new();
     let root = tempfile::tempdir().unwrap();
@@ -567,7 +561,10 @@ fn a_tls_cluster_forms_serves_and_refuses_peers_without_a_good_certificate() {
         pki.path("server.key").display(),
         pki.path("ca.crt").display()
     );
-    let mut nodes = cluster_with(root.path(), "ops-tls", &|_| extra.clone());
+    let mut nodes = cluster_named(root.path(), "ops-tls", false, |_| {
+        format!("{TIMING}{extra}")
+    })
+    .0;
     for node in nodes.iter_mut() {
         node.start();
     }

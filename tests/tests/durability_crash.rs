@@ -22,12 +22,11 @@
 //! durability_crash -- --nocapture`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use bytes::BytesMut;
-use ferromq_protocol::stomp::{encode_frame, Command, Decoder, Frame, Limits, Version};
+use ferromq_protocol::stomp::{Command, Frame};
+use ferromq_tests::conn::{transaction, Conn};
 use ferromq_tests::{Broker, WAIT};
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -87,76 +86,6 @@ impl Drop for SeedOnFailure {
                 "crash test failed; replay it with FERROMQ_CRASH_SEED={}",
                 self.0
             );
-        }
-    }
-}
-
-/// A STOMP 1.2 connection whose every failure is an `Err` (the broker dies
-/// under it on purpose).
-struct Conn {
-    stream: TcpStream,
-    decoder: Decoder,
-    buf: BytesMut,
-}
-
-impl Conn {
-    fn open(addr: SocketAddr) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        let mut c = Conn {
-            stream,
-            decoder: Decoder::new(Limits::default()),
-            buf: BytesMut::new(),
-        };
-        c.send(
-            &Frame::new(Command::Connect)
-                .header("accept-version", "1.2")
-                .header("host", "/"),
-        )?;
-        let f = c.recv(Duration::from_secs(10))?;
-        if f.as_ref().map(|f| f.command) != Some(Command::Connected) {
-            return Err(std::io::Error::other(format!("no CONNECTED: {f:?}")));
-        }
-        c.decoder.set_version(Version::V1_2);
-        Ok(c)
-    }
-
-    fn send(&mut self, f: &Frame) -> std::io::Result<()> {
-        let mut b = BytesMut::new();
-        encode_frame(f, Version::V1_2, &mut b);
-        self.stream.write_all(&b)
-    }
-
-    /// The next frame, `None` after `wait` without one.
-    fn recv(&mut self, wait: Duration) -> std::io::Result<Option<Frame>> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(f) = self
-                .decoder
-                .decode(&mut self.buf)
-                .map_err(|e| std::io::Error::other(format!("{e:?}")))?
-            {
-                return Ok(Some(f));
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            self.stream.set_read_timeout(Some(left))?;
-            let mut chunk = [0u8; 16 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e),
-            }
         }
     }
 }
@@ -483,21 +412,7 @@ fn produce_transactions(
     let _ = ready.send(Ok(()));
     while !stop.load(Ordering::Relaxed) {
         let tx = format!("tx{n}");
-        let mut frames = vec![Frame::new(Command::Begin).header("transaction", &tx)];
-        for i in 0..TX_SIZE {
-            frames.push(
-                Frame::new(Command::Send)
-                    .header("destination", "/queue/crash-tx")
-                    .header("persistent", "true")
-                    .header("transaction", &tx)
-                    .body(format!("t{n}-{i}")),
-            );
-        }
-        frames.push(
-            Frame::new(Command::Commit)
-                .header("transaction", &tx)
-                .header("receipt", &tx),
-        );
+        let frames = transaction(n, TX_SIZE, "/queue/crash-tx");
         n += 1;
         for f in &frames {
             if c.send(f).is_err() {

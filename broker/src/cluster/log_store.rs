@@ -74,11 +74,54 @@ pub(crate) struct LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn open(db: &sled::Db) -> Result<LogStore, sled::Error> {
-        Ok(LogStore {
-            log: db.open_tree(LOG_TREE)?,
-            meta: db.open_tree(META_TREE)?,
-        })
+    /// Opens the log of a node that is starting (see
+    /// [`LogStore::forget_leadership`]).
+    pub(crate) fn open(db: &sled::Db) -> Result<LogStore, StorageError> {
+        let open = |name| {
+            db.open_tree(name)
+                .map_err(|e| StorageError::from(StorageIOError::read(&e)))
+        };
+        let store = LogStore {
+            log: open(LOG_TREE)?,
+            meta: open(META_TREE)?,
+        };
+        store.forget_leadership()?;
+        Ok(store)
+    }
+
+    /// A node resumes no leadership across a restart: a saved vote that is
+    /// this node's own committed one (it was leader when it stopped) is
+    /// saved back uncommitted. openraft restores a node with such a vote as
+    /// leader of that same term at once, and the broker's seq floor is per
+    /// term (`leadership::seq_floor`): a second life serving the same term
+    /// would hand out again seqs the first one gave to messages that never
+    /// reached the log (store-and-dispatch) or were acked since, so one
+    /// message id would name two messages. Uncommitted, the vote still binds
+    /// this node to its term (it votes for no one else in it); it starts as
+    /// a follower and must win a new term to lead again. A committed vote
+    /// for another node is downgraded too: that leader commits it again
+    /// with its next heartbeat.
+    fn forget_leadership(&self) -> Result<(), StorageError> {
+        let Some(bytes) = self
+            .meta
+            .get(KEY_VOTE)
+            .map_err(|e| StorageIOError::read_vote(&e))?
+        else {
+            return Ok(());
+        };
+        let mut vote = codec::decode_vote(&bytes).map_err(|e| StorageIOError::read_vote(&e))?;
+        if !vote.committed {
+            return Ok(());
+        }
+        vote.committed = false;
+        self.meta
+            .insert(KEY_VOTE, codec::encode_vote(&vote))
+            .map_err(|e| StorageIOError::write_vote(&e))?;
+        // Durability: flushed before openraft reads it, like every vote.
+        self.meta
+            .flush()
+            .map_err(|e| StorageIOError::write_vote(&e))?;
+        Ok(())
     }
 
     /// The log id of the entry at `index`, if it is still in the log.
@@ -260,5 +303,29 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_restarted_node_forgets_that_it_led_but_not_its_vote() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(dir.path()).unwrap();
+        let mut store = LogStore::open(&db).unwrap();
+        store.save_vote(&Vote::new_committed(7, 2)).await.unwrap();
+        // The same life reads what it saved.
+        assert_eq!(
+            store.read_vote().await.unwrap(),
+            Some(Vote::new_committed(7, 2))
+        );
+        // The next life: same term and node, no longer committed.
+        let mut reopened = LogStore::open(&db).unwrap();
+        assert_eq!(reopened.read_vote().await.unwrap(), Some(Vote::new(7, 2)));
+        // An uncommitted vote is kept as it is.
+        let mut again = LogStore::open(&db).unwrap();
+        assert_eq!(again.read_vote().await.unwrap(), Some(Vote::new(7, 2)));
     }
 }

@@ -43,6 +43,8 @@ pub(crate) struct TcpNetwork {
     node_id: NodeId,
     max_frame_size: usize,
     tls: Option<Arc<PeerTls>>,
+    /// The peer addresses of this node's own `[cluster]` members.
+    configured: std::collections::BTreeMap<NodeId, String>,
 }
 
 impl TcpNetwork {
@@ -53,6 +55,11 @@ impl TcpNetwork {
             node_id: settings.node_id,
             max_frame_size: settings.max_frame_size,
             tls,
+            configured: settings
+                .members
+                .iter()
+                .map(|(id, member)| (*id, member.cluster.clone()))
+                .collect(),
         }
     }
 }
@@ -61,9 +68,19 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        // This node's configuration wins over the Raft membership for the
+        // members it lists: the membership holds the addresses of the
+        // configuration of whichever node formed the cluster, and how one
+        // node reaches another may differ per node (a proxy, NAT, a
+        // per-host name). Members added later are only in the membership.
+        let addr = self
+            .configured
+            .get(&target)
+            .unwrap_or(&node.cluster)
+            .clone();
         PeerClient {
             target,
-            addr: node.cluster.clone(),
+            addr,
             hello: Hello {
                 protocol: PROTOCOL_VERSION,
                 cluster_id: self.cluster_id.clone(),
@@ -379,5 +396,23 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, RPCError::Unreachable(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_peer_is_dialled_where_this_nodes_configuration_says() {
+        let mut settings = settings(1 << 20);
+        let listed = |cluster: &str| Member {
+            cluster: cluster.into(),
+            ..Member::default()
+        };
+        settings.members.insert(2, listed("127.0.0.1:7002"));
+        let mut network = TcpNetwork::new(&settings, None);
+        // The membership (from the node that formed the cluster) says
+        // otherwise: this node's own configuration wins.
+        let client = network.new_client(2, &listed("127.0.0.1:9002")).await;
+        assert_eq!(client.addr, "127.0.0.1:7002");
+        // A member this configuration does not list: the membership's.
+        let client = network.new_client(4, &listed("127.0.0.1:9004")).await;
+        assert_eq!(client.addr, "127.0.0.1:9004");
     }
 }

@@ -1,5 +1,6 @@
 //! Three Raft nodes over the in-memory network: leader crash, an isolated
-//! leader, a rejoining follower, a wiped follower.
+//! leader (cut, and blackholed with proposals racing the partition), a
+//! rejoining follower, a wiped follower.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -177,6 +178,71 @@ async fn an_isolated_leader_commits_nothing_and_is_fenced() {
             "node {id} applied the isolated leader's entry"
         );
     }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackholed_leader_confirms_only_what_the_majority_has() {
+    let cluster = MemCluster::start(no_tuning).await;
+    let old = cluster.leader().await;
+    let old_id = old.node_id();
+    // Proposals in flight when its links go silent (blackholed, not cut:
+    // its RPCs wait out their timeouts): some may have reached a majority
+    // first, none of the others may be confirmed.
+    let first: Vec<_> = (0..10).map(|i| payload("racing", i)).collect();
+    let racing: Vec<_> = first
+        .iter()
+        .map(|p| old.propose(Bytes::copy_from_slice(p)))
+        .collect();
+    cluster.router.set_around(old_id, &IDS, Link::Blackhole);
+    let late: Vec<_> = (0..10).map(|i| payload("late", i)).collect();
+    let late_proposals: Vec<_> = late
+        .iter()
+        .map(|p| old.propose(Bytes::copy_from_slice(p)))
+        .collect();
+    let racing = tokio::time::timeout(DEADLINE, futures_util::future::join_all(racing))
+        .await
+        .expect("proposals of a blackholed leader resolve");
+    let late_results =
+        tokio::time::timeout(DEADLINE, futures_util::future::join_all(late_proposals))
+            .await
+            .expect("proposals of a blackholed leader resolve");
+    assert!(
+        late_results.iter().all(Result::is_err),
+        "a leader cut off before a proposal must not confirm it: {late_results:?}"
+    );
+    assert!(old.is_fenced() || old.role() != Role::Leader);
+
+    let majority: Vec<_> = cluster
+        .live()
+        .into_iter()
+        .filter(|node| node.node_id() != old_id)
+        .collect();
+    let after = propose_committed(&majority, &[payload("after", 0)]).await;
+    assert_eq!(after.len(), 1, "the majority side commits");
+    // Every confirmation the old leader gave is in the majority's log.
+    let confirmed: Vec<_> = first
+        .iter()
+        .zip(&racing)
+        .filter(|(_, result)| result.is_ok())
+        .map(|(p, _)| p.clone())
+        .collect();
+    for id in IDS.into_iter().filter(|&id| id != old_id) {
+        let toy = cluster.toy(id);
+        wait_for("the majority to have every confirmed entry", || {
+            in_order(&toy.payloads(), &confirmed).then_some(())
+        })
+        .await;
+        assert!(
+            !toy.payloads().iter().any(|p| late.contains(p)),
+            "node {id} applied an entry proposed after the blackhole"
+        );
+    }
+    eprintln!(
+        "{} of {} racing proposals confirmed before the blackhole",
+        confirmed.len(),
+        first.len()
+    );
     cluster.stop().await;
 }
 
