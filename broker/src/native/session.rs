@@ -10,6 +10,7 @@ use super::link::Link;
 use super::outgoing::{FrameOutbox, Outbox, Outgoing};
 use super::{ChannelMap, Failure, NativeSettings};
 use crate::auth::{Credentials, Permission, Principal};
+use crate::registry::ConnectionInfo;
 use crate::router::{Address, ConnectionId, Router, RouterError};
 use crate::transaction::Transaction;
 use ferromq_protocol::native::{
@@ -56,6 +57,8 @@ pub struct Connection {
     pub(super) router: Arc<Router>,
     pub(super) outbox: Arc<Outbox>,
     pub(super) book: Arc<DeliveryBook>,
+    /// The connection's registry entry: its messages-in counter.
+    pub(super) info: Arc<ConnectionInfo>,
     /// Where waiting producer links report that their destination has room.
     pub(super) wake: mpsc::UnboundedSender<LinkKey>,
     opened: bool,
@@ -86,10 +89,9 @@ impl Connection {
         self.read_at_ms = crate::router::now_ms();
     }
 
-    /// A connection awaiting Open.
+    /// A connection awaiting Open, registered as `info`.
     pub fn new(
-        id: ConnectionId,
-        peer: String,
+        info: Arc<ConnectionInfo>,
         settings: Arc<NativeSettings>,
         router: Arc<Router>,
         outbox: Arc<Outbox>,
@@ -97,12 +99,13 @@ impl Connection {
         wake: mpsc::UnboundedSender<LinkKey>,
     ) -> Connection {
         Connection {
-            id,
-            peer,
+            id: info.id,
+            peer: info.peer.clone(),
             settings,
             router,
             outbox,
             book,
+            info,
             wake,
             opened: false,
             principal: None,
