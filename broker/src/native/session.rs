@@ -292,23 +292,17 @@ impl Connection {
         let Some(principal) = &self.principal else {
             return Err(Failure::illegal_state("not open"));
         };
-        let router = &self.router;
         self.settings
             .auth
-            .authorize(principal, permission, address, self.id, || {
-                router.contains(&address.name)
-            })
-            .map_err(|denied| {
-                tracing::warn!(
-                    conn = self.id,
-                    peer = %self.peer,
-                    user = %principal.name,
-                    destination = %denied.destination,
-                    permission = denied.permission.key(),
-                    "access denied"
-                );
-                Failure::new(ErrorCondition::UnauthorizedAccess, denied.to_string())
-            })
+            .authorize_client(
+                &self.router,
+                principal,
+                self.id,
+                &self.peer,
+                permission,
+                address,
+            )
+            .map_err(|denied| Failure::new(ErrorCondition::UnauthorizedAccess, denied.to_string()))
     }
 
     /// The session on `channel`, or `not-found` naming the performative.
