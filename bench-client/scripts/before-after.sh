@@ -14,10 +14,12 @@
 #        SCENARIOS="p-1p1c ..." (a subset of the names below)
 #        STOMP_PORT=62933 NATIVE_PORT=62940 ADMIN_PORT=62950 (must be free)
 #        POLL_ADMIN=1: both builds serve the admin HTTP endpoint, and while
-#        the "after" build runs, a loop scrapes /metrics and GETs
-#        /api/destinations once a second (what a monitoring setup does); run
-#        with the same build as BEFORE_BIN and AFTER_BIN to measure the cost
-#        of being watched (issue 17).
+#        the "after" build runs, one long-lived HTTP client (python3's
+#        http.client on one keep-alive connection, started once per run)
+#        scrapes /metrics and GETs /api/destinations once a second (what a
+#        monitoring setup does), writing its counts to
+#        OUTDIR/poll-r<round>.txt; run with the same build as BEFORE_BIN and
+#        AFTER_BIN to measure the cost of being watched (issue 17).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 before="$1"; after="$2"
@@ -77,11 +79,47 @@ for round in $(seq "$rounds"); do
     for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$native_port") 2>/dev/null && break; sleep 0.1; done
     kill -0 "$pid" || { echo "ferromq ($label) did not start:" >&2; cat "$data/log-$label-$round" >&2; exit 1; }
     if [ -n "$poll_admin" ] && [ "$label" = after ]; then
-      # Bounded by the broker's life: stop() ends it with the broker.
-      ( while sleep 1; do
-          curl -sf -o /dev/null "http://127.0.0.1:$admin_port/metrics" || true
-          curl -sf -o /dev/null "http://127.0.0.1:$admin_port/api/destinations" || true
-        done ) &
+      # One process and one keep-alive connection for the whole run (a
+      # process per request costs more than the requests). Ended by stop()
+      # with the broker, and by its own limit of an hour in any case.
+      python3 - "$admin_port" 3600 "$out/poll-r$round.txt" <<'PY' &
+import http.client, signal, sys, time
+
+port, limit, report = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+counts = {"requests": 0, "failed": 0, "connections": 0, "seconds_in_requests": 0.0}
+
+def finish(*_):
+    with open(report, "w") as f:
+        f.write(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in counts.items()) + "\n")
+    sys.exit(0)
+
+signal.signal(signal.SIGTERM, finish)
+conn = None
+start = time.monotonic()
+tick = start
+while time.monotonic() - start < limit:
+    tick += 1.0
+    for path in ("/metrics", "/api/destinations"):
+        t0 = time.monotonic()
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                counts["connections"] += 1
+            conn.request("GET", path)
+            answer = conn.getresponse()
+            answer.read()
+            ok = answer.status == 200
+        except (OSError, http.client.HTTPException):
+            if conn is not None:
+                conn.close()
+            conn, ok = None, False
+        counts["requests"] += 1
+        counts["failed"] += 0 if ok else 1
+        counts["seconds_in_requests"] += time.monotonic() - t0
+    time.sleep(max(0.0, tick - time.monotonic()))
+finish()
+PY
       poller=$!
     fi
     for s in "${all[@]}"; do

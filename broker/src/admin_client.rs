@@ -160,6 +160,8 @@ pub fn run(args: &AdminArgs) -> Result<String, Failure> {
                     "unacked",
                     "bytes_in",
                     "bytes_out",
+                    "messages_in",
+                    "messages_out",
                 ],
                 Listing::Durables => &["queue", "client_id", "name", "topic", "messages", "active"],
             };

@@ -1,6 +1,6 @@
 //! The live connection registry: which client connections are open, of
-//! which protocol, from where, as whom, how many bytes they moved, and a way
-//! for an administrator to close one.
+//! which protocol, from where, as whom, how many bytes and messages they
+//! moved, and a way for an administrator to close one.
 //!
 //! A connection registers right after it gets its id and stays registered
 //! until its [`Registration`] drops (when its task ends). The registry knows
@@ -10,7 +10,8 @@
 //! go back to their queues exactly as on any other disconnect.
 //!
 //! Cost on the data path: one relaxed atomic add per socket read or write
-//! (the byte counters), nothing per message.
+//! (the byte counters) and one per message a client sends or is sent (the
+//! message counters, on a cache line only that connection's tasks write).
 
 use crate::router::ConnectionId;
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ pub struct Registry {
 pub struct ConnectionInfo {
     /// The router's connection id.
     pub id: ConnectionId,
-    /// `stomp`, `stomp+ws` or `native`.
+    /// `stomp` (also over WebSocket) or `native`.
     pub protocol: &'static str,
     /// `ip:port` of the client.
     pub peer: String,
@@ -44,6 +45,13 @@ pub struct ConnectionInfo {
     pub bytes_in: AtomicU64,
     /// Bytes written to the client.
     pub bytes_out: AtomicU64,
+    /// Whole messages received from the client (STOMP SEND frames, native
+    /// transfers once reassembled), counted as they reach the session,
+    /// whatever the router then does with them.
+    messages_in: AtomicU64,
+    /// Messages encoded for the client (STOMP MESSAGE frames, native
+    /// delivery transfers), counted by the writer task.
+    messages_out: AtomicU64,
     closing: AtomicBool,
     close_reason: Mutex<String>,
     close: Notify,
@@ -66,6 +74,26 @@ impl ConnectionInfo {
     /// connection loops, which record it once after login).
     pub fn has_user(&self) -> bool {
         self.user.get().is_some()
+    }
+
+    /// Counts one message received from the client.
+    pub fn count_message_in(&self) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one message encoded for the client.
+    pub fn count_message_out(&self) {
+        self.messages_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages received from the client so far.
+    pub fn messages_in(&self) -> u64 {
+        self.messages_in.load(Ordering::Relaxed)
+    }
+
+    /// Messages sent to the client so far.
+    pub fn messages_out(&self) -> u64 {
+        self.messages_out.load(Ordering::Relaxed)
     }
 
     /// Asks the connection to close, telling the client `reason`.
@@ -132,6 +160,8 @@ impl Registry {
             user: OnceLock::new(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             close_reason: Mutex::new(String::new()),
             close: Notify::new(),
@@ -270,6 +300,10 @@ mod tests {
         cr.read_exact(&mut got).await.unwrap();
         assert_eq!(a.info().bytes_in.load(Ordering::Relaxed), 5);
         assert_eq!(a.info().bytes_out.load(Ordering::Relaxed), 3);
+        a.info().count_message_in();
+        a.info().count_message_in();
+        a.info().count_message_out();
+        assert_eq!((a.info().messages_in(), a.info().messages_out()), (2, 1));
         a.info().set_user("alice");
         a.info().set_user("mallory");
         assert_eq!(a.info().user(), Some("alice"));

@@ -113,8 +113,15 @@ fn every_subcommand_with_tables_and_json() {
     let conns = json(&url, &["list", "connections"]);
     assert_eq!(conns.as_array().unwrap().len(), 1);
     let conn = conns[0]["id"].as_u64().unwrap();
+    // The client sent one message (the others came through the API).
+    assert_eq!(conns[0]["messages_in"], 1, "{conns}");
+    assert_eq!(conns[0]["messages_out"], 0, "{conns}");
     let out = ok(&url, &["list", "connections"]);
     assert!(out.lines().next().unwrap().starts_with("id"), "{out}");
+    assert!(
+        out.lines().next().unwrap().contains("messages_out"),
+        "{out}"
+    );
     assert!(out.contains("stomp"), "{out}");
     assert_eq!(json(&url, &["list", "durables"]), Value::Array(vec![]));
     assert!(ok(&url, &["list", "durables"]).starts_with("queue"));

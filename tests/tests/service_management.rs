@@ -934,3 +934,134 @@ fn closing_a_producer_blocked_by_flow_control_takes_effect_at_once() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Each connection's messages in (sent by the client) and out (written to
+/// it) are counted exactly, over STOMP, STOMP over WebSocket and native.
+#[test]
+fn connections_count_their_messages_in_and_out() {
+    use ferromq_protocol::client::{Connection, OutgoingMessage, ReceiverOptions, SettleMode};
+    let broker = Broker::start_with(
+        None,
+        &[
+            "--admin",
+            "127.0.0.1:0",
+            "--websocket",
+            "127.0.0.1:0",
+            "--native",
+            "127.0.0.1:0",
+        ],
+    );
+    let api = Api::new(broker.admin());
+    // STOMP: 3 in on the producer, 3 out on the consumer (plus one
+    // browsed message, which is a MESSAGE frame too).
+    let mut producer = broker.client();
+    for i in 0..3 {
+        producer.send_message("/queue/count.stomp", &format!("s{i}"), &[]);
+    }
+    let mut consumer = broker.client();
+    consumer.subscribe("s", "/queue/count.stomp", "auto");
+    assert_eq!(consumer.recv_messages(3).len(), 3);
+    let mut browser = broker.client();
+    producer.send_message("/queue/count.browsed", "b", &[]);
+    browser.send(
+        Frame::new(Command::Subscribe)
+            .header("id", "b")
+            .header("destination", "/queue/count.browsed")
+            .header("browser", "true"),
+    );
+    assert_eq!(browser.recv_messages(1)[0].body, b"b".to_vec());
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ws_addr = broker.listener("websocket").unwrap();
+    let native_url = format!("ferromq://{}", broker.listener("native").unwrap());
+    // Kept open until the counts are read.
+    let (_ws, _native) = rt.block_on(async {
+        // WebSocket: 2 in on one connection, 2 out on another.
+        let mut ws_producer = ferromq_tests::ws::ws_session(ws_addr).await;
+        let mut ws_consumer = ferromq_tests::ws::ws_session(ws_addr).await;
+        ws_consumer.subscribe("w", "/queue/count.ws", "auto").await;
+        for i in 0..2 {
+            let f = Frame::new(Command::Send)
+                .header("destination", "/queue/count.ws")
+                .body(format!("w{i}"));
+            ws_producer.send_with_receipt(f, &format!("r{i}")).await;
+        }
+        for _ in 0..2 {
+            assert_eq!(ws_consumer.recv().await.command, Command::Message);
+        }
+        // Native: 4 in and 4 out on one connection.
+        let native = Connection::connect(&native_url).await.unwrap();
+        let sender = native
+            .open_sender("/queue/count.native", SettleMode::Unsettled)
+            .await
+            .unwrap();
+        for i in 0..4 {
+            sender
+                .send_and_wait(OutgoingMessage::text(&format!("n{i}")))
+                .await
+                .unwrap();
+        }
+        let mut receiver = native
+            .open_receiver(
+                "/queue/count.native",
+                ReceiverOptions {
+                    credit: 10,
+                    settle_mode: SettleMode::Settled,
+                    ..ReceiverOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        ((ws_producer, ws_consumer), (native, sender, receiver))
+    });
+
+    let list = api.ok("GET", "/api/connections", None);
+    let mut counts: Vec<(String, u64, u64)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["protocol"].as_str().unwrap().to_owned(),
+                c["messages_in"].as_u64().unwrap(),
+                c["messages_out"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    counts.sort();
+    let expected: Vec<(String, u64, u64)> = [
+        ("native", 4, 4),
+        ("stomp", 0, 1),
+        ("stomp", 0, 2),
+        ("stomp", 0, 3),
+        ("stomp", 2, 0),
+        ("stomp", 4, 0),
+    ]
+    .iter()
+    .map(|(p, i, o)| (p.to_string(), *i, *o))
+    .collect();
+    assert_eq!(counts, expected, "{list}");
+    let native_id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["protocol"] == "native")
+        .unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let one = api.ok("GET", &format!("/api/connections/{native_id}"), None);
+    assert_eq!(
+        (one["messages_in"].clone(), one["messages_out"].clone()),
+        (json!(4), json!(4))
+    );
+}

@@ -56,6 +56,8 @@ fn connection_json(c: &ConnectionInfo, subs: &[SubscriptionView]) -> Value {
         "connected_at": c.connected_at_ms,
         "bytes_in": c.bytes_in.load(Ordering::Relaxed),
         "bytes_out": c.bytes_out.load(Ordering::Relaxed),
+        "messages_in": c.messages_in(),
+        "messages_out": c.messages_out(),
         "subscriptions": subs.len(),
         "unacked": subs.iter().map(|s| s.unacked).sum::<usize>(),
     })

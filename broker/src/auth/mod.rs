@@ -15,7 +15,7 @@ pub mod verified;
 
 pub use acl::{Acl, Denied, Permission};
 
-use crate::router::{Address, ConnectionId};
+use crate::router::{Address, ConnectionId, Router};
 use ferromq_config::{Config, UsersFile};
 use std::collections::HashMap;
 use std::fmt;
@@ -431,6 +431,35 @@ impl Authenticator {
             return Err(denied(Permission::Admin));
         }
         Ok(())
+    }
+
+    /// [`Authenticator::authorize`] for a client's SEND, SUBSCRIBE or link
+    /// attach, the one check both protocols' sessions make: whether the
+    /// destination exists is the router's answer, and a refusal is logged
+    /// (connection, peer, user, destination, permission) before the caller
+    /// turns it into its protocol's error.
+    pub fn authorize_client(
+        &self,
+        router: &Router,
+        principal: &Principal,
+        conn: ConnectionId,
+        peer: &str,
+        permission: Permission,
+        address: &Address,
+    ) -> Result<(), Denied> {
+        self.authorize(principal, permission, address, conn, || {
+            router.contains(&address.name)
+        })
+        .inspect_err(|denied| {
+            tracing::warn!(
+                conn,
+                peer = %peer,
+                user = %principal.name,
+                destination = %denied.destination,
+                permission = denied.permission.key(),
+                "access denied"
+            );
+        })
     }
 }
 

@@ -67,12 +67,12 @@ pub async fn serve<R, W>(
         outbox.clone(),
         router.clone(),
         book.clone(),
+        registration.info().clone(),
         peer.clone(),
     ));
     let (wake_tx, mut wake_rx) = mpsc::unbounded_channel();
     let mut conn = Connection::new(
-        id,
-        peer.clone(),
+        registration.info().clone(),
         settings.clone(),
         router,
         outbox.clone(),

@@ -150,6 +150,7 @@ impl Connection {
         received: Received<'_>,
         headers: impl Iterator<Item = (&'h str, &'h str)>,
     ) -> Result<Step, Failure> {
+        self.info.count_message_in();
         let Taken {
             presettled,
             low,

@@ -10,6 +10,7 @@ use super::link::Link;
 use super::outgoing::{FrameOutbox, Outbox, Outgoing};
 use super::{ChannelMap, Failure, NativeSettings};
 use crate::auth::{Credentials, Permission, Principal};
+use crate::registry::ConnectionInfo;
 use crate::router::{Address, ConnectionId, Router, RouterError};
 use crate::transaction::Transaction;
 use ferromq_protocol::native::{
@@ -56,6 +57,8 @@ pub struct Connection {
     pub(super) router: Arc<Router>,
     pub(super) outbox: Arc<Outbox>,
     pub(super) book: Arc<DeliveryBook>,
+    /// The connection's registry entry: its messages-in counter.
+    pub(super) info: Arc<ConnectionInfo>,
     /// Where waiting producer links report that their destination has room.
     pub(super) wake: mpsc::UnboundedSender<LinkKey>,
     opened: bool,
@@ -86,10 +89,9 @@ impl Connection {
         self.read_at_ms = crate::router::now_ms();
     }
 
-    /// A connection awaiting Open.
+    /// A connection awaiting Open, registered as `info`.
     pub fn new(
-        id: ConnectionId,
-        peer: String,
+        info: Arc<ConnectionInfo>,
         settings: Arc<NativeSettings>,
         router: Arc<Router>,
         outbox: Arc<Outbox>,
@@ -97,12 +99,13 @@ impl Connection {
         wake: mpsc::UnboundedSender<LinkKey>,
     ) -> Connection {
         Connection {
-            id,
-            peer,
+            id: info.id,
+            peer: info.peer.clone(),
             settings,
             router,
             outbox,
             book,
+            info,
             wake,
             opened: false,
             principal: None,
@@ -289,23 +292,17 @@ impl Connection {
         let Some(principal) = &self.principal else {
             return Err(Failure::illegal_state("not open"));
         };
-        let router = &self.router;
         self.settings
             .auth
-            .authorize(principal, permission, address, self.id, || {
-                router.contains(&address.name)
-            })
-            .map_err(|denied| {
-                tracing::warn!(
-                    conn = self.id,
-                    peer = %self.peer,
-                    user = %principal.name,
-                    destination = %denied.destination,
-                    permission = denied.permission.key(),
-                    "access denied"
-                );
-                Failure::new(ErrorCondition::UnauthorizedAccess, denied.to_string())
-            })
+            .authorize_client(
+                &self.router,
+                principal,
+                self.id,
+                &self.peer,
+                permission,
+                address,
+            )
+            .map_err(|denied| Failure::new(ErrorCondition::UnauthorizedAccess, denied.to_string()))
     }
 
     /// The session on `channel`, or `not-found` naming the performative.

@@ -13,6 +13,7 @@ use super::outgoing::{Outbox, Outgoing};
 use super::spliced::{SplicedBuffer, SPLICE_MIN};
 use super::ChannelMap;
 use crate::outbox::ItemEncoder;
+use crate::registry::ConnectionInfo;
 use crate::router::{AckMode, Consumer, Delivery, Router};
 use crate::store::{Commit, StoreError};
 use ferromq_protocol::native::lean::{encode_transfer, encode_transfer_head, TransferParts};
@@ -27,16 +28,18 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 /// Writes everything the outbox yields to `socket` until the outbox closes
-/// or the socket fails.
+/// or the socket fails, counting the delivered messages on `info`.
 pub async fn run<W: AsyncWrite + Unpin>(
     socket: W,
     outbox: Arc<Outbox>,
     router: Arc<Router>,
     book: Arc<DeliveryBook>,
+    info: Arc<ConnectionInfo>,
     peer: String,
 ) {
     let mut w = Writer {
         router,
+        info,
         book,
         codec: NativeCodec::default(),
         heartbeat: None,
@@ -79,6 +82,7 @@ impl ItemEncoder<Outgoing> for Writer {
                 self.end_accepts();
                 if !closed {
                     self.encode_delivery(channel, handle, &delivery)?;
+                    self.info.count_message_out();
                 }
             }
             Outgoing::Frame(frame) => {
@@ -177,6 +181,8 @@ impl ItemEncoder<Outgoing> for Writer {
 
 struct Writer {
     router: Arc<Router>,
+    /// The connection's registry entry: its messages-out counter.
+    info: Arc<ConnectionInfo>,
     book: Arc<DeliveryBook>,
     codec: NativeCodec,
     heartbeat: Option<Duration>,

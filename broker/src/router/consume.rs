@@ -15,7 +15,11 @@ use std::sync::Arc;
 impl Router {
     /// Adds a subscription. Messages may be delivered to `sink` before this
     /// returns, so a protocol that must answer first (STOMP's RECEIPT) holds
-    /// the sink's deliveries until its answer is queued.
+    /// the sink's deliveries until its answer is queued. A `destination`
+    /// an administrator deleted since the caller looked it up is replaced by
+    /// the live one of the same name (re-created, as a send would), so the
+    /// subscriber gets what is sent after (the returned consumer names the
+    /// destination it is on).
     pub fn subscribe(
         &self,
         destination: Arc<Destination>,
@@ -92,21 +96,57 @@ impl Router {
                 link_credit,
             );
         }
-        let consumer = Arc::new(Consumer {
-            id: self.next_subscription.fetch_add(1, Ordering::Relaxed),
-            connection,
-            destination: destination.clone(),
-            tag,
-            ack,
-            kind: ConsumerKind::Plain,
-        });
-        // Deliveries of stored messages are recorded, so they come back
-        // marked redelivered after a restart.
-        let sink = delivery_marks::DeliveryMarks::wrap(sink, &destination, &self.store);
-        let mut state = SubscriptionState::new(consumer.clone(), sink, prefetch);
-        state.selector = options.selector;
-        state.exclusive = options.exclusive;
-        state.link_credit = link_credit;
+        // A consumer and its state name their destination, so each attempt
+        // builds its own.
+        let build = |destination: &Arc<Destination>| {
+            let consumer = Arc::new(Consumer {
+                id: self.next_subscription.fetch_add(1, Ordering::Relaxed),
+                connection,
+                destination: destination.clone(),
+                tag: tag.clone(),
+                ack,
+                kind: ConsumerKind::Plain,
+            });
+            // Deliveries of stored messages are recorded, so they come back
+            // marked redelivered after a restart.
+            let marked =
+                delivery_marks::DeliveryMarks::wrap(sink.clone(), destination, &self.store);
+            let mut state = SubscriptionState::new(consumer.clone(), marked, prefetch);
+            state.selector = options.selector.clone();
+            state.exclusive = options.exclusive;
+            state.link_credit = link_credit;
+            (consumer, state)
+        };
+        /// Bounded: each further attempt follows a delete that raced with
+        /// this subscribe.
+        const ATTEMPTS: usize = 4;
+        let mut destination = destination;
+        for _ in 1..ATTEMPTS {
+            let (consumer, state) = build(&destination);
+            if destination.try_subscribe(state) {
+                return consumer;
+            }
+            // An administrator deleted it after the caller looked it up:
+            // subscribe to the destination of the same name, re-created as
+            // a SEND re-creates it, so later SENDs reach this subscriber. (A
+            // temporary destination is re-created only for its owner.)
+            match self.destination(&destination.address, connection) {
+                Ok(successor) => destination = successor,
+                Err(e) => {
+                    tracing::warn!(
+                        destination = destination.name(),
+                        error = %e,
+                        "a subscriber raced a delete and the destination could not be re-created"
+                    );
+                    break;
+                }
+            }
+        }
+        // Live, or deleted at every attempt, or not re-creatable: attached
+        // all the same (on a deleted destination it receives nothing, as if
+        // the delete had come just after; rare enough to accept rather than
+        // refuse the subscribe).
+        let (consumer, state) = build(&destination);
         destination.subscribe(state);
         consumer
     }

@@ -9,9 +9,14 @@
 //! own: each message dies at most once, so its length is bounded by the
 //! messages the destinations were allowed to hold (and the wake-ups of
 //! wildcard queue subscriptions it also carries, by one per subscription).
+//!
+//! A DLQ an administrator deletes while a dead letter is on its way is
+//! re-created for it, as a producer's send re-creates a deleted queue; when
+//! it cannot be, the copy's store entry is cancelled along with it (no ghost
+//! at the next start).
 
 use super::Message;
-use super::{Address, Router};
+use super::{Address, Destination, Router};
 use crate::store::LogEntry;
 use std::sync::Arc;
 
@@ -186,43 +191,57 @@ impl Router {
     }
 
     fn bury(&self, dead: DeadLetter) {
+        let dlq = if dead.to_dlq {
+            let dlq_name = self.dead_letter_policy.dlq_for(&dead.from);
+            match Address::parse(&dlq_name, 0).and_then(|a| self.destination(&a, 0)) {
+                Ok(dlq) => Some(dlq),
+                Err(e) => {
+                    tracing::warn!(dlq = %dlq_name, seq = dead.message.seq, error = %e, "dead letter dropped: its dead-letter queue could not be created");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.bury_into(dead, dlq);
+    }
+
+    /// Moves `dead` into `dlq` (a copy; `None`: dropped) and acknowledges
+    /// the original in the store.
+    fn bury_into(&self, dead: DeadLetter, dlq: Option<Arc<Destination>>) {
         let mut entries = Vec::new();
         let mut moved = None;
-        if dead.to_dlq {
-            let dlq_name = self.dead_letter_policy.dlq_for(&dead.from);
-            let address = Address::parse(&dlq_name, 0);
-            if let Ok(dlq) = address.and_then(|a| self.destination(&a, 0)) {
-                let m = &dead.message;
-                let body = match m.body.copy() {
-                    Ok(body) => body,
-                    Err(e) => {
-                        // Not acknowledged either: the stored original comes
-                        // back after a restart rather than being lost.
-                        tracing::error!(seq = m.seq, error = %e, "dead letter not moved");
-                        return;
-                    }
-                };
-                let mut headers = m.headers.without(&["original-destination", "dlq-reason"]);
-                headers.push("original-destination", &m.destination);
-                headers.push("dlq-reason", &dead.cause.describe());
-                let copy = Arc::new(Message {
-                    seq: self.next_seq(),
-                    destination: dlq.address.name.clone(),
-                    persistent: m.persistent,
-                    priority: m.priority,
-                    // A message expired on arrival would expire again here.
-                    expires: 0,
-                    timestamp: m.timestamp,
-                    headers,
-                    body,
-                });
-                if copy.persistent {
-                    entries.push(LogEntry::Enqueue {
-                        message: copy.clone(),
-                    });
+        if let Some(dlq) = dlq {
+            let m = &dead.message;
+            let body = match m.body.copy() {
+                Ok(body) => body,
+                Err(e) => {
+                    // Not acknowledged either: the stored original comes
+                    // back after a restart rather than being lost.
+                    tracing::error!(seq = m.seq, error = %e, "dead letter not moved");
+                    return;
                 }
-                moved = Some((dlq, copy));
+            };
+            let mut headers = m.headers.without(&["original-destination", "dlq-reason"]);
+            headers.push("original-destination", &m.destination);
+            headers.push("dlq-reason", &dead.cause.describe());
+            let copy = Arc::new(Message {
+                seq: self.next_seq(),
+                destination: dlq.address.name.clone(),
+                persistent: m.persistent,
+                priority: m.priority,
+                // A message expired on arrival would expire again here.
+                expires: 0,
+                timestamp: m.timestamp,
+                headers,
+                body,
+            });
+            if copy.persistent {
+                entries.push(LogEntry::Enqueue {
+                    message: copy.clone(),
+                });
             }
+            moved = Some((dlq, copy));
         }
         if dead.message.persistent {
             entries.push(LogEntry::Ack {
@@ -237,9 +256,189 @@ impl Router {
             drop(self.store.append(entries));
         }
         // Published after the append, as `publish` does: the store has
-        // marked the body as its own before the DLQ accounts for it.
+        // marked the body as its own before the DLQ accounts for it. An
+        // administrator may have deleted the DLQ since it was looked up:
+        // the copy then goes to the DLQ re-created under the same name (its
+        // store entry names the DLQ by name, so a restart finds it there
+        // too), or, when that cannot be, its store entry is cancelled so it
+        // does not come back at the next start.
         if let Some((dlq, copy)) = moved {
-            dlq.publish(copy);
+            self.publish_live(&dlq, copy);
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::router::{RouterConfig, DEFAULT_PRIORITY};
+    use crate::store::{Commit, Handoff, LogHold, Store};
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    /// A store that only records what is appended.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<LogEntry>>);
+
+    impl Store for Recording {
+        fn append(&self, entries: Vec<LogEntry>) -> Commit {
+            self.0.lock().unwrap().extend(entries);
+            Commit::Done
+        }
+        fn append_for_dispatch(&self, entries: Vec<LogEntry>) -> (Commit, LogHold) {
+            (self.append(entries), LogHold::none())
+        }
+        fn hand_off(&self, _: Option<(u64, u32)>, _: bool, handoff: Handoff) -> Option<Handoff> {
+            Some(handoff)
+        }
+        fn hold(&self) -> LogHold {
+            LogHold::none()
+        }
+        fn close(&self) {}
+        fn metrics(&self) -> Option<crate::metrics::StoreMetrics> {
+            None
+        }
+    }
+
+    impl Recording {
+        /// (destination, seq) of each message enqueued and not acked: what
+        /// a restart would bring back.
+        fn live(&self) -> BTreeSet<(String, u64)> {
+            let mut live = BTreeSet::new();
+            for e in self.0.lock().unwrap().iter() {
+                match e {
+                    LogEntry::Enqueue { message } => {
+                        live.insert((message.destination.to_string(), message.seq));
+                    }
+                    LogEntry::Ack { destination, seq } => {
+                        live.remove(&(destination.to_string(), *seq));
+                    }
+                    _ => {}
+                }
+            }
+            live
+        }
+    }
+
+    const DLQ: &str = "/queue/ActiveMQ.DLQ";
+
+    fn router(max_destinations: usize) -> (Router, Arc<Recording>) {
+        let store = Arc::new(Recording::default());
+        let config = RouterConfig {
+            max_destinations,
+            ..RouterConfig::default()
+        };
+        (Router::new(config, store.clone()), store)
+    }
+
+    fn destination(r: &Router, name: &str) -> Arc<Destination> {
+        r.destination(&Address::parse(name, 1).unwrap(), 1).unwrap()
+    }
+
+    /// A persistent message of `/queue/src`, stored, about to die.
+    fn dying(r: &Router, store: &Recording) -> DeadLetter {
+        let message = Arc::new(Message {
+            seq: r.next_seq(),
+            destination: "/queue/src".into(),
+            persistent: true,
+            priority: DEFAULT_PRIORITY,
+            expires: 0,
+            timestamp: 0,
+            headers: Default::default(),
+            body: bytes::Bytes::from_static(b"dead").into(),
+        });
+        drop(store.append(vec![LogEntry::Enqueue {
+            message: message.clone(),
+        }]));
+        DeadLetter {
+            message,
+            from: "/queue/src".into(),
+            cause: DeathCause::Rejected,
+            to_dlq: true,
+        }
+    }
+
+    /// What the DLQ holds now, by seq.
+    fn in_dlq(r: &Router) -> BTreeSet<(String, u64)> {
+        r.lookup(DLQ).map_or_else(BTreeSet::new, |d| {
+            d.browse(usize::MAX, None)
+                .iter()
+                .map(|m| (DLQ.to_string(), m.seq))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_dead_letter_for_a_dlq_deleted_meanwhile_lands_in_the_re_created_one() {
+        let (r, store) = router(100);
+        destination(&r, "/queue/src");
+        let stale = destination(&r, DLQ);
+        assert_eq!(r.delete(&stale), Ok(0));
+        // The errand task looked the DLQ up before the delete.
+        r.bury_into(dying(&r, &store), Some(stale.clone()));
+        assert_eq!(stale.waiting_len(), 0);
+        let live = r.lookup(DLQ).expect("the DLQ is re-created");
+        assert_eq!(live.waiting_len(), 1);
+        // The store holds the copy in the DLQ and nothing else: a restart
+        // brings back exactly what is live.
+        assert_eq!(store.live(), in_dlq(&r));
+        assert_eq!(store.live().len(), 1);
+    }
+
+    #[test]
+    fn a_dead_letter_that_no_dlq_can_take_leaves_nothing_in_the_store() {
+        // Room for the source and the DLQ only: once the DLQ is deleted and
+        // something else takes its place, it cannot be re-created.
+        let (r, store) = router(2);
+        destination(&r, "/queue/src");
+        let stale = destination(&r, DLQ);
+        assert_eq!(r.delete(&stale), Ok(0));
+        destination(&r, "/queue/other");
+        r.bury_into(dying(&r, &store), Some(stale));
+        assert!(r.lookup(DLQ).is_none());
+        // Neither the original nor its copy comes back at a restart.
+        assert_eq!(store.live(), BTreeSet::new());
+        let acks = store
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, LogEntry::Ack { destination, .. } if &**destination == DLQ))
+            .count();
+        assert_eq!(acks, 1, "the copy's enqueue is cancelled");
+    }
+
+    /// The race run for real: dead letters buried while the DLQ is deleted,
+    /// each round. Whatever the order, what the store would bring back at
+    /// a restart is exactly what the live DLQ holds.
+    #[test]
+    fn dead_letters_racing_dlq_deletes_leave_the_store_consistent() {
+        let (r, store) = router(100);
+        destination(&r, "/queue/src");
+        let (mut deleted, mut outlived) = (0, 0);
+        for round in 0..300 {
+            let dlq = destination(&r, DLQ);
+            let dead = dying(&r, &store);
+            let start = std::sync::Barrier::new(2);
+            let delete = std::thread::scope(|s| {
+                s.spawn(|| {
+                    start.wait();
+                    r.bury_into(dead, Some(dlq.clone()));
+                });
+                start.wait();
+                r.delete(&dlq)
+            });
+            if let Ok(n) = delete {
+                deleted += n;
+            }
+            let held = in_dlq(&r);
+            assert_eq!(store.live(), held, "round {round}");
+            outlived += usize::from(!held.is_empty());
+        }
+        // Both orders happen: some dead letters were deleted with the DLQ,
+        // and some reached a DLQ re-created after a delete.
+        assert!(deleted > 0, "no delete took a dead letter with it");
+        assert!(outlived > 0, "no dead letter outlived a delete");
     }
 }

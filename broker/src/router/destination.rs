@@ -333,15 +333,33 @@ impl Destination {
     }
 
     /// Adds a subscription and delivers what it can take at once.
-    pub fn subscribe(&self, mut sub: SubscriptionState) {
+    pub fn subscribe(&self, sub: SubscriptionState) {
+        self.attach(sub, false);
+    }
+
+    /// [`Destination::subscribe`], unless an administrator deleted this
+    /// destination (`false`, nothing attached): the caller subscribes to its
+    /// successor instead. Checked under the lock [`Destination::retire`]
+    /// marks it under, so a subscription is either seen by the delete
+    /// (which then refuses) or refused here.
+    #[must_use]
+    pub fn try_subscribe(&self, sub: SubscriptionState) -> bool {
+        self.attach(sub, true)
+    }
+
+    fn attach(&self, mut sub: SubscriptionState, unless_deleted: bool) -> bool {
         // Half the limit: one consumer that stops reading leaves the other
         // half for the rest (see `SubscriptionState::max_inflight_bytes`).
         sub.max_inflight_bytes = (self.memory_limit / 2).max(1);
         let mut st = self.lock();
+        if unless_deleted && self.deleted.load(Ordering::Acquire) {
+            return false;
+        }
         st.subscriptions.push(sub);
         st.refresh_filters();
         self.dispatch(&mut st);
         self.account(&st);
+        true
     }
 
     /// Removes a subscription. On a queue its unacknowledged messages go back

@@ -307,6 +307,21 @@ mod tests {
         fn deliver(&self, _: Delivery) {}
     }
 
+    /// Counts what it is given.
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl DeliverySink for Count {
+        fn deliver(&self, _: Delivery) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    impl Count {
+        fn get(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
     fn router() -> Router {
         Router::new(RouterConfig::default(), Arc::new(MemoryStore))
     }
@@ -378,5 +393,78 @@ mod tests {
         r.publish_empty(&stale);
         assert!(r.lookup(&name).is_none());
         assert_eq!(stale.waiting_len(), 0);
+    }
+
+    #[test]
+    fn a_subscriber_that_looked_a_destination_up_before_its_delete_gets_later_sends() {
+        let r = router();
+        let address = Address::parse("/queue/raced", 1).unwrap();
+        let stale = r.destination(&address, 1).unwrap();
+        // The delete lands between the subscriber's lookup and its subscribe.
+        assert_eq!(r.delete(&stale), Ok(0));
+        let got = Arc::new(Count::default());
+        let c = r.subscribe(
+            stale.clone(),
+            1,
+            "s".into(),
+            AckMode::Auto,
+            SubscribeOptions::default(),
+            got.clone(),
+        );
+        let live = r.lookup("/queue/raced").unwrap();
+        assert!(
+            Arc::ptr_eq(&c.destination, &live),
+            "attached to the deleted one"
+        );
+        assert_eq!(stale.snapshot().consumers, 0);
+        // A producer's later send (it looks the name up) reaches it.
+        let sent = r.destination(&address, 2).unwrap();
+        r.publish_empty(&sent);
+        assert_eq!(got.get(), 1);
+        assert!(matches!(r.delete(&live), Err(ManageError::InUse { .. })));
+    }
+
+    /// The same race, run for real: a subscribe and a delete started
+    /// together, each round; whichever wins, the subscriber gets the send
+    /// that follows.
+    #[test]
+    fn subscribes_racing_deletes_always_end_on_the_live_destination() {
+        let r = router();
+        let mut deleted = 0;
+        for round in 0..300 {
+            // A queue per round: an unsubscribed consumer's unsettled
+            // message goes back to its queue.
+            let address = Address::parse(&format!("/queue/raced.{round}"), 1).unwrap();
+            let stale = r.destination(&address, 1).unwrap();
+            let got = Arc::new(Count::default());
+            let start = std::sync::Barrier::new(2);
+            let (consumer, delete) = std::thread::scope(|s| {
+                let subscriber = s.spawn(|| {
+                    start.wait();
+                    r.subscribe(
+                        stale.clone(),
+                        1,
+                        "s".into(),
+                        AckMode::Auto,
+                        SubscribeOptions::default(),
+                        got.clone(),
+                    )
+                });
+                start.wait();
+                let delete = r.delete(&stale);
+                (subscriber.join().unwrap(), delete)
+            });
+            deleted += usize::from(delete.is_ok());
+            let sent = r.destination(&address, 2).unwrap();
+            r.publish_empty(&sent);
+            assert_eq!(
+                got.get(),
+                1,
+                "round {round}: the send did not reach the subscriber"
+            );
+            r.unsubscribe(&consumer);
+        }
+        // Both orders happen; the test is about those where the delete won.
+        assert!(deleted > 0, "no delete won the race in 300 rounds");
     }
 }

@@ -10,7 +10,7 @@ use crate::registry::Counted;
 use crate::router::Router;
 use bytes::BytesMut;
 use ferromq_protocol::native::looks_like_native;
-use ferromq_protocol::stomp::{Decoder, Limits};
+use ferromq_protocol::stomp::{Command, Decoder, Limits};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -60,6 +60,7 @@ pub async fn serve<R, W>(
         writer_half,
         outbox.clone(),
         router.clone(),
+        registration.info().clone(),
         peer.clone(),
     ));
     let mut session = Session::new(
@@ -90,6 +91,9 @@ pub async fn serve<R, W>(
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
                     frame_started = None;
+                    if frame.command == Command::Send {
+                        registration.info().count_message_in();
+                    }
                     // Handling may wait (reply room, producer flow control);
                     // shutdown and an administrator's close must still get
                     // through at once. Cancelling there is safe: those waits

@@ -4,6 +4,7 @@
 
 use super::outgoing::{Outbox, Outgoing};
 use crate::outbox::ItemEncoder;
+use crate::registry::ConnectionInfo;
 use crate::router::{AckMode, Consumer, Delivery, Message, Router, SubscriptionId};
 use bytes::BytesMut;
 use ferromq_protocol::stomp::{encode_frame, Command, Frame, FrameWriter, Version};
@@ -12,16 +13,18 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Writes everything the outbox yields to `socket` until the outbox closes or
-/// the socket fails.
+/// the socket fails, counting the MESSAGE frames on `info`.
 pub async fn run<W: AsyncWrite + Unpin>(
     socket: W,
     outbox: Arc<Outbox>,
     router: Arc<Router>,
+    info: Arc<ConnectionInfo>,
     peer: String,
 ) {
     let mut w = Writer {
         id_prefix: router.message_id_prefix(),
         router,
+        info,
         version: Version::V1_0,
         heartbeat: None,
         buf: BytesMut::with_capacity(64 * 1024),
@@ -117,6 +120,8 @@ impl ItemEncoder<Outgoing> for Writer {
 
 struct Writer {
     router: Arc<Router>,
+    /// The connection's registry entry: its messages-out counter.
+    info: Arc<ConnectionInfo>,
     version: Version,
     heartbeat: Option<Duration>,
     buf: BytesMut,
@@ -200,6 +205,7 @@ impl Writer {
             f.header(name, value);
         }
         f.finish(&body);
+        self.info.count_message_out();
         Ok(())
     }
 

@@ -306,7 +306,7 @@ function connections() {
   const body = el("tbody");
   view().replaceChildren(el("h2", {}, "Connections"),
     el("table", { id: "conn-table" }, el("thead", {}, el("tr", {},
-      ["id", "protocol", "peer", "user", "connected", "subscriptions", "unacked", "in", "out", ""].map(h => el("th", {}, h)))), body));
+      ["id", "protocol", "peer", "user", "connected", "subscriptions", "unacked", "in", "out", "msgs in", "msgs out", ""].map(h => el("th", {}, h)))), body));
   const refresh = async () => {
     const { data } = await api("GET", "/api/connections");
     body.replaceChildren(...data.map(c => el("tr", { "data-id": c.id },
@@ -314,6 +314,7 @@ function connections() {
       el("td", {}, new Date(c.connected_at).toLocaleTimeString()),
       el("td", { class: "num" }, c.subscriptions), el("td", { class: "num" }, c.unacked),
       el("td", { class: "num" }, bytes(c.bytes_in)), el("td", { class: "num" }, bytes(c.bytes_out)),
+      el("td", { class: "num" }, c.messages_in), el("td", { class: "num" }, c.messages_out),
       el("td", {}, el("button", { class: "danger close-conn", "data-id": c.id, onclick: async () => {
         if (!confirm(`Close connection ${c.id} (${c.peer})?`)) return;
         try {

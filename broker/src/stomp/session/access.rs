@@ -60,23 +60,17 @@ impl Session {
             // Unreachable: every frame but CONNECT needs a session.
             return Err(StompError::new("not connected"));
         };
-        let router = &self.router;
         self.config
             .auth
-            .authorize(principal, permission, address, self.id, || {
-                router.contains(&address.name)
-            })
-            .map_err(|denied| {
-                warn!(
-                    conn = self.id,
-                    peer = %self.peer,
-                    user = %principal.name,
-                    destination = %denied.destination,
-                    permission = denied.permission.key(),
-                    "access denied"
-                );
-                StompError::new(denied.to_string())
-            })
+            .authorize_client(
+                &self.router,
+                principal,
+                self.id,
+                &self.peer,
+                permission,
+                address,
+            )
+            .map_err(|denied| StompError::new(denied.to_string()))
     }
 
     /// The prefetch a new subscription gets and the share of
