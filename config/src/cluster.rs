@@ -44,11 +44,21 @@ impl Default for ClusterConfig {
             cluster_id: String::new(),
             node_id: 0,
             listen: "127.0.0.1:61630".to_owned(),
-            // Survives a loaded 2-core machine: several heartbeats fit in
-            // the shortest election timeout.
+            // Survives a loaded 2-core machine: three heartbeats fit in
+            // the shortest election timeout (openraft ticks, and so checks
+            // its election timer, every 1.5 heartbeats).
             heartbeat: Millis(250),
-            election_timeout_min: Millis::secs(1),
-            election_timeout_max: Millis::secs(2),
+            // openraft 0.9 makes a follower of a live leader wait its
+            // leader lease (= election_timeout_max) *plus* its own random
+            // timeout before campaigning, and refuse votes for the lease:
+            // a dead leader is replaced after max + rand(min, max), and
+            // after max + 2 rand(min, max) when the follower with the
+            // shorter log campaigns first and is refused. With 1 s / 2 s
+            // that was 3.4 s median; with these, ~2.5 s (BENCHMARKS.md,
+            // "Cluster failover time"), and still 1.85 s of silence before
+            // a follower campaigns.
+            election_timeout_min: Millis(750),
+            election_timeout_max: Millis(1100),
             max_frame_size: ByteSize::mib(64),
             snapshot_every: 10_000,
             keep_behind_snapshot: 1_000,

@@ -46,6 +46,11 @@ impl ClusterSettings {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         openraft::Config {
             cluster_name: self.cluster_id.clone(),
+            // openraft 0.9 checks its election timer on a tick of 1.5
+            // heartbeats, and uses election_timeout_max as a follower's
+            // lease on its leader: a follower campaigns only after
+            // max + rand(min, max) without hearing from it, which is most
+            // of a failover's time (config/src/cluster.rs has the numbers).
             heartbeat_interval: millis(self.heartbeat),
             election_timeout_min: millis(self.election_timeout_min),
             election_timeout_max: millis(self.election_timeout_max),
@@ -142,7 +147,7 @@ cluster = "127.0.0.1:61632"
         assert_eq!(raft.heartbeat_interval, 250);
         assert_eq!(
             (raft.election_timeout_min, raft.election_timeout_max),
-            (1000, 2000)
+            (750, 1100)
         );
     }
 }
