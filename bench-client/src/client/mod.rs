@@ -1,14 +1,17 @@
 //! The benchmark's clients, independent of the wire protocol: a producer
 //! ([`producer`]) and a consumer ([`consumer`]) task each own one link at a
 //! time and, like the original, count an error, wait, and reconnect (to the
-//! next failover endpoint) whenever the link fails.
+//! next failover endpoint, or the leader a cluster member names) whenever
+//! the link fails ([`failover`]).
 
 pub mod consumer;
+pub mod failover;
 pub mod producer;
 
-use crate::driver::DriverError;
+use crate::driver::{Driver, DriverError};
 use crate::stats::{Counters, SharedHistogram};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use failover::{ReceiptGaps, Reconnect};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -21,6 +24,16 @@ pub struct ScenarioShared {
     pub e2e: SharedHistogram,
     /// Send (or commit) to RECEIPT latency.
     pub receipt: SharedHistogram,
+    /// When receipts arrived: the gaps a failover leaves.
+    pub gaps: ReceiptGaps,
+    /// Refusals by cluster members that are not the leader (not errors).
+    pub redirects: AtomicU64,
+    /// SENDs resent on a new link because the old one failed before their
+    /// RECEIPT came.
+    pub resent: AtomicU64,
+    /// Transacted messages whose COMMIT's RECEIPT never came (the link
+    /// failed first): not resent, and not known to be committed.
+    pub unconfirmed: AtomicU64,
     /// Clients that connected at least once.
     pub connected: AtomicU32,
     /// A broker answered with an error (an ERROR frame, a native Close).
@@ -47,6 +60,10 @@ impl ScenarioShared {
             counters: Counters::default(),
             e2e: SharedHistogram::default(),
             receipt: SharedHistogram::default(),
+            gaps: ReceiptGaps::default(),
+            redirects: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            unconfirmed: AtomicU64::new(0),
             connected: AtomicU32::new(0),
             refused: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -97,9 +114,15 @@ impl ScenarioShared {
         self.refused.load(Ordering::Acquire)
     }
 
-    /// Counts and remembers an error.
+    /// Counts and remembers an error. A `not the leader` refusal is
+    /// counted as a redirect instead: the cluster is electing or the client
+    /// asked a follower, neither a failure.
     pub fn record_error(&self, who: &str, error: &DriverError) {
-        self.counters.error();
+        if matches!(error, DriverError::NotLeader { .. }) {
+            self.redirects.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.error();
+        }
         let text = format!("{who}: {error}");
         if self.display_errors {
             eprintln!("\nerror: {text}");
@@ -119,10 +142,24 @@ impl ScenarioShared {
             .clone()
     }
 
-    /// Sleeps the reconnect delay; returns false if stopped meanwhile.
-    pub async fn pause_before_reconnect(&self) -> bool {
+    /// After a link failed with `error`: records it, picks the endpoint to
+    /// try next (the leader a refusal names, else the next one) and waits
+    /// as [`Reconnect::failed`] says. Returns false if stopped meanwhile.
+    pub async fn recover<D: Driver>(
+        &self,
+        driver: &D,
+        who: &str,
+        error: &DriverError,
+        reconnect: &mut Reconnect,
+    ) -> bool {
+        self.record_error(who, error);
+        let leader = error.leader().and_then(|a| driver.endpoint_at(a));
+        let pause = reconnect.failed(error, leader, self.reconnect_delay);
+        if pause.is_zero() {
+            return !self.is_stopping();
+        }
         tokio::select! {
-            _ = tokio::time::sleep(self.reconnect_delay) => !self.is_stopping(),
+            _ = tokio::time::sleep(pause) => !self.is_stopping(),
             _ = self.stopped() => false,
         }
     }
