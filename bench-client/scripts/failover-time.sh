@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Failover time of a three-node ferromq cluster under persistent load
+# (issue 16, BENCHMARKS.md "Cluster failover time"): from kill -9 of the
+# leader to the first RECEIPT from the new leader, KILLS times.
+#
+#   bench-client/scripts/failover-time.sh OUT_DIR
+#
+#   env: KILLS=20         leader kills
+#        CALM=30          seconds of load before the first kill, in which no
+#                         election may happen (the check for spurious
+#                         elections under load; the run fails if one does)
+#        INTERVAL=8       seconds from one kill to the next (the killed node
+#                         is restarted as soon as a new leader serves)
+#        LOAD="--producers 5 --consumers 5 --destinations 5 --size 1024"
+#        FERROMQ_BIN=target/release/ferromq  BENCH_BIN=target/release/ferromq-bench
+#        BASE_PORT=62400  (scripts/cluster-local.sh's port layout)
+#
+# The nodes run from the release binary with scripts/cluster-local.sh (its
+# config: the [cluster] defaults, which this script prints). ferromq-bench
+# runs persistent sends with a RECEIPT each against failover:(all three),
+# so it follows the new leader, and records every interval without a
+# receipt (its `failover.gaps`, wall-clock ends). A kill's failover time is
+# the end of the gap it falls in minus the kill time.
+#
+# Writes to OUT_DIR: kills.csv (kill number, node, kill time), bench.json
+# (the bench's results), failover.csv (one row per kill: the raw data),
+# summary.txt (median and max), and the nodes' logs. Data dirs are under
+# OUT_DIR/cluster and removed at the end (logs are kept).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ $# -eq 1 ] || { echo "usage: $0 OUT_DIR" >&2; exit 2; }
+out="$1"
+kills="${KILLS:-20}"
+calm="${CALM:-30}"
+interval="${INTERVAL:-8}"
+load="${LOAD:---producers 5 --consumers 5 --destinations 5 --size 1024}"
+bin="${FERROMQ_BIN:-target/release/ferromq}"
+bench="${BENCH_BIN:-target/release/ferromq-bench}"
+export BASE_PORT="${BASE_PORT:-62400}"
+export FERROMQ_BIN="$bin"
+for b in "$bin" "$bench"; do
+  [ -x "$b" ] || { echo "$b not found: cargo build --release -p ferromq-broker -p ferromq-bench" >&2; exit 1; }
+done
+mkdir -p "$out"
+cluster="$out/cluster"
+rm -rf "$cluster"
+port() { echo $((BASE_PORT + 10 * $1 + $2)); }
+now_ms() { date +%s%3N; }
+health() { curl -s --max-time 1 "http://127.0.0.1:$(port "$1" 2)/healthz" || true; }
+leader() {
+  local id
+  for id in 1 2 3; do
+    if [ "$(health "$id")" = "ok leader" ]; then echo "$id"; return 0; fi
+  done
+  return 1
+}
+# Waits (bounded: 60 s) for a serving leader other than $1; prints its id.
+wait_leader() {
+  local id
+  for _ in $(seq 600); do
+    if id="$(leader)" && [ "$id" != "${1:-}" ]; then echo "$id"; return 0; fi
+    sleep 0.1
+  done
+  echo "no leader within 60 s" >&2
+  return 1
+}
+role_changes() { cat "$cluster"/node*/ferromq.log 2>/dev/null | grep -c "role changed" || true; }
+cleanup() {
+  [ -n "${bench_pid:-}" ] && kill "$bench_pid" 2>/dev/null || true
+  scripts/cluster-local.sh stop "$cluster" >/dev/null 2>&1 || true
+  for id in 1 2 3; do
+    [ -f "$cluster/node$id/ferromq.log" ] && cp "$cluster/node$id/ferromq.log" "$out/node$id.log"
+  done
+  rm -rf "$cluster"
+}
+trap cleanup EXIT
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "commit: $(git rev-parse --short HEAD)"
+  echo "kills=$kills calm=${calm}s interval=${interval}s load: --persistent $load"
+  echo "cluster settings (defaults, config/src/cluster.rs):"
+  "$bin" --print-default-config 2>/dev/null | grep -E '^#? *(heartbeat|election_timeout_(min|max)) *=' | grep -v stomp || true
+} | tee "$out/settings.txt"
+
+scripts/cluster-local.sh start "$cluster"
+first="$(wait_leader)"
+echo "leader: node $first"
+url="failover:(stomp://127.0.0.1:$(port 1 0),stomp://127.0.0.1:$(port 2 0),stomp://127.0.0.1:$(port 3 0))"
+samples=$((calm + kills * interval + 10))
+# shellcheck disable=SC2086 # $load is a list of options
+"$bench" run --url "$url" --persistent $load --warmup 0 --samples "$samples" \
+  --sample-interval 1000 --broker-name "ferromq 3-node cluster" \
+  -o "$out/bench.json" >"$out/bench.log" 2>&1 &
+bench_pid=$!
+
+sleep 5
+before="$(role_changes)"
+sleep "$calm"
+after="$(role_changes)"
+if [ "$before" != "$after" ]; then
+  echo "FAIL: $((after - before)) role change(s) during ${calm} s of load with no kill" >&2
+  exit 1
+fi
+echo "calm: no role change in ${calm} s under load"
+
+echo "kill,node,kill_unix_ms" >"$out/kills.csv"
+for k in $(seq "$kills"); do
+  start="$(date +%s)"
+  victim="$(wait_leader)"
+  pid="$(cat "$cluster/node$victim/pid")"
+  at="$(now_ms)"
+  kill -9 "$pid"
+  echo "$k,$victim,$at" >>"$out/kills.csv"
+  next="$(wait_leader "$victim")"
+  echo "kill $k: node $victim (pid $pid) killed; node $next leads"
+  scripts/cluster-local.sh start "$cluster" >/dev/null
+  left=$((interval - ($(date +%s) - start)))
+  [ "$left" -gt 0 ] && sleep "$left"
+done
+
+wait "$bench_pid"
+bench_pid=""
+python3 - "$out" <<'PY'
+import csv, json, statistics, sys
+out = sys.argv[1]
+report = json.load(open(f"{out}/bench.json"))
+scenario = report["scenarios"][-1]
+f = scenario.get("failover") or {}
+gaps = f.get("gaps", [])
+rows = []
+for kill in csv.DictReader(open(f"{out}/kills.csv")):
+    at = int(kill["kill_unix_ms"])
+    # The gap the kill falls in: the last receipt before it came at or
+    # before the kill (receipts already on the wire may land a few ms
+    # after it), the first one after it from the new leader.
+    gap = next((g for g in gaps if g["start_unix_ms"] <= at + 100 and g["end_unix_ms"] > at), None)
+    if gap is None or gap["open"]:
+        rows.append((kill["kill"], kill["node"], at, "", "", ""))
+        continue
+    rows.append((kill["kill"], kill["node"], at, gap["start_unix_ms"], gap["end_unix_ms"], gap["end_unix_ms"] - at))
+with open(f"{out}/failover.csv", "w") as w:
+    w.write("kill,node,kill_unix_ms,last_receipt_before_unix_ms,first_receipt_after_unix_ms,failover_ms\n")
+    for r in rows:
+        w.write(",".join(str(x) for x in r) + "\n")
+values = [r[5] for r in rows if r[5] != ""]
+missing = len(rows) - len(values)
+lines = [
+    f"kills: {len(rows)}, measured: {len(values)}, without a matching gap: {missing}",
+    f"failover ms (kill -9 to first receipt): median {statistics.median(values):.0f}, max {max(values)}, min {min(values)}" if values else "no failover measured",
+    f"all (ms, in kill order): {values}",
+    f"bench: receipted {f.get('receipted')}, longest gap {f.get('longest_gap_ms')} ms, redirects {f.get('redirects')}, resent {f.get('resent')}, errors {sum(scenario.get('errors', [])) + (scenario.get('errors_outside_samples') or 0)}, drained {scenario.get('drained')}",
+]
+open(f"{out}/summary.txt", "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+sys.exit(1 if missing else 0)
+PY
