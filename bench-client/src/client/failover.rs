@@ -119,7 +119,7 @@ pub struct ReceiptGaps {
     /// Receipts (and COMMIT receipts) counted over the whole scenario.
     receipted: AtomicU64,
     gaps: Mutex<Vec<Gap>>,
-    /// Gaps beyond [`MAX_GAPS`].
+    /// Gaps beyond the first 256 (not kept).
     dropped: AtomicU64,
 }
 
@@ -187,7 +187,7 @@ pub struct GapSummary {
     pub receipted: u64,
     /// Longest time without a receipt, ns (0 with fewer than two receipts).
     pub longest_ns: u64,
-    /// Every gap of at least [`GAP_MIN`], in order (at most [`MAX_GAPS`]).
+    /// Every gap of at least [`GAP_MIN`], in order (the first 256).
     pub gaps: Vec<Gap>,
     /// Gaps not kept.
     pub dropped: u64,
