@@ -22,9 +22,11 @@
 # receipt (its `failover.gaps`, wall-clock ends). A kill's failover time is
 # the end of the gap it falls in minus the kill time.
 #
-# Writes to OUT_DIR: kills.csv (kill number, node, kill time), bench.json
+# Writes to OUT_DIR: run.json (commit, command), settings.txt, kills.csv (kill number, node, kill time), bench.json
 # (the bench's results), failover.csv (one row per kill: the raw data),
-# summary.txt (median and max), and the nodes' logs. Data dirs are under
+# summary.txt (median and max, and where the time went: medians of the
+# first election, the vote won and the new leader serving, from the nodes'
+# logs; failover.csv has them per kill), and the nodes' logs. Data dirs are under
 # OUT_DIR/cluster and removed at the end (logs are kept).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -83,6 +85,15 @@ trap cleanup EXIT
   "$bin" --print-default-config 2>/dev/null | grep -E '^#? *(heartbeat|election_timeout_(min|max)) *=' | grep -v stomp || true
 } | tee "$out/settings.txt"
 
+cat >"$out/run.json" <<JSON
+{
+  "run": "$(basename "$out")",
+  "started_utc": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "ferromq_commit": "$(git rev-parse HEAD)",
+  "worktree_clean": $([ -z "$(git status --porcelain -- broker config protocol bench-client/src)" ] && echo true || echo false),
+  "command": "KILLS=$kills CALM=$calm INTERVAL=$interval LOAD='$load' bench-client/scripts/failover-time.sh $out"
+}
+JSON
 scripts/cluster-local.sh start "$cluster"
 first="$(wait_leader)"
 echo "leader: node $first"
@@ -121,13 +132,36 @@ done
 
 wait "$bench_pid"
 bench_pid=""
-python3 - "$out" <<'PY'
-import csv, json, statistics, sys
-out = sys.argv[1]
+python3 - "$out" "$cluster" <<'PY'
+import csv, glob, json, statistics, sys
+from datetime import datetime, timezone
+out, cluster = sys.argv[1], sys.argv[2]
 report = json.load(open(f"{out}/bench.json"))
 scenario = report["scenarios"][-1]
 f = scenario.get("failover") or {}
 gaps = f.get("gaps", [])
+
+# Where the time goes, from the nodes' logs (openraft's and ours, UTC
+# timestamps): (unix ms, event) for the events that mark an election.
+EVENTS = {
+    "do trigger election": "election",          # a follower's timer fired
+    "a quorum granted my vote": "elected",
+    "reject vote-request: by last_log_id": "refused-shorter-log",
+    "serving clients": "serving",               # router restored
+}
+events = []
+for log in glob.glob(f"{cluster}/node*/ferromq.log"):
+    for line in open(log, errors="replace"):
+        for needle, name in EVENTS.items():
+            if needle in line:
+                stamp = line.split(" ", 1)[0].rstrip("Z")
+                try:
+                    t = datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc)
+                except ValueError:
+                    continue
+                events.append((int(t.timestamp() * 1000), name))
+events.sort()
+
 rows = []
 for kill in csv.DictReader(open(f"{out}/kills.csv")):
     at = int(kill["kill_unix_ms"])
@@ -135,20 +169,35 @@ for kill in csv.DictReader(open(f"{out}/kills.csv")):
     # before the kill (receipts already on the wire may land a few ms
     # after it), the first one after it from the new leader.
     gap = next((g for g in gaps if g["start_unix_ms"] <= at + 100 and g["end_unix_ms"] > at), None)
-    if gap is None or gap["open"]:
-        rows.append((kill["kill"], kill["node"], at, "", "", ""))
-        continue
-    rows.append((kill["kill"], kill["node"], at, gap["start_unix_ms"], gap["end_unix_ms"], gap["end_unix_ms"] - at))
-with open(f"{out}/failover.csv", "w") as w:
-    w.write("kill,node,kill_unix_ms,last_receipt_before_unix_ms,first_receipt_after_unix_ms,failover_ms\n")
-    for r in rows:
-        w.write(",".join(str(x) for x in r) + "\n")
-values = [r[5] for r in rows if r[5] != ""]
+    end = gap["end_unix_ms"] if gap and not gap["open"] else None
+    window = [(t - at, e) for t, e in events if at < t <= (end or at + 30000)]
+    first = lambda name: next((str(t) for t, e in window if e == name), "")
+    rows.append({
+        "kill": kill["kill"], "node": kill["node"], "kill_unix_ms": at,
+        "last_receipt_before_unix_ms": gap["start_unix_ms"] if gap else "",
+        "first_receipt_after_unix_ms": end or "",
+        "failover_ms": end - at if end else "",
+        "first_election_ms": first("election"),
+        "elections": sum(1 for _, e in window if e == "election"),
+        "shorter_log_refusals": sum(1 for _, e in window if e == "refused-shorter-log"),
+        "elected_ms": first("elected"),
+        "serving_ms": first("serving"),
+    })
+with open(f"{out}/failover.csv", "w", newline="") as w:
+    writer = csv.DictWriter(w, fieldnames=list(rows[0].keys()))
+    writer.writeheader()
+    writer.writerows(rows)
+values = [r["failover_ms"] for r in rows if r["failover_ms"] != ""]
 missing = len(rows) - len(values)
+def med(key):
+    v = [int(r[key]) for r in rows if r[key] != ""]
+    return f"{statistics.median(v):.0f}" if v else "-"
 lines = [
     f"kills: {len(rows)}, measured: {len(values)}, without a matching gap: {missing}",
     f"failover ms (kill -9 to first receipt): median {statistics.median(values):.0f}, max {max(values)}, min {min(values)}" if values else "no failover measured",
     f"all (ms, in kill order): {values}",
+    f"median ms after the kill: first election {med('first_election_ms')}, elected {med('elected_ms')}, serving {med('serving_ms')}, first receipt {med('failover_ms')}",
+    f"kills needing more than one election: {sum(1 for r in rows if r['elections'] > 1)}; with a vote refused for a shorter log: {sum(1 for r in rows if r['shorter_log_refusals'] > 0)}",
     f"bench: receipted {f.get('receipted')}, longest gap {f.get('longest_gap_ms')} ms, redirects {f.get('redirects')}, resent {f.get('resent')}, errors {sum(scenario.get('errors', [])) + (scenario.get('errors_outside_samples') or 0)}, drained {scenario.get('drained')}",
 ]
 open(f"{out}/summary.txt", "w").write("\n".join(lines) + "\n")
