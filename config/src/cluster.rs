@@ -18,9 +18,11 @@ pub struct ClusterConfig {
     pub listen: String,
     /// How often the leader sends heartbeats.
     pub heartbeat: Millis,
-    /// A follower that hears no heartbeat for a random time between these
-    /// two starts an election. The lower bound is also the leader's lease:
-    /// a leader not acknowledged by a quorum for that long sends no receipts.
+    /// A follower that hears no heartbeat for `election_timeout_max` (its
+    /// lease on the leader) plus a random time between these two starts an
+    /// election. A leader not acknowledged by a quorum for
+    /// `election_timeout_max` minus one heartbeat (at least
+    /// `election_timeout_min`) fences itself: it sends no receipts.
     pub election_timeout_min: Millis,
     /// See `election_timeout_min`.
     pub election_timeout_max: Millis,
@@ -54,11 +56,14 @@ impl Default for ClusterConfig {
             // a dead leader is replaced after max + rand(min, max), and
             // after max + 2 rand(min, max) when the follower with the
             // shorter log campaigns first and is refused. With 1 s / 2 s
-            // that was 3.4 s median; with these, ~2.5 s (BENCHMARKS.md,
-            // "Cluster failover time"), and still 1.85 s of silence before
-            // a follower campaigns.
+            // that was 3.4 s median (BENCHMARKS.md, "Cluster failover
+            // time", has it with these). A leader fences itself after
+            // max - heartbeat = 1 s without a quorum's ack, as long as
+            // before (acks are slow on a loaded machine: openraft gives an
+            // AppendEntries one heartbeat before it retries), and a follower
+            // campaigns only after 2 s of silence.
             election_timeout_min: Millis(750),
-            election_timeout_max: Millis(1100),
+            election_timeout_max: Millis(1250),
             max_frame_size: ByteSize::mib(64),
             snapshot_every: 10_000,
             keep_behind_snapshot: 1_000,

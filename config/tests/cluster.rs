@@ -115,7 +115,7 @@ fn defaults_fill_the_keys_left_out() {
     assert_eq!(cluster.listen, "127.0.0.1:61630");
     assert_eq!(cluster.heartbeat, Millis(250));
     assert_eq!(cluster.election_timeout_min, Millis(750));
-    assert_eq!(cluster.election_timeout_max, Millis(1100));
+    assert_eq!(cluster.election_timeout_max, Millis(1250));
 }
 
 #[test]
