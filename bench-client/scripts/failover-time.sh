@@ -14,6 +14,8 @@
 #        LOAD="--producers 5 --consumers 5 --destinations 5 --size 1024"
 #        FERROMQ_BIN=target/release/ferromq  BENCH_BIN=target/release/ferromq-bench
 #        BASE_PORT=62400  (scripts/cluster-local.sh's port layout)
+#        CLUSTER_EXTRA='election_timeout_min = "1s"'  [cluster] keys other
+#                         than the defaults (scripts/cluster-local.sh)
 #
 # The nodes run from the release binary with scripts/cluster-local.sh (its
 # config: the [cluster] defaults, which this script prints). ferromq-bench
@@ -83,17 +85,16 @@ trap cleanup EXIT
   echo "kills=$kills calm=${calm}s interval=${interval}s load: --persistent $load"
   echo "cluster settings (defaults, config/src/cluster.rs):"
   "$bin" --print-default-config 2>/dev/null | grep -E '^#? *(heartbeat|election_timeout_(min|max)) *=' | grep -v stomp || true
+  echo "overridden by CLUSTER_EXTRA: ${CLUSTER_EXTRA:-(none)}"
 } | tee "$out/settings.txt"
 
-cat >"$out/run.json" <<JSON
-{
-  "run": "$(basename "$out")",
-  "started_utc": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
-  "ferromq_commit": "$(git rev-parse HEAD)",
-  "worktree_clean": $([ -z "$(git status --porcelain -- broker config protocol bench-client/src)" ] && echo true || echo false),
-  "command": "KILLS=$kills CALM=$calm INTERVAL=$interval LOAD='$load' bench-client/scripts/failover-time.sh $out"
-}
-JSON
+command="CLUSTER_EXTRA='${CLUSTER_EXTRA:-}' KILLS=$kills CALM=$calm INTERVAL=$interval LOAD='$load' bench-client/scripts/failover-time.sh $out"
+clean=$([ -z "$(git status --porcelain -- broker config protocol bench-client/src)" ] && echo 1 || echo 0)
+RUN="$(basename "$out")" COMMIT="$(git rev-parse HEAD)" CLEAN="$clean" COMMAND="$command" \
+  python3 -c 'import json, os, sys, time
+json.dump({"run": os.environ["RUN"], "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "ferromq_commit": os.environ["COMMIT"], "sources_clean": os.environ["CLEAN"] == "1",
+           "command": os.environ["COMMAND"]}, open(sys.argv[1], "w"), indent=2)' "$out/run.json"
 scripts/cluster-local.sh start "$cluster"
 first="$(wait_leader)"
 echo "leader: node $first"
@@ -132,6 +133,7 @@ done
 
 wait "$bench_pid"
 bench_pid=""
+[ "$kills" -gt 0 ] || exit 0
 python3 - "$out" "$cluster" <<'PY'
 import csv, glob, json, statistics, sys
 from datetime import datetime, timezone
