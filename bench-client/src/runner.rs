@@ -167,7 +167,7 @@ pub async fn run_scenario<D: Driver>(
         shared.stop();
         tasks.abort_all();
         let last_error = shared
-            .last_error()
+            .why_not_connected()
             .unwrap_or_else(|| "no error reported".into());
         if shared.was_refused() {
             return Err(ScenarioError::Refused { last_error });

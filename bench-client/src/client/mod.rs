@@ -47,6 +47,10 @@ pub struct ScenarioShared {
     midpoint_tx: watch::Sender<bool>,
     /// The most recent error, for the progress line and the final report.
     last_error: Mutex<Option<String>>,
+    /// The most recent `not the leader` refusal: not an error (it is not in
+    /// `last_error`, which marks a run as having had errors), but the
+    /// reason to give if no client could connect at all.
+    last_redirect: Mutex<Option<String>>,
     /// Pause before reconnecting after an error.
     pub reconnect_delay: Duration,
     /// Print every error as it happens.
@@ -70,6 +74,7 @@ impl ScenarioShared {
             stop_tx: watch::channel(false).0,
             midpoint_tx: watch::channel(false).0,
             last_error: Mutex::new(None),
+            last_redirect: Mutex::new(None),
             reconnect_delay,
             display_errors,
         }
@@ -118,12 +123,13 @@ impl ScenarioShared {
     /// counted as a redirect instead: the cluster is electing or the client
     /// asked a follower, neither a failure.
     pub fn record_error(&self, who: &str, error: &DriverError) {
+        let text = format!("{who}: {error}");
         if matches!(error, DriverError::NotLeader { .. }) {
             self.redirects.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.counters.error();
+            *self.last_redirect.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+            return;
         }
-        let text = format!("{who}: {error}");
+        self.counters.error();
         if self.display_errors {
             eprintln!("\nerror: {text}");
         }
@@ -140,6 +146,17 @@ impl ScenarioShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The most recent error, else the most recent `not the leader`
+    /// refusal: why no client could connect.
+    pub fn why_not_connected(&self) -> Option<String> {
+        self.last_error().or_else(|| {
+            self.last_redirect
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
     }
 
     /// After a link failed with `error`: records it, picks the endpoint to
@@ -162,5 +179,40 @@ impl ScenarioShared {
             _ = tokio::time::sleep(pause) => !self.is_stopping(),
             _ = self.stopped() => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_a_redirect_not_an_error() {
+        let shared = ScenarioShared::new(Duration::from_secs(1), false);
+        let refusal = DriverError::NotLeader {
+            endpoint: "stomp://b:1".into(),
+            leader: None,
+        };
+        shared.record_error("producer 0", &refusal);
+        assert_eq!(shared.redirects.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.counters.take().errors, 0);
+        assert_eq!(
+            shared.last_error(),
+            None,
+            "a run with redirects has no error"
+        );
+        assert!(!shared.was_refused());
+        let why = shared.why_not_connected().unwrap_or_default();
+        assert!(why.contains("not the leader"), "{why}");
+        // A real error wins as the reason.
+        let closed = DriverError::Closed {
+            endpoint: "stomp://a:1".into(),
+        };
+        shared.record_error("producer 1", &closed);
+        assert_eq!(shared.counters.take().errors, 1);
+        assert!(shared
+            .why_not_connected()
+            .unwrap_or_default()
+            .contains("closed"));
     }
 }
