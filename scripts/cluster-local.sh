@@ -10,6 +10,7 @@
 #
 #   env: FERROMQ_BIN=target/release/ferromq  BASE_PORT=62000 (node N uses
 #        BASE_PORT+10*N: +0 STOMP, +1 native, +2 admin, +3 cluster peers)
+#        CLUSTER_EXTRA='election_timeout_min = "1s"' (more [cluster] keys)
 #
 # Try it: start, `curl -s ADMIN/healthz` on each (one says "ok leader"),
 # kill -9 the leader's pid, and watch another node say "ok leader" within
@@ -72,7 +73,7 @@ sync = "always"
 cluster_id = "local"
 node_id = $id
 listen = "$host:$(port $id 3)"
-
+${CLUSTER_EXTRA:-}
 $members
 TOML
     "$bin" --config "$node/ferromq.toml" >>"$node/ferromq.log" 2>&1 &

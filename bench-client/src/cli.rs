@@ -119,7 +119,11 @@ pub struct RunArgs {
     /// Results file (JSON); an existing file is resumed.
     #[arg(short = 'o', long = "out")]
     pub out: PathBuf,
-    /// Broker URL: stomp://h:p, stomp+ssl://h:p, failover:(url,url).
+    /// Broker URL: stomp://h:p, stomp+ssl://h:p, ferromq://h:p,
+    /// ferromq+tls://h:p, or a failover list failover:(url,url,...) (e.g. the
+    /// members of a ferromq cluster: a client refused with "not the leader"
+    /// goes to the leader it names, else to the next URL; receipt gaps are
+    /// reported).
     #[arg(
         long,
         default_value = "stomp://127.0.0.1:61613",

@@ -339,6 +339,15 @@ fn summary_line(s: &ScenarioReport) -> String {
         latency(hdr.p50 as f64),
         latency(hdr.p99 as f64)
     );
+    if let Some(f) = s.failover.as_ref().filter(|f| !f.gaps.is_empty()) {
+        line.push_str(&format!(
+            "  receipt gaps {} (longest {:.0} ms, {} redirects, {} resent)",
+            f.gaps.len(),
+            f.longest_gap_ms,
+            f.redirects,
+            f.resent
+        ));
+    }
     if errors > 0 {
         line.push_str(&format!("  errors {errors}"));
         if let Some(e) = &s.last_error {
@@ -372,5 +381,6 @@ pub fn scenario_report(scenario: &Scenario, outcome: ScenarioOutcome) -> Scenari
         drained: Some(outcome.drained),
         errors_outside_samples: Some(outcome.errors_outside_samples),
         last_error: outcome.last_error,
+        failover: outcome.failover,
     }
 }

@@ -4,10 +4,12 @@
 //! drain what is left on the destinations so the next scenario starts clean.
 
 use crate::client::consumer::{self, ConsumerPlan};
+use crate::client::failover::{GapSummary, Reconnect, GAP_MIN};
 use crate::client::producer::{self, ProducerPlan};
 use crate::client::ScenarioShared;
 use crate::clock;
 use crate::driver::{ConsumerLink, ConsumerSpec, Driver, ProducerSpec};
+use crate::report::json::{FailoverReport, GapReport};
 use crate::scenario::{AckMode, Mode, Scenario};
 use crate::stats::{IntervalCounts, SampleSeries};
 use std::sync::atomic::Ordering;
@@ -96,6 +98,9 @@ pub struct ScenarioOutcome {
     pub errors_outside_samples: u64,
     /// The last error seen, if any.
     pub last_error: Option<String>,
+    /// Receipt gaps and reconnects (`None` with neither receipts nor
+    /// redirects).
+    pub failover: Option<FailoverReport>,
 }
 
 impl ScenarioOutcome {
@@ -107,6 +112,7 @@ impl ScenarioOutcome {
             drained: 0,
             errors_outside_samples: 1,
             last_error: Some(reason),
+            failover: None,
         }
     }
 }
@@ -161,7 +167,7 @@ pub async fn run_scenario<D: Driver>(
         shared.stop();
         tasks.abort_all();
         let last_error = shared
-            .last_error()
+            .why_not_connected()
             .unwrap_or_else(|| "no error reported".into());
         if shared.was_refused() {
             return Err(ScenarioError::Refused { last_error });
@@ -206,6 +212,7 @@ pub async fn run_scenario<D: Driver>(
         });
     }
     shared.stop();
+    let gaps = shared.gaps.finish(clock::now_ns());
     // Clients finish their current operation and disconnect; one that hangs
     // on a dead socket is abandoned.
     let stopped = async { while tasks.join_next().await.is_some() {} };
@@ -226,6 +233,38 @@ pub async fn run_scenario<D: Driver>(
         drained,
         errors_outside_samples: outside,
         last_error: shared.last_error(),
+        failover: failover_report(&shared, gaps),
+    })
+}
+
+/// The results-file form of the gaps and reconnect counts, with the gaps'
+/// ends on the wall clock (so they can be matched with a log of kills).
+fn failover_report(shared: &ScenarioShared, gaps: GapSummary) -> Option<FailoverReport> {
+    let redirects = shared.redirects.load(Ordering::Relaxed);
+    if gaps.receipted == 0 && redirects == 0 {
+        return None;
+    }
+    let (now_ns, now_unix_ms) = (clock::now_ns(), clock::unix_ms());
+    let unix_ms = |ns: u64| now_unix_ms.saturating_sub(now_ns.saturating_sub(ns) / 1_000_000);
+    let ms = |ns: u64| ns as f64 / 1e6;
+    Some(FailoverReport {
+        receipted: gaps.receipted,
+        longest_gap_ms: ms(gaps.longest_ns),
+        gaps: gaps
+            .gaps
+            .iter()
+            .map(|g| GapReport {
+                start_unix_ms: unix_ms(g.start_ns),
+                end_unix_ms: unix_ms(g.end_ns),
+                ms: ms(g.end_ns.saturating_sub(g.start_ns)),
+                open: g.open,
+            })
+            .collect(),
+        gap_min_ms: GAP_MIN.as_millis() as u64,
+        gaps_not_kept: gaps.dropped,
+        redirects,
+        resent: shared.resent.load(Ordering::Relaxed),
+        unconfirmed: shared.unconfirmed.load(Ordering::Relaxed),
     })
 }
 
@@ -392,8 +431,20 @@ async fn drain<D: Driver>(driver: &D, scenario: &Scenario, settings: &RunSetting
             .collect()
     };
     let drains = targets.iter().enumerate().map(|(i, spec)| async move {
-        let Ok(mut link) = driver.connect_consumer(i, spec).await else {
-            return 0u64;
+        // A cluster may have failed over during the run: follow refusals
+        // to the leader, for as long as clients may take to connect.
+        let mut reconnect = Reconnect::new(i, driver.endpoint_count());
+        let deadline = Instant::now() + settings.connect_wait;
+        let mut link = loop {
+            match driver.connect_consumer(reconnect.endpoint(), spec).await {
+                Ok(link) => break link,
+                Err(e) if Instant::now() < deadline => {
+                    let leader = e.leader().and_then(|a| driver.endpoint_at(a));
+                    let pause = reconnect.failed(&e, leader, settings.reconnect_delay);
+                    tokio::time::sleep(pause).await;
+                }
+                Err(_) => return 0u64,
+            }
         };
         let mut stamps = Vec::with_capacity(4096);
         let mut total = 0u64;

@@ -88,6 +88,16 @@ pub struct BrokerUrl {
     pub original: String,
 }
 
+impl BrokerUrl {
+    /// The index of the endpoint whose `host:port` is `address` (as a
+    /// cluster member names its leader in a redirect).
+    pub fn position_of(&self, address: &str) -> Option<usize> {
+        self.endpoints
+            .iter()
+            .position(|e| e.socket_addr() == address)
+    }
+}
+
 /// Why a `--url` value was rejected.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum UrlError {

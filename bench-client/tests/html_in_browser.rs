@@ -70,6 +70,7 @@ fn synthetic_run(name: &str, seed: u64, speed: u64) -> Report {
             drained: Some(0),
             errors_outside_samples: None,
             last_error: None,
+            failover: None,
         });
     }
     r
@@ -201,6 +202,7 @@ fn adhoc_run(name: &str, scale: u64) -> Report {
             drained: Some(0),
             errors_outside_samples: None,
             last_error: None,
+            failover: None,
         });
     }
     r

@@ -21,9 +21,11 @@ pub struct ClusterConfig {
     pub listen: String,
     /// How often the leader sends heartbeats.
     pub heartbeat: Millis,
-    /// A follower that hears no heartbeat for a random time between these
-    /// two starts an election. The lower bound is also the leader's lease:
-    /// a leader not acknowledged by a quorum for that long sends no receipts.
+    /// A follower that hears no heartbeat for `election_timeout_max` (its
+    /// lease on the leader) plus a random time between these two starts an
+    /// election. A leader not acknowledged by a quorum for
+    /// `election_timeout_max` minus one heartbeat (at least
+    /// `election_timeout_min`) fences itself: it sends no receipts.
     pub election_timeout_min: Millis,
     /// See `election_timeout_min`.
     pub election_timeout_max: Millis,
@@ -63,11 +65,24 @@ impl Default for ClusterConfig {
             cluster_id: String::new(),
             node_id: 0,
             listen: "127.0.0.1:61630".to_owned(),
-            // Survives a loaded 2-core machine: several heartbeats fit in
-            // the shortest election timeout.
+            // Survives a loaded 2-core machine: three heartbeats fit in
+            // the shortest election timeout (openraft ticks, and so checks
+            // its election timer, every 1.5 heartbeats).
             heartbeat: Millis(250),
-            election_timeout_min: Millis::secs(1),
-            election_timeout_max: Millis::secs(2),
+            // openraft 0.9 makes a follower of a live leader wait its
+            // leader lease (= election_timeout_max) *plus* its own random
+            // timeout before campaigning, and refuse votes for the lease:
+            // a dead leader is replaced after max + rand(min, max), and
+            // after max + 2 rand(min, max) when the follower with the
+            // shorter log campaigns first and is refused. With 1 s / 2 s
+            // that was 3.4 s median (BENCHMARKS.md, "Cluster failover
+            // time", has it with these). A leader fences itself after
+            // max - heartbeat = 1 s without a quorum's ack, as long as
+            // before (acks are slow on a loaded machine: openraft gives an
+            // AppendEntries one heartbeat before it retries), and a follower
+            // campaigns only after 2 s of silence.
+            election_timeout_min: Millis(750),
+            election_timeout_max: Millis(1250),
             max_frame_size: ByteSize::mib(64),
             snapshot_every: 10_000,
             keep_behind_snapshot: 1_000,

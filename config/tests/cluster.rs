@@ -118,8 +118,8 @@ fn defaults_fill_the_keys_left_out() {
     let cluster = config.cluster.unwrap();
     assert_eq!(cluster.listen, "127.0.0.1:61630");
     assert_eq!(cluster.heartbeat, Millis(250));
-    assert_eq!(cluster.election_timeout_min, Millis::secs(1));
-    assert_eq!(cluster.election_timeout_max, Millis::secs(2));
+    assert_eq!(cluster.election_timeout_min, Millis(750));
+    assert_eq!(cluster.election_timeout_max, Millis(1250));
     assert!(!cluster.join);
     assert_eq!(cluster.peer_tls(&config.tls), None);
 }

@@ -3,6 +3,7 @@
 //! say. Transactions are committed every `tx_size` messages, or early after
 //! 500 ms without a message (as the original's consumers do).
 
+use super::failover::Reconnect;
 use super::ScenarioShared;
 use crate::clock;
 use crate::driver::{ConsumerLink, ConsumerSpec, Driver, DriverError};
@@ -39,17 +40,17 @@ pub async fn run<D: Driver>(driver: Arc<D>, plan: ConsumerPlan, shared: Arc<Scen
         }
     }
     let who = format!("consumer {}", plan.index);
-    let endpoints = driver.endpoint_count().max(1);
-    let mut endpoint = plan.index as usize % endpoints;
+    let mut reconnect = Reconnect::new(plan.index as usize, driver.endpoint_count());
     let mut counted = false;
     let mut next_tx = 1u64;
     while !shared.is_stopping() {
         let link = tokio::select! {
-            r = driver.connect_consumer(endpoint, &plan.spec) => r,
+            r = driver.connect_consumer(reconnect.endpoint(), &plan.spec) => r,
             _ = shared.stopped() => break,
         };
         let result = match link {
             Ok(mut link) => {
+                reconnect.connected();
                 if !counted {
                     counted = true;
                     shared.connected.fetch_add(1, Ordering::Relaxed);
@@ -65,9 +66,10 @@ pub async fn run<D: Driver>(driver: Arc<D>, plan: ConsumerPlan, shared: Arc<Scen
         match result {
             Ok(()) => break,
             Err(e) => {
-                shared.record_error(&who, &e);
-                endpoint = (endpoint + 1) % endpoints;
-                if !shared.pause_before_reconnect().await {
+                if !shared
+                    .recover(driver.as_ref(), &who, &e, &mut reconnect)
+                    .await
+                {
                     break;
                 }
             }

@@ -1,14 +1,17 @@
 //! The benchmark's clients, independent of the wire protocol: a producer
 //! ([`producer`]) and a consumer ([`consumer`]) task each own one link at a
 //! time and, like the original, count an error, wait, and reconnect (to the
-//! next failover endpoint) whenever the link fails.
+//! next failover endpoint, or the leader a cluster member names) whenever
+//! the link fails ([`failover`]).
 
 pub mod consumer;
+pub mod failover;
 pub mod producer;
 
-use crate::driver::DriverError;
+use crate::driver::{Driver, DriverError};
 use crate::stats::{Counters, SharedHistogram};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use failover::{ReceiptGaps, Reconnect};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -21,6 +24,16 @@ pub struct ScenarioShared {
     pub e2e: SharedHistogram,
     /// Send (or commit) to RECEIPT latency.
     pub receipt: SharedHistogram,
+    /// When receipts arrived: the gaps a failover leaves.
+    pub gaps: ReceiptGaps,
+    /// Refusals by cluster members that are not the leader (not errors).
+    pub redirects: AtomicU64,
+    /// SENDs resent on a new link because the old one failed before their
+    /// RECEIPT came.
+    pub resent: AtomicU64,
+    /// Transacted messages whose COMMIT's RECEIPT never came (the link
+    /// failed first): not resent, and not known to be committed.
+    pub unconfirmed: AtomicU64,
     /// Clients that connected at least once.
     pub connected: AtomicU32,
     /// A broker answered with an error (an ERROR frame, a native Close).
@@ -34,6 +47,10 @@ pub struct ScenarioShared {
     midpoint_tx: watch::Sender<bool>,
     /// The most recent error, for the progress line and the final report.
     last_error: Mutex<Option<String>>,
+    /// The most recent `not the leader` refusal: not an error (it is not in
+    /// `last_error`, which marks a run as having had errors), but the
+    /// reason to give if no client could connect at all.
+    last_redirect: Mutex<Option<String>>,
     /// Pause before reconnecting after an error.
     pub reconnect_delay: Duration,
     /// Print every error as it happens.
@@ -47,12 +64,17 @@ impl ScenarioShared {
             counters: Counters::default(),
             e2e: SharedHistogram::default(),
             receipt: SharedHistogram::default(),
+            gaps: ReceiptGaps::default(),
+            redirects: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            unconfirmed: AtomicU64::new(0),
             connected: AtomicU32::new(0),
             refused: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             stop_tx: watch::channel(false).0,
             midpoint_tx: watch::channel(false).0,
             last_error: Mutex::new(None),
+            last_redirect: Mutex::new(None),
             reconnect_delay,
             display_errors,
         }
@@ -97,10 +119,17 @@ impl ScenarioShared {
         self.refused.load(Ordering::Acquire)
     }
 
-    /// Counts and remembers an error.
+    /// Counts and remembers an error. A `not the leader` refusal is
+    /// counted as a redirect instead: the cluster is electing or the client
+    /// asked a follower, neither a failure.
     pub fn record_error(&self, who: &str, error: &DriverError) {
-        self.counters.error();
         let text = format!("{who}: {error}");
+        if matches!(error, DriverError::NotLeader { .. }) {
+            self.redirects.fetch_add(1, Ordering::Relaxed);
+            *self.last_redirect.lock().unwrap_or_else(|e| e.into_inner()) = Some(text);
+            return;
+        }
+        self.counters.error();
         if self.display_errors {
             eprintln!("\nerror: {text}");
         }
@@ -119,11 +148,71 @@ impl ScenarioShared {
             .clone()
     }
 
-    /// Sleeps the reconnect delay; returns false if stopped meanwhile.
-    pub async fn pause_before_reconnect(&self) -> bool {
+    /// The most recent error, else the most recent `not the leader`
+    /// refusal: why no client could connect.
+    pub fn why_not_connected(&self) -> Option<String> {
+        self.last_error().or_else(|| {
+            self.last_redirect
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
+    }
+
+    /// After a link failed with `error`: records it, picks the endpoint to
+    /// try next (the leader a refusal names, else the next one) and waits
+    /// as [`Reconnect::failed`] says. Returns false if stopped meanwhile.
+    pub async fn recover<D: Driver>(
+        &self,
+        driver: &D,
+        who: &str,
+        error: &DriverError,
+        reconnect: &mut Reconnect,
+    ) -> bool {
+        self.record_error(who, error);
+        let leader = error.leader().and_then(|a| driver.endpoint_at(a));
+        let pause = reconnect.failed(error, leader, self.reconnect_delay);
+        if pause.is_zero() {
+            return !self.is_stopping();
+        }
         tokio::select! {
-            _ = tokio::time::sleep(self.reconnect_delay) => !self.is_stopping(),
+            _ = tokio::time::sleep(pause) => !self.is_stopping(),
             _ = self.stopped() => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_a_redirect_not_an_error() {
+        let shared = ScenarioShared::new(Duration::from_secs(1), false);
+        let refusal = DriverError::NotLeader {
+            endpoint: "stomp://b:1".into(),
+            leader: None,
+        };
+        shared.record_error("producer 0", &refusal);
+        assert_eq!(shared.redirects.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.counters.take().errors, 0);
+        assert_eq!(
+            shared.last_error(),
+            None,
+            "a run with redirects has no error"
+        );
+        assert!(!shared.was_refused());
+        let why = shared.why_not_connected().unwrap_or_default();
+        assert!(why.contains("not the leader"), "{why}");
+        // A real error wins as the reason.
+        let closed = DriverError::Closed {
+            endpoint: "stomp://a:1".into(),
+        };
+        shared.record_error("producer 1", &closed);
+        assert_eq!(shared.counters.take().errors, 1);
+        assert!(shared
+            .why_not_connected()
+            .unwrap_or_default()
+            .contains("closed"));
     }
 }

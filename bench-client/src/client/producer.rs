@@ -2,10 +2,18 @@
 //! messages per write) or at a fixed rate, with a RECEIPT per persistent SEND
 //! or a BEGIN/COMMIT around every `tx_size` messages.
 //!
+//! A SEND whose RECEIPT had not come when its link failed is resent on the
+//! next link with its original stamp (so its latency includes the
+//! failover), and counted in `resent`: at least once, never reported lost.
+//! A transaction whose COMMIT's RECEIPT never came is counted in
+//! `unconfirmed` and not resent (the broker rolled it back or committed it;
+//! the client cannot tell which).
+//!
 //! Fixed-rate producers stamp each message with its *intended* send time
 //! (start + k / rate), so a broker that stalls the producer is charged for the
 //! whole delay: no coordinated omission.
 
+use super::failover::Reconnect;
 use super::ScenarioShared;
 use crate::clock;
 use crate::driver::{Driver, DriverError, ProducerLink, ProducerSpec};
@@ -73,22 +81,24 @@ pub fn spawn_on_own_thread<D: Driver>(
 /// Runs until the scenario stops, reconnecting after errors.
 pub async fn run<D: Driver>(driver: Arc<D>, plan: ProducerPlan, shared: Arc<ScenarioShared>) {
     let who = format!("producer {}", plan.index);
-    let endpoints = driver.endpoint_count().max(1);
-    let mut endpoint = plan.index as usize % endpoints;
+    let mut reconnect = Reconnect::new(plan.index as usize, driver.endpoint_count());
     let mut counted = false;
     let mut state = ProducerState {
         next_receipt: 1,
         next_tx: 1,
         sent: 0,
         start: Instant::now(),
+        in_flight: None,
+        committing: 0,
     };
     while !shared.is_stopping() {
         let link = tokio::select! {
-            r = driver.connect_producer(endpoint, &plan.spec) => r,
+            r = driver.connect_producer(reconnect.endpoint(), &plan.spec) => r,
             _ = shared.stopped() => break,
         };
         let result = match link {
             Ok(mut link) => {
+                reconnect.connected();
                 if !counted {
                     counted = true;
                     shared.connected.fetch_add(1, Ordering::Relaxed);
@@ -105,9 +115,12 @@ pub async fn run<D: Driver>(driver: Arc<D>, plan: ProducerPlan, shared: Arc<Scen
         match result {
             Ok(()) => break,
             Err(e) => {
-                shared.record_error(&who, &e);
-                endpoint = (endpoint + 1) % endpoints;
-                if !shared.pause_before_reconnect().await {
+                let lost_commit = std::mem::take(&mut state.committing);
+                shared.unconfirmed.fetch_add(lost_commit, Ordering::Relaxed);
+                if !shared
+                    .recover(driver.as_ref(), &who, &e, &mut reconnect)
+                    .await
+                {
                     break;
                 }
             }
@@ -122,6 +135,10 @@ struct ProducerState {
     /// Messages sent on the fixed-rate schedule so far.
     sent: u64,
     start: Instant,
+    /// The stamp of the SEND awaiting its RECEIPT (sync sends).
+    in_flight: Option<u64>,
+    /// Messages of the COMMIT awaiting its RECEIPT.
+    committing: u64,
 }
 
 /// Sends until stopped; `Err` means the link is broken.
@@ -137,6 +154,12 @@ async fn produce<L: ProducerLink>(
     let mut in_tx = 0u64;
     let mut current_tx = 0u64;
     let mut unflushed = 0u64;
+    if let (true, Some(stamp)) = (plan.sync_send, state.in_flight) {
+        shared.resent.fetch_add(1, Ordering::Relaxed);
+        if !send_confirmed(link, shared, state, stamp).await? {
+            return Ok(());
+        }
+    }
     loop {
         if shared.is_stopping() || (plan.stop_at_midpoint && shared.past_midpoint()) {
             return Ok(());
@@ -195,23 +218,20 @@ async fn produce<L: ProducerLink>(
                         .produced
                         .fetch_add(unflushed, Ordering::Relaxed);
                     unflushed = 0;
+                    state.committing = tx_size;
                     if !await_receipt(link, receipt, shared).await? {
                         return Ok(());
                     }
-                    let waited = clock::now_ns().saturating_sub(stamp);
-                    shared.receipt.record_all(&[waited]);
+                    state.committing = 0;
+                    let now = clock::now_ns();
+                    shared.receipt.record_all(&[now.saturating_sub(stamp)]);
+                    shared.gaps.receipt(now, tx_size);
                 }
             } else if plan.sync_send {
-                let receipt = state.next_receipt;
-                state.next_receipt += 1;
-                link.push_send(stamp, None, Some(receipt));
-                link.flush().await?;
-                if !await_receipt(link, receipt, shared).await? {
+                state.in_flight = Some(stamp);
+                if !send_confirmed(link, shared, state, stamp).await? {
                     return Ok(());
                 }
-                let waited = clock::now_ns().saturating_sub(stamp);
-                shared.receipt.record_all(&[waited]);
-                shared.counters.produced.fetch_add(1, Ordering::Relaxed);
             } else {
                 link.push_send(stamp, None, None);
                 unflushed += 1;
@@ -236,6 +256,30 @@ async fn produce<L: ProducerLink>(
         // thread and starve the consumers sharing it.
         tokio::task::yield_now().await;
     }
+}
+
+/// Sends the message stamped `stamp` with a receipt and waits for it; on
+/// the receipt it is no longer in flight and counts as produced. `Ok(false)`
+/// if the scenario stopped first.
+async fn send_confirmed<L: ProducerLink>(
+    link: &mut L,
+    shared: &ScenarioShared,
+    state: &mut ProducerState,
+    stamp: u64,
+) -> Result<bool, DriverError> {
+    let receipt = state.next_receipt;
+    state.next_receipt += 1;
+    link.push_send(stamp, None, Some(receipt));
+    link.flush().await?;
+    if !await_receipt(link, receipt, shared).await? {
+        return Ok(false);
+    }
+    state.in_flight = None;
+    let now = clock::now_ns();
+    shared.receipt.record_all(&[now.saturating_sub(stamp)]);
+    shared.gaps.receipt(now, 1);
+    shared.counters.produced.fetch_add(1, Ordering::Relaxed);
+    Ok(true)
 }
 
 /// Waits for a receipt unless the scenario stops first (then `Ok(false)`).

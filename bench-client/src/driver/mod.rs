@@ -64,6 +64,16 @@ pub enum DriverError {
         /// The ERROR frame's `message` header and body.
         message: String,
     },
+    /// A cluster member that is not the leader refused the connection
+    /// (STOMP ERROR `not the leader`, native Close `not-leader`): worth
+    /// retrying on the leader, which it names once one is elected.
+    #[error("{endpoint}: not the leader (leader: {})", leader.as_deref().unwrap_or("none elected yet"))]
+    NotLeader {
+        /// Which broker address.
+        endpoint: String,
+        /// The leader's client address (`host:port`), if known.
+        leader: Option<String>,
+    },
     /// The broker closed the connection.
     #[error("{endpoint}: connection closed by broker")]
     Closed {
@@ -128,6 +138,20 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Number of endpoints (failover list length).
     fn endpoint_count(&self) -> usize;
+
+    /// The index of the endpoint at `address` (`host:port`), as a refusing
+    /// cluster member names its leader; `None` if it is not in the list.
+    fn endpoint_at(&self, address: &str) -> Option<usize>;
+}
+
+impl DriverError {
+    /// For a `not the leader` refusal that names the leader: its address.
+    pub fn leader(&self) -> Option<&str> {
+        match self {
+            DriverError::NotLeader { leader, .. } => leader.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// A producer connection.

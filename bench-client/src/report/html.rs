@@ -98,4 +98,52 @@ mod tests {
         }
         assert!(page.contains("document.body.dataset.rendered = \"ok\""));
     }
+
+    #[test]
+    fn failover_gaps_are_embedded_for_the_viewer() {
+        use crate::report::json::{FailoverReport, GapReport, ScenarioReport};
+        let mut r = Report::new(BenchmarkSettings {
+            broker_name: "cluster".into(),
+            url: "failover:(stomp://a:1,stomp://b:2)".into(),
+            warm_up_count: 1,
+            sample_count: None,
+            sample_interval_ms: None,
+            suite: None,
+            client: None,
+        });
+        r.scenarios.push(ScenarioReport {
+            parameters: crate::scenario::Scenario::baseline("throughput").parameters(),
+            timestamp: vec![1],
+            producer_tp: vec![1],
+            consumer_tp: vec![1],
+            max_latency: vec![1],
+            errors: vec![0],
+            name: Some("x".into()),
+            e2e_p50: vec![],
+            e2e_p99: vec![],
+            receipt_p50: vec![],
+            latency_hdr: None,
+            drained: None,
+            errors_outside_samples: None,
+            last_error: None,
+            failover: Some(FailoverReport {
+                receipted: 10,
+                longest_gap_ms: 2345.5,
+                gaps: vec![GapReport {
+                    start_unix_ms: 1_700_000_000_000,
+                    end_unix_ms: 1_700_000_002_345,
+                    ms: 2345.5,
+                    open: false,
+                }],
+                gap_min_ms: 500,
+                gaps_not_kept: 0,
+                redirects: 4,
+                resent: 1,
+                unconfirmed: 0,
+            }),
+        });
+        let page = render("gaps", &[("cluster".into(), r)]);
+        assert!(page.contains("\"longest_gap_ms\":2345.5"), "data embedded");
+        assert!(page.contains("function gapTable"), "the viewer draws them");
+    }
 }

@@ -115,6 +115,49 @@ pub struct ScenarioReport {
     /// The last client error, if any (ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Receipt gaps and reconnects, for runs with receipts or redirects
+    /// (ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverReport>,
+}
+
+/// What a failover cost the producers of one scenario (warm-up, samples
+/// and shutdown alike): the gaps in the receipt timeline, and how the
+/// clients got back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailoverReport {
+    /// Messages confirmed by a RECEIPT (a COMMIT's counts its messages).
+    pub receipted: u64,
+    /// Longest time between two receipts (or from the last one to the
+    /// end), ms.
+    pub longest_gap_ms: f64,
+    /// Every interval without a receipt of at least `gap_min_ms`, in order.
+    pub gaps: Vec<GapReport>,
+    /// The shortest interval recorded as a gap, ms.
+    pub gap_min_ms: u64,
+    /// Gaps beyond the ones kept.
+    #[serde(default)]
+    pub gaps_not_kept: u64,
+    /// `not the leader` refusals followed (not counted as errors).
+    pub redirects: u64,
+    /// SENDs resent because their link failed before the RECEIPT came.
+    pub resent: u64,
+    /// Transacted messages whose COMMIT's RECEIPT never came (not resent).
+    pub unconfirmed: u64,
+}
+
+/// One interval without receipts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GapReport {
+    /// The last receipt before it, ms since the Unix epoch.
+    pub start_unix_ms: u64,
+    /// The first receipt after it (or the scenario's end), ms since the
+    /// Unix epoch.
+    pub end_unix_ms: u64,
+    /// Its length, ms.
+    pub ms: f64,
+    /// The scenario ended before a receipt did.
+    pub open: bool,
 }
 
 /// Reading or writing a results file failed.
@@ -226,6 +269,7 @@ mod tests {
             drained: Some(3),
             errors_outside_samples: None,
             last_error: None,
+            failover: None,
         });
         r
     }

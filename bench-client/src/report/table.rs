@@ -109,6 +109,7 @@ mod tests {
             drained: None,
             errors_outside_samples: None,
             last_error: None,
+            failover: None,
         });
         let t = render(&r);
         let lines: Vec<&str> = t.lines().collect();

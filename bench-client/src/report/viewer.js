@@ -375,9 +375,31 @@
         var v = m.get(sc.byRun[x.index], x.run).slice().sort(function (a, b) { return a - b; });
         return x.run.label + ": median " + fmtValue(quantile(v, 0.5), m.unit);
       }).join(" · ");
-      grid.appendChild(card(sc.name, sub, chart));
+      var gaps = gapTable(sc);
+      grid.appendChild(card(sc.name, sub, gaps ? el("div", {}, [chart, gaps]) : chart));
     });
     if (!grid.childNodes.length) grid.appendChild(el("p", { "class": "empty", text: "No scenario matches." }));
+  }
+
+  // Failover gaps: every interval without a receipt of at least gap_min_ms,
+  // per run, with the wall-clock times of its ends (to match a kill log).
+  function gapTable(sc) {
+    var runs = visibleRuns().filter(function (x) { var s = sc.byRun[x.index]; return s && s.failover && (s.failover.gaps.length || s.failover.redirects); });
+    if (!runs.length) return null;
+    var table = el("table", { "class": "lat gaps" }, [el("tr", {}, ["run", "gap", "from", "to", "longest", "redirects", "resent"].map(function (h) { return el("th", { text: h }); }))]);
+    runs.forEach(function (x) {
+      var f = sc.byRun[x.index].failover;
+      var rows = f.gaps.length ? f.gaps : [null];
+      rows.forEach(function (g, i) {
+        var when = function (ms) { return new Date(ms).toISOString().substr(11, 12); };
+        var cells = [x.run.label,
+          g ? fmtValue(g.ms * 1e6, "ns") + (g.open ? " (open)" : "") : "none ≥ " + f.gap_min_ms + " ms",
+          g ? when(g.start_unix_ms) : "", g ? when(g.end_unix_ms) : "",
+          i === 0 ? fmtValue(f.longest_gap_ms * 1e6, "ns") : "", i === 0 ? String(f.redirects) : "", i === 0 ? String(f.resent) : ""];
+        table.appendChild(el("tr", {}, cells.map(function (v) { return el("td", { text: v }); })));
+      });
+    });
+    return el("div", { "class": "scroll" }, [el("p", { "class": "sub", text: "Receipt gaps (failover): intervals without any RECEIPT, UTC" }), table]);
   }
 
   // ---- Latency: percentile curves from the HDR histograms -----------------

@@ -249,9 +249,7 @@ impl ClusterNode {
 
     fn lease_expired(&self, lease: &Lease, now: Instant) -> bool {
         match lease.acked_at {
-            Some(at) => {
-                now.saturating_duration_since(at) > self.inner.settings.election_timeout_min
-            }
+            Some(at) => now.saturating_duration_since(at) > self.inner.settings.fence_after(),
             None => true,
         }
     }
@@ -414,7 +412,7 @@ async fn watch_lease(
                 }
             }
             lease.fenced = match lease.acked_at {
-                Some(at) => now.saturating_duration_since(at) > settings.election_timeout_min,
+                Some(at) => now.saturating_duration_since(at) > settings.fence_after(),
                 None => true,
             };
         });

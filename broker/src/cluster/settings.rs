@@ -25,8 +25,8 @@ pub struct ClusterSettings {
     pub dir: PathBuf,
     /// How often the leader sends heartbeats.
     pub heartbeat: Duration,
-    /// A follower that hears nothing for a random time in this range
-    /// starts an election; also the leader's lease (fencing).
+    /// A follower that hears nothing for `election_timeout_max` plus a
+    /// random time in this range starts an election.
     pub election_timeout_min: Duration,
     /// See `election_timeout_min`.
     pub election_timeout_max: Duration,
@@ -50,6 +50,11 @@ impl ClusterSettings {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         openraft::Config {
             cluster_name: self.cluster_id.clone(),
+            // openraft 0.9 checks its election timer on a tick of 1.5
+            // heartbeats, and uses election_timeout_max as a follower's
+            // lease on its leader: a follower campaigns only after
+            // max + rand(min, max) without hearing from it, which is most
+            // of a failover's time (config/src/cluster.rs has the numbers).
             heartbeat_interval: millis(self.heartbeat),
             election_timeout_min: millis(self.election_timeout_min),
             election_timeout_max: millis(self.election_timeout_max),
@@ -62,6 +67,25 @@ impl ClusterSettings {
         }
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))
+    }
+
+    /// How long a leader may go without a quorum's acknowledgement before
+    /// it fences itself (stops serving, fails pending receipts).
+    ///
+    /// Safety: openraft 0.9 has every follower refuse votes for
+    /// `election_timeout_max` after it last heard from the leader (its
+    /// lease), and a follower heard the last acknowledged request at or
+    /// after the time the leader counts from (the request's send time). So
+    /// no other leader exists before `election_timeout_max` has passed
+    /// since then. One heartbeat less leaves room for noticing it (the
+    /// lease watcher ticks every half heartbeat, the leadership task every
+    /// 50 ms). The longer this is, the longer an overloaded machine may
+    /// delay acknowledgements before a healthy leader fences itself, which
+    /// is why it is not `election_timeout_min`.
+    pub fn fence_after(&self) -> Duration {
+        self.election_timeout_max
+            .saturating_sub(self.heartbeat)
+            .max(self.election_timeout_min)
     }
 
     pub(crate) fn member(&self, id: NodeId) -> Option<&Member> {
@@ -148,7 +172,9 @@ cluster = "127.0.0.1:61632"
         assert_eq!(raft.heartbeat_interval, 250);
         assert_eq!(
             (raft.election_timeout_min, raft.election_timeout_max),
-            (1000, 2000)
+            (750, 1250)
         );
+        // Fenced a heartbeat before a follower's lease runs out.
+        assert_eq!(settings.fence_after(), Duration::from_millis(1000));
     }
 }

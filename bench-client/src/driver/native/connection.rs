@@ -196,7 +196,17 @@ impl Connection {
         }
     }
 
+    /// An error from the broker as a [`DriverError`]: a cluster follower's
+    /// Close `not-leader` is [`DriverError::NotLeader`] with the leader
+    /// its description names (`not the leader; leader=HOST:PORT`,
+    /// NATIVE.md), anything else [`DriverError::Broker`].
     pub(super) fn broker_error(&self, what: &str, e: &ErrorInfo) -> DriverError {
+        if e.condition() == ferromq_protocol::native::ErrorCondition::NotLeader {
+            return DriverError::NotLeader {
+                endpoint: self.endpoint.clone(),
+                leader: leader_named(&e.description).map(str::to_string),
+            };
+        }
         DriverError::Broker {
             endpoint: self.endpoint.clone(),
             message: format!("{what}: {e}"),
@@ -314,4 +324,26 @@ async fn write_some(
         return Err(io(std::io::ErrorKind::WriteZero.into()));
     }
     Ok(n)
+}
+
+/// The leader address in a `not-leader` description, if it names one.
+fn leader_named(description: &str) -> Option<&str> {
+    let (_, rest) = description.split_once("leader=")?;
+    let address = rest.split([';', ' ']).next()?.trim();
+    (!address.is_empty()).then_some(address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_not_leader_description_names_the_leader_or_none() {
+        assert_eq!(
+            leader_named("not the leader; leader=127.0.0.1:61620"),
+            Some("127.0.0.1:61620")
+        );
+        assert_eq!(leader_named("not the leader; no leader elected yet"), None);
+        assert_eq!(leader_named("leader="), None);
+    }
 }

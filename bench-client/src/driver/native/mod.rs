@@ -96,6 +96,10 @@ impl Driver for NativeDriver {
     fn endpoint_count(&self) -> usize {
         self.options.url.endpoints.len()
     }
+
+    fn endpoint_at(&self, address: &str) -> Option<usize> {
+        self.options.url.position_of(address)
+    }
 }
 
 /// A `u64` in decimal, formatted on the stack.

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
+/// The `message` of a cluster follower's refusal (README "Cluster").
+const NOT_LEADER: &str = "not the leader";
+
 /// Write buffers larger than this are released after a flush.
 const KEEP_WRITE_CAPACITY: usize = 4 * 1024 * 1024;
 
@@ -218,8 +221,16 @@ async fn write_all(
         })
 }
 
-/// An ERROR (or unexpected) frame as a [`DriverError`].
+/// An ERROR (or unexpected) frame as a [`DriverError`]: a cluster
+/// follower's `not the leader` (with its `leader` header) is
+/// [`DriverError::NotLeader`], anything else [`DriverError::Broker`].
 pub(super) fn broker_error(endpoint: &str, frame: &Frame) -> DriverError {
+    if frame.command == Command::Error && frame.get("message") == Some(NOT_LEADER) {
+        return DriverError::NotLeader {
+            endpoint: endpoint.to_string(),
+            leader: frame.get("leader").map(str::to_string),
+        };
+    }
     let mut message = format!("{:?}", frame.command);
     if let Some(m) = frame.get("message") {
         message = format!("{message}: {m}");
@@ -233,5 +244,28 @@ pub(super) fn broker_error(endpoint: &str, frame: &Frame) -> DriverError {
     DriverError::Broker {
         endpoint: endpoint.to_string(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_follower_refusal_is_not_leader_and_other_errors_are_broker_errors() {
+        let refusal = Frame::new(Command::Error)
+            .header("message", NOT_LEADER)
+            .header("leader", "127.0.0.1:61613");
+        let e = broker_error("stomp://b:1", &refusal);
+        assert!(matches!(e, DriverError::NotLeader { .. }), "{e:?}");
+        assert_eq!(e.leader(), Some("127.0.0.1:61613"));
+        let electing = Frame::new(Command::Error).header("message", NOT_LEADER);
+        let e = broker_error("stomp://b:1", &electing);
+        assert!(matches!(e, DriverError::NotLeader { leader: None, .. }));
+        let other = Frame::new(Command::Error).header("message", "bad credentials");
+        assert!(matches!(
+            broker_error("stomp://b:1", &other),
+            DriverError::Broker { .. }
+        ));
     }
 }

@@ -126,6 +126,10 @@ impl Driver for StompDriver {
     fn endpoint_count(&self) -> usize {
         self.options.url.endpoints.len()
     }
+
+    fn endpoint_at(&self, address: &str) -> Option<usize> {
+        self.options.url.position_of(address)
+    }
 }
 
 /// A producer link.
