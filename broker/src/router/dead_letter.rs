@@ -219,6 +219,7 @@ impl Router {
                 if copy.persistent {
                     entries.push(LogEntry::Enqueue {
                         message: copy.clone(),
+                        backlog: false,
                     });
                 }
                 moved = Some((dlq, copy));

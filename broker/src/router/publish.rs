@@ -123,6 +123,7 @@ impl Router {
         if self.stores(destination, message) {
             self.store.append_for_dispatch(vec![LogEntry::Enqueue {
                 message: message.clone(),
+                backlog: false,
             }])
         } else {
             (Commit::Done, LogHold::none())

@@ -33,7 +33,15 @@ impl Router {
         // the log kept entries, they are not dead-lettered at restart).
         let now = now_ms();
         let mut expired = Vec::new();
-        for (message, redeliveries) in recovered.messages {
+        let mut messages = recovered.messages;
+        for lane in &recovered.backlog {
+            let read = self
+                .store
+                .read_backlog(&lane.destination, lane.priority, 0, usize::MAX)
+                .map_err(|e| RouterError::Scheduling(format!("reading the store back: {e}")))?;
+            messages.extend(read.messages.into_iter().map(|m| (m.message, m.delivered)));
+        }
+        for (message, redeliveries) in messages {
             if message.is_expired(now) {
                 expired.push(LogEntry::Ack {
                     destination: message.destination.clone(),
