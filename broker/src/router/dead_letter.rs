@@ -137,6 +137,14 @@ pub enum Errand {
     /// make another queue do under its own lock). At most one is queued per
     /// subscription.
     Wake(std::sync::Weak<super::queue_wildcard::WildcardSubscription>),
+    /// A persistent queue's window runs low: read the next page of its
+    /// store backlog (off the destination's lock, see `router::refill`).
+    ReadBacklog {
+        /// The queue, by name.
+        destination: Arc<str>,
+        /// What to read.
+        plan: super::destination::backlog::ReadPlan,
+    },
 }
 
 /// A message on its way out of a destination.
@@ -181,6 +189,7 @@ impl Router {
                         router.wake_wildcard(&w);
                     }
                 }
+                Errand::ReadBacklog { destination, plan } => router.read_backlog(destination, plan),
             }
         }
     }

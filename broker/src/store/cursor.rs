@@ -27,9 +27,10 @@ use crate::message::{BodySource, Message};
 use std::sync::Arc;
 
 /// Bodies larger than this are left on disk when a record is read back
-/// (read again when delivered): a page of large messages must not fill the
-/// memory the window bounds by count.
-pub const RESIDENT_BODY_MAX: usize = 64 << 10;
+/// (read again when delivered): the window is bounded by count, so what a
+/// read-back message holds in memory must be small (a window of 5,000
+/// holds at most ~20 MiB of bodies).
+pub const RESIDENT_BODY_MAX: usize = 4 << 10;
 
 /// One message read back.
 #[derive(Debug)]
