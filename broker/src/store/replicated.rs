@@ -311,6 +311,21 @@ mod tests {
         let seqs: Vec<u64> = recovered.messages.iter().map(|(m, _)| m.seq).collect();
         assert_eq!(seqs, vec![2]);
         assert_eq!(recovered.next_seq, 8);
+        // The follower derived the same queue order and lane counts as the
+        // leader, nothing of the state it had before.
+        let (_, lanes, _) = StateMachine::recover(&follower.db, LogKeep::NONE).unwrap();
+        let counted: Vec<(String, u64)> = lanes
+            .into_iter()
+            .map(|l| (l.destination, l.messages))
+            .collect();
+        assert_eq!(counted, vec![("/queue/a".to_string(), 1)]);
+        let ordered = |db: &sled::Db| -> Vec<Vec<u8>> {
+            db.scan_prefix([QUEUE_PREFIX])
+                .values()
+                .map(|v| v.unwrap().to_vec())
+                .collect()
+        };
+        assert_eq!(ordered(&follower.db), ordered(&leader.db));
         drop(follower);
         assert_eq!(open(b.path()).last_applied(), Some(3));
     }
