@@ -71,7 +71,7 @@ while true; do
   round=$((round + 1))
   "$BIN/ferromq-bench" run --url "stomp://$STOMP" --mode queue --persistent --async-send \
     --producers 10 --consumers 0 --destinations 10 --size 1024 --samples 10 --warmup 0 \
-    --out "$OUT/fill-$round.json" > /dev/null
+    --no-drain --out "$OUT/fill-$round.json" > /dev/null
   n=$(queued)
   mb=$(data_mb)
   printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$n" "$mb" >> "$OUT/depth.tsv"
@@ -97,7 +97,7 @@ buf = b""
 while b"\0" not in buf:
     buf += s.recv(4096)
 # The bench's queues: any of them; the first one it names.
-s.sendall(b"SUBSCRIBE\nid:0\ndestination:/queue/ferromq-bench.0\nack:auto\n\n\0")
+s.sendall(b"SUBSCRIBE\nid:0\ndestination:/queue/loadq-0\nack:auto\n\n\0")
 buf = b""
 while b"MESSAGE" not in buf:
     chunk = s.recv(65536)
