@@ -25,12 +25,14 @@ ADMIN=127.0.0.1:18193
 mkdir -p "$OUT"
 rm -rf "$DATA"
 PHASE_FILE=$(mktemp)
+PID_FILE=$(mktemp)
 echo fill > "$PHASE_FILE"
 
 start_broker() {
   "$BIN/ferromq" --stomp "$STOMP" --admin "$ADMIN" --data-dir "$DATA" \
     > "$OUT/broker-$1.log" 2>&1 &
   BROKER=$!
+  echo "$BROKER" > "$PID_FILE"
   for _ in $(seq 100); do
     curl -sf "http://$ADMIN/healthz" > /dev/null && return 0
     sleep 0.05
@@ -41,8 +43,9 @@ start_broker() {
 
 sample_rss() {
   while true; do
-    if [ -r "/proc/$BROKER/status" ]; then
-      kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$BROKER/status" 2> /dev/null || true)
+    pid=$(cat "$PID_FILE")
+    if [ -r "/proc/$pid/status" ]; then
+      kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2> /dev/null || true)
       [ -n "$kib" ] && printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$(cat "$PHASE_FILE")" "$kib" >> "$OUT/rss.tsv"
     fi
     sleep 1
@@ -62,7 +65,7 @@ data_mb() { du -sm "$DATA" | cut -f1; }
 start_broker 1
 sample_rss &
 SAMPLER=$!
-trap 'kill $SAMPLER 2> /dev/null || true; kill -9 $BROKER 2> /dev/null || true; rm -rf "$DATA" "$PHASE_FILE"' EXIT
+trap 'kill $SAMPLER 2> /dev/null || true; kill -9 $BROKER 2> /dev/null || true; rm -rf "$DATA" "$PHASE_FILE" "$PID_FILE"' EXIT
 
 # Fill, ten seconds at a time, until COUNT or the disk budget.
 fill_started=$(date +%s.%N)
@@ -80,6 +83,7 @@ while true; do
 done
 fill_ended=$(date +%s.%N)
 filled=$(queued)
+curl -sf "http://$ADMIN/metrics" | grep -E '^ferromq_store_' > "$OUT/store-metrics-after-fill.txt" || true
 
 # kill -9, restart, first delivery.
 echo restart > "$PHASE_FILE"
@@ -106,13 +110,15 @@ while b"MESSAGE" not in buf:
     buf += chunk
 print(f"first delivery {time.time() - began:.3f} s after the restart began (process start included)")
 EOF
+sleep 5
+echo "RSS 5 s after the restart: $(awk '/^VmRSS:/ {print $2}' "/proc/$BROKER/status") KiB" >> "$OUT/restart.txt"
 cat "$OUT/restart.txt"
 
 # Drain everything.
 echo drain > "$PHASE_FILE"
 drain_started=$(date +%s.%N)
 "$BIN/ferromq-bench" run --url "stomp://$STOMP" --mode queue \
-  --producers 0 --consumers 10 --destinations 10 --size 1024 --samples 600 --warmup 0 \
+  --producers 0 --consumers 10 --destinations 10 --size 1024 --samples 20 --warmup 0 \
   --drain-timeout 5000 --out "$OUT/drain.json" > /dev/null || true
 drain_ended=$(date +%s.%N)
 left=$(queued)
