@@ -160,6 +160,10 @@ pub struct RunArgs {
     /// A drain ends after this many ms without a message (default 3000, quick 1000).
     #[arg(long)]
     pub drain_timeout: Option<u64>,
+    /// Leave what the scenario's producers sent in the queues (no drain
+    /// after the samples): filling a deep queue over several runs.
+    #[arg(long)]
+    pub no_drain: bool,
     /// Queue name prefix.
     #[arg(long, default_value = "/queue/")]
     pub queue_prefix: String,

@@ -191,6 +191,7 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
         } else {
             3000
         })),
+        no_drain: args.no_drain,
         queue_prefix: args.queue_prefix.clone(),
         topic_prefix: args.topic_prefix.clone(),
         prefetch: args.prefetch.max(1),

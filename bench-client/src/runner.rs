@@ -28,6 +28,8 @@ pub struct RunSettings {
     pub sample_interval: Duration,
     /// A drain ends after this long without a message.
     pub drain_timeout: Duration,
+    /// No drain after a scenario (`--no-drain`).
+    pub no_drain: bool,
     /// How long to wait for all clients to connect.
     pub connect_wait: Duration,
     /// Prefix of queue names.
@@ -49,6 +51,7 @@ impl Default for RunSettings {
             sample_count: 15,
             sample_interval: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(3),
+            no_drain: false,
             connect_wait: Duration::from_secs(10),
             queue_prefix: "/queue/".into(),
             topic_prefix: "/topic/".into(),
@@ -223,7 +226,7 @@ pub async fn run_scenario<D: Driver>(
         tasks.abort_all();
     }
     outside += shared.counters.take().errors;
-    let drained = if scenario.needs_drain() {
+    let drained = if scenario.needs_drain() && !settings.no_drain {
         drain(driver.as_ref(), scenario, settings).await
     } else {
         0

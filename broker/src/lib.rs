@@ -96,6 +96,7 @@ fn router_config(config: &Config) -> RouterConfig {
         node: config.broker.name.clone(),
         memory_limit: config.destinations.memory_limit.as_usize(),
         flow_control_window: config.destinations.flow_control_window as usize,
+        queue_window: config.destinations.queue_window as usize,
         queue_prefetch: config.destinations.queue_prefetch as usize,
         topic_prefetch: config.destinations.topic_prefetch as usize,
         max_destinations: config.limits.max_destinations as usize,

@@ -71,6 +71,10 @@ pub struct DestinationsConfig {
     pub flow_control_window: u32,
     /// Default prefetch (unacked deliveries) for a queue subscription.
     pub queue_prefetch: u32,
+    /// Waiting messages a persistent queue holds in memory; further
+    /// persistent messages stay in the store and are read back in order as
+    /// consumers drain the queue.
+    pub queue_window: u32,
     /// Default prefetch for a topic subscription.
     pub topic_prefetch: u32,
     /// Redeliveries before a message is dead-lettered.
@@ -99,6 +103,7 @@ impl Default for DestinationsConfig {
             memory_limit: ByteSize::mib(64),
             flow_control_window: 1000,
             queue_prefetch: 1000,
+            queue_window: 5000,
             topic_prefetch: 32766,
             max_redeliveries: 6,
             dead_letter_queue: "ActiveMQ.DLQ".to_owned(),

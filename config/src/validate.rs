@@ -285,6 +285,10 @@ fn limits(check: &Check<'_>, limits: &LimitsConfig) -> Result<(), ConfigError> {
     check.min_size(limits.outbound_buffer, MIN_FRAME, "limits.outbound_buffer")
 }
 
+/// Largest `destinations.queue_window`: a million waiting messages per
+/// queue is already a gigabyte of 1 KiB messages in memory.
+const MAX_QUEUE_WINDOW: u32 = 1_000_000;
+
 fn destinations(check: &Check<'_>, dest: &DestinationsConfig) -> Result<(), ConfigError> {
     check.min_size(dest.memory_limit, MIN_FRAME, "destinations.memory_limit")?;
     check.positive(
@@ -294,6 +298,15 @@ fn destinations(check: &Check<'_>, dest: &DestinationsConfig) -> Result<(), Conf
     check.positive(
         u64::from(dest.topic_prefetch),
         "destinations.topic_prefetch",
+    )?;
+    check.positive(u64::from(dest.queue_window), "destinations.queue_window")?;
+    check.ensure(
+        dest.queue_window <= MAX_QUEUE_WINDOW,
+        "destinations.queue_window",
+        format!(
+            "{} is more than {MAX_QUEUE_WINDOW} messages (the window is held in memory, per queue)",
+            dest.queue_window
+        ),
     )?;
     let dlq = &dest.dead_letter_queue;
     check.ensure(

@@ -204,6 +204,7 @@ fn custom_file_sets_every_key() {
     assert_eq!(d.memory_limit, ByteSize(10_000_000_000));
     assert_eq!(d.flow_control_window, 0);
     assert_eq!(d.queue_prefetch, 1);
+    assert_eq!(d.queue_window, 7);
     assert_eq!(d.topic_prefetch, 100);
     assert_eq!(d.max_redeliveries, 0);
     assert_eq!(d.dead_letter_queue, "Errors.DLQ");

@@ -240,6 +240,20 @@ fn zero_prefetch() {
 }
 
 #[test]
+fn queue_window_out_of_range() {
+    let e = rejects(
+        "[destinations]\nqueue_window = 0\n",
+        "destinations.queue_window",
+    );
+    assert_reason(&e, "greater than 0");
+    let e = rejects(
+        "[destinations]\nqueue_window = 2000000\n",
+        "destinations.queue_window",
+    );
+    assert_reason(&e, "more than 1000000");
+}
+
+#[test]
 fn unknown_enum_value() {
     let e = rejects("[store]\nsync = \"sometimes\"\n", "store.sync");
     assert_reason(&e, "unknown variant `sometimes`");

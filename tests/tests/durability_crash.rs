@@ -279,6 +279,23 @@ impl Rng {
 
 #[test]
 fn kill9_at_random_points_loses_no_receipted_message() {
+    crash_run(None, |round| round % 3 != 1);
+}
+
+/// The same kills with a queue window of 16: the queue's messages are
+/// mostly in the store's backlog, read back by its cursor, so kills hit it
+/// while it is being filled (two rounds in three without the consumer)
+/// and while it is being drained through the window.
+#[test]
+fn kill9_while_a_deep_backlog_fills_and_drains_loses_no_receipted_message() {
+    crash_run(Some("[destinations]\nqueue_window = 16\n"), |round| {
+        round % 3 == 2
+    });
+}
+
+/// Kills the broker `FERROMQ_CRASH_LOOPS` times under `config`; the
+/// consumer runs in the rounds `consume_in` says, the producers in all.
+fn crash_run(config: Option<&str>, consume_in: fn(usize) -> bool) {
     let loops = crash_loops();
     let seed = crash_seed();
     let _seed_on_failure = SeedOnFailure(seed);
@@ -286,7 +303,7 @@ fn kill9_at_random_points_loses_no_receipted_message() {
     let mut rng = Rng(seed);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut next_k = [0u64; PRODUCERS];
-    let mut broker = Broker::start();
+    let mut broker = Broker::start_with(config, &[]);
     for round in 0..loops {
         let stop = Arc::new(AtomicBool::new(false));
         let addr = broker.stomp;
@@ -298,10 +315,10 @@ fn kill9_at_random_points_loses_no_receipted_message() {
                 std::thread::spawn(move || produce(addr, id, k, &ledger, &stop, ready))
             })
             .collect();
-        // The consumer skips every third round, so that kills also hit a
-        // queue that is filling up, and runs in the others (the first
-        // included), so that most kills hit one being drained.
-        let consume_now = round % 3 != 1;
+        // By default the consumer skips every third round, so that kills
+        // also hit a queue that is filling up, and runs in the others (the
+        // first included), so that most kills hit one being drained.
+        let consume_now = consume_in(round);
         let consumer = consume_now.then(|| {
             let (ledger, stop) = (ledger.clone(), stop.clone());
             let ready = ready_tx.clone();

@@ -110,12 +110,12 @@ fn a_paged_backlog_survives_a_restart_and_recovers_within_the_budget() {
     }
     broker.kill9();
     let broker = broker.restart();
+    // Recovery loads no message at all: the queue's cursor reads them
+    // back from the store (bodies over 4 KiB stay on disk until they are
+    // delivered), so nothing is resident in the store's budget.
     let (resident, paged) = store_gauges(&broker);
     assert!(resident <= 1024.0 * 1024.0, "{resident} bytes resident");
-    assert!(
-        paged as usize >= COUNT - 40,
-        "recovery loaded the bodies: only {paged} of {COUNT} paged"
-    );
+    assert_eq!(paged, 0.0, "recovery handed bodies to the pager");
     let mut c = broker.client();
     drain_and_check(&mut c, "/queue/kept", 10);
 }

@@ -106,8 +106,19 @@ pub async fn browse(
             "only queues can be browsed (a topic keeps no messages of its own)",
         ));
     }
-    let messages = d.browse(limit, None);
     let router = src.router.clone();
+    // Past the queue's window this reads the store: off the async workers.
+    let messages = {
+        let (router, d) = (router.clone(), d.clone());
+        tokio::task::spawn_blocking(move || router.browse_deep(&d, limit, None))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("browse failed: {e}"),
+                )
+            })?
+    };
     let items = tokio::task::spawn_blocking(move || {
         messages
             .iter()

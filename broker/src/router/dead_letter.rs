@@ -142,6 +142,14 @@ pub enum Errand {
     /// make another queue do under its own lock). At most one is queued per
     /// subscription.
     Wake(std::sync::Weak<super::queue_wildcard::WildcardSubscription>),
+    /// A persistent queue's window runs low: read the next page of its
+    /// store backlog (off the destination's lock, see `router::refill`).
+    ReadBacklog {
+        /// The queue, by name.
+        destination: Arc<str>,
+        /// What to read.
+        plan: super::destination::backlog::ReadPlan,
+    },
 }
 
 /// A message on its way out of a destination.
@@ -186,6 +194,7 @@ impl Router {
                         router.wake_wildcard(&w);
                     }
                 }
+                Errand::ReadBacklog { destination, plan } => router.read_backlog(destination, plan),
             }
         }
     }
@@ -239,6 +248,7 @@ impl Router {
             if copy.persistent {
                 entries.push(LogEntry::Enqueue {
                     message: copy.clone(),
+                    backlog: false,
                 });
             }
             moved = Some((dlq, copy));

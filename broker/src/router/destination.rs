@@ -5,6 +5,10 @@
 //! in-memory bookkeeping (never across an `.await`, never while taking another
 //! destination's lock), so producers and consumers of different destinations
 //! never contend. Delivering calls a [`super::DeliverySink`], which only queues.
+//!
+//! A persistent queue holds a window of waiting messages in memory and
+//! leaves the rest to the store, read back as consumers drain it: see
+//! [`backlog`].
 
 use super::address::{Address, DestinationKind};
 use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, Errand, NackPolicy};
@@ -16,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, Notify};
 
+pub mod backlog;
 mod wildcard_member;
 
 /// Counters exported as metrics. Monotonic except `depth`-like values, which
@@ -76,6 +81,8 @@ pub struct Destination {
 struct State {
     /// Queues only: messages waiting for a consumer with credit.
     waiting: PendingQueue,
+    /// Persistent queues: messages left to the store (see [`backlog`]).
+    backlog: backlog::Backlog,
     subscriptions: Vec<SubscriptionState>,
     /// Round-robin cursor over `subscriptions`.
     next: usize,
@@ -125,15 +132,25 @@ impl std::fmt::Debug for Destination {
 }
 
 impl Destination {
-    /// An empty destination.
+    /// An empty destination. `queue_window`: a persistent queue whose
+    /// store keeps a backlog holds that many waiting messages and leaves
+    /// further persistent ones to the store (`None`: holds everything).
     pub fn new(
         address: Address,
         memory_limit: usize,
         flow_window: usize,
         backlog_limit: usize,
+        queue_window: Option<usize>,
         policy: Arc<DeadLetterPolicy>,
         errands: mpsc::UnboundedSender<Errand>,
     ) -> Destination {
+        let state = State {
+            backlog: match queue_window {
+                Some(window) => backlog::Backlog::new(window, true),
+                None => backlog::Backlog::default(),
+            },
+            ..State::default()
+        };
         Destination {
             is_dlq: policy.is_dlq(&address.name),
             policy,
@@ -148,7 +165,7 @@ impl Destination {
             space: Notify::new(),
             stats: DestinationStats::default(),
             deleted: AtomicBool::new(false),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
         }
     }
 
@@ -258,7 +275,11 @@ impl Destination {
                 // Invariant: no subscription with credit has an eligible
                 // waiting message, so a new message may go straight to an
                 // eligible one without overtaking anything it could have had.
-                if st.waiting.is_empty() || st.filtered {
+                // A message below the priority of messages still in the
+                // store waits for them (strict priority, see `backlog`).
+                if (st.waiting.is_empty() || st.filtered)
+                    && p.message.priority >= st.backlog.floor()
+                {
                     let target = if st.filtered {
                         st.next_eligible(&p.message)
                     } else {
@@ -632,7 +653,7 @@ impl Destination {
         let st = self.lock();
         let backlog: usize = st.subscriptions.iter().map(|s| s.backlog.len()).sum();
         DestinationSnapshot {
-            waiting: st.waiting.len() + backlog,
+            waiting: st.waiting.len() + backlog + st.backlog.stored() as usize,
             unacked: st.subscriptions.iter().map(|s| s.unacked.len()).sum(),
             consumers: st.subscriptions.len(),
             bytes: st.bytes,
@@ -651,7 +672,7 @@ impl Destination {
     /// Whether the destination has no subscription and holds nothing.
     pub fn is_idle(&self) -> bool {
         let st = self.lock();
-        st.subscriptions.is_empty() && st.waiting.is_empty()
+        st.subscriptions.is_empty() && st.waiting.is_empty() && st.backlog.is_empty()
     }
 
     /// Whether a connection other than `conn` has a subscription here.
@@ -670,8 +691,17 @@ impl Destination {
             .any(|s| s.consumer.connection == conn)
     }
 
-    /// Moves waiting messages to subscriptions with credit.
+    /// Moves waiting messages to subscriptions with credit, then asks for
+    /// the store's next page when the window runs low.
     fn dispatch(&self, st: &mut State) {
+        self.dispatch_waiting(st);
+        if self.address.kind == DestinationKind::Queue {
+            self.plan_backlog_read(st);
+        }
+    }
+
+    fn dispatch_waiting(&self, st: &mut State) {
+        let floor = st.backlog.floor();
         let now = if st.waiting.is_empty() && st.subscriptions.iter().all(|s| s.backlog.is_empty())
         {
             return;
@@ -703,8 +733,9 @@ impl Destination {
                             ..
                         } = &mut *st;
                         let sub = &subscriptions[i];
-                        let found = waiting
-                            .pop_matching(|p| eligible(sub, *exclusive_owner, groups, &p.message));
+                        let found = waiting.pop_matching_from(floor, |p| {
+                            eligible(sub, *exclusive_owner, groups, &p.message)
+                        });
                         let Some(p) = found else {
                             subscriptions[i].return_credit();
                             continue;
@@ -731,11 +762,11 @@ impl Destination {
                 }
             }
             DestinationKind::Queue => {
-                while !st.waiting.is_empty() {
+                while st.waiting.len_from(floor) > 0 {
                     let Some(i) = st.next_with_credit() else {
                         break;
                     };
-                    let Some(p) = st.waiting.pop() else {
+                    let Some(p) = st.waiting.pop_from(floor) else {
                         st.subscriptions[i].return_credit();
                         break;
                     };
@@ -837,10 +868,18 @@ impl Destination {
     /// blocked producers once there is room.
     fn account(&self, st: &State) {
         self.memory.store(st.bytes, Ordering::Relaxed);
+        // A queue that leaves persistent messages to the store does not
+        // hold their producers for them: the window bounds what they cost
+        // in memory, and the store's own limit refuses them when full.
+        let counted = if st.backlog.enabled() {
+            st.waiting.len() - st.waiting.persistent_len()
+        } else {
+            st.waiting.len()
+        };
         let over = st.bytes >= self.memory_limit
             || (self.flow_window > 0
                 && !st.subscriptions.is_empty()
-                && st.waiting.len() >= self.flow_window);
+                && counted >= self.flow_window);
         self.over_limit.store(over, Ordering::Relaxed);
         if !over && self.waiting_producers.load(Ordering::SeqCst) > 0 {
             self.space.notify_waiters();

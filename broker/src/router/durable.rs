@@ -167,7 +167,10 @@ impl Router {
         let stored: Vec<LogEntry> = copies
             .iter()
             .filter(|(_, m)| m.persistent)
-            .map(|(_, m)| LogEntry::Enqueue { message: m.clone() })
+            .map(|(_, m)| LogEntry::Enqueue {
+                message: m.clone(),
+                backlog: false,
+            })
             .collect();
         let commit = if stored.is_empty() {
             Commit::Done

@@ -122,7 +122,9 @@ impl Router {
             // the purged messages back, which is the safe direction.
             drop(self.store.append(entries));
         }
-        dropped.len()
+        // Messages left in the store: read back and acknowledged (a deep
+        // queue's purge costs a read of its backlog, see `refill`).
+        dropped.len() + self.drop_backlog(destination)
     }
 
     /// Deletes `destination` and drops its waiting messages, refusing while
@@ -162,7 +164,7 @@ impl Router {
                     // Not waited for, as in `purge`.
                     drop(self.store.append(entries));
                 }
-                Ok(dropped.len())
+                Ok(dropped.len() + self.drop_backlog(&removed))
             }
             Err(consumers) => {
                 // A subscriber that looked it up before the removal: put it

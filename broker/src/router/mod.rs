@@ -17,6 +17,8 @@
 //!   destinations cannot do under their own lock (dead letters, redelivery
 //!   delays, wake-ups of wildcard queue subscriptions).
 //! - `restore`: rebuilding the router from what the store recovered.
+//! - `refill`: reading persistent queues' backlogs back from the store
+//!   (the queue window itself is [`destination::backlog`]).
 //! - [`destination`]: one queue or topic and its dispatch logic.
 //! - [`subscription`]: consumers, ack modes, credit.
 //! - [`pending`]: the priority-ordered waiting list.
@@ -39,6 +41,7 @@ pub mod manage;
 pub mod pending;
 mod publish;
 pub mod queue_wildcard;
+mod refill;
 mod restore;
 pub mod scheduler;
 pub mod shared_window;
@@ -75,6 +78,9 @@ pub struct RouterConfig {
     pub flow_control_window: usize,
     /// Default prefetch for queue subscriptions.
     pub queue_prefetch: usize,
+    /// Waiting messages a persistent queue holds in memory before it
+    /// leaves further persistent ones to the store (`destinations.queue_window`).
+    pub queue_window: usize,
     /// Default prefetch for topic subscriptions (also each topic
     /// subscriber's backlog limit).
     pub topic_prefetch: usize,
@@ -95,6 +101,7 @@ impl Default for RouterConfig {
             memory_limit: 64 << 20,
             flow_control_window: 1000,
             queue_prefetch: 1000,
+            queue_window: 5000,
             topic_prefetch: 32766,
             max_destinations: 10_000,
             durable_limit: 100_000,
@@ -219,11 +226,17 @@ impl Router {
             ));
         }
         let backlog = self.config.topic_prefetch.max(1);
+        // Only queues whose messages are stored can leave them there.
+        let window = (self.store.keeps_backlog()
+            && address.kind == DestinationKind::Queue
+            && !address.is_temporary())
+        .then_some(self.config.queue_window);
         let d = Arc::new(Destination::new(
             address.clone(),
             self.config.memory_limit,
             self.config.flow_control_window,
             backlog,
+            window,
             self.dead_letter_policy.clone(),
             self.errands.clone(),
         ));

@@ -22,6 +22,9 @@ pub struct PendingQueue {
     len: usize,
     /// Footprints of the messages held, for byte limits.
     bytes: usize,
+    /// Persistent messages among them (flow control of a queue that keeps
+    /// a store backlog counts only the others).
+    persistent: usize,
 }
 
 impl PendingQueue {
@@ -29,6 +32,7 @@ impl PendingQueue {
     pub fn push_back(&mut self, p: Pending) {
         let lane = usize::from(p.message.priority.min(9));
         self.bytes += p.message.footprint();
+        self.persistent += usize::from(p.message.persistent);
         self.lanes[lane].push_back(p);
         self.len += 1;
     }
@@ -38,27 +42,59 @@ impl PendingQueue {
     pub fn push_front(&mut self, p: Pending) {
         let lane = usize::from(p.message.priority.min(9));
         self.bytes += p.message.footprint();
+        self.persistent += usize::from(p.message.persistent);
         self.lanes[lane].push_front(p);
         self.len += 1;
     }
 
     /// Takes the next message: highest priority, oldest first.
     pub fn pop(&mut self) -> Option<Pending> {
-        let lane = self.lanes.iter_mut().rev().find(|l| !l.is_empty())?;
+        self.pop_from(0)
+    }
+
+    /// [`PendingQueue::pop`] among priorities `floor` and above only: a
+    /// queue whose store backlog holds messages of priority `floor` keeps
+    /// lower ones waiting until those are read back.
+    pub fn pop_from(&mut self, floor: u8) -> Option<Pending> {
+        let floor = usize::from(floor.min(9));
+        let lane = self.lanes[floor..]
+            .iter_mut()
+            .rev()
+            .find(|l| !l.is_empty())?;
         let p = lane.pop_front()?;
         self.taken(&p);
         Some(p)
     }
 
+    /// Messages waiting with priority `floor` or above.
+    pub fn len_from(&self, floor: u8) -> usize {
+        self.lanes[usize::from(floor.min(9))..]
+            .iter()
+            .map(VecDeque::len)
+            .sum()
+    }
+
     fn taken(&mut self, p: &Pending) {
         self.len -= 1;
         self.bytes = self.bytes.saturating_sub(p.message.footprint());
+        self.persistent -= usize::from(p.message.persistent).min(self.persistent);
     }
 
     /// Removes and returns the first message (in pop order) that `accept`
     /// takes, leaving the others in place. Used for selectors and groups.
-    pub fn pop_matching(&mut self, mut accept: impl FnMut(&Pending) -> bool) -> Option<Pending> {
-        for lane in self.lanes.iter_mut().rev() {
+    pub fn pop_matching(&mut self, accept: impl FnMut(&Pending) -> bool) -> Option<Pending> {
+        self.pop_matching_from(0, accept)
+    }
+
+    /// [`PendingQueue::pop_matching`] among priorities `floor` and above
+    /// (see [`PendingQueue::pop_from`]).
+    pub fn pop_matching_from(
+        &mut self,
+        floor: u8,
+        mut accept: impl FnMut(&Pending) -> bool,
+    ) -> Option<Pending> {
+        let floor = usize::from(floor.min(9));
+        for lane in self.lanes[floor..].iter_mut().rev() {
             if let Some(i) = lane.iter().position(&mut accept) {
                 let p = lane.remove(i)?;
                 self.taken(&p);
@@ -87,6 +123,11 @@ impl PendingQueue {
         self.bytes
     }
 
+    /// Persistent messages waiting.
+    pub fn persistent_len(&self) -> usize {
+        self.persistent
+    }
+
     /// Whether no message is waiting.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -99,6 +140,12 @@ impl PendingQueue {
             out.push(p);
         }
         out
+    }
+
+    /// The messages of one priority, oldest first (browsing a queue whose
+    /// backlog is partly in the store, lane by lane).
+    pub fn lane(&self, priority: u8) -> impl Iterator<Item = &Pending> + '_ {
+        self.lanes[usize::from(priority.min(9))].iter()
     }
 
     /// Iterates in pop order without removing (for browsing and metrics).

@@ -21,10 +21,22 @@ impl Router {
     /// session waits on it before sending a receipt).
     pub(crate) fn publish(&self, destination: &Destination, message: Message) -> Commit {
         let message = Arc::new(message);
+        // A persistent queue whose window is full leaves the message to the
+        // store (counted before the append, so a read of its lane knows to
+        // wait for it): it is read back in order as consumers drain the
+        // queue (see `destination::backlog`).
+        let left =
+            self.stores(destination, &message) && destination.leave_to_store(message.priority);
         // Kept until the message is dispatched (see `Store::append_for_dispatch`).
-        let (commit, _dispatching) = self.store_enqueue(destination, &message);
+        let (commit, _dispatching) = self.store_enqueue(destination, &message, left);
         if commit.is_failed() {
             // Refused (store full or closed): the message never existed.
+            if left {
+                destination.cancel_leave(message.priority);
+            }
+            return commit;
+        }
+        if left {
             return commit;
         }
         if destination.kind() == DestinationKind::Topic
@@ -95,7 +107,7 @@ impl Router {
             return Ok(self.publish(destination, message));
         };
         let template = Arc::new(message);
-        let (commit, _) = self.store_enqueue(destination, &template);
+        let (commit, _) = self.store_enqueue(destination, &template, false);
         if commit.is_failed() {
             return Ok(commit);
         }
@@ -119,10 +131,19 @@ impl Router {
         &self,
         destination: &Destination,
         message: &Arc<Message>,
+        backlog: bool,
     ) -> (Commit, LogHold) {
-        if self.stores(destination, message) {
+        if backlog {
+            // Nobody will see it before it is read back: no dispatch to wait for.
+            let commit = self.store.append(vec![LogEntry::Enqueue {
+                message: message.clone(),
+                backlog: true,
+            }]);
+            (commit, LogHold::none())
+        } else if self.stores(destination, message) {
             self.store.append_for_dispatch(vec![LogEntry::Enqueue {
                 message: message.clone(),
+                backlog: false,
             }])
         } else {
             (Commit::Done, LogHold::none())

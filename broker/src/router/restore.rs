@@ -1,13 +1,17 @@
 //! Restoring the router from what the store recovered at start: durable
 //! subscriptions first, then messages, each back on its destination or in
 //! the scheduler; messages that expired while the broker was down are
-//! dropped (and their drop written to the log).
+//! dropped (and their drop written to the log). A store that keeps queue
+//! backlogs returns only how many messages each queue lane holds: the
+//! queues read them back themselves (`refill`), so a restart does not
+//! wait for a deep backlog.
 
 use super::durable;
 use super::scheduler::{Schedule, Scheduled};
-use super::{now_ms, Address, DestinationKind, Router, RouterError};
+use super::{now_ms, Address, Destination, DestinationKind, Router, RouterError};
 use crate::store::LogEntry;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 impl Router {
     /// Puts recovered messages back (at start, before any listener opens)
@@ -33,6 +37,13 @@ impl Router {
         // the log kept entries, they are not dead-lettered at restart).
         let now = now_ms();
         let mut expired = Vec::new();
+        // A store that keeps backlogs recovered counts, not messages: each
+        // queue reads its own back (see `refill`).
+        for lane in &recovered.backlog {
+            let name: Arc<str> = lane.destination.as_str().into();
+            let destination = self.restored_destination(&name)?;
+            destination.restore_backlog(lane.priority, lane.messages);
+        }
         for (message, redeliveries) in recovered.messages {
             if message.is_expired(now) {
                 expired.push(LogEntry::Ack {
@@ -41,19 +52,7 @@ impl Router {
                 });
                 continue;
             }
-            // A durable subscription's queue is found by name; its binding
-            // to the topic returns when its subscriber does.
-            let address = if durable::is_durable_queue(&message.destination) {
-                Address {
-                    kind: DestinationKind::Queue,
-                    name: message.destination.clone(),
-                    temp_owner: None,
-                    owner_name: None,
-                }
-            } else {
-                Address::parse(&message.destination, 0)?
-            };
-            let destination = self.destination(&address, address.temp_owner.unwrap_or(0))?;
+            let destination = self.restored_destination(&message.destination)?;
             // A stored scheduled message resumes its schedule; its delivery
             // count is the number of times it already fired.
             if let Ok(Some(schedule)) = Schedule::of(&message) {
@@ -75,5 +74,22 @@ impl Router {
             drop(self.store.append(expired));
         }
         Ok(())
+    }
+
+    /// The destination stored messages named: a durable subscription's
+    /// queue is found by name (its binding to the topic returns when its
+    /// subscriber does).
+    fn restored_destination(&self, name: &Arc<str>) -> Result<Arc<Destination>, RouterError> {
+        let address = if durable::is_durable_queue(name) {
+            Address {
+                kind: DestinationKind::Queue,
+                name: name.clone(),
+                temp_owner: None,
+                owner_name: None,
+            }
+        } else {
+            Address::parse(name, 0)?
+        };
+        self.destination(&address, address.temp_owner.unwrap_or(0))
     }
 }

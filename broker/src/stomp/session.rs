@@ -594,7 +594,9 @@ impl Session {
         };
         let mut left = MAX_BROWSE;
         for queue in queues {
-            for message in queue.browse(left, selector) {
+            // Past the window this reads the store (bounded: see
+            // `Router::browse_deep`), on this task: a browse is rare.
+            for message in self.router.browse_deep(&queue, left, selector) {
                 left -= 1;
                 self.outbox.push(Outgoing::Browsed {
                     tag: tag.clone(),

@@ -21,8 +21,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 /// The log format this build writes and reads (store and batches).
-/// Format 1 (before the log of encoded batches) had no batches.
-pub const FORMAT: u32 = 2;
+/// Format 1 (before the log of encoded batches) had no batches; format 2
+/// had no seq index, queue order or lane counts (`S`, `Q`, `C`).
+pub const FORMAT: u32 = 3;
 
 /// One group commit: what the writer appends to the log as one record and
 /// applies atomically.
@@ -94,6 +95,10 @@ pub struct StoredMessage {
     /// The body.
     #[prost(bytes = "bytes", tag = "7")]
     pub body: Bytes,
+    /// The router did not keep it in memory: a queue's cursor reads it
+    /// back from the store (see [`LogEntry::Enqueue`]).
+    #[prost(bool, tag = "8")]
+    pub backlog: bool,
 }
 
 /// One header of a [`StoredMessage`].
@@ -168,6 +173,7 @@ impl StoredMessage {
                 })
                 .collect(),
             body: m.body.get()?,
+            backlog: false,
         })
     }
 
@@ -211,7 +217,11 @@ impl Entry {
     /// The encoded form of `entry`.
     pub fn of(entry: &LogEntry) -> Result<Entry, PageError> {
         let kind = match entry {
-            LogEntry::Enqueue { message } => Kind::Enqueue(StoredMessage::of(message)?),
+            LogEntry::Enqueue { message, backlog } => {
+                let mut stored = StoredMessage::of(message)?;
+                stored.backlog = *backlog;
+                Kind::Enqueue(stored)
+            }
             LogEntry::Ack { destination, seq } => Kind::Ack(Ack {
                 destination: destination.to_string(),
                 seq: *seq,
@@ -253,7 +263,7 @@ pub fn build(entries: &[LogEntry], max_seq: u64) -> Result<(EncodedBatch, Pruned
     let mut max_seq = max_seq;
     let mut enqueued = HashSet::new();
     for e in entries {
-        if let LogEntry::Enqueue { message } = e {
+        if let LogEntry::Enqueue { message, .. } = e {
             enqueued.insert(message.seq);
             max_seq = max_seq.max(message.seq);
         }
@@ -268,7 +278,7 @@ pub fn build(entries: &[LogEntry], max_seq: u64) -> Result<(EncodedBatch, Pruned
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
         let gone = match e {
-            LogEntry::Enqueue { message } => elide.contains(&message.seq),
+            LogEntry::Enqueue { message, .. } => elide.contains(&message.seq),
             LogEntry::Ack { seq, .. } | LogEntry::Delivered { seq, .. } => elide.contains(seq),
             LogEntry::Put { .. } | LogEntry::Delete { .. } => false,
         };
@@ -334,19 +344,23 @@ pub(crate) mod strategies {
             any::<u64>(),
             prop::collection::vec((text(), text()), 0..4),
             prop::collection::vec(any::<u8>(), 0..64),
+            any::<bool>(),
         )
             .prop_map(
-                |(seq, destination, priority, expires, timestamp, headers, body)| StoredMessage {
-                    seq,
-                    destination,
-                    priority,
-                    expires,
-                    timestamp,
-                    headers: headers
-                        .into_iter()
-                        .map(|(name, value)| Header { name, value })
-                        .collect(),
-                    body: body.into(),
+                |(seq, destination, priority, expires, timestamp, headers, body, backlog)| {
+                    StoredMessage {
+                        seq,
+                        destination,
+                        priority,
+                        expires,
+                        timestamp,
+                        headers: headers
+                            .into_iter()
+                            .map(|(name, value)| Header { name, value })
+                            .collect(),
+                        body: body.into(),
+                        backlog,
+                    }
                 },
             )
     }
@@ -408,7 +422,8 @@ mod tests {
         fn messages_round_trip_through_their_record(m in strategies::stored_message()) {
             let message = m.clone().into_message(None);
             let again = StoredMessage::of(&message).unwrap();
-            prop_assert_eq!(again, m);
+            // `backlog` is the router's choice at append, not the message's.
+            prop_assert_eq!(again, StoredMessage { backlog: false, ..m });
             prop_assert!(message.body.is_stored());
         }
     }
@@ -421,7 +436,10 @@ mod tests {
             entries: vec![],
         };
         let e = EncodedBatch::from_bytes(&batch.to_bytes()).unwrap_err();
-        assert!(e.contains("format 1") && e.contains("format 2"), "{e}");
+        assert!(
+            e.contains("format 1") && e.contains(&format!("format {FORMAT}")),
+            "{e}"
+        );
         batch.format = FORMAT;
         assert_eq!(EncodedBatch::from_bytes(&batch.to_bytes()).unwrap(), batch);
         assert!(EncodedBatch::from_bytes(b"\xff\xff\xff").is_err());
@@ -445,10 +463,12 @@ mod tests {
         let entries = vec![
             LogEntry::Enqueue {
                 message: message(7),
+                backlog: false,
             },
             LogEntry::Delivered { seq: 7, count: 1 },
             LogEntry::Enqueue {
                 message: message(5),
+                backlog: false,
             },
             LogEntry::Ack {
                 destination: "/queue/a".into(),

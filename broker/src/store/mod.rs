@@ -16,6 +16,7 @@
 //!   commit, prost-encoded, with a format version.
 //! - [`state_machine`]: the deterministic state machine the log is applied to.
 //! - [`paging`]: which stored bodies stay in memory (outside the apply).
+//! - [`cursor`]: reading a queue's backlog back in order, a page at a time.
 //! - [`record`]: the key layout in sled.
 //! - [`compact`]: giving consumed space back.
 //!
@@ -96,6 +97,7 @@
 //! counts of deliveries not yet written to a socket.
 
 pub mod compact;
+pub mod cursor;
 pub mod entry;
 pub mod log_writer;
 pub mod memory;
@@ -122,6 +124,10 @@ pub enum LogEntry {
     Enqueue {
         /// The message (its destination is inside).
         message: Arc<Message>,
+        /// The router did not keep it in memory (its queue's window was
+        /// full): it is read back in queue order by the queue's cursor
+        /// ([`Store::read_backlog`]), and the pager does not count it.
+        backlog: bool,
     },
     /// A persistent message was consumed.
     Ack {
@@ -163,7 +169,7 @@ impl LogEntry {
         match self {
             // About the size of its record (entry::StoredMessage): the
             // fields, each header with its two lengths, the body.
-            LogEntry::Enqueue { message } => {
+            LogEntry::Enqueue { message, .. } => {
                 let headers: usize = message
                     .headers
                     .iter()
@@ -270,8 +276,13 @@ impl Commit {
 #[derive(Debug, Default)]
 pub struct Recovered {
     /// Messages published and not acknowledged, in log (publication) order,
-    /// each with the number of times it had been delivered.
+    /// each with the number of times it had been delivered, for a store
+    /// that keeps no backlog (the cluster's): the router holds them all.
     pub messages: Vec<(Arc<Message>, u32)>,
+    /// A store that keeps a backlog ([`Store::keeps_backlog`]) loads no
+    /// message: these lanes hold live messages, which the router reads back
+    /// with [`Store::read_backlog`] as its queues drain.
+    pub backlog: Vec<state_machine::Lane>,
     /// One past the highest message sequence number ever used.
     pub next_seq: u64,
     /// Metadata written by [`LogEntry::Put`] and not deleted, by key.
@@ -323,6 +334,32 @@ pub trait Store: Send + Sync {
 
     /// Size and flush latency for the admin endpoint (`None`: not measured).
     fn metrics(&self) -> Option<crate::metrics::StoreMetrics>;
+
+    /// Whether the router may leave persistent queue messages in this store
+    /// (`LogEntry::Enqueue::backlog`) and read them back with
+    /// [`Store::read_backlog`]. A store that says no gets every message held
+    /// in memory.
+    fn keeps_backlog(&self) -> bool {
+        false
+    }
+
+    /// Reads up to `limit` messages of one lane (`destination`,
+    /// `priority`) after log index `after` that the router does not hold:
+    /// see [`cursor`]. Blocks on disk reads: call it outside any
+    /// destination lock, off the async workers.
+    fn read_backlog(
+        &self,
+        destination: &str,
+        priority: u8,
+        after: u64,
+        limit: usize,
+    ) -> Result<cursor::BacklogRead, StoreError> {
+        let _ = (destination, priority, limit);
+        Ok(cursor::BacklogRead {
+            messages: Vec::new(),
+            position: after,
+        })
+    }
 }
 
 /// A delivery the router hands to the store with its delivery record

@@ -4,15 +4,16 @@
 //! Live bodies held in memory add up to at most `store.memory_limit`; a
 //! body written beyond it is paged out once its record is applied (newest
 //! first, which keeps the head of each queue, what is dispatched next, in
-//! memory), and recovery leaves bodies beyond it on disk. This touches the
+//! memory); a message the router left to its queue's backlog is not
+//! counted (it leaves memory once written), and after a restart messages
+//! come back through the queues' cursors, not through here. This touches the
 //! router's messages (their [`crate::message::Body`]), so it runs in the
 //! log writer after the apply, never inside it: a follower applies batches
 //! without any of this.
 
-use super::entry::StoredMessage;
 use super::state_machine::Applied;
 use super::LogEntry;
-use crate::message::{BodySource, Message};
+use crate::message::BodySource;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -57,29 +58,6 @@ impl Pager {
         }
     }
 
-    /// A recovered record as a message: its body loaded while the budget
-    /// lasts (in log order), left on disk after that.
-    pub fn recover(&mut self, index: u64, record: StoredMessage) -> Message {
-        let len = record.body.len() as u64;
-        let seq = record.seq;
-        let fits = self.resident_bytes + len <= self.budget;
-        let residency = if fits {
-            self.resident_bytes += len;
-            Residency {
-                resident: len,
-                paged: false,
-            }
-        } else {
-            self.paged += 1;
-            Residency {
-                resident: 0,
-                paged: true,
-            }
-        };
-        self.bodies.insert(seq, residency);
-        record.into_message((!fits).then(|| (self.source.clone(), index)))
-    }
-
     /// After a batch built from `entries` was applied (`applied`) and
     /// written to sled (so a reader of a paged body always finds its
     /// record): forgets the removed bodies, counts the new ones, and pages
@@ -100,7 +78,13 @@ impl Pager {
         }
         let stored: HashMap<u64, u64> = applied.stored.iter().copied().collect();
         for e in entries {
-            if let LogEntry::Enqueue { message } = e {
+            // A message left to the store's backlog is not in memory once
+            // its batch is written: nothing to count or page.
+            if let LogEntry::Enqueue {
+                message,
+                backlog: false,
+            } = e
+            {
                 if stored.contains_key(&message.seq) {
                     let resident = message.body.len() as u64;
                     self.resident_bytes += resident;
@@ -119,7 +103,11 @@ impl Pager {
             if self.resident_bytes <= self.budget {
                 break;
             }
-            let LogEntry::Enqueue { message } = e else {
+            let LogEntry::Enqueue {
+                message,
+                backlog: false,
+            } = e
+            else {
                 continue;
             };
             let Some(&index) = stored.get(&message.seq) else {
@@ -155,9 +143,10 @@ impl Pager {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
     use crate::store::entry::{self, StoredMessage};
     use crate::store::record::{self, MESSAGE_PREFIX};
-    use crate::store::state_machine::{LogKeep, StateMachine};
+    use crate::store::state_machine::{LogKeep, SledRecords, StateMachine};
     use bytes::Bytes;
     use ferromq_protocol::Headers;
 
@@ -187,6 +176,7 @@ mod tests {
                 headers: Headers::new(),
                 body: Bytes::from(format!("{seq:0>100}")).into(),
             }),
+            backlog: seq > 100,
         }
     }
 
@@ -199,9 +189,9 @@ mod tests {
 
     fn write(sm: &mut StateMachine, pager: &mut Pager, db: &sled::Db, entries: &[LogEntry]) {
         let (built, _) = entry::build(entries, sm.max_seq()).unwrap();
-        let mut b = sled::Batch::default();
-        let applied = sm.apply(&built, &built.to_bytes(), &mut b);
-        db.apply_batch(b).unwrap();
+        let mut b = SledRecords::new(db);
+        let applied = sm.apply(&built, &built.to_bytes(), &mut b).unwrap();
+        db.apply_batch(b.into_batch()).unwrap();
         pager.after_apply(entries, &applied);
     }
 
@@ -216,7 +206,7 @@ mod tests {
         write(&mut sm, &mut pager, &db, &entries);
         assert_eq!((pager.resident_bytes(), pager.paged_messages()), (200, 3));
         for (seq, e) in (1..).zip(&entries) {
-            let LogEntry::Enqueue { message } = e else {
+            let LogEntry::Enqueue { message, .. } = e else {
                 unreachable!()
             };
             assert_eq!(message.body.is_resident(), seq <= 2, "seq {seq}");
@@ -228,14 +218,8 @@ mod tests {
         // Later writes use what was given back.
         write(&mut sm, &mut pager, &db, &[numbered(6)]);
         assert_eq!((pager.resident_bytes(), pager.paged_messages()), (200, 2));
-        // Recovery loads bodies until the budget and leaves the rest.
-        let (_, records, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
-        let mut again = Pager::new(150, source);
-        let resident: Vec<bool> = records
-            .into_iter()
-            .map(|r| again.recover(r.index, r.message).body.is_resident())
-            .collect();
-        assert_eq!(resident, vec![true, false, false, false]);
-        assert_eq!((again.resident_bytes(), again.paged_messages()), (100, 3));
+        // A message left to the backlog is not counted, nor paged.
+        write(&mut sm, &mut pager, &db, &[numbered(101)]);
+        assert_eq!((pager.resident_bytes(), pager.paged_messages()), (200, 2));
     }
 }

@@ -10,13 +10,21 @@
 //! | `0x00 "batch"` | number of the last log batch applied, u64 BE |
 //! | `0x00 "max_seq"` | highest message sequence number used, u64 BE |
 //! | `'L'` + batch number (u64 BE) | an encoded log batch ([`super::entry::EncodedBatch`]); the latest few, if the store keeps any ([`super::state_machine::LogKeep`]) |
+//! | `0x00 "live"` | live messages (u64 BE) and the bytes of their records (u64 BE) |
 //! | `'M'` + log index (u64 BE) | a live message record ([`super::entry::StoredMessage`]) |
 //! | `'D'` + log index (u64 BE) | its delivery count, u32 BE |
+//! | `'S'` + seq (u64 BE) | where the live message `seq` is: [`SeqEntry`] |
+//! | `'Q'` + [`lane`] + log index (u64 BE) | the queue order: the message's seq (u64 BE) and whether the router left it to the store (1) or held it (0) |
+//! | `'C'` + [`lane`] | live messages in that lane, u64 BE |
 //! | `'K'` + utf8 name | router metadata, opaque bytes |
 //!
-//! `L` is the log; `M`, `D` and `K` are the read layout the apply step
-//! derives from it. Keys of messages sort by log index, so a scan returns
-//! messages in the order they were published. Any change to this layout or
+//! `L` is the log; the rest is the read layout the apply step derives from
+//! it. Keys of messages sort by log index, so a scan returns messages in
+//! the order they were published; `Q` keys sort by destination, priority
+//! and log index, which is the order a queue's cursor reads its backlog in
+//! ([`super::cursor`]). `S` lets an ack find its records without an index
+//! in memory, and `C` lets recovery count a queue without reading it.
+//! Any change to this layout or
 //! to the entry encoding bumps [`FORMAT`]; an unknown format is refused,
 //! never guessed.
 
@@ -38,6 +46,78 @@ pub const MESSAGE_PREFIX: u8 = b'M';
 pub const DELIVERED_PREFIX: u8 = b'D';
 /// Prefix of router metadata.
 pub const META_PREFIX: u8 = b'K';
+/// Key of the live message count and bytes.
+pub const LIVE_KEY: &[u8] = b"\x00live";
+/// Prefix of the seq index.
+pub const SEQ_PREFIX: u8 = b'S';
+/// Prefix of the queue order.
+pub const QUEUE_PREFIX: u8 = b'Q';
+/// Prefix of lane counts.
+pub const COUNT_PREFIX: u8 = b'C';
+
+/// The part of a `Q` or `C` key naming one priority lane of one
+/// destination: the destination's length (u16 BE), its bytes, and the
+/// priority (one byte). The length keeps `/queue/a` and `/queue/ab` apart.
+/// Destination names are far shorter than 64 KiB (the config bounds
+/// them); a longer one is cut, which only merges lanes of two absurd names.
+pub fn lane(destination: &str, priority: u8) -> Vec<u8> {
+    let name = &destination.as_bytes()[..destination.len().min(u16::MAX as usize)];
+    let mut k = Vec::with_capacity(3 + name.len());
+    k.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    k.extend_from_slice(name);
+    k.push(priority);
+    k
+}
+
+/// The destination and priority in a lane made by [`lane`].
+pub fn parse_lane(raw: &[u8]) -> Option<(String, u8)> {
+    let len = usize::from(u16::from_be_bytes(raw.get(..2)?.try_into().ok()?));
+    let name = std::str::from_utf8(raw.get(2..2 + len)?).ok()?;
+    let priority = *raw.get(2 + len)?;
+    (raw.len() == 3 + len).then(|| (name.to_string(), priority))
+}
+
+/// `prefix` + `lane` (+ `index`, when given).
+pub fn lane_key(prefix: u8, lane: &[u8], index: Option<u64>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + lane.len() + 8);
+    k.push(prefix);
+    k.extend_from_slice(lane);
+    if let Some(index) = index {
+        k.extend_from_slice(&index.to_be_bytes());
+    }
+    k
+}
+
+/// The value of an `S` key: where a live message's records are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeqEntry {
+    /// Log index of its enqueue (its `M`, `D` and `Q` keys).
+    pub index: u64,
+    /// Size of its record, for the live byte count.
+    pub bytes: u32,
+    /// Its lane ([`lane`]).
+    pub lane: Vec<u8>,
+}
+
+impl SeqEntry {
+    /// Its encoding: index, bytes, lane.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(12 + self.lane.len());
+        v.extend_from_slice(&self.index.to_be_bytes());
+        v.extend_from_slice(&self.bytes.to_be_bytes());
+        v.extend_from_slice(&self.lane);
+        v
+    }
+
+    /// Reads an encoding made by [`SeqEntry::encode`].
+    pub fn decode(raw: &[u8]) -> Option<SeqEntry> {
+        Some(SeqEntry {
+            index: decode_u64(raw.get(..8)?)?,
+            bytes: decode_u32(raw.get(8..12)?)?,
+            lane: raw.get(12..)?.to_vec(),
+        })
+    }
+}
 
 /// The key of a log batch, message record or delivery count numbered
 /// `index`.
@@ -83,5 +163,25 @@ mod tests {
         assert!(a < b);
         assert_eq!(index_of(&b), Some(256));
         assert_eq!(index_of(b"M"), None);
+    }
+
+    #[test]
+    fn lanes_keep_names_apart_and_sort_by_index() {
+        let a = lane("/queue/a", 4);
+        let ab = lane("/queue/ab", 4);
+        assert_ne!(
+            &lane_key(QUEUE_PREFIX, &a, None)[..],
+            &lane_key(QUEUE_PREFIX, &ab, None)[..a.len() + 1]
+        );
+        assert!(lane_key(QUEUE_PREFIX, &a, Some(2)) < lane_key(QUEUE_PREFIX, &a, Some(256)));
+        assert_eq!(parse_lane(&ab), Some(("/queue/ab".to_string(), 4)));
+        assert_eq!(parse_lane(&ab[..4]), None);
+        let e = SeqEntry {
+            index: 7,
+            bytes: 99,
+            lane: a,
+        };
+        assert_eq!(SeqEntry::decode(&e.encode()), Some(e));
+        assert_eq!(SeqEntry::decode(b"short"), None);
     }
 }

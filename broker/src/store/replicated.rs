@@ -16,8 +16,11 @@
 //!
 //! Lock order: `state` is a leaf; nothing is called under it but sled.
 
-use super::record::{self, DELIVERED_PREFIX, LOG_PREFIX, MESSAGE_PREFIX, META_PREFIX};
-use super::state_machine::{LogKeep, StateMachine};
+use super::record::{
+    self, COUNT_PREFIX, DELIVERED_PREFIX, LOG_PREFIX, MESSAGE_PREFIX, META_PREFIX, QUEUE_PREFIX,
+    SEQ_PREFIX,
+};
+use super::state_machine::{LogKeep, Records, SledRecords, StateMachine};
 use super::Recovered;
 use crate::cluster::{ApplyError, ApplyLog, LogIndex};
 use bytes::Bytes;
@@ -84,16 +87,20 @@ impl ReplicatedState {
     }
 
     /// Everything applied so far, as a restart would recover it: what a
-    /// node that becomes leader restores its router from. Bodies stay in
-    /// memory (paging is not wired for cluster mode).
+    /// node that becomes leader restores its router from. Every message is
+    /// read and held in memory: paging and the queues' backlog (the
+    /// cursor) are not wired for cluster mode, though every node applies
+    /// and keeps the same records for them.
     pub fn recovered(&self) -> Result<Recovered, String> {
         let _applied = self.lock();
-        let (machine, records, meta) = StateMachine::recover(&self.db, LogKeep::NONE)?;
+        let (machine, _, meta) = StateMachine::recover(&self.db, LogKeep::NONE)?;
+        let records = StateMachine::live_records(&self.db)?;
         Ok(Recovered {
             messages: records
                 .into_iter()
                 .map(|r| (Arc::new(r.message.into_message(None)), r.delivered))
                 .collect(),
+            backlog: Vec::new(),
             next_seq: machine.max_seq() + 1,
             meta,
         })
@@ -113,14 +120,14 @@ impl ApplyLog for ReplicatedState {
         }
         // On a copy: a batch that does not decode changes nothing.
         let mut machine = applied.machine.clone();
-        let mut batch = sled::Batch::default();
+        let mut batch = SledRecords::new(&self.db);
         machine
             .apply_encoded(payload, &mut batch)
             .map_err(|e| ApplyError::new(format!("batch at index {index}: {e}")))?;
         // Same sled batch as the state it produced (module doc).
         batch.insert(RAFT_APPLIED_KEY, &index.to_be_bytes());
         self.db
-            .apply_batch(batch)
+            .apply_batch(batch.into_batch())
             .map_err(|e| ApplyError::new(format!("store write at index {index}: {e}")))?;
         applied.machine = machine;
         applied.index = Some(index);
@@ -139,23 +146,38 @@ impl ApplyLog for ReplicatedState {
     fn install_snapshot(&self, index: LogIndex, data: &[u8]) -> Result<(), ApplyError> {
         let mut applied = self.lock();
         let fail = |e: String| ApplyError::new(format!("snapshot install at index {index}: {e}"));
-        let mut batch = sled::Batch::default();
+        // The removals go through the same records as the apply, whose
+        // reads then see the store empty.
+        let mut batch = SledRecords::new(&self.db);
         // Everything the state consists of goes; the snapshot's records
         // (written to the same batch after the removals) replace it.
-        for prefix in [LOG_PREFIX, MESSAGE_PREFIX, DELIVERED_PREFIX, META_PREFIX] {
+        for prefix in [
+            LOG_PREFIX,
+            MESSAGE_PREFIX,
+            DELIVERED_PREFIX,
+            META_PREFIX,
+            SEQ_PREFIX,
+            QUEUE_PREFIX,
+            COUNT_PREFIX,
+        ] {
             for item in self.db.scan_prefix([prefix]) {
                 let (key, _) = item.map_err(|e| fail(e.to_string()))?;
-                batch.remove(key);
+                batch.remove(&key);
             }
         }
-        for key in [record::APPLIED_KEY, record::BATCH_KEY, record::MAX_SEQ_KEY] {
+        for key in [
+            record::APPLIED_KEY,
+            record::BATCH_KEY,
+            record::MAX_SEQ_KEY,
+            record::LIVE_KEY,
+        ] {
             batch.remove(key);
         }
         let mut machine = StateMachine::default();
         machine.apply_encoded(data, &mut batch).map_err(fail)?;
         batch.insert(RAFT_APPLIED_KEY, &index.to_be_bytes());
         self.db
-            .apply_batch(batch)
+            .apply_batch(batch.into_batch())
             .map_err(|e| fail(e.to_string()))?;
         // Durability ordering: the log behind the snapshot may be purged, so
         // the installed state is on disk before this returns.
@@ -289,6 +311,21 @@ mod tests {
         let seqs: Vec<u64> = recovered.messages.iter().map(|(m, _)| m.seq).collect();
         assert_eq!(seqs, vec![2]);
         assert_eq!(recovered.next_seq, 8);
+        // The follower derived the same queue order and lane counts as the
+        // leader, nothing of the state it had before.
+        let (_, lanes, _) = StateMachine::recover(&follower.db, LogKeep::NONE).unwrap();
+        let counted: Vec<(String, u64)> = lanes
+            .into_iter()
+            .map(|l| (l.destination, l.messages))
+            .collect();
+        assert_eq!(counted, vec![("/queue/a".to_string(), 1)]);
+        let ordered = |db: &sled::Db| -> Vec<Vec<u8>> {
+            db.scan_prefix([QUEUE_PREFIX])
+                .values()
+                .map(|v| v.unwrap().to_vec())
+                .collect()
+        };
+        assert_eq!(ordered(&follower.db), ordered(&leader.db));
         drop(follower);
         assert_eq!(open(b.path()).last_applied(), Some(3));
     }

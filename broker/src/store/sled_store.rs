@@ -5,16 +5,22 @@
 //! from) and starts the [`LogWriter`]. Every failure names the directory and
 //! is returned, never panicked: sled itself panics on some corrupt files, so
 //! its open runs under `catch_unwind`. [`SledBodies`] reads paged-out bodies
-//! back for the sessions that deliver them.
+//! back for the sessions that deliver them, and queues' backlogs for the
+//! router's cursors ([`super::cursor`]).
+//!
+//! Recovery reads no message: it returns the lanes that hold some
+//! ([`Recovered::backlog`]), and the router reads each queue's head back as
+//! it needs it, so a restart takes the same time whatever the backlog.
 
 use super::compact;
+use super::cursor::{self, BacklogRead};
 use super::entry::StoredMessage;
 use super::log_writer::{LogWriter, Replication, WriterSettings};
 use super::paging::Pager;
 use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
 use super::replicated::ReplicatedState;
 use super::state_machine::{LogKeep, StateMachine};
-use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store};
+use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store, StoreError};
 use crate::message::BodySource;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockWriteGuard};
@@ -42,6 +48,11 @@ pub struct StoreSettings {
 pub struct SledStore {
     writer: LogWriter,
     path: PathBuf,
+    /// The database readers use (swapped by online compaction); `None` in
+    /// cluster mode, whose router keeps every message in memory.
+    readers: Option<Arc<SledBodies>>,
+    /// The first log index of this run (see [`cursor`]).
+    boot_index: u64,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -70,17 +81,16 @@ impl SledStore {
         let mut db = open_sled(&path, settings.cache_bytes)?;
         check_format(&path, &db)?;
         let bodies = Arc::new(SledBodies::default());
-        let (state, records, meta) =
+        let (state, backlog, meta) =
             StateMachine::recover(&db, LogKeep::NONE).map_err(|reason| OpenError::Corrupt {
                 path: path.clone(),
                 reason,
             })?;
-        let mut pager = Pager::new(settings.body_budget, bodies.clone());
+        let pager = Pager::new(settings.body_budget, bodies.clone());
+        let boot_index = state.next_index();
         let recovered = Recovered {
-            messages: records
-                .into_iter()
-                .map(|r| (Arc::new(pager.recover(r.index, r.message)), r.delivered))
-                .collect(),
+            messages: Vec::new(),
+            backlog,
             next_seq: state.max_seq() + 1,
             meta,
         };
@@ -98,10 +108,9 @@ impl SledStore {
         bodies.attach(db.clone());
         info!(
             path = %path.display(),
-            messages = recovered.messages.len(),
+            messages = state.live_messages(),
+            lanes = recovered.backlog.len(),
             bytes = state.live_bytes(),
-            resident_bytes = pager.resident_bytes(),
-            paged = pager.paged_messages(),
             on_disk,
             elapsed_ms = started.elapsed().as_millis() as u64,
             sync = ?settings.writer.sync,
@@ -111,11 +120,19 @@ impl SledStore {
             path.clone(),
             settings.cache_bytes,
             settings.compact_min_bytes,
-            bodies,
+            bodies.clone(),
         );
         let writer = LogWriter::start(db, state, pager, settings.writer, Some(online))
             .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
-        Ok((SledStore { writer, path }, recovered))
+        Ok((
+            SledStore {
+                writer,
+                path,
+                readers: Some(bodies),
+                boot_index,
+            },
+            recovered,
+        ))
     }
 
     /// Opens (or creates) the store for cluster mode: its state is applied
@@ -145,7 +162,15 @@ impl SledStore {
         info!(path = %path.display(), raft_applied = ?crate::cluster::ApplyLog::last_applied(&*state), "store opened (cluster mode)");
         let writer = LogWriter::start_replicated(state.clone(), settings.writer, replication)
             .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
-        Ok((SledStore { writer, path }, state))
+        Ok((
+            SledStore {
+                writer,
+                path,
+                readers: None,
+                boot_index: 0,
+            },
+            state,
+        ))
     }
 
     /// The sled directory.
@@ -191,6 +216,40 @@ impl Store for SledStore {
 
     fn close(&self) {
         self.writer.close();
+    }
+
+    fn keeps_backlog(&self) -> bool {
+        self.readers.is_some()
+    }
+
+    fn read_backlog(
+        &self,
+        destination: &str,
+        priority: u8,
+        after: u64,
+        limit: usize,
+    ) -> Result<BacklogRead, StoreError> {
+        let Some(readers) = &self.readers else {
+            return Ok(BacklogRead {
+                messages: Vec::new(),
+                position: after,
+            });
+        };
+        let source: Arc<dyn BodySource> = readers.clone();
+        let db = readers.db.read().unwrap_or_else(|e| e.into_inner());
+        let db = db
+            .as_ref()
+            .ok_or_else(|| StoreError::Io("the store is not open".into()))?;
+        cursor::read(
+            db,
+            destination,
+            priority,
+            after,
+            self.boot_index,
+            limit,
+            &source,
+        )
+        .map_err(StoreError::Io)
     }
 }
 
@@ -385,7 +444,21 @@ mod tests {
                 headers: Headers::new(),
                 body: Bytes::from(vec![b'b'; body]).into(),
             }),
+            backlog: false,
         }
+    }
+
+    /// Every recovered message, read back lane by lane with the cursor.
+    fn read_all(store: &SledStore, rec: &Recovered) -> Vec<(Arc<Message>, u32)> {
+        let mut out = Vec::new();
+        for lane in &rec.backlog {
+            let read = store
+                .read_backlog(&lane.destination, lane.priority, 0, usize::MAX)
+                .unwrap();
+            assert_eq!(read.messages.len() as u64, lane.messages);
+            out.extend(read.messages.into_iter().map(|m| (m.message, m.delivered)));
+        }
+        out
     }
 
     fn wait(c: Commit) -> Result<(), StoreError> {
@@ -413,8 +486,21 @@ mod tests {
             Commit::Failed(StoreError::Closed)
         ));
         drop(store);
-        let (_store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
-        let got: Vec<(u64, u32)> = rec.messages.iter().map(|(m, n)| (m.seq, *n)).collect();
+        let (store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+        assert!(rec.messages.is_empty(), "no message is loaded at open");
+        assert_eq!(rec.backlog.len(), 1);
+        assert_eq!(
+            (rec.backlog[0].destination.as_str(), rec.backlog[0].priority),
+            ("/queue/t", 4)
+        );
+        assert_eq!(rec.backlog[0].messages, 1);
+        assert!(store.keeps_backlog());
+        let read = store.read_backlog("/queue/t", 4, 0, 10).unwrap();
+        let got: Vec<(u64, u32)> = read
+            .messages
+            .iter()
+            .map(|m| (m.message.seq, m.delivered))
+            .collect();
         assert_eq!(got, vec![(2, 1)]);
         assert_eq!(rec.next_seq, 3);
     }
@@ -474,7 +560,7 @@ mod tests {
         assert!(matches!(e, OpenError::Format { .. }), "{text}");
         assert!(text.contains(&dir.path().display().to_string()), "{text}");
         assert!(
-            text.contains("store format 1") && text.contains("reads format 2"),
+            text.contains("store format 1") && text.contains(&format!("reads format {FORMAT}")),
             "{text}"
         );
     }
@@ -549,17 +635,21 @@ mod tests {
             after * 2 < before,
             "not compacted: {before} -> {after} bytes"
         );
-        let got: Vec<(u64, u32)> = rec.messages.iter().map(|(m, n)| (m.seq, *n)).collect();
+        let messages = read_all(&store, &rec);
+        let got: Vec<(u64, u32)> = messages.iter().map(|(m, n)| (m.seq, *n)).collect();
         let want: Vec<(u64, u32)> = (291..=300).map(|s| (s, u32::from(s == 295) * 2)).collect();
         assert_eq!(got, want);
-        assert_eq!(rec.messages[0].1, 0);
-        assert_eq!(rec.messages[0].0.body.len(), 10_000);
+        assert_eq!(messages[0].1, 0);
+        assert_eq!(messages[0].0.body.len(), 10_000);
+        // Bodies this large are read back from disk when needed: they hold
+        // the database open until dropped.
+        drop(messages);
         // The compacted store keeps working and recovering.
         wait(store.append(vec![enqueue(301, 10)])).unwrap();
         store.close();
         drop(store);
-        let (_store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
-        assert_eq!(rec.messages.len(), 11);
+        let (store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+        assert_eq!(read_all(&store, &rec).len(), 11);
         assert_eq!(rec.next_seq, 302);
     }
 
@@ -594,8 +684,8 @@ mod tests {
         assert_eq!(wait_rx(third), Ok(()));
         store.close();
         drop(store);
-        let (_store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
-        let seqs: Vec<u64> = rec.messages.iter().map(|(m, _)| m.seq).collect();
+        let (store, rec) = SledStore::open(settings(dir.path(), 1 << 30)).unwrap();
+        let seqs: Vec<u64> = read_all(&store, &rec).iter().map(|(m, _)| m.seq).collect();
         assert_eq!(seqs, vec![4]);
     }
 

@@ -1,23 +1,32 @@
 //! [`StateMachine`]: what the log describes, applied batch by batch.
 //!
 //! Applying an [`EncodedBatch`] is deterministic: it reads no clock,
-//! touches no router memory and depends only on the state and the batch,
-//! so every node that applies the same batches in the same order reaches
-//! the same state (the same records, byte for byte). It keeps the batch
-//! itself as a log record (`L`, as many as its [`LogKeep`] says: none on a
-//! single node), and derives the read layout: message records (`M`), delivery counts (`D`) and metadata (`K`),
-//! all written through [`Records`] (one `sled::Batch` per group commit,
-//! applied atomically before the flush).
+//! touches no router memory and depends only on the store's records and
+//! the batch, so every node that applies the same batches in the same
+//! order reaches the same state (the same records, byte for byte). It
+//! keeps the batch itself as a log record (`L`, as many as its [`LogKeep`]
+//! says: none on a single node), and derives the read layout: message
+//! records (`M`), delivery counts (`D`), the seq index (`S`), the queue
+//! order (`Q`) with its lane counts (`C`), and metadata (`K`), all written
+//! through [`Records`] (one `sled::Batch` per group commit, applied
+//! atomically before the flush).
 //!
-//! The in-memory side is an index of live (stored, unacknowledged)
-//! messages by sequence number: their log index (the key of their record),
-//! delivery count and record size. Which bodies stay in memory is not the
-//! state machine's business: see [`super::paging`].
+//! Nothing per message is held in memory: an ack or a delivery count finds
+//! its message through its `S` record, read through the batch being built
+//! ([`Records::get`] sees the batch's own writes first), and the counts the
+//! store reports (live messages, their bytes, each lane's length) are kept
+//! as records too. So recovery reads a handful of keys and the lane counts,
+//! whatever the backlog, and a queue is read back in order by its cursor
+//! ([`super::cursor`]). Which bodies stay in memory is not the state
+//! machine's business: see [`super::paging`].
 
 use super::entry::{EncodedBatch, Entry, Kind, StoredMessage, FORMAT};
-use super::record::{self, DELIVERED_PREFIX, LOG_PREFIX, MESSAGE_PREFIX, META_PREFIX};
+use super::record::{
+    self, SeqEntry, COUNT_PREFIX, DELIVERED_PREFIX, LIVE_KEY, LOG_PREFIX, MESSAGE_PREFIX,
+    META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
+};
 use prost::Message as _;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// How many applied log batches the store keeps as `L` records: the tail a
 /// follower a little behind could catch up from without a snapshot. Older
@@ -51,44 +60,82 @@ impl LogKeep {
     };
 }
 
-/// Where applying a batch writes: a `sled::Batch` in the store, a map in
-/// tests and dumps.
+/// Where applying a batch writes: a `sled::Batch` over the store's tree
+/// ([`SledRecords`]), a map in tests and dumps.
 pub trait Records {
     /// Sets `key` to `value`.
     fn put(&mut self, key: &[u8], value: &[u8]);
     /// Removes `key`.
     fn remove(&mut self, key: &[u8]);
+    /// The value of `key` with this batch's writes applied. Fails only
+    /// when the store cannot be read.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String>;
 }
 
-impl Records for sled::Batch {
-    fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.insert(key, value);
-    }
-
-    fn remove(&mut self, key: &[u8]) {
-        sled::Batch::remove(self, key);
-    }
-}
-
-impl Records for std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+impl Records for BTreeMap<Vec<u8>, Vec<u8>> {
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.insert(key.to_vec(), value.to_vec());
     }
 
     fn remove(&mut self, key: &[u8]) {
-        std::collections::BTreeMap::remove(self, key);
+        BTreeMap::remove(self, key);
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        Ok(BTreeMap::get(self, key).cloned())
     }
 }
 
-/// One stored message the router has not seen acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Live {
-    /// Log index of its enqueue: the key of its record.
-    index: u64,
-    /// Deliveries recorded so far.
-    delivered: u32,
-    /// Size of its record, for the disk limit.
-    bytes: u64,
+/// A `sled::Batch` being built over `tree`: reads see the tree as it was
+/// plus the batch's own writes (sled applies the batch atomically later).
+pub struct SledRecords {
+    tree: sled::Tree,
+    batch: sled::Batch,
+    /// What this batch wrote (`None`: removed), for reads.
+    written: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl SledRecords {
+    /// An empty batch over `tree` (a `sled::Db` derefs to its default tree).
+    pub fn new(tree: &sled::Tree) -> SledRecords {
+        SledRecords {
+            tree: tree.clone(),
+            batch: sled::Batch::default(),
+            written: HashMap::new(),
+        }
+    }
+
+    /// Adds a write outside the state machine (the cluster's applied index).
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) {
+        self.put(key, value);
+    }
+
+    /// The batch, for `apply_batch`.
+    pub fn into_batch(self) -> sled::Batch {
+        self.batch
+    }
+}
+
+impl Records for SledRecords {
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.batch.insert(key, value);
+        self.written.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        self.batch.remove(key);
+        self.written.insert(key.to_vec(), None);
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        if let Some(v) = self.written.get(key) {
+            return Ok(v.clone());
+        }
+        self.tree
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| format!("store read: {e}"))
+    }
 }
 
 /// What applying one batch changed.
@@ -100,7 +147,8 @@ pub struct Applied {
     pub removed: Vec<u64>,
 }
 
-/// A live message record found at recovery, in log order.
+/// A live message record, with its place in the log (snapshots, and the
+/// cluster's leader restore).
 #[derive(Debug)]
 pub struct RecoveredRecord {
     /// Its log index (the key of its record).
@@ -111,17 +159,32 @@ pub struct RecoveredRecord {
     pub delivered: u32,
 }
 
+/// One priority lane of a destination holding live messages: what a
+/// restart tells the router, which reads the messages with the cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lane {
+    /// The destination, canonical.
+    pub destination: String,
+    /// The priority.
+    pub priority: u8,
+    /// Live messages in it.
+    pub messages: u64,
+}
+
 /// The store's state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateMachine {
-    live: HashMap<u64, Live>,
     /// Index the next entry gets (one per entry).
     next_index: u64,
     /// Number of the last batch applied (one per group commit: what a
     /// replicated log numbers its entries by).
     last_batch: u64,
     max_seq: u64,
+    live_messages: u64,
     live_bytes: u64,
+    /// Live messages per lane (the `C` records, mirrored): one entry per
+    /// destination and priority in use, not per message.
+    lanes: BTreeMap<Vec<u8>, u64>,
     /// Log batches still kept: `(batch number, bytes)`, oldest first.
     log: VecDeque<(u64, u64)>,
     log_bytes: u64,
@@ -132,11 +195,12 @@ impl Default for StateMachine {
     /// An empty state keeping no log batches ([`LogKeep::NONE`]).
     fn default() -> StateMachine {
         StateMachine {
-            live: HashMap::new(),
             next_index: 1,
             last_batch: 0,
             max_seq: 0,
+            live_messages: 0,
             live_bytes: 0,
+            lanes: BTreeMap::new(),
             log: VecDeque::new(),
             log_bytes: 0,
             keep: LogKeep::NONE,
@@ -145,22 +209,15 @@ impl Default for StateMachine {
 }
 
 impl StateMachine {
-    /// Rebuilds the state from what sled holds, and returns every live
-    /// message record in log order with its delivery count, and the
-    /// metadata. Decides nothing: expired messages come back like the rest
-    /// (the router decides what to do with them, and logs it).
+    /// Rebuilds the state from what sled holds: a few keys, the lane
+    /// counts and the log tail, never the messages. Returns the lanes
+    /// holding live messages and the metadata. Decides nothing: expired
+    /// messages stay until the router reads and drops them.
     #[allow(clippy::type_complexity)]
     pub fn recover(
         tree: &sled::Tree,
         keep: LogKeep,
-    ) -> Result<
-        (
-            StateMachine,
-            Vec<RecoveredRecord>,
-            Vec<(String, bytes::Bytes)>,
-        ),
-        String,
-    > {
+    ) -> Result<(StateMachine, Vec<Lane>, Vec<(String, bytes::Bytes)>), String> {
         let mut sm = StateMachine::empty(keep);
         let read_u64 = |key: &[u8]| -> Result<Option<u64>, String> {
             match tree.get(key).map_err(|e| e.to_string())? {
@@ -175,12 +232,43 @@ impl StateMachine {
         }
         sm.last_batch = read_u64(record::BATCH_KEY)?.unwrap_or(0);
         sm.max_seq = read_u64(record::MAX_SEQ_KEY)?.unwrap_or(0);
+        if let Some(v) = tree.get(LIVE_KEY).map_err(|e| e.to_string())? {
+            let (count, bytes) = decode_live(&v).ok_or("the live message count is malformed")?;
+            sm.live_messages = count;
+            sm.live_bytes = bytes;
+        }
         for item in tree.scan_prefix([LOG_PREFIX]) {
             let (k, v) = item.map_err(|e| e.to_string())?;
             let batch = record::index_of(&k).ok_or("malformed log batch key")?;
             sm.log.push_back((batch, v.len() as u64));
             sm.log_bytes += v.len() as u64;
         }
+        let mut lanes = Vec::new();
+        for item in tree.scan_prefix([COUNT_PREFIX]) {
+            let (k, v) = item.map_err(|e| e.to_string())?;
+            let count = record::decode_u64(&v).ok_or("malformed lane count")?;
+            let (destination, priority) =
+                record::parse_lane(&k[1..]).ok_or("malformed lane count key")?;
+            sm.lanes.insert(k[1..].to_vec(), count);
+            lanes.push(Lane {
+                destination,
+                priority,
+                messages: count,
+            });
+        }
+        let mut meta = Vec::new();
+        for item in tree.scan_prefix([META_PREFIX]) {
+            let (k, v) = item.map_err(|e| e.to_string())?;
+            let name = std::str::from_utf8(&k[1..]).map_err(|_| "metadata key is not UTF-8")?;
+            meta.push((name.to_string(), bytes::Bytes::copy_from_slice(&v)));
+        }
+        Ok((sm, lanes, meta))
+    }
+
+    /// Every live message record in log order with its delivery count: a
+    /// full read of the store (snapshots, and the cluster's leader, which
+    /// restores its router with every message in memory).
+    pub fn live_records(tree: &sled::Tree) -> Result<Vec<RecoveredRecord>, String> {
         let mut counts = HashMap::new();
         for item in tree.scan_prefix([DELIVERED_PREFIX]) {
             let (k, v) = item.map_err(|e| e.to_string())?;
@@ -194,31 +282,13 @@ impl StateMachine {
             let index = record::index_of(&k).ok_or("malformed message key")?;
             let message = StoredMessage::decode_record(&v)
                 .map_err(|e| format!("message at log index {index}: {e}"))?;
-            sm.max_seq = sm.max_seq.max(message.seq);
-            sm.next_index = sm.next_index.max(index + 1);
-            let delivered = counts.get(&index).copied().unwrap_or(0);
-            sm.live.insert(
-                message.seq,
-                Live {
-                    index,
-                    delivered,
-                    bytes: v.len() as u64,
-                },
-            );
-            sm.live_bytes += v.len() as u64;
             records.push(RecoveredRecord {
                 index,
                 message,
-                delivered,
+                delivered: counts.get(&index).copied().unwrap_or(0),
             });
         }
-        let mut meta = Vec::new();
-        for item in tree.scan_prefix([META_PREFIX]) {
-            let (k, v) = item.map_err(|e| e.to_string())?;
-            let name = std::str::from_utf8(&k[1..]).map_err(|_| "metadata key is not UTF-8")?;
-            meta.push((name.to_string(), bytes::Bytes::copy_from_slice(&v)));
-        }
-        Ok((sm, records, meta))
+        Ok(records)
     }
 
     /// An empty state keeping `keep` of its log.
@@ -230,26 +300,28 @@ impl StateMachine {
     }
 
     /// Applies an encoded batch as received (a follower's path, and the
-    /// check that the bytes logged are all a node needs). Fails, changing
-    /// nothing, when the bytes are not a batch of this format.
+    /// check that the bytes logged are all a node needs). Fails when the
+    /// bytes are not a batch of this format (changing nothing) or the
+    /// store cannot be read (apply it to a copy to keep the state).
     pub fn apply_encoded(
         &mut self,
         raw: &[u8],
         records: &mut impl Records,
     ) -> Result<Applied, String> {
         let batch = EncodedBatch::from_bytes(raw)?;
-        Ok(self.apply(&batch, raw, records))
+        self.apply(&batch, raw, records)
     }
 
     /// Applies `batch`, whose encoding is `raw` (the writer has both at
     /// hand, so it does not decode what it just encoded): keeps `raw` as
-    /// the log record and applies the entries in order.
+    /// the log record and applies the entries in order. Fails only when
+    /// the store cannot be read; the records are then not to be written.
     pub fn apply(
         &mut self,
         batch: &EncodedBatch,
         raw: &[u8],
         records: &mut impl Records,
-    ) -> Applied {
+    ) -> Result<Applied, String> {
         let mut applied = Applied::default();
         self.last_batch += 1;
         if self.keep.batches > 0 {
@@ -266,16 +338,34 @@ impl StateMachine {
                 self.log_bytes -= bytes.min(self.log_bytes);
             }
         }
+        let mut touched = Vec::new();
         for entry in &batch.entries {
             let index = self.next_index;
             self.next_index += 1;
-            self.apply_entry(entry, index, records, &mut applied);
+            self.apply_entry(entry, index, records, &mut applied, &mut touched)?;
         }
+        // The lane counts and totals, once per batch.
+        touched.sort();
+        touched.dedup();
+        for lane in touched {
+            let key = record::lane_key(COUNT_PREFIX, &lane, None);
+            match self.lanes.get(&lane) {
+                Some(&n) if n > 0 => records.put(&key, &n.to_be_bytes()),
+                _ => {
+                    self.lanes.remove(&lane);
+                    records.remove(&key);
+                }
+            }
+        }
+        let mut live = [0u8; 16];
+        live[..8].copy_from_slice(&self.live_messages.to_be_bytes());
+        live[8..].copy_from_slice(&self.live_bytes.to_be_bytes());
+        records.put(LIVE_KEY, &live);
         self.max_seq = self.max_seq.max(batch.max_seq);
         records.put(record::APPLIED_KEY, &(self.next_index - 1).to_be_bytes());
         records.put(record::BATCH_KEY, &self.last_batch.to_be_bytes());
         records.put(record::MAX_SEQ_KEY, &self.max_seq.to_be_bytes());
-        applied
+        Ok(applied)
     }
 
     fn apply_entry(
@@ -284,41 +374,53 @@ impl StateMachine {
         index: u64,
         records: &mut impl Records,
         applied: &mut Applied,
-    ) {
+        touched: &mut Vec<Vec<u8>>,
+    ) -> Result<(), String> {
         match &entry.kind {
             Some(Kind::Enqueue(message)) => {
                 self.max_seq = self.max_seq.max(message.seq);
+                // A seq enqueued twice (never done by the router) replaces
+                // the earlier record rather than leaving it behind.
+                if let Some(old) = self.find(message.seq, records)? {
+                    self.forget(message.seq, &old, records, touched);
+                }
                 let raw = message.encode_to_vec();
                 let bytes = raw.len() as u64;
                 records.put(&record::key(MESSAGE_PREFIX, index), &raw);
-                let live = Live {
+                let priority = u8::try_from(message.priority.min(9)).unwrap_or(9);
+                let lane = record::lane(&message.destination, priority);
+                let mut order = [0u8; 9];
+                order[..8].copy_from_slice(&message.seq.to_be_bytes());
+                order[8] = u8::from(message.backlog);
+                records.put(&record::lane_key(QUEUE_PREFIX, &lane, Some(index)), &order);
+                let entry = SeqEntry {
                     index,
-                    delivered: 0,
-                    bytes,
+                    bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+                    lane,
                 };
-                // A seq enqueued twice (never done by the router) replaces
-                // the earlier record rather than leaving it behind.
-                if let Some(old) = self.live.insert(message.seq, live) {
-                    self.forget(old, records);
-                }
+                records.put(&record::key(SEQ_PREFIX, message.seq), &entry.encode());
+                *self.lanes.entry(entry.lane.clone()).or_insert(0) += 1;
+                touched.push(entry.lane);
+                self.live_messages += 1;
                 self.live_bytes += bytes;
                 applied.stored.push((message.seq, index));
             }
             Some(Kind::Ack(ack)) => {
                 // Unknown seqs (never stored, or already gone) need nothing.
-                if let Some(live) = self.live.remove(&ack.seq) {
-                    self.forget(live, records);
+                if let Some(live) = self.find(ack.seq, records)? {
+                    self.forget(ack.seq, &live, records, touched);
                     applied.removed.push(ack.seq);
                 }
             }
             Some(Kind::Delivered(d)) => {
-                if let Some(live) = self.live.get_mut(&d.seq) {
-                    if d.count > live.delivered {
-                        live.delivered = d.count;
-                        records.put(
-                            &record::key(DELIVERED_PREFIX, live.index),
-                            &d.count.to_be_bytes(),
-                        );
+                if let Some(live) = self.find(d.seq, records)? {
+                    let key = record::key(DELIVERED_PREFIX, live.index);
+                    let before = match records.get(&key)? {
+                        Some(v) => record::decode_u32(&v).unwrap_or(0),
+                        None => 0,
+                    };
+                    if d.count > before {
+                        records.put(&key, &d.count.to_be_bytes());
                     }
                 }
             }
@@ -328,15 +430,41 @@ impl StateMachine {
             // refuses batches of another format, so this is an empty entry.
             None => {}
         }
+        Ok(())
+    }
+
+    /// Where live message `seq` is, if it is live.
+    fn find(&self, seq: u64, records: &impl Records) -> Result<Option<SeqEntry>, String> {
+        match records.get(&record::key(SEQ_PREFIX, seq))? {
+            None => Ok(None),
+            Some(v) => SeqEntry::decode(&v)
+                .map(Some)
+                .ok_or_else(|| format!("the seq index of message {seq} is malformed")),
+        }
     }
 
     /// Removes a live message's records.
-    fn forget(&mut self, live: Live, records: &mut impl Records) {
+    fn forget(
+        &mut self,
+        seq: u64,
+        live: &SeqEntry,
+        records: &mut impl Records,
+        touched: &mut Vec<Vec<u8>>,
+    ) {
         records.remove(&record::key(MESSAGE_PREFIX, live.index));
-        if live.delivered > 0 {
-            records.remove(&record::key(DELIVERED_PREFIX, live.index));
+        records.remove(&record::key(DELIVERED_PREFIX, live.index));
+        records.remove(&record::key(SEQ_PREFIX, seq));
+        records.remove(&record::lane_key(
+            QUEUE_PREFIX,
+            &live.lane,
+            Some(live.index),
+        ));
+        if let Some(n) = self.lanes.get_mut(&live.lane) {
+            *n = n.saturating_sub(1);
         }
-        self.live_bytes -= live.bytes.min(self.live_bytes);
+        touched.push(live.lane.clone());
+        self.live_messages = self.live_messages.saturating_sub(1);
+        self.live_bytes -= u64::from(live.bytes).min(self.live_bytes);
     }
 
     /// A snapshot of the live state built from the read layout (`M`, `D`,
@@ -344,7 +472,8 @@ impl StateMachine {
     /// every live message in log order with its delivery count, and the
     /// metadata. What a follower too far behind the kept log receives.
     pub fn snapshot(&self, tree: &sled::Tree) -> Result<EncodedBatch, String> {
-        let (_, records, meta) = StateMachine::recover(tree, self.keep)?;
+        let records = StateMachine::live_records(tree)?;
+        let (_, _, meta) = StateMachine::recover(tree, self.keep)?;
         let mut entries = Vec::with_capacity(records.len() * 2 + meta.len());
         for r in records {
             let seq = r.message.seq;
@@ -378,8 +507,8 @@ impl StateMachine {
     }
 
     /// Messages stored and not acknowledged.
-    pub fn live_messages(&self) -> usize {
-        self.live.len()
+    pub fn live_messages(&self) -> u64 {
+        self.live_messages
     }
 
     /// Bytes of their records.
@@ -387,15 +516,25 @@ impl StateMachine {
         self.live_bytes
     }
 
-    /// Whether message `seq` is stored and not acknowledged.
-    pub fn is_live(&self, seq: u64) -> bool {
-        self.live.contains_key(&seq)
-    }
-
     /// Number of the last batch applied.
     pub fn last_batch(&self) -> u64 {
         self.last_batch
     }
+
+    /// The index the next applied entry gets: every record of a message
+    /// applied before now has a smaller index (a restart's cursor reads
+    /// everything below it).
+    pub fn next_index(&self) -> u64 {
+        self.next_index
+    }
+}
+
+/// The value of [`LIVE_KEY`]: count and bytes.
+fn decode_live(raw: &[u8]) -> Option<(u64, u64)> {
+    Some((
+        record::decode_u64(raw.get(..8)?)?,
+        record::decode_u64(raw.get(8..16)?)?,
+    ))
 }
 
 #[cfg(test)]
@@ -416,6 +555,7 @@ mod tests {
             timestamp: 1,
             headers: vec![],
             body: Bytes::from(vec![b'x'; 100]),
+            backlog: false,
         }
     }
 
@@ -460,17 +600,17 @@ mod tests {
     }
 
     fn apply(sm: &mut StateMachine, db: &sled::Db, entries: Vec<Entry>) -> Applied {
-        let mut b = sled::Batch::default();
+        let mut b = SledRecords::new(db);
         let a = sm.apply_encoded(&batch(entries), &mut b).unwrap();
-        db.apply_batch(b).unwrap();
+        db.apply_batch(b.into_batch()).unwrap();
         a
     }
 
     #[test]
-    fn recovery_returns_unacked_messages_in_log_order_with_counts() {
+    fn recovery_reads_counts_not_messages_and_live_records_keep_log_order() {
         let (_dir, db) = temp_db();
-        let (mut sm, recs, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
-        assert!(recs.is_empty());
+        let (mut sm, lanes, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
+        assert!(lanes.is_empty());
         // Seq 9 is logged before seq 3 (a transaction's seqs are older than
         // its commit): recovery must follow the log, not the seqs.
         apply(
@@ -480,11 +620,21 @@ mod tests {
         );
         apply(&mut sm, &db, vec![enqueue(5, "/queue/b"), ack(9)]);
         apply(&mut sm, &db, vec![delivered(3, 2), delivered(3, 1)]);
-        let (sm2, recs, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
+        let (sm2, lanes, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
+        let recs = StateMachine::live_records(&db).unwrap();
         let got: Vec<(u64, u32)> = recs.iter().map(|r| (r.message.seq, r.delivered)).collect();
         assert_eq!(got, vec![(3, 2), (5, 0)]);
         assert_eq!(sm2.max_seq(), 9, "the acked seq 9 still counts");
         assert_eq!(sm2, sm, "recovery rebuilds exactly the applied state");
+        let counts: Vec<(String, u8, u64)> = lanes
+            .into_iter()
+            .map(|l| (l.destination, l.priority, l.messages))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![("/queue/a".into(), 4, 1), ("/queue/b".into(), 4, 1)]
+        );
+        assert_eq!(sm2.live_messages(), 2);
     }
 
     #[test]
@@ -510,9 +660,9 @@ mod tests {
                 },
             ],
         );
-        let (_, recs, meta) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
+        let (_, lanes, meta) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
         assert_eq!(meta, vec![("sub/a".to_string(), Bytes::from_static(b"3"))]);
-        assert!(recs.is_empty());
+        assert!(lanes.is_empty());
     }
 
     #[test]
@@ -520,7 +670,7 @@ mod tests {
         let (_dir, db) = temp_db();
         db.insert(record::key(MESSAGE_PREFIX, 7), &b"\x01garbage"[..])
             .unwrap();
-        let e = StateMachine::recover(&db, LogKeep::TAIL).unwrap_err();
+        let e = StateMachine::live_records(&db).unwrap_err();
         assert!(e.contains("log index 7"), "{e}");
     }
 
@@ -531,6 +681,7 @@ mod tests {
         for seq in 1..=(LogKeep::TAIL.batches as u64 + 10) {
             sm.apply_encoded(&batch(vec![enqueue(seq, "/queue/a")]), &mut records)
                 .unwrap();
+            assert_eq!(sm.live_messages(), seq);
         }
         let logged: Vec<u64> = records
             .keys()
@@ -553,7 +704,10 @@ mod tests {
     fn the_leaders_batch_and_its_bytes_apply_alike() {
         let m = std::sync::Arc::new(stored(4, "/queue/a").into_message(None));
         let entries = vec![
-            LogEntry::Enqueue { message: m },
+            LogEntry::Enqueue {
+                message: m,
+                backlog: false,
+            },
             LogEntry::Delivered { seq: 4, count: 1 },
         ];
         let (built, _) = entry::build(&entries, 0).unwrap();
@@ -563,7 +717,7 @@ mod tests {
             StateMachine::empty(LogKeep::TAIL),
         );
         let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
-        leader.apply(&built, &raw, &mut a);
+        leader.apply(&built, &raw, &mut a).unwrap();
         follower.apply_encoded(&raw, &mut b).unwrap();
         assert_eq!((leader, a), (follower, b));
     }
@@ -585,10 +739,10 @@ mod tests {
         let snapshot = sm.snapshot(&db).unwrap().to_bytes();
         let (_dir2, fresh) = temp_db();
         let mut other = StateMachine::empty(LogKeep::TAIL);
-        let mut b = sled::Batch::default();
+        let mut b = SledRecords::new(&fresh);
         other.apply_encoded(&snapshot, &mut b).unwrap();
-        fresh.apply_batch(b).unwrap();
-        let (_, recs, _) = StateMachine::recover(&fresh, LogKeep::TAIL).unwrap();
+        fresh.apply_batch(b.into_batch()).unwrap();
+        let recs = StateMachine::live_records(&fresh).unwrap();
         let got: Vec<(u64, u32)> = recs.iter().map(|r| (r.message.seq, r.delivered)).collect();
         assert_eq!(got, vec![(2, 0), (3, 2)]);
         assert_eq!(other.max_seq(), 3);
@@ -598,10 +752,9 @@ mod tests {
     /// Everything a store holds: its records and its in-memory state.
     fn dump(sm: &StateMachine, records: &BTreeMap<Vec<u8>, Vec<u8>>) -> String {
         format!("{:?}\n{records:?}", {
-            let mut live: Vec<_> = sm.live.iter().collect();
-            live.sort();
             (
-                live,
+                sm.live_messages,
+                &sm.lanes,
                 sm.next_index,
                 sm.last_batch,
                 sm.max_seq,
@@ -635,9 +788,9 @@ mod tests {
             let (_dir, db) = temp_db();
             let mut on_disk = StateMachine::empty(LogKeep::TAIL);
             for batch in &batches {
-                let mut sb = sled::Batch::default();
+                let mut sb = SledRecords::new(&db);
                 on_disk.apply_encoded(&batch.to_bytes(), &mut sb).unwrap();
-                db.apply_batch(sb).unwrap();
+                db.apply_batch(sb.into_batch()).unwrap();
             }
             let from_sled: BTreeMap<Vec<u8>, Vec<u8>> = db
                 .iter()
@@ -645,9 +798,17 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap();
             prop_assert_eq!(dump(&on_disk, &from_sled), dump(&a, &ra));
-            let (recovered, _, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
+            let (recovered, lanes, _) = StateMachine::recover(&db, LogKeep::TAIL).unwrap();
+            prop_assert_eq!(&recovered, &on_disk);
             prop_assert_eq!(recovered.live_messages(), a.live_messages());
             prop_assert_eq!(recovered.live_bytes(), a.live_bytes());
+            // The counts agree with the records they count.
+            let records = StateMachine::live_records(&db).unwrap();
+            prop_assert_eq!(records.len() as u64, recovered.live_messages());
+            let counted: u64 = lanes.iter().map(|l| l.messages).sum();
+            prop_assert_eq!(counted, recovered.live_messages());
+            let queued = db.scan_prefix([QUEUE_PREFIX]).count() as u64;
+            prop_assert_eq!(queued, recovered.live_messages());
         }
     }
 }

@@ -220,7 +220,7 @@ impl LogWriter {
             return Commit::Failed(StoreError::Closed);
         }
         for e in &entries {
-            if let LogEntry::Enqueue { message } = e {
+            if let LogEntry::Enqueue { message, .. } = e {
                 q.enqueued.insert(message.seq);
                 // Before the message is visible (appends precede publishing):
                 // from now on its body counts against the store's budget and
@@ -253,7 +253,7 @@ impl LogWriter {
             }
         }
         let single = match entries.as_slice() {
-            [LogEntry::Enqueue { message }] => Some(message.seq),
+            [LogEntry::Enqueue { message, .. }] => Some(message.seq),
             _ => None,
         };
         q.entries.extend(entries);

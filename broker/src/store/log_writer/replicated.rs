@@ -114,7 +114,7 @@ pub(super) fn run(shared: Arc<Shared>, state: Arc<ReplicatedState>, replication:
             let enqueued = entries
                 .iter()
                 .filter_map(|e| match e {
-                    LogEntry::Enqueue { message } => Some(message.seq),
+                    LogEntry::Enqueue { message, .. } => Some(message.seq),
                     _ => None,
                 })
                 .collect();
@@ -358,6 +358,7 @@ mod tests {
                 headers: Headers::new(),
                 body: Bytes::from_static(b"body").into(),
             }),
+            backlog: false,
         }
     }
 

@@ -8,7 +8,7 @@ use super::{BATCH_BYTES, NEVER_FLUSH_EVERY};
 use crate::store::compact::Online;
 use crate::store::entry;
 use crate::store::paging::Pager;
-use crate::store::state_machine::StateMachine;
+use crate::store::state_machine::{SledRecords, StateMachine};
 use crate::store::{LogEntry, StoreError};
 use ferromq_config::StoreSync;
 use std::sync::atomic::Ordering;
@@ -103,8 +103,10 @@ pub(super) fn run(
                 .map_err(|e| StoreError::Io(e.to_string()))
                 .and_then(|(built, pruned)| {
                     let raw = built.to_bytes();
-                    let mut batch = sled::Batch::default();
-                    let applied = state.apply(&built, &raw, &mut batch);
+                    let mut batch = SledRecords::new(&db);
+                    let applied = state
+                        .apply(&built, &raw, &mut batch)
+                        .map_err(StoreError::Io)?;
                     shared
                         .written
                         .fetch_add(applied.stored.len() as u64, Ordering::Relaxed);
@@ -112,7 +114,7 @@ pub(super) fn run(
                         .elided
                         .fetch_add(pruned.elided as u64, Ordering::Relaxed);
                     totals.add(entries.len(), &applied, pruned.elided);
-                    db.apply_batch(batch)
+                    db.apply_batch(batch.into_batch())
                         .map(|_| applied)
                         .map_err(|e| StoreError::Io(e.to_string()))
                 })
@@ -162,7 +164,7 @@ pub(super) fn run(
         {
             let mut q = shared.lock();
             for e in &entries {
-                if let LogEntry::Enqueue { message } = e {
+                if let LogEntry::Enqueue { message, .. } = e {
                     waiters.extend(q.by_seq.remove(&message.seq));
                 }
             }

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Deep persistent queues (issue 19): 10 producers fill 10 queues with
+# persistent 1 KiB messages, nobody consuming, until the queues hold COUNT
+# messages (or the data directory reaches MAX_DATA_MB); the broker's VmRSS is
+# sampled every second throughout. Then kill -9, restart, and the time from
+# the restart to the first delivery of a queued message; then 10 consumers
+# drain everything.
+#
+#   COUNT=1000000 bench-client/scripts/deep-queue.sh OUT_DIR
+#
+# Knobs: COUNT (messages, default 1000000), MAX_DATA_MB (default 2800: the
+# disk budget), BIN (directory of release binaries, default target/release),
+# DATA (data directory, default /tmp/ferromq-deep-queue, deleted at the end).
+# Writes into OUT_DIR: rss.tsv (unix time, phase, VmRSS KiB), fill-N.json
+# and drain.json (ferromq-bench), depth.tsv (time, messages queued, data
+# directory MB), restart.txt, broker-*.log, summary.txt.
+set -euo pipefail
+OUT=${1:?usage: deep-queue.sh OUT_DIR}
+COUNT=${COUNT:-1000000}
+MAX_DATA_MB=${MAX_DATA_MB:-2800}
+BIN=${BIN:-target/release}
+DATA=${DATA:-/tmp/ferromq-deep-queue}
+STOMP=127.0.0.1:61953
+ADMIN=127.0.0.1:18193
+mkdir -p "$OUT"
+rm -rf "$DATA"
+PHASE_FILE=$(mktemp)
+PID_FILE=$(mktemp)
+echo fill > "$PHASE_FILE"
+
+start_broker() {
+  "$BIN/ferromq" --stomp "$STOMP" --admin "$ADMIN" --data-dir "$DATA" \
+    > "$OUT/broker-$1.log" 2>&1 &
+  BROKER=$!
+  echo "$BROKER" > "$PID_FILE"
+  for _ in $(seq 100); do
+    curl -sf "http://$ADMIN/healthz" > /dev/null && return 0
+    sleep 0.05
+  done
+  echo "broker did not start" >&2
+  exit 1
+}
+
+sample_rss() {
+  while true; do
+    pid=$(cat "$PID_FILE")
+    if [ -r "/proc/$pid/status" ]; then
+      kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2> /dev/null || true)
+      [ -n "$kib" ] && printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$(cat "$PHASE_FILE")" "$kib" >> "$OUT/rss.tsv"
+    fi
+    sleep 1
+  done
+}
+
+queued() {
+  curl -sf "http://$ADMIN/api/destinations" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+items = v if isinstance(v, list) else v.get("destinations", v.get("items", []))
+print(sum(d.get("messages", 0) for d in items if str(d.get("name", "")).startswith("/queue/")))'
+}
+
+data_mb() { du -sm "$DATA" | cut -f1; }
+
+start_broker 1
+sample_rss &
+SAMPLER=$!
+trap 'kill $SAMPLER 2> /dev/null || true; kill -9 $BROKER 2> /dev/null || true; rm -rf "$DATA" "$PHASE_FILE" "$PID_FILE"' EXIT
+
+# Fill, ten seconds at a time, until COUNT or the disk budget.
+fill_started=$(date +%s.%N)
+round=0
+while true; do
+  round=$((round + 1))
+  "$BIN/ferromq-bench" run --url "stomp://$STOMP" --mode queue --persistent --async-send \
+    --producers 10 --consumers 0 --destinations 10 --size 1024 --samples 10 --warmup 0 \
+    --no-drain --out "$OUT/fill-$round.json" > /dev/null
+  n=$(queued)
+  mb=$(data_mb)
+  printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$n" "$mb" >> "$OUT/depth.tsv"
+  echo "fill round $round: $n messages queued, data directory $mb MB"
+  if [ "$n" -ge "$COUNT" ] || [ "$mb" -ge "$MAX_DATA_MB" ]; then break; fi
+done
+fill_ended=$(date +%s.%N)
+filled=$(queued)
+curl -sf "http://$ADMIN/metrics" | grep -E '^ferromq_store_' > "$OUT/store-metrics-after-fill.txt" || true
+
+# kill -9, restart, first delivery.
+echo restart > "$PHASE_FILE"
+kill -9 "$BROKER"
+wait "$BROKER" 2> /dev/null || true
+restart_began=$(date +%s.%N)
+start_broker 2
+python3 - "$STOMP" "$restart_began" > "$OUT/restart.txt" << 'EOF'
+import socket, sys, time
+host, port = sys.argv[1].split(":")
+began = float(sys.argv[2])
+s = socket.create_connection((host, int(port)))
+s.sendall(b"CONNECT\naccept-version:1.2\nhost:/\n\n\0")
+buf = b""
+while b"\0" not in buf:
+    buf += s.recv(4096)
+# The bench's queues: any of them; the first one it names.
+s.sendall(b"SUBSCRIBE\nid:0\ndestination:/queue/loadq-0\nack:auto\n\n\0")
+buf = b""
+while b"MESSAGE" not in buf:
+    chunk = s.recv(65536)
+    if not chunk:
+        raise SystemExit("connection closed before a MESSAGE")
+    buf += chunk
+print(f"first delivery {time.time() - began:.3f} s after the restart began (process start included)")
+EOF
+sleep 5
+echo "RSS 5 s after the restart: $(awk '/^VmRSS:/ {print $2}' "/proc/$BROKER/status") KiB" >> "$OUT/restart.txt"
+cat "$OUT/restart.txt"
+
+# Drain everything.
+echo drain > "$PHASE_FILE"
+drain_started=$(date +%s.%N)
+"$BIN/ferromq-bench" run --url "stomp://$STOMP" --mode queue \
+  --producers 0 --consumers 10 --destinations 10 --size 1024 --samples 20 --warmup 0 \
+  --drain-timeout 5000 --out "$OUT/drain.json" > /dev/null || true
+drain_ended=$(date +%s.%N)
+left=$(queued)
+{
+  echo "count knob: $COUNT, disk budget: $MAX_DATA_MB MB"
+  echo "filled: $filled messages in $(python3 -c "print(round($fill_ended - $fill_started, 1))") s"
+  echo "data directory after the fill: $(tail -1 "$OUT/depth.tsv" | cut -f3) MB"
+  cat "$OUT/restart.txt"
+  echo "drained: $((filled - left)) messages in $(python3 -c "print(round($drain_ended - $drain_started, 1))") s (left: $left)"
+  echo "peak RSS KiB by phase:"
+  awk -F'\t' '{ if ($3 > peak[$2]) peak[$2] = $3 } END { for (p in peak) print "  " p ": " peak[p] }' "$OUT/rss.tsv"
+} | tee "$OUT/summary.txt"

@@ -1,0 +1,491 @@
+//! The router side of a persistent queue's cursor: which messages a queue
+//! holds in memory (a window at its head) and which it leaves in the store,
+//! to read back in order as consumers drain it, like ActiveMQ's store
+//! cursor. [`Backlog`] is the bookkeeping (pure, unit-tested); the
+//! `impl Destination` block below applies it under the destination's lock.
+//! The store read itself runs off the lock, in a task the router's errand
+//! loop starts (`Router::read_backlog`, in `router::refill`).
+//!
+//! Rules:
+//!
+//! - A persistent message for a stored queue is left to the store
+//!   (`LogEntry::Enqueue::backlog`) when its priority lane already has
+//!   messages there (FIFO within a lane) or the window already holds
+//!   `destinations.queue_window` waiting messages. It is then counted per
+//!   lane, and nothing of it stays in memory once its batch is written.
+//! - When fewer than half the window wait, the highest lane holding stored
+//!   messages is read back (up to the window) and appended behind what that
+//!   lane has in memory. When consumers have credit and nothing in the
+//!   window they may take (selectors, message groups, exclusivity, or
+//!   priority below), a further page is read, up to [`GROWTH`] windows:
+//!   past that a consumer whose selector matches only messages deeper in
+//!   the store waits until others drain the window (ActiveMQ's
+//!   `maxPageSize` has the same limit).
+//! - Strict priority across the store: waiting messages of a priority
+//!   below the highest lane with stored messages are not dispatched until
+//!   that lane is read back (`PendingQueue::pop_from`).
+//! - A read that comes back short (the writer has not applied the newest
+//!   messages yet) is retried after [`RETRY`]; a lane whose count the store
+//!   never meets (its batch failed to write) is given up after
+//!   [`MAX_EMPTY_READS`] tries, with an error: those messages come back at
+//!   the next start, if they were stored at all.
+//!
+//! Operations that reach past the window: browsing reads the store lanes
+//! from the cursor's position, at most [`BROWSE_SCAN`] records per request
+//! beyond what it returns; expiry is checked when a message is read back
+//! (it is dropped, or dead-lettered under `expired_to_dlq`, then), not
+//! while it lies in the store; purging and deleting a queue acknowledge
+//! its stored messages by reading them back a page at a time. Non-persistent
+//! messages are always held (memory limit and flow control as before); a
+//! non-persistent message does not wait behind persistent ones in the
+//! store (ActiveMQ's store cursor also keeps the two apart).
+
+use super::super::pending::Pending;
+use super::{Destination, State};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Priority lanes (JMS priorities 0-9).
+const LANES: usize = 10;
+/// How many windows a queue may hold waiting while consumers with credit
+/// find nothing they can take in them.
+pub const GROWTH: usize = 4;
+/// Wait before reading again after a short read.
+pub const RETRY: Duration = Duration::from_millis(5);
+/// Short reads in a row before a lane's count is given up (about 10 s).
+pub const MAX_EMPTY_READS: u32 = 2000;
+/// Records a browse may read and skip (selector) beyond those it returns.
+pub const BROWSE_SCAN: usize = 10_000;
+
+/// One lane's cursor.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Lane {
+    /// Messages left to the store and not read back yet.
+    stored: u64,
+    /// The log index read up to.
+    position: u64,
+}
+
+/// A read the store is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// Which read (a landing of another is ignored).
+    pub id: u64,
+    /// The lane.
+    pub priority: u8,
+    /// Read after this log index.
+    pub after: u64,
+    /// At most this many messages.
+    pub limit: usize,
+}
+
+/// What the reader does after a landing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing more (another read, if needed, was planned by the dispatch).
+    Done,
+    /// The store had not applied what was expected: poke again after
+    /// [`RETRY`].
+    Retry,
+}
+
+/// A queue's messages in the store, by lane.
+#[derive(Debug)]
+pub struct Backlog {
+    window: usize,
+    enabled: bool,
+    lanes: [Lane; LANES],
+    stored: u64,
+    /// A read under way.
+    reading: Option<u64>,
+    next_id: u64,
+    /// A short read happened: no read until poked.
+    paused: bool,
+    empty_reads: u32,
+}
+
+impl Default for Backlog {
+    fn default() -> Backlog {
+        Backlog::new(0, false)
+    }
+}
+
+impl Backlog {
+    /// A queue holding at most `window` waiting messages before it leaves
+    /// persistent ones to the store; `enabled` false: never leaves any.
+    pub fn new(window: usize, enabled: bool) -> Backlog {
+        Backlog {
+            window: window.max(1),
+            enabled,
+            lanes: [Lane::default(); LANES],
+            stored: 0,
+            reading: None,
+            next_id: 1,
+            paused: false,
+            empty_reads: 0,
+        }
+    }
+
+    /// Whether this queue may leave messages to the store.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Messages in the store not read back.
+    pub fn stored(&self) -> u64 {
+        self.stored
+    }
+
+    /// Whether the store holds none of this queue's messages.
+    pub fn is_empty(&self) -> bool {
+        self.stored == 0
+    }
+
+    /// The lowest priority that may be dispatched: the highest lane with
+    /// stored messages (0 when none).
+    pub fn floor(&self) -> u8 {
+        (0..LANES)
+            .rev()
+            .find(|&p| self.lanes[p].stored > 0)
+            .map_or(0, |p| p as u8)
+    }
+
+    /// Whether a persistent message of `priority` is left to the store,
+    /// with `waiting` messages in the window.
+    pub fn should_leave(&self, priority: u8, waiting: usize) -> bool {
+        self.enabled && (self.lane(priority).stored > 0 || waiting >= self.window)
+    }
+
+    fn lane(&self, priority: u8) -> &Lane {
+        &self.lanes[usize::from(priority.min(9))]
+    }
+
+    fn lane_mut(&mut self, priority: u8) -> &mut Lane {
+        &mut self.lanes[usize::from(priority.min(9))]
+    }
+
+    /// A message of `priority` was left to the store (or, `count`, found
+    /// there at restart).
+    pub fn add(&mut self, priority: u8, count: u64) {
+        self.lane_mut(priority).stored += count;
+        self.stored += count;
+    }
+
+    /// A message counted by [`Backlog::add`] was not appended after all.
+    pub fn cancel(&mut self, priority: u8) {
+        let lane = self.lane_mut(priority);
+        if lane.stored > 0 {
+            lane.stored -= 1;
+            self.stored -= 1;
+        }
+    }
+
+    /// The read to make now, if any: `waiting` messages are in the window
+    /// and `wanting` says consumers have credit left after a dispatch.
+    /// Marks it under way.
+    pub fn plan(&mut self, waiting: usize, wanting: bool) -> Option<ReadPlan> {
+        if self.reading.is_some() || self.paused || self.stored == 0 {
+            return None;
+        }
+        let low = (self.window / 2).max(1);
+        let limit = if waiting < low {
+            self.window - waiting.min(self.window)
+        } else if wanting && waiting < self.window.saturating_mul(GROWTH) {
+            low
+        } else {
+            return None;
+        };
+        let priority = self.floor();
+        let lane = *self.lane(priority);
+        let id = self.next_id;
+        self.next_id += 1;
+        self.reading = Some(id);
+        Some(ReadPlan {
+            id,
+            priority,
+            after: lane.position,
+            limit: limit.min(usize::try_from(lane.stored).unwrap_or(usize::MAX)),
+        })
+    }
+
+    /// Read `plan` came back with `count` messages, having looked up to log
+    /// index `position`. `false`: not the read under way (ignored).
+    pub fn landed(&mut self, plan: &ReadPlan, count: usize, position: u64) -> Option<Next> {
+        if self.reading != Some(plan.id) {
+            return None;
+        }
+        self.reading = None;
+        let lane = self.lane_mut(plan.priority);
+        lane.position = lane.position.max(position);
+        let taken = (count as u64).min(lane.stored);
+        lane.stored -= taken;
+        let left = lane.stored;
+        self.stored -= taken;
+        if count > 0 || left == 0 {
+            self.empty_reads = 0;
+            return Some(Next::Done);
+        }
+        self.empty_reads += 1;
+        if self.empty_reads >= MAX_EMPTY_READS {
+            tracing::error!(
+                priority = plan.priority,
+                missing = left,
+                "messages left to the store never appeared there (their write failed?); \
+                 given up until the next start"
+            );
+            self.lane_mut(plan.priority).stored = 0;
+            self.stored -= left;
+            self.empty_reads = 0;
+            return Some(Next::Done);
+        }
+        self.paused = true;
+        Some(Next::Retry)
+    }
+
+    /// A read failed (store error): allow another later.
+    pub fn failed(&mut self, plan: &ReadPlan) {
+        if self.reading == Some(plan.id) {
+            self.reading = None;
+            self.paused = true;
+        }
+    }
+
+    /// Lifts the pause after a short read.
+    pub fn resume(&mut self) {
+        self.paused = false;
+    }
+
+    /// Each lane with stored messages, highest first: `(priority, position,
+    /// stored)` (browsing).
+    pub fn lanes(&self) -> Vec<(u8, u64, u64)> {
+        (0..LANES)
+            .rev()
+            .filter(|&p| self.lanes[p].stored > 0)
+            .map(|p| (p as u8, self.lanes[p].position, self.lanes[p].stored))
+            .collect()
+    }
+
+    /// Moves lane `priority`'s position to `position` at least (its
+    /// messages up to there were acknowledged by a purge).
+    pub fn skip(&mut self, priority: u8, position: u64) {
+        let lane = self.lane_mut(priority);
+        lane.position = lane.position.max(position);
+    }
+
+    /// Forgets every stored message (the queue was purged or deleted and
+    /// its stored messages are acknowledged by the caller). Positions stay,
+    /// so nothing is read twice.
+    pub fn clear(&mut self) {
+        for lane in &mut self.lanes {
+            lane.stored = 0;
+        }
+        self.stored = 0;
+    }
+}
+
+impl Destination {
+    /// Decides, for a persistent message about to be appended, whether it
+    /// is left to the store (see the module doc) and counts it if so.
+    pub fn leave_to_store(&self, priority: u8) -> bool {
+        let mut st = self.lock();
+        if self.is_deleted() {
+            return false;
+        }
+        let leave = st.backlog.should_leave(priority, st.waiting.len());
+        if leave {
+            st.backlog.add(priority, 1);
+            self.stats
+                .enqueued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        leave
+    }
+
+    /// Undoes [`Destination::leave_to_store`]: the store refused the append.
+    pub fn cancel_leave(&self, priority: u8) {
+        let mut st = self.lock();
+        st.backlog.cancel(priority);
+        self.stats
+            .enqueued
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// At start: `count` messages of `priority` are in the store.
+    pub fn restore_backlog(&self, priority: u8, count: u64) {
+        let mut st = self.lock();
+        st.backlog.add(priority, count);
+        self.dispatch(&mut st);
+        self.account(&st);
+    }
+
+    /// A read of `plan` came back: `read` messages in all (the count the
+    /// lane loses), up to log index `position`; `keep` are the ones that
+    /// join the window (the router took scheduled and expired ones out).
+    pub fn land_backlog(
+        &self,
+        plan: &ReadPlan,
+        read: usize,
+        position: u64,
+        keep: Vec<Pending>,
+    ) -> Option<Next> {
+        let mut st = self.lock();
+        let next = st.backlog.landed(plan, read, position)?;
+        if !self.is_deleted() {
+            for p in keep {
+                st.bytes += p.message.footprint();
+                if p.message.group().is_some() {
+                    st.grouped = true;
+                    st.filtered = true;
+                }
+                st.waiting.push_back(p);
+            }
+        }
+        self.dispatch(&mut st);
+        self.account(&st);
+        Some(next)
+    }
+
+    /// A read of `plan` failed.
+    pub fn backlog_read_failed(&self, plan: &ReadPlan) {
+        self.lock().backlog.failed(plan);
+    }
+
+    /// After a short read's pause: dispatch again, which reads again.
+    pub fn resume_backlog(&self) {
+        let mut st = self.lock();
+        st.backlog.resume();
+        self.dispatch(&mut st);
+        self.account(&st);
+    }
+
+    /// Plans a read when the window runs low (or consumers starve), and
+    /// sends it to the router. Called at the end of every dispatch.
+    pub(super) fn plan_backlog_read(&self, st: &mut State) {
+        if st.backlog.is_empty() {
+            return;
+        }
+        let wanting = st.subscriptions.iter().any(|s| s.has_credit());
+        if let Some(plan) = st.backlog.plan(st.waiting.len(), wanting) {
+            let _ = self
+                .errands
+                .send(super::super::dead_letter::Errand::ReadBacklog {
+                    destination: self.address.name.clone(),
+                    plan,
+                });
+        }
+    }
+
+    /// What browsing needs beyond the window: the waiting messages lane by
+    /// lane, and the store lanes' positions.
+    #[allow(clippy::type_complexity)]
+    pub fn browse_view(&self) -> (Vec<Vec<Arc<super::Message>>>, Vec<(u8, u64, u64)>) {
+        let st = self.lock();
+        let window = (0..LANES as u8)
+            .map(|p| st.waiting.lane(p).map(|w| w.message.clone()).collect())
+            .collect();
+        (window, st.backlog.lanes())
+    }
+
+    /// See [`Backlog::skip`].
+    pub fn skip_backlog(&self, priority: u8, position: u64) {
+        self.lock().backlog.skip(priority, position);
+    }
+
+    /// Takes every stored message off the books (purge, delete): returns
+    /// the lanes to acknowledge, `(priority, position, stored)`.
+    pub fn take_backlog(&self) -> Vec<(u8, u64, u64)> {
+        let mut st = self.lock();
+        let lanes = st.backlog.lanes();
+        st.backlog.clear();
+        self.account(&st);
+        lanes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_left_once_the_window_is_full_and_then_per_lane() {
+        let mut b = Backlog::new(4, true);
+        assert!(!b.should_leave(4, 3));
+        assert!(b.should_leave(4, 4));
+        b.add(4, 1);
+        // Lane 4 has stored messages: FIFO keeps later ones there too,
+        // however empty the window; other lanes still fill the window.
+        assert!(b.should_leave(4, 0));
+        assert!(!b.should_leave(7, 0));
+        assert_eq!((b.stored(), b.floor()), (1, 4));
+        b.cancel(4);
+        assert!(b.is_empty());
+        assert!(!Backlog::new(4, false).should_leave(4, 100));
+    }
+
+    #[test]
+    fn reads_start_below_half_the_window_highest_lane_first_one_at_a_time() {
+        let mut b = Backlog::new(10, true);
+        b.add(2, 30);
+        b.add(8, 3);
+        assert_eq!(b.floor(), 8);
+        assert_eq!(b.plan(5, false), None, "half full: no read");
+        let plan = b.plan(4, false).unwrap();
+        assert_eq!((plan.priority, plan.after, plan.limit), (8, 0, 3));
+        assert_eq!(b.plan(0, true), None, "one read at a time");
+        assert_eq!(b.landed(&plan, 3, 17), Some(Next::Done));
+        assert_eq!(b.floor(), 2);
+        let plan = b.plan(0, false).unwrap();
+        assert_eq!((plan.priority, plan.after, plan.limit), (2, 0, 10));
+        assert_eq!(b.landed(&plan, 10, 40), Some(Next::Done));
+        let plan = b.plan(0, false).unwrap();
+        assert_eq!(plan.after, 40, "the next read starts after the last");
+        // A landing of an older read is ignored.
+        let stale = ReadPlan { id: 1, ..plan };
+        assert_eq!(b.landed(&stale, 5, 99), None);
+        assert_eq!(b.stored(), 20);
+    }
+
+    #[test]
+    fn starving_consumers_grow_the_window_up_to_its_bound() {
+        let mut b = Backlog::new(10, true);
+        b.add(4, 1000);
+        assert_eq!(b.plan(10, false), None);
+        let plan = b.plan(10, true).unwrap();
+        assert_eq!(plan.limit, 5);
+        b.landed(&plan, 5, 5);
+        assert_eq!(b.plan(10 * GROWTH, true), None, "bounded");
+    }
+
+    #[test]
+    fn a_short_read_pauses_until_resumed_and_is_given_up_eventually() {
+        let mut b = Backlog::new(10, true);
+        b.add(4, 2);
+        let plan = b.plan(0, false).unwrap();
+        assert_eq!(b.landed(&plan, 1, 3), Some(Next::Done), "partial: fine");
+        let plan = b.plan(0, false).unwrap();
+        assert_eq!(b.landed(&plan, 0, 3), Some(Next::Retry));
+        assert_eq!(b.plan(0, false), None, "paused");
+        b.resume();
+        for _ in 2..MAX_EMPTY_READS {
+            let plan = b.plan(0, false).unwrap();
+            assert_eq!(b.landed(&plan, 0, 3), Some(Next::Retry));
+            b.resume();
+        }
+        let plan = b.plan(0, false).unwrap();
+        assert_eq!(b.landed(&plan, 0, 3), Some(Next::Done));
+        assert!(b.is_empty(), "given up");
+    }
+
+    #[test]
+    fn clearing_keeps_positions() {
+        let mut b = Backlog::new(10, true);
+        b.add(4, 5);
+        let plan = b.plan(0, false).unwrap();
+        b.landed(&plan, 2, 9);
+        assert_eq!(b.lanes(), vec![(4, 9, 3)]);
+        b.clear();
+        assert!(b.is_empty());
+        b.add(4, 1);
+        assert_eq!(b.plan(0, false).unwrap().after, 9);
+    }
+}

@@ -1,0 +1,205 @@
+//! Reading persistent queues' backlogs back from the store: the store read
+//! a queue's window asks for (`Errand::ReadBacklog`) runs here, on a
+//! blocking thread, never under a destination lock; what it returns joins
+//! the queue's window (`Destination::land_backlog`). Also what needs the
+//! store beyond a window: browsing past it, and acknowledging a purged or
+//! deleted queue's stored messages.
+//!
+//! Restart: the store recovers no message, only each lane's count
+//! (`Recovered::backlog`); a stored message carrying scheduling headers is
+//! handed to the scheduler when its queue's cursor reaches it (so a
+//! scheduled message deep in a backlog fires once read back), and an
+//! expired one is dropped or dead-lettered by the dispatch, as any expired
+//! waiting message.
+
+use super::destination::backlog::{Next, ReadPlan, BROWSE_SCAN, RETRY};
+use super::pending::Pending;
+use super::scheduler::{Schedule, Scheduled};
+use super::{Destination, Message, Router};
+use crate::store::cursor::BacklogMessage;
+use crate::store::LogEntry;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Wait after a failed store read before trying again.
+const AFTER_FAILURE: Duration = Duration::from_millis(500);
+/// Messages read per page when acknowledging a purged queue's backlog.
+const PURGE_PAGE: usize = 1000;
+
+impl Router {
+    /// Runs read `plan` of queue `name` and lands it (see module doc).
+    pub(super) fn read_backlog(self: &Arc<Self>, name: Arc<str>, plan: ReadPlan) {
+        let Some(destination) = self.lookup(&name) else {
+            return; // deleted meanwhile: its backlog went with it
+        };
+        let router = Arc::downgrade(self);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            let read = tokio::task::spawn_blocking(move || {
+                store.read_backlog(&name, plan.priority, plan.after, plan.limit)
+            })
+            .await;
+            let Some(router) = router.upgrade() else {
+                return;
+            };
+            let read = match read {
+                Ok(Ok(read)) => read,
+                Ok(Err(e)) => {
+                    tracing::error!(destination = destination.name(), error = %e, "reading a queue's backlog from the store failed");
+                    destination.backlog_read_failed(&plan);
+                    tokio::time::sleep(AFTER_FAILURE).await;
+                    destination.resume_backlog();
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(destination = destination.name(), error = %e, "the backlog reader stopped");
+                    destination.backlog_read_failed(&plan);
+                    tokio::time::sleep(AFTER_FAILURE).await;
+                    destination.resume_backlog();
+                    return;
+                }
+            };
+            let count = read.messages.len();
+            let keep = router.sort_read_back(&destination, read.messages);
+            if destination.land_backlog(&plan, count, read.position, keep) == Some(Next::Retry) {
+                tokio::time::sleep(RETRY).await;
+                destination.resume_backlog();
+            }
+        });
+    }
+
+    /// Messages read back: scheduled ones go to the scheduler (they were
+    /// stored when sent, and only a restart makes them readable), the rest
+    /// join the window.
+    fn sort_read_back(
+        &self,
+        destination: &Arc<Destination>,
+        read: Vec<BacklogMessage>,
+    ) -> Vec<Pending> {
+        let mut keep = Vec::with_capacity(read.len());
+        for m in read {
+            if let Ok(Some(schedule)) = Schedule::of(&m.message) {
+                let entry = Scheduled {
+                    template: m.message,
+                    destination: destination.clone(),
+                    schedule,
+                    fired: m.delivered,
+                    returning: None,
+                };
+                if let Err(e) = self.scheduler.insert(entry) {
+                    tracing::warn!(destination = destination.name(), error = %e, "a stored scheduled message could not be scheduled again");
+                }
+                continue;
+            }
+            keep.push(Pending {
+                message: m.message,
+                redeliveries: m.delivered,
+            });
+        }
+        keep
+    }
+
+    /// Up to `limit` waiting messages of `destination` in delivery order,
+    /// window and store alike, that `selector` (if any) accepts. Reads the
+    /// store lanes from the cursor's position: at most [`BROWSE_SCAN`]
+    /// records beyond those returned. Blocks on the store: call it off the
+    /// async workers for a deep queue (`tokio::task::spawn_blocking`).
+    pub fn browse_deep(
+        &self,
+        destination: &Destination,
+        limit: usize,
+        selector: Option<&crate::selector::Selector>,
+    ) -> Vec<Arc<Message>> {
+        let (window, lanes) = destination.browse_view();
+        if lanes.is_empty() {
+            return destination.browse(limit, selector);
+        }
+        let now = super::now_ms();
+        let accepts = |m: &Message| !m.is_expired(now) && selector.is_none_or(|s| s.matches(m));
+        let mut out = Vec::new();
+        let mut scanned = 0usize;
+        for priority in (0..10u8).rev() {
+            for m in &window[usize::from(priority)] {
+                if out.len() >= limit {
+                    return out;
+                }
+                if accepts(m) {
+                    out.push(m.clone());
+                }
+            }
+            let Some(&(_, mut after, stored)) = lanes.iter().find(|l| l.0 == priority) else {
+                continue;
+            };
+            let mut seen = 0u64;
+            while out.len() < limit && seen < stored && scanned < BROWSE_SCAN + limit {
+                let page = (limit - out.len()).clamp(1, 1000);
+                let read = match self
+                    .store
+                    .read_backlog(destination.name(), priority, after, page)
+                {
+                    Ok(read) => read,
+                    Err(e) => {
+                        tracing::warn!(destination = destination.name(), error = %e, "browsing the store backlog failed");
+                        return out;
+                    }
+                };
+                if read.messages.is_empty() {
+                    break;
+                }
+                after = read.position;
+                seen += read.messages.len() as u64;
+                scanned += read.messages.len();
+                out.extend(
+                    read.messages
+                        .into_iter()
+                        .map(|m| m.message)
+                        .filter(|m| accepts(m))
+                        .take(limit - out.len()),
+                );
+            }
+        }
+        out
+    }
+
+    /// Acknowledges every message `destination` left in the store (purge,
+    /// delete): reads them back a page at a time and appends their acks.
+    /// Returns how many. Blocks on the store.
+    pub fn drop_backlog(&self, destination: &Destination) -> usize {
+        let mut dropped = 0;
+        for (priority, mut after, stored) in destination.take_backlog() {
+            let mut seen = 0u64;
+            // Never more than were counted: a message left after the purge
+            // began is not the purge's.
+            while seen < stored {
+                let page = usize::try_from(stored - seen)
+                    .unwrap_or(usize::MAX)
+                    .min(PURGE_PAGE);
+                let read = match self
+                    .store
+                    .read_backlog(destination.name(), priority, after, page)
+                {
+                    Ok(read) if !read.messages.is_empty() => read,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(destination = destination.name(), error = %e, "purging the store backlog failed; the rest comes back at the next start");
+                        return dropped;
+                    }
+                };
+                after = read.position;
+                seen += read.messages.len() as u64;
+                dropped += read.messages.len();
+                let acks = read
+                    .messages
+                    .iter()
+                    .map(|m| LogEntry::Ack {
+                        destination: destination.address.name.clone(),
+                        seq: m.message.seq,
+                    })
+                    .collect();
+                drop(self.store.append(acks));
+            }
+            destination.skip_backlog(priority, after);
+        }
+        dropped
+    }
+}

@@ -1,0 +1,263 @@
+//! Deep persistent queues against the real binary: a queue holds a small
+//! window of waiting messages in memory (`destinations.queue_window`) and
+//! leaves the rest in the store, read back in order as consumers drain it.
+//! A backlog many times the window is delivered complete and in order, in
+//! priority order, and to consumers with selectors (two that share the
+//! queue between them: a lone consumer whose selector matches only
+//! messages deeper than a few windows waits, see `destination::backlog`); a restart with a deep
+//! backlog delivers its first message quickly; memory stays bounded while
+//! a backlog far larger than the window is written and drained.
+//! (Crashes in the middle of filling and draining a deep queue:
+//! `durability_crash.rs`.)
+//!
+//! Sizes are knobs so CI stays fast: `FERROMQ_DEEP_COUNT` (messages per
+//! ordering test, default 1500, with a window of 16: ~90 windows),
+//! `FERROMQ_DEEP_RSS_COUNT` (default 20000 messages of 4 KiB),
+//! `FERROMQ_DEEP_RSS_MIB` (the RSS bound, default 160),
+//! `FERROMQ_DEEP_FIRST_MS` (first delivery after a restart, default 5000 ms
+//! for a debug build on a loaded machine; the release figure is in
+//! BENCHMARKS.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ferromq_protocol::stomp::{Command, Frame};
+use ferromq_tests::{http_get, Broker, Client};
+use std::time::{Duration, Instant};
+
+const WINDOW: usize = 16;
+
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config(extra: &str) -> String {
+    format!("[destinations]\nqueue_window = {WINDOW}\n{extra}")
+}
+
+/// Sends persistent messages built by `make` for `0..n`, receipts
+/// pipelined (at most 64 outstanding), and waits for every receipt.
+fn produce(c: &mut Client, n: usize, make: impl Fn(usize) -> Frame) {
+    let mut outstanding = 0;
+    for i in 0..n {
+        c.send(
+            make(i)
+                .header("persistent", "true")
+                .header("receipt", &format!("r{i}")),
+        );
+        outstanding += 1;
+        if outstanding >= 64 {
+            let r = c.recv();
+            assert_eq!(r.command, Command::Receipt, "{r:?}");
+            outstanding -= 1;
+        }
+    }
+    for _ in 0..outstanding {
+        let r = c.recv();
+        assert_eq!(r.command, Command::Receipt, "{r:?}");
+    }
+}
+
+fn send(queue: &str, body: String) -> Frame {
+    Frame::new(Command::Send)
+        .header("destination", queue)
+        .body(body)
+}
+
+/// Subscribes with client-individual acks and a prefetch of 100, receives
+/// `n` messages, acking each; returns their bodies.
+fn drain(c: &mut Client, id: &str, queue: &str, selector: Option<&str>, n: usize) -> Vec<String> {
+    let mut sub = Frame::new(Command::Subscribe)
+        .header("id", id)
+        .header("destination", queue)
+        .header("ack", "client-individual")
+        .header("activemq.prefetchSize", "100");
+    if let Some(s) = selector {
+        sub = sub.header("selector", s);
+    }
+    c.send(sub);
+    (0..n)
+        .map(|_| {
+            let m = c.recv();
+            assert_eq!(m.command, Command::Message, "{m:?}");
+            let ack = m.get("ack").unwrap().to_string();
+            c.send(Frame::new(Command::Ack).header("id", &ack));
+            String::from_utf8(m.body.to_vec()).unwrap()
+        })
+        .collect()
+}
+
+/// The queue's depth and the broker's view of it, from the admin API.
+fn waiting(broker: &Broker, queue: &str) -> u64 {
+    let name = queue.trim_start_matches("/queue/");
+    let (status, body) = http_get(
+        broker.admin(),
+        &format!("/api/destinations/queue/{name}"),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["waiting"]
+        .as_u64()
+        .or_else(|| v["messages"].as_u64())
+        .unwrap_or_else(|| panic!("no waiting count in {body}"))
+}
+
+#[test]
+fn a_backlog_many_times_the_window_is_delivered_complete_and_in_order() {
+    let n = knob("FERROMQ_DEEP_COUNT", 1500);
+    let broker = Broker::start_with(Some(&config("")), &["--admin", "127.0.0.1:0"]);
+    let mut p = broker.client();
+    produce(&mut p, n, |i| send("/queue/deep", format!("m{i}")));
+    // All of it waits (most of it in the store, not in memory), and the
+    // admin API counts both.
+    assert_eq!(waiting(&broker, "/queue/deep"), n as u64);
+    let mut c = broker.client();
+    let got = drain(&mut c, "s", "/queue/deep", None, n);
+    let want: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want, "delivered out of order or incomplete");
+    c.expect_silence(Duration::from_millis(300));
+}
+
+#[test]
+fn priorities_hold_across_the_store_backlog() {
+    let n = knob("FERROMQ_DEEP_COUNT", 1500);
+    let broker = Broker::start_with(Some(&config("")), &[]);
+    let mut p = broker.client();
+    // Priorities cycle 0..9, so every window read mixes them and most of
+    // each lane is in the store when the consumer comes.
+    produce(&mut p, n, |i| {
+        send("/queue/deep-prio", format!("{}-{i}", i % 10))
+            .header("priority", &(i % 10).to_string())
+    });
+    let mut c = broker.client();
+    let got = drain(&mut c, "s", "/queue/deep-prio", None, n);
+    let mut want: Vec<(usize, usize)> = (0..n).map(|i| (i % 10, i)).collect();
+    want.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let want: Vec<String> = want.iter().map(|(p, i)| format!("{p}-{i}")).collect();
+    assert_eq!(got.len(), want.len());
+    let first_wrong = got.iter().zip(&want).position(|(g, w)| g != w);
+    assert_eq!(
+        first_wrong,
+        None,
+        "priority order broken (got, want): {:?}",
+        first_wrong.map(|k| (&got[k], &want[k]))
+    );
+}
+
+#[test]
+fn consumers_with_selectors_each_get_their_messages_from_the_store_in_order() {
+    let n = knob("FERROMQ_DEEP_COUNT", 1500);
+    let broker = Broker::start_with(Some(&config("")), &[]);
+    let mut p = broker.client();
+    let color = |i: usize| if i % 4 == 0 { "red" } else { "blue" };
+    produce(&mut p, n, |i| {
+        send("/queue/deep-sel", format!("{}-{i}", color(i))).header("color", color(i))
+    });
+    // Two selective consumers share the queue: every message is for one
+    // of them, and each must see its own in order, all of them, although
+    // nearly all were in the store when they subscribed.
+    let reds = (0..n).filter(|i| i % 4 == 0).count();
+    let mut rc = broker.client();
+    let red = std::thread::spawn(move || {
+        drain(&mut rc, "r", "/queue/deep-sel", Some("color = 'red'"), reds)
+    });
+    let mut c = broker.client();
+    let blues = drain(
+        &mut c,
+        "b",
+        "/queue/deep-sel",
+        Some("color = 'blue'"),
+        n - reds,
+    );
+    let red = red.join().unwrap();
+    let want_red: Vec<String> = (0..n)
+        .filter(|i| i % 4 == 0)
+        .map(|i| format!("red-{i}"))
+        .collect();
+    let want_blue: Vec<String> = (0..n)
+        .filter(|i| i % 4 != 0)
+        .map(|i| format!("blue-{i}"))
+        .collect();
+    assert_eq!(red, want_red);
+    assert_eq!(blues, want_blue);
+}
+
+#[test]
+fn a_restart_with_a_deep_backlog_delivers_its_first_message_quickly() {
+    let n = knob("FERROMQ_DEEP_COUNT", 1500);
+    let bound = Duration::from_millis(knob("FERROMQ_DEEP_FIRST_MS", 5000) as u64);
+    let mut broker = Broker::start_with(Some(&config("")), &[]);
+    let mut p = broker.client();
+    produce(&mut p, n, |i| send("/queue/deep-restart", format!("m{i}")));
+    drop(p);
+    broker.kill9();
+    let started = Instant::now();
+    let broker = broker.restart();
+    let mut c = broker.client();
+    c.subscribe("s", "/queue/deep-restart", "client-individual");
+    let first = c.recv();
+    let elapsed = started.elapsed();
+    assert_eq!(first.command, Command::Message, "{first:?}");
+    assert_eq!(&first.body[..], b"m0");
+    assert!(
+        elapsed < bound,
+        "first delivery {elapsed:?} after the restart began (bound {bound:?})"
+    );
+    eprintln!("deep restart: {n} messages, first delivery {elapsed:?} after the restart began");
+    // And the rest follows, in order, after the one already delivered.
+    let ack = first.get("ack").unwrap().to_string();
+    c.send(Frame::new(Command::Ack).header("id", &ack));
+    for i in 1..n {
+        let m = c.recv();
+        assert_eq!(String::from_utf8_lossy(&m.body), format!("m{i}"));
+        let ack = m.get("ack").unwrap().to_string();
+        c.send(Frame::new(Command::Ack).header("id", &ack));
+    }
+}
+
+#[test]
+fn memory_stays_bounded_while_a_backlog_far_larger_than_the_window_is_written_and_drained() {
+    let n = knob("FERROMQ_DEEP_RSS_COUNT", 20_000);
+    let bound_kib = knob("FERROMQ_DEEP_RSS_MIB", 160) as u64 * 1024;
+    const BODY: usize = 4096;
+    // A small page cache, so that the bound is about the broker's own
+    // memory.
+    let broker = Broker::start_with(Some(&config("[store]\nmemory_limit = \"16MiB\"\n")), &[]);
+    let body = |i: usize| format!("{i:0>width$}", width = BODY);
+    let mut p = broker.client();
+    let mut peak = broker.rss_kib();
+    let chunk = 1000;
+    for start in (0..n).step_by(chunk) {
+        let end = (start + chunk).min(n);
+        produce(&mut p, end - start, |k| {
+            send("/queue/deep-rss", body(start + k))
+        });
+        peak = peak.max(broker.rss_kib());
+    }
+    let written_kib = (n * BODY / 1024) as u64;
+    let mut c = broker.client();
+    c.send(
+        Frame::new(Command::Subscribe)
+            .header("id", "s")
+            .header("destination", "/queue/deep-rss")
+            .header("ack", "client-individual")
+            .header("activemq.prefetchSize", "100"),
+    );
+    for i in 0..n {
+        let m = c.recv();
+        assert_eq!(m.body.len(), BODY);
+        assert_eq!(&m.body[..], body(i).as_bytes(), "message {i}");
+        let ack = m.get("ack").unwrap().to_string();
+        c.send(Frame::new(Command::Ack).header("id", &ack));
+        if i % 1000 == 0 {
+            peak = peak.max(broker.rss_kib());
+        }
+    }
+    eprintln!("deep rss: {n} messages, {written_kib} KiB of bodies, peak RSS {peak} KiB");
+    assert!(
+        peak < bound_kib,
+        "peak RSS {peak} KiB over the bound of {bound_kib} KiB ({written_kib} KiB of bodies written)"
+    );
+}
