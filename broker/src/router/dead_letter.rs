@@ -318,7 +318,7 @@ mod tests {
             let mut live = BTreeSet::new();
             for e in self.0.lock().unwrap().iter() {
                 match e {
-                    LogEntry::Enqueue { message } => {
+                    LogEntry::Enqueue { message, .. } => {
                         live.insert((message.destination.to_string(), message.seq));
                     }
                     LogEntry::Ack { destination, seq } => {
@@ -360,6 +360,7 @@ mod tests {
         });
         drop(store.append(vec![LogEntry::Enqueue {
             message: message.clone(),
+            backlog: false,
         }]));
         DeadLetter {
             message,
