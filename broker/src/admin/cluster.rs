@@ -81,7 +81,15 @@ struct AddRequest {
     #[serde(default)]
     stomp: String,
     #[serde(default)]
+    stomp_tls: String,
+    #[serde(default)]
+    websocket: String,
+    #[serde(default)]
+    websocket_tls: String,
+    #[serde(default)]
     native: String,
+    #[serde(default)]
+    native_tls: String,
     #[serde(default)]
     admin: String,
     #[serde(default)]
@@ -99,14 +107,18 @@ pub async fn add(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(
-                "bad request body: {e} (expected {{\"id\": N, \"cluster\": \"ip:port\", \"stomp\": \"host:port\", \"native\": \"host:port\", \"admin\": \"host:port\", \"voter\": false}})"
+                "bad request body: {e} (expected {{\"id\": N, \"cluster\": \"ip:port\", \"stomp\": \"host:port\", \"native\": \"host:port\", \"admin\": \"host:port\", \"voter\": false}}; \"stomp_tls\", \"websocket\", \"websocket_tls\" and \"native_tls\" are optional \"host:port\" too)"
             ),
         )
     })?;
     let member = Member {
         cluster: req.cluster,
         stomp: req.stomp,
+        stomp_tls: req.stomp_tls,
+        websocket: req.websocket,
+        websocket_tls: req.websocket_tls,
         native: req.native,
+        native_tls: req.native_tls,
         admin: req.admin,
     };
     let added = node.add_learner(req.id, member, CATCH_UP_WAIT).await?;

@@ -106,7 +106,11 @@ pub(crate) fn check_new_member(
         ))
     })?;
     client_address("stomp", &member.stomp)?;
+    client_address("stomp_tls", &member.stomp_tls)?;
+    client_address("websocket", &member.websocket)?;
+    client_address("websocket_tls", &member.websocket_tls)?;
     client_address("native", &member.native)?;
+    client_address("native_tls", &member.native_tls)?;
     client_address("admin", &member.admin)?;
     if nodes.contains_key(&id) {
         return Err(MembershipError::Conflict(format!(

@@ -31,6 +31,7 @@ pub async fn serve<R, W>(
     mut reader: R,
     mut writer_half: W,
     peer: String,
+    listener: crate::server::ListenerKind,
     certificate_user: Option<Arc<str>>,
     settings: Arc<NativeSettings>,
     router: Arc<Router>,
@@ -80,6 +81,7 @@ pub async fn serve<R, W>(
         wake_tx,
     );
     conn.set_certificate_user(certificate_user);
+    conn.set_listener(listener);
     // Before the Opens the limit is the protocol's default; after, ours.
     let mut codec = NativeCodec::default();
     let mut frame_started: Option<Instant> = None;

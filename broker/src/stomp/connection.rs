@@ -41,6 +41,7 @@ pub async fn serve<R, W>(
     reader: R,
     writer_half: W,
     peer: String,
+    listener: crate::server::ListenerKind,
     certificate_user: Option<Arc<str>>,
     config: Arc<ConnectionConfig>,
     router: Arc<Router>,
@@ -71,6 +72,7 @@ pub async fn serve<R, W>(
         outbox.clone(),
     );
     session.set_certificate_user(certificate_user);
+    session.set_listener(listener);
     let mut decoder = Decoder::new(config.limits);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     // Both timeouts bound a whole span (accept to CONNECT, first byte to
