@@ -239,7 +239,7 @@ impl IntoResponse for ClusterError {
             ClusterError::Membership(e) => {
                 let mut body = json!({ "error": e.to_string() });
                 if let MembershipError::NotLeader { leader } = &e {
-                    body["leader"] = leader.as_ref().map_or(Value::Null, leader_json);
+                    body["leader"] = leader.as_deref().map_or(Value::Null, leader_json);
                 }
                 (status_of(&e), Json(body)).into_response()
             }
@@ -263,7 +263,7 @@ mod tests {
             },
         };
         let error = ClusterError::Membership(MembershipError::NotLeader {
-            leader: Some(leader),
+            leader: Some(Box::new(leader)),
         });
         let response = error.into_response();
         assert_eq!(response.status(), StatusCode::CONFLICT);

@@ -37,6 +37,10 @@ pub struct ConnectionConfig {
 
 /// Serves one connection until the client leaves, breaks the protocol, or
 /// the broker shuts down.
+// The connection's origin (peer, listener, certificate user) and the
+// broker's shared parts (settings, router, shutdown) are each one argument:
+// bundling them would only move the list into a struct built once per call.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<R, W>(
     reader: R,
     writer_half: W,
