@@ -54,9 +54,21 @@ pub enum ClusterCommand {
         /// Its STOMP address as clients reach it (for redirects).
         #[arg(long, value_name = "HOST:PORT", default_value = "")]
         stomp: String,
+        /// Its STOMP+TLS address as clients reach it.
+        #[arg(long, value_name = "HOST:PORT", default_value = "")]
+        stomp_tls: String,
+        /// Its STOMP-over-WebSocket address as clients reach it.
+        #[arg(long, value_name = "HOST:PORT", default_value = "")]
+        websocket: String,
+        /// Its STOMP-over-WebSocket+TLS address as clients reach it.
+        #[arg(long, value_name = "HOST:PORT", default_value = "")]
+        websocket_tls: String,
         /// Its native address as clients reach it.
         #[arg(long, value_name = "HOST:PORT", default_value = "")]
         native: String,
+        /// Its native+TLS address as clients reach it.
+        #[arg(long, value_name = "HOST:PORT", default_value = "")]
+        native_tls: String,
         /// Its admin address.
         #[arg(long, value_name = "HOST:PORT", default_value = "")]
         admin: String,
@@ -95,7 +107,11 @@ pub fn run(args: &ClusterArgs) -> Result<String, Failure> {
             id,
             cluster,
             stomp,
+            stomp_tls,
+            websocket,
+            websocket_tls,
             native,
+            native_tls,
             admin,
             voter,
         } => {
@@ -103,7 +119,11 @@ pub fn run(args: &ClusterArgs) -> Result<String, Failure> {
                 "id": id,
                 "cluster": cluster,
                 "stomp": stomp,
+                "stomp_tls": stomp_tls,
+                "websocket": websocket,
+                "websocket_tls": websocket_tls,
                 "native": native,
+                "native_tls": native_tls,
                 "admin": admin,
                 "voter": voter,
             });

@@ -5,8 +5,9 @@
 //! one atomic load per CONNECT/Open. In a cluster only the leader serves:
 //! a follower's STOMP session answers CONNECT with ERROR `not the leader`
 //! (with a `leader` header) and a native one answers Open with Close
-//! `not-leader`, both naming the leader's client address from the
-//! `[cluster]` members.
+//! `not-leader`, both naming the leader's client address for the listener
+//! the client came in on ([`address_for`]: the WebSocket port to a
+//! WebSocket client), or none when the leader has no such listener.
 //!
 //! Becoming leader: once every entry of earlier terms is applied here, the
 //! router is restored from the store exactly as after a restart, with its
@@ -19,8 +20,9 @@
 //! its router, which may be ahead of the log, is rebuilt from the store as
 //! a follower's.
 
-use crate::cluster::{ClusterNode, Replicator, Role};
+use crate::cluster::{ClusterNode, Member, Replicator, Role};
 use crate::router::Router;
+use crate::server::ListenerKind;
 use crate::store::replicated::ReplicatedState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,13 +33,19 @@ use tracing::{error, info};
 /// How often the leadership task looks at the node's role.
 const TICK: Duration = Duration::from_millis(50);
 
-/// Which client address of the leader to hand out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientProtocol {
-    /// STOMP (TCP, TLS, WebSocket): the member's `stomp` address.
-    Stomp,
-    /// The native protocol: the member's `native` address.
-    Native,
+/// The leader's client address for clients of a `listener`: the member's
+/// address of the same kind (a WebSocket client is sent to a WebSocket
+/// port, never a raw STOMP one), `None` when the leader offers none.
+pub fn address_for(leader: &Member, listener: ListenerKind) -> Option<&str> {
+    let address = match listener {
+        ListenerKind::Stomp => &leader.stomp,
+        ListenerKind::StompTls => &leader.stomp_tls,
+        ListenerKind::WebSocket => &leader.websocket,
+        ListenerKind::WebSocketTls => &leader.websocket_tls,
+        ListenerKind::Native => &leader.native,
+        ListenerKind::NativeTls => &leader.native_tls,
+    };
+    Some(address.as_str()).filter(|a| !a.is_empty())
 }
 
 /// Whether this node serves clients.
@@ -78,8 +86,9 @@ impl Leadership {
     }
 
     /// `None` when this node serves clients; otherwise the leader's address
-    /// for `protocol`, if one is known (none during an election).
-    pub fn refusal(&self, protocol: ClientProtocol) -> Option<NotLeader> {
+    /// for clients of `listener`, if one is known (none during an election,
+    /// or when the leader offers no listener of that kind).
+    pub fn refusal(&self, listener: ListenerKind) -> Option<NotLeader> {
         if self.serving.load(Ordering::Acquire) {
             return None;
         }
@@ -88,11 +97,7 @@ impl Leadership {
             .as_ref()
             .and_then(|node| node.leader())
             .filter(|leader| Some(leader.id) != self.node.as_ref().map(ClusterNode::node_id))
-            .map(|leader| match protocol {
-                ClientProtocol::Stomp => leader.addresses.stomp,
-                ClientProtocol::Native => leader.addresses.native,
-            })
-            .filter(|address| !address.is_empty());
+            .and_then(|leader| address_for(&leader.addresses, listener).map(str::to_owned));
         Some(NotLeader { leader })
     }
 
@@ -214,7 +219,7 @@ mod tests {
     #[test]
     fn a_single_node_always_serves() {
         let single = Leadership::single();
-        assert_eq!(single.refusal(ClientProtocol::Stomp), None);
+        assert_eq!(single.refusal(ListenerKind::WebSocket), None);
         assert_eq!(single.role(), "single");
     }
 
@@ -224,6 +229,55 @@ mod tests {
         assert_eq!(seq_floor(0), 0);
         // No overflow, whatever the term.
         assert!(seq_floor(u64::MAX) > 0);
+    }
+
+    #[test]
+    fn each_listener_gets_the_leaders_address_of_its_own_kind() {
+        let leader = Member {
+            cluster: "10.0.0.1:61630".into(),
+            stomp: "b1:61613".into(),
+            stomp_tls: "b1:61614".into(),
+            websocket: "b1:15674".into(),
+            websocket_tls: "b1:15673".into(),
+            native: "b1:61620".into(),
+            native_tls: "b1:61621".into(),
+            admin: "b1:8161".into(),
+        };
+        let expected = [
+            (ListenerKind::Stomp, "b1:61613"),
+            (ListenerKind::StompTls, "b1:61614"),
+            (ListenerKind::WebSocket, "b1:15674"),
+            (ListenerKind::WebSocketTls, "b1:15673"),
+            (ListenerKind::Native, "b1:61620"),
+            (ListenerKind::NativeTls, "b1:61621"),
+        ];
+        for (listener, address) in expected {
+            assert_eq!(
+                address_for(&leader, listener),
+                Some(address),
+                "{listener:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_listener_kind_the_leader_does_not_offer_gets_no_address() {
+        // Only plain STOMP and native: no other kind falls back to them.
+        let leader = Member {
+            cluster: "10.0.0.1:61630".into(),
+            stomp: "b1:61613".into(),
+            native: "b1:61620".into(),
+            ..Member::default()
+        };
+        for listener in [
+            ListenerKind::StompTls,
+            ListenerKind::WebSocket,
+            ListenerKind::WebSocketTls,
+            ListenerKind::NativeTls,
+        ] {
+            assert_eq!(address_for(&leader, listener), None, "{listener:?}");
+        }
+        assert_eq!(address_for(&leader, ListenerKind::Stomp), Some("b1:61613"));
     }
 
     #[test]

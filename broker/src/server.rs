@@ -251,12 +251,32 @@ async fn serve_socket(
         (ListenerKind::Stomp, _) => {
             let (r, w) = socket.into_split();
             let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
-            stomp::serve(r, w, peer_text, None, ctx.stomp.clone(), router, shutdown).await;
+            stomp::serve(
+                r,
+                w,
+                peer_text,
+                kind,
+                None,
+                ctx.stomp.clone(),
+                router,
+                shutdown,
+            )
+            .await;
         }
         (ListenerKind::Native, _) => {
             let (r, w) = socket.into_split();
             let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
-            crate::native::serve(r, w, peer_text, None, ctx.native.clone(), router, shutdown).await;
+            crate::native::serve(
+                r,
+                w,
+                peer_text,
+                kind,
+                None,
+                ctx.native.clone(),
+                router,
+                shutdown,
+            )
+            .await;
         }
         (ListenerKind::StompTls, Some(acceptor)) => {
             let timeout = ctx.stomp.connect_timeout;
@@ -265,7 +285,17 @@ async fn serve_socket(
             {
                 let (r, w) = tokio::io::split(stream);
                 let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
-                stomp::serve(r, w, peer_text, user, ctx.stomp.clone(), router, shutdown).await;
+                stomp::serve(
+                    r,
+                    w,
+                    peer_text,
+                    kind,
+                    user,
+                    ctx.stomp.clone(),
+                    router,
+                    shutdown,
+                )
+                .await;
             }
         }
         (ListenerKind::NativeTls, Some(acceptor)) => {
@@ -275,23 +305,23 @@ async fn serve_socket(
             {
                 let (r, w) = tokio::io::split(stream);
                 let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
-                crate::native::serve(r, w, peer_text, user, ctx.native.clone(), router, shutdown)
-                    .await;
+                crate::native::serve(
+                    r,
+                    w,
+                    peer_text,
+                    kind,
+                    user,
+                    ctx.native.clone(),
+                    router,
+                    shutdown,
+                )
+                .await;
             }
         }
         (ListenerKind::WebSocket, _) => {
             let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
             let config = ctx.stomp.clone();
-            crate::websocket::serve(
-                socket,
-                kind.name(),
-                peer_text,
-                None,
-                config,
-                router,
-                shutdown,
-            )
-            .await;
+            crate::websocket::serve(socket, kind, peer_text, None, config, router, shutdown).await;
         }
         (ListenerKind::WebSocketTls, Some(acceptor)) => {
             let timeout = ctx.stomp.connect_timeout;
@@ -300,16 +330,8 @@ async fn serve_socket(
             {
                 let (router, shutdown) = (ctx.router.clone(), ctx.shutdown.clone());
                 let config = ctx.stomp.clone();
-                crate::websocket::serve(
-                    stream,
-                    kind.name(),
-                    peer_text,
-                    user,
-                    config,
-                    router,
-                    shutdown,
-                )
-                .await;
+                crate::websocket::serve(stream, kind, peer_text, user, config, router, shutdown)
+                    .await;
             }
         }
         (ListenerKind::StompTls | ListenerKind::NativeTls | ListenerKind::WebSocketTls, None) => {}

@@ -107,8 +107,17 @@ pub struct ClusterMember {
     /// Its STOMP listener as clients reach it (`host:port`, handed out in
     /// "not the leader" redirects); `""` = none.
     pub stomp: String,
+    /// Its STOMP+TLS listener as clients reach it; `""` = none (a
+    /// follower's STOMP+TLS listener then names no leader).
+    pub stomp_tls: String,
+    /// Its STOMP-over-WebSocket listener as clients reach it; `""` = none.
+    pub websocket: String,
+    /// Its STOMP-over-WebSocket+TLS (wss) listener; `""` = none.
+    pub websocket_tls: String,
     /// Its native listener as clients reach it; `""` = none.
     pub native: String,
+    /// Its native+TLS listener as clients reach it; `""` = none.
+    pub native_tls: String,
     /// Its admin HTTP listener; `""` = none.
     pub admin: String,
 }

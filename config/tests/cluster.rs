@@ -69,6 +69,7 @@ fn the_fixture_parses_to_exactly_its_values() {
         stomp: stomp.into(),
         native: native.into(),
         admin: admin.into(),
+        ..ClusterMember::default()
     };
     let expected = ClusterConfig {
         cluster_id: "orders-prod".into(),
@@ -360,4 +361,41 @@ fn peer_tls_is_mutual_or_refused() {
         .peer_tls(&config.tls)
         .unwrap();
     assert_eq!(files.ca, Some(("ca.crt".into(), "cluster.tls_ca")));
+}
+
+#[test]
+fn members_may_name_an_address_per_client_listener() {
+    let members = r#"
+[[cluster.members]]
+id = 1
+cluster = "127.0.0.1:61630"
+stomp = "broker1.example:61613"
+stomp_tls = "broker1.example:61614"
+websocket = "broker1.example:15674"
+websocket_tls = "broker1.example:15673"
+native = "broker1.example:61620"
+native_tls = "broker1.example:61621"
+"#;
+    let config = parse(&cluster_toml("", Some(members))).unwrap();
+    let cluster = config.cluster.unwrap();
+    let member = cluster.this_member().unwrap();
+    assert_eq!(member.stomp_tls, "broker1.example:61614");
+    assert_eq!(member.websocket, "broker1.example:15674");
+    assert_eq!(member.websocket_tls, "broker1.example:15673");
+    assert_eq!(member.native_tls, "broker1.example:61621");
+    // Not given: not offered.
+    let plain = parse(&cluster_toml("", None)).unwrap().cluster.unwrap();
+    assert_eq!(plain.members[0].websocket, "");
+    assert_eq!(plain.members[0].native_tls, "");
+
+    for key in ["stomp_tls", "websocket", "websocket_tls", "native_tls"] {
+        let bad = format!(
+            "[[cluster.members]]\nid = 1\ncluster = \"127.0.0.1:61630\"\n{key} = \"no-port\"\n"
+        );
+        rejects(
+            &cluster_toml("", Some(&bad)),
+            &format!("cluster.members[0].{key}"),
+            "not an address",
+        );
+    }
 }

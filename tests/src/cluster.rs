@@ -137,6 +137,15 @@ impl Node {
         assert!(status.success(), "kill {signal} {pid}");
     }
 
+    /// Sets the value of command-line option `flag` (e.g. `--websocket`,
+    /// which every node starts with as `""`: off); before [`Node::start`].
+    pub fn set_arg(&mut self, flag: &str, value: &str) {
+        match self.args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < self.args.len() => self.args[i + 1] = value.to_owned(),
+            _ => self.args.extend([flag.to_owned(), value.to_owned()]),
+        }
+    }
+
     /// Removes its data directory (stop it first).
     pub fn wipe(&self) {
         assert!(self.process.is_none(), "stop node {} first", self.id);
@@ -186,6 +195,19 @@ pub fn cluster_named(
     proxied: bool,
     cluster_keys: impl Fn(u64) -> String,
 ) -> (Vec<Node>, Option<PeerLinks>) {
+    cluster_listing(root, cluster_id, proxied, cluster_keys, |_| String::new())
+}
+
+/// [`cluster_named`] where every node lists member `id` with the lines
+/// `member_keys(id)` added to its `[[cluster.members]]` entry (e.g. its
+/// `websocket` address; start that listener with [`Node::set_arg`]).
+pub fn cluster_listing(
+    root: &Path,
+    cluster_id: &str,
+    proxied: bool,
+    cluster_keys: impl Fn(u64) -> String,
+    member_keys: impl Fn(u64) -> String,
+) -> (Vec<Node>, Option<PeerLinks>) {
     let free = free_ports(12);
     let ports: Vec<[u16; 4]> = free.chunks(4).map(|c| [c[0], c[1], c[2], c[3]]).collect();
     let ids: Vec<u64> = (1..=ports.len() as u64).collect();
@@ -219,8 +241,9 @@ pub fn cluster_named(
             for (j, [_, stomp, native, admin]) in ports_of_all.iter().enumerate() {
                 let member = j as u64 + 1;
                 members.push_str(&format!(
-                    "[[cluster.members]]\nid = {member}\ncluster = \"{}\"\nstomp = \"127.0.0.1:{stomp}\"\nnative = \"127.0.0.1:{native}\"\nadmin = \"127.0.0.1:{admin}\"\n",
-                    route(id, member)
+                    "[[cluster.members]]\nid = {member}\ncluster = \"{}\"\nstomp = \"127.0.0.1:{stomp}\"\nnative = \"127.0.0.1:{native}\"\nadmin = \"127.0.0.1:{admin}\"\n{}",
+                    route(id, member),
+                    member_keys(member)
                 ));
             }
             node(root, id, *ports, cluster_id, &cluster_keys(id), &members)

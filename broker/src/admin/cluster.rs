@@ -81,7 +81,15 @@ struct AddRequest {
     #[serde(default)]
     stomp: String,
     #[serde(default)]
+    stomp_tls: String,
+    #[serde(default)]
+    websocket: String,
+    #[serde(default)]
+    websocket_tls: String,
+    #[serde(default)]
     native: String,
+    #[serde(default)]
+    native_tls: String,
     #[serde(default)]
     admin: String,
     #[serde(default)]
@@ -99,14 +107,18 @@ pub async fn add(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(
-                "bad request body: {e} (expected {{\"id\": N, \"cluster\": \"ip:port\", \"stomp\": \"host:port\", \"native\": \"host:port\", \"admin\": \"host:port\", \"voter\": false}})"
+                "bad request body: {e} (expected {{\"id\": N, \"cluster\": \"ip:port\", \"stomp\": \"host:port\", \"native\": \"host:port\", \"admin\": \"host:port\", \"voter\": false}}; \"stomp_tls\", \"websocket\", \"websocket_tls\" and \"native_tls\" are optional \"host:port\" too)"
             ),
         )
     })?;
     let member = Member {
         cluster: req.cluster,
         stomp: req.stomp,
+        stomp_tls: req.stomp_tls,
+        websocket: req.websocket,
+        websocket_tls: req.websocket_tls,
         native: req.native,
+        native_tls: req.native_tls,
         admin: req.admin,
     };
     let added = node.add_learner(req.id, member, CATCH_UP_WAIT).await?;
@@ -227,7 +239,7 @@ impl IntoResponse for ClusterError {
             ClusterError::Membership(e) => {
                 let mut body = json!({ "error": e.to_string() });
                 if let MembershipError::NotLeader { leader } = &e {
-                    body["leader"] = leader.as_ref().map_or(Value::Null, leader_json);
+                    body["leader"] = leader.as_deref().map_or(Value::Null, leader_json);
                 }
                 (status_of(&e), Json(body)).into_response()
             }
@@ -251,7 +263,7 @@ mod tests {
             },
         };
         let error = ClusterError::Membership(MembershipError::NotLeader {
-            leader: Some(leader),
+            leader: Some(Box::new(leader)),
         });
         let response = error.into_response();
         assert_eq!(response.status(), StatusCode::CONFLICT);

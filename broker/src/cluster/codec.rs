@@ -235,6 +235,16 @@ mod tests {
     }
 
     #[test]
+    fn a_member_written_before_the_per_listener_addresses_still_decodes() {
+        let old =
+            br#"{"cluster":"127.0.0.1:61630","stomp":"127.0.0.1:61613","native":"","admin":""}"#;
+        let member: Member = from_json(old, "member").unwrap();
+        assert_eq!(member.stomp, "127.0.0.1:61613");
+        assert_eq!(member.websocket, "");
+        assert_eq!(member.native_tls, "");
+    }
+
+    #[test]
     fn every_entry_kind_round_trips() {
         let mut nodes = BTreeMap::new();
         nodes.insert(

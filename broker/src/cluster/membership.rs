@@ -39,8 +39,9 @@ pub enum MembershipError {
     /// Changes are made on the leader only.
     #[error("{}", not_leader_text(.leader))]
     NotLeader {
-        /// The leader, if one is known.
-        leader: Option<LeaderInfo>,
+        /// The leader, if one is known (boxed: its addresses make it large,
+        /// and every `Result` of a membership change carries this error).
+        leader: Option<Box<LeaderInfo>>,
     },
     /// The request is malformed (names the field).
     #[error("{0}")]
@@ -56,8 +57,8 @@ pub enum MembershipError {
     Failed(String),
 }
 
-fn not_leader_text(leader: &Option<LeaderInfo>) -> String {
-    match leader {
+fn not_leader_text(leader: &Option<Box<LeaderInfo>>) -> String {
+    match leader.as_deref() {
         Some(leader) if !leader.addresses.admin.is_empty() => format!(
             "not the leader: node {} leads; send membership changes to its admin endpoint {}",
             leader.id, leader.addresses.admin
@@ -106,7 +107,11 @@ pub(crate) fn check_new_member(
         ))
     })?;
     client_address("stomp", &member.stomp)?;
+    client_address("stomp_tls", &member.stomp_tls)?;
+    client_address("websocket", &member.websocket)?;
+    client_address("websocket_tls", &member.websocket_tls)?;
     client_address("native", &member.native)?;
+    client_address("native_tls", &member.native_tls)?;
     client_address("admin", &member.admin)?;
     if nodes.contains_key(&id) {
         return Err(MembershipError::Conflict(format!(
@@ -131,7 +136,7 @@ fn change_error(
 ) -> MembershipError {
     match error {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => MembershipError::NotLeader {
-            leader: node.leader(),
+            leader: node.leader().map(Box::new),
         },
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => match e {
             ChangeMembershipError::InProgress(_) => MembershipError::Conflict(
@@ -164,7 +169,7 @@ impl ClusterNode {
     ) -> Result<(BTreeMap<NodeId, Member>, BTreeSet<NodeId>), MembershipError> {
         if self.role() != Role::Leader {
             return Err(MembershipError::NotLeader {
-                leader: self.leader(),
+                leader: self.leader().map(Box::new),
             });
         }
         let metrics = self.raft().metrics().borrow().clone();
@@ -319,13 +324,13 @@ mod tests {
             },
         };
         let text = MembershipError::NotLeader {
-            leader: Some(leader("127.0.0.1:8163")),
+            leader: Some(Box::new(leader("127.0.0.1:8163"))),
         }
         .to_string();
         assert!(text.contains("node 3 leads"), "{text}");
         assert!(text.contains("127.0.0.1:8163"), "{text}");
         let text = MembershipError::NotLeader {
-            leader: Some(leader("")),
+            leader: Some(Box::new(leader(""))),
         }
         .to_string();
         assert!(text.contains("node 3 leads"), "{text}");

@@ -107,7 +107,11 @@ impl ClusterSettings {
                     Member {
                         cluster: m.cluster.clone(),
                         stomp: m.stomp.clone(),
+                        stomp_tls: m.stomp_tls.clone(),
+                        websocket: m.websocket.clone(),
+                        websocket_tls: m.websocket_tls.clone(),
                         native: m.native.clone(),
+                        native_tls: m.native_tls.clone(),
                         admin: m.admin.clone(),
                     },
                 )

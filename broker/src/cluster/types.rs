@@ -18,15 +18,33 @@ pub type LogIndex = u64;
 /// One member of the cluster: where its peers reach it and where its
 /// clients do (handed out in "not the leader" redirects). Replicated inside
 /// membership entries, so every node knows every member's addresses.
+///
+/// Every client address is `#[serde(default)]`: membership entries written
+/// before a field existed still decode (as "not offered").
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     /// The cluster (peer) listener, `host:port`.
     pub cluster: String,
     /// The STOMP client listener, `host:port`; empty when not offered.
+    #[serde(default)]
     pub stomp: String,
+    /// The STOMP+TLS client listener; empty when not offered.
+    #[serde(default)]
+    pub stomp_tls: String,
+    /// The STOMP-over-WebSocket listener; empty when not offered.
+    #[serde(default)]
+    pub websocket: String,
+    /// The STOMP-over-WebSocket+TLS listener; empty when not offered.
+    #[serde(default)]
+    pub websocket_tls: String,
     /// The native client listener, `host:port`; empty when not offered.
+    #[serde(default)]
     pub native: String,
+    /// The native+TLS client listener; empty when not offered.
+    #[serde(default)]
+    pub native_tls: String,
     /// The admin HTTP listener, `host:port`; empty when not offered.
+    #[serde(default)]
     pub admin: String,
 }
 

@@ -27,10 +27,15 @@ type Ending = Result<&'static str, Failure>;
 
 /// Serves one native connection until the client closes it, breaks the
 /// protocol, falls silent, or the broker shuts down.
+// The connection's origin (peer, listener, certificate user) and the
+// broker's shared parts (settings, router, shutdown) are each one argument:
+// bundling them would only move the list into a struct built once per call.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<R, W>(
     mut reader: R,
     mut writer_half: W,
     peer: String,
+    listener: crate::server::ListenerKind,
     certificate_user: Option<Arc<str>>,
     settings: Arc<NativeSettings>,
     router: Arc<Router>,
@@ -80,6 +85,7 @@ pub async fn serve<R, W>(
         wake_tx,
     );
     conn.set_certificate_user(certificate_user);
+    conn.set_listener(listener);
     // Before the Opens the limit is the protocol's default; after, ours.
     let mut codec = NativeCodec::default();
     let mut frame_started: Option<Instant> = None;

@@ -69,6 +69,9 @@ pub struct Connection {
     pub(super) peer_container: String,
     /// Common name of a verified TLS client certificate.
     certificate_user: Option<Arc<str>>,
+    /// The listener the client came in on: a follower's `not-leader`
+    /// names the leader's listener of the same kind.
+    listener: crate::server::ListenerKind,
     /// The peer's idle timeout (it closes if we are silent this long).
     peer_idle_timeout: Option<Duration>,
     pub(super) sessions: ChannelMap<Session>,
@@ -111,6 +114,7 @@ impl Connection {
             principal: None,
             peer_container: String::new(),
             certificate_user: None,
+            listener: crate::server::ListenerKind::Native,
             peer_idle_timeout: None,
             sessions: ChannelMap::default(),
             link_count: 0,
@@ -124,6 +128,12 @@ impl Connection {
     /// without credentials then authenticates as that user.
     pub fn set_certificate_user(&mut self, common_name: Option<Arc<str>>) {
         self.certificate_user = common_name;
+    }
+
+    /// Records the listener the client came in on (native or native+TLS);
+    /// a new connection says plain native.
+    pub fn set_listener(&mut self, listener: crate::server::ListenerKind) {
+        self.listener = listener;
     }
 
     /// The authenticated user, once the Open was accepted.
@@ -180,11 +190,7 @@ impl Connection {
 
     async fn open(&mut self, open: Open) -> Result<Step, Failure> {
         // Cluster mode: only the leader serves (NATIVE.md, `not-leader`).
-        if let Some(refusal) = self
-            .settings
-            .leadership
-            .refusal(crate::leadership::ClientProtocol::Native)
-        {
+        if let Some(refusal) = self.settings.leadership.refusal(self.listener) {
             return Err(Failure::new(
                 ErrorCondition::NotLeader,
                 refusal.description(),

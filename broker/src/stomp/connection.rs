@@ -37,10 +37,15 @@ pub struct ConnectionConfig {
 
 /// Serves one connection until the client leaves, breaks the protocol, or
 /// the broker shuts down.
+// The connection's origin (peer, listener, certificate user) and the
+// broker's shared parts (settings, router, shutdown) are each one argument:
+// bundling them would only move the list into a struct built once per call.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<R, W>(
     reader: R,
     writer_half: W,
     peer: String,
+    listener: crate::server::ListenerKind,
     certificate_user: Option<Arc<str>>,
     config: Arc<ConnectionConfig>,
     router: Arc<Router>,
@@ -71,6 +76,7 @@ pub async fn serve<R, W>(
         outbox.clone(),
     );
     session.set_certificate_user(certificate_user);
+    session.set_listener(listener);
     let mut decoder = Decoder::new(config.limits);
     let mut buf = BytesMut::with_capacity(64 * 1024);
     // Both timeouts bound a whole span (accept to CONNECT, first byte to

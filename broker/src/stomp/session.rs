@@ -154,6 +154,9 @@ pub struct Session {
     principal: Option<crate::auth::Principal>,
     /// Common name of the verified TLS client certificate, if any.
     certificate_user: Option<Arc<str>>,
+    /// The listener the client came in on: a follower's refusal names the
+    /// leader's listener of the same kind.
+    listener: crate::server::ListenerKind,
     /// Sum of the subscriptions' `budget`.
     unacked_budget: usize,
 }
@@ -184,8 +187,15 @@ impl Session {
             transactions: HashMap::new(),
             principal: None,
             certificate_user: None,
+            listener: crate::server::ListenerKind::Stomp,
             unacked_budget: 0,
         }
+    }
+
+    /// Records the listener the client came in on (STOMP, STOMP+TLS,
+    /// WebSocket, WebSocket+TLS); a new session says plain STOMP.
+    pub fn set_listener(&mut self, listener: crate::server::ListenerKind) {
+        self.listener = listener;
     }
 
     /// The negotiated version, once connected.
@@ -260,11 +270,7 @@ impl Session {
 
     async fn connect(&mut self, frame: &Frame) -> Result<Flow, StompError> {
         // Cluster mode: only the leader serves; say where it is.
-        if let Some(refusal) = self
-            .config
-            .leadership
-            .refusal(crate::leadership::ClientProtocol::Stomp)
-        {
+        if let Some(refusal) = self.config.leadership.refusal(self.listener) {
             let mut error = StompError::new("not the leader").detail(refusal.description());
             if let Some(leader) = refusal.leader {
                 error = error.with_header("leader", leader);

@@ -91,7 +91,7 @@ where
 /// `certificate_user` is the verified TLS client certificate's user (wss).
 pub async fn serve<S>(
     stream: S,
-    listener: &'static str,
+    kind: crate::server::ListenerKind,
     peer: String,
     certificate_user: Option<Arc<str>>,
     config: Arc<ConnectionConfig>,
@@ -100,6 +100,7 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let listener = kind.name();
     let max_frame_size = config.limits.max_frame_size;
     let timeout = config.connect_timeout;
     // A shutdown need not wait for an upgrade still under way.
@@ -122,6 +123,7 @@ pub async fn serve<S>(
         reader,
         writer,
         peer,
+        kind,
         certificate_user,
         config,
         router,

@@ -61,8 +61,16 @@ fn cluster_member(
             format!("{addr} is already the address of cluster.members[{other}]"),
         ));
     }
-    client_address(check, &member.stomp, key("stomp"))?;
-    client_address(check, &member.native, key("native"))?;
+    for (field, value) in [
+        ("stomp", &member.stomp),
+        ("stomp_tls", &member.stomp_tls),
+        ("websocket", &member.websocket),
+        ("websocket_tls", &member.websocket_tls),
+        ("native", &member.native),
+        ("native_tls", &member.native_tls),
+    ] {
+        client_address(check, value, key(field))?;
+    }
     client_address(check, &member.admin, key("admin"))
 }
 

@@ -50,6 +50,7 @@ pub(super) fn members(
                     stomp: format!("127.0.0.1:{}", 16000 + id),
                     native: format!("127.0.0.1:{}", 17000 + id),
                     admin: format!("127.0.0.1:{}", 18000 + id),
+                    ..Member::default()
                 },
             )
         })

@@ -19,6 +19,9 @@ fn member_4() -> Member {
         stomp: "127.0.0.1:2004".into(),
         native: String::new(),
         admin: "127.0.0.1:3004".into(),
+        // Travels in the membership entry like the others.
+        websocket: "127.0.0.1:4004".into(),
+        ..Member::default()
     }
 }
 
