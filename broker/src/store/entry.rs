@@ -25,6 +25,14 @@ use std::sync::Arc;
 /// had no seq index, queue order or lane counts (`S`, `Q`, `C`).
 pub const FORMAT: u32 = 3;
 
+/// The oldest batch format this build still applies. A format-2 batch is a
+/// format-3 batch whose enqueues all have `backlog` unset (prost decodes the
+/// missing field as false: the router held the message), so applying it
+/// writes the format-3 layout. Accepting it is what lets a cluster node
+/// upgraded in place replay the format-2 entries still in its Raft log (and
+/// apply those an old leader proposes during a rolling upgrade).
+pub const OLDEST_BATCH_FORMAT: u32 = 2;
+
 /// One group commit: what the writer appends to the log as one record and
 /// applies atomically.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -304,12 +312,14 @@ impl EncodedBatch {
         self.encode_to_vec()
     }
 
-    /// Reads a batch back, refusing another format.
+    /// Reads a batch back, refusing formats other than
+    /// [`OLDEST_BATCH_FORMAT`] to [`FORMAT`].
     pub fn from_bytes(raw: &[u8]) -> Result<EncodedBatch, String> {
         let batch = EncodedBatch::decode(raw).map_err(|e| format!("malformed log batch: {e}"))?;
-        if batch.format != FORMAT {
+        if !(OLDEST_BATCH_FORMAT..=FORMAT).contains(&batch.format) {
             return Err(format!(
-                "log batch written in format {}, this ferromq reads format {FORMAT} only",
+                "log batch written in format {}, this ferromq reads format \
+                 {OLDEST_BATCH_FORMAT} to format {FORMAT} only",
                 batch.format
             ));
         }
@@ -440,6 +450,9 @@ mod tests {
             e.contains("format 1") && e.contains(&format!("format {FORMAT}")),
             "{e}"
         );
+        batch.format = FORMAT + 1;
+        let e = EncodedBatch::from_bytes(&batch.to_bytes()).unwrap_err();
+        assert!(e.contains(&format!("format {}", FORMAT + 1)), "{e}");
         batch.format = FORMAT;
         assert_eq!(EncodedBatch::from_bytes(&batch.to_bytes()).unwrap(), batch);
         assert!(EncodedBatch::from_bytes(b"\xff\xff\xff").is_err());

@@ -18,6 +18,7 @@
 //! - [`paging`]: which stored bodies stay in memory (outside the apply).
 //! - [`cursor`]: reading a queue's backlog back in order, a page at a time.
 //! - [`record`]: the key layout in sled.
+//! - [`upgrade`]: the in-place upgrade of a format-2 store at open.
 //! - [`compact`]: giving consumed space back.
 //!
 //! # The replication seam
@@ -106,6 +107,7 @@ pub mod record;
 pub mod replicated;
 pub mod sled_store;
 pub mod state_machine;
+pub mod upgrade;
 
 use crate::message::Message;
 use std::path::PathBuf;

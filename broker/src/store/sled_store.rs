@@ -1,6 +1,7 @@
 //! [`SledStore`]: the durable [`Store`] on sled 0.34.
 //!
-//! Opening checks the data directory and the format version, rebuilds the
+//! Opening checks the data directory and the format version (upgrading a
+//! format-2 store in place, [`super::upgrade`]), rebuilds the
 //! [`StateMachine`] from what sled holds (the recovery the router restores
 //! from) and starts the [`LogWriter`]. Every failure names the directory and
 //! is returned, never panicked: sled itself panics on some corrupt files, so
@@ -20,6 +21,7 @@ use super::paging::Pager;
 use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
 use super::replicated::ReplicatedState;
 use super::state_machine::{LogKeep, StateMachine};
+use super::upgrade;
 use super::{Commit, Handoff, LogEntry, LogHold, OpenError, Recovered, Store, StoreError};
 use crate::message::BodySource;
 use std::path::{Path, PathBuf};
@@ -369,8 +371,9 @@ pub(super) fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenE
     }
 }
 
-/// Accepts a store written in [`FORMAT`], initialises an empty one, refuses
-/// anything else.
+/// Accepts a store written in [`FORMAT`], upgrades one written in format 2
+/// in place ([`upgrade`]), initialises an empty one, refuses anything else
+/// (format 1, unknown formats, a store without a marker).
 pub(super) fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> {
     let corrupt = |reason: String| OpenError::Corrupt {
         path: path.to_path_buf(),
@@ -379,6 +382,12 @@ pub(super) fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> 
     match db.get(FORMAT_KEY).map_err(|e| corrupt(e.to_string()))? {
         Some(v) => match record::decode_u32(&v) {
             Some(FORMAT) => Ok(()),
+            Some(upgrade::FROM) => upgrade::from_format_2(db).map(|_| ()).map_err(|e| {
+                corrupt(format!(
+                    "upgrading it from format {} to {FORMAT} failed: {e}",
+                    upgrade::FROM
+                ))
+            }),
             Some(other) => Err(OpenError::Format {
                 path: path.to_path_buf(),
                 found: other.to_string(),

@@ -344,23 +344,7 @@ impl StateMachine {
             self.next_index += 1;
             self.apply_entry(entry, index, records, &mut applied, &mut touched)?;
         }
-        // The lane counts and totals, once per batch.
-        touched.sort();
-        touched.dedup();
-        for lane in touched {
-            let key = record::lane_key(COUNT_PREFIX, &lane, None);
-            match self.lanes.get(&lane) {
-                Some(&n) if n > 0 => records.put(&key, &n.to_be_bytes()),
-                _ => {
-                    self.lanes.remove(&lane);
-                    records.remove(&key);
-                }
-            }
-        }
-        let mut live = [0u8; 16];
-        live[..8].copy_from_slice(&self.live_messages.to_be_bytes());
-        live[8..].copy_from_slice(&self.live_bytes.to_be_bytes());
-        records.put(LIVE_KEY, &live);
+        self.write_counts(touched, records);
         self.max_seq = self.max_seq.max(batch.max_seq);
         records.put(record::APPLIED_KEY, &(self.next_index - 1).to_be_bytes());
         records.put(record::BATCH_KEY, &self.last_batch.to_be_bytes());
@@ -385,24 +369,8 @@ impl StateMachine {
                     self.forget(message.seq, &old, records, touched);
                 }
                 let raw = message.encode_to_vec();
-                let bytes = raw.len() as u64;
                 records.put(&record::key(MESSAGE_PREFIX, index), &raw);
-                let priority = u8::try_from(message.priority.min(9)).unwrap_or(9);
-                let lane = record::lane(&message.destination, priority);
-                let mut order = [0u8; 9];
-                order[..8].copy_from_slice(&message.seq.to_be_bytes());
-                order[8] = u8::from(message.backlog);
-                records.put(&record::lane_key(QUEUE_PREFIX, &lane, Some(index)), &order);
-                let entry = SeqEntry {
-                    index,
-                    bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
-                    lane,
-                };
-                records.put(&record::key(SEQ_PREFIX, message.seq), &entry.encode());
-                *self.lanes.entry(entry.lane.clone()).or_insert(0) += 1;
-                touched.push(entry.lane);
-                self.live_messages += 1;
-                self.live_bytes += bytes;
+                self.index_message(message, index, raw.len() as u64, records, touched);
                 applied.stored.push((message.seq, index));
             }
             Some(Kind::Ack(ack)) => {
@@ -431,6 +399,60 @@ impl StateMachine {
             None => {}
         }
         Ok(())
+    }
+
+    /// Writes the seq index (`S`) and queue order (`Q`) of a message whose
+    /// record (`bytes` long) is at log index `index`, and counts it in its
+    /// lane and the totals. The lane's `C` record and the totals are written
+    /// by [`StateMachine::write_counts`] for every lane in `touched`.
+    /// Applying an enqueue and upgrading a format-2 store
+    /// ([`super::upgrade`]) both go through here, so both write the same
+    /// records.
+    pub(super) fn index_message(
+        &mut self,
+        message: &StoredMessage,
+        index: u64,
+        bytes: u64,
+        records: &mut impl Records,
+        touched: &mut Vec<Vec<u8>>,
+    ) {
+        let priority = u8::try_from(message.priority.min(9)).unwrap_or(9);
+        let lane = record::lane(&message.destination, priority);
+        let mut order = [0u8; 9];
+        order[..8].copy_from_slice(&message.seq.to_be_bytes());
+        order[8] = u8::from(message.backlog);
+        records.put(&record::lane_key(QUEUE_PREFIX, &lane, Some(index)), &order);
+        let entry = SeqEntry {
+            index,
+            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+            lane,
+        };
+        records.put(&record::key(SEQ_PREFIX, message.seq), &entry.encode());
+        *self.lanes.entry(entry.lane.clone()).or_insert(0) += 1;
+        touched.push(entry.lane);
+        self.live_messages += 1;
+        self.live_bytes += bytes;
+    }
+
+    /// Writes the `C` records of the lanes in `touched` (removing those
+    /// now empty) and the live totals: once per batch.
+    pub(super) fn write_counts(&mut self, mut touched: Vec<Vec<u8>>, records: &mut impl Records) {
+        touched.sort();
+        touched.dedup();
+        for lane in touched {
+            let key = record::lane_key(COUNT_PREFIX, &lane, None);
+            match self.lanes.get(&lane) {
+                Some(&n) if n > 0 => records.put(&key, &n.to_be_bytes()),
+                _ => {
+                    self.lanes.remove(&lane);
+                    records.remove(&key);
+                }
+            }
+        }
+        let mut live = [0u8; 16];
+        live[..8].copy_from_slice(&self.live_messages.to_be_bytes());
+        live[8..].copy_from_slice(&self.live_bytes.to_be_bytes());
+        records.put(LIVE_KEY, &live);
     }
 
     /// Where live message `seq` is, if it is live.

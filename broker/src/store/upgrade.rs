@@ -1,0 +1,313 @@
+//! The in-place upgrade of a store written in format 2 (the release before
+//! the seq index, queue order and lane counts) to [`FORMAT`].
+//!
+//! A format-2 store holds the message records (`M`), delivery counts (`D`),
+//! metadata (`K`) and the applied/batch/max-seq markers, all still valid in
+//! format 3 (a missing `backlog` field decodes as false: the router held
+//! it). What it lacks is the read layout derived from the messages: the
+//! `S`, `Q` and `C` records and the live totals. They are derived here in
+//! one pass over the `M` records in log order, through the very functions
+//! the state machine applies an enqueue with
+//! ([`StateMachine::index_message`], [`StateMachine::write_counts`]), so
+//! the upgraded store holds the records the state machine would have
+//! written had it applied those enqueues in format 3.
+//!
+//! Durability ordering: the derived records and the new format marker are
+//! one `sled::Batch`, applied atomically and then flushed. A crash before
+//! the flush leaves the marker at 2 (or, if sled persisted the batch, at 3
+//! with all its records), so the upgrade is either redone whole or done.
+
+use super::entry::{StoredMessage, FORMAT};
+use super::record::{self, FORMAT_KEY, MESSAGE_PREFIX};
+use super::state_machine::{LogKeep, SledRecords, StateMachine};
+use std::time::Instant;
+use tracing::info;
+
+/// The format this module upgrades from.
+pub const FROM: u32 = 2;
+
+/// Upgrades the format-2 store in `tree` to [`FORMAT`]: derives the `S`,
+/// `Q` and `C` records and the live totals, writes them with the new
+/// marker in one batch and flushes. Returns the number of messages
+/// upgraded. Fails (writing nothing) when a record cannot be read.
+pub fn from_format_2(db: &sled::Db) -> Result<u64, String> {
+    let started = Instant::now();
+    let mut sm = StateMachine::empty(LogKeep::NONE);
+    let mut records = SledRecords::new(db);
+    let mut touched = Vec::new();
+    let mut messages = 0u64;
+    // `M` keys sort by log index: the order the enqueues were applied in.
+    for item in db.scan_prefix([MESSAGE_PREFIX]) {
+        let (k, v) = item.map_err(|e| format!("store read: {e}"))?;
+        let index = record::index_of(&k).ok_or("malformed message key")?;
+        let message = StoredMessage::decode_record(&v)
+            .map_err(|e| format!("message at log index {index}: {e}"))?;
+        sm.index_message(&message, index, v.len() as u64, &mut records, &mut touched);
+        messages += 1;
+    }
+    sm.write_counts(touched, &mut records);
+    records.insert(FORMAT_KEY, &FORMAT.to_be_bytes());
+    db.apply_batch(records.into_batch())
+        .map_err(|e| format!("cannot write the upgraded records: {e}"))?;
+    db.flush()
+        .map_err(|e| format!("cannot flush the upgraded records: {e}"))?;
+    info!(
+        messages,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store upgraded from format {FROM} to format {FORMAT}"
+    );
+    Ok(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::entry::{EncodedBatch, Entry, Kind};
+    use crate::store::log_writer::{WriterSettings, ACK_GATHER};
+    use crate::store::record::{APPLIED_KEY, BATCH_KEY, DELIVERED_PREFIX, MAX_SEQ_KEY};
+    use crate::store::sled_store::{SledStore, StoreSettings};
+    use crate::store::{Commit, LogEntry, Recovered, Store, StoreError};
+    use bytes::Bytes;
+    use ferromq_config::StoreSync;
+    use prost::Message as _;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn settings(path: &Path) -> StoreSettings {
+        StoreSettings {
+            path: path.to_path_buf(),
+            writer: WriterSettings {
+                sync: StoreSync::Always,
+                batch_delay: Duration::from_millis(2),
+                disk_limit: 1 << 30,
+                ack_gather: ACK_GATHER,
+            },
+            cache_bytes: 8 << 20,
+            body_budget: 1 << 30,
+            compact_min_bytes: 1 << 30,
+        }
+    }
+
+    fn wait(c: Commit) -> Result<(), StoreError> {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(c.wait())
+    }
+
+    fn stored(seq: u64, destination: &str, priority: u32) -> StoredMessage {
+        StoredMessage {
+            seq,
+            destination: destination.into(),
+            priority,
+            expires: 0,
+            timestamp: 7,
+            headers: vec![],
+            body: Bytes::from(format!("body {seq}")),
+            backlog: false,
+        }
+    }
+
+    /// What the format-2 apply step left in sled (git show
+    /// f9532eb:broker/src/store/state_machine.rs): the marker, the applied
+    /// index, batch number and max seq, `M` records keyed by log index and
+    /// `D` counts; no `S`, `Q`, `C` or live totals.
+    fn write_format_2(path: &Path, messages: &[(u64, StoredMessage, u32)]) {
+        let db = sled::open(path).unwrap();
+        db.insert(FORMAT_KEY, &FROM.to_be_bytes()).unwrap();
+        let last = messages.iter().map(|(i, _, _)| *i).max().unwrap_or(0);
+        let max_seq = messages.iter().map(|(_, m, _)| m.seq).max().unwrap_or(0);
+        db.insert(APPLIED_KEY, &(last + 3).to_be_bytes()).unwrap();
+        db.insert(BATCH_KEY, &5u64.to_be_bytes()).unwrap();
+        db.insert(MAX_SEQ_KEY, &(max_seq + 2).to_be_bytes())
+            .unwrap();
+        for (index, m, delivered) in messages {
+            db.insert(record::key(MESSAGE_PREFIX, *index), m.encode_to_vec())
+                .unwrap();
+            if *delivered > 0 {
+                db.insert(
+                    record::key(DELIVERED_PREFIX, *index),
+                    &delivered.to_be_bytes(),
+                )
+                .unwrap();
+            }
+        }
+        db.flush().unwrap();
+    }
+
+    /// Every recovered lane read back with the cursor: (destination,
+    /// priority, seq, delivered), lane by lane, each in its read order.
+    fn read_all(store: &SledStore, rec: &Recovered) -> Vec<(String, u8, u64, u32)> {
+        let mut out = Vec::new();
+        for lane in &rec.backlog {
+            let read = store
+                .read_backlog(&lane.destination, lane.priority, 0, usize::MAX)
+                .unwrap();
+            assert_eq!(read.messages.len() as u64, lane.messages);
+            for m in read.messages {
+                out.push((
+                    lane.destination.clone(),
+                    lane.priority,
+                    m.message.seq,
+                    m.delivered,
+                ));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_format_2_store_is_upgraded_in_place_and_its_messages_read_acked_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // Log indexes out of seq order in one lane, two priorities, two
+        // queues: the cursor must read by log index within each lane.
+        let old = vec![
+            (3, stored(1, "/queue/a", 4), 0),
+            (4, stored(2, "/queue/b", 4), 2),
+            (6, stored(5, "/queue/a", 4), 1),
+            (9, stored(3, "/queue/a", 4), 0),
+            (10, stored(4, "/queue/a", 9), 3),
+            (12, stored(6, "/queue/b", 4), 0),
+        ];
+        write_format_2(dir.path(), &old);
+
+        let (store, rec) = SledStore::open(settings(dir.path())).unwrap();
+        assert_eq!(rec.next_seq, 6 + 3, "max_seq is kept");
+        let mut lanes: Vec<_> = rec
+            .backlog
+            .iter()
+            .map(|l| (l.destination.as_str(), l.priority, l.messages))
+            .collect();
+        lanes.sort();
+        assert_eq!(
+            lanes,
+            vec![("/queue/a", 4, 3), ("/queue/a", 9, 1), ("/queue/b", 4, 2)]
+        );
+        let mut got = read_all(&store, &rec);
+        got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let a = |p: u8, seq: u64, d: u32| ("/queue/a".to_string(), p, seq, d);
+        let b = |seq: u64, d: u32| ("/queue/b".to_string(), 4, seq, d);
+        assert_eq!(
+            got,
+            vec![
+                a(4, 1, 0),
+                a(4, 5, 1),
+                a(4, 3, 0),
+                a(9, 4, 3),
+                b(2, 2),
+                b(6, 0)
+            ]
+        );
+
+        // Acks of upgraded messages find them through the derived `S` index.
+        wait(store.append(vec![
+            LogEntry::Ack {
+                destination: "/queue/a".into(),
+                seq: 5,
+            },
+            LogEntry::Ack {
+                destination: "/queue/b".into(),
+                seq: 2,
+            },
+            LogEntry::Ack {
+                destination: "/queue/a".into(),
+                seq: 4,
+            },
+        ]))
+        .unwrap();
+        store.close();
+        drop(store);
+
+        let (store, rec) = SledStore::open(settings(dir.path())).unwrap();
+        let mut got = read_all(&store, &rec);
+        got.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        assert_eq!(got, vec![a(4, 1, 0), a(4, 3, 0), b(6, 0)]);
+        assert_eq!(rec.backlog.len(), 2, "the emptied lane has no count left");
+        drop(store);
+        let db = sled::open(dir.path()).unwrap();
+        let marker = db.get(FORMAT_KEY).unwrap().unwrap();
+        assert_eq!(record::decode_u32(&marker), Some(FORMAT));
+    }
+
+    #[test]
+    fn the_upgrade_writes_what_applying_the_enqueues_in_format_3_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = vec![
+            (1, stored(1, "/queue/a", 4), 0),
+            (2, stored(2, "/queue/b", 0), 0),
+            (3, stored(3, "/queue/a", 4), 0),
+        ];
+        write_format_2(dir.path(), &old);
+        let db = sled::open(dir.path()).unwrap();
+        assert_eq!(from_format_2(&db).unwrap(), 3);
+
+        // The same enqueues applied by the state machine, as one batch.
+        let mut applied = std::collections::BTreeMap::new();
+        let batch = EncodedBatch {
+            format: FORMAT,
+            max_seq: 3,
+            entries: old
+                .iter()
+                .map(|(_, m, _)| Entry {
+                    kind: Some(Kind::Enqueue(m.clone())),
+                })
+                .collect(),
+        };
+        StateMachine::empty(LogKeep::NONE)
+            .apply(&batch, &batch.to_bytes(), &mut applied)
+            .unwrap();
+        let derived = |prefix: u8| -> Vec<(Vec<u8>, Vec<u8>)> {
+            db.scan_prefix([prefix])
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                .collect()
+        };
+        let expected = |prefix: u8| -> Vec<(Vec<u8>, Vec<u8>)> {
+            applied
+                .iter()
+                .filter(|(k, _)| k.first() == Some(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        for prefix in [
+            record::SEQ_PREFIX,
+            record::QUEUE_PREFIX,
+            record::COUNT_PREFIX,
+            MESSAGE_PREFIX,
+        ] {
+            let got = derived(prefix);
+            assert!(!got.is_empty(), "prefix {}", prefix as char);
+            assert_eq!(got, expected(prefix), "prefix {}", prefix as char);
+        }
+        assert_eq!(
+            db.get(record::LIVE_KEY).unwrap().map(|v| v.to_vec()),
+            applied.get(record::LIVE_KEY).cloned()
+        );
+    }
+
+    #[test]
+    fn a_format_2_batch_applies_as_messages_the_router_held() {
+        let mut entry = stored(8, "/queue/a", 4);
+        entry.backlog = false;
+        let batch = EncodedBatch {
+            format: FROM,
+            max_seq: 8,
+            entries: vec![Entry {
+                kind: Some(Kind::Enqueue(entry)),
+            }],
+        };
+        let mut records = std::collections::BTreeMap::new();
+        let mut sm = StateMachine::empty(LogKeep::NONE);
+        let applied = sm.apply_encoded(&batch.to_bytes(), &mut records).unwrap();
+        assert_eq!(applied.stored, vec![(8, 1)]);
+        let order = records
+            .get(&record::lane_key(
+                record::QUEUE_PREFIX,
+                &record::lane("/queue/a", 4),
+                Some(1),
+            ))
+            .cloned();
+        let mut want = 8u64.to_be_bytes().to_vec();
+        want.push(0);
+        assert_eq!(order, Some(want));
+    }
+}
