@@ -126,7 +126,8 @@ run_cluster() { # ROUND
   local url="failover:(stomp://127.0.0.1:$(port 1 0),stomp://127.0.0.1:$(port 2 0),stomp://127.0.0.1:$(port 3 0))"
   run_scenarios "$url" "ferromq 3-node cluster" "cluster-r$1" "${args[@]}"
   # The leader must not have changed during the run.
-  r="$(curl -s --max-time 1 "http://127.0.0.1:$(port "$leader" 2)/healthz")"
+  # (A slow answer under load is not a failure of the run: say so and go on.)
+  r="$(curl -s --max-time 3 "http://127.0.0.1:$(port "$leader" 2)/healthz" || echo "no answer")"
   [ "$r" = "ok leader" ] || echo "WARNING: node $leader is no longer the leader ($r)" | tee -a "$out/load.txt"
   scripts/cluster-local.sh stop "$dir" >/dev/null
   rm -rf "$dir"
