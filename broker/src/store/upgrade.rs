@@ -8,7 +8,7 @@
 //! `S`, `Q` and `C` records and the live totals. They are derived here in
 //! one pass over the `M` records in log order, through the very functions
 //! the state machine applies an enqueue with
-//! ([`StateMachine::index_message`], [`StateMachine::write_counts`]), so
+//! (`StateMachine::index_message`, `StateMachine::write_counts`), so
 //! the upgraded store holds the records the state machine would have
 //! written had it applied those enqueues in format 3.
 //!
