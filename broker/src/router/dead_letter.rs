@@ -150,6 +150,14 @@ pub enum Errand {
         /// What to read.
         plan: super::destination::backlog::ReadPlan,
     },
+    /// A purged or deleted queue's stored messages: acknowledge them a page
+    /// at a time (see `Router::drop_backlog`).
+    DropBacklog {
+        /// The queue (a deleted one is no longer found by name).
+        destination: Arc<Destination>,
+        /// `(priority, position, stored)` of each lane.
+        lanes: Vec<(u8, u64, u64)>,
+    },
 }
 
 /// A message on its way out of a destination.
@@ -195,6 +203,7 @@ impl Router {
                     }
                 }
                 Errand::ReadBacklog { destination, plan } => router.read_backlog(destination, plan),
+                Errand::DropBacklog { destination, lanes } => router.start_drop(destination, lanes),
             }
         }
     }

@@ -579,6 +579,13 @@ impl Destination {
         self.lock().waiting.len()
     }
 
+    /// Messages waiting, in memory and in the store (a durable
+    /// subscription's limit).
+    pub fn depth(&self) -> usize {
+        let st = self.lock();
+        st.waiting.len() + usize::try_from(st.backlog.stored()).unwrap_or(usize::MAX)
+    }
+
     /// Removes the oldest waiting message (a full durable subscription with
     /// the `drop-oldest` policy).
     pub fn drop_oldest(&self) -> Option<Arc<Message>> {
@@ -614,7 +621,7 @@ impl Destination {
             let notified = self.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if !self.is_over_limit() && self.waiting_len() < limit {
+            if !self.is_over_limit() && self.depth() < limit {
                 break;
             }
             notified.await;

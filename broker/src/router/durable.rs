@@ -6,11 +6,15 @@
 //! the subscription's selector), and the subscriber, when connected,
 //! consumes that queue with ordinary queue semantics (unacked messages
 //! return on disconnect). Persistent copies are stored like any queue
-//! message, so a durable subscription's backlog survives a restart.
+//! message, so a durable subscription's backlog survives a restart, and
+//! its queue pages like any persistent queue: it holds a window
+//! (`destinations.queue_window`) and leaves further persistent copies to
+//! the store, read back in order as its subscriber drains it (see
+//! `destination::backlog`). `durable_limit` counts both.
 
 use super::address::{wildcard_matches, Address, DestinationKind};
 use super::Destination;
-use super::{Message, Router, RouterError};
+use super::{delivery_marks, Message, Router, RouterError};
 use crate::selector::Selector;
 use crate::store::{Commit, LogEntry};
 use std::sync::atomic::Ordering;
@@ -164,12 +168,26 @@ impl Router {
             });
             copies.push((queue, copy));
         }
+        // A persistent copy for a subscription whose window is full is left
+        // to the store, as a persistent queue's message is (counted before
+        // the append, see `destination::backlog`), and read back in order
+        // when its subscriber drains the queue: an offline subscriber's
+        // backlog costs the store, not memory.
+        let left: Vec<bool> = copies
+            .iter()
+            .map(|(queue, m)| {
+                m.persistent
+                    && delivery_marks::stores_messages_of(queue)
+                    && queue.leave_to_store(m.priority)
+            })
+            .collect();
         let stored: Vec<LogEntry> = copies
             .iter()
-            .filter(|(_, m)| m.persistent)
-            .map(|(_, m)| LogEntry::Enqueue {
+            .zip(&left)
+            .filter(|((_, m), _)| m.persistent)
+            .map(|((_, m), &backlog)| LogEntry::Enqueue {
                 message: m.clone(),
-                backlog: false,
+                backlog,
             })
             .collect();
         let commit = if stored.is_empty() {
@@ -178,11 +196,18 @@ impl Router {
             self.store.append(stored)
         };
         if commit.is_failed() {
+            for ((queue, m), left) in copies.iter().zip(&left) {
+                if *left {
+                    queue.cancel_leave(m.priority);
+                }
+            }
             return commit;
         }
-        for (queue, copy) in copies {
+        for ((queue, copy), left) in copies.into_iter().zip(left) {
             self.enforce_durable_limit(&queue);
-            queue.publish(copy);
+            if !left {
+                queue.publish(copy);
+            }
         }
         commit
     }
@@ -190,8 +215,13 @@ impl Router {
     /// `drop-oldest`: makes room in a full durable subscription by dropping
     /// its oldest waiting message. (`block` instead slows producers, through
     /// [`Router::wait_for_space`].)
+    /// The limit counts what the store holds for the subscription too
+    /// ([`Destination::depth`]); the oldest message is in the window (its
+    /// head), so while a page is being read back into an empty window
+    /// nothing is dropped and the subscription may pass the limit by what
+    /// arrives meanwhile.
     fn enforce_durable_limit(&self, queue: &Destination) {
-        if self.config.durable_drop_oldest && queue.waiting_len() >= self.config.durable_limit {
+        if self.config.durable_drop_oldest && queue.depth() >= self.config.durable_limit {
             if let Some(old) = queue.drop_oldest() {
                 drop(self.log_acks(queue, &[old]));
             }
@@ -230,6 +260,9 @@ impl Router {
             .remove(&address.name);
         let queue = self.destination(&address, 0)?;
         if let Some(old) = restored {
+            // Its store backlog too: the lanes' counts and positions move
+            // with it (one destination lock at a time).
+            queue.adopt_backlog(old.give_up_backlog());
             for (message, redeliveries) in old.drain_waiting() {
                 queue.restore(message, redeliveries);
             }
@@ -321,6 +354,9 @@ impl Router {
             .map(|(m, _)| m)
             .collect();
         drop(self.log_acks(&d.queue, &dropped));
+        // What it left in the store goes too, or it would come back at the
+        // next start as an orphaned queue.
+        self.drop_backlog(&d.queue);
         true
     }
 }

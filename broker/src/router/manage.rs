@@ -110,7 +110,7 @@ impl Router {
     /// not yet acknowledged stay with their consumers). Returns how many
     /// were dropped. Atomic with respect to publishing: each message is
     /// either dropped, or was delivered, or arrives after the purge.
-    pub fn purge(&self, destination: &Destination) -> usize {
+    pub fn purge(&self, destination: &Arc<Destination>) -> usize {
         let dropped: Vec<_> = destination
             .drain_waiting()
             .into_iter()
@@ -122,8 +122,8 @@ impl Router {
             // the purged messages back, which is the safe direction.
             drop(self.store.append(entries));
         }
-        // Messages left in the store: read back and acknowledged (a deep
-        // queue's purge costs a read of its backlog, see `refill`).
+        // Messages left in the store: counted now, read back and
+        // acknowledged in the background a page at a time (see `refill`).
         dropped.len() + self.drop_backlog(destination)
     }
 
@@ -143,7 +143,7 @@ impl Router {
             return Err(e);
         }
         if name.starts_with(durable::PREFIX) {
-            let waiting = destination.waiting_len();
+            let waiting = destination.depth();
             self.durable_unsubscribe_queue(&name);
             return Ok(waiting);
         }
@@ -287,7 +287,7 @@ impl Router {
                 consumers,
             });
         }
-        let waiting = q.waiting_len();
+        let waiting = q.depth();
         Ok(self.durable_unsubscribe_queue(queue).then_some(waiting))
     }
 

@@ -82,9 +82,7 @@ impl Router {
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .filter(|d| d.follows(destination.name()))
-            .filter(|d| {
-                d.queue.waiting_len() >= self.config.durable_limit || d.queue.is_over_limit()
-            })
+            .filter(|d| d.queue.depth() >= self.config.durable_limit || d.queue.is_over_limit())
             .map(|d| d.queue.clone())
             .collect();
         for queue in full {

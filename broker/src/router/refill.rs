@@ -3,7 +3,8 @@
 //! blocking thread, never under a destination lock; what it returns joins
 //! the queue's window (`Destination::land_backlog`). Also what needs the
 //! store beyond a window: browsing past it, and acknowledging a purged or
-//! deleted queue's stored messages.
+//! deleted queue's stored messages (in the background, a bounded page per
+//! blocking call: `Router::drop_backlog`).
 //!
 //! Restart: the store recovers no message, only each lane's count
 //! (`Recovered::backlog`); a stored message carrying scheduling headers is
@@ -12,7 +13,8 @@
 //! expired one is dropped or dead-lettered by the dispatch, as any expired
 //! waiting message.
 
-use super::destination::backlog::{Next, ReadPlan, BROWSE_SCAN, RETRY};
+use super::dead_letter::Errand;
+use super::destination::backlog::{Next, ReadPlan, BROWSE_SCAN, MAX_EMPTY_READS, RETRY};
 use super::pending::Pending;
 use super::scheduler::{Schedule, Scheduled};
 use super::{Destination, Message, Router};
@@ -23,8 +25,9 @@ use std::time::Duration;
 
 /// Wait after a failed store read before trying again.
 const AFTER_FAILURE: Duration = Duration::from_millis(500);
-/// Messages read per page when acknowledging a purged queue's backlog.
-const PURGE_PAGE: usize = 1000;
+/// Messages read and acknowledged per blocking call when a purged or
+/// deleted queue's backlog is dropped.
+const DROP_PAGE: usize = 1000;
 
 impl Router {
     /// Runs read `plan` of queue `name` and lands it (see module doc).
@@ -161,45 +164,109 @@ impl Router {
         out
     }
 
-    /// Acknowledges every message `destination` left in the store (purge,
-    /// delete): reads them back a page at a time and appends their acks.
-    /// Returns how many. Blocks on the store.
-    pub fn drop_backlog(&self, destination: &Destination) -> usize {
-        let mut dropped = 0;
-        for (priority, mut after, stored) in destination.take_backlog() {
-            let mut seen = 0u64;
-            // Never more than were counted: a message left after the purge
-            // began is not the purge's.
-            while seen < stored {
-                let page = usize::try_from(stored - seen)
-                    .unwrap_or(usize::MAX)
-                    .min(PURGE_PAGE);
-                let read = match self
-                    .store
-                    .read_backlog(destination.name(), priority, after, page)
-                {
-                    Ok(read) if !read.messages.is_empty() => read,
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(destination = destination.name(), error = %e, "purging the store backlog failed; the rest comes back at the next start");
-                        return dropped;
-                    }
-                };
-                after = read.position;
-                seen += read.messages.len() as u64;
-                dropped += read.messages.len();
-                let acks = read
+    /// Takes every message `destination` left in the store off its books
+    /// (purge, delete) and returns how many; their acknowledgement runs in
+    /// the background (`Errand::DropBacklog`, [`Router::drop_lanes`]).
+    /// Cheap: one short hold of the destination's lock, no store access,
+    /// so the admin handler or session calling it blocks nothing.
+    pub fn drop_backlog(&self, destination: &Arc<Destination>) -> usize {
+        let lanes = destination.take_backlog();
+        if lanes.is_empty() {
+            return 0;
+        }
+        let count: u64 = lanes.iter().map(|&(_, _, stored)| stored).sum();
+        let _ = self.errands.send(Errand::DropBacklog {
+            destination: destination.clone(),
+            lanes,
+        });
+        usize::try_from(count).unwrap_or(usize::MAX)
+    }
+
+    /// Starts acknowledging `lanes` of `destination` (see
+    /// [`Router::drop_backlog`]) on a task of its own.
+    pub(super) fn start_drop(
+        self: &Arc<Self>,
+        destination: Arc<Destination>,
+        lanes: Vec<(u8, u64, u64)>,
+    ) {
+        let router = self.clone();
+        tokio::spawn(async move {
+            for (priority, after, stored) in lanes {
+                router
+                    .drop_lanes(&destination, priority, after, stored)
+                    .await;
+            }
+        });
+    }
+
+    /// Acknowledges the first `stored` messages of lane `priority` after
+    /// log index `after`: each page ([`DROP_PAGE`] records at most, read and
+    /// their acks appended) is one blocking call on tokio's blocking pool,
+    /// so neither a runtime worker nor a destination lock waits on the
+    /// store; a short read (the writer has not applied them yet) is retried
+    /// after [`RETRY`], at most [`MAX_EMPTY_READS`] times in a row. Then the
+    /// lane's position moves past them and its reads resume.
+    async fn drop_lanes(
+        &self,
+        destination: &Arc<Destination>,
+        priority: u8,
+        after: u64,
+        stored: u64,
+    ) {
+        let mut after = after;
+        let mut seen = 0u64;
+        let mut empty = 0u32;
+        // Never more than were counted: a message left after the purge
+        // began is not the purge's.
+        while seen < stored {
+            let page = usize::try_from(stored - seen)
+                .unwrap_or(usize::MAX)
+                .min(DROP_PAGE);
+            let store = self.store.clone();
+            let name = destination.address.name.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                let read = store.read_backlog(&name, priority, after, page)?;
+                let acks: Vec<LogEntry> = read
                     .messages
                     .iter()
                     .map(|m| LogEntry::Ack {
-                        destination: destination.address.name.clone(),
+                        destination: name.clone(),
                         seq: m.message.seq,
                     })
                     .collect();
-                drop(self.store.append(acks));
+                let count = acks.len();
+                if count > 0 {
+                    // Not waited for: a crash before the acks reach the
+                    // disk brings the purged messages back, the safe way.
+                    drop(store.append(acks));
+                }
+                Ok::<_, crate::store::StoreError>((count, read.position))
+            })
+            .await;
+            match done {
+                Ok(Ok((0, _))) => {
+                    empty += 1;
+                    if empty >= MAX_EMPTY_READS {
+                        tracing::warn!(destination = destination.name(), missing = stored - seen, "purged messages never appeared in the store; the rest comes back at the next start if stored");
+                        break;
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
+                Ok(Ok((count, position))) => {
+                    empty = 0;
+                    seen += count as u64;
+                    after = position;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(destination = destination.name(), error = %e, "purging the store backlog failed; the rest comes back at the next start");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(destination = destination.name(), error = %e, "purging the store backlog stopped; the rest comes back at the next start");
+                    break;
+                }
             }
-            destination.skip_backlog(priority, after);
         }
-        dropped
+        destination.skip_backlog(priority, after);
     }
 }

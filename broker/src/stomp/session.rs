@@ -244,7 +244,7 @@ impl Session {
         }
         match frame.command {
             Command::Send => self.send(frame).await,
-            Command::Subscribe => self.subscribe(&frame),
+            Command::Subscribe => self.subscribe(&frame).await,
             Command::Unsubscribe => self.unsubscribe(&frame),
             Command::Ack => self.ack(&frame, true),
             Command::Nack => self.ack(&frame, false),
@@ -441,7 +441,7 @@ impl Session {
         Ok(message)
     }
 
-    fn subscribe(&mut self, frame: &Frame) -> Result<Flow, StompError> {
+    async fn subscribe(&mut self, frame: &Frame) -> Result<Flow, StompError> {
         let version = self.version.unwrap_or(Version::V1_0);
         let raw = required(frame, "destination")?;
         let id = match frame.get("id") {
@@ -512,7 +512,7 @@ impl Session {
         self.authorize(&address, Permission::Read)?;
         let destination = self.router.destination(&address, self.id)?;
         if browser {
-            return self.browse(frame, id, &destination, selector.as_deref());
+            return self.browse(frame, id, &destination, selector).await;
         }
         // A durable subscription consumes its hidden queue; the selector
         // was applied when messages were copied into it.
@@ -580,12 +580,12 @@ impl Session {
 
     /// `browser:true`: the queue's waiting messages, not consumed, then a
     /// MESSAGE with `browser:end` (ActiveMQ's queue browsing).
-    fn browse(
+    async fn browse(
         &mut self,
         frame: &Frame,
         id: String,
         destination: &Arc<Destination>,
-        selector: Option<&Selector>,
+        selector: Option<Arc<Selector>>,
     ) -> Result<Flow, StompError> {
         if destination.kind() != DestinationKind::Queue {
             return Err(StompError::new("browser:true is only possible on a queue"));
@@ -601,8 +601,16 @@ impl Session {
         let mut left = MAX_BROWSE;
         for queue in queues {
             // Past the window this reads the store (bounded: see
-            // `Router::browse_deep`), on this task: a browse is rare.
-            for message in self.router.browse_deep(&queue, left, selector) {
+            // `Router::browse_deep`): on the blocking pool, not this task's
+            // runtime worker.
+            let router = self.router.clone();
+            let filter = selector.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                router.browse_deep(&queue, left, filter.as_deref())
+            })
+            .await
+            .map_err(|e| StompError::new(format!("browsing failed: {e}")))?;
+            for message in found {
                 left -= 1;
                 self.outbox.push(Outgoing::Browsed {
                     tag: tag.clone(),

@@ -35,7 +35,10 @@
 //! beyond what it returns; expiry is checked when a message is read back
 //! (it is dropped, or dead-lettered under `expired_to_dlq`, then), not
 //! while it lies in the store; purging and deleting a queue acknowledge
-//! its stored messages by reading them back a page at a time. Non-persistent
+//! its stored messages by reading them back a page at a time, off the
+//! caller (`Router::drop_backlog`): the lanes are taken off the books at
+//! once (the count is the caller's answer) and marked purging, so no read
+//! of theirs starts from the old position meanwhile. Non-persistent
 //! messages are always held (memory limit and flow control as before); a
 //! non-persistent message does not wait behind persistent ones in the
 //! store (ActiveMQ's store cursor also keeps the two apart).
@@ -64,6 +67,10 @@ struct Lane {
     stored: u64,
     /// The log index read up to.
     position: u64,
+    /// A purge or delete is acknowledging this lane's stored messages from
+    /// `position` on (`Router::drop_backlog`): no read of it until it is
+    /// done and has moved `position` past them ([`Backlog::skip`]).
+    purging: bool,
 }
 
 /// A read the store is asked for.
@@ -197,6 +204,9 @@ impl Backlog {
         };
         let priority = self.floor();
         let lane = *self.lane(priority);
+        if lane.purging {
+            return None;
+        }
         let id = self.next_id;
         self.next_id += 1;
         self.reading = Some(id);
@@ -266,20 +276,47 @@ impl Backlog {
     }
 
     /// Moves lane `priority`'s position to `position` at least (its
-    /// messages up to there were acknowledged by a purge).
+    /// messages up to there were acknowledged by a purge), and ends its
+    /// purge.
     pub fn skip(&mut self, priority: u8, position: u64) {
         let lane = self.lane_mut(priority);
         lane.position = lane.position.max(position);
+        lane.purging = false;
     }
 
-    /// Forgets every stored message (the queue was purged or deleted and
-    /// its stored messages are acknowledged by the caller). Positions stay,
-    /// so nothing is read twice.
-    pub fn clear(&mut self) {
-        for lane in &mut self.lanes {
+    /// Whether a purge of some lane is still under way.
+    pub fn purging(&self) -> bool {
+        self.lanes.iter().any(|l| l.purging)
+    }
+
+    /// Forgets a read under way and a pause (the cursor moves to another
+    /// destination object: the read's landing goes to the old one, which
+    /// ignores it, so the same page is read again from the same position).
+    pub fn forget_read(&mut self) {
+        self.reading = None;
+        self.paused = false;
+        self.empty_reads = 0;
+    }
+
+    /// Takes every stored message off the books (the queue was purged or
+    /// deleted and the caller acknowledges them): returns each lane's
+    /// `(priority, position, stored)` and marks it purging until
+    /// [`Backlog::skip`]. A lane already being purged is left out: what
+    /// was left to it since is not known to start at its position, and
+    /// stays for the next purge.
+    pub fn take_for_purge(&mut self) -> Vec<(u8, u64, u64)> {
+        let mut out = Vec::new();
+        for p in (0..LANES).rev() {
+            let lane = &mut self.lanes[p];
+            if lane.stored == 0 || lane.purging {
+                continue;
+            }
+            out.push((p as u8, lane.position, lane.stored));
+            self.stored -= lane.stored;
             lane.stored = 0;
+            lane.purging = true;
         }
-        self.stored = 0;
+        out
     }
 }
 
@@ -386,17 +423,50 @@ impl Destination {
         (window, st.backlog.lanes())
     }
 
-    /// See [`Backlog::skip`].
+    /// Hands this queue's store cursor over (a durable subscription's queue
+    /// re-created under its topic's name: `Router::durable_subscribe`);
+    /// this queue keeps none. Pair with [`Destination::adopt_backlog`] on
+    /// the successor, without holding this lock meanwhile.
+    pub fn give_up_backlog(&self) -> Backlog {
+        let mut st = self.lock();
+        let backlog = std::mem::take(&mut st.backlog);
+        self.account(&st);
+        backlog
+    }
+
+    /// Takes over a predecessor's store cursor (see
+    /// [`Destination::give_up_backlog`]): its counts and positions, so
+    /// nothing is read twice or left behind.
+    pub fn adopt_backlog(&self, mut backlog: Backlog) {
+        if !backlog.enabled() {
+            return;
+        }
+        backlog.forget_read();
+        let mut st = self.lock();
+        st.backlog = backlog;
+        self.dispatch(&mut st);
+        self.account(&st);
+    }
+
+    /// See [`Backlog::skip`]; the lane may be read again, so dispatch.
     pub fn skip_backlog(&self, priority: u8, position: u64) {
-        self.lock().backlog.skip(priority, position);
+        let mut st = self.lock();
+        st.backlog.skip(priority, position);
+        self.dispatch(&mut st);
+        self.account(&st);
+    }
+
+    /// Whether a purge or delete is still acknowledging stored messages.
+    pub fn purging_backlog(&self) -> bool {
+        self.lock().backlog.purging()
     }
 
     /// Takes every stored message off the books (purge, delete): returns
-    /// the lanes to acknowledge, `(priority, position, stored)`.
+    /// the lanes to acknowledge, `(priority, position, stored)` (see
+    /// [`Backlog::take_for_purge`]).
     pub fn take_backlog(&self) -> Vec<(u8, u64, u64)> {
         let mut st = self.lock();
-        let lanes = st.backlog.lanes();
-        st.backlog.clear();
+        let lanes = st.backlog.take_for_purge();
         self.account(&st);
         lanes
     }
@@ -477,15 +547,24 @@ mod tests {
     }
 
     #[test]
-    fn clearing_keeps_positions() {
+    fn a_purged_lane_is_not_read_until_the_purge_moves_past_it() {
         let mut b = Backlog::new(10, true);
         b.add(4, 5);
+        b.add(2, 3);
         let plan = b.plan(0, false).unwrap();
         b.landed(&plan, 2, 9);
-        assert_eq!(b.lanes(), vec![(4, 9, 3)]);
-        b.clear();
-        assert!(b.is_empty());
+        assert_eq!(b.lanes(), vec![(4, 9, 3), (2, 0, 3)]);
+        assert_eq!(b.take_for_purge(), vec![(4, 9, 3), (2, 0, 3)]);
+        assert!(b.is_empty() && b.purging());
+        // Left to lane 4 during the purge: not read from the old position
+        // (that would find the purged messages), nor purged twice.
         b.add(4, 1);
-        assert_eq!(b.plan(0, false).unwrap().after, 9);
+        assert_eq!(b.plan(0, false), None);
+        assert_eq!(b.take_for_purge(), vec![]);
+        b.skip(4, 30);
+        b.skip(2, 12);
+        assert!(!b.purging());
+        let plan = b.plan(0, false).unwrap();
+        assert_eq!((plan.priority, plan.after, plan.limit), (4, 30, 1));
     }
 }

@@ -298,7 +298,9 @@ impl Bench {
                     self.delayed.push((message, redeliveries));
                 }
                 Errand::Wake(_) => panic!("no wildcard subscription on the bench"),
-                Errand::ReadBacklog { .. } => panic!("the in-memory store keeps no backlog"),
+                Errand::ReadBacklog { .. } | Errand::DropBacklog { .. } => {
+                    panic!("the in-memory store keeps no backlog")
+                }
             }
         }
     }

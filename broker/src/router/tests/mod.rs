@@ -5,6 +5,8 @@
 //!
 //! - [`harness`]: the bench the tests run on (router, recording consumers,
 //!   message builder).
+//! - [`deep`]: the store cursor over the real sled store (durable
+//!   subscriptions paging, mixed persistence, purging a stored backlog).
 //! - [`dispatch`]: who receives what, and when.
 //! - [`ack`]: acknowledgement, rejection and redelivery.
 //! - [`ownership`]: message groups and exclusive consumers.
@@ -15,6 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod ack;
+mod deep;
 mod dispatch;
 mod harness;
 mod ownership;

@@ -1,0 +1,324 @@
+//! Router unit tests of the store cursor (a queue's window) over the real
+//! sled store, with the router's errand task running the reads: durable
+//! subscriptions paging while their subscriber is away, one delivery order
+//! for persistent and non-persistent messages behind a stored backlog, and
+//! purges and deletes of a backlog run off the caller in bounded pages.
+//!
+//! [`Deep`] is the bench: a router with a small window over a store in a
+//! temporary directory that a test can close and reopen (a clean restart;
+//! the `kill -9` cases are end-to-end, in `tests/tests/durability_deep_queue.rs`).
+
+use crate::router::{
+    AckMode, Address, Consumer, Delivery, DeliverySink, Destination, Message, Router, RouterConfig,
+    SubscribeOptions,
+};
+use crate::store::log_writer::WriterSettings;
+use crate::store::sled_store::{SledStore, StoreSettings};
+use crate::store::{Commit, Store};
+use bytes::Bytes;
+use ferromq_config::StoreSync;
+use ferromq_protocol::Headers;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Waiting messages a queue holds in memory on the bench.
+pub(super) const WINDOW: usize = 4;
+/// How long a test waits for deliveries read back from the store.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A router over a sled store in a temporary directory, its errand task
+/// running on the bench's own runtime.
+pub(super) struct Deep {
+    pub router: Arc<Router>,
+    store: Arc<SledStore>,
+    rt: tokio::runtime::Runtime,
+    dir: tempfile::TempDir,
+}
+
+/// What a consumer was given, in order: `(seq, body)`.
+#[derive(Default)]
+pub(super) struct Got(Mutex<Vec<(u64, String)>>);
+
+impl DeliverySink for Got {
+    fn deliver(&self, d: Delivery) {
+        let body = d
+            .message
+            .body
+            .get()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|e| format!("unreadable body: {e}"));
+        self.0.lock().unwrap().push((d.message.seq, body));
+    }
+}
+
+fn settings(path: &std::path::Path) -> StoreSettings {
+    StoreSettings {
+        path: path.to_path_buf(),
+        writer: WriterSettings {
+            sync: StoreSync::Never,
+            batch_delay: Duration::from_millis(1),
+            disk_limit: 1 << 30,
+            ack_gather: crate::store::log_writer::ACK_GATHER,
+        },
+        cache_bytes: 8 << 20,
+        body_budget: 1 << 30,
+        compact_min_bytes: 1 << 40,
+    }
+}
+
+impl Deep {
+    /// A fresh bench.
+    pub fn new() -> Deep {
+        let dir = tempfile::tempdir().unwrap();
+        Deep::open(dir)
+    }
+
+    fn open(dir: tempfile::TempDir) -> Deep {
+        let (store, recovered) = SledStore::open(settings(dir.path())).unwrap();
+        let store = Arc::new(store);
+        let config = RouterConfig {
+            queue_window: WINDOW,
+            ..RouterConfig::default()
+        };
+        let router = Arc::new(Router::new(config, store.clone()));
+        router.restore(recovered).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.spawn(router.clone().run_errands());
+        Deep {
+            router,
+            store,
+            rt,
+            dir,
+        }
+    }
+
+    /// Closes the store (everything appended is written) and opens it again
+    /// under a new router.
+    pub fn restart(self) -> Deep {
+        let Deep {
+            router,
+            store,
+            rt,
+            dir,
+        } = self;
+        store.close();
+        drop(router);
+        rt.shutdown_timeout(Duration::from_secs(5));
+        drop(store);
+        Deep::open(dir)
+    }
+
+    /// The destination `name`, created when needed.
+    pub fn destination(&self, name: &str) -> Arc<Destination> {
+        self.router
+            .destination(&Address::parse(name, 1).unwrap(), 1)
+            .unwrap()
+    }
+
+    /// Sends a message with body `body` to `to`; waits for its commit.
+    pub fn send(&self, to: &Arc<Destination>, body: &str, persistent: bool) {
+        let message = Message {
+            seq: self.router.next_seq(),
+            destination: to.address.name.clone(),
+            persistent,
+            priority: crate::router::DEFAULT_PRIORITY,
+            expires: 0,
+            timestamp: 1,
+            headers: Headers::new(),
+            body: Bytes::from(body.to_owned()).into(),
+        };
+        let commit = self.router.send(to, message).unwrap();
+        self.wait(commit);
+    }
+
+    /// Waits for a commit.
+    pub fn wait(&self, commit: Commit) {
+        self.rt.block_on(commit.wait()).unwrap();
+    }
+
+    /// A client-individual subscription with a prefetch of 10.
+    pub fn subscribe(&self, queue: &Arc<Destination>) -> (Arc<Consumer>, Arc<Got>) {
+        let got = Arc::new(Got::default());
+        let options = SubscribeOptions {
+            prefetch: Some(10),
+            ..SubscribeOptions::default()
+        };
+        let consumer = self.router.subscribe(
+            queue.clone(),
+            1,
+            "s".into(),
+            AckMode::ClientIndividual,
+            options,
+            got.clone(),
+        );
+        (consumer, got)
+    }
+
+    /// Receives and acknowledges `n` messages; returns their bodies in
+    /// delivery order. Checks after each batch that the queue holds no more
+    /// than its bounded number of windows in memory.
+    pub fn drain(
+        &self,
+        queue: &Destination,
+        consumer: &Arc<Consumer>,
+        got: &Got,
+        n: usize,
+    ) -> Vec<String> {
+        let started = Instant::now();
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            // Only what is asked for: the rest stays unacknowledged, and
+            // goes back to the queue when the consumer leaves.
+            let batch: Vec<(u64, String)> = {
+                let mut all = got.0.lock().unwrap();
+                let k = all.len().min(n - out.len());
+                all.drain(..k).collect()
+            };
+            if batch.is_empty() {
+                assert!(
+                    started.elapsed() < PATIENCE,
+                    "only {} of {n} messages delivered: {:?}",
+                    out.len(),
+                    out.last()
+                );
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            }
+            for (seq, body) in batch {
+                drop(self.router.ack(consumer, seq).unwrap());
+                out.push(body);
+            }
+            let held = queue.waiting_len();
+            assert!(
+                held <= WINDOW * crate::router::destination::backlog::GROWTH,
+                "{held} messages held in memory"
+            );
+        }
+        out
+    }
+
+    /// Bodies `m{from}`..`m{to}`.
+    pub fn bodies(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| format!("m{i}")).collect()
+    }
+
+    /// The data directory (kept until the bench is dropped).
+    #[allow(dead_code)]
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+/// An offline durable subscriber: a hundred windows are published while it
+/// is away, the queue holds one window in memory and the rest in the store,
+/// and the subscriber gets everything in order, before and after a restart.
+#[test]
+fn an_offline_durable_subscription_pages_and_gets_everything_in_order_across_a_restart() {
+    let n = 100 * WINDOW;
+    let bench = Deep::new();
+    let topic = bench.destination("/topic/t");
+    let address = Address::parse("/topic/t", 1).unwrap();
+    let queue = bench
+        .router
+        .durable_subscribe("app", "s", &address, None)
+        .unwrap();
+    for i in 0..n {
+        bench.send(&topic, &format!("m{i}"), true);
+    }
+    assert!(
+        queue.waiting_len() <= WINDOW,
+        "{} copies held in memory",
+        queue.waiting_len()
+    );
+    assert_eq!(queue.depth(), n, "every copy is counted, stored or held");
+    let (consumer, got) = bench.subscribe(&queue);
+    let first = bench.drain(&queue, &consumer, &got, n / 3);
+    assert_eq!(first, Deep::bodies(0..n / 3));
+    bench.router.unsubscribe(&consumer);
+    // Messages published after the subscriber left queue behind the rest.
+    for i in n..n + 2 * WINDOW {
+        bench.send(&topic, &format!("m{i}"), true);
+    }
+    let bench = bench.restart();
+    let queue = bench
+        .router
+        .durable_subscribe("app", "s", &address, None)
+        .unwrap();
+    let left = n + 2 * WINDOW - n / 3;
+    assert_eq!(queue.depth(), left, "counted from the store at restart");
+    let (consumer, got) = bench.subscribe(&queue);
+    let rest = bench.drain(&queue, &consumer, &got, left);
+    assert_eq!(rest, Deep::bodies(n / 3..n + 2 * WINDOW));
+}
+
+/// Unsubscribing a durable subscription drops what it left in the store:
+/// nothing of it comes back at the next start.
+#[test]
+fn unsubscribing_a_durable_subscription_drops_its_stored_backlog() {
+    let n = 20 * WINDOW;
+    let bench = Deep::new();
+    let topic = bench.destination("/topic/t");
+    let address = Address::parse("/topic/t", 1).unwrap();
+    let queue = bench
+        .router
+        .durable_subscribe("app", "gone", &address, None)
+        .unwrap();
+    for i in 0..n {
+        bench.send(&topic, &format!("m{i}"), true);
+    }
+    assert_eq!(queue.depth(), n);
+    assert!(bench.router.durable_unsubscribe("app", "gone"));
+    // The acks of the stored part are appended a page at a time, off the
+    // caller: wait for them before the restart.
+    assert_eq!(queue.depth(), 0);
+    wait_for_purge(&queue);
+    let bench = bench.restart();
+    let name = queue.name().to_owned();
+    assert!(
+        bench.router.lookup(&name).is_none_or(|q| q.depth() == 0),
+        "the unsubscribed backlog came back"
+    );
+}
+
+/// Waits until `queue`'s purge or delete has acknowledged its stored part.
+fn wait_for_purge(queue: &Destination) {
+    let deadline = Instant::now() + PATIENCE;
+    while queue.purging_backlog() {
+        assert!(Instant::now() < deadline, "the purge never finished");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A purge answers at once with the count, stored part included, and
+/// acknowledges the stored part in the background, a page at a time; what
+/// is sent meanwhile is not purged and comes after, and nothing purged
+/// comes back, neither to a consumer nor after a restart.
+#[test]
+fn a_purge_counts_the_stored_backlog_at_once_and_drops_it_in_the_background() {
+    let n = 50 * WINDOW;
+    let bench = Deep::new();
+    let queue = bench.destination("/queue/p");
+    for i in 0..n {
+        bench.send(&queue, &format!("m{i}"), true);
+    }
+    assert_eq!(bench.router.purge(&queue), n);
+    assert_eq!(queue.depth(), 0);
+    for i in n..n + 3 * WINDOW {
+        bench.send(&queue, &format!("m{i}"), true);
+    }
+    wait_for_purge(&queue);
+    let (consumer, got) = bench.subscribe(&queue);
+    let after = bench.drain(&queue, &consumer, &got, 2 * WINDOW);
+    assert_eq!(after, Deep::bodies(n..n + 2 * WINDOW));
+    bench.router.unsubscribe(&consumer);
+    let bench = bench.restart();
+    let queue = bench.destination("/queue/p");
+    assert_eq!(queue.depth(), WINDOW, "purged messages came back");
+    let (consumer, got) = bench.subscribe(&queue);
+    let rest = bench.drain(&queue, &consumer, &got, WINDOW);
+    assert_eq!(rest, Deep::bodies(n + 2 * WINDOW..n + 3 * WINDOW));
+}
