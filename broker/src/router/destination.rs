@@ -234,7 +234,8 @@ impl Destination {
             return Err(st.subscriptions.len());
         }
         self.deleted.store(true, Ordering::Release);
-        let out: Vec<_> = st.waiting.drain().into_iter().map(|p| p.message).collect();
+        let mut out: Vec<_> = st.waiting.drain().into_iter().map(|p| p.message).collect();
+        out.extend(st.backlog.drain_parked().into_iter().map(|p| p.message));
         st.bytes = 0;
         self.account(&st);
         Ok(out)
@@ -275,6 +276,14 @@ impl Destination {
                 // Invariant: no subscription with credit has an eligible
                 // waiting message, so a new message may go straight to an
                 // eligible one without overtaking anything it could have had.
+                // A message whose lane has messages in the store waits
+                // behind them, persistent or not: one order for both (see
+                // `backlog`).
+                if st.backlog.should_park(p.message.priority) {
+                    st.backlog.park(p);
+                    self.account(&st);
+                    return Ok(());
+                }
                 // A message below the priority of messages still in the
                 // store waits for them (strict priority, see `backlog`).
                 if (st.waiting.is_empty() || st.filtered)
@@ -583,7 +592,9 @@ impl Destination {
     /// subscription's limit).
     pub fn depth(&self) -> usize {
         let st = self.lock();
-        st.waiting.len() + usize::try_from(st.backlog.stored()).unwrap_or(usize::MAX)
+        st.waiting.len()
+            + st.backlog.parked_len()
+            + usize::try_from(st.backlog.stored()).unwrap_or(usize::MAX)
     }
 
     /// Removes the oldest waiting message (a full durable subscription with
@@ -601,9 +612,9 @@ impl Destination {
     /// count.
     pub fn drain_waiting(&self) -> Vec<(Arc<Message>, u32)> {
         let mut st = self.lock();
-        let out: Vec<_> = st
-            .waiting
-            .drain()
+        let mut waiting = st.waiting.drain();
+        waiting.extend(st.backlog.drain_parked());
+        let out: Vec<_> = waiting
             .into_iter()
             .map(|p| (p.message, p.redeliveries))
             .collect();
@@ -660,7 +671,10 @@ impl Destination {
         let st = self.lock();
         let backlog: usize = st.subscriptions.iter().map(|s| s.backlog.len()).sum();
         DestinationSnapshot {
-            waiting: st.waiting.len() + backlog + st.backlog.stored() as usize,
+            waiting: st.waiting.len()
+                + backlog
+                + st.backlog.parked_len()
+                + st.backlog.stored() as usize,
             unacked: st.subscriptions.iter().map(|s| s.unacked.len()).sum(),
             consumers: st.subscriptions.len(),
             bytes: st.bytes,
@@ -679,7 +693,10 @@ impl Destination {
     /// Whether the destination has no subscription and holds nothing.
     pub fn is_idle(&self) -> bool {
         let st = self.lock();
-        st.subscriptions.is_empty() && st.waiting.is_empty() && st.backlog.is_empty()
+        st.subscriptions.is_empty()
+            && st.waiting.is_empty()
+            && st.backlog.is_empty()
+            && st.backlog.parked_len() == 0
     }
 
     /// Whether a connection other than `conn` has a subscription here.
@@ -878,8 +895,10 @@ impl Destination {
         // A queue that leaves persistent messages to the store does not
         // hold their producers for them: the window bounds what they cost
         // in memory, and the store's own limit refuses them when full.
+        // Messages parked behind the store count as waiting ones: they are
+        // held in memory (see `backlog`).
         let counted = if st.backlog.enabled() {
-            st.waiting.len() - st.waiting.persistent_len()
+            st.waiting.len() - st.waiting.persistent_len() + st.backlog.parked_len()
         } else {
             st.waiting.len()
         };
@@ -895,6 +914,16 @@ impl Destination {
 }
 
 impl State {
+    /// Adds a message read back from the store (or parked behind it) at
+    /// the end of the window; its bytes are the caller's to count.
+    fn join_window(&mut self, p: Pending) {
+        if p.message.group().is_some() {
+            self.grouped = true;
+            self.filtered = true;
+        }
+        self.waiting.push_back(p);
+    }
+
     fn subscription(&mut self, id: SubscriptionId) -> Result<&mut SubscriptionState, AckError> {
         self.subscriptions
             .iter_mut()

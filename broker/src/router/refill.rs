@@ -78,9 +78,9 @@ impl Router {
         &self,
         destination: &Arc<Destination>,
         read: Vec<BacklogMessage>,
-    ) -> Vec<Pending> {
+    ) -> Vec<(usize, Pending)> {
         let mut keep = Vec::with_capacity(read.len());
-        for m in read {
+        for (place, m) in read.into_iter().enumerate() {
             if let Ok(Some(schedule)) = Schedule::of(&m.message) {
                 let entry = Scheduled {
                     template: m.message,
@@ -94,10 +94,13 @@ impl Router {
                 }
                 continue;
             }
-            keep.push(Pending {
-                message: m.message,
-                redeliveries: m.delivered,
-            });
+            keep.push((
+                place,
+                Pending {
+                    message: m.message,
+                    redeliveries: m.delivered,
+                },
+            ));
         }
         keep
     }
@@ -113,8 +116,8 @@ impl Router {
         limit: usize,
         selector: Option<&crate::selector::Selector>,
     ) -> Vec<Arc<Message>> {
-        let (window, lanes) = destination.browse_view();
-        if lanes.is_empty() {
+        let (window, lanes, parked) = destination.browse_view();
+        if lanes.is_empty() && parked.iter().all(Vec::is_empty) {
             return destination.browse(limit, selector);
         }
         let now = super::now_ms();
@@ -130,9 +133,10 @@ impl Router {
                     out.push(m.clone());
                 }
             }
-            let Some(&(_, mut after, stored)) = lanes.iter().find(|l| l.0 == priority) else {
-                continue;
-            };
+            let (mut after, stored) = lanes
+                .iter()
+                .find(|l| l.0 == priority)
+                .map_or((0, 0), |&(_, after, stored)| (after, stored));
             let mut seen = 0u64;
             while out.len() < limit && seen < stored && scanned < BROWSE_SCAN + limit {
                 let page = (limit - out.len()).clamp(1, 1000);
@@ -159,6 +163,17 @@ impl Router {
                         .filter(|m| accepts(m))
                         .take(limit - out.len()),
                 );
+            }
+            // Messages parked behind the lane's stored ones: shown after
+            // what was read of it (their exact places among stored
+            // messages are known only as the cursor reads them).
+            for m in &parked[usize::from(priority)] {
+                if out.len() >= limit {
+                    return out;
+                }
+                if accepts(m) {
+                    out.push(m.clone());
+                }
             }
         }
         out

@@ -38,13 +38,38 @@
 //! its stored messages by reading them back a page at a time, off the
 //! caller (`Router::drop_backlog`): the lanes are taken off the books at
 //! once (the count is the caller's answer) and marked purging, so no read
-//! of theirs starts from the old position meanwhile. Non-persistent
-//! messages are always held (memory limit and flow control as before); a
-//! non-persistent message does not wait behind persistent ones in the
-//! store (ActiveMQ's store cursor also keeps the two apart).
+//! of theirs starts from the old position meanwhile.
+//!
+//! One order for persistent and non-persistent messages (as ActiveMQ's
+//! store cursor keeps): a non-persistent message is never stored, so it
+//! cannot be left to the store behind the persistent ones there. A message
+//! that arrives while its lane has stored messages is *parked* instead: held
+//! in memory, outside the window, tagged with how many messages had been
+//! left to that lane when it arrived (`Lane::left`). The cursor counts the
+//! lane's messages as it reads them back (`Lane::read`), and a landing
+//! adds them to the window one at a time, each followed by the parked
+//! messages whose tag it reaches; when the lane has nothing stored left
+//! (read out, purged, given up, or an append refused) every parked message
+//! joins. So a queue delivers in send order within a lane, whichever the
+//! persistence, and a producer mixing both keeps its order (its persistent
+//! message is counted before its next message is parked). Two producers
+//! racing can place a parked message one stored message early or late
+//! (counting and appending a left message are two steps), as their relative
+//! order is not defined anyway. A persistent message the window holds is
+//! parked the same way in that race.
+//!
+//! Memory bound of parking: parked messages are held, and counted, like
+//! waiting ones: their bytes count against `destinations.memory_limit` and
+//! their number against the flow-control window (`account`), so their
+//! producers are held by the same flow control as before; what the store
+//! holds is not counted. A restart loses them like any non-persistent
+//! message. Browsing shows a lane's parked messages after what it read of
+//! that lane's stored ones (their exact places are known only as the
+//! cursor reads them).
 
 use super::super::pending::Pending;
 use super::{Destination, State};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +96,20 @@ struct Lane {
     /// `position` on (`Router::drop_backlog`): no read of it until it is
     /// done and has moved `position` past them ([`Backlog::skip`]).
     purging: bool,
+    /// Messages ever left to this lane of the store (this run, plus those
+    /// found there at start): a parked message's place is a value of it.
+    left: u64,
+    /// Of those, how many were read back or purged.
+    read: u64,
+}
+
+/// A message held in memory behind the lane's stored messages (see the
+/// module doc): it joins the window once the cursor has read `after` of
+/// the lane's messages.
+#[derive(Debug)]
+struct Parked {
+    after: u64,
+    pending: Pending,
 }
 
 /// A read the store is asked for.
@@ -109,6 +148,10 @@ pub struct Backlog {
     /// A short read happened: no read until poked.
     paused: bool,
     empty_reads: u32,
+    /// Messages that arrived while their lane had stored messages, by lane,
+    /// in arrival order.
+    parked: [VecDeque<Parked>; LANES],
+    parked_len: usize,
 }
 
 impl Default for Backlog {
@@ -130,6 +173,8 @@ impl Backlog {
             next_id: 1,
             paused: false,
             empty_reads: 0,
+            parked: std::array::from_fn(|_| VecDeque::new()),
+            parked_len: 0,
         }
     }
 
@@ -174,17 +219,104 @@ impl Backlog {
     /// A message of `priority` was left to the store (or, `count`, found
     /// there at restart).
     pub fn add(&mut self, priority: u8, count: u64) {
-        self.lane_mut(priority).stored += count;
+        let lane = self.lane_mut(priority);
+        lane.stored += count;
+        lane.left += count;
         self.stored += count;
     }
 
     /// A message counted by [`Backlog::add`] was not appended after all.
+    /// (A message parked behind it meanwhile waits one message longer than
+    /// it should when another was left after it; never longer than the
+    /// lane's stored messages last: see [`Backlog::release`].)
     pub fn cancel(&mut self, priority: u8) {
         let lane = self.lane_mut(priority);
         if lane.stored > 0 {
             lane.stored -= 1;
+            lane.left -= 1;
             self.stored -= 1;
         }
+    }
+
+    /// Whether a message of `priority` arriving now must wait behind the
+    /// lane's stored messages rather than join the window.
+    pub fn should_park(&self, priority: u8) -> bool {
+        self.enabled && self.lane(priority).stored > 0
+    }
+
+    /// Holds `pending` behind what its lane has in the store now.
+    pub fn park(&mut self, pending: Pending) {
+        let p = usize::from(pending.message.priority.min(9));
+        let after = self.lanes[p].left;
+        self.parked[p].push_back(Parked { after, pending });
+        self.parked_len += 1;
+    }
+
+    /// Bytes the parked messages hold.
+    pub fn parked_bytes(&self) -> usize {
+        self.parked
+            .iter()
+            .flatten()
+            .map(|x| x.pending.message.footprint())
+            .sum()
+    }
+
+    /// Messages parked (see [`Backlog::park`]).
+    pub fn parked_len(&self) -> usize {
+        self.parked_len
+    }
+
+    /// The parked messages of lane `priority` that may join the window
+    /// now: those whose place the cursor has read up to, or all of them
+    /// once the lane has no stored message left.
+    pub fn release(&mut self, priority: u8) -> Vec<Pending> {
+        let p = usize::from(priority.min(9));
+        let empty = self.lanes[p].stored == 0;
+        self.release_if(priority, empty)
+    }
+
+    /// [`Backlog::release`]; `all`: whatever their place.
+    fn release_if(&mut self, priority: u8, all: bool) -> Vec<Pending> {
+        let p = usize::from(priority.min(9));
+        let (read, empty) = (self.lanes[p].read, all);
+        let mut out = Vec::new();
+        while let Some(first) = self.parked[p].front() {
+            if !empty && first.after > read {
+                break;
+            }
+            if let Some(x) = self.parked[p].pop_front() {
+                out.push(x.pending);
+            }
+        }
+        self.parked_len -= out.len();
+        out
+    }
+
+    /// Notes that the cursor read one more message of lane `priority` (a
+    /// landing, one message at a time) and returns the parked messages
+    /// that follow it. By place only: the landing already took its
+    /// messages off the lane's stored count, and the ones not added yet
+    /// still come first (the landing ends with [`Backlog::release`]).
+    pub fn read_one(&mut self, priority: u8) -> Vec<Pending> {
+        self.lane_mut(priority).read += 1;
+        self.release_if(priority, false)
+    }
+
+    /// Every parked message, lane by lane (purge, delete).
+    pub fn drain_parked(&mut self) -> Vec<Pending> {
+        self.parked_len = 0;
+        self.parked
+            .iter_mut()
+            .rev()
+            .flat_map(|q| q.drain(..).map(|x| x.pending))
+            .collect()
+    }
+
+    /// The parked messages of lane `priority`, in order (browsing).
+    pub fn parked(&self, priority: u8) -> impl Iterator<Item = &Pending> + '_ {
+        self.parked[usize::from(priority.min(9))]
+            .iter()
+            .map(|x| &x.pending)
     }
 
     /// The read to make now, if any: `waiting` messages are in the window
@@ -220,6 +352,9 @@ impl Backlog {
 
     /// Read `plan` came back with `count` messages, having looked up to log
     /// index `position`. `false`: not the read under way (ignored).
+    /// The lane's read count is not moved here: the caller moves it one
+    /// message at a time ([`Backlog::read_one`]) as it adds them to the
+    /// window, so parked messages join between them, in their place.
     pub fn landed(&mut self, plan: &ReadPlan, count: usize, position: u64) -> Option<Next> {
         if self.reading != Some(plan.id) {
             return None;
@@ -314,6 +449,7 @@ impl Backlog {
             out.push((p as u8, lane.position, lane.stored));
             self.stored -= lane.stored;
             lane.stored = 0;
+            lane.read = lane.left;
             lane.purging = true;
         }
         out
@@ -342,6 +478,13 @@ impl Destination {
     pub fn cancel_leave(&self, priority: u8) {
         let mut st = self.lock();
         st.backlog.cancel(priority);
+        // Its lane may have nothing stored now: what was parked behind it
+        // joins the window.
+        for p in st.backlog.release(priority) {
+            st.join_window(p);
+        }
+        self.dispatch(&mut st);
+        self.account(&st);
         self.stats
             .enqueued
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -357,25 +500,33 @@ impl Destination {
 
     /// A read of `plan` came back: `read` messages in all (the count the
     /// lane loses), up to log index `position`; `keep` are the ones that
-    /// join the window (the router took scheduled and expired ones out).
+    /// join the window, each with its place in the read (the router took
+    /// scheduled and expired ones out). Messages parked behind the lane's
+    /// stored ones join between them, in their place.
     pub fn land_backlog(
         &self,
         plan: &ReadPlan,
         read: usize,
         position: u64,
-        keep: Vec<Pending>,
+        keep: Vec<(usize, Pending)>,
     ) -> Option<Next> {
         let mut st = self.lock();
         let next = st.backlog.landed(plan, read, position)?;
-        if !self.is_deleted() {
-            for p in keep {
-                st.bytes += p.message.footprint();
-                if p.message.group().is_some() {
-                    st.grouped = true;
-                    st.filtered = true;
+        let deleted = self.is_deleted();
+        let mut keep = keep.into_iter().peekable();
+        for k in 0..read {
+            if let Some((_, p)) = keep.next_if(|(i, _)| *i == k) {
+                if !deleted {
+                    st.bytes += p.message.footprint();
+                    st.join_window(p);
                 }
-                st.waiting.push_back(p);
             }
+            for p in st.backlog.read_one(plan.priority) {
+                st.join_window(p);
+            }
+        }
+        for p in st.backlog.release(plan.priority) {
+            st.join_window(p);
         }
         self.dispatch(&mut st);
         self.account(&st);
@@ -413,14 +564,24 @@ impl Destination {
     }
 
     /// What browsing needs beyond the window: the waiting messages lane by
-    /// lane, and the store lanes' positions.
+    /// lane, the store lanes' positions,
+    /// and the messages parked behind each lane.
     #[allow(clippy::type_complexity)]
-    pub fn browse_view(&self) -> (Vec<Vec<Arc<super::Message>>>, Vec<(u8, u64, u64)>) {
+    pub fn browse_view(
+        &self,
+    ) -> (
+        Vec<Vec<Arc<super::Message>>>,
+        Vec<(u8, u64, u64)>,
+        Vec<Vec<Arc<super::Message>>>,
+    ) {
         let st = self.lock();
         let window = (0..LANES as u8)
             .map(|p| st.waiting.lane(p).map(|w| w.message.clone()).collect())
             .collect();
-        (window, st.backlog.lanes())
+        let parked = (0..LANES as u8)
+            .map(|p| st.backlog.parked(p).map(|w| w.message.clone()).collect())
+            .collect();
+        (window, st.backlog.lanes(), parked)
     }
 
     /// Hands this queue's store cursor over (a durable subscription's queue
@@ -430,6 +591,7 @@ impl Destination {
     pub fn give_up_backlog(&self) -> Backlog {
         let mut st = self.lock();
         let backlog = std::mem::take(&mut st.backlog);
+        st.bytes -= backlog.parked_bytes().min(st.bytes);
         self.account(&st);
         backlog
     }
@@ -443,6 +605,7 @@ impl Destination {
         }
         backlog.forget_read();
         let mut st = self.lock();
+        st.bytes += backlog.parked_bytes();
         st.backlog = backlog;
         self.dispatch(&mut st);
         self.account(&st);
@@ -452,6 +615,9 @@ impl Destination {
     pub fn skip_backlog(&self, priority: u8, position: u64) {
         let mut st = self.lock();
         st.backlog.skip(priority, position);
+        for p in st.backlog.release(priority) {
+            st.join_window(p);
+        }
         self.dispatch(&mut st);
         self.account(&st);
     }
@@ -544,6 +710,70 @@ mod tests {
         let plan = b.plan(0, false).unwrap();
         assert_eq!(b.landed(&plan, 0, 3), Some(Next::Done));
         assert!(b.is_empty(), "given up");
+    }
+
+    fn pending(seq: u64, priority: u8) -> Pending {
+        Pending {
+            message: Arc::new(crate::message::Message {
+                seq,
+                destination: "/queue/q".into(),
+                persistent: false,
+                priority,
+                expires: 0,
+                timestamp: 0,
+                headers: Default::default(),
+                body: Default::default(),
+            }),
+            redeliveries: 0,
+        }
+    }
+
+    fn seqs(v: Vec<Pending>) -> Vec<u64> {
+        v.into_iter().map(|p| p.message.seq).collect()
+    }
+
+    #[test]
+    fn parked_messages_join_behind_the_stored_ones_that_preceded_them() {
+        let mut b = Backlog::new(4, true);
+        assert!(!b.should_park(4), "nothing stored: straight to the window");
+        b.add(4, 2); // stored messages 1 and 2
+        assert!(b.should_park(4) && !b.should_park(7));
+        b.park(pending(100, 4)); // after stored message 2
+        b.add(4, 1); // stored message 3
+        b.park(pending(101, 4)); // after 3
+        b.park(pending(102, 4)); // after 3
+        assert_eq!(b.parked_len(), 3);
+        let plan = b.plan(0, false).unwrap();
+        assert_eq!(b.landed(&plan, 2, 10), Some(Next::Done));
+        assert!(b.read_one(4).is_empty(), "behind message 2, not 1");
+        assert_eq!(seqs(b.read_one(4)), vec![100]);
+        assert!(b.release(4).is_empty(), "message 3 is still stored");
+        let plan = b.plan(0, false).unwrap();
+        b.landed(&plan, 1, 11);
+        assert_eq!(seqs(b.read_one(4)), vec![101, 102]);
+        assert_eq!(b.parked_len(), 0);
+        // A landing that empties the lane: its messages still come before
+        // what was parked behind them.
+        b.add(4, 2);
+        b.park(pending(103, 4));
+        let plan = b.plan(0, false).unwrap();
+        b.landed(&plan, 2, 13);
+        assert!(b.read_one(4).is_empty(), "released before the last read");
+        assert_eq!(seqs(b.read_one(4)), vec![103]);
+    }
+
+    #[test]
+    fn parked_messages_are_not_stranded_when_their_lane_empties_otherwise() {
+        let mut b = Backlog::new(4, true);
+        b.add(4, 1);
+        b.park(pending(100, 4));
+        b.cancel(4); // the stored message's append was refused
+        assert_eq!(seqs(b.release(4)), vec![100]);
+        b.add(4, 1);
+        b.park(pending(101, 4));
+        assert_eq!(b.take_for_purge(), vec![(4, 0, 1)]);
+        assert_eq!(seqs(b.drain_parked()), vec![101]);
+        assert_eq!(b.parked_len(), 0);
     }
 
     #[test]

@@ -121,11 +121,16 @@ impl Deep {
 
     /// Sends a message with body `body` to `to`; waits for its commit.
     pub fn send(&self, to: &Arc<Destination>, body: &str, persistent: bool) {
+        self.send_prio(to, body, persistent, crate::router::DEFAULT_PRIORITY);
+    }
+
+    /// [`Deep::send`] with a priority.
+    pub fn send_prio(&self, to: &Arc<Destination>, body: &str, persistent: bool, priority: u8) {
         let message = Message {
             seq: self.router.next_seq(),
             destination: to.address.name.clone(),
             persistent,
-            priority: crate::router::DEFAULT_PRIORITY,
+            priority,
             expires: 0,
             timestamp: 1,
             headers: Headers::new(),
@@ -321,4 +326,50 @@ fn a_purge_counts_the_stored_backlog_at_once_and_drops_it_in_the_background() {
     let (consumer, got) = bench.subscribe(&queue);
     let rest = bench.drain(&queue, &consumer, &got, WINDOW);
     assert_eq!(rest, Deep::bodies(n + 2 * WINDOW..n + 3 * WINDOW));
+}
+
+/// One producer mixing persistent and non-persistent messages into a queue
+/// whose window is full: the non-persistent ones wait behind the stored
+/// persistent ones sent before them, so the consumer gets the send order
+/// exactly, in each priority lane; and the parked ones are counted as
+/// waiting.
+#[test]
+fn persistent_and_non_persistent_messages_keep_one_order_behind_a_stored_backlog() {
+    let n = 30 * WINDOW;
+    let bench = Deep::new();
+    let queue = bench.destination("/queue/mixed");
+    // Every third message is non-persistent; runs of both kinds.
+    let persistent = |i: usize| i % 3 != 0 && i % 7 != 0;
+    for i in 0..n {
+        bench.send(&queue, &format!("m{i}"), persistent(i));
+    }
+    assert_eq!(queue.depth(), n, "parked messages are counted");
+    assert!(queue.waiting_len() <= WINDOW);
+    let (consumer, got) = bench.subscribe(&queue);
+    let all = bench.drain(&queue, &consumer, &got, n);
+    assert_eq!(all, Deep::bodies(0..n), "send order broken");
+    // Two priority lanes, sent while nobody consumes: each lane keeps its
+    // send order, whichever the persistence (priority decides between
+    // lanes, within what waits).
+    bench.router.unsubscribe(&consumer);
+    for i in n..2 * n {
+        let priority = if i % 2 == 0 { 9 } else { 4 };
+        bench.send_prio(&queue, &format!("m{i}"), persistent(i), priority);
+    }
+    let (consumer, got) = bench.subscribe(&queue);
+    let all = bench.drain(&queue, &consumer, &got, n);
+    let lane = |odd: usize| -> Vec<String> {
+        (n..2 * n)
+            .filter(|i| i % 2 == odd)
+            .map(|i| format!("m{i}"))
+            .collect()
+    };
+    let in_lane = |odd: usize| -> Vec<String> {
+        let want = lane(odd);
+        all.iter().filter(|b| want.contains(b)).cloned().collect()
+    };
+    assert_eq!(in_lane(0), lane(0), "priority 9 lane out of send order");
+    assert_eq!(in_lane(1), lane(1), "priority 4 lane out of send order");
+    assert_eq!(all[..WINDOW], lane(0)[..WINDOW], "priority 9 goes first");
+    bench.router.unsubscribe(&consumer);
 }
