@@ -157,6 +157,8 @@ pub enum Errand {
         destination: Arc<Destination>,
         /// `(priority, position, stored)` of each lane.
         lanes: Vec<(u8, u64, u64)>,
+        /// The queue was removed (see `Router::drop_backlog`).
+        retired: bool,
     },
 }
 
@@ -203,7 +205,11 @@ impl Router {
                     }
                 }
                 Errand::ReadBacklog { destination, plan } => router.read_backlog(destination, plan),
-                Errand::DropBacklog { destination, lanes } => router.start_drop(destination, lanes),
+                Errand::DropBacklog {
+                    destination,
+                    lanes,
+                    retired,
+                } => router.start_drop(destination, lanes, retired),
             }
         }
     }

@@ -356,7 +356,7 @@ impl Router {
         drop(self.log_acks(&d.queue, &dropped));
         // What it left in the store goes too, or it would come back at the
         // next start as an orphaned queue.
-        self.drop_backlog(&d.queue);
+        self.drop_backlog(&d.queue, true);
         true
     }
 }

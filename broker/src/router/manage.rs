@@ -124,7 +124,7 @@ impl Router {
         }
         // Messages left in the store: counted now, read back and
         // acknowledged in the background a page at a time (see `refill`).
-        dropped.len() + self.drop_backlog(destination)
+        dropped.len() + self.drop_backlog(destination, false)
     }
 
     /// Deletes `destination` and drops its waiting messages, refusing while
@@ -164,7 +164,7 @@ impl Router {
                     // Not waited for, as in `purge`.
                     drop(self.store.append(entries));
                 }
-                Ok(dropped.len() + self.drop_backlog(&removed))
+                Ok(dropped.len() + self.drop_backlog(&removed, true))
             }
             Err(consumers) => {
                 // A subscriber that looked it up before the removal: put it

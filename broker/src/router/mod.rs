@@ -158,6 +158,11 @@ pub struct Router {
     durables: RwLock<HashMap<Arc<str>, durable::Durable>>,
     has_durables: AtomicBool,
     errands: mpsc::UnboundedSender<Errand>,
+    /// Names of removed queues whose stored messages are still being
+    /// dropped, with how many drops run (see `Router::drop_backlog`).
+    /// Lock order: after the destination map (creating a queue asks it
+    /// under the map's lock); never with a destination's lock held.
+    draining: Mutex<HashMap<Arc<str>, usize>>,
     /// Taken by [`Router::run_errands`].
     errand_rx: Mutex<Option<mpsc::UnboundedReceiver<Errand>>>,
     /// Open client connections, for the management API (see [`manage`]).
@@ -177,6 +182,7 @@ impl Router {
             durables: RwLock::new(HashMap::new()),
             has_durables: AtomicBool::new(false),
             errands,
+            draining: Mutex::new(HashMap::new()),
             errand_rx: Mutex::new(Some(rx)),
             connections: Arc::default(),
             config,
@@ -231,15 +237,22 @@ impl Router {
             && address.kind == DestinationKind::Queue
             && !address.is_temporary())
         .then_some(self.config.queue_window);
-        let d = Arc::new(Destination::new(
-            address.clone(),
-            self.config.memory_limit,
-            self.config.flow_control_window,
-            backlog,
-            window,
-            self.dead_letter_policy.clone(),
-            self.errands.clone(),
-        ));
+        // A predecessor of this name still having its stored messages
+        // dropped: read no lane until that is done (see `refill`). Lock
+        // order: the destination map, then `draining`.
+        let held = window.is_some() && self.is_draining(&address.name);
+        let d = Arc::new(
+            Destination::new(
+                address.clone(),
+                self.config.memory_limit,
+                self.config.flow_control_window,
+                backlog,
+                window,
+                self.dead_letter_policy.clone(),
+                self.errands.clone(),
+            )
+            .with_backlog_held(held),
+        );
         map.insert(address.name.clone(), d.clone());
         if address.is_wildcard() && address.kind == DestinationKind::Topic {
             // Lock order: the destination map, then the wildcard list.

@@ -184,17 +184,42 @@ impl Router {
     /// the background (`Errand::DropBacklog`, [`Router::drop_lanes`]).
     /// Cheap: one short hold of the destination's lock, no store access,
     /// so the admin handler or session calling it blocks nothing.
-    pub fn drop_backlog(&self, destination: &Arc<Destination>) -> usize {
+    ///
+    /// `retired`: the destination was removed (deleted, or a durable
+    /// subscription's queue unsubscribed), so a destination of the same
+    /// name may be created while the drop runs. Its store lanes would start
+    /// at position 0, where they would find the dropped messages, so it is
+    /// created with its lanes held ([`Destination::hold_backlog`]) until
+    /// the drop is done and hands it the positions past them.
+    pub fn drop_backlog(&self, destination: &Arc<Destination>, retired: bool) -> usize {
         let lanes = destination.take_backlog();
         if lanes.is_empty() {
             return 0;
         }
         let count: u64 = lanes.iter().map(|&(_, _, stored)| stored).sum();
+        if retired {
+            *self
+                .draining
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(destination.address.name.clone())
+                .or_default() += 1;
+        }
         let _ = self.errands.send(Errand::DropBacklog {
             destination: destination.clone(),
             lanes,
+            retired,
         });
         usize::try_from(count).unwrap_or(usize::MAX)
+    }
+
+    /// Whether a retired destination named `name` is still having its
+    /// stored messages dropped (a new one of that name holds its lanes).
+    pub(super) fn is_draining(&self, name: &str) -> bool {
+        self.draining
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
     }
 
     /// Starts acknowledging `lanes` of `destination` (see
@@ -203,15 +228,45 @@ impl Router {
         self: &Arc<Self>,
         destination: Arc<Destination>,
         lanes: Vec<(u8, u64, u64)>,
+        retired: bool,
     ) {
         let router = self.clone();
         tokio::spawn(async move {
+            let mut ends = Vec::with_capacity(lanes.len());
             for (priority, after, stored) in lanes {
-                router
+                let end = router
                     .drop_lanes(&destination, priority, after, stored)
                     .await;
+                ends.push((priority, end));
+            }
+            if retired {
+                router.finish_retired_drop(&destination.address.name, &ends);
             }
         });
+    }
+
+    /// A retired destination's drop is done: a successor of the same name,
+    /// created meanwhile, reads its lanes from past the dropped messages.
+    /// Order: the name leaves `draining` first, so a successor created
+    /// after is not held, and one created before is found by the lookup.
+    fn finish_retired_drop(&self, name: &Arc<str>, ends: &[(u8, u64)]) {
+        {
+            let mut draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+            match draining.get_mut(name) {
+                Some(n) if *n > 1 => {
+                    // Another drop of the name still runs: the successor
+                    // waits for the last one.
+                    *n -= 1;
+                    return;
+                }
+                _ => {
+                    draining.remove(name);
+                }
+            }
+        }
+        if let Some(successor) = self.lookup(name) {
+            successor.release_held_backlog(ends);
+        }
     }
 
     /// Acknowledges the first `stored` messages of lane `priority` after
@@ -220,14 +275,15 @@ impl Router {
     /// so neither a runtime worker nor a destination lock waits on the
     /// store; a short read (the writer has not applied them yet) is retried
     /// after [`RETRY`], at most [`MAX_EMPTY_READS`] times in a row. Then the
-    /// lane's position moves past them and its reads resume.
+    /// lane's position moves past them and its reads resume. Returns that
+    /// position.
     async fn drop_lanes(
         &self,
         destination: &Arc<Destination>,
         priority: u8,
         after: u64,
         stored: u64,
-    ) {
+    ) -> u64 {
         let mut after = after;
         let mut seen = 0u64;
         let mut empty = 0u32;
@@ -283,5 +339,6 @@ impl Router {
             }
         }
         destination.skip_backlog(priority, after);
+        after
     }
 }

@@ -38,7 +38,12 @@
 //! its stored messages by reading them back a page at a time, off the
 //! caller (`Router::drop_backlog`): the lanes are taken off the books at
 //! once (the count is the caller's answer) and marked purging, so no read
-//! of theirs starts from the old position meanwhile.
+//! of theirs starts from the old position meanwhile. A queue created under
+//! the name of a deleted one whose drop still runs holds all its lanes the
+//! same way until that drop is done and hands it the positions past the
+//! dropped messages (`Router::drop_backlog`); a purge of it meanwhile
+//! leaves its stored messages alone (they are not known to start at its
+//! position).
 //!
 //! One order for persistent and non-persistent messages (as ActiveMQ's
 //! store cursor keeps): a non-persistent message is never stored, so it
@@ -419,6 +424,14 @@ impl Backlog {
         lane.purging = false;
     }
 
+    /// Holds every lane (no read) as if purging: see
+    /// `Destination::with_backlog_held`.
+    pub fn hold(&mut self) {
+        for lane in &mut self.lanes {
+            lane.purging = true;
+        }
+    }
+
     /// Whether a purge of some lane is still under way.
     pub fn purging(&self) -> bool {
         self.lanes.iter().any(|l| l.purging)
@@ -617,6 +630,39 @@ impl Destination {
         st.backlog.skip(priority, position);
         for p in st.backlog.release(priority) {
             st.join_window(p);
+        }
+        self.dispatch(&mut st);
+        self.account(&st);
+    }
+
+    /// A queue created while a removed one of the same name still has its
+    /// stored messages dropped (`Router::drop_backlog`): `held`, its lanes
+    /// are not read until [`Destination::release_held_backlog`]. Messages
+    /// left to them meanwhile are counted and wait, after the dropped
+    /// ones in the log.
+    pub fn with_backlog_held(mut self, held: bool) -> Destination {
+        if held {
+            // Not shared yet: no lock taken (the caller holds the map's).
+            self.state
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .backlog
+                .hold();
+        }
+        self
+    }
+
+    /// The predecessor's drop is done: each lane reads on from past what
+    /// was dropped of it (`ends`: `(priority, position)`), the others from
+    /// where they are.
+    pub fn release_held_backlog(&self, ends: &[(u8, u64)]) {
+        let mut st = self.lock();
+        for p in 0..LANES as u8 {
+            let end = ends.iter().find(|e| e.0 == p).map_or(0, |e| e.1);
+            st.backlog.skip(p, end);
+            for m in st.backlog.release(p) {
+                st.join_window(m);
+            }
         }
         self.dispatch(&mut st);
         self.account(&st);
