@@ -181,7 +181,7 @@ impl Router {
 
     /// Takes every message `destination` left in the store off its books
     /// (purge, delete) and returns how many; their acknowledgement runs in
-    /// the background (`Errand::DropBacklog`, [`Router::drop_lanes`]).
+    /// the background (`Errand::DropBacklog`, `Router::drop_lanes`).
     /// Cheap: one short hold of the destination's lock, no store access,
     /// so the admin handler or session calling it blocks nothing.
     ///
@@ -189,7 +189,7 @@ impl Router {
     /// subscription's queue unsubscribed), so a destination of the same
     /// name may be created while the drop runs. Its store lanes would start
     /// at position 0, where they would find the dropped messages, so it is
-    /// created with its lanes held ([`Destination::hold_backlog`]) until
+    /// created with its lanes held ([`Destination::with_backlog_held`]) until
     /// the drop is done and hands it the positions past them.
     pub fn drop_backlog(&self, destination: &Arc<Destination>, retired: bool) -> usize {
         let lanes = destination.take_backlog();
