@@ -10,7 +10,8 @@
 //! A durable subscription's queue pages the same way: an offline
 //! subscriber's deep backlog comes back complete and in order, also after a
 //! `kill -9`. A queue keeps one order for persistent and non-persistent
-//! messages behind its stored backlog.
+//! messages behind its stored backlog, and a purge of a deep queue answers
+//! with every message, the stored ones included.
 //! (Crashes in the middle of filling and draining a deep queue:
 //! `durability_crash.rs`.)
 //!
@@ -424,4 +425,49 @@ fn persistent_and_non_persistent_messages_keep_their_send_order_behind_a_deep_ba
         first_wrong.map(|k| (&got[k], &want[k]))
     );
     assert_eq!(got.len(), n);
+}
+
+/// POSTs to the admin API (no credentials: the test brokers run without
+/// admin authentication) and returns the status and JSON answer.
+fn post(broker: &Broker, path: &str) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut answer = agent
+        .post(&format!("http://{}{path}", broker.admin()))
+        .send_empty()
+        .unwrap();
+    let status = answer.status().as_u16();
+    let body = answer.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&body).unwrap())
+}
+
+#[test]
+fn purging_a_deep_queue_answers_with_every_message_and_none_comes_back() {
+    let n = knob("FERROMQ_DEEP_COUNT", 1500);
+    let broker = Broker::start_with(Some(&config("")), &["--admin", "127.0.0.1:0"]);
+    let mut p = broker.client();
+    produce(&mut p, n, |i| send("/queue/deep-purge", format!("old{i}")));
+    let started = Instant::now();
+    let (status, answer) = post(&broker, "/api/destinations/queue/deep-purge/purge");
+    eprintln!(
+        "deep purge: {n} messages, answered in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(status, 200, "{answer}");
+    // The stored ones are counted too, although their acknowledgement
+    // runs on in the background.
+    assert_eq!(answer["purged"].as_u64(), Some(n as u64), "{answer}");
+    assert_eq!(waiting(&broker, "/queue/deep-purge"), 0);
+    // More than a window sent after the purge: delivered, in order, and
+    // nothing purged with them.
+    let m = 3 * WINDOW;
+    produce(&mut p, m, |i| send("/queue/deep-purge", format!("m{i}")));
+    let mut c = broker.client();
+    let got = drain(&mut c, "s", "/queue/deep-purge", None, m);
+    let want: Vec<String> = (0..m).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want);
+    c.expect_silence(Duration::from_millis(500));
 }
