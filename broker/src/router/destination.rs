@@ -8,7 +8,8 @@
 //!
 //! A persistent queue holds a window of waiting messages in memory and
 //! leaves the rest to the store, read back as consumers drain it: see
-//! [`backlog`].
+//! [`backlog`] (the bookkeeping), `window` (applying it under the lock)
+//! and `parked` (one order for persistent and non-persistent messages).
 
 use super::address::{Address, DestinationKind};
 use super::dead_letter::{DeadLetter, DeadLetterPolicy, DeathCause, Errand, NackPolicy};
@@ -21,7 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, Notify};
 
 pub mod backlog;
+mod parked;
 mod wildcard_member;
+mod window;
 
 /// Counters exported as metrics. Monotonic except `depth`-like values, which
 /// are computed on demand.

@@ -1,8 +1,8 @@
 //! The router side of a persistent queue's cursor: which messages a queue
 //! holds in memory (a window at its head) and which it leaves in the store,
 //! to read back in order as consumers drain it, like ActiveMQ's store
-//! cursor. [`Backlog`] is the bookkeeping (pure, unit-tested); the
-//! `impl Destination` block below applies it under the destination's lock.
+//! cursor. [`Backlog`] is the bookkeeping (pure, unit-tested);
+//! `destination::window` applies it under the destination's lock.
 //! The store read itself runs off the lock, in a task the router's errand
 //! loop starts (`Router::read_backlog`, in `router::refill`).
 //!
@@ -45,41 +45,16 @@
 //! leaves its stored messages alone (they are not known to start at its
 //! position).
 //!
-//! One order for persistent and non-persistent messages (as ActiveMQ's
-//! store cursor keeps): a non-persistent message is never stored, so it
-//! cannot be left to the store behind the persistent ones there. A message
-//! that arrives while its lane has stored messages is *parked* instead: held
-//! in memory, outside the window, tagged with how many messages had been
-//! left to that lane when it arrived (`Lane::left`). The cursor counts the
-//! lane's messages as it reads them back (`Lane::read`), and a landing
-//! adds them to the window one at a time, each followed by the parked
-//! messages whose tag it reaches; when the lane has nothing stored left
-//! (read out, purged, given up, or an append refused) every parked message
-//! joins. So a queue delivers in send order within a lane, whichever the
-//! persistence, and a producer mixing both keeps its order (its persistent
-//! message is counted before its next message is parked). Two producers
-//! racing can place a parked message one stored message early or late
-//! (counting and appending a left message are two steps), as their relative
-//! order is not defined anyway. A persistent message the window holds is
-//! parked the same way in that race.
-//!
-//! Memory bound of parking: parked messages are held, and counted, like
-//! waiting ones: their bytes count against `destinations.memory_limit` and
-//! their number against the flow-control window (`account`), so their
-//! producers are held by the same flow control as before; what the store
-//! holds is not counted. A restart loses them like any non-persistent
-//! message. Browsing shows a lane's parked messages after what it read of
-//! that lane's stored ones (their exact places are known only as the
-//! cursor reads them).
+//! One order for persistent and non-persistent messages: a message
+//! arriving while its lane has stored messages waits behind them in memory
+//! (see `destination::parked`).
 
 use super::super::pending::Pending;
-use super::{Destination, State};
-use std::collections::VecDeque;
-use std::sync::Arc;
+use super::parked::Parking;
 use std::time::Duration;
 
 /// Priority lanes (JMS priorities 0-9).
-const LANES: usize = 10;
+pub(super) const LANES: usize = 10;
 /// How many windows a queue may hold waiting while consumers with credit
 /// find nothing they can take in them.
 pub const GROWTH: usize = 4;
@@ -106,15 +81,6 @@ struct Lane {
     left: u64,
     /// Of those, how many were read back or purged.
     read: u64,
-}
-
-/// A message held in memory behind the lane's stored messages (see the
-/// module doc): it joins the window once the cursor has read `after` of
-/// the lane's messages.
-#[derive(Debug)]
-struct Parked {
-    after: u64,
-    pending: Pending,
 }
 
 /// A read the store is asked for.
@@ -153,10 +119,8 @@ pub struct Backlog {
     /// A short read happened: no read until poked.
     paused: bool,
     empty_reads: u32,
-    /// Messages that arrived while their lane had stored messages, by lane,
-    /// in arrival order.
-    parked: [VecDeque<Parked>; LANES],
-    parked_len: usize,
+    /// Messages that arrived while their lane had stored messages.
+    parked: Parking,
 }
 
 impl Default for Backlog {
@@ -178,8 +142,7 @@ impl Backlog {
             next_id: 1,
             paused: false,
             empty_reads: 0,
-            parked: std::array::from_fn(|_| VecDeque::new()),
-            parked_len: 0,
+            parked: Parking::default(),
         }
     }
 
@@ -251,50 +214,26 @@ impl Backlog {
 
     /// Holds `pending` behind what its lane has in the store now.
     pub fn park(&mut self, pending: Pending) {
-        let p = usize::from(pending.message.priority.min(9));
-        let after = self.lanes[p].left;
-        self.parked[p].push_back(Parked { after, pending });
-        self.parked_len += 1;
+        let after = self.lane(pending.message.priority).left;
+        self.parked.park(after, pending);
     }
 
     /// Bytes the parked messages hold.
     pub fn parked_bytes(&self) -> usize {
-        self.parked
-            .iter()
-            .flatten()
-            .map(|x| x.pending.message.footprint())
-            .sum()
+        self.parked.bytes()
     }
 
     /// Messages parked (see [`Backlog::park`]).
     pub fn parked_len(&self) -> usize {
-        self.parked_len
+        self.parked.len()
     }
 
     /// The parked messages of lane `priority` that may join the window
     /// now: those whose place the cursor has read up to, or all of them
     /// once the lane has no stored message left.
     pub fn release(&mut self, priority: u8) -> Vec<Pending> {
-        let p = usize::from(priority.min(9));
-        let empty = self.lanes[p].stored == 0;
-        self.release_if(priority, empty)
-    }
-
-    /// [`Backlog::release`]; `all`: whatever their place.
-    fn release_if(&mut self, priority: u8, all: bool) -> Vec<Pending> {
-        let p = usize::from(priority.min(9));
-        let (read, empty) = (self.lanes[p].read, all);
-        let mut out = Vec::new();
-        while let Some(first) = self.parked[p].front() {
-            if !empty && first.after > read {
-                break;
-            }
-            if let Some(x) = self.parked[p].pop_front() {
-                out.push(x.pending);
-            }
-        }
-        self.parked_len -= out.len();
-        out
+        let lane = *self.lane(priority);
+        self.parked.release(priority, lane.read, lane.stored == 0)
     }
 
     /// Notes that the cursor read one more message of lane `priority` (a
@@ -303,25 +242,20 @@ impl Backlog {
     /// messages off the lane's stored count, and the ones not added yet
     /// still come first (the landing ends with [`Backlog::release`]).
     pub fn read_one(&mut self, priority: u8) -> Vec<Pending> {
-        self.lane_mut(priority).read += 1;
-        self.release_if(priority, false)
+        let lane = self.lane_mut(priority);
+        lane.read += 1;
+        let read = lane.read;
+        self.parked.release(priority, read, false)
     }
 
     /// Every parked message, lane by lane (purge, delete).
     pub fn drain_parked(&mut self) -> Vec<Pending> {
-        self.parked_len = 0;
-        self.parked
-            .iter_mut()
-            .rev()
-            .flat_map(|q| q.drain(..).map(|x| x.pending))
-            .collect()
+        self.parked.drain()
     }
 
     /// The parked messages of lane `priority`, in order (browsing).
     pub fn parked(&self, priority: u8) -> impl Iterator<Item = &Pending> + '_ {
-        self.parked[usize::from(priority.min(9))]
-            .iter()
-            .map(|x| &x.pending)
+        self.parked.lane(priority)
     }
 
     /// The read to make now, if any: `waiting` messages are in the window
@@ -469,224 +403,10 @@ impl Backlog {
     }
 }
 
-impl Destination {
-    /// Decides, for a persistent message about to be appended, whether it
-    /// is left to the store (see the module doc) and counts it if so.
-    pub fn leave_to_store(&self, priority: u8) -> bool {
-        let mut st = self.lock();
-        if self.is_deleted() {
-            return false;
-        }
-        let leave = st.backlog.should_leave(priority, st.waiting.len());
-        if leave {
-            st.backlog.add(priority, 1);
-            self.stats
-                .enqueued
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        leave
-    }
-
-    /// Undoes [`Destination::leave_to_store`]: the store refused the append.
-    pub fn cancel_leave(&self, priority: u8) {
-        let mut st = self.lock();
-        st.backlog.cancel(priority);
-        // Its lane may have nothing stored now: what was parked behind it
-        // joins the window.
-        for p in st.backlog.release(priority) {
-            st.join_window(p);
-        }
-        self.dispatch(&mut st);
-        self.account(&st);
-        self.stats
-            .enqueued
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// At start: `count` messages of `priority` are in the store.
-    pub fn restore_backlog(&self, priority: u8, count: u64) {
-        let mut st = self.lock();
-        st.backlog.add(priority, count);
-        self.dispatch(&mut st);
-        self.account(&st);
-    }
-
-    /// A read of `plan` came back: `read` messages in all (the count the
-    /// lane loses), up to log index `position`; `keep` are the ones that
-    /// join the window, each with its place in the read (the router took
-    /// scheduled and expired ones out). Messages parked behind the lane's
-    /// stored ones join between them, in their place.
-    pub fn land_backlog(
-        &self,
-        plan: &ReadPlan,
-        read: usize,
-        position: u64,
-        keep: Vec<(usize, Pending)>,
-    ) -> Option<Next> {
-        let mut st = self.lock();
-        let next = st.backlog.landed(plan, read, position)?;
-        let deleted = self.is_deleted();
-        let mut keep = keep.into_iter().peekable();
-        for k in 0..read {
-            if let Some((_, p)) = keep.next_if(|(i, _)| *i == k) {
-                if !deleted {
-                    st.bytes += p.message.footprint();
-                    st.join_window(p);
-                }
-            }
-            for p in st.backlog.read_one(plan.priority) {
-                st.join_window(p);
-            }
-        }
-        for p in st.backlog.release(plan.priority) {
-            st.join_window(p);
-        }
-        self.dispatch(&mut st);
-        self.account(&st);
-        Some(next)
-    }
-
-    /// A read of `plan` failed.
-    pub fn backlog_read_failed(&self, plan: &ReadPlan) {
-        self.lock().backlog.failed(plan);
-    }
-
-    /// After a short read's pause: dispatch again, which reads again.
-    pub fn resume_backlog(&self) {
-        let mut st = self.lock();
-        st.backlog.resume();
-        self.dispatch(&mut st);
-        self.account(&st);
-    }
-
-    /// Plans a read when the window runs low (or consumers starve), and
-    /// sends it to the router. Called at the end of every dispatch.
-    pub(super) fn plan_backlog_read(&self, st: &mut State) {
-        if st.backlog.is_empty() {
-            return;
-        }
-        let wanting = st.subscriptions.iter().any(|s| s.has_credit());
-        if let Some(plan) = st.backlog.plan(st.waiting.len(), wanting) {
-            let _ = self
-                .errands
-                .send(super::super::dead_letter::Errand::ReadBacklog {
-                    destination: self.address.name.clone(),
-                    plan,
-                });
-        }
-    }
-
-    /// What browsing needs beyond the window: the waiting messages lane by
-    /// lane, the store lanes' positions,
-    /// and the messages parked behind each lane.
-    #[allow(clippy::type_complexity)]
-    pub fn browse_view(
-        &self,
-    ) -> (
-        Vec<Vec<Arc<super::Message>>>,
-        Vec<(u8, u64, u64)>,
-        Vec<Vec<Arc<super::Message>>>,
-    ) {
-        let st = self.lock();
-        let window = (0..LANES as u8)
-            .map(|p| st.waiting.lane(p).map(|w| w.message.clone()).collect())
-            .collect();
-        let parked = (0..LANES as u8)
-            .map(|p| st.backlog.parked(p).map(|w| w.message.clone()).collect())
-            .collect();
-        (window, st.backlog.lanes(), parked)
-    }
-
-    /// Hands this queue's store cursor over (a durable subscription's queue
-    /// re-created under its topic's name: `Router::durable_subscribe`);
-    /// this queue keeps none. Pair with [`Destination::adopt_backlog`] on
-    /// the successor, without holding this lock meanwhile.
-    pub fn give_up_backlog(&self) -> Backlog {
-        let mut st = self.lock();
-        let backlog = std::mem::take(&mut st.backlog);
-        st.bytes -= backlog.parked_bytes().min(st.bytes);
-        self.account(&st);
-        backlog
-    }
-
-    /// Takes over a predecessor's store cursor (see
-    /// [`Destination::give_up_backlog`]): its counts and positions, so
-    /// nothing is read twice or left behind.
-    pub fn adopt_backlog(&self, mut backlog: Backlog) {
-        if !backlog.enabled() {
-            return;
-        }
-        backlog.forget_read();
-        let mut st = self.lock();
-        st.bytes += backlog.parked_bytes();
-        st.backlog = backlog;
-        self.dispatch(&mut st);
-        self.account(&st);
-    }
-
-    /// See [`Backlog::skip`]; the lane may be read again, so dispatch.
-    pub fn skip_backlog(&self, priority: u8, position: u64) {
-        let mut st = self.lock();
-        st.backlog.skip(priority, position);
-        for p in st.backlog.release(priority) {
-            st.join_window(p);
-        }
-        self.dispatch(&mut st);
-        self.account(&st);
-    }
-
-    /// A queue created while a removed one of the same name still has its
-    /// stored messages dropped (`Router::drop_backlog`): `held`, its lanes
-    /// are not read until [`Destination::release_held_backlog`]. Messages
-    /// left to them meanwhile are counted and wait, after the dropped
-    /// ones in the log.
-    pub fn with_backlog_held(mut self, held: bool) -> Destination {
-        if held {
-            // Not shared yet: no lock taken (the caller holds the map's).
-            self.state
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .backlog
-                .hold();
-        }
-        self
-    }
-
-    /// The predecessor's drop is done: each lane reads on from past what
-    /// was dropped of it (`ends`: `(priority, position)`), the others from
-    /// where they are.
-    pub fn release_held_backlog(&self, ends: &[(u8, u64)]) {
-        let mut st = self.lock();
-        for p in 0..LANES as u8 {
-            let end = ends.iter().find(|e| e.0 == p).map_or(0, |e| e.1);
-            st.backlog.skip(p, end);
-            for m in st.backlog.release(p) {
-                st.join_window(m);
-            }
-        }
-        self.dispatch(&mut st);
-        self.account(&st);
-    }
-
-    /// Whether a purge or delete is still acknowledging stored messages.
-    pub fn purging_backlog(&self) -> bool {
-        self.lock().backlog.purging()
-    }
-
-    /// Takes every stored message off the books (purge, delete): returns
-    /// the lanes to acknowledge, `(priority, position, stored)` (see
-    /// [`Backlog::take_for_purge`]).
-    pub fn take_backlog(&self) -> Vec<(u8, u64, u64)> {
-        let mut st = self.lock();
-        let lanes = st.backlog.take_for_purge();
-        self.account(&st);
-        lanes
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn messages_are_left_once_the_window_is_full_and_then_per_lane() {
