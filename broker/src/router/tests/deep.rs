@@ -73,11 +73,22 @@ impl Deep {
         Deep::open(dir)
     }
 
+    /// A fresh bench whose queues have `memory_limit` bytes.
+    pub fn with_memory_limit(memory_limit: usize) -> Deep {
+        let dir = tempfile::tempdir().unwrap();
+        Deep::open_with(dir, memory_limit)
+    }
+
     fn open(dir: tempfile::TempDir) -> Deep {
+        Deep::open_with(dir, RouterConfig::default().memory_limit)
+    }
+
+    fn open_with(dir: tempfile::TempDir, memory_limit: usize) -> Deep {
         let (store, recovered) = SledStore::open(settings(dir.path())).unwrap();
         let store = Arc::new(store);
         let config = RouterConfig {
             queue_window: WINDOW,
+            memory_limit,
             ..RouterConfig::default()
         };
         let router = Arc::new(Router::new(config, store.clone()));
@@ -430,4 +441,38 @@ fn a_changed_durable_subscription_gets_none_of_the_old_stored_backlog() {
     assert_eq!(all, Deep::bodies(0..3 * WINDOW));
     std::thread::sleep(Duration::from_millis(50));
     assert!(got.0.lock().unwrap().is_empty(), "an old copy came back");
+}
+
+/// Parked messages are bounded like any held non-persistent message: their
+/// bytes count against the queue's memory limit, so producer flow control
+/// holds their producers once it is reached, while the persistent backlog
+/// in the store does not count.
+#[test]
+fn parked_messages_count_against_the_memory_limit() {
+    const LIMIT: usize = 64 << 10;
+    let bench = Deep::with_memory_limit(LIMIT);
+    let queue = bench.destination("/queue/bounded");
+    // A persistent backlog of many times the limit's worth of messages:
+    // only the window is held, so producers are not held for it.
+    let body = "x".repeat(1024);
+    for _ in 0..20 * WINDOW {
+        bench.send(&queue, &body, true);
+    }
+    assert!(!queue.is_over_limit(), "held for messages in the store");
+    // Non-persistent messages now park behind it, until their bytes reach
+    // the limit (each counts its body and 256 bytes of bookkeeping).
+    let mut parked = 0;
+    while !queue.is_over_limit() {
+        bench.send(&queue, &body, false);
+        parked += 1;
+        assert!(
+            parked <= LIMIT / 1024,
+            "{parked} parked, never over the limit"
+        );
+    }
+    assert!(
+        parked > LIMIT / (1024 + 256) / 2,
+        "over the limit after {parked}"
+    );
+    assert_eq!(queue.depth(), 20 * WINDOW + parked);
 }
