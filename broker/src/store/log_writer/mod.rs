@@ -130,11 +130,12 @@ impl LogWriter {
 
     /// Starts the cluster-mode writer thread (see `replicated`): batches
     /// are proposed to the cluster and applied through `state`, the
-    /// store's [`crate::cluster::ApplyLog`]. No paging, no online
-    /// compaction; `settings.sync` is `always` (the configuration requires
-    /// it with a cluster).
+    /// store's [`crate::cluster::ApplyLog`]; `pager` pages bodies once
+    /// their batch is applied here. No online compaction; `settings.sync`
+    /// is `always` (the configuration requires it with a cluster).
     pub fn start_replicated(
         state: Arc<crate::store::replicated::ReplicatedState>,
+        pager: Pager,
         settings: WriterSettings,
         replication: Replication,
     ) -> std::io::Result<LogWriter> {
@@ -153,7 +154,7 @@ impl LogWriter {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ferromq-log-writer".into())
-            .spawn(move || replicated::run(s, state, replication))?;
+            .spawn(move || replicated::run(s, state, replication, pager))?;
         Ok(LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),
