@@ -54,7 +54,7 @@
 //!
 //! Body paging (`store.memory_limit`) needs what an apply changed, which
 //! only the applying node knows: once the router is restored this keeps the
-//! [`Applied`] of the latest applies (a bounded few) for the writer, which
+//! [`super::state_machine::Applied`] of the latest applies (a bounded few) for the writer, which
 //! takes each one when its proposal resolves (after the apply) and pages
 //! bodies out then ([`super::paging`]): a paged body's record is always in
 //! the store before its message refers to it.

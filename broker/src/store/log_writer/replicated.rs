@@ -355,6 +355,18 @@ mod tests {
             next: AtomicU64::new(0),
             leader,
         });
+        let (store, state) = open_on(dir, runtime, body_budget, fake.clone());
+        let _ = fake.state.set(state.clone());
+        (store, state)
+    }
+
+    /// Opens a cluster-mode store proposing through `fake`.
+    fn open_on(
+        dir: &std::path::Path,
+        runtime: &tokio::runtime::Runtime,
+        body_budget: u64,
+        fake: Arc<dyn Replicator>,
+    ) -> (SledStore, Arc<ReplicatedState>) {
         let replicator: Arc<OnceLock<Arc<dyn Replicator>>> = Arc::new(OnceLock::new());
         let settings = StoreSettings {
             path: dir.to_path_buf(),
@@ -377,7 +389,6 @@ mod tests {
             },
         )
         .unwrap();
-        let _ = fake.state.set(state.clone());
         let _ = replicator.set(fake);
         (store, state)
     }
@@ -490,6 +501,113 @@ mod tests {
         let read = store.read_backlog("/queue/a", 4, 0, 100).unwrap();
         let seqs: Vec<u64> = read.messages.iter().map(|m| m.message.seq).collect();
         assert_eq!(seqs, vec![6, 7, 8], "held ones are the router's");
+        store.close();
+    }
+
+    /// Like the real node in the one respect that matters here: a
+    /// proposal needs a runtime worker (a task applies it). The first
+    /// proposal waits a moment, so producers fill the writer's queue
+    /// meanwhile.
+    struct NeedsWorker {
+        state: OnceLock<Arc<ReplicatedState>>,
+        next: AtomicU64,
+        runtime: tokio::runtime::Handle,
+    }
+
+    impl Replicator for NeedsWorker {
+        fn propose(&self, batch: Bytes) -> Proposal {
+            let index = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+            if index == 1 {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let state = self.state.get().cloned();
+            let apply = self.runtime.spawn(async move {
+                match state {
+                    Some(state) => state.apply(index, &batch).map(|_| index),
+                    None => Ok(index),
+                }
+            });
+            // The writer's thread waits for a worker to run the task.
+            let applied = match self.runtime.block_on(apply) {
+                Ok(Ok(index)) => Ok(index),
+                Ok(Err(e)) => Err(ReplicateError::Stopped(e.to_string())),
+                Err(e) => Err(ReplicateError::Stopped(e.to_string())),
+            };
+            Proposal::ready(applied)
+        }
+        fn role(&self) -> Role {
+            Role::Leader
+        }
+        fn leader(&self) -> Option<LeaderInfo> {
+            None
+        }
+        fn is_fenced(&self) -> bool {
+            false
+        }
+        fn status(&self) -> ClusterStatus {
+            unimplemented!("not used by the writer")
+        }
+    }
+
+    /// Producers (sessions appending on the runtime's workers) faster than
+    /// the cluster fill the writer's queue and wait for space; the wait
+    /// must leave the workers to the runtime, or no proposal resolves and
+    /// the leader freezes (it did, under 10 producers of async sends).
+    #[test]
+    fn producers_waiting_for_a_full_queue_leave_the_runtime_to_the_cluster() {
+        const TASKS: usize = 4;
+        const PER_TASK: usize = 16;
+        const BODY: usize = 1 << 20;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Arc::new(NeedsWorker {
+            state: OnceLock::new(),
+            next: AtomicU64::new(0),
+            runtime: runtime.handle().clone(),
+        });
+        let (store, state) = open_on(dir.path(), &runtime, 1 << 30, fake.clone());
+        let _ = fake.state.set(state);
+        let store = Arc::new(store);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        for t in 0..TASKS {
+            let (store, done_tx) = (store.clone(), done_tx.clone());
+            runtime.spawn(async move {
+                // As a session does: the append blocks while the queue is
+                // full, then the commit is awaited.
+                let commits: Vec<_> = (0..PER_TASK)
+                    .map(|i| {
+                        let seq = (t * PER_TASK + i + 1) as u64;
+                        let body = Bytes::from(vec![b'x'; BODY]);
+                        store.append(vec![enqueue_body(seq, body, false)])
+                    })
+                    .collect();
+                let mut committed = 0;
+                for c in commits {
+                    committed += usize::from(c.wait().await.is_ok());
+                }
+                let _ = done_tx.send(committed);
+            });
+        }
+        drop(done_tx);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut committed = 0;
+        for _ in 0..TASKS {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match done.recv_timeout(left) {
+                Ok(n) => committed += n,
+                Err(_) => {
+                    // Dropping a runtime whose workers are stuck would hang.
+                    std::mem::forget(runtime);
+                    panic!("stuck: {committed} commits; waiting producers hold every worker");
+                }
+            }
+        }
+        assert_eq!(committed, TASKS * PER_TASK);
+        assert!(fake.next.load(Ordering::SeqCst) >= 2, "one batch took all");
         store.close();
     }
 }
