@@ -170,7 +170,11 @@ impl Leadership {
                 }
             };
             recovered.next_seq = recovered.next_seq.max(seq_floor(status.term));
-            let (messages, next_seq) = (recovered.messages.len(), recovered.next_seq);
+            // Lane counts, no message: the queues read their messages back
+            // with the cursor (`store::replicated`), so the restore takes
+            // the same time whatever the backlog.
+            let messages: u64 = recovered.backlog.iter().map(|lane| lane.messages).sum();
+            let (lanes, next_seq) = (recovered.backlog.len(), recovered.next_seq);
             if let Err(e) = router.restore(recovered) {
                 error!(error = %e, "cluster: cannot restore the router as leader; restarting");
                 restart.cancel();
@@ -180,6 +184,7 @@ impl Leadership {
             info!(
                 term = status.term,
                 messages,
+                lanes,
                 next_seq,
                 "cluster: leader: restored the router from the store; serving clients"
             );

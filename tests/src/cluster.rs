@@ -146,6 +146,23 @@ impl Node {
         }
     }
 
+    /// Adds `lines` to table `[table]` of its configuration file (before
+    /// [`Node::start`]): into the table when the file has it (`store`),
+    /// else as a new table at the end (`destinations`).
+    pub fn configure(&self, table: &str, lines: &str) {
+        let path = self.dir.join("ferromq.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header = format!("[{table}]\n");
+        let text = match text.find(&header) {
+            Some(at) => {
+                let after = at + header.len();
+                format!("{}{lines}\n{}", &text[..after], &text[after..])
+            }
+            None => format!("{text}\n{header}{lines}\n"),
+        };
+        std::fs::write(&path, text).unwrap();
+    }
+
     /// Removes its data directory (stop it first).
     pub fn wipe(&self) {
         assert!(self.process.is_none(), "stop node {} first", self.id);

@@ -15,11 +15,15 @@
 //!   its memory already, and a read skips them;
 //! - records written before this run started (log index below the
 //!   `boot_index` the store opened with) are all readable: after a restart
-//!   nothing is in memory, everything comes back through the cursor.
+//!   nothing is in memory, everything comes back through the cursor. In
+//!   cluster mode the boot index is fixed when this node's router is
+//!   restored as leader (`replicated::ReplicatedState::recovered`): what
+//!   earlier leaders wrote is all readable, whichever router held it.
 //!
-//! Reads see what the writer has applied, not what is still queued for
-//! it: the router counts what it left to the store and reads again later
-//! when a read comes back short (see `router::destination::backlog`).
+//! Reads see what the writer has applied (in cluster mode: what this node
+//! applied from the committed log), not what is still queued or proposed:
+//! the router counts what it left to the store and reads again later when
+//! a read comes back short (see `router::destination::backlog`).
 
 use super::entry::StoredMessage;
 use super::record::{self, DELIVERED_PREFIX, MESSAGE_PREFIX, QUEUE_PREFIX};

@@ -53,7 +53,10 @@
 //! With `[cluster]` this is what runs: `log_writer::replicated` proposes each
 //! batch instead of step 3's local apply, [`replicated::ReplicatedState`]
 //! is the apply on every node (with the Raft index in the same sled batch),
-//! and `crate::leadership` restores the router from it on a new leader.
+//! and `crate::leadership` restores the router from it on a new leader
+//! (lane counts, as after a single node's restart). Queue windows and body
+//! paging work on the leader as on a single node; when a message left to
+//! the store becomes readable there is written down in [`replicated`].
 //!
 //! # Sequence numbers
 //!
@@ -279,7 +282,8 @@ impl Commit {
 pub struct Recovered {
     /// Messages published and not acknowledged, in log (publication) order,
     /// each with the number of times it had been delivered, for a store
-    /// that keeps no backlog (the cluster's): the router holds them all.
+    /// that keeps no backlog: the router holds them all. The sled store
+    /// (single node and cluster alike) returns none of them, only lanes.
     pub messages: Vec<(Arc<Message>, u32)>,
     /// A store that keeps a backlog ([`Store::keeps_backlog`]) loads no
     /// message: these lanes hold live messages, which the router reads back

@@ -14,21 +14,73 @@
 //! [`ApplyLog::last_applied`] after a restart. A snapshot install is
 //! flushed, because the log behind it may be gone.
 //!
-//! Lock order: `state` is a leaf; nothing is called under it but sled.
+//! # The queue window in cluster mode: what is applied where, and when
+//!
+//! The leader's router keeps a window of each persistent queue in memory
+//! and leaves the rest to the store (`LogEntry::Enqueue::backlog`, see
+//! `router::destination::backlog`), as on a single node. What differs is
+//! when a message is in the store: on a single node once the writer has
+//! applied its batch; here once its batch is committed by a majority and
+//! applied by this node's [`ApplyLog::apply`], which every node runs on the
+//! same batches in the same (Raft log) order. The ordering, step by step:
+//!
+//! 1. The leader's router decides (window full, or its lane already has
+//!    messages in the store) and counts the message in its lane; the
+//!    message is appended with `backlog: true` and leaves the router's
+//!    memory. From here until step 3 it is in neither the router nor the
+//!    store this node reads: it is in the writer's queue or in a proposed
+//!    batch.
+//! 2. The writer proposes batches in the order it takes them
+//!    (`log_writer::replicated`); the Raft log keeps that order.
+//! 3. Each node applies a committed batch here, under `state`: its records
+//!    (the message `M`, its queue-order `Q` key with the backlog flag, the
+//!    lane count `C`) and the Raft index, in one `sled::Batch`. Entries get
+//!    their store log index in apply order, so an index is never handed out
+//!    below one already applied.
+//! 4. The router's cursor reads a lane after the last index it looked at
+//!    ([`super::cursor`]): it sees exactly what step 3 applied, never a
+//!    proposed batch. A read that comes back short (the batch is still in
+//!    flight) is retried; since everything applied later has a higher
+//!    index, a message in flight can be neither skipped nor read twice.
+//!    A batch that does not commit makes the leader restart (`diverged`),
+//!    so the router never waits for a message that will not come.
+//! 5. A node becoming leader restores its router with [`ReplicatedState::recovered`]
+//!    once every entry in its log is applied (`crate::leadership`): it
+//!    reads lane counts, no message, and fixes the boot index (the next
+//!    store index) under `state`, so every record below it, whatever its
+//!    flag, is the cursor's to read, and every record at or above it is
+//!    this leader's own, readable only if its router left it to the store
+//!    (flag 1); those it held (flag 0) are in its memory.
+//!
+//! Body paging (`store.memory_limit`) needs what an apply changed, which
+//! only the applying node knows: once the router is restored this keeps the
+//! [`super::state_machine::Applied`] of the latest applies (a bounded few) for the writer, which
+//! takes each one when its proposal resolves (after the apply) and pages
+//! bodies out then ([`super::paging`]): a paged body's record is always in
+//! the store before its message refers to it.
+//!
+//! Lock order: `state`, then `changes`; nothing else is called under either
+//! but sled.
 
 use super::record::{
     self, COUNT_PREFIX, DELIVERED_PREFIX, LOG_PREFIX, MESSAGE_PREFIX, META_PREFIX, QUEUE_PREFIX,
     SEQ_PREFIX,
 };
-use super::state_machine::{LogKeep, Records, SledRecords, StateMachine};
+use super::state_machine::{Applied as Changes, LogKeep, Records, SledRecords, StateMachine};
 use super::Recovered;
 use crate::cluster::{ApplyError, ApplyLog, LogIndex};
 use bytes::Bytes;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// Key of the last Raft index applied to the store (cluster mode only).
 pub const RAFT_APPLIED_KEY: &[u8] = b"\x00raft_applied";
+
+/// Applies whose changes are kept for the writer's pager, at most: the
+/// writer has at most `cluster.max_in_flight` proposals unresolved, far
+/// fewer; older ones are dropped (their bodies are then not counted).
+const KEPT_CHANGES: usize = 1024;
 
 /// The store's state in cluster mode, shared by the cluster's apply task
 /// (which changes it) and the writer and leader startup (which read it).
@@ -38,6 +90,14 @@ pub struct ReplicatedState {
     /// Set by the writer when a batch it proposed did not commit: the
     /// router's memory may now be ahead of the log (see `diverged`).
     diverged: AtomicBool,
+    /// The first store index of the leader's router (module doc, step 5);
+    /// 0 until [`ReplicatedState::recovered`].
+    boot_index: AtomicU64,
+    /// Set by [`ReplicatedState::recovered`]: this node leads, its writer
+    /// pages bodies and takes the applies' changes.
+    leading: AtomicBool,
+    /// The latest applies' changes, by Raft index (only while `leading`).
+    changes: Mutex<VecDeque<(LogIndex, Changes)>>,
 }
 
 struct Applied {
@@ -58,6 +118,9 @@ impl ReplicatedState {
             db,
             state: Mutex::new(Applied { machine, index }),
             diverged: AtomicBool::new(false),
+            boot_index: AtomicU64::new(0),
+            leading: AtomicBool::new(false),
+            changes: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -87,23 +150,52 @@ impl ReplicatedState {
     }
 
     /// Everything applied so far, as a restart would recover it: what a
-    /// node that becomes leader restores its router from. Every message is
-    /// read and held in memory: paging and the queues' backlog (the
-    /// cursor) are not wired for cluster mode, though every node applies
-    /// and keeps the same records for them.
+    /// node that becomes leader restores its router from. Like a single
+    /// node's restart it reads lane counts, not messages (the queues read
+    /// their messages back with the cursor), and it fixes the boot index
+    /// the cursor reads with (module doc, step 5). Call it once every entry
+    /// in this node's log is applied, and before the router appends.
     pub fn recovered(&self) -> Result<Recovered, String> {
+        // Under `state`: no apply runs between reading the counts and
+        // fixing the boot index, so each record is counted here or is the
+        // new leader's own.
         let _applied = self.lock();
-        let (machine, _, meta) = StateMachine::recover(&self.db, LogKeep::NONE)?;
-        let records = StateMachine::live_records(&self.db)?;
+        let (machine, backlog, meta) = StateMachine::recover(&self.db, LogKeep::NONE)?;
+        self.boot_index
+            .store(machine.next_index(), Ordering::Release);
+        self.leading.store(true, Ordering::Release);
         Ok(Recovered {
-            messages: records
-                .into_iter()
-                .map(|r| (Arc::new(r.message.into_message(None)), r.delivered))
-                .collect(),
-            backlog: Vec::new(),
+            messages: Vec::new(),
+            backlog,
             next_seq: machine.max_seq() + 1,
             meta,
         })
+    }
+
+    /// The first store index of the leader's router: records below it are
+    /// all the cursor's to read (see [`super::cursor`]).
+    pub fn boot_index(&self) -> u64 {
+        self.boot_index.load(Ordering::Acquire)
+    }
+
+    /// What the apply of Raft entry `index` changed, taken (the writer's
+    /// pager, once the proposal of `index` resolved: after its apply).
+    /// `None` when nothing was kept for it (not leading, or not a batch of
+    /// this writer's).
+    pub fn take_changes(&self, index: LogIndex) -> Option<Changes> {
+        let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        // In log order: anything older was never asked for (a proposal
+        // that failed) and is dropped with it.
+        while let Some((at, _)) = changes.front() {
+            if *at > index {
+                return None;
+            }
+            let (at, applied) = changes.pop_front()?;
+            if at == index {
+                return Some(applied);
+            }
+        }
+        None
     }
 
     /// Flushes what was applied (at shutdown).
@@ -121,7 +213,7 @@ impl ApplyLog for ReplicatedState {
         // On a copy: a batch that does not decode changes nothing.
         let mut machine = applied.machine.clone();
         let mut batch = SledRecords::new(&self.db);
-        machine
+        let changed = machine
             .apply_encoded(payload, &mut batch)
             .map_err(|e| ApplyError::new(format!("batch at index {index}: {e}")))?;
         // Same sled batch as the state it produced (module doc).
@@ -131,6 +223,15 @@ impl ApplyLog for ReplicatedState {
             .map_err(|e| ApplyError::new(format!("store write at index {index}: {e}")))?;
         applied.machine = machine;
         applied.index = Some(index);
+        // Ordering: kept only after the records are in sled, so the pager
+        // never refers a body to a record a reader cannot find yet.
+        if self.leading.load(Ordering::Acquire) {
+            let mut changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+            if changes.len() >= KEPT_CHANGES {
+                changes.pop_front();
+            }
+            changes.push_back((index, changed));
+        }
         Ok(())
     }
 
@@ -195,7 +296,60 @@ impl ApplyLog for ReplicatedState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::BodySource;
+    use crate::store::cursor::{self, BacklogRead};
     use crate::store::entry::{self, Ack, EncodedBatch, Entry, Kind, StoredMessage};
+    use std::sync::Arc;
+
+    struct NoBodies;
+
+    impl BodySource for NoBodies {
+        fn read_body(&self, _index: u64) -> Result<Bytes, String> {
+            Err("not in this test".into())
+        }
+    }
+
+    /// Reads lane (`/queue/a`, 0) after `after` as the leader's cursor
+    /// does.
+    fn read_lane(state: &ReplicatedState, after: u64) -> BacklogRead {
+        let bodies: Arc<dyn BodySource> = Arc::new(NoBodies);
+        cursor::read(
+            &state.db,
+            "/queue/a",
+            0,
+            after,
+            state.boot_index(),
+            1000,
+            &bodies,
+        )
+        .unwrap()
+    }
+
+    fn seqs(read: &BacklogRead) -> Vec<u64> {
+        read.messages.iter().map(|m| m.message.seq).collect()
+    }
+
+    /// Restores as a new leader does (lane counts only) and reads every
+    /// lane back with the cursor: the live messages' seqs.
+    fn restored(state: &ReplicatedState) -> (Vec<u64>, Recovered) {
+        let recovered = state.recovered().unwrap();
+        assert!(recovered.messages.is_empty(), "a restore reads no message");
+        let mut all = Vec::new();
+        for lane in &recovered.backlog {
+            assert_eq!((lane.destination.as_str(), lane.priority), ("/queue/a", 0));
+            let read = read_lane(state, 0);
+            assert_eq!(read.messages.len() as u64, lane.messages);
+            all.extend(seqs(&read));
+        }
+        (all, recovered)
+    }
+
+    fn left(seq: u64) -> Kind {
+        Kind::Enqueue(StoredMessage {
+            backlog: true,
+            ..message(seq)
+        })
+    }
 
     /// The live messages a snapshot holds.
     fn snapshot_messages(data: &[u8]) -> Result<Vec<StoredMessage>, String> {
@@ -249,7 +403,7 @@ mod tests {
         // Replayed after a restart: ignored.
         state.apply(5, &first).unwrap();
         state.apply(4, &first).unwrap();
-        assert_eq!(state.recovered().unwrap().messages.len(), 2);
+        assert_eq!(restored(&state).0, vec![1, 2]);
         let ack = batch(
             vec![Kind::Ack(Ack {
                 seq: 1,
@@ -263,9 +417,8 @@ mod tests {
         drop(state);
         let state = open(dir.path());
         assert_eq!(state.last_applied(), Some(6));
-        let recovered = state.recovered().unwrap();
-        assert_eq!(recovered.messages.len(), 1);
-        assert_eq!(recovered.messages[0].0.seq, 2);
+        let (seqs, recovered) = restored(&state);
+        assert_eq!(seqs, vec![2]);
         assert_eq!(recovered.next_seq, 3);
     }
 
@@ -307,8 +460,7 @@ mod tests {
             .unwrap();
         follower.install_snapshot(3, &image).unwrap();
         assert_eq!(follower.last_applied(), Some(3));
-        let recovered = follower.recovered().unwrap();
-        let seqs: Vec<u64> = recovered.messages.iter().map(|(m, _)| m.seq).collect();
+        let (seqs, recovered) = restored(&follower);
         assert_eq!(seqs, vec![2]);
         assert_eq!(recovered.next_seq, 8);
         // The follower derived the same queue order and lane counts as the
@@ -328,5 +480,99 @@ mod tests {
         assert_eq!(ordered(&follower.db), ordered(&leader.db));
         drop(follower);
         assert_eq!(open(b.path()).last_applied(), Some(3));
+    }
+
+    #[test]
+    fn a_new_leaders_cursor_reads_what_came_before_it_and_then_only_what_its_router_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = open(dir.path());
+        // The previous leader held 1 and 2 in memory and left 3 to the
+        // store: for the new leader all three are in the store.
+        let before = batch(
+            vec![
+                Kind::Enqueue(message(1)),
+                Kind::Enqueue(message(2)),
+                left(3),
+            ],
+            3,
+        );
+        state.apply(1, &before).unwrap();
+        assert_eq!(state.take_changes(1), None, "kept only once leading");
+        let (all, recovered) = restored(&state);
+        assert_eq!(all, vec![1, 2, 3]);
+        assert_eq!(recovered.backlog[0].messages, 3);
+        let position = read_lane(&state, 0).position;
+        // This leader's batches: 4 held by its router, 5 and 6 left to the
+        // store, in two batches proposed one after the other.
+        let first = batch(vec![Kind::Enqueue(message(4)), left(5)], 5);
+        let second = batch(vec![left(6)], 6);
+        // Proposed, not applied: nothing to read, and the position stays
+        // where it was, so nothing is skipped once they are applied.
+        let short = read_lane(&state, position);
+        assert!(short.messages.is_empty());
+        assert_eq!(short.position, position);
+        state.apply(2, &first).unwrap();
+        let read = read_lane(&state, position);
+        assert_eq!(seqs(&read), vec![5], "4 is in the router's memory");
+        let in_flight = read_lane(&state, read.position);
+        assert!(in_flight.messages.is_empty(), "{:?}", seqs(&in_flight));
+        assert_eq!(in_flight.position, read.position);
+        state.apply(3, &second).unwrap();
+        let read = read_lane(&state, read.position);
+        assert_eq!(seqs(&read), vec![6]);
+        assert!(read_lane(&state, read.position).messages.is_empty());
+        // The pager gets each apply's changes once, in log order.
+        let changes = state.take_changes(2).unwrap();
+        let stored: Vec<u64> = changes.stored.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(stored, vec![4, 5]);
+        assert_eq!(state.take_changes(2), None);
+        assert_eq!(state.take_changes(3).unwrap().stored.len(), 1);
+    }
+
+    /// Applies race the cursor's reads (the cluster's apply task and the
+    /// router's reader run on different threads): every message left to
+    /// the store is read exactly once, in log order, and a read never
+    /// returns what is not applied yet.
+    #[test]
+    fn reads_racing_applies_neither_skip_nor_repeat_a_message() {
+        const N: u64 = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let state = Arc::new(open(dir.path()));
+        restored(&state);
+        let applier = {
+            let state = state.clone();
+            std::thread::spawn(move || {
+                for seq in 1..=N {
+                    // One held message between two left ones now and then.
+                    let mut kinds = vec![left(seq * 2)];
+                    if seq % 3 == 0 {
+                        kinds.push(Kind::Enqueue(message(seq * 2 + 1)));
+                    }
+                    state.apply(seq, &batch(kinds, seq * 2 + 1)).unwrap();
+                }
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let (mut got, mut position) = (Vec::new(), 0);
+        while (got.len() as u64) < N {
+            assert!(std::time::Instant::now() < deadline, "read {}", got.len());
+            let applied_before = state.last_applied().unwrap_or(0);
+            let read = read_lane(&state, position);
+            let applied_after = state.last_applied().unwrap_or(0);
+            // Never past what is applied: the newest seq read was applied
+            // by the time the read returned.
+            if let Some(last) = read.messages.last() {
+                assert!(last.message.seq / 2 <= applied_after);
+            }
+            assert!(read.position >= position);
+            position = read.position;
+            got.extend(seqs(&read));
+            if read.messages.is_empty() && applied_before == N {
+                break;
+            }
+        }
+        applier.join().unwrap();
+        let want: Vec<u64> = (1..=N).map(|s| s * 2).collect();
+        assert_eq!(got, want);
     }
 }

@@ -50,11 +50,14 @@ pub struct StoreSettings {
 pub struct SledStore {
     writer: LogWriter,
     path: PathBuf,
-    /// The database readers use (swapped by online compaction); `None` in
-    /// cluster mode, whose router keeps every message in memory.
+    /// The database readers use (swapped by online compaction on a single
+    /// node).
     readers: Option<Arc<SledBodies>>,
-    /// The first log index of this run (see [`cursor`]).
+    /// The first log index of this run (see [`cursor`]); in cluster mode
+    /// the replicated state's, fixed when this node becomes leader.
     boot_index: u64,
+    /// Cluster mode: the state applied from the cluster's log.
+    replicated: Option<Arc<ReplicatedState>>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -132,6 +135,7 @@ impl SledStore {
                 path,
                 readers: Some(bodies),
                 boot_index,
+                replicated: None,
             },
             recovered,
         ))
@@ -141,7 +145,9 @@ impl SledStore {
     /// from the cluster's log ([`ReplicatedState`], which the cluster node
     /// is started with) and the writer proposes its batches through
     /// `replication`. Nothing is restored here: a node restores its router
-    /// from [`ReplicatedState::recovered`] when it becomes leader.
+    /// from [`ReplicatedState::recovered`] when it becomes leader. Queue
+    /// backlogs and body paging work as on a single node, on the records
+    /// this node applied (see [`super::replicated`] for the ordering).
     pub fn open_replicated(
         settings: StoreSettings,
         replication: Replication,
@@ -160,16 +166,23 @@ impl SledStore {
             reason,
         };
         let (machine, _, _) = StateMachine::recover(&db, LogKeep::NONE).map_err(corrupt)?;
+        // No online compaction in cluster mode: the database is never
+        // swapped, so readers attach to it once.
+        let bodies = Arc::new(SledBodies::default());
+        bodies.attach(db.clone());
         let state = Arc::new(ReplicatedState::new(db, machine).map_err(corrupt)?);
         info!(path = %path.display(), raft_applied = ?crate::cluster::ApplyLog::last_applied(&*state), "store opened (cluster mode)");
-        let writer = LogWriter::start_replicated(state.clone(), settings.writer, replication)
-            .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
+        let pager = Pager::new(settings.body_budget, bodies.clone());
+        let writer =
+            LogWriter::start_replicated(state.clone(), pager, settings.writer, replication)
+                .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
         Ok((
             SledStore {
                 writer,
                 path,
-                readers: None,
+                readers: Some(bodies),
                 boot_index: 0,
+                replicated: Some(state.clone()),
             },
             state,
         ))
@@ -242,16 +255,12 @@ impl Store for SledStore {
         let db = db
             .as_ref()
             .ok_or_else(|| StoreError::Io("the store is not open".into()))?;
-        cursor::read(
-            db,
-            destination,
-            priority,
-            after,
-            self.boot_index,
-            limit,
-            &source,
-        )
-        .map_err(StoreError::Io)
+        let boot_index = self
+            .replicated
+            .as_ref()
+            .map_or(self.boot_index, |state| state.boot_index());
+        cursor::read(db, destination, priority, after, boot_index, limit, &source)
+            .map_err(StoreError::Io)
     }
 }
 

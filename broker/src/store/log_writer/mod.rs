@@ -88,6 +88,10 @@ pub struct WriterMetrics {
 pub struct LogWriter {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Cluster mode: the writer's progress needs the async runtime (the
+    /// proposals are Raft's futures), so an appender waiting for space
+    /// must not hold a runtime worker (see `push`).
+    needs_runtime: bool,
 }
 
 impl LogWriter {
@@ -125,16 +129,18 @@ impl LogWriter {
         Ok(LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),
+            needs_runtime: false,
         })
     }
 
     /// Starts the cluster-mode writer thread (see `replicated`): batches
     /// are proposed to the cluster and applied through `state`, the
-    /// store's [`crate::cluster::ApplyLog`]. No paging, no online
-    /// compaction; `settings.sync` is `always` (the configuration requires
-    /// it with a cluster).
+    /// store's [`crate::cluster::ApplyLog`]; `pager` pages bodies once
+    /// their batch is applied here. No online compaction; `settings.sync`
+    /// is `always` (the configuration requires it with a cluster).
     pub fn start_replicated(
         state: Arc<crate::store::replicated::ReplicatedState>,
+        pager: Pager,
         settings: WriterSettings,
         replication: Replication,
     ) -> std::io::Result<LogWriter> {
@@ -153,10 +159,11 @@ impl LogWriter {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ferromq-log-writer".into())
-            .spawn(move || replicated::run(s, state, replication))?;
+            .spawn(move || replicated::run(s, state, replication, pager))?;
         Ok(LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),
+            needs_runtime: true,
         })
     }
 
@@ -210,8 +217,26 @@ impl LogWriter {
         // Not while a hold is open: its holder may be the caller, and the
         // writer waits for it (a held transaction is bounded by
         // max_transaction_bytes, so the queue overshoots by that at most).
-        while q.bytes >= MAX_QUEUE_BYTES && q.holds == 0 && !q.closed && q.broken.is_none() {
-            q = self.shared.space.wait(q).unwrap_or_else(|e| e.into_inner());
+        let full = |q: &Queue| {
+            q.bytes >= MAX_QUEUE_BYTES && q.holds == 0 && !q.closed && q.broken.is_none()
+        };
+        if full(&q) {
+            let wait = move || {
+                while full(&q) {
+                    q = self.shared.space.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+                q
+            };
+            // In cluster mode the writer takes the queue only once earlier
+            // proposals resolve, which needs the runtime's workers (Raft,
+            // the peer links): with every worker waiting here no proposal
+            // would ever resolve (seen: 10 producers of async sends froze a
+            // leader). The wait gives up its worker to the runtime first.
+            q = if self.needs_runtime && on_multi_thread_runtime() {
+                tokio::task::block_in_place(wait)
+            } else {
+                wait()
+            };
         }
         if let Some(e) = &q.broken {
             return Commit::Failed(e.clone());
@@ -404,4 +429,11 @@ impl Drop for LogWriter {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Whether the calling thread belongs to a multi-threaded tokio runtime,
+/// where `block_in_place` can hand its worker over (it panics elsewhere).
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }

@@ -5,7 +5,10 @@
 //! completer thread awaits the proposals in log order and only then
 //! resolves each batch's commits and releases its held deliveries. The
 //! batch reaches this node's store through [`ReplicatedState`]'s
-//! `ApplyLog::apply`, like on every other node.
+//! `ApplyLog::apply`, like on every other node. Once a proposal resolved
+//! (its batch applied here), the completer hands the apply's changes to the
+//! [`Pager`], which pages bodies out beyond `store.memory_limit` as the
+//! single-node writer does after its apply.
 //!
 //! The single-node writer does not run this code: choosing it is one branch
 //! at start (`LogWriter::start_replicated`), none per batch or message.
@@ -14,6 +17,7 @@ use super::queue::{Shared, Waiter, WriterWait};
 use super::thread::gather;
 use crate::cluster::{Proposal, ReplicateError, Replicator};
 use crate::store::entry;
+use crate::store::paging::Pager;
 use crate::store::replicated::ReplicatedState;
 use crate::store::{Handoff, LogEntry, StoreError};
 use std::sync::atomic::Ordering;
@@ -45,6 +49,8 @@ struct InFlight {
     /// Seqs of the batch's enqueues: their single-message commits are
     /// looked up at resolution (an ack may have resolved them earlier).
     enqueued: Vec<u64>,
+    /// The entries proposed: the pager's, once applied.
+    entries: Vec<LogEntry>,
 }
 
 /// Counts batches in flight; the writer waits for a free slot before it
@@ -72,7 +78,12 @@ impl Slots {
 }
 
 /// The cluster-mode writer thread's loop.
-pub(super) fn run(shared: Arc<Shared>, state: Arc<ReplicatedState>, replication: Replication) {
+pub(super) fn run(
+    shared: Arc<Shared>,
+    state: Arc<ReplicatedState>,
+    replication: Replication,
+    mut pager: Pager,
+) {
     let slots = Arc::new(Slots::default());
     let (to_completer, proposed) = std::sync::mpsc::channel::<InFlight>();
     let completer = {
@@ -82,7 +93,7 @@ pub(super) fn run(shared: Arc<Shared>, state: Arc<ReplicatedState>, replication:
             .name("ferromq-log-commits".into())
             .spawn(move || {
                 for batch in proposed {
-                    complete(&shared, &state, &runtime, batch);
+                    complete(&shared, &state, &runtime, &mut pager, batch);
                     slots.give();
                 }
             })
@@ -110,6 +121,7 @@ pub(super) fn run(shared: Arc<Shared>, state: Arc<ReplicatedState>, replication:
             let b = shared.take_batch(q);
             (b.entries, b.waiters, b.handoffs, b.closing)
         };
+        let nothing_taken = entries.is_empty();
         if !entries.is_empty() || !waiters.is_empty() || !handoffs.is_empty() {
             let enqueued = entries
                 .iter()
@@ -144,6 +156,7 @@ pub(super) fn run(shared: Arc<Shared>, state: Arc<ReplicatedState>, replication:
                         waiters,
                         handoffs,
                         enqueued,
+                        entries,
                     };
                     if let Err(unsent) = to_completer.send(batch) {
                         slots.give();
@@ -158,7 +171,7 @@ pub(super) fn run(shared: Arc<Shared>, state: Arc<ReplicatedState>, replication:
                 }
             }
         }
-        if closing && entries.is_empty() {
+        if closing && nothing_taken {
             break;
         }
     }
@@ -177,6 +190,7 @@ fn complete(
     shared: &Shared,
     state: &ReplicatedState,
     runtime: &tokio::runtime::Handle,
+    pager: &mut Pager,
     batch: InFlight,
 ) {
     let InFlight {
@@ -184,6 +198,7 @@ fn complete(
         waiters,
         handoffs,
         enqueued,
+        entries,
     } = batch;
     let outcome = runtime.block_on(async {
         match tokio::time::timeout(PROPOSAL_TIMEOUT, proposal).await {
@@ -197,18 +212,30 @@ fn complete(
     // it a RECEIPT, resolve: a receipt means "fsynced on the leader and on
     // a majority". Any error fails the commits; none of them is ever
     // answered later.
-    let result = match outcome {
-        Ok(_) => Ok(()),
+    let (result, index) = match outcome {
+        Ok(index) => (Ok(()), Some(index)),
         Err(e) => {
             let e = StoreError::NotCommitted(e.to_string());
             fail(shared, state, &e);
-            Err(e)
+            (Err(e), None)
         }
     };
     shared
         .live_bytes
         .store(state.live_bytes(), Ordering::Relaxed);
     resolve_now(shared, waiters, handoffs, enqueued, result);
+    // After the receipts: paging is memory bookkeeping, no receipt waits
+    // for it. The batch is applied here (the proposal resolved), so every
+    // body paged out has its record in the store (see `replicated`).
+    if let Some(changes) = index.and_then(|index| state.take_changes(index)) {
+        pager.after_apply(&entries, &changes);
+        shared
+            .resident_bytes
+            .store(pager.resident_bytes(), Ordering::Relaxed);
+        shared
+            .paged_messages
+            .store(pager.paged_messages() as u64, Ordering::Relaxed);
+    }
 }
 
 /// After a batch that did not commit the router's memory may be ahead of
@@ -314,11 +341,32 @@ mod tests {
         leader: bool,
         runtime: &tokio::runtime::Runtime,
     ) -> (SledStore, Arc<ReplicatedState>) {
+        open_with_budget(dir, leader, runtime, 1 << 30)
+    }
+
+    fn open_with_budget(
+        dir: &std::path::Path,
+        leader: bool,
+        runtime: &tokio::runtime::Runtime,
+        body_budget: u64,
+    ) -> (SledStore, Arc<ReplicatedState>) {
         let fake = Arc::new(Fake {
             state: OnceLock::new(),
             next: AtomicU64::new(0),
             leader,
         });
+        let (store, state) = open_on(dir, runtime, body_budget, fake.clone());
+        let _ = fake.state.set(state.clone());
+        (store, state)
+    }
+
+    /// Opens a cluster-mode store proposing through `fake`.
+    fn open_on(
+        dir: &std::path::Path,
+        runtime: &tokio::runtime::Runtime,
+        body_budget: u64,
+        fake: Arc<dyn Replicator>,
+    ) -> (SledStore, Arc<ReplicatedState>) {
         let replicator: Arc<OnceLock<Arc<dyn Replicator>>> = Arc::new(OnceLock::new());
         let settings = StoreSettings {
             path: dir.to_path_buf(),
@@ -329,7 +377,7 @@ mod tests {
                 ack_gather: ACK_GATHER,
             },
             cache_bytes: 8 << 20,
-            body_budget: 1 << 30,
+            body_budget,
             compact_min_bytes: u64::MAX,
         };
         let (store, state) = SledStore::open_replicated(
@@ -341,12 +389,15 @@ mod tests {
             },
         )
         .unwrap();
-        let _ = fake.state.set(state.clone());
         let _ = replicator.set(fake);
         (store, state)
     }
 
     fn enqueue(seq: u64) -> LogEntry {
+        enqueue_body(seq, Bytes::from_static(b"body"), false)
+    }
+
+    fn enqueue_body(seq: u64, body: Bytes, backlog: bool) -> LogEntry {
         LogEntry::Enqueue {
             message: Arc::new(Message {
                 seq,
@@ -356,10 +407,24 @@ mod tests {
                 expires: 0,
                 timestamp: 1,
                 headers: Headers::new(),
-                body: Bytes::from_static(b"body").into(),
+                body: body.into(),
             }),
-            backlog: false,
+            backlog,
         }
+    }
+
+    /// Seqs of the live messages, read back lane by lane with the cursor
+    /// after a leader's restore.
+    fn live_seqs(store: &SledStore, state: &ReplicatedState) -> Vec<u64> {
+        let recovered = state.recovered().unwrap();
+        let mut seqs = Vec::new();
+        for lane in recovered.backlog {
+            let read = store
+                .read_backlog(&lane.destination, lane.priority, 0, usize::MAX)
+                .unwrap();
+            seqs.extend(read.messages.iter().map(|m| m.message.seq));
+        }
+        seqs
     }
 
     #[test]
@@ -374,7 +439,7 @@ mod tests {
             runtime.block_on(c.wait()).unwrap();
         }
         // Every receipted message is in the applied state, with its index.
-        assert_eq!(state.recovered().unwrap().messages.len(), 20);
+        assert_eq!(live_seqs(&store, &state), (1..=20).collect::<Vec<u64>>());
         assert!(state.last_applied().is_some_and(|i| i >= 1));
         assert!(!state.diverged());
         store.close();
@@ -393,7 +458,156 @@ mod tests {
         assert!(store.append(vec![enqueue(2)]).is_failed());
         // The leader must step down and rebuild (crate::leadership).
         assert!(state.diverged());
-        assert_eq!(state.recovered().unwrap().messages.len(), 0);
+        assert!(live_seqs(&store, &state).is_empty());
+        store.close();
+    }
+
+    /// On the leader (its router restored), bodies beyond the budget are
+    /// paged out once their batch is committed and applied, newest first,
+    /// and read back from the store; messages the router left to the
+    /// store are read back by the cursor once applied, and not counted.
+    #[test]
+    fn the_leader_pages_bodies_and_reads_its_backlog_once_applied() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (store, state) = open_with_budget(dir.path(), true, &runtime, 250);
+        assert!(store.keeps_backlog());
+        let restored = state.recovered().unwrap();
+        assert!(restored.backlog.is_empty());
+        let body = |seq: u64| Bytes::from(format!("{seq:0>100}"));
+        let held: Vec<LogEntry> = (1..=5)
+            .map(|seq| enqueue_body(seq, body(seq), false))
+            .collect();
+        let left: Vec<LogEntry> = (6..=8)
+            .map(|seq| enqueue_body(seq, body(seq), true))
+            .collect();
+        runtime.block_on(store.append(held.clone()).wait()).unwrap();
+        runtime.block_on(store.append(left).wait()).unwrap();
+        // The pager runs right after the receipts: wait for its gauges.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.metrics().unwrap().paged_messages < 3 {
+            assert!(std::time::Instant::now() < deadline, "nothing paged");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let m = store.metrics().unwrap();
+        assert_eq!((m.resident_bytes, m.paged_messages), (200, 3));
+        for (seq, e) in (1..).zip(&held) {
+            let LogEntry::Enqueue { message, .. } = e else {
+                unreachable!()
+            };
+            assert_eq!(message.body.is_resident(), seq <= 2, "seq {seq}");
+            assert_eq!(message.body.get().unwrap(), body(seq));
+        }
+        let read = store.read_backlog("/queue/a", 4, 0, 100).unwrap();
+        let seqs: Vec<u64> = read.messages.iter().map(|m| m.message.seq).collect();
+        assert_eq!(seqs, vec![6, 7, 8], "held ones are the router's");
+        store.close();
+    }
+
+    /// Like the real node in the one respect that matters here: a
+    /// proposal needs a runtime worker (a task applies it). The first
+    /// proposal waits a moment, so producers fill the writer's queue
+    /// meanwhile.
+    struct NeedsWorker {
+        state: OnceLock<Arc<ReplicatedState>>,
+        next: AtomicU64,
+        runtime: tokio::runtime::Handle,
+    }
+
+    impl Replicator for NeedsWorker {
+        fn propose(&self, batch: Bytes) -> Proposal {
+            let index = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+            if index == 1 {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            let state = self.state.get().cloned();
+            let apply = self.runtime.spawn(async move {
+                match state {
+                    Some(state) => state.apply(index, &batch).map(|_| index),
+                    None => Ok(index),
+                }
+            });
+            // The writer's thread waits for a worker to run the task.
+            let applied = match self.runtime.block_on(apply) {
+                Ok(Ok(index)) => Ok(index),
+                Ok(Err(e)) => Err(ReplicateError::Stopped(e.to_string())),
+                Err(e) => Err(ReplicateError::Stopped(e.to_string())),
+            };
+            Proposal::ready(applied)
+        }
+        fn role(&self) -> Role {
+            Role::Leader
+        }
+        fn leader(&self) -> Option<LeaderInfo> {
+            None
+        }
+        fn is_fenced(&self) -> bool {
+            false
+        }
+        fn status(&self) -> ClusterStatus {
+            unimplemented!("not used by the writer")
+        }
+    }
+
+    /// Producers (sessions appending on the runtime's workers) faster than
+    /// the cluster fill the writer's queue and wait for space; the wait
+    /// must leave the workers to the runtime, or no proposal resolves and
+    /// the leader freezes (it did, under 10 producers of async sends).
+    #[test]
+    fn producers_waiting_for_a_full_queue_leave_the_runtime_to_the_cluster() {
+        const TASKS: usize = 4;
+        const PER_TASK: usize = 16;
+        const BODY: usize = 1 << 20;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let fake = Arc::new(NeedsWorker {
+            state: OnceLock::new(),
+            next: AtomicU64::new(0),
+            runtime: runtime.handle().clone(),
+        });
+        let (store, state) = open_on(dir.path(), &runtime, 1 << 30, fake.clone());
+        let _ = fake.state.set(state);
+        let store = Arc::new(store);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        for t in 0..TASKS {
+            let (store, done_tx) = (store.clone(), done_tx.clone());
+            runtime.spawn(async move {
+                // As a session does: the append blocks while the queue is
+                // full, then the commit is awaited.
+                let commits: Vec<_> = (0..PER_TASK)
+                    .map(|i| {
+                        let seq = (t * PER_TASK + i + 1) as u64;
+                        let body = Bytes::from(vec![b'x'; BODY]);
+                        store.append(vec![enqueue_body(seq, body, false)])
+                    })
+                    .collect();
+                let mut committed = 0;
+                for c in commits {
+                    committed += usize::from(c.wait().await.is_ok());
+                }
+                let _ = done_tx.send(committed);
+            });
+        }
+        drop(done_tx);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut committed = 0;
+        for _ in 0..TASKS {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match done.recv_timeout(left) {
+                Ok(n) => committed += n,
+                Err(_) => {
+                    // Dropping a runtime whose workers are stuck would hang.
+                    std::mem::forget(runtime);
+                    panic!("stuck: {committed} commits; waiting producers hold every worker");
+                }
+            }
+        }
+        assert_eq!(committed, TASKS * PER_TASK);
+        assert!(fake.next.load(Ordering::SeqCst) >= 2, "one batch took all");
         store.close();
     }
 }
