@@ -14,6 +14,17 @@
 //! [`ApplyLog::last_applied`] after a restart. A snapshot install is
 //! flushed, because the log behind it may be gone.
 //!
+//! Bodies stay inline in cluster mode (a decision, for now): the
+//! replicated log carries every body, and each node's apply keeps it in
+//! its message record; no node writes body files
+//! ([`super::body_segments`]). Body files are a node's local layout (which
+//! segment and offset a body gets would differ per node and must never be
+//! replicated); putting them here would mean each node externalizing the
+//! bodies of a committed batch before applying it, under `state`, with a
+//! flush before each deletion. That waits for cluster-mode paging (the
+//! leader still holds every message in memory). A single node's data
+//! directory holding body files is refused by `SledStore::open_replicated`.
+//!
 //! Lock order: `state` is a leaf; nothing is called under it but sled.
 
 use super::record::{
