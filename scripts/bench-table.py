@@ -18,6 +18,8 @@ between), and `check` regenerates them all:
                                               scripts/store-layout.sh runs, docs/store-layout.md
     scripts/bench-table.py admin-timing DIR [DIR...]
                                               admin-api-timing.sh runs (timings.jsonl)
+    scripts/bench-table.py body-files bytes|large|small DIR
+                                              body-files.sh runs (bytes.jsonl; large.jsonl, large-*.json; small-*.json)
     scripts/bench-table.py check [--write]    regenerate every table and diff (exit 1)
     scripts/bench-table.py A.json B.json ...  summary, a blank line, rows
 
@@ -613,6 +615,8 @@ def generate(args):
         return cmd_admin_timing(args[1:])
     if args and args[0] == "store-layout" and len(args) == 2:
         return cmd_store_layout(os.path.join(ROOT, args[1]))
+    if args and args[0] == "body-files" and len(args) == 3 and args[1] in ("bytes", "large", "small"):
+        return cmd_body_files(args[1], os.path.join(ROOT, args[2]))
     command = "all"
     if args and args[0] in BROKER_COMMANDS:
         command = args.pop(0)
@@ -626,6 +630,96 @@ def generate(args):
     if command == "all":
         return cmd_summary(runs, only) + [""] + cmd_rows(runs, only)
     return BROKER_COMMANDS[command](runs, only)
+
+
+def _span(values, fmt):
+    """`a` or `a–b` (min–max) of values, formatted."""
+    lo, hi = fmt(min(values)), fmt(max(values))
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def cmd_body_files(table, directory):
+    """bench-client/scripts/body-files.sh: bytes written per persistent 1 KiB
+    message by build and scenario (ranges over rounds, ratios per round
+    against the base run of the same round), and 10 MB bodies (consumed
+    msg/s, the median of each run's samples) by build, or 1 KiB 10/10/10
+    (consumed msg/s, new ÷ base per round)."""
+    out = []
+    rows = []
+    path = os.path.join(directory, "bytes.jsonl")
+    if table == "bytes" and os.path.exists(path):
+        with open(path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    if rows:
+        builds = [b for b in ("base", "new", "inline") if any(r["build"] == b for r in rows)]
+        out.append("| scenario | build | runs | written per message (KB) | bytes ÷ base, per round | msg/s in the window | msg/s ÷ base, per round |")
+        out.append("|---|---|---|---|---|---|---|")
+        for scenario, label in (("1p", "1 producer, no consumer"), ("10p", "10 producers, 10 queues, no consumer")):
+            base = {r["round"]: r for r in rows if r["scenario"] == scenario and r["build"] == "base"}
+            for build in builds:
+                runs = [r for r in rows if r["scenario"] == scenario and r["build"] == build and r["messages"]]
+                if not runs:
+                    continue
+                kb = [r["kb_per_message"] for r in runs]
+                rate = [r["msg_per_s"] for r in runs]
+                ratios = [r["kb_per_message"] / base[r["round"]]["kb_per_message"]
+                          for r in runs if r["round"] in base and build != "base"]
+                ratio = _span(ratios, lambda v: f"{v:.2f}×") if ratios else "–"
+                speed = [r["msg_per_s"] / base[r["round"]]["msg_per_s"]
+                         for r in runs if r["round"] in base and build != "base"]
+                speed = _span(speed, lambda v: f"{v:.2f}×") if speed else "–"
+                out.append(f"| {label} | {build} | {len(runs)} | {_span(kb, lambda v: f'{v:.1f}')} | {ratio} | "
+                           f"{_span(rate, lambda v: f'{v:,.0f}')} | {speed} |")
+    large = []
+    path = os.path.join(directory, "large.jsonl")
+    if os.path.exists(path):
+        with open(path) as f:
+            large = [json.loads(line) for line in f if line.strip()]
+    rates = {}
+    files = glob.glob(os.path.join(directory, f"{table}-*-r*.json")) if table in ("large", "small") else []
+    for f in sorted(files):
+        m = re.match(rf"{table}-(.+)-r(\d+)\.json$", os.path.basename(f))
+        if not m:
+            continue
+        try:
+            with open(f) as fh:
+                scenarios = json.load(fh)["scenarios"]
+        except (OSError, ValueError, KeyError):
+            continue
+        for sc in scenarios:
+            tp = sc.get("consumer tp") or []
+            if tp:
+                rates.setdefault(m.group(1), {})[int(m.group(2))] = statistics.median(tp)
+    if table == "small" and rates:
+        out.append("| 1 KiB, 10/10/10, persistent, receipt per SEND | runs | consumed msg/s (median of samples) | ÷ base, per round |")
+        out.append("|---|---|---|---|")
+        for build in ("base", "new"):
+            if build not in rates:
+                continue
+            per_round = rates[build]
+            ratios = [v / rates["base"][r] for r, v in per_round.items()
+                      if build != "base" and r in rates.get("base", {}) and rates["base"][r]]
+            out.append(f"| ferromq {build} | {len(per_round)} | {_span(list(per_round.values()), lambda v: f'{v:,.0f}')} | "
+                       f"{_span(ratios, lambda v: f'{v:.2f}×') if ratios else '–'} |")
+        return out
+    if rates:
+        out.append("| 10 MB bodies, 10/10/10, persistent | runs | consumed msg/s (median of samples) | ÷ ActiveMQ, per round | written per message written to the store (MB) | data dir after the run (MB) |")
+        out.append("|---|---|---|---|---|---|")
+        for build in ("base", "new", "activemq"):
+            if build not in rates:
+                continue
+            per_round = rates[build]
+            ratios = [v / rates["activemq"][r] for r, v in per_round.items()
+                      if build != "activemq" and r in rates.get("activemq", {}) and rates["activemq"][r]]
+            runs = [r for r in large if r["build"] == build]
+            written = [r["write_bytes"] / 1e6 / r["messages_written"] for r in runs if r["messages_written"]]
+            disk = [(r["store_dir_bytes_after"] + r["bodies_dir_bytes_after"]) / 1e6 for r in runs]
+            name = "ActiveMQ 5.17" if build == "activemq" else f"ferromq {build}"
+            out.append(f"| {name} | {len(per_round)} | {_span(list(per_round.values()), lambda v: f'{v:.0f}')} | "
+                       f"{_span(ratios, lambda v: f'{v:.2f}×') if ratios else '–'} | "
+                       f"{_span(written, lambda v: f'{v:.1f}') if written else '–'} | "
+                       f"{_span(disk, lambda v: f'{v:.0f}') if disk else '–'} |")
+    return out
 
 
 def documents():

@@ -190,6 +190,10 @@ impl Broker {
             cache_bytes: (config.store.memory_limit.get() / 2).max(8 << 20),
             body_budget: config.store.memory_limit.get(),
             compact_min_bytes: config.store.compact_threshold.get(),
+            bodies: store::body_segments::BodySettings::new(
+                config.broker.data_dir.join("bodies"),
+                config.store.body_inline_max.get(),
+            ),
         };
         let shutdown = CancellationToken::new();
         let restart = CancellationToken::new();

@@ -147,6 +147,10 @@ pub struct StoreConfig {
     /// Compact the store's files (at start, and while the broker is idle)
     /// once at least this much disk can be won back.
     pub compact_threshold: ByteSize,
+    /// Bodies of persistent messages up to this size stay inline in the
+    /// store's record; larger ones are appended to body files next to it
+    /// (written once, not rewritten with sled's pages).
+    pub body_inline_max: ByteSize,
 }
 
 impl Default for StoreConfig {
@@ -157,6 +161,7 @@ impl Default for StoreConfig {
             memory_limit: ByteSize::mib(256),
             disk_limit: ByteSize::gib(10),
             compact_threshold: ByteSize::mib(64),
+            body_inline_max: ByteSize::kib(64),
         }
     }
 }

@@ -339,6 +339,11 @@ fn store(check: &Check<'_>, store: &StoreConfig) -> Result<(), ConfigError> {
         store.compact_threshold,
         ByteSize::mib(1),
         "store.compact_threshold",
+    )?;
+    check.ensure(
+        store.body_inline_max <= ByteSize::mib(1),
+        "store.body_inline_max",
+        "must be at most 1MiB (a larger body inside sled's pages is rewritten whole every time its page is)",
     )
 }
 

@@ -148,6 +148,11 @@ fn bad_byte_size_string() {
         "[store]\ncompact_threshold = \"1KiB\"\n",
         "store.compact_threshold",
     );
+    let e = rejects(
+        "[store]\nbody_inline_max = \"2MiB\"\n",
+        "store.body_inline_max",
+    );
+    assert_reason(&e, "must be at most 1MiB");
 }
 
 #[test]

@@ -125,6 +125,10 @@ mod tests {
             cache_bytes: 8 << 20,
             body_budget: 1 << 30,
             compact_min_bytes: 1 << 20,
+            bodies: crate::store::body_segments::BodySettings::new(
+                path.with_extension("bodies"),
+                64 << 10,
+            ),
         }
     }
 

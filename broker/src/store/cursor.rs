@@ -30,8 +30,8 @@ use super::record::{self, DELIVERED_PREFIX, MESSAGE_PREFIX, QUEUE_PREFIX};
 use crate::message::{BodySource, Message};
 use std::sync::Arc;
 
-/// Bodies larger than this are left on disk when a record is read back
-/// (read again when delivered): the window is bounded by count, so what a
+/// Bodies larger than this, and every body in a body file, are left on
+/// disk when a record is read back (read again when delivered): the window is bounded by count, so what a
 /// read-back message holds in memory must be small (a window of 5,000
 /// holds at most ~20 MiB of bodies).
 pub const RESIDENT_BODY_MAX: usize = 4 << 10;
@@ -112,7 +112,10 @@ pub fn read(
             Some(v) => record::decode_u32(&v).unwrap_or(0),
             None => 0,
         };
-        let paged = (stored.body.len() > RESIDENT_BODY_MAX).then(|| (bodies.clone(), index));
+        // A body in a body file is always left there (one pread when
+        // delivered): a read-back window holds no large body.
+        let on_disk = stored.body_ref.is_some() || stored.body.len() > RESIDENT_BODY_MAX;
+        let paged = on_disk.then(|| (bodies.clone(), index));
         out.messages.push(BacklogMessage {
             index,
             message: Arc::new(stored.into_message(paged)),
@@ -151,6 +154,7 @@ mod tests {
                 headers: vec![],
                 body: Bytes::from(vec![b'x'; body]),
                 backlog,
+                body_ref: None,
             })),
         }
     }

@@ -100,13 +100,38 @@ pub struct StoredMessage {
     /// Producer-set headers, in order.
     #[prost(message, repeated, tag = "6")]
     pub headers: Vec<Header>,
-    /// The body.
+    /// The body, unless it is in a body file (`body_ref`).
     #[prost(bytes = "bytes", tag = "7")]
     pub body: Bytes,
     /// The router did not keep it in memory: a queue's cursor reads it
     /// back from the store (see [`LogEntry::Enqueue`]).
     #[prost(bool, tag = "8")]
     pub backlog: bool,
+    /// Where the body is when it is not inline: set only by the node that
+    /// wrote it to its own body file ([`super::body_segments`]), in the
+    /// batch it applies and the message record (`M`) that keeps it. A
+    /// replicated log carries bodies inline: a body file is a node's local
+    /// layout.
+    #[prost(message, optional, tag = "9")]
+    pub body_ref: Option<BodyRef>,
+}
+
+/// A body in a body file: segment, place, length and CRC-32 (checked on
+/// every read, so a damaged file is reported, never delivered).
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct BodyRef {
+    /// The segment file's number (`bodies/<segment>.body`), from 1.
+    #[prost(uint32, tag = "1")]
+    pub segment: u32,
+    /// Byte offset in the file.
+    #[prost(uint64, tag = "2")]
+    pub offset: u64,
+    /// Length in bytes.
+    #[prost(uint64, tag = "3")]
+    pub len: u64,
+    /// CRC-32 (IEEE) of the bytes.
+    #[prost(uint32, tag = "4")]
+    pub crc: u32,
 }
 
 /// One header of a [`StoredMessage`].
@@ -182,13 +207,24 @@ impl StoredMessage {
                 .collect(),
             body: m.body.get()?,
             backlog: false,
+            body_ref: None,
         })
+    }
+
+    /// Length of the body, inline or in a body file.
+    pub fn body_len(&self) -> u64 {
+        match &self.body_ref {
+            Some(r) => r.len,
+            None => self.body.len() as u64,
+        }
     }
 
     /// The message again. Its body is copied into memory, or with
     /// `paged = Some((source, index))` left on disk and read back from
-    /// `source` at log `index` when needed.
+    /// `source` at log `index` when needed. A body in a body file must be
+    /// paged: without `paged` it would be empty.
     pub fn into_message(self, paged: Option<(Arc<dyn BodySource>, u64)>) -> Message {
+        let len = usize::try_from(self.body_len()).unwrap_or(usize::MAX);
         let mut headers = Headers::new();
         for h in &self.headers {
             headers.push(&h.name, &h.value);
@@ -199,7 +235,7 @@ impl StoredMessage {
                 body.mark_stored();
                 body
             }
-            Some((source, index)) => Body::paged(self.body.len(), source, index),
+            Some((source, index)) => Body::paged(len, source, index),
         };
         Message {
             seq: self.seq,
@@ -355,9 +391,10 @@ pub(crate) mod strategies {
             prop::collection::vec((text(), text()), 0..4),
             prop::collection::vec(any::<u8>(), 0..64),
             any::<bool>(),
+            prop::option::of((1u32..4, 0u64..1000, 1u64..100)),
         )
             .prop_map(
-                |(seq, destination, priority, expires, timestamp, headers, body, backlog)| {
+                |(seq, destination, priority, expires, timestamp, headers, body, backlog, file)| {
                     StoredMessage {
                         seq,
                         destination,
@@ -370,6 +407,13 @@ pub(crate) mod strategies {
                             .collect(),
                         body: body.into(),
                         backlog,
+                        // Some in a single node's own batches and records.
+                        body_ref: file.map(|(segment, offset, len)| BodyRef {
+                            segment,
+                            offset,
+                            len,
+                            crc: 0,
+                        }),
                     }
                 },
             )
@@ -433,7 +477,9 @@ mod tests {
             let message = m.clone().into_message(None);
             let again = StoredMessage::of(&message).unwrap();
             // `backlog` is the router's choice at append, not the message's.
-            prop_assert_eq!(again, StoredMessage { backlog: false, ..m });
+            // A body in a file is the caller's to page in: `into_message(None)`
+            // keeps the inline bytes, and the record made again has no reference.
+            prop_assert_eq!(again, StoredMessage { backlog: false, body_ref: None, ..m });
             prop_assert!(message.body.is_stored());
         }
     }

@@ -16,6 +16,9 @@
 //!   commit, prost-encoded, with a format version.
 //! - [`state_machine`]: the deterministic state machine the log is applied to.
 //! - [`paging`]: which stored bodies stay in memory (outside the apply).
+//! - [`body_segments`], [`body_counts`], [`body_reclaim`]: large bodies kept
+//!   out of sled in append-only segment files (`<data_dir>/bodies/`): the
+//!   files, their live counts in sled, and deleting those no body is in.
 //! - [`cursor`]: reading a queue's backlog back in order, a page at a time.
 //! - [`record`]: the key layout in sled.
 //! - [`upgrade`]: the in-place upgrade of a format-2 store at open.
@@ -95,11 +98,19 @@
 //! - A transaction's appends are one atomic batch: the router's
 //!   `Transaction::commit` takes [`Store::hold`] around them.
 //! - sled's own timer flusher is off; only the writer flushes.
+//! - A body kept in a body file is written and fdatasync'ed before the sled
+//!   batch whose record refers to it is applied ([`body_segments`]), so no
+//!   record on disk refers to bytes that are not; a file is deleted only
+//!   after the flush that made the removal of its last body durable
+//!   ([`body_reclaim`]).
 //!
 //! What a crash can lose: messages without a receipt, acks without a
 //! receipt (the message comes back, marked redelivered), and delivery
 //! counts of deliveries not yet written to a socket.
 
+pub mod body_counts;
+pub mod body_reclaim;
+pub mod body_segments;
 pub mod compact;
 pub mod cursor;
 pub mod entry;

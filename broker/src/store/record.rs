@@ -11,11 +11,12 @@
 //! | `0x00 "max_seq"` | highest message sequence number used, u64 BE |
 //! | `'L'` + batch number (u64 BE) | an encoded log batch ([`super::entry::EncodedBatch`]); the latest few, if the store keeps any ([`super::state_machine::LogKeep`]) |
 //! | `0x00 "live"` | live messages (u64 BE) and the bytes of their records (u64 BE) |
-//! | `'M'` + log index (u64 BE) | a live message record ([`super::entry::StoredMessage`]) |
+//! | `'M'` + log index (u64 BE) | a live message record ([`super::entry::StoredMessage`]); its body inline, or a reference into a body file ([`super::entry::BodyRef`]) |
 //! | `'D'` + log index (u64 BE) | its delivery count, u32 BE |
-//! | `'S'` + seq (u64 BE) | where the live message `seq` is: [`SeqEntry`] |
+//! | `'S'` + seq (u64 BE) | where the live message `seq` is: [`SeqEntry`] (with its body file's segment and the body's length when it is in one) |
 //! | `'Q'` + [`lane`] + log index (u64 BE) | the queue order: the message's seq (u64 BE) and whether the router left it to the store (1) or held it (0) |
 //! | `'C'` + [`lane`] | live messages in that lane, u64 BE |
+//! | `'B'` + segment (u32 BE) | a body file holding live bodies: their count, bytes, and the end of the bytes referred to (u64 BE each; [`super::body_counts`]) |
 //! | `'K'` + utf8 name | router metadata, opaque bytes |
 //!
 //! `L` is the log; the rest is the read layout the apply step derives from
@@ -23,12 +24,25 @@
 //! the order they were published; `Q` keys sort by destination, priority
 //! and log index, which is the order a queue's cursor reads its backlog in
 //! ([`super::cursor`]). `S` lets an ack find its records without an index
-//! in memory, and `C` lets recovery count a queue without reading it.
+//! in memory, and `C` lets recovery count a queue without reading it; `B`
+//! does the same for the body files.
 //! Any change to this layout or
 //! to the entry encoding bumps [`FORMAT`]; an unknown format is refused,
 //! never guessed.
+//!
+//! The store's format and the log batch's ([`super::entry::FORMAT`]) are
+//! numbered apart since store format 4: body files changed what a message
+//! record may hold (and added `B`), not what a batch of the log, or a
+//! cluster's entry, holds.
 
-pub use super::entry::FORMAT;
+/// The store format this build writes: 4, message records whose body may
+/// be in a body file, and the `B` records. A format-3 store is a format-4
+/// store without body files: it is opened as it is and its marker
+/// rewritten ([`FORMAT_3`]); format 2 is upgraded ([`super::upgrade`]).
+pub const FORMAT: u32 = 4;
+
+/// The store format before body files: read as format 4, marker rewritten.
+pub const FORMAT_3: u32 = 3;
 
 /// Key of the format version.
 pub const FORMAT_KEY: &[u8] = b"\x00format";
@@ -54,6 +68,8 @@ pub const SEQ_PREFIX: u8 = b'S';
 pub const QUEUE_PREFIX: u8 = b'Q';
 /// Prefix of lane counts.
 pub const COUNT_PREFIX: u8 = b'C';
+/// Prefix of body file counts.
+pub const BODY_PREFIX: u8 = b'B';
 
 /// The part of a `Q` or `C` key naming one priority lane of one
 /// destination: the destination's length (u16 BE), its bytes, and the
@@ -97,24 +113,48 @@ pub struct SeqEntry {
     pub bytes: u32,
     /// Its lane ([`lane`]).
     pub lane: Vec<u8>,
+    /// When its body is in a body file: the segment and the body's length
+    /// (what an ack uncounts in [`super::body_counts`] without reading the
+    /// message record).
+    pub body_file: Option<(u32, u64)>,
 }
 
 impl SeqEntry {
-    /// Its encoding: index, bytes, lane.
+    /// Its encoding: index, bytes, lane, then segment (u32 BE) and body
+    /// length (u64 BE) when the body is in a file. A format-3 entry is the
+    /// same without the last two.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(12 + self.lane.len());
+        let mut v = Vec::with_capacity(24 + self.lane.len());
         v.extend_from_slice(&self.index.to_be_bytes());
         v.extend_from_slice(&self.bytes.to_be_bytes());
         v.extend_from_slice(&self.lane);
+        if let Some((segment, len)) = self.body_file {
+            v.extend_from_slice(&segment.to_be_bytes());
+            v.extend_from_slice(&len.to_be_bytes());
+        }
         v
     }
 
     /// Reads an encoding made by [`SeqEntry::encode`].
     pub fn decode(raw: &[u8]) -> Option<SeqEntry> {
+        let rest = raw.get(12..)?;
+        // The lane says its own length: the destination's length (u16 BE),
+        // its bytes, the priority.
+        let name_len = usize::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?));
+        let lane_len = 3 + name_len;
+        let lane = rest.get(..lane_len)?;
+        let body_file = match rest.get(lane_len..)? {
+            [] => None,
+            tail if tail.len() == 12 => {
+                Some((decode_u32(tail.get(..4)?)?, decode_u64(tail.get(4..)?)?))
+            }
+            _ => return None,
+        };
         Some(SeqEntry {
             index: decode_u64(raw.get(..8)?)?,
             bytes: decode_u32(raw.get(8..12)?)?,
-            lane: raw.get(12..)?.to_vec(),
+            lane: lane.to_vec(),
+            body_file,
         })
     }
 }
@@ -176,12 +216,17 @@ mod tests {
         assert!(lane_key(QUEUE_PREFIX, &a, Some(2)) < lane_key(QUEUE_PREFIX, &a, Some(256)));
         assert_eq!(parse_lane(&ab), Some(("/queue/ab".to_string(), 4)));
         assert_eq!(parse_lane(&ab[..4]), None);
-        let e = SeqEntry {
+        let mut e = SeqEntry {
             index: 7,
             bytes: 99,
             lane: a,
+            body_file: None,
         };
-        assert_eq!(SeqEntry::decode(&e.encode()), Some(e));
+        assert_eq!(SeqEntry::decode(&e.encode()), Some(e.clone()));
         assert_eq!(SeqEntry::decode(b"short"), None);
+        e.body_file = Some((3, 10 << 20));
+        let raw = e.encode();
+        assert_eq!(SeqEntry::decode(&raw), Some(e));
+        assert_eq!(SeqEntry::decode(&raw[..raw.len() - 1]), None, "a cut tail");
     }
 }

@@ -59,6 +59,16 @@
 //! bodies out then ([`super::paging`]): a paged body's record is always in
 //! the store before its message refers to it.
 //!
+//! Bodies stay inline in cluster mode (a decision, for now): the
+//! replicated log carries every body, and each node's apply keeps it in
+//! its message record; no node writes body files
+//! ([`super::body_segments`]). Body files are a node's local layout (which
+//! segment and offset a body gets would differ per node and must never be
+//! replicated); putting them here would mean each node externalizing the
+//! bodies of a committed batch before applying it, under `state`, with a
+//! flush before each deletion. A single node's data
+//! directory holding body files is refused by `SledStore::open_replicated`.
+//!
 //! Lock order: `state`, then `changes`; nothing else is called under either
 //! but sled.
 

@@ -11,14 +11,18 @@
 //!
 //! Recovery reads no message: it returns the lanes that hold some
 //! ([`Recovered::backlog`]), and the router reads each queue's head back as
-//! it needs it, so a restart takes the same time whatever the backlog.
+//! it needs it, so a restart takes the same time whatever the backlog. The
+//! body files are opened against their `B` counts ([`BodyFiles::open`]:
+//! one directory listing, no message read).
 
+use super::body_reclaim::BodyFiles;
+use super::body_segments::{BodyError, BodyReader, BodySettings};
 use super::compact;
 use super::cursor::{self, BacklogRead};
 use super::entry::StoredMessage;
 use super::log_writer::{LogWriter, Replication, WriterSettings};
 use super::paging::Pager;
-use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
+use super::record::{self, FORMAT, FORMAT_3, FORMAT_KEY, MESSAGE_PREFIX};
 use super::replicated::ReplicatedState;
 use super::state_machine::{LogKeep, StateMachine};
 use super::upgrade;
@@ -44,6 +48,9 @@ pub struct StoreSettings {
     /// Compact (at open, and online when idle) when that many bytes or more
     /// can be won back (see [`compact::needed`]).
     pub compact_min_bytes: u64,
+    /// The body files (`<data_dir>/bodies`, beside `path`) and which
+    /// bodies go there.
+    pub bodies: BodySettings,
 }
 
 /// The durable store.
@@ -58,6 +65,8 @@ pub struct SledStore {
     boot_index: u64,
     /// Cluster mode: the state applied from the cluster's log.
     replicated: Option<Arc<ReplicatedState>>,
+    /// The body files' directory (its size counts in the metrics).
+    bodies_dir: PathBuf,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -85,12 +94,14 @@ impl SledStore {
         }
         let mut db = open_sled(&path, settings.cache_bytes)?;
         check_format(&path, &db)?;
-        let bodies = Arc::new(SledBodies::default());
         let (state, backlog, meta) =
             StateMachine::recover(&db, LogKeep::NONE).map_err(|reason| OpenError::Corrupt {
                 path: path.clone(),
                 reason,
             })?;
+        let (files, opened) = BodyFiles::open(settings.bodies.clone(), state.body_counts())
+            .map_err(|e| body_error(&settings.bodies, e))?;
+        let bodies = Arc::new(SledBodies::new(files.reader()));
         let pager = Pager::new(settings.body_budget, bodies.clone());
         let boot_index = state.next_index();
         let recovered = Recovered {
@@ -117,6 +128,10 @@ impl SledStore {
             lanes = recovered.backlog.len(),
             bytes = state.live_bytes(),
             on_disk,
+            body_files = opened.kept,
+            body_file_bytes = state.body_bytes(),
+            body_files_deleted = opened.deleted,
+            body_file_tails_cut = opened.cut,
             elapsed_ms = started.elapsed().as_millis() as u64,
             sync = ?settings.writer.sync,
             "store opened"
@@ -127,7 +142,7 @@ impl SledStore {
             settings.compact_min_bytes,
             bodies.clone(),
         );
-        let writer = LogWriter::start(db, state, pager, settings.writer, Some(online))
+        let writer = LogWriter::start(db, state, pager, files, settings.writer, Some(online))
             .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
         Ok((
             SledStore {
@@ -136,6 +151,7 @@ impl SledStore {
                 readers: Some(bodies),
                 boot_index,
                 replicated: None,
+                bodies_dir: settings.bodies.dir,
             },
             recovered,
         ))
@@ -166,9 +182,23 @@ impl SledStore {
             reason,
         };
         let (machine, _, _) = StateMachine::recover(&db, LogKeep::NONE).map_err(corrupt)?;
+        if let Some((segment, _)) = machine.body_counts().segments().next() {
+            // Cluster mode keeps bodies inline (super::replicated): it
+            // would deliver these as empty bodies.
+            return Err(corrupt(format!(
+                "it holds bodies in body files (segment {segment} in {}), written by a \
+                 single node; cluster mode keeps bodies in the replicated log and does not \
+                 read body files: drain the queues on a single node first",
+                settings.bodies.dir.display()
+            )));
+        }
         // No online compaction in cluster mode: the database is never
         // swapped, so readers attach to it once.
-        let bodies = Arc::new(SledBodies::default());
+        // Bodies are inline in cluster mode (the check above): the file
+        // reader is there for the type, no record refers to it.
+        let bodies = Arc::new(SledBodies::new(Arc::new(BodyReader::new(
+            settings.bodies.dir.clone(),
+        ))));
         bodies.attach(db.clone());
         let state = Arc::new(ReplicatedState::new(db, machine).map_err(corrupt)?);
         info!(path = %path.display(), raft_applied = ?crate::cluster::ApplyLog::last_applied(&*state), "store opened (cluster mode)");
@@ -183,6 +213,7 @@ impl SledStore {
                 readers: Some(bodies),
                 boot_index: 0,
                 replicated: Some(state.clone()),
+                bodies_dir: settings.bodies.dir,
             },
             state,
         ))
@@ -209,7 +240,7 @@ impl Store for SledStore {
             live_bytes: m.live_bytes,
             resident_bytes: m.resident_bytes,
             paged_messages: m.paged_messages,
-            disk_bytes: directory_size(&self.path, 2),
+            disk_bytes: directory_size(&self.path, 2) + directory_size(&self.bodies_dir, 0),
             flush_latency: m.flush_latency,
             messages_written: m.written,
             messages_elided: m.elided,
@@ -264,15 +295,40 @@ impl Store for SledStore {
     }
 }
 
-/// Reads paged-out bodies from sled. Created before recovery (recovered
-/// messages refer to it), attached to the database once it is final, and
-/// moved to the new one by online compaction.
-#[derive(Default)]
+/// A body file error at open: a missing or short file is a damaged store,
+/// anything else the directory's fault; both name the file.
+fn body_error(settings: &BodySettings, e: BodyError) -> OpenError {
+    match e {
+        BodyError::Missing { .. } | BodyError::Truncated { .. } | BodyError::Checksum { .. } => {
+            OpenError::Corrupt {
+                path: settings.dir.clone(),
+                reason: e.to_string(),
+            }
+        }
+        BodyError::Io { .. } => OpenError::Directory {
+            path: settings.dir.clone(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// Reads paged-out bodies from sled, or from the body file a record refers
+/// to. Attached to the database once it is final, and moved to the new one
+/// by online compaction.
 pub struct SledBodies {
     db: RwLock<Option<sled::Db>>,
+    files: Arc<BodyReader>,
 }
 
 impl SledBodies {
+    /// Bodies read from sled (once attached) and from `files`.
+    pub fn new(files: Arc<BodyReader>) -> SledBodies {
+        SledBodies {
+            db: RwLock::new(None),
+            files,
+        }
+    }
+
     fn attach(&self, db: sled::Db) {
         *self.lock_for_swap() = Some(db);
     }
@@ -291,7 +347,11 @@ impl BodySource for SledBodies {
             .get(record::key(MESSAGE_PREFIX, index))
             .map_err(|e| e.to_string())?
             .ok_or("its record is gone")?;
-        StoredMessage::decode_record(&raw).map(|m| m.body)
+        let message = StoredMessage::decode_record(&raw)?;
+        match &message.body_ref {
+            Some(r) => self.files.read(r).map_err(|e| e.to_string()),
+            None => Ok(message.body),
+        }
     }
 }
 
@@ -391,6 +451,16 @@ pub(super) fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> 
     match db.get(FORMAT_KEY).map_err(|e| corrupt(e.to_string()))? {
         Some(v) => match record::decode_u32(&v) {
             Some(FORMAT) => Ok(()),
+            // Format 4 without body files: only the marker changes (an older
+            // ferromq must not open a store that may refer to body files).
+            Some(FORMAT_3) => db
+                .insert(FORMAT_KEY, &FORMAT.to_be_bytes())
+                .and_then(|_| db.flush())
+                .map(|_| info!(path = %path.display(), from = FORMAT_3, to = FORMAT, "store format marker upgraded"))
+                .map_err(|e| OpenError::Directory {
+                    path: path.to_path_buf(),
+                    reason: format!("cannot upgrade its format marker: {e}"),
+                }),
             Some(upgrade::FROM) => upgrade::from_format_2(db).map(|_| ()).map_err(|e| {
                 corrupt(format!(
                     "upgrading it from format {} to {FORMAT} failed: {e}",
@@ -447,6 +517,7 @@ mod tests {
             cache_bytes: 8 << 20,
             body_budget: 1 << 30,
             compact_min_bytes: 1 << 20,
+            bodies: BodySettings::new(path.with_extension("bodies"), 64 << 10),
         }
     }
 
@@ -746,5 +817,121 @@ mod tests {
         let m = store.metrics().unwrap();
         assert_eq!(m.messages_written, 6);
         assert_eq!(m.flush_latency.count, 2, "one flush per group of three");
+    }
+
+    /// The store in `<dir>/store`, its body files in `<dir>/store.bodies`,
+    /// every body over 50 bytes in a file.
+    fn with_files(dir: &tempfile::TempDir) -> StoreSettings {
+        let mut s = settings(&dir.path().join("store"), 1 << 30);
+        s.bodies.inline_max = 50;
+        s
+    }
+
+    /// Bytes of the segment files.
+    fn body_file_bytes(s: &StoreSettings) -> u64 {
+        std::fs::read_dir(&s.bodies.dir)
+            .map(|d| d.map(|e| e.unwrap().metadata().unwrap().len()).sum())
+            .unwrap_or(0)
+    }
+
+    fn ack(seq: u64) -> LogEntry {
+        LogEntry::Ack {
+            destination: "/queue/t".into(),
+            seq,
+        }
+    }
+
+    /// Bodies in body files: the records refer to them, the cursor leaves
+    /// them on disk and reads them back on demand after a reopen, the disk
+    /// limit counts them, and once consumed their files are deleted.
+    #[test]
+    fn bodies_in_body_files_survive_a_reopen_and_their_space_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = with_files(&dir);
+        let (store, _) = SledStore::open(s.clone()).unwrap();
+        wait(store.append(vec![
+            enqueue(1, 120_000),
+            enqueue(2, 10),
+            enqueue(3, 120_000),
+        ]))
+        .unwrap();
+        assert_eq!(body_file_bytes(&s), 240_000, "two bodies in files, once");
+        let m = store.metrics().unwrap();
+        assert!(m.live_bytes > 240_000, "{}", m.live_bytes);
+        assert!(m.disk_bytes > 240_000, "{}", m.disk_bytes);
+        store.close();
+        drop(store);
+        let (store, rec) = SledStore::open(s.clone()).unwrap();
+        let messages = read_all(&store, &rec);
+        let bodies: Vec<(u64, bool, usize)> = messages
+            .iter()
+            .map(|(m, _)| (m.seq, m.body.is_resident(), m.body.len()))
+            .collect();
+        assert_eq!(
+            bodies,
+            vec![(1, false, 120_000), (2, true, 10), (3, false, 120_000)]
+        );
+        assert_eq!(messages[2].0.body.get().unwrap(), vec![b'b'; 120_000]);
+        drop(messages);
+        wait(store.append(vec![ack(1), ack(2), ack(3)])).unwrap();
+        // The flush after the acks finds the segment without a live body,
+        // but it is the one being appended to and small: it goes when the
+        // writer is idle (checked every second).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while body_file_bytes(&s) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "body files never reclaimed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        store.close();
+        drop(store);
+        let (store, rec) = SledStore::open(s).unwrap();
+        assert!(read_all(&store, &rec).is_empty());
+    }
+
+    /// A live record whose body file was cut short: the store refuses to
+    /// open, naming the file, instead of delivering a wrong body later.
+    #[test]
+    fn a_truncated_body_file_is_a_corrupt_store_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = with_files(&dir);
+        {
+            let (store, _) = SledStore::open(s.clone()).unwrap();
+            wait(store.append(vec![enqueue(1, 5000)])).unwrap();
+            store.close();
+        }
+        let file = crate::store::body_segments::segment_path(&s.bodies.dir, 1);
+        std::fs::write(&file, b"short").unwrap();
+        let e = SledStore::open(s).unwrap_err();
+        assert!(matches!(e, OpenError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains(&file.display().to_string()), "{e}");
+    }
+
+    /// Format 3 (no body files) is read as it is: its marker is rewritten
+    /// to 4 and its messages come back.
+    #[test]
+    fn a_format_3_store_is_opened_and_its_marker_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = with_files(&dir);
+        {
+            let (store, _) = SledStore::open(s.clone()).unwrap();
+            wait(store.append(vec![enqueue(1, 10)])).unwrap();
+            store.close();
+        }
+        {
+            let db = sled::open(&s.path).unwrap();
+            db.insert(FORMAT_KEY, &FORMAT_3.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let (store, rec) = SledStore::open(s.clone()).unwrap();
+        assert_eq!(read_all(&store, &rec).len(), 1);
+        store.close();
+        drop(store);
+        let db = sled::open(&s.path).unwrap();
+        let marker = db.get(FORMAT_KEY).unwrap().unwrap();
+        assert_eq!(record::decode_u32(&marker), Some(FORMAT));
+        assert_eq!(FORMAT, 4);
     }
 }

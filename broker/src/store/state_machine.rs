@@ -19,7 +19,14 @@
 //! whatever the backlog, and a queue is read back in order by its cursor
 //! ([`super::cursor`]). Which bodies stay in memory is not the state
 //! machine's business: see [`super::paging`].
+//!
+//! Body files: an enqueue whose body the single node's writer put in a body
+//! file ([`super::body_segments`]) arrives with a reference instead of the
+//! body; its record keeps the reference, its `S` entry the segment, and the
+//! segment's `B` count ([`super::body_counts`]) is written in the same batch.
+//! The apply itself reads and writes no file, so it stays deterministic.
 
+use super::body_counts::BodyCounts;
 use super::entry::{EncodedBatch, Entry, Kind, StoredMessage, FORMAT};
 use super::record::{
     self, SeqEntry, COUNT_PREFIX, DELIVERED_PREFIX, LIVE_KEY, LOG_PREFIX, MESSAGE_PREFIX,
@@ -138,6 +145,14 @@ impl Records for SledRecords {
     }
 }
 
+/// The lanes and body files whose counts a batch changed, written once at
+/// its end ([`StateMachine::write_counts`]).
+#[derive(Debug, Default)]
+pub(super) struct Touched {
+    lanes: Vec<Vec<u8>>,
+    segments: Vec<u32>,
+}
+
 /// What applying one batch changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -185,6 +200,8 @@ pub struct StateMachine {
     /// Live messages per lane (the `C` records, mirrored): one entry per
     /// destination and priority in use, not per message.
     lanes: BTreeMap<Vec<u8>, u64>,
+    /// Live bodies per body file (the `B` records, mirrored).
+    bodies: BodyCounts,
     /// Log batches still kept: `(batch number, bytes)`, oldest first.
     log: VecDeque<(u64, u64)>,
     log_bytes: u64,
@@ -201,6 +218,7 @@ impl Default for StateMachine {
             live_messages: 0,
             live_bytes: 0,
             lanes: BTreeMap::new(),
+            bodies: BodyCounts::default(),
             log: VecDeque::new(),
             log_bytes: 0,
             keep: LogKeep::NONE,
@@ -256,6 +274,7 @@ impl StateMachine {
                 messages: count,
             });
         }
+        sm.bodies = BodyCounts::recover(tree)?;
         let mut meta = Vec::new();
         for item in tree.scan_prefix([META_PREFIX]) {
             let (k, v) = item.map_err(|e| e.to_string())?;
@@ -338,7 +357,7 @@ impl StateMachine {
                 self.log_bytes -= bytes.min(self.log_bytes);
             }
         }
-        let mut touched = Vec::new();
+        let mut touched = Touched::default();
         for entry in &batch.entries {
             let index = self.next_index;
             self.next_index += 1;
@@ -358,7 +377,7 @@ impl StateMachine {
         index: u64,
         records: &mut impl Records,
         applied: &mut Applied,
-        touched: &mut Vec<Vec<u8>>,
+        touched: &mut Touched,
     ) -> Result<(), String> {
         match &entry.kind {
             Some(Kind::Enqueue(message)) => {
@@ -414,7 +433,7 @@ impl StateMachine {
         index: u64,
         bytes: u64,
         records: &mut impl Records,
-        touched: &mut Vec<Vec<u8>>,
+        touched: &mut Touched,
     ) {
         let priority = u8::try_from(message.priority.min(9)).unwrap_or(9);
         let lane = record::lane(&message.destination, priority);
@@ -426,20 +445,30 @@ impl StateMachine {
             index,
             bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
             lane,
+            body_file: message.body_ref.map(|r| (r.segment, r.len)),
         };
         records.put(&record::key(SEQ_PREFIX, message.seq), &entry.encode());
+        if let Some(r) = &message.body_ref {
+            self.bodies.add(r, &mut touched.segments);
+        }
         *self.lanes.entry(entry.lane.clone()).or_insert(0) += 1;
-        touched.push(entry.lane);
+        touched.lanes.push(entry.lane);
         self.live_messages += 1;
         self.live_bytes += bytes;
     }
 
     /// Writes the `C` records of the lanes in `touched` (removing those
-    /// now empty) and the live totals: once per batch.
-    pub(super) fn write_counts(&mut self, mut touched: Vec<Vec<u8>>, records: &mut impl Records) {
-        touched.sort();
-        touched.dedup();
-        for lane in touched {
+    /// now empty), the `B` records of its body files, and the live totals:
+    /// once per batch.
+    pub(super) fn write_counts(&mut self, touched: Touched, records: &mut impl Records) {
+        let Touched {
+            mut lanes,
+            segments,
+        } = touched;
+        self.bodies.write(segments, records);
+        lanes.sort();
+        lanes.dedup();
+        for lane in lanes {
             let key = record::lane_key(COUNT_PREFIX, &lane, None);
             match self.lanes.get(&lane) {
                 Some(&n) if n > 0 => records.put(&key, &n.to_be_bytes()),
@@ -471,7 +500,7 @@ impl StateMachine {
         seq: u64,
         live: &SeqEntry,
         records: &mut impl Records,
-        touched: &mut Vec<Vec<u8>>,
+        touched: &mut Touched,
     ) {
         records.remove(&record::key(MESSAGE_PREFIX, live.index));
         records.remove(&record::key(DELIVERED_PREFIX, live.index));
@@ -484,7 +513,10 @@ impl StateMachine {
         if let Some(n) = self.lanes.get_mut(&live.lane) {
             *n = n.saturating_sub(1);
         }
-        touched.push(live.lane.clone());
+        touched.lanes.push(live.lane.clone());
+        if let Some((segment, len)) = live.body_file {
+            self.bodies.remove(segment, len, &mut touched.segments);
+        }
         self.live_messages = self.live_messages.saturating_sub(1);
         self.live_bytes -= u64::from(live.bytes).min(self.live_bytes);
     }
@@ -499,6 +531,13 @@ impl StateMachine {
         let mut entries = Vec::with_capacity(records.len() * 2 + meta.len());
         for r in records {
             let seq = r.message.seq;
+            if r.message.body_ref.is_some() {
+                // Body files are a single node's layout; a replicated
+                // store keeps its bodies inline (super::replicated).
+                return Err(format!(
+                    "message {seq} has its body in a body file: a snapshot carries bodies inline"
+                ));
+            }
             entries.push(Entry {
                 kind: Some(Kind::Enqueue(r.message)),
             });
@@ -533,9 +572,20 @@ impl StateMachine {
         self.live_messages
     }
 
-    /// Bytes of their records.
+    /// Bytes of their records (bodies in body files not included: this is
+    /// what sled holds, which compaction compares its files with).
     pub fn live_bytes(&self) -> u64 {
         self.live_bytes
+    }
+
+    /// Bytes of live bodies in body files.
+    pub fn body_bytes(&self) -> u64 {
+        self.bodies.bytes()
+    }
+
+    /// The body files holding live bodies.
+    pub fn body_counts(&self) -> &BodyCounts {
+        &self.bodies
     }
 
     /// Number of the last batch applied.
@@ -578,6 +628,7 @@ mod tests {
             headers: vec![],
             body: Bytes::from(vec![b'x'; 100]),
             backlog: false,
+            body_ref: None,
         }
     }
 
@@ -777,6 +828,7 @@ mod tests {
             (
                 sm.live_messages,
                 &sm.lanes,
+                &sm.bodies,
                 sm.next_index,
                 sm.last_batch,
                 sm.max_seq,
@@ -831,6 +883,12 @@ mod tests {
             prop_assert_eq!(counted, recovered.live_messages());
             let queued = db.scan_prefix([QUEUE_PREFIX]).count() as u64;
             prop_assert_eq!(queued, recovered.live_messages());
+            // The body file counts agree with the records in files.
+            let in_files: Vec<_> = records.iter().filter_map(|r| r.message.body_ref).collect();
+            let counted: u64 = recovered.body_counts().segments().map(|(_, c)| c.live).sum();
+            prop_assert_eq!(counted, in_files.len() as u64);
+            let bytes: u64 = in_files.iter().map(|r| r.len).sum();
+            prop_assert_eq!(recovered.body_bytes(), bytes);
         }
     }
 }

@@ -10,16 +10,18 @@
 //! the state machine applies an enqueue with
 //! (`StateMachine::index_message`, `StateMachine::write_counts`), so
 //! the upgraded store holds the records the state machine would have
-//! written had it applied those enqueues in format 3.
+//! written had it applied those enqueues in format 3. Format 2 had no body
+//! files: every body stays inline, and the marker written is the current
+//! store format ([`FORMAT`], 4), of which format 3 is a subset.
 //!
 //! Durability ordering: the derived records and the new format marker are
 //! one `sled::Batch`, applied atomically and then flushed. A crash before
 //! the flush leaves the marker at 2 (or, if sled persisted the batch, at 3
 //! with all its records), so the upgrade is either redone whole or done.
 
-use super::entry::{StoredMessage, FORMAT};
-use super::record::{self, FORMAT_KEY, MESSAGE_PREFIX};
-use super::state_machine::{LogKeep, SledRecords, StateMachine};
+use super::entry::StoredMessage;
+use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
+use super::state_machine::{LogKeep, SledRecords, StateMachine, Touched};
 use std::time::Instant;
 use tracing::info;
 
@@ -34,7 +36,7 @@ pub fn from_format_2(db: &sled::Db) -> Result<u64, String> {
     let started = Instant::now();
     let mut sm = StateMachine::empty(LogKeep::NONE);
     let mut records = SledRecords::new(db);
-    let mut touched = Vec::new();
+    let mut touched = Touched::default();
     let mut messages = 0u64;
     // `M` keys sort by log index: the order the enqueues were applied in.
     for item in db.scan_prefix([MESSAGE_PREFIX]) {
@@ -85,6 +87,10 @@ mod tests {
             cache_bytes: 8 << 20,
             body_budget: 1 << 30,
             compact_min_bytes: 1 << 30,
+            bodies: crate::store::body_segments::BodySettings::new(
+                path.with_extension("bodies"),
+                64 << 10,
+            ),
         }
     }
 
@@ -105,6 +111,7 @@ mod tests {
             headers: vec![],
             body: Bytes::from(format!("body {seq}")),
             backlog: false,
+            body_ref: None,
         }
     }
 
@@ -244,7 +251,7 @@ mod tests {
         // The same enqueues applied by the state machine, as one batch.
         let mut applied = std::collections::BTreeMap::new();
         let batch = EncodedBatch {
-            format: FORMAT,
+            format: crate::store::entry::FORMAT,
             max_seq: 3,
             entries: old
                 .iter()

@@ -25,6 +25,7 @@ mod queue;
 mod replicated;
 mod thread;
 
+use super::body_reclaim::BodyFiles;
 use super::compact::Online;
 use super::paging::Pager;
 use super::state_machine::StateMachine;
@@ -70,7 +71,7 @@ pub struct WriterSettings {
 /// What [`LogWriter::metrics`] reports.
 #[derive(Debug, Clone)]
 pub struct WriterMetrics {
-    /// Bytes of live message records.
+    /// Bytes of live message records, and of their bodies in body files.
     pub live_bytes: u64,
     /// Bytes of live bodies held in memory.
     pub resident_bytes: u64,
@@ -96,11 +97,13 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Starts the writer thread over an opened, recovered store.
-    /// With `online`, the writer also compacts the files while idle.
+    /// With `online`, the writer also compacts the files while idle. Large
+    /// bodies go to `bodies` (opened against `state`'s counts).
     pub fn start(
         db: sled::Db,
         state: StateMachine,
         pager: Pager,
+        bodies: BodyFiles,
         settings: WriterSettings,
         online: Option<Online>,
     ) -> std::io::Result<LogWriter> {
@@ -114,7 +117,7 @@ impl LogWriter {
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             space: Condvar::new(),
-            live_bytes: AtomicU64::new(state.live_bytes()),
+            live_bytes: AtomicU64::new(state.live_bytes() + state.body_bytes()),
             resident_bytes: AtomicU64::new(pager.resident_bytes()),
             paged_messages: AtomicU64::new(pager.paged_messages() as u64),
             flush_latency: Default::default(),
@@ -125,7 +128,7 @@ impl LogWriter {
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("ferromq-log-writer".into())
-            .spawn(move || thread::run(&s, db, state, pager, online))?;
+            .spawn(move || thread::run(&s, db, state, pager, bodies, online))?;
         Ok(LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),

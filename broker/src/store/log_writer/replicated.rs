@@ -379,6 +379,7 @@ mod tests {
             cache_bytes: 8 << 20,
             body_budget,
             compact_min_bytes: u64::MAX,
+            bodies: crate::store::body_segments::BodySettings::new(dir.join("bodies"), 64 << 10),
         };
         let (store, state) = SledStore::open_replicated(
             settings,

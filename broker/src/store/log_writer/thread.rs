@@ -1,10 +1,13 @@
-//! The log writer thread: takes a batch from the [`Queue`], applies it to
-//! the state machine in one atomic `sled::Batch`, flushes, and only then
-//! resolves the batch's commits and releases its held deliveries. Before a
-//! batch it may wait a moment for what is on its way ([`gather`]).
+//! The log writer thread: takes a batch from the [`Queue`], writes its large
+//! bodies to the body files and syncs them, applies it to the state machine
+//! in one atomic `sled::Batch`, flushes, deletes the body files without a
+//! live body, and only then resolves the batch's commits and releases its
+//! held deliveries. Before a batch it may wait a moment for what is on its
+//! way ([`gather`]).
 
 use super::queue::{Queue, Shared, WriterWait};
 use super::{BATCH_BYTES, NEVER_FLUSH_EVERY};
+use crate::store::body_reclaim::BodyFiles;
 use crate::store::compact::Online;
 use crate::store::entry;
 use crate::store::paging::Pager;
@@ -22,6 +25,7 @@ pub(super) fn run(
     mut db: sled::Db,
     mut state: StateMachine,
     mut pager: Pager,
+    mut bodies: BodyFiles,
     mut online: Option<Online>,
 ) {
     let settings = &shared.settings;
@@ -54,6 +58,10 @@ pub(super) fn run(
                         // Idle: appends made meanwhile just queue (the
                         // writer applies nothing until it is done).
                         drop(q);
+                        // Everything applied is flushed (`unflushed` is
+                        // false here): body files without a live body go,
+                        // the one being appended to included.
+                        reclaim(&mut bodies, &state, true);
                         match compactor.run(db, state.live_bytes()) {
                             Ok(next) => db = next,
                             Err(e) => {
@@ -101,7 +109,21 @@ pub(super) fn run(
             // applies them once a quorum has them, with no router.
             result = entry::build(&entries, state.max_seq())
                 .map_err(|e| StoreError::Io(e.to_string()))
-                .and_then(|(built, pruned)| {
+                .and_then(|(mut built, pruned)| {
+                    // Durability ordering, part 0: the bodies that go to body
+                    // files are written and fdatasync'ed before the sled
+                    // batch referring to them is applied (sled may write an
+                    // applied batch out before any flush, whatever
+                    // store.sync says), so no record on disk refers to bytes
+                    // that are not. The batch then carries references: it
+                    // is this node's, never replicated (cluster mode runs
+                    // `replicated::run`, which keeps bodies inline).
+                    let written = bodies
+                        .externalize(&mut built)
+                        .map_err(|e| StoreError::Io(e.to_string()))?;
+                    if written > 0 {
+                        bodies.sync().map_err(|e| StoreError::Io(e.to_string()))?;
+                    }
                     let raw = built.to_bytes();
                     let mut batch = SledRecords::new(&db);
                     let applied = state
@@ -143,10 +165,15 @@ pub(super) fn run(
             unflushed = false;
             last_flush = Instant::now();
             totals.flushes += 1;
+            // Durability ordering, last part: a body file goes only after
+            // the flush that made the removal of its last body durable.
+            if result.is_ok() {
+                reclaim(&mut bodies, &state, false);
+            }
         }
         shared
             .live_bytes
-            .store(state.live_bytes(), Ordering::Relaxed);
+            .store(state.live_bytes() + state.body_bytes(), Ordering::Relaxed);
         shared
             .resident_bytes
             .store(pager.resident_bytes(), Ordering::Relaxed);
@@ -196,6 +223,15 @@ pub(super) fn run(
         paged = totals.paged,
         "store closed"
     );
+}
+
+/// Deletes the body files without a live body (call only when everything
+/// applied is flushed); a failure costs only disk space, so it is logged,
+/// not fatal.
+fn reclaim(bodies: &mut BodyFiles, state: &StateMachine, idle: bool) {
+    if let Err(e) = bodies.reclaim(state.body_counts(), idle) {
+        error!(error = %e, "a body file without live bodies could not be deleted");
+    }
 }
 
 /// `always`: before starting a batch the writer waits, at most `limit`
