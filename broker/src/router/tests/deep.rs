@@ -63,6 +63,7 @@ fn settings(path: &std::path::Path) -> StoreSettings {
         cache_bytes: 8 << 20,
         body_budget: 1 << 30,
         compact_min_bytes: 1 << 40,
+        bodies: crate::store::body_segments::BodySettings::new(path.join("bodies"), 64 << 10),
     }
 }
 
