@@ -149,6 +149,7 @@ pub fn run(args: &AdminArgs) -> Result<String, Failure> {
                     "consumers",
                     "enqueued",
                     "dequeued",
+                    "store_bytes",
                 ],
                 Listing::Topics => &["name", "consumers", "messages", "enqueued"],
                 Listing::Connections => &[

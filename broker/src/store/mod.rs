@@ -18,6 +18,7 @@
 //! - [`paging`]: which stored bodies stay in memory (outside the apply).
 //! - [`cursor`]: reading a queue's backlog back in order, a page at a time.
 //! - [`record`]: the key layout in sled.
+//! - [`lane_bytes`]: bytes of stored messages per destination.
 //! - [`upgrade`]: the in-place upgrade of a format-2 store at open.
 //! - [`compact`]: giving consumed space back.
 //!
@@ -100,6 +101,7 @@
 pub mod compact;
 pub mod cursor;
 pub mod entry;
+pub mod lane_bytes;
 pub mod log_writer;
 pub mod memory;
 pub mod paging;
@@ -336,6 +338,15 @@ pub trait Store: Send + Sync {
 
     /// Size and flush latency for the admin endpoint (`None`: not measured).
     fn metrics(&self) -> Option<crate::metrics::StoreMetrics>;
+
+    /// Bytes of the records of `destination`'s stored messages (persistent,
+    /// not yet acknowledged or removed), as applied so far: the admin
+    /// endpoint's `store_bytes` ([`lane_bytes`]). 0 for a store that keeps
+    /// nothing.
+    fn destination_bytes(&self, destination: &str) -> u64 {
+        let _ = destination;
+        0
+    }
 
     /// Whether the router may leave persistent queue messages in this store
     /// (`LogEntry::Enqueue::backlog`) and read them back with

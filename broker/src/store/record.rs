@@ -16,6 +16,7 @@
 //! | `'S'` + seq (u64 BE) | where the live message `seq` is: [`SeqEntry`] |
 //! | `'Q'` + [`lane`] + log index (u64 BE) | the queue order: the message's seq (u64 BE) and whether the router left it to the store (1) or held it (0) |
 //! | `'C'` + [`lane`] | live messages in that lane, u64 BE |
+//! | `'B'` + [`lane`] | bytes of their records, u64 BE ([`super::lane_bytes`]) |
 //! | `'K'` + utf8 name | router metadata, opaque bytes |
 //!
 //! `L` is the log; the rest is the read layout the apply step derives from
@@ -54,6 +55,8 @@ pub const SEQ_PREFIX: u8 = b'S';
 pub const QUEUE_PREFIX: u8 = b'Q';
 /// Prefix of lane counts.
 pub const COUNT_PREFIX: u8 = b'C';
+/// Prefix of lane bytes.
+pub const LANE_BYTES_PREFIX: u8 = b'B';
 
 /// The part of a `Q` or `C` key naming one priority lane of one
 /// destination: the destination's length (u16 BE), its bytes, and the

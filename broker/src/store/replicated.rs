@@ -14,11 +14,13 @@
 //! [`ApplyLog::last_applied`] after a restart. A snapshot install is
 //! flushed, because the log behind it may be gone.
 //!
-//! Lock order: `state` is a leaf; nothing is called under it but sled.
+//! Lock order: `state` is taken before the [`DestinationBytes`] view's
+//! lock (a leaf); nothing else is called under it but sled.
 
+use super::lane_bytes::DestinationBytes;
 use super::record::{
-    self, COUNT_PREFIX, DELIVERED_PREFIX, LOG_PREFIX, MESSAGE_PREFIX, META_PREFIX, QUEUE_PREFIX,
-    SEQ_PREFIX,
+    self, COUNT_PREFIX, DELIVERED_PREFIX, LANE_BYTES_PREFIX, LOG_PREFIX, MESSAGE_PREFIX,
+    META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
 };
 use super::state_machine::{LogKeep, Records, SledRecords, StateMachine};
 use super::Recovered;
@@ -38,6 +40,8 @@ pub struct ReplicatedState {
     /// Set by the writer when a batch it proposed did not commit: the
     /// router's memory may now be ahead of the log (see `diverged`).
     diverged: AtomicBool,
+    /// Stored bytes per destination, republished after every apply.
+    destination_bytes: DestinationBytes,
 }
 
 struct Applied {
@@ -47,17 +51,20 @@ struct Applied {
 
 impl ReplicatedState {
     /// Wraps an opened, recovered store.
-    pub fn new(db: sled::Db, machine: StateMachine) -> Result<ReplicatedState, String> {
+    pub fn new(db: sled::Db, mut machine: StateMachine) -> Result<ReplicatedState, String> {
         let index = match db.get(RAFT_APPLIED_KEY).map_err(|e| e.to_string())? {
             None => None,
             Some(raw) => Some(
                 record::decode_u64(&raw).ok_or("the store's applied Raft index is malformed")?,
             ),
         };
+        let destination_bytes = DestinationBytes::default();
+        destination_bytes.replace(machine.lane_bytes_mut());
         Ok(ReplicatedState {
             db,
             state: Mutex::new(Applied { machine, index }),
             diverged: AtomicBool::new(false),
+            destination_bytes,
         })
     }
 
@@ -84,6 +91,11 @@ impl ReplicatedState {
     /// Bytes of live message records.
     pub fn live_bytes(&self) -> u64 {
         self.lock().machine.live_bytes()
+    }
+
+    /// Stored bytes per destination, as applied on this node.
+    pub fn destination_bytes(&self) -> DestinationBytes {
+        self.destination_bytes.clone()
     }
 
     /// Everything applied so far, as a restart would recover it: what a
@@ -131,6 +143,8 @@ impl ApplyLog for ReplicatedState {
             .map_err(|e| ApplyError::new(format!("store write at index {index}: {e}")))?;
         applied.machine = machine;
         applied.index = Some(index);
+        self.destination_bytes
+            .publish(applied.machine.lane_bytes_mut());
         Ok(())
     }
 
@@ -159,6 +173,7 @@ impl ApplyLog for ReplicatedState {
             SEQ_PREFIX,
             QUEUE_PREFIX,
             COUNT_PREFIX,
+            LANE_BYTES_PREFIX,
         ] {
             for item in self.db.scan_prefix([prefix]) {
                 let (key, _) = item.map_err(|e| fail(e.to_string()))?;
@@ -184,6 +199,8 @@ impl ApplyLog for ReplicatedState {
         self.db.flush().map_err(|e| fail(format!("flush: {e}")))?;
         applied.machine = machine;
         applied.index = Some(index);
+        self.destination_bytes
+            .replace(applied.machine.lane_bytes_mut());
         Ok(())
     }
 
@@ -302,9 +319,12 @@ mod tests {
         assert_eq!(snapshot_messages(&image).unwrap().len(), 1);
         let follower = open(b.path());
         // State the snapshot does not have must go.
+        let mut other = message(9);
+        other.destination = "/queue/z".into();
         follower
-            .apply(1, &batch(vec![Kind::Enqueue(message(9))], 9))
+            .apply(1, &batch(vec![Kind::Enqueue(other)], 9))
             .unwrap();
+        assert!(follower.destination_bytes().get("/queue/z") > 0);
         follower.install_snapshot(3, &image).unwrap();
         assert_eq!(follower.last_applied(), Some(3));
         let recovered = follower.recovered().unwrap();
@@ -326,7 +346,17 @@ mod tests {
                 .collect()
         };
         assert_eq!(ordered(&follower.db), ordered(&leader.db));
+        // Stored bytes per destination: the same on both nodes, live and
+        // after a reopen; the follower's own message 9 (on another
+        // destination, see below) left nothing behind.
+        let stored = leader.destination_bytes().get("/queue/a");
+        assert!(stored > 0);
+        assert_eq!(follower.destination_bytes().get("/queue/a"), stored);
+        assert_eq!(follower.destination_bytes().get("/queue/z"), 0);
         drop(follower);
-        assert_eq!(open(b.path()).last_applied(), Some(3));
+        let reopened = open(b.path());
+        assert_eq!(reopened.last_applied(), Some(3));
+        assert_eq!(reopened.destination_bytes().get("/queue/a"), stored);
+        assert_eq!(reopened.destination_bytes().get("/queue/z"), 0);
     }
 }

@@ -7,7 +7,8 @@
 //! keeps the batch itself as a log record (`L`, as many as its [`LogKeep`]
 //! says: none on a single node), and derives the read layout: message
 //! records (`M`), delivery counts (`D`), the seq index (`S`), the queue
-//! order (`Q`) with its lane counts (`C`), and metadata (`K`), all written
+//! order (`Q`) with its lane counts (`C`) and bytes (`B`,
+//! [`super::lane_bytes`]), and metadata (`K`), all written
 //! through [`Records`] (one `sled::Batch` per group commit, applied
 //! atomically before the flush).
 //!
@@ -21,6 +22,7 @@
 //! machine's business: see [`super::paging`].
 
 use super::entry::{EncodedBatch, Entry, Kind, StoredMessage, FORMAT};
+use super::lane_bytes::LaneBytes;
 use super::record::{
     self, SeqEntry, COUNT_PREFIX, DELIVERED_PREFIX, LIVE_KEY, LOG_PREFIX, MESSAGE_PREFIX,
     META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
@@ -185,6 +187,8 @@ pub struct StateMachine {
     /// Live messages per lane (the `C` records, mirrored): one entry per
     /// destination and priority in use, not per message.
     lanes: BTreeMap<Vec<u8>, u64>,
+    /// Bytes of their records per lane (the `B` records, mirrored).
+    lane_bytes: LaneBytes,
     /// Log batches still kept: `(batch number, bytes)`, oldest first.
     log: VecDeque<(u64, u64)>,
     log_bytes: u64,
@@ -201,6 +205,7 @@ impl Default for StateMachine {
             live_messages: 0,
             live_bytes: 0,
             lanes: BTreeMap::new(),
+            lane_bytes: LaneBytes::default(),
             log: VecDeque::new(),
             log_bytes: 0,
             keep: LogKeep::NONE,
@@ -256,6 +261,7 @@ impl StateMachine {
                 messages: count,
             });
         }
+        sm.lane_bytes = LaneBytes::recover(tree, sm.lanes.keys())?;
         let mut meta = Vec::new();
         for item in tree.scan_prefix([META_PREFIX]) {
             let (k, v) = item.map_err(|e| e.to_string())?;
@@ -429,6 +435,7 @@ impl StateMachine {
         };
         records.put(&record::key(SEQ_PREFIX, message.seq), &entry.encode());
         *self.lanes.entry(entry.lane.clone()).or_insert(0) += 1;
+        self.lane_bytes.add(&entry.lane, u64::from(entry.bytes));
         touched.push(entry.lane);
         self.live_messages += 1;
         self.live_bytes += bytes;
@@ -439,6 +446,7 @@ impl StateMachine {
     pub(super) fn write_counts(&mut self, mut touched: Vec<Vec<u8>>, records: &mut impl Records) {
         touched.sort();
         touched.dedup();
+        self.lane_bytes.write(&touched, records);
         for lane in touched {
             let key = record::lane_key(COUNT_PREFIX, &lane, None);
             match self.lanes.get(&lane) {
@@ -484,6 +492,7 @@ impl StateMachine {
         if let Some(n) = self.lanes.get_mut(&live.lane) {
             *n = n.saturating_sub(1);
         }
+        self.lane_bytes.remove(&live.lane, u64::from(live.bytes));
         touched.push(live.lane.clone());
         self.live_messages = self.live_messages.saturating_sub(1);
         self.live_bytes -= u64::from(live.bytes).min(self.live_bytes);
@@ -536,6 +545,12 @@ impl StateMachine {
     /// Bytes of their records.
     pub fn live_bytes(&self) -> u64 {
         self.live_bytes
+    }
+
+    /// Bytes of live records per lane; mutable for publishing what
+    /// changed ([`super::lane_bytes::DestinationBytes::publish`]).
+    pub fn lane_bytes_mut(&mut self) -> &mut LaneBytes {
+        &mut self.lane_bytes
     }
 
     /// Number of the last batch applied.
@@ -659,6 +674,59 @@ mod tests {
         assert_eq!(sm2.live_messages(), 2);
     }
 
+    /// Per-destination bytes are the sizes of the live records of that
+    /// destination, after acks (purge, delete, expiry and dead-letter moves
+    /// are acks in the log), across priorities, and after a restart.
+    #[test]
+    fn destination_bytes_follow_the_live_records_and_survive_recovery() {
+        let (_dir, db) = temp_db();
+        let (mut sm, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
+        let sized = |seq: u64, dest: &str, priority: u32, body: usize| {
+            let mut m = stored(seq, dest);
+            m.priority = priority;
+            m.body = Bytes::from(vec![b'y'; body]);
+            m
+        };
+        let messages = [
+            sized(1, "/queue/a", 4, 100),
+            sized(2, "/queue/a", 9, 2000),
+            sized(3, "/queue/ab", 4, 10),
+            sized(4, "/queue/a", 4, 300),
+        ];
+        let size = |m: &StoredMessage| m.encode_to_vec().len() as u64;
+        apply(
+            &mut sm,
+            &db,
+            messages
+                .iter()
+                .map(|m| Entry {
+                    kind: Some(Kind::Enqueue(m.clone())),
+                })
+                .collect(),
+        );
+        let a_all: u64 = [0, 1, 3].iter().map(|&i| size(&messages[i])).sum();
+        assert_eq!(sm.lane_bytes_mut().of_destination("/queue/a"), a_all);
+        assert_eq!(
+            sm.lane_bytes_mut().of_destination("/queue/ab"),
+            size(&messages[2])
+        );
+        assert_eq!(sm.lane_bytes_mut().total(), sm.live_bytes());
+        // An ack of seq 2 (priority 9) and a delivery count, which changes
+        // no size; an ack of an unknown seq changes nothing.
+        apply(&mut sm, &db, vec![ack(2), delivered(1, 3), ack(77)]);
+        let a_left = size(&messages[0]) + size(&messages[3]);
+        assert_eq!(sm.lane_bytes_mut().of_destination("/queue/a"), a_left);
+        let (mut again, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
+        assert_eq!(again, sm);
+        assert_eq!(again.lane_bytes_mut().of_destination("/queue/a"), a_left);
+        // The last messages gone: the destination's records go too.
+        apply(&mut sm, &db, vec![ack(1), ack(4), ack(3)]);
+        assert_eq!(sm.lane_bytes_mut().total(), 0);
+        assert_eq!(db.scan_prefix([record::LANE_BYTES_PREFIX]).count(), 0);
+        let (mut empty, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
+        assert_eq!(empty.lane_bytes_mut().of_destination("/queue/a"), 0);
+    }
+
     #[test]
     fn metadata_is_kept_until_deleted() {
         let (_dir, db) = temp_db();
@@ -777,6 +845,7 @@ mod tests {
             (
                 sm.live_messages,
                 &sm.lanes,
+                &sm.lane_bytes,
                 sm.next_index,
                 sm.last_batch,
                 sm.max_seq,
@@ -829,6 +898,8 @@ mod tests {
             prop_assert_eq!(records.len() as u64, recovered.live_messages());
             let counted: u64 = lanes.iter().map(|l| l.messages).sum();
             prop_assert_eq!(counted, recovered.live_messages());
+            let mut recovered = recovered;
+            prop_assert_eq!(recovered.lane_bytes_mut().total(), recovered.live_bytes());
             let queued = db.scan_prefix([QUEUE_PREFIX]).count() as u64;
             prop_assert_eq!(queued, recovered.live_messages());
         }
