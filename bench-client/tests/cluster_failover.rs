@@ -9,137 +9,19 @@
 //! exactly what the cluster kept; resent SENDs may add duplicates, never
 //! remove any).
 //!
-//! The nodes use the `[cluster]` defaults for heartbeat and election
-//! timeout: the failover this test prints is the one users get.
+//! The nodes (the e2e tests' cluster harness, `ferromq_tests::cluster`)
+//! use the `[cluster]` defaults for heartbeat and election timeout: the
+//! failover this test prints is the one users get.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap
 
-use ferromq_tests::{http_get, Broker};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use ferromq_tests::cluster::{cluster_named, start_all, wait_for_leader, wait_for_leader_except};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Generous bound for an election plus the new leader's restore on a
 /// loaded machine (the target is under 3 s median).
 const FAILOVER_BOUND: Duration = Duration::from_secs(30);
-
-struct Node {
-    dir: PathBuf,
-    args: Vec<String>,
-    stomp: SocketAddr,
-    admin: SocketAddr,
-    process: Option<Broker>,
-}
-
-impl Node {
-    fn start(&mut self) {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let broker = Broker::try_start_exact(&args, &self.dir)
-            .unwrap_or_else(|f| panic!("node did not start (exit {:?}):\n{}", f.status, f.log));
-        self.process = Some(broker);
-    }
-
-    fn health(&self) -> String {
-        if self.process.is_none() {
-            return String::new();
-        }
-        let admin = self.admin;
-        std::thread::spawn(move || http_get(admin, "/healthz", None))
-            .join()
-            .map(|(_, body)| body)
-            .unwrap_or_default()
-    }
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-/// Three members on ephemeral loopback ports, each in its own directory.
-fn cluster(root: &Path) -> Vec<Node> {
-    let ports: Vec<Vec<u16>> = free_ports(12).chunks(4).map(<[u16]>::to_vec).collect();
-    let members: String = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            format!(
-                "[[cluster.members]]\nid = {}\ncluster = \"127.0.0.1:{}\"\nstomp = \"127.0.0.1:{}\"\nadmin = \"127.0.0.1:{}\"\n",
-                i + 1,
-                p[0],
-                p[1],
-                p[3]
-            )
-        })
-        .collect();
-    ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let dir = root.join(format!("node{}", i + 1));
-            std::fs::create_dir_all(&dir).unwrap();
-            let config = dir.join("ferromq.toml");
-            std::fs::write(
-                &config,
-                format!(
-                    "[store]\nsync = \"always\"\n\n[cluster]\ncluster_id = \"bench-failover\"\nnode_id = {}\nlisten = \"127.0.0.1:{}\"\n\n{members}",
-                    i + 1,
-                    p[0]
-                ),
-            )
-            .unwrap();
-            let args = [
-                "--config",
-                &config.display().to_string(),
-                "--data-dir",
-                &dir.join("data").display().to_string(),
-                "--stomp",
-                &format!("127.0.0.1:{}", p[1]),
-                "--native",
-                &format!("127.0.0.1:{}", p[2]),
-                "--admin",
-                &format!("127.0.0.1:{}", p[3]),
-                "--stomp-tls",
-                "",
-                "--native-tls",
-                "",
-                "--websocket",
-                "",
-                "--websocket-tls",
-                "",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            Node {
-                dir,
-                args,
-                stomp: format!("127.0.0.1:{}", p[1]).parse().unwrap(),
-                admin: format!("127.0.0.1:{}", p[3]).parse().unwrap(),
-                process: None,
-            }
-        })
-        .collect()
-}
-
-fn wait_for_leader(nodes: &[Node], except: Option<usize>) -> usize {
-    let deadline = Instant::now() + FAILOVER_BOUND;
-    while Instant::now() < deadline {
-        if let Some(i) = (0..nodes.len())
-            .filter(|i| Some(*i) != except)
-            .find(|i| nodes[*i].health() == "ok leader\n")
-        {
-            return i;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("no leader within {FAILOVER_BOUND:?}");
-}
 
 fn unix_ms() -> u64 {
     SystemTime::now()
@@ -151,11 +33,10 @@ fn unix_ms() -> u64 {
 #[test]
 fn the_bench_follows_the_new_leader_and_reports_the_gap() {
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = cluster(root.path());
-    for node in nodes.iter_mut() {
-        node.start();
-    }
-    let leader = wait_for_leader(&nodes, None);
+    // The shared harness's nodes with no timing keys: `[cluster]` defaults.
+    let (mut nodes, _) = cluster_named(root.path(), "bench-failover", false, |_| String::new());
+    start_all(&mut nodes);
+    let leader = wait_for_leader(&nodes, FAILOVER_BOUND);
     let url = format!(
         "failover:({})",
         nodes
@@ -199,9 +80,8 @@ fn the_bench_follows_the_new_leader_and_reports_the_gap() {
     // Kill the leader while the producers are sending.
     std::thread::sleep(Duration::from_secs(4));
     let killed_at = unix_ms();
-    nodes[leader].process.as_mut().unwrap().kill9();
-    nodes[leader].process = None;
-    let new = wait_for_leader(&nodes, Some(leader));
+    nodes[leader].kill9();
+    let new = wait_for_leader_except(&nodes, leader, FAILOVER_BOUND);
     assert_ne!(new, leader);
 
     let output = bench.wait_with_output().unwrap();
@@ -209,7 +89,7 @@ fn the_bench_follows_the_new_leader_and_reports_the_gap() {
     let logs = || {
         nodes
             .iter()
-            .filter_map(|n| n.process.as_ref().map(Broker::log))
+            .map(|n| n.log())
             .collect::<Vec<_>>()
             .join("\n----\n")
     };

@@ -16,10 +16,12 @@ use serde_json::Value;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// `ferromq admin` options.
+/// How to reach an admin endpoint and how to print its answers: the
+/// options `ferromq admin` and `ferromq cluster` share.
 #[derive(Debug, Args)]
-pub struct AdminArgs {
-    /// The broker's admin endpoint.
+pub struct Endpoint {
+    /// The broker's admin endpoint (cluster membership changes need the
+    /// leader's).
     #[arg(
         long,
         env = "FERROMQ_ADMIN_URL",
@@ -39,6 +41,14 @@ pub struct AdminArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ferromq admin` options.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Where and how.
+    #[command(flatten)]
+    pub endpoint: Endpoint,
     /// What to do.
     #[command(subcommand)]
     pub command: AdminCommand,
@@ -124,8 +134,8 @@ pub struct Failure(pub String);
 
 /// Runs one command; `Ok` holds what to print.
 pub fn run(args: &AdminArgs) -> Result<String, Failure> {
-    let client = Client::new(args)?;
-    let json = args.json;
+    let client = Client::connect(&args.endpoint)?;
+    let json = args.endpoint.json;
     match &args.command {
         AdminCommand::Overview => {
             let v = client.call("GET", "/api/overview", None)?;
@@ -149,6 +159,7 @@ pub fn run(args: &AdminArgs) -> Result<String, Failure> {
                     "consumers",
                     "enqueued",
                     "dequeued",
+                    "store_bytes",
                 ],
                 Listing::Topics => &["name", "consumers", "messages", "enqueued"],
                 Listing::Connections => &[
@@ -299,23 +310,12 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    fn new(args: &AdminArgs) -> Result<Client, Failure> {
-        Client::connect(
-            &args.url,
-            args.user.as_deref(),
-            args.password.as_deref(),
-            args.cacert.as_deref(),
-        )
-    }
-
-    /// A client of the endpoint at `url`, with Basic credentials when
-    /// `user` is given and `cacert` trusted for https.
-    pub(crate) fn connect(
-        url: &str,
-        user: Option<&str>,
-        password: Option<&str>,
-        cacert: Option<&std::path::Path>,
-    ) -> Result<Client, Failure> {
+    /// A client of the endpoint at `--url`, with Basic credentials when
+    /// `--user` is given and `--cacert` trusted for https.
+    pub(crate) fn connect(endpoint: &Endpoint) -> Result<Client, Failure> {
+        let url = endpoint.url.as_str();
+        let (user, password) = (endpoint.user.as_deref(), endpoint.password.as_deref());
+        let cacert = endpoint.cacert.as_deref();
         let base = url.trim_end_matches('/').to_owned();
         let parsed: Result<ureq::http::Uri, _> = base.parse();
         match parsed {

@@ -6,7 +6,7 @@
 //! naming the leader when a follower was asked to change membership), 2
 //! bad usage.
 
-use crate::admin_client::{pretty, table, text, Client, Failure};
+use crate::admin_client::{pretty, table, text, Client, Endpoint, Failure};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -14,25 +14,9 @@ use std::fmt::Write as _;
 /// `ferromq cluster` options.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
-    /// A node's admin endpoint (membership changes need the leader's).
-    #[arg(
-        long,
-        env = "FERROMQ_ADMIN_URL",
-        default_value = "http://127.0.0.1:8161"
-    )]
-    pub url: String,
-    /// User (in group admins; monitoring is enough for `status`).
-    #[arg(long, env = "FERROMQ_ADMIN_USER")]
-    pub user: Option<String>,
-    /// Password of --user.
-    #[arg(long, env = "FERROMQ_ADMIN_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
-    /// PEM CA certificate to trust for an https --url.
-    #[arg(long, env = "FERROMQ_ADMIN_CACERT", value_name = "FILE")]
-    pub cacert: Option<std::path::PathBuf>,
-    /// Print the API's JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
+    /// Where and how (the same options as `ferromq admin`).
+    #[command(flatten)]
+    pub endpoint: Endpoint,
     /// What to do.
     #[command(subcommand)]
     pub command: ClusterCommand,
@@ -91,12 +75,7 @@ pub enum ClusterCommand {
 
 /// Runs one command; `Ok` holds what to print.
 pub fn run(args: &ClusterArgs) -> Result<String, Failure> {
-    let client = Client::connect(
-        &args.url,
-        args.user.as_deref(),
-        args.password.as_deref(),
-        args.cacert.as_deref(),
-    )?;
+    let client = Client::connect(&args.endpoint)?;
     let (value, summary) = match &args.command {
         ClusterCommand::Status => {
             let v = client.call("GET", "/api/cluster", None)?;
@@ -140,7 +119,11 @@ pub fn run(args: &ClusterArgs) -> Result<String, Failure> {
             (v, format!("node {id} removed; stop its process\n"))
         }
     };
-    Ok(if args.json { pretty(&value) } else { summary })
+    Ok(if args.endpoint.json {
+        pretty(&value)
+    } else {
+        summary
+    })
 }
 
 /// `ferromq cluster status` as text: a few lines, then the members.

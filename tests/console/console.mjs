@@ -1,6 +1,7 @@
 // The web console in headless Chromium against a real broker: a STOMP
 // producer fills a queue, then the page must show it, send a message from
-// its form, browse it, purge the queue to depth 0 and close the producer's
+// its form, browse it, purge the queue to depth 0 (and its stored bytes, on
+// the table and the page, to 0) and close the producer's
 // connection (which must receive an ERROR frame), with no console errors.
 // Run by console-in-chromium.sh, which starts the broker and passes
 // FERROMQ_ADMIN_URL and FERROMQ_STOMP (host:port).
@@ -30,7 +31,7 @@ function stompProducer() {
     socket.on("connect", () => {
       socket.write(frame("CONNECT", { "accept-version": "1.2", host: "localhost" }));
       for (let i = 1; i <= 3; i++) {
-        socket.write(frame("SEND", { destination: queue, receipt: `r${i}` }, `order ${i}`));
+        socket.write(frame("SEND", { destination: queue, receipt: `r${i}`, persistent: "true" }, `order ${i}`));
       }
       const started = Date.now();
       const wait = () => {
@@ -76,6 +77,10 @@ try {
   await row.waitFor({ timeout: 10000 });
   check("the STOMP producer's queue is listed with depth 3",
     (await row.locator("td.depth").textContent()) === "3", await row.locator("td.depth").textContent());
+  const listed = await (await fetch(admin + "/api/destinations/queue/console.orders")).json();
+  const storedText = await row.locator("td.store-bytes").textContent();
+  check("the table shows the queue's stored bytes", listed.store_bytes > 0 && storedText === `${listed.store_bytes} B`,
+    `${storedText} for ${listed.store_bytes}`);
 
   await row.locator("a").click();
   await page.waitForSelector("#depth .v");
@@ -93,6 +98,8 @@ try {
 
   await page.click("#purge-button");
   await until("depth 0", async () => (await page.textContent("#depth .v")) === "0");
+  await until("stored bytes 0", async () => (await page.textContent("#store-bytes .v")) === "0 B");
+  check("purge empties the queue's stored bytes on its page", true);
   const api = await (await fetch(admin + "/api/destinations/queue/console.orders")).json();
   check("purge empties the queue", api.messages === 0, JSON.stringify(api.messages));
 

@@ -15,10 +15,9 @@
 //! --test cluster_kill -- --nocapture`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferromq_tests::chaos::{Ledger, Load};
+use ferromq_tests::chaos::{loaded_cluster, Ledger};
 use ferromq_tests::cluster::{
-    cluster, knob, one_cluster_at_a_time, start_all, wait_for_follower, wait_for_leader,
-    wait_for_leader_except, BOUND,
+    cluster, knob, wait_for_follower, wait_for_leader, wait_for_leader_except, BOUND,
 };
 use std::time::{Duration, Instant};
 
@@ -28,12 +27,7 @@ fn cycles() -> usize {
 
 #[test]
 fn the_leader_killed_under_load_loses_nothing_receipted() {
-    let _one = one_cluster_at_a_time();
-    let root = tempfile::tempdir().unwrap();
-    let mut nodes = cluster(root.path());
-    start_all(&mut nodes);
-    wait_for_leader(&nodes, BOUND);
-    let load = Load::start(&nodes, 3, 2);
+    let (_held, mut nodes, (), load) = loaded_cluster(|root| (cluster(root), ()));
     let mut failovers = Vec::new();
     for round in 0..cycles() {
         let total = load.ledger().receipted.len();

@@ -16,10 +16,9 @@
 //! runs); each one stops whichever node leads.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferromq_tests::chaos::{Ledger, Load, Witness};
+use ferromq_tests::chaos::{loaded_cluster, Ledger, Witness};
 use ferromq_tests::cluster::{
-    cluster, knob, one_cluster_at_a_time, start_all, wait_for_follower, wait_for_leader,
-    wait_for_leader_except, BOUND,
+    cluster, knob, wait_for_follower, wait_for_leader, wait_for_leader_except, BOUND,
 };
 
 fn cycles() -> usize {
@@ -28,12 +27,7 @@ fn cycles() -> usize {
 
 #[test]
 fn a_leader_stopped_past_the_election_timeout_sends_no_late_receipt() {
-    let _one = one_cluster_at_a_time();
-    let root = tempfile::tempdir().unwrap();
-    let mut nodes = cluster(root.path());
-    start_all(&mut nodes);
-    wait_for_leader(&nodes, BOUND);
-    let load = Load::start(&nodes, 3, 2);
+    let (_held, nodes, (), load) = loaded_cluster(|root| (cluster(root), ()));
     assert!(
         load.wait_until(BOUND, |l| l.receipted.len() >= 30 && l.acked.len() >= 10),
         "no load before the pause: {}",

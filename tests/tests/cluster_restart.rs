@@ -10,10 +10,8 @@
 //! (default 1, which CI runs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ferromq_tests::chaos::Load;
-use ferromq_tests::cluster::{
-    cluster, knob, one_cluster_at_a_time, start_all, wait_for_leader, BOUND,
-};
+use ferromq_tests::chaos::loaded_cluster;
+use ferromq_tests::cluster::{cluster, knob, wait_for_leader, BOUND};
 
 fn cycles() -> usize {
     knob("FERROMQ_RESTART_CYCLES", 1)
@@ -21,12 +19,7 @@ fn cycles() -> usize {
 
 #[test]
 fn all_three_killed_and_restarted_lose_nothing_receipted() {
-    let _one = one_cluster_at_a_time();
-    let root = tempfile::tempdir().unwrap();
-    let mut nodes = cluster(root.path());
-    start_all(&mut nodes);
-    wait_for_leader(&nodes, BOUND);
-    let load = Load::start(&nodes, 3, 2);
+    let (_held, mut nodes, (), load) = loaded_cluster(|root| (cluster(root), ()));
     let mut kills = 0;
     let mut acked_before_kills = 0;
     for round in 0..cycles() {

@@ -27,6 +27,7 @@ pub(super) fn item(r: &Row, rate: Rate) -> Value {
         "unacked": r.unacked,
         "consumers": r.consumers,
         "bytes": r.bytes,
+        "store_bytes": r.store_bytes,
         "blocked_producers": r.blocked_producers,
         "enqueued": r.enqueued,
         "dequeued": r.dequeued,
@@ -90,6 +91,7 @@ pub async fn list(
             "enqueued",
             "dequeued",
             "bytes",
+            "store_bytes",
         ],
         "name",
     )?;
@@ -114,10 +116,13 @@ pub async fn list(
             matching[total - end..total - start]
                 .iter()
                 .rev()
-                .map(|d| row(d))
+                .map(|d| row(d, src.store.as_ref()))
                 .collect()
         } else {
-            matching[start..end].iter().map(|d| row(d)).collect()
+            matching[start..end]
+                .iter()
+                .map(|d| row(d, src.store.as_ref()))
+                .collect()
         }
     } else {
         let key = |r: &Row| -> u64 {
@@ -127,10 +132,14 @@ pub async fn list(
                 "consumers" => r.consumers as u64,
                 "enqueued" => r.enqueued,
                 "dequeued" => r.dequeued,
+                "store_bytes" => r.store_bytes,
                 _ => r.bytes as u64,
             }
         };
-        let mut rows: Vec<Row> = matching.iter().map(|d| row(d)).collect();
+        let mut rows: Vec<Row> = matching
+            .iter()
+            .map(|d| row(d, src.store.as_ref()))
+            .collect();
         // A stable sort keeps name order among equal keys.
         rows.sort_by_key(|r| key(r));
         if descending {
@@ -197,7 +206,7 @@ pub async fn get(
     Path((kind, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let d = resolve(&src, &kind, &name)?;
-    let mut v = item(&row(&d), src.rates.of(d.name()));
+    let mut v = item(&row(&d, src.store.as_ref()), src.rates.of(d.name()));
     let subscriptions: Vec<Value> = d
         .subscriptions()
         .iter()

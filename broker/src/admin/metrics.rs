@@ -51,6 +51,8 @@ pub(super) struct Row {
     pub(super) unacked: usize,
     pub(super) consumers: usize,
     pub(super) bytes: usize,
+    /// Bytes of its stored (persistent, unacknowledged) message records.
+    pub(super) store_bytes: u64,
     pub(super) blocked_producers: usize,
     pub(super) enqueued: u64,
     pub(super) dequeued: u64,
@@ -59,7 +61,7 @@ pub(super) struct Row {
     pub(super) discarded: u64,
 }
 
-pub(super) fn row(d: &Destination) -> Row {
+pub(super) fn row(d: &Destination, store: &dyn Store) -> Row {
     let snap = d.snapshot();
     let s = &d.stats;
     Row {
@@ -73,6 +75,7 @@ pub(super) fn row(d: &Destination) -> Row {
         unacked: snap.unacked,
         consumers: snap.consumers,
         bytes: snap.bytes,
+        store_bytes: store.destination_bytes(d.name()),
         blocked_producers: d.blocked_producers(),
         enqueued: s.enqueued.load(Ordering::Relaxed),
         dequeued: s.dequeued.load(Ordering::Relaxed),
@@ -103,7 +106,12 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// Renders `/metrics`.
 pub fn prometheus(src: &Sources) -> String {
-    let mut rows: Vec<Row> = src.router.destinations().iter().map(|d| row(d)).collect();
+    let mut rows: Vec<Row> = src
+        .router
+        .destinations()
+        .iter()
+        .map(|d| row(d, src.store.as_ref()))
+        .collect();
     let total_destinations = rows.len();
     let omitted = cap(&mut rows, src.metrics_destination_limit);
     let mut out = String::with_capacity(512 + rows.len() * 1024);
@@ -156,7 +164,7 @@ pub fn prometheus(src: &Sources) -> String {
         let _ = writeln!(out, "{name} {value}");
     }
     type Column = fn(&Row) -> u64;
-    let columns: [(&str, &str, &str, Column); 11] = [
+    let columns: [(&str, &str, &str, Column); 12] = [
         (
             "ferromq_destination_messages",
             "gauge",
@@ -180,6 +188,12 @@ pub fn prometheus(src: &Sources) -> String {
             "gauge",
             "Bytes held (waiting and unacknowledged).",
             |r| r.bytes as u64,
+        ),
+        (
+            "ferromq_destination_store_bytes",
+            "gauge",
+            "Bytes of stored persistent message records not yet acknowledged or removed.",
+            |r| r.store_bytes,
         ),
         (
             "ferromq_destination_blocked_producers",
@@ -466,6 +480,7 @@ mod tests {
             unacked: 0,
             consumers: 0,
             bytes: 0,
+            store_bytes: 0,
             blocked_producers: 0,
             enqueued: 0,
             dequeued: 0,

@@ -20,7 +20,7 @@ pub async fn get(State(src): State<Arc<Sources>>) -> Json<Value> {
     let mut t = [0u64; 9];
     let destinations = src.router.destinations();
     for d in &destinations {
-        let r = row(d);
+        let r = row(d, src.store.as_ref());
         let is_queue = r.kind == "queue";
         t[0] += u64::from(is_queue);
         t[1] += u64::from(!is_queue);

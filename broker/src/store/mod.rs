@@ -21,6 +21,7 @@
 //!   files, their live counts in sled, and deleting those no body is in.
 //! - [`cursor`]: reading a queue's backlog back in order, a page at a time.
 //! - [`record`]: the key layout in sled.
+//! - [`lane_bytes`]: bytes of stored messages per destination.
 //! - [`upgrade`]: the in-place upgrade of a format-2 store at open.
 //! - [`compact`]: giving consumed space back.
 //!
@@ -114,6 +115,7 @@ pub mod body_segments;
 pub mod compact;
 pub mod cursor;
 pub mod entry;
+pub mod lane_bytes;
 pub mod log_writer;
 pub mod memory;
 pub mod paging;
@@ -351,6 +353,15 @@ pub trait Store: Send + Sync {
 
     /// Size and flush latency for the admin endpoint (`None`: not measured).
     fn metrics(&self) -> Option<crate::metrics::StoreMetrics>;
+
+    /// Bytes of the records of `destination`'s stored messages (persistent,
+    /// not yet acknowledged or removed), as applied so far: the admin
+    /// endpoint's `store_bytes` ([`lane_bytes`]). 0 for a store that keeps
+    /// nothing.
+    fn destination_bytes(&self, destination: &str) -> u64 {
+        let _ = destination;
+        0
+    }
 
     /// Whether the router may leave persistent queue messages in this store
     /// (`LogEntry::Enqueue::backlog`) and read them back with

@@ -17,6 +17,7 @@
 //! | `'Q'` + [`lane`] + log index (u64 BE) | the queue order: the message's seq (u64 BE) and whether the router left it to the store (1) or held it (0) |
 //! | `'C'` + [`lane`] | live messages in that lane, u64 BE |
 //! | `'B'` + segment (u32 BE) | a body file holding live bodies: their count, bytes, and the end of the bytes referred to (u64 BE each; [`super::body_counts`]) |
+//! | `'V'` + [`lane`] | bytes of their records, u64 BE ([`super::lane_bytes`]) |
 //! | `'K'` + utf8 name | router metadata, opaque bytes |
 //!
 //! `L` is the log; the rest is the read layout the apply step derives from
@@ -70,6 +71,8 @@ pub const QUEUE_PREFIX: u8 = b'Q';
 pub const COUNT_PREFIX: u8 = b'C';
 /// Prefix of body file counts.
 pub const BODY_PREFIX: u8 = b'B';
+/// Prefix of lane bytes.
+pub const LANE_BYTES_PREFIX: u8 = b'V';
 
 /// The part of a `Q` or `C` key naming one priority lane of one
 /// destination: the destination's length (u16 BE), its bytes, and the

@@ -69,12 +69,14 @@
 //! flush before each deletion. A single node's data
 //! directory holding body files is refused by `SledStore::open_replicated`.
 //!
-//! Lock order: `state`, then `changes`; nothing else is called under either
-//! but sled.
+//! Lock order: `state`, then `changes`; `state` is also taken before the
+//! [`DestinationBytes`] view's lock (a leaf); nothing else is called under
+//! them but sled.
 
+use super::lane_bytes::DestinationBytes;
 use super::record::{
-    self, COUNT_PREFIX, DELIVERED_PREFIX, LOG_PREFIX, MESSAGE_PREFIX, META_PREFIX, QUEUE_PREFIX,
-    SEQ_PREFIX,
+    self, COUNT_PREFIX, DELIVERED_PREFIX, LANE_BYTES_PREFIX, LOG_PREFIX, MESSAGE_PREFIX,
+    META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
 };
 use super::state_machine::{Applied as Changes, LogKeep, Records, SledRecords, StateMachine};
 use super::Recovered;
@@ -108,6 +110,8 @@ pub struct ReplicatedState {
     leading: AtomicBool,
     /// The latest applies' changes, by Raft index (only while `leading`).
     changes: Mutex<VecDeque<(LogIndex, Changes)>>,
+    /// Stored bytes per destination, republished after every apply.
+    destination_bytes: DestinationBytes,
 }
 
 struct Applied {
@@ -117,13 +121,15 @@ struct Applied {
 
 impl ReplicatedState {
     /// Wraps an opened, recovered store.
-    pub fn new(db: sled::Db, machine: StateMachine) -> Result<ReplicatedState, String> {
+    pub fn new(db: sled::Db, mut machine: StateMachine) -> Result<ReplicatedState, String> {
         let index = match db.get(RAFT_APPLIED_KEY).map_err(|e| e.to_string())? {
             None => None,
             Some(raw) => Some(
                 record::decode_u64(&raw).ok_or("the store's applied Raft index is malformed")?,
             ),
         };
+        let destination_bytes = DestinationBytes::default();
+        destination_bytes.replace(machine.lane_bytes_mut());
         Ok(ReplicatedState {
             db,
             state: Mutex::new(Applied { machine, index }),
@@ -131,6 +137,7 @@ impl ReplicatedState {
             boot_index: AtomicU64::new(0),
             leading: AtomicBool::new(false),
             changes: Mutex::new(VecDeque::new()),
+            destination_bytes,
         })
     }
 
@@ -157,6 +164,11 @@ impl ReplicatedState {
     /// Bytes of live message records.
     pub fn live_bytes(&self) -> u64 {
         self.lock().machine.live_bytes()
+    }
+
+    /// Stored bytes per destination, as applied on this node.
+    pub fn destination_bytes(&self) -> DestinationBytes {
+        self.destination_bytes.clone()
     }
 
     /// Everything applied so far, as a restart would recover it: what a
@@ -233,6 +245,8 @@ impl ApplyLog for ReplicatedState {
             .map_err(|e| ApplyError::new(format!("store write at index {index}: {e}")))?;
         applied.machine = machine;
         applied.index = Some(index);
+        self.destination_bytes
+            .publish(applied.machine.lane_bytes_mut());
         // Ordering: kept only after the records are in sled, so the pager
         // never refers a body to a record a reader cannot find yet.
         if self.leading.load(Ordering::Acquire) {
@@ -270,6 +284,7 @@ impl ApplyLog for ReplicatedState {
             SEQ_PREFIX,
             QUEUE_PREFIX,
             COUNT_PREFIX,
+            LANE_BYTES_PREFIX,
         ] {
             for item in self.db.scan_prefix([prefix]) {
                 let (key, _) = item.map_err(|e| fail(e.to_string()))?;
@@ -295,6 +310,8 @@ impl ApplyLog for ReplicatedState {
         self.db.flush().map_err(|e| fail(format!("flush: {e}")))?;
         applied.machine = machine;
         applied.index = Some(index);
+        self.destination_bytes
+            .replace(applied.machine.lane_bytes_mut());
         Ok(())
     }
 
@@ -465,9 +482,12 @@ mod tests {
         assert_eq!(snapshot_messages(&image).unwrap().len(), 1);
         let follower = open(b.path());
         // State the snapshot does not have must go.
+        let mut other = message(9);
+        other.destination = "/queue/z".into();
         follower
-            .apply(1, &batch(vec![Kind::Enqueue(message(9))], 9))
+            .apply(1, &batch(vec![Kind::Enqueue(other)], 9))
             .unwrap();
+        assert!(follower.destination_bytes().get("/queue/z") > 0);
         follower.install_snapshot(3, &image).unwrap();
         assert_eq!(follower.last_applied(), Some(3));
         let (seqs, recovered) = restored(&follower);
@@ -488,8 +508,18 @@ mod tests {
                 .collect()
         };
         assert_eq!(ordered(&follower.db), ordered(&leader.db));
+        // Stored bytes per destination: the same on both nodes, live and
+        // after a reopen; the follower's own message 9 (on another
+        // destination, see below) left nothing behind.
+        let stored = leader.destination_bytes().get("/queue/a");
+        assert!(stored > 0);
+        assert_eq!(follower.destination_bytes().get("/queue/a"), stored);
+        assert_eq!(follower.destination_bytes().get("/queue/z"), 0);
         drop(follower);
-        assert_eq!(open(b.path()).last_applied(), Some(3));
+        let reopened = open(b.path());
+        assert_eq!(reopened.last_applied(), Some(3));
+        assert_eq!(reopened.destination_bytes().get("/queue/a"), stored);
+        assert_eq!(reopened.destination_bytes().get("/queue/z"), 0);
     }
 
     #[test]

@@ -247,6 +247,10 @@ impl Store for SledStore {
         })
     }
 
+    fn destination_bytes(&self, destination: &str) -> u64 {
+        self.writer.destination_bytes(destination)
+    }
+
     fn hand_off(
         &self,
         mark: Option<(u64, u32)>,

@@ -7,7 +7,8 @@
 //! keeps the batch itself as a log record (`L`, as many as its [`LogKeep`]
 //! says: none on a single node), and derives the read layout: message
 //! records (`M`), delivery counts (`D`), the seq index (`S`), the queue
-//! order (`Q`) with its lane counts (`C`), and metadata (`K`), all written
+//! order (`Q`) with its lane counts (`C`) and bytes (`B`,
+//! [`super::lane_bytes`]), and metadata (`K`), all written
 //! through [`Records`] (one `sled::Batch` per group commit, applied
 //! atomically before the flush).
 //!
@@ -28,6 +29,7 @@
 
 use super::body_counts::BodyCounts;
 use super::entry::{EncodedBatch, Entry, Kind, StoredMessage, FORMAT};
+use super::lane_bytes::LaneBytes;
 use super::record::{
     self, SeqEntry, COUNT_PREFIX, DELIVERED_PREFIX, LIVE_KEY, LOG_PREFIX, MESSAGE_PREFIX,
     META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
@@ -202,6 +204,8 @@ pub struct StateMachine {
     lanes: BTreeMap<Vec<u8>, u64>,
     /// Live bodies per body file (the `B` records, mirrored).
     bodies: BodyCounts,
+    /// Bytes of their records per lane (the `B` records, mirrored).
+    lane_bytes: LaneBytes,
     /// Log batches still kept: `(batch number, bytes)`, oldest first.
     log: VecDeque<(u64, u64)>,
     log_bytes: u64,
@@ -219,6 +223,7 @@ impl Default for StateMachine {
             live_bytes: 0,
             lanes: BTreeMap::new(),
             bodies: BodyCounts::default(),
+            lane_bytes: LaneBytes::default(),
             log: VecDeque::new(),
             log_bytes: 0,
             keep: LogKeep::NONE,
@@ -275,6 +280,7 @@ impl StateMachine {
             });
         }
         sm.bodies = BodyCounts::recover(tree)?;
+        sm.lane_bytes = LaneBytes::recover(tree, sm.lanes.keys())?;
         let mut meta = Vec::new();
         for item in tree.scan_prefix([META_PREFIX]) {
             let (k, v) = item.map_err(|e| e.to_string())?;
@@ -452,6 +458,10 @@ impl StateMachine {
             self.bodies.add(r, &mut touched.segments);
         }
         *self.lanes.entry(entry.lane.clone()).or_insert(0) += 1;
+        // A body in a body file is the destination's too: its bytes count
+        // with the record's.
+        let body_len = entry.body_file.map_or(0, |(_, len)| u64::from(len));
+        self.lane_bytes.add(&entry.lane, u64::from(entry.bytes) + body_len);
         touched.lanes.push(entry.lane);
         self.live_messages += 1;
         self.live_bytes += bytes;
@@ -468,6 +478,7 @@ impl StateMachine {
         self.bodies.write(segments, records);
         lanes.sort();
         lanes.dedup();
+        self.lane_bytes.write(&lanes, records);
         for lane in lanes {
             let key = record::lane_key(COUNT_PREFIX, &lane, None);
             match self.lanes.get(&lane) {
@@ -514,6 +525,8 @@ impl StateMachine {
             *n = n.saturating_sub(1);
         }
         touched.lanes.push(live.lane.clone());
+        let body_len = live.body_file.map_or(0, |(_, len)| u64::from(len));
+        self.lane_bytes.remove(&live.lane, u64::from(live.bytes) + body_len);
         if let Some((segment, len)) = live.body_file {
             self.bodies.remove(segment, len, &mut touched.segments);
         }
@@ -586,6 +599,12 @@ impl StateMachine {
     /// The body files holding live bodies.
     pub fn body_counts(&self) -> &BodyCounts {
         &self.bodies
+    }
+
+    /// Bytes of live records per lane; mutable for publishing what
+    /// changed ([`super::lane_bytes::DestinationBytes::publish`]).
+    pub fn lane_bytes_mut(&mut self) -> &mut LaneBytes {
+        &mut self.lane_bytes
     }
 
     /// Number of the last batch applied.
@@ -710,6 +729,59 @@ mod tests {
         assert_eq!(sm2.live_messages(), 2);
     }
 
+    /// Per-destination bytes are the sizes of the live records of that
+    /// destination, after acks (purge, delete, expiry and dead-letter moves
+    /// are acks in the log), across priorities, and after a restart.
+    #[test]
+    fn destination_bytes_follow_the_live_records_and_survive_recovery() {
+        let (_dir, db) = temp_db();
+        let (mut sm, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
+        let sized = |seq: u64, dest: &str, priority: u32, body: usize| {
+            let mut m = stored(seq, dest);
+            m.priority = priority;
+            m.body = Bytes::from(vec![b'y'; body]);
+            m
+        };
+        let messages = [
+            sized(1, "/queue/a", 4, 100),
+            sized(2, "/queue/a", 9, 2000),
+            sized(3, "/queue/ab", 4, 10),
+            sized(4, "/queue/a", 4, 300),
+        ];
+        let size = |m: &StoredMessage| m.encode_to_vec().len() as u64;
+        apply(
+            &mut sm,
+            &db,
+            messages
+                .iter()
+                .map(|m| Entry {
+                    kind: Some(Kind::Enqueue(m.clone())),
+                })
+                .collect(),
+        );
+        let a_all: u64 = [0, 1, 3].iter().map(|&i| size(&messages[i])).sum();
+        assert_eq!(sm.lane_bytes_mut().of_destination("/queue/a"), a_all);
+        assert_eq!(
+            sm.lane_bytes_mut().of_destination("/queue/ab"),
+            size(&messages[2])
+        );
+        assert_eq!(sm.lane_bytes_mut().total(), sm.live_bytes());
+        // An ack of seq 2 (priority 9) and a delivery count, which changes
+        // no size; an ack of an unknown seq changes nothing.
+        apply(&mut sm, &db, vec![ack(2), delivered(1, 3), ack(77)]);
+        let a_left = size(&messages[0]) + size(&messages[3]);
+        assert_eq!(sm.lane_bytes_mut().of_destination("/queue/a"), a_left);
+        let (mut again, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
+        assert_eq!(again, sm);
+        assert_eq!(again.lane_bytes_mut().of_destination("/queue/a"), a_left);
+        // The last messages gone: the destination's records go too.
+        apply(&mut sm, &db, vec![ack(1), ack(4), ack(3)]);
+        assert_eq!(sm.lane_bytes_mut().total(), 0);
+        assert_eq!(db.scan_prefix([record::LANE_BYTES_PREFIX]).count(), 0);
+        let (mut empty, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
+        assert_eq!(empty.lane_bytes_mut().of_destination("/queue/a"), 0);
+    }
+
     #[test]
     fn metadata_is_kept_until_deleted() {
         let (_dir, db) = temp_db();
@@ -829,6 +901,7 @@ mod tests {
                 sm.live_messages,
                 &sm.lanes,
                 &sm.bodies,
+                &sm.lane_bytes,
                 sm.next_index,
                 sm.last_batch,
                 sm.max_seq,
@@ -881,6 +954,8 @@ mod tests {
             prop_assert_eq!(records.len() as u64, recovered.live_messages());
             let counted: u64 = lanes.iter().map(|l| l.messages).sum();
             prop_assert_eq!(counted, recovered.live_messages());
+            let mut recovered = recovered;
+            prop_assert_eq!(recovered.lane_bytes_mut().total(), recovered.live_bytes());
             let queued = db.scan_prefix([QUEUE_PREFIX]).count() as u64;
             prop_assert_eq!(queued, recovered.live_messages());
             // The body file counts agree with the records in files.

@@ -34,11 +34,12 @@ mod ledger;
 
 pub use ledger::{check_terms, serving_terms, Ledger};
 
-use crate::cluster::Node;
+use crate::cluster::{one_cluster_at_a_time, start_all, wait_for_leader, Node, BOUND};
 use crate::conn::{body_of, transaction, Conn};
 use ferromq_protocol::stomp::{Command, Frame};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -85,6 +86,33 @@ impl Targets {
         }
         None
     }
+}
+
+/// What a chaos test holds for its whole length: its turn among the tests
+/// that run clusters ([`one_cluster_at_a_time`]) and its nodes' directory.
+pub struct Held {
+    _turn: std::sync::MutexGuard<'static, ()>,
+    _root: tempfile::TempDir,
+}
+
+/// How every chaos test starts: waits for its turn, builds the nodes in a
+/// fresh directory with `build` (which may hand back more, such as the
+/// partition test's proxies), starts them, waits for a leader and starts
+/// the load (3 producers, 2 consumers). Keep the [`Held`] until the end.
+pub fn loaded_cluster<T>(
+    build: impl FnOnce(&Path) -> (Vec<Node>, T),
+) -> (Held, Vec<Node>, T, Load) {
+    let turn = one_cluster_at_a_time();
+    let root = tempfile::tempdir().expect("tempdir");
+    let (mut nodes, more) = build(root.path());
+    start_all(&mut nodes);
+    wait_for_leader(&nodes, BOUND);
+    let load = Load::start(&nodes, 3, 2);
+    let held = Held {
+        _turn: turn,
+        _root: root,
+    };
+    (held, nodes, more, load)
 }
 
 /// Producers, consumers and transactions running against a cluster.

@@ -166,7 +166,8 @@ function destinations() {
   const prev = el("button", { id: "dest-prev" }, "‹ prev");
   const next = el("button", { id: "dest-next" }, "next ›");
   const columns = [["name", "name"], ["kind", null], ["messages", "messages"], ["trend", null], ["unacked", "unacked"],
-    ["consumers", "consumers"], ["enqueued", "enqueued"], ["dequeued", "dequeued"], ["in/s", null], ["out/s", null], ["memory", "bytes"]];
+    ["consumers", "consumers"], ["enqueued", "enqueued"], ["dequeued", "dequeued"], ["in/s", null], ["out/s", null], ["memory", "bytes"],
+    ["stored", "store_bytes"]];
   const head = el("tr", {}, columns.map(([label, key]) => {
     const th = el("th", { class: (key ? "sortable " : "") + (label === "name" || label === "kind" || label === "trend" ? "" : "num") }, label);
     if (key) {
@@ -213,7 +214,7 @@ function destinations() {
         el("td", { class: "num" }, fmt(d.unacked)), el("td", { class: "num" }, fmt(d.consumers)),
         el("td", { class: "num" }, fmt(d.enqueued)), el("td", { class: "num" }, fmt(d.dequeued)),
         el("td", { class: "num" }, fmt(d.rates.published_per_second)), el("td", { class: "num" }, fmt(d.rates.acked_per_second)),
-        el("td", { class: "num" }, bytes(d.bytes)));
+        el("td", { class: "num" }, bytes(d.bytes)), el("td", { class: "num store-bytes" }, bytes(d.store_bytes)));
     }));
     // Forget the history of rows no longer shown: memory stays bounded by the page.
     for (const name of depths.keys()) if (!shown.has(name)) depths.delete(name);
@@ -292,7 +293,8 @@ function destination(kind, name) {
     const card = (k, v, id) => el("div", { class: "card", id }, el("div", { class: "v" }, v), el("div", { class: "k" }, k));
     stats.replaceChildren(card("messages", fmt(x.messages), "depth"), card("unacked", fmt(x.unacked)),
       card("consumers", fmt(x.consumers)), card("enqueued", fmt(x.enqueued)), card("dequeued", fmt(x.dequeued)),
-      card("memory", bytes(x.bytes)), card("blocked producers", fmt(x.blocked_producers)));
+      card("memory", bytes(x.bytes)), card("stored", bytes(x.store_bytes), "store-bytes"),
+      card("blocked producers", fmt(x.blocked_producers)));
     subs.replaceChildren(...x.subscriptions.map(s => el("tr", {},
       el("td", {}, el("a", { href: `#/connections` }, s.connection)), el("td", {}, s.tag), el("td", {}, s.ack),
       el("td", { class: "num" }, s.prefetch), el("td", { class: "num" }, s.unacked), el("td", {}, s.selector || ""))));

@@ -27,6 +27,7 @@ mod thread;
 
 use super::body_reclaim::BodyFiles;
 use super::compact::Online;
+use super::lane_bytes::DestinationBytes;
 use super::paging::Pager;
 use super::state_machine::StateMachine;
 use super::{Commit, Handoff, LogEntry, LogHold, StoreError};
@@ -101,7 +102,7 @@ impl LogWriter {
     /// bodies go to `bodies` (opened against `state`'s counts).
     pub fn start(
         db: sled::Db,
-        state: StateMachine,
+        mut state: StateMachine,
         pager: Pager,
         bodies: BodyFiles,
         settings: WriterSettings,
@@ -113,11 +114,14 @@ impl LogWriter {
                  received in the last second before a crash WILL BE LOST (benchmarks and tests only)"
             );
         }
+        let destination_bytes = DestinationBytes::default();
+        destination_bytes.replace(state.lane_bytes_mut());
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
             space: Condvar::new(),
             live_bytes: AtomicU64::new(state.live_bytes() + state.body_bytes()),
+            destination_bytes,
             resident_bytes: AtomicU64::new(pager.resident_bytes()),
             paged_messages: AtomicU64::new(pager.paged_messages() as u64),
             flush_latency: Default::default(),
@@ -152,6 +156,7 @@ impl LogWriter {
             work: Condvar::new(),
             space: Condvar::new(),
             live_bytes: AtomicU64::new(state.live_bytes()),
+            destination_bytes: state.destination_bytes(),
             resident_bytes: AtomicU64::new(0),
             paged_messages: AtomicU64::new(0),
             flush_latency: Default::default(),
@@ -181,6 +186,11 @@ impl LogWriter {
             written: self.shared.written.load(Ordering::Relaxed),
             elided: self.shared.elided.load(Ordering::Relaxed),
         }
+    }
+
+    /// Bytes of `destination`'s stored (live) message records.
+    pub fn destination_bytes(&self, destination: &str) -> u64 {
+        self.shared.destination_bytes.get(destination)
     }
 
     /// Queues `entries`; the commit resolves after the batch holding them is

@@ -7,6 +7,7 @@
 //! is called while it is held but the queue's own bookkeeping.
 
 use super::{WriterSettings, BATCH_BYTES};
+use crate::store::lane_bytes::DestinationBytes;
 use crate::store::{Handoff, LogEntry, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,6 +96,9 @@ pub(super) struct Shared {
     pub(super) settings: WriterSettings,
     /// Bytes of live message records, published by the writer.
     pub(super) live_bytes: AtomicU64,
+    /// Bytes of live message records per destination, published by the
+    /// writer (by the replicated state's apply in cluster mode).
+    pub(super) destination_bytes: DestinationBytes,
     /// Bytes of live bodies in memory, published by the writer.
     pub(super) resident_bytes: AtomicU64,
     /// Live messages whose body is paged out, published by the writer.

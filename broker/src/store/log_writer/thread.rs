@@ -174,6 +174,7 @@ pub(super) fn run(
         shared
             .live_bytes
             .store(state.live_bytes() + state.body_bytes(), Ordering::Relaxed);
+        shared.destination_bytes.publish(state.lane_bytes_mut());
         shared
             .resident_bytes
             .store(pager.resident_bytes(), Ordering::Relaxed);
