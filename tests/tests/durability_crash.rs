@@ -521,7 +521,7 @@ fn kill9_never_splits_a_transaction() {
     loop {
         let owed = committed
             .iter()
-            .any(|n| per_tx.get(n).map_or(true, |b| b.len() < 5));
+            .any(|n| per_tx.get(n).is_none_or(|b| b.len() < 5));
         let quiet = if owed && Instant::now() < deadline {
             Duration::from_secs(10)
         } else {

@@ -131,7 +131,8 @@ fn sum_lane(tree: &sled::Tree, lane: &[u8]) -> Result<u64, String> {
             .map_err(|e| format!("seq index of {seq}: {e}"))?
         {
             let entry = SeqEntry::decode(&raw).ok_or("malformed seq index record")?;
-            sum += u64::from(entry.bytes);
+            let body_len = entry.body_file.map_or(0, |(_, len)| len);
+            sum += u64::from(entry.bytes) + body_len;
         }
     }
     Ok(sum)
@@ -262,6 +263,7 @@ mod tests {
                 index,
                 bytes,
                 lane: b_lane.clone(),
+                body_file: None,
             };
             db.insert(record::key(SEQ_PREFIX, seq), entry.encode())
                 .unwrap();
