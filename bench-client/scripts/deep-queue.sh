@@ -11,9 +11,11 @@
 # Knobs: COUNT (messages, default 1000000), MAX_DATA_MB (default 2800: the
 # disk budget), BIN (directory of release binaries, default target/release),
 # DATA (data directory, default /tmp/ferromq-deep-queue, deleted at the end).
-# Writes into OUT_DIR: rss.tsv (unix time, phase, VmRSS KiB), fill-N.json
-# and drain.json (ferromq-bench), depth.tsv (time, messages queued, data
-# directory MB), restart.txt, broker-*.log, summary.txt.
+# Writes into OUT_DIR: rss.tsv (unix time, phase, VmRSS KiB, 1-minute load
+# average), fill-N.json and drain-N.json (ferromq-bench; the drain is
+# repeated until the queues are empty or a round drains nothing), depth.tsv
+# (time, messages queued, data directory MB), restart.txt, broker-*.log,
+# summary.txt.
 set -euo pipefail
 OUT=${1:?usage: deep-queue.sh OUT_DIR}
 COUNT=${COUNT:-1000000}
@@ -46,7 +48,8 @@ sample_rss() {
     pid=$(cat "$PID_FILE")
     if [ -r "/proc/$pid/status" ]; then
       kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2> /dev/null || true)
-      [ -n "$kib" ] && printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$(cat "$PHASE_FILE")" "$kib" >> "$OUT/rss.tsv"
+      [ -n "$kib" ] && printf '%s\t%s\t%s\t%s\n' "$(date +%s.%N)" "$(cat "$PHASE_FILE")" "$kib" \
+        "$(cut -d' ' -f1 /proc/loadavg)" >> "$OUT/rss.tsv"
     fi
     sleep 1
   done
@@ -110,16 +113,29 @@ while b"MESSAGE" not in buf:
     buf += chunk
 print(f"first delivery {time.time() - began:.3f} s after the restart began (process start included)")
 EOF
+# What the store recovered (its log line), before the probe consumed some.
+recovered=$(grep -m1 'store opened' "$OUT/broker-2.log" | grep -o ' messages=[0-9]*' | cut -d= -f2)
+echo "recovered after the restart: $recovered messages (async sends still in the writer's queue at the kill may be lost)" >> "$OUT/restart.txt"
 sleep 5
 echo "RSS 5 s after the restart: $(awk '/^VmRSS:/ {print $2}' "/proc/$BROKER/status") KiB" >> "$OUT/restart.txt"
 cat "$OUT/restart.txt"
 
-# Drain everything.
+# Drain everything: one bench run drains until its consumers sit idle for
+# --drain-timeout, which a slow read-back (or a checkpoint's pause) can end
+# early, so it is repeated until the queues are empty or a run drains
+# nothing (at most 50 runs).
 echo drain > "$PHASE_FILE"
 drain_started=$(date +%s.%N)
-"$BIN/ferromq-bench" run --url "stomp://$STOMP" --mode queue \
-  --producers 0 --consumers 10 --destinations 10 --size 1024 --samples 20 --warmup 0 \
-  --drain-timeout 5000 --out "$OUT/drain.json" > /dev/null || true
+for drain_round in $(seq 50); do
+  "$BIN/ferromq-bench" run --url "stomp://$STOMP" --mode queue \
+    --producers 0 --consumers 10 --destinations 10 --size 1024 --samples 20 --warmup 0 \
+    --drain-timeout 5000 --out "$OUT/drain-$drain_round.json" > /dev/null || true
+  before=${left:-$filled}
+  left=$(queued)
+  printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$left" "$(data_mb)" >> "$OUT/depth.tsv"
+  echo "drain round $drain_round: $left messages left"
+  if [ "$left" -eq 0 ] || [ "$left" -ge "$before" ]; then break; fi
+done
 drain_ended=$(date +%s.%N)
 left=$(queued)
 {
@@ -127,7 +143,7 @@ left=$(queued)
   echo "filled: $filled messages in $(python3 -c "print(round($fill_ended - $fill_started, 1))") s"
   echo "data directory after the fill: $(tail -1 "$OUT/depth.tsv" | cut -f3) MB"
   cat "$OUT/restart.txt"
-  echo "drained: $((filled - left)) messages in $(python3 -c "print(round($drain_ended - $drain_started, 1))") s (left: $left)"
+  echo "drained: $((recovered - left)) messages in $(python3 -c "print(round($drain_ended - $drain_started, 1))") s (left: $left)"
   echo "peak RSS KiB by phase:"
   awk -F'\t' '{ if ($3 > peak[$2]) peak[$2] = $3 } END { for (p in peak) print "  " p ": " peak[p] }' "$OUT/rss.tsv"
 } | tee "$OUT/summary.txt"

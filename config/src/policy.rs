@@ -147,6 +147,10 @@ pub struct StoreConfig {
     /// Compact the store's files (at start, and while the broker is idle)
     /// once at least this much disk can be won back.
     pub compact_threshold: ByteSize,
+    /// Reopen the store's database after about this many bytes have been
+    /// written to it, so that a restart replays at most that much of sled's
+    /// log (sled 0.34 snapshots only when it opens).
+    pub checkpoint_every: ByteSize,
 }
 
 impl Default for StoreConfig {
@@ -157,6 +161,7 @@ impl Default for StoreConfig {
             memory_limit: ByteSize::mib(256),
             disk_limit: ByteSize::gib(10),
             compact_threshold: ByteSize::mib(64),
+            checkpoint_every: ByteSize::mib(256),
         }
     }
 }

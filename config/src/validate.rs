@@ -339,6 +339,13 @@ fn store(check: &Check<'_>, store: &StoreConfig) -> Result<(), ConfigError> {
         store.compact_threshold,
         ByteSize::mib(1),
         "store.compact_threshold",
+    )?;
+    // Each checkpoint pauses the writer for a reopen (tens of milliseconds):
+    // more often than every 16 MiB it would cost more than it saves.
+    check.min_size(
+        store.checkpoint_every,
+        ByteSize::mib(16),
+        "store.checkpoint_every",
     )
 }
 

@@ -148,6 +148,15 @@ fn bad_byte_size_string() {
         "[store]\ncompact_threshold = \"1KiB\"\n",
         "store.compact_threshold",
     );
+    let e = rejects(
+        "[store]\ncheckpoint_every = \"1MiB\"\n",
+        "store.checkpoint_every",
+    );
+    assert_reason(&e, "at least 16777216 bytes");
+    rejects(
+        "[store]\ncheckpoint_every = \"often\"\n",
+        "store.checkpoint_every",
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@
 //! - [`record`]: the key layout in sled.
 //! - [`upgrade`]: the in-place upgrade of a format-2 store at open.
 //! - [`compact`]: giving consumed space back.
+//! - [`checkpoint`]: reopening sled now and then so its open stays short.
 //!
 //! # The replication seam
 //!
@@ -97,6 +98,7 @@
 //! receipt (the message comes back, marked redelivered), and delivery
 //! counts of deliveries not yet written to a socket.
 
+pub mod checkpoint;
 pub mod compact;
 pub mod cursor;
 pub mod entry;
