@@ -10,7 +10,9 @@
 #
 # Knobs: COUNT (messages, default 1000000), MAX_DATA_MB (default 2800: the
 # disk budget), BIN (directory of release binaries, default target/release),
-# DATA (data directory, default /tmp/ferromq-deep-queue, deleted at the end).
+# DATA (data directory, default /tmp/ferromq-deep-queue, deleted at the end),
+# CONFIG (a configuration file for the broker; default none: the embedded
+# defaults).
 # Writes into OUT_DIR: rss.tsv (unix time, phase, VmRSS KiB, 1-minute load
 # average), fill-N.json and drain-N.json (ferromq-bench; the drain is
 # repeated until the queues are empty or a round drains nothing), depth.tsv
@@ -31,11 +33,12 @@ PID_FILE=$(mktemp)
 echo fill > "$PHASE_FILE"
 
 start_broker() {
-  "$BIN/ferromq" --stomp "$STOMP" --admin "$ADMIN" --data-dir "$DATA" \
+  "$BIN/ferromq" ${CONFIG:+-c "$CONFIG"} --stomp "$STOMP" --admin "$ADMIN" --data-dir "$DATA" \
     > "$OUT/broker-$1.log" 2>&1 &
   BROKER=$!
   echo "$BROKER" > "$PID_FILE"
-  for _ in $(seq 100); do
+  # Up to 30 s: a deep store's open takes a while on a loaded machine.
+  for _ in $(seq 600); do
     curl -sf "http://$ADMIN/healthz" > /dev/null && return 0
     sleep 0.05
   done
@@ -82,6 +85,7 @@ while true; do
   mb=$(data_mb)
   printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$n" "$mb" >> "$OUT/depth.tsv"
   echo "fill round $round: $n messages queued, data directory $mb MB"
+  fill_mb=$mb
   if [ "$n" -ge "$COUNT" ] || [ "$mb" -ge "$MAX_DATA_MB" ]; then break; fi
 done
 fill_ended=$(date +%s.%N)
@@ -93,18 +97,32 @@ echo restart > "$PHASE_FILE"
 kill -9 "$BROKER"
 wait "$BROKER" 2> /dev/null || true
 restart_began=$(date +%s.%N)
-start_broker 2
-python3 - "$STOMP" "$restart_began" > "$OUT/restart.txt" << 'EOF'
+# The probe starts with the broker and connects as soon as the STOMP port
+# answers (retrying every 10 ms), so the figure is the broker's, not this
+# script's health polling. It takes the first message without acking it
+# (prefetch 1): the message goes back to its queue when the probe leaves.
+python3 - "$STOMP" "$restart_began" > "$OUT/restart.txt" << 'EOF' &
 import socket, sys, time
 host, port = sys.argv[1].split(":")
 began = float(sys.argv[2])
-s = socket.create_connection((host, int(port)))
+deadline = time.time() + 120
+while True:
+    try:
+        s = socket.create_connection((host, int(port)))
+        break
+    except OSError:
+        if time.time() > deadline:
+            raise SystemExit("the broker did not listen within 120 s")
+        time.sleep(0.01)
 s.sendall(b"CONNECT\naccept-version:1.2\nhost:/\n\n\0")
 buf = b""
 while b"\0" not in buf:
-    buf += s.recv(4096)
+    chunk = s.recv(4096)
+    if not chunk:
+        raise SystemExit("connection closed before CONNECTED")
+    buf += chunk
 # The bench's queues: any of them; the first one it names.
-s.sendall(b"SUBSCRIBE\nid:0\ndestination:/queue/loadq-0\nack:auto\n\n\0")
+s.sendall(b"SUBSCRIBE\nid:0\ndestination:/queue/loadq-0\nack:client-individual\nactivemq.prefetchSize:1\n\n\0")
 buf = b""
 while b"MESSAGE" not in buf:
     chunk = s.recv(65536)
@@ -113,7 +131,10 @@ while b"MESSAGE" not in buf:
     buf += chunk
 print(f"first delivery {time.time() - began:.3f} s after the restart began (process start included)")
 EOF
-# What the store recovered (its log line), before the probe consumed some.
+PROBE=$!
+start_broker 2
+wait "$PROBE"
+# What the store recovered (its log line).
 recovered=$(grep -m1 'store opened' "$OUT/broker-2.log" | grep -o ' messages=[0-9]*' | cut -d= -f2)
 echo "recovered after the restart: $recovered messages (async sends still in the writer's queue at the kill may be lost)" >> "$OUT/restart.txt"
 sleep 5
@@ -141,7 +162,7 @@ left=$(queued)
 {
   echo "count knob: $COUNT, disk budget: $MAX_DATA_MB MB"
   echo "filled: $filled messages in $(python3 -c "print(round($fill_ended - $fill_started, 1))") s"
-  echo "data directory after the fill: $(tail -1 "$OUT/depth.tsv" | cut -f3) MB"
+  echo "data directory after the fill: $fill_mb MB"
   cat "$OUT/restart.txt"
   echo "drained: $((recovered - left)) messages in $(python3 -c "print(round($drain_ended - $drain_started, 1))") s (left: $left)"
   echo "peak RSS KiB by phase:"
