@@ -6,7 +6,9 @@
 //! queue between them: a lone consumer whose selector matches only
 //! messages deeper than a few windows waits, see `destination::backlog`); a restart with a deep
 //! backlog delivers its first message quickly; memory stays bounded while
-//! a backlog far larger than the window is written and drained.
+//! a backlog far larger than the window is written and drained; a store
+//! reopened at checkpoints (`store.checkpoint_every`) while it fills keeps
+//! every receipted message, in order, across a kill -9.
 //! (Crashes in the middle of filling and draining a deep queue:
 //! `durability_crash.rs`.)
 //!
@@ -16,6 +18,7 @@
 //! producers without receipts), `FERROMQ_DEEP_RSS_MIB` (the RSS bound,
 //! default 200: measured 139 MiB with the log writer's 1 MiB queue, 219 MiB
 //! with a 4 MiB one and 587 MiB with the former 32 MiB one),
+//! `FERROMQ_DEEP_CHECKPOINT_COUNT` (default 1000 messages of 32 KiB),
 //! `FERROMQ_DEEP_FIRST_MS` (first delivery after a restart, default 5000 ms
 //! for a debug build on a loaded machine; the release figure is in
 //! BENCHMARKS.md).
@@ -343,4 +346,37 @@ fn memory_stays_bounded_while_a_backlog_far_larger_than_the_window_is_written_an
         peak < bound_kib,
         "peak RSS {peak} KiB over the bound of {bound_kib} KiB ({written_kib} KiB of bodies written)"
     );
+}
+
+#[test]
+fn a_store_reopened_at_checkpoints_keeps_every_receipted_message_across_a_kill9() {
+    // 1,000 messages of 32 KiB are ~31 MiB of records: at least one
+    // checkpoint at the smallest setting (16 MiB; a second one may wait, as
+    // the writer spaces them by 20 times a reopen's time), with a backlog far
+    // larger than the window.
+    let n = knob("FERROMQ_DEEP_CHECKPOINT_COUNT", 1_000);
+    const BODY: usize = 32 * 1024;
+    let body = |i: usize| format!("{i:0>width$}", width = BODY);
+    let mut broker = Broker::start_with(
+        Some(&config("[store]\ncheckpoint_every = \"16MiB\"\n")),
+        &[],
+    );
+    let mut p = broker.client();
+    produce(&mut p, n, |i| send("/queue/deep-checkpoint", body(i)));
+    drop(p);
+    let checkpoints = broker.log().matches("store checkpointed").count();
+    assert!(
+        checkpoints >= 1,
+        "{checkpoints} checkpoints for {} KiB of bodies:\n{}",
+        n * BODY / 1024,
+        broker.log()
+    );
+    broker.kill9();
+    let broker = broker.restart();
+    let mut c = broker.client();
+    let got = drain(&mut c, "s", "/queue/deep-checkpoint", None, n);
+    for (i, b) in got.iter().enumerate() {
+        assert_eq!(b, &body(i), "message {i} after the restart");
+    }
+    c.expect_silence(Duration::from_millis(300));
 }

@@ -191,6 +191,7 @@ pub(super) fn run(
         // everything any commit was told about. Commits queued meanwhile
         // wait for the reopen (tens of milliseconds).
         if checkpoint.due() && result.is_ok() && !unflushed {
+            let started = Instant::now();
             if let Some(o) = online.as_ref() {
                 let written = checkpoint.since_open();
                 match checkpoint::reopen(&o.path, o.cache_bytes, &o.bodies, db, written) {
@@ -206,7 +207,7 @@ pub(super) fn run(
                 }
                 totals.checkpoints += 1;
             }
-            checkpoint.done();
+            checkpoint.done(started.elapsed());
         }
     }
     info!(
