@@ -30,33 +30,56 @@ use tracing::info;
 /// the leaves rewritten when their fragments are consolidated.
 pub const REMOVAL_BYTES: u64 = 256;
 
-/// A reopen's cost grows with the backlog, not only with what it replays
-/// (sled reads, rewrites and loads its whole page table at every open:
-/// 0.8 s at 1M messages and 5-6 s at 2.4M, measured under load 13-18), and
-/// persistent producers wait for it. So the next checkpoint waits at least
-/// this many times as long as the last reopen took: the writer spends at
-/// most 1/20 (5%) of its time reopening, and the replay after a crash grows
-/// with the backlog only as far as that requires.
+/// A reopen's cost grows with the backlog, not only with what it replays:
+/// sled reads, rewrites and loads its whole page table at every open (0.8 s
+/// at 1M messages, 8-20 s at 2.3-5M, measured under load 13-21), and every
+/// persistent producer and every ack waits for it. So a checkpoint is
+/// skipped when the last open's cost, scaled to the messages live now,
+/// predicts a pause over [`MAX_PAUSE`] (with a deep backlog the open is the
+/// page table's anyway, and a bounded replay saves little of it), and the
+/// next one waits at least [`PAUSE_FACTOR`] times as long as the last
+/// reopen took (at most 5% of the writer's time).
+pub const MAX_PAUSE: Duration = Duration::from_millis(500);
+/// See [`MAX_PAUSE`].
 pub const PAUSE_FACTOR: u32 = 20;
+/// Below this many live messages an open's cost is taken as fixed (sled's
+/// own start, the files' headers), and a checkpoint is never skipped; above
+/// it, as proportional to the messages.
+pub const SCALE_FROM: u64 = 100_000;
 
-/// Counts the bytes written since the database was last opened, and how
-/// long ago that was.
+/// What the writer decides after a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not yet: too little written, or too soon after the last reopen.
+    Wait,
+    /// Reopen now.
+    Reopen,
+    /// Enough written, but the reopen would pause the store too long:
+    /// start counting again.
+    Skip,
+}
+
+/// Counts the bytes written since the database was last opened, how long
+/// ago that was, and what that open cost for how many live messages.
 #[derive(Debug)]
 pub struct Checkpoint {
     every: u64,
     since_open: u64,
     opened: Instant,
     last_cost: Duration,
+    last_live: u64,
 }
 
 impl Checkpoint {
-    /// A checkpoint after every `every` bytes written.
-    pub fn new(every: u64) -> Checkpoint {
+    /// A checkpoint after every `every` bytes written; the store's own open
+    /// took `open_cost` with `live` messages.
+    pub fn new(every: u64, open_cost: Duration, live: u64) -> Checkpoint {
         Checkpoint {
             every,
             since_open: 0,
             opened: Instant::now(),
-            last_cost: Duration::ZERO,
+            last_cost: open_cost,
+            last_live: live,
         }
     }
 
@@ -69,15 +92,29 @@ impl Checkpoint {
             .saturating_add((removed as u64).saturating_mul(REMOVAL_BYTES));
     }
 
-    /// Whether a reopen is due now: enough was written, and the last one
-    /// was long enough ago ([`PAUSE_FACTOR`]).
-    pub fn due(&self) -> bool {
-        self.due_at(Instant::now())
+    /// Whether to reopen now, with `live` messages in the store.
+    pub fn decide(&self, live: u64) -> Decision {
+        self.decide_at(Instant::now(), live)
     }
 
-    fn due_at(&self, now: Instant) -> bool {
-        self.since_open >= self.every
-            && now.saturating_duration_since(self.opened) >= self.last_cost * PAUSE_FACTOR
+    fn decide_at(&self, now: Instant, live: u64) -> Decision {
+        if self.since_open < self.every
+            || now.saturating_duration_since(self.opened) < self.last_cost * PAUSE_FACTOR
+        {
+            return Decision::Wait;
+        }
+        if live > SCALE_FROM && self.predicted_cost(live) > MAX_PAUSE {
+            Decision::Skip
+        } else {
+            Decision::Reopen
+        }
+    }
+
+    /// The last open's cost scaled to `live` messages (see [`SCALE_FROM`]);
+    /// never less than the last cost.
+    fn predicted_cost(&self, live: u64) -> Duration {
+        let ratio = live as f64 / self.last_live.max(SCALE_FROM) as f64;
+        self.last_cost.mul_f64(ratio.clamp(1.0, 1e6))
     }
 
     /// Bytes counted since the database was opened.
@@ -85,11 +122,18 @@ impl Checkpoint {
         self.since_open
     }
 
-    /// The database was reopened, which took `cost`: count from zero.
-    pub fn done(&mut self, cost: Duration) {
+    /// A reopen was skipped: count from zero, keeping the last cost.
+    pub fn skipped(&mut self) {
+        self.since_open = 0;
+    }
+
+    /// The database was reopened with `live` messages, which took `cost`:
+    /// count from zero.
+    pub fn done(&mut self, cost: Duration, live: u64) {
         self.since_open = 0;
         self.opened = Instant::now();
         self.last_cost = cost;
+        self.last_live = live;
     }
 }
 
@@ -130,42 +174,74 @@ mod tests {
 
     #[test]
     fn a_checkpoint_is_due_after_the_configured_bytes_and_counts_from_zero_after_it() {
-        let mut c = Checkpoint::new(10_000);
-        assert!(!c.due());
+        let mut c = Checkpoint::new(10_000, Duration::ZERO, 0);
+        assert_eq!(c.decide(0), Decision::Wait);
         c.count(9_000, 0);
-        assert!(!c.due());
+        assert_eq!(c.decide(0), Decision::Wait);
         c.count(500, 2);
-        assert!(
-            c.due(),
+        assert_eq!(
+            c.decide(0),
+            Decision::Reopen,
             "9,500 bytes of records and two removals are over 10,000"
         );
-        c.done(Duration::ZERO);
-        assert!(!c.due());
+        c.done(Duration::ZERO, 0);
+        assert_eq!(c.decide(0), Decision::Wait);
         // A drain writes little record data but removes many messages:
         // 36 acks of 20 bytes and one removal each are 9,936 bytes.
         for _ in 0..36 {
             c.count(20, 1);
         }
-        assert!(!c.due());
+        assert_eq!(c.decide(0), Decision::Wait);
         c.count(64, 0);
-        assert!(c.due(), "exactly 10,000");
+        assert_eq!(c.decide(0), Decision::Reopen, "exactly 10,000");
         c.count(usize::MAX, usize::MAX);
-        assert!(c.due(), "saturates instead of wrapping");
+        assert_eq!(
+            c.decide(0),
+            Decision::Reopen,
+            "saturates instead of wrapping"
+        );
     }
 
     #[test]
     fn a_reopen_that_took_long_delays_the_next_one_by_twenty_times_as_long() {
-        let mut c = Checkpoint::new(100);
-        c.done(Duration::from_secs(2));
+        let mut c = Checkpoint::new(100, Duration::ZERO, 0);
+        c.done(Duration::from_millis(200), 1000);
         c.count(1_000, 0);
         let opened = c.opened;
-        assert!(
-            !c.due_at(opened + Duration::from_secs(39)),
+        let early = opened + Duration::from_millis(3_999);
+        assert_eq!(
+            c.decide_at(early, 1000),
+            Decision::Wait,
             "written, but too soon"
         );
-        assert!(c.due_at(opened + Duration::from_secs(40)));
-        c.done(Duration::from_millis(1));
-        assert!(!c.due(), "nothing written yet");
+        let later = opened + Duration::from_secs(4);
+        assert_eq!(c.decide_at(later, 1000), Decision::Reopen);
+    }
+
+    #[test]
+    fn a_reopen_predicted_to_pause_too_long_for_the_backlog_is_skipped() {
+        // The open took 300 ms with 100,000 messages: 200,000 would take
+        // about 600 ms, over MAX_PAUSE; 150,000 about 450 ms, under it.
+        let mut c = Checkpoint::new(100, Duration::from_millis(300), 100_000);
+        c.count(1_000, 0);
+        let later = c.opened + Duration::from_secs(60);
+        assert_eq!(c.decide_at(later, 150_000), Decision::Reopen);
+        assert_eq!(c.decide_at(later, 200_000), Decision::Skip);
+        c.skipped();
+        assert_eq!(
+            c.decide_at(later, 200_000),
+            Decision::Wait,
+            "counts from zero"
+        );
+        // Fewer live messages than at the last open predict no less than it.
+        assert_eq!(c.predicted_cost(10), Duration::from_millis(300));
+        // A fresh store that took long to open (a loaded machine) is still
+        // checkpointed while its backlog is shallow.
+        let mut c = Checkpoint::new(100, Duration::from_secs(2), 0);
+        c.count(1_000, 0);
+        let later = c.opened + Duration::from_secs(60);
+        assert_eq!(c.decide_at(later, 50_000), Decision::Reopen);
+        assert_eq!(c.decide_at(later, 100_001), Decision::Skip);
     }
 
     #[test]

@@ -118,12 +118,13 @@ impl SledStore {
             sync = ?settings.writer.sync,
             "store opened"
         );
-        let online = compact::Online::new(
+        let mut online = compact::Online::new(
             path.clone(),
             settings.cache_bytes,
             settings.compact_min_bytes,
             bodies.clone(),
         );
+        online.open_cost = started.elapsed();
         let writer = LogWriter::start(db, state, pager, settings.writer, Some(online))
             .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
         Ok((

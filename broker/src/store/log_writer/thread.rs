@@ -5,7 +5,7 @@
 
 use super::queue::{Queue, Shared, WriterWait};
 use super::{BATCH_BYTES, NEVER_FLUSH_EVERY};
-use crate::store::checkpoint::{self, Checkpoint};
+use crate::store::checkpoint::{self, Checkpoint, Decision};
 use crate::store::compact::Online;
 use crate::store::entry;
 use crate::store::paging::Pager;
@@ -29,7 +29,11 @@ pub(super) fn run(
     let mut unflushed = false;
     let mut last_flush = Instant::now();
     let mut totals = Totals::default();
-    let mut checkpoint = Checkpoint::new(settings.checkpoint_bytes);
+    let mut checkpoint = Checkpoint::new(
+        settings.checkpoint_bytes,
+        online.as_ref().map_or(Duration::ZERO, |o| o.open_cost),
+        state.live_messages(),
+    );
     loop {
         let (entries, waiters, handoffs, closing) = {
             let mut q = shared.lock();
@@ -190,24 +194,33 @@ pub(super) fn run(
         // above and with no batch under way, so the reopened database holds
         // everything any commit was told about. Commits queued meanwhile
         // wait for the reopen (tens of milliseconds).
-        if checkpoint.due() && result.is_ok() && !unflushed {
+        let decision = match (&result, unflushed, online.as_ref()) {
+            (Ok(()), false, Some(_)) => checkpoint.decide(state.live_messages()),
+            _ => Decision::Wait,
+        };
+        if decision == Decision::Skip {
+            info!(
+                live_messages = state.live_messages(),
+                "store checkpoint skipped (the reopen would pause the store too long with this backlog)"
+            );
+            checkpoint.skipped();
+        }
+        if let (Decision::Reopen, Some(o)) = (decision, online.as_ref()) {
             let started = Instant::now();
-            if let Some(o) = online.as_ref() {
-                let written = checkpoint.since_open();
-                match checkpoint::reopen(&o.path, o.cache_bytes, &o.bodies, db, written) {
-                    Ok(next) => db = next,
-                    Err(e) => {
-                        error!(error = %e, "the store could not be reopened at a checkpoint");
-                        let mut q = shared.lock();
-                        q.broken = Some(StoreError::Io(e.to_string()));
-                        shared.space.notify_all();
-                        drop(q);
-                        return fail_forever(shared);
-                    }
+            let written = checkpoint.since_open();
+            match checkpoint::reopen(&o.path, o.cache_bytes, &o.bodies, db, written) {
+                Ok(next) => db = next,
+                Err(e) => {
+                    error!(error = %e, "the store could not be reopened at a checkpoint");
+                    let mut q = shared.lock();
+                    q.broken = Some(StoreError::Io(e.to_string()));
+                    shared.space.notify_all();
+                    drop(q);
+                    return fail_forever(shared);
                 }
-                totals.checkpoints += 1;
             }
-            checkpoint.done(started.elapsed());
+            totals.checkpoints += 1;
+            checkpoint.done(started.elapsed(), state.live_messages());
         }
     }
     info!(
