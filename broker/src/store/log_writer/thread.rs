@@ -193,7 +193,8 @@ pub(super) fn run(
         // Durability ordering, part 3: a checkpoint only after the flush
         // above and with no batch under way, so the reopened database holds
         // everything any commit was told about. Commits queued meanwhile
-        // wait for the reopen (tens of milliseconds).
+        // wait for the reopen (tens of milliseconds for a shallow store; see
+        // `checkpoint::MAX_PAUSE` for a deep one).
         let decision = match (&result, unflushed, online.as_ref()) {
             (Ok(()), false, Some(_)) => checkpoint.decide(state.live_messages()),
             _ => Decision::Wait,
