@@ -186,6 +186,7 @@ impl Broker {
                 batch_delay: config.store.batch_delay.as_duration(),
                 disk_limit: config.store.disk_limit.get(),
                 ack_gather: store::log_writer::ACK_GATHER,
+                checkpoint_bytes: config.store.checkpoint_every.get(),
             },
             cache_bytes: (config.store.memory_limit.get() / 2).max(8 << 20),
             body_budget: config.store.memory_limit.get(),

@@ -151,6 +151,10 @@ pub struct StoreConfig {
     /// store's record; larger ones are appended to body files next to it
     /// (written once, not rewritten with sled's pages).
     pub body_inline_max: ByteSize,
+    /// Reopen the store's database after about this many bytes have been
+    /// written to it, so that a restart replays at most that much of sled's
+    /// log (sled 0.34 snapshots only when it opens).
+    pub checkpoint_every: ByteSize,
 }
 
 impl Default for StoreConfig {
@@ -162,6 +166,7 @@ impl Default for StoreConfig {
             disk_limit: ByteSize::gib(10),
             compact_threshold: ByteSize::mib(64),
             body_inline_max: ByteSize::kib(64),
+            checkpoint_every: ByteSize::mib(256),
         }
     }
 }

@@ -344,6 +344,13 @@ fn store(check: &Check<'_>, store: &StoreConfig) -> Result<(), ConfigError> {
         store.body_inline_max <= ByteSize::mib(1),
         "store.body_inline_max",
         "must be at most 1MiB (a larger body inside sled's pages is rewritten whole every time its page is)",
+    )?;
+    // Each checkpoint pauses the writer for a reopen (tens of milliseconds):
+    // more often than every 16 MiB it would cost more than it saves.
+    check.min_size(
+        store.checkpoint_every,
+        ByteSize::mib(16),
+        "store.checkpoint_every",
     )
 }
 

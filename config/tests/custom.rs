@@ -225,6 +225,7 @@ fn custom_file_sets_every_key() {
     assert_eq!(c.store.disk_limit, ByteSize::gib(2048));
     assert_eq!(c.store.compact_threshold, ByteSize::mib(128));
     assert_eq!(c.store.body_inline_max, ByteSize::kib(4));
+    assert_eq!(c.store.checkpoint_every, ByteSize::mib(64));
 
     assert_eq!(c.log.level, "warn,ferromq_broker=debug,ferromq_store");
     assert_eq!(c.log.format, LogFormat::Json);

@@ -153,6 +153,15 @@ fn bad_byte_size_string() {
         "store.body_inline_max",
     );
     assert_reason(&e, "must be at most 1MiB");
+    let e = rejects(
+        "[store]\ncheckpoint_every = \"1MiB\"\n",
+        "store.checkpoint_every",
+    );
+    assert_reason(&e, "at least 16777216 bytes");
+    rejects(
+        "[store]\ncheckpoint_every = \"often\"\n",
+        "store.checkpoint_every",
+    );
 }
 
 #[test]

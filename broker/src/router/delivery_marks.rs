@@ -121,6 +121,7 @@ mod tests {
                 batch_delay: Duration::from_millis(2),
                 disk_limit: 1 << 30,
                 ack_gather: crate::store::log_writer::ACK_GATHER,
+                checkpoint_bytes: u64::MAX,
             },
             cache_bytes: 8 << 20,
             body_budget: 1 << 30,

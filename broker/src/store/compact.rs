@@ -39,6 +39,9 @@ pub struct Online {
     pub min_bytes: u64,
     /// Readers of paged bodies, moved to the new database.
     pub bodies: Arc<SledBodies>,
+    /// How long the store's open took (sled's open and recovery): what
+    /// the first checkpoint is expected to cost ([`super::checkpoint`]).
+    pub open_cost: Duration,
     last_check: Instant,
 }
 
@@ -50,6 +53,7 @@ impl Online {
             cache_bytes,
             min_bytes,
             bodies,
+            open_cost: Duration::ZERO,
             last_check: Instant::now(),
         }
     }

@@ -24,6 +24,7 @@
 //! - [`lane_bytes`]: bytes of stored messages per destination.
 //! - [`upgrade`]: the in-place upgrade of a format-2 store at open.
 //! - [`compact`]: giving consumed space back.
+//! - [`checkpoint`]: reopening sled now and then so its open stays short.
 //!
 //! # The replication seam
 //!
@@ -112,6 +113,7 @@
 pub mod body_counts;
 pub mod body_reclaim;
 pub mod body_segments;
+pub mod checkpoint;
 pub mod compact;
 pub mod cursor;
 pub mod entry;

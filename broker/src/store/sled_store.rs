@@ -136,12 +136,13 @@ impl SledStore {
             sync = ?settings.writer.sync,
             "store opened"
         );
-        let online = compact::Online::new(
+        let mut online = compact::Online::new(
             path.clone(),
             settings.cache_bytes,
             settings.compact_min_bytes,
             bodies.clone(),
         );
+        online.open_cost = started.elapsed();
         let writer = LogWriter::start(db, state, pager, files, settings.writer, Some(online))
             .map_err(|e| dir_error(format!("cannot start the log writer thread: {e}")))?;
         Ok((
@@ -517,6 +518,7 @@ mod tests {
                 batch_delay: Duration::from_millis(2),
                 disk_limit,
                 ack_gather: crate::store::log_writer::ACK_GATHER,
+                checkpoint_bytes: u64::MAX,
             },
             cache_bytes: 8 << 20,
             body_budget: 1 << 30,

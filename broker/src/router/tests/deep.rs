@@ -59,6 +59,7 @@ fn settings(path: &std::path::Path) -> StoreSettings {
             batch_delay: Duration::from_millis(1),
             disk_limit: 1 << 30,
             ack_gather: crate::store::log_writer::ACK_GATHER,
+            checkpoint_bytes: u64::MAX,
         },
         cache_bytes: 8 << 20,
         body_budget: 1 << 30,

@@ -42,9 +42,17 @@ use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 /// Bytes of entries the queue holds before producers wait for the writer.
-const MAX_QUEUE_BYTES: usize = 32 << 20;
-/// A `batch` group is written early once it holds this much.
-const BATCH_BYTES: usize = 4 << 20;
+/// The writer takes the whole queue as one batch, and sled's `apply_batch`
+/// holds one epoch guard for all of it: every leaf version an insert
+/// replaces (a copy of the leaf, ~16 KB for 1 KiB messages) stays allocated
+/// until the batch ends. With async producers the queue is always full: at
+/// 32 MiB the broker's RSS peaked at 1.25 GB, at 4 MiB at 489 MB, at 1 MiB
+/// at 437 MB, at about the same rate (BENCHMARKS.md, "Deep queues"). 1 MiB
+/// still gathers ~800 1 KiB messages per fsync.
+const MAX_QUEUE_BYTES: usize = 1 << 20;
+/// A `batch` group is written early once it holds this much: as soon as
+/// the queue is full (producers wait for the writer from then on).
+const BATCH_BYTES: usize = MAX_QUEUE_BYTES;
 /// With `sync = never`, how often the writer flushes anyway.
 const NEVER_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Default of [`WriterSettings::ack_gather`]: about one fsync here, so a
@@ -67,6 +75,10 @@ pub struct WriterSettings {
     /// holds a publish that has not reached its consumer yet
     /// ([`ACK_GATHER`]; tests make it long to make the wait certain).
     pub ack_gather: Duration,
+    /// `store.checkpoint_every`: bytes written between two reopens of the
+    /// database ([`crate::store::checkpoint`]); only with online
+    /// maintenance (a single node's store).
+    pub checkpoint_bytes: u64,
 }
 
 /// What [`LogWriter::metrics`] reports.

@@ -375,6 +375,7 @@ mod tests {
                 batch_delay: Duration::from_millis(2),
                 disk_limit: 1 << 30,
                 ack_gather: ACK_GATHER,
+                checkpoint_bytes: u64::MAX,
             },
             cache_bytes: 8 << 20,
             body_budget,
