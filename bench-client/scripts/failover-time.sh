@@ -126,6 +126,16 @@ for k in $(seq "$kills"); do
   kill -9 "$pid"
   echo "$k,$victim,$at" >>"$out/kills.csv"
   next="$(wait_leader "$victim")"
+  # cluster-local.sh start skips a node whose pid answers kill -0: a
+  # process still tearing down, or a zombie nobody has reaped yet, would
+  # not be restarted (a run livelocked on it once elections took 1.3 s).
+  # Wait (bounded: 5 s) until it is gone or a zombie, then forget its pid.
+  for _ in $(seq 50); do
+    state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo gone)"
+    [ "$state" = gone ] || [ "$state" = Z ] && break
+    sleep 0.1
+  done
+  rm -f "$cluster/node$victim/pid"
   echo "kill $k: node $victim (pid $pid) killed; node $next leads (load average $(cut -d' ' -f1 /proc/loadavg))"
   scripts/cluster-local.sh start "$cluster" >/dev/null
   left=$((interval - ($(date +%s) - start)))
