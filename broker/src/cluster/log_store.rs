@@ -293,53 +293,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.meta
             .insert(KEY_PURGED, codec::encode_log_id(&log_id))
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        // The entries themselves go on a blocking thread: openraft awaits
-        // this call inside its core, and removing the thousands of entries
-        // behind a fresh snapshot stalled the core (no heartbeats) for
-        // seconds on a loaded machine, long enough for the followers to
-        // elect another leader. Nothing reads below the marker, appends
-        // only go above it, and entries a crash leaves behind are removed
-        // by the next purge (it starts from the first entry present).
-        let log = self.log.clone();
-        let to = log_id.index;
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = remove_through(&log, to) {
-                tracing::warn!(error = %e, upto = to, "cluster: removing purged log entries failed; the next purge retries");
-            }
-        });
+        let to = log_id.index.to_be_bytes();
+        let mut batch = sled::Batch::default();
+        for item in self.log.range(..=to) {
+            let (key, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
+            batch.remove(key);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
-}
-
-/// Removes every entry at or below `to`, by key (no entry is read), a
-/// bounded batch at a time.
-fn remove_through(log: &sled::Tree, to: u64) -> Result<(), sled::Error> {
-    const CHUNK: u64 = 1024;
-    let index_of = |entry: Option<(sled::IVec, sled::IVec)>| {
-        entry.and_then(|(key, _)| {
-            <[u8; 8]>::try_from(key.as_ref())
-                .ok()
-                .map(u64::from_be_bytes)
-        })
-    };
-    let (Some(mut from), Some(last)) = (index_of(log.first()?), index_of(log.last()?)) else {
-        return Ok(());
-    };
-    // Bounded by what is there, whatever `to` says.
-    let to = to.min(last);
-    while from <= to {
-        let end = to.min(from.saturating_add(CHUNK - 1));
-        let mut batch = sled::Batch::default();
-        for index in from..=end {
-            batch.remove(&index.to_be_bytes());
-        }
-        log.apply_batch(batch)?;
-        if end == u64::MAX {
-            break;
-        }
-        from = end + 1;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -363,25 +327,5 @@ mod tests {
         // An uncommitted vote is kept as it is.
         let mut again = LogStore::open(&db).unwrap();
         assert_eq!(again.read_vote().await.unwrap(), Some(Vote::new(7, 2)));
-    }
-
-    #[test]
-    fn purged_entries_are_removed_by_key_from_the_first_present() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = open_db(dir.path()).unwrap();
-        let log = db.open_tree(LOG_TREE).unwrap();
-        // Entries 5..=3000 (an earlier purge removed 0..=4).
-        for index in 5u64..=3000 {
-            log.insert(index.to_be_bytes(), vec![1u8; 16]).unwrap();
-        }
-        remove_through(&log, 2500).unwrap();
-        let first = log.first().unwrap().unwrap().0;
-        assert_eq!(first.as_ref(), 2501u64.to_be_bytes());
-        assert_eq!(log.len(), 500);
-        // Nothing at or below: nothing to do.
-        remove_through(&log, 100).unwrap();
-        assert_eq!(log.len(), 500);
-        remove_through(&log, u64::MAX).unwrap();
-        assert!(log.is_empty());
     }
 }
