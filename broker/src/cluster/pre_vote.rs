@@ -13,7 +13,7 @@
 //!
 //! A voter answers yes only if it would grant the real vote by openraft's
 //! own rules, read from its Raft state: the candidate is a voter of its
-//! membership, it is not the leader itself, its lease on a leader has
+//! membership (or it has none yet), it is not the leader itself, its lease on a leader has
 //! expired (openraft refuses votes while `now <= vote time + lease`, the
 //! lease being `election_timeout_max`), and the candidate's last log id is
 //! at least its own. A yes therefore predicts the real vote; it never
@@ -137,7 +137,11 @@ impl NodeView {
 /// openraft 0.9's `Engine::handle_vote_req`, in an order that reports the
 /// lasting reason (log, membership) before the passing one (lease).
 pub(crate) fn judge(view: &NodeView, request: &PreVoteRequest, lease: Duration) -> PreVoteAnswer {
-    if !view.is_voter(request.candidate) {
+    // A node with no membership yet (a fresh member before the cluster
+    // has formed, or one waiting to join) has no voters to check against,
+    // and openraft grants it a real vote: the first member's campaign must
+    // not be refused by peers that started later.
+    if !view.voters.is_empty() && !view.is_voter(request.candidate) {
         return PreVoteAnswer::NotVoter;
     }
     if view.server_state == ServerState::Leader {
@@ -310,6 +314,23 @@ mod tests {
         assert_eq!(
             judge(&view, &asks(3, log_id(5, 10)), LEASE),
             PreVoteAnswer::Leader
+        );
+    }
+
+    #[test]
+    fn a_node_with_no_membership_yet_grants_like_openraft() {
+        let fresh = NodeView {
+            id: 2,
+            voters: Vec::new(),
+            members: Vec::new(),
+            server_state: ServerState::Learner,
+            vote: Vote::default(),
+            quiet_for: Some(Duration::from_millis(10)),
+            last_log_id: None,
+        };
+        assert_eq!(
+            judge(&fresh, &asks(1, log_id(1, 1)), LEASE),
+            PreVoteAnswer::Granted
         );
     }
 
