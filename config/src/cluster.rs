@@ -22,7 +22,8 @@ pub struct ClusterConfig {
     /// How often the leader sends heartbeats.
     pub heartbeat: Millis,
     /// A follower that hears no heartbeat for `election_timeout_max` (its
-    /// lease on the leader) plus a random time up to their difference asks
+    /// lease on the leader) plus `election_timeout_min` plus a random time
+    /// up to their difference asks
     /// for a pre-vote, and starts an election with a majority's yes. A leader not acknowledged by a quorum for
     /// `election_timeout_max` minus one heartbeat (at least
     /// `election_timeout_min`) fences itself: it sends no receipts.
@@ -72,8 +73,8 @@ impl Default for ClusterConfig {
             // openraft 0.9's voters refuse votes for their leader lease
             // (= election_timeout_max) after they last heard from the
             // leader. The broker's election timer (broker/src/cluster/
-            // election.rs) asks for a pre-vote after max + rand(0, max -
-            // min) of silence and campaigns only with a majority's yes, so
+            // election.rs) asks for a pre-vote after max + min + rand(0,
+            // max - min) of silence and campaigns only with a majority's yes, so
             // the follower with the shorter log never campaigns (openraft's
             // own timer, max + rand(min, max), let it, and then delayed the
             // other follower by 2 x max: BENCHMARKS.md, "Cluster failover

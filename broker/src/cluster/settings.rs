@@ -25,8 +25,8 @@ pub struct ClusterSettings {
     pub dir: PathBuf,
     /// How often the leader sends heartbeats.
     pub heartbeat: Duration,
-    /// A follower that hears nothing for `election_timeout_max` plus a
-    /// random time in `[0, max - min)` asks for pre-votes; an election that
+    /// A follower that hears nothing for `election_timeout_max` plus this
+    /// plus a random time in `[0, max - min)` asks for pre-votes; an election that
     /// elected nobody is tried again after `election_timeout_min` plus such
     /// a time (`election`).
     pub election_timeout_min: Duration,
@@ -57,8 +57,8 @@ impl ClusterSettings {
             // timer is off: it campaigns after max + rand(min, max), checked
             // every 1.5 heartbeats, lets the follower with the shorter log
             // campaign first and be refused, and then delays the other by
-            // 2 x max. `election` campaigns after max + rand(0, max - min),
-            // and only with a quorum's pre-vote.
+            // 2 x max. `election` campaigns after max + min + rand(0, max -
+            // min), and only with a quorum's pre-vote.
             heartbeat_interval: millis(self.heartbeat),
             election_timeout_min: millis(self.election_timeout_min),
             election_timeout_max: millis(self.election_timeout_max),
