@@ -22,8 +22,9 @@ pub struct ClusterConfig {
     /// How often the leader sends heartbeats.
     pub heartbeat: Millis,
     /// A follower that hears no heartbeat for `election_timeout_max` (its
-    /// lease on the leader) plus a random time between these two starts an
-    /// election. A leader not acknowledged by a quorum for
+    /// lease on the leader) plus `election_timeout_min` plus a random time
+    /// up to their difference asks
+    /// for a pre-vote, and starts an election with a majority's yes. A leader not acknowledged by a quorum for
     /// `election_timeout_max` minus one heartbeat (at least
     /// `election_timeout_min`) fences itself: it sends no receipts.
     pub election_timeout_min: Millis,
@@ -69,18 +70,18 @@ impl Default for ClusterConfig {
             // the shortest election timeout (openraft ticks, and so checks
             // its election timer, every 1.5 heartbeats).
             heartbeat: Millis(250),
-            // openraft 0.9 makes a follower of a live leader wait its
-            // leader lease (= election_timeout_max) *plus* its own random
-            // timeout before campaigning, and refuse votes for the lease:
-            // a dead leader is replaced after max + rand(min, max), and
-            // after max + 2 rand(min, max) when the follower with the
-            // shorter log campaigns first and is refused. With 1 s / 2 s
-            // that was 3.4 s median (BENCHMARKS.md, "Cluster failover
-            // time", has it with these). A leader fences itself after
-            // max - heartbeat = 1 s without a quorum's ack, as long as
-            // before (acks are slow on a loaded machine: openraft gives an
-            // AppendEntries one heartbeat before it retries), and a follower
-            // campaigns only after 2 s of silence.
+            // openraft 0.9's voters refuse votes for their leader lease
+            // (= election_timeout_max) after they last heard from the
+            // leader. The broker's election timer (broker/src/cluster/
+            // election.rs) asks for a pre-vote after max + min + rand(0,
+            // max - min) of silence and campaigns only with a majority's yes, so
+            // the follower with the shorter log never campaigns (openraft's
+            // own timer, max + rand(min, max), let it, and then delayed the
+            // other follower by 2 x max: BENCHMARKS.md, "Cluster failover
+            // time"). A leader fences itself after max - heartbeat = 1 s
+            // without a quorum's ack (acks are slow on a loaded machine:
+            // openraft gives an AppendEntries one heartbeat before it
+            // retries).
             election_timeout_min: Millis(750),
             election_timeout_max: Millis(1250),
             max_frame_size: ByteSize::mib(64),

@@ -447,6 +447,16 @@ pub fn raft(out: &mut String, status: &ClusterStatus) {
             "Terms this node has seen begin since it started (one election each).",
             status.elections,
         ),
+        (
+            "ferromq_raft_campaigns_total",
+            "Elections this node started (after a quorum's pre-vote) since it started.",
+            status.campaigns,
+        ),
+        (
+            "ferromq_raft_pre_votes_refused_total",
+            "Rounds of pre-votes this node asked for without getting a quorum.",
+            status.pre_votes_refused,
+        ),
     ];
     for (name, help, value) in counters {
         family(out, name, "counter", help);
@@ -531,6 +541,8 @@ mod tests {
             }],
             role_changes: 2,
             elections: 1,
+            campaigns: 1,
+            pre_votes_refused: 3,
         };
         let mut out = String::new();
         raft(&mut out, &status);
@@ -547,6 +559,8 @@ mod tests {
             "ferromq_raft_quorum_ack_age_seconds 0.25",
             "ferromq_raft_role_changes_total 2",
             "ferromq_raft_elections_total 1",
+            "ferromq_raft_campaigns_total 1",
+            "ferromq_raft_pre_votes_refused_total 3",
         ] {
             assert!(has(line), "{line} missing from:\n{out}");
         }

@@ -7,6 +7,15 @@
 //! id, its node id, the node id it means to reach); the listener answers
 //! `Welcome` or `Refused` and closes. Then the dialer sends one request at a
 //! time and reads its response.
+//!
+//! Versions: `PROTOCOL_VERSION` in `Hello` changes only with an
+//! incompatible change (a node refuses any other). Additions that old nodes
+//! can live without raise `REVISION`, which `Welcome` carries (an old node
+//! sends none: 0): a dialer sends a newer request only to a listener whose
+//! revision has it. Revision 1 added the pre-vote (`PreVoteRequest`,
+//! `PreVoteResponse`, see `pre_vote`).
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::raft::{
@@ -19,14 +28,21 @@ use super::codec::{
     self, log_id_to_wire, opt_log_id_from_wire, opt_log_id_to_wire, required, vote_from_wire,
     vote_to_wire, CodecError, WireEntry, WireLogId, WireVote,
 };
+use super::pre_vote::{PreVoteAnswer, PreVoteRequest, PreVoteResponse};
 use super::types::{NodeId, TypeConfig};
 
 /// Bumped on any incompatible change of this file.
 pub(crate) const PROTOCOL_VERSION: u32 = 1;
 
+/// Compatible additions this node understands (see the module doc).
+pub(crate) const REVISION: u32 = 1;
+
+/// The first revision that answers `PreVoteRequest`.
+pub(crate) const PRE_VOTE_REVISION: u32 = 1;
+
 #[derive(Clone, PartialEq, Message)]
 pub(crate) struct PeerFrame {
-    #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "Body", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")]
     pub body: Option<Body>,
 }
 
@@ -53,6 +69,12 @@ pub(crate) enum Body {
     /// The listener could not serve the request (its Raft refused it).
     #[prost(message, tag = "10")]
     Failure(Failure),
+    /// Revision 1: "would you vote for me?"
+    #[prost(message, tag = "11")]
+    PreVoteRequest(WirePreVoteRequest),
+    /// Revision 1: the answer.
+    #[prost(message, tag = "12")]
+    PreVoteResponse(WirePreVoteResponse),
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -71,6 +93,9 @@ pub(crate) struct Hello {
 pub(crate) struct Welcome {
     #[prost(uint64, tag = "1")]
     pub node_id: NodeId,
+    /// The listener's `REVISION` (0 from a node older than revisions).
+    #[prost(uint32, tag = "2")]
+    pub revision: u32,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -127,6 +152,35 @@ pub(crate) struct WireVoteResponse {
     #[prost(bool, tag = "2")]
     pub granted: bool,
     #[prost(message, optional, tag = "3")]
+    pub last_log_id: Option<WireLogId>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct WirePreVoteRequest {
+    #[prost(uint64, tag = "1")]
+    pub candidate: NodeId,
+    #[prost(uint64, tag = "2")]
+    pub term: u64,
+    #[prost(message, optional, tag = "3")]
+    pub last_log_id: Option<WireLogId>,
+}
+
+const PRE_VOTE_GRANTED: u32 = 0;
+const PRE_VOTE_NOT_VOTER: u32 = 1;
+const PRE_VOTE_SHORTER_LOG: u32 = 2;
+const PRE_VOTE_LEADER: u32 = 3;
+const PRE_VOTE_LEADER_LIVE: u32 = 4;
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct WirePreVoteResponse {
+    #[prost(uint32, tag = "1")]
+    pub answer: u32,
+    /// With `PRE_VOTE_LEADER_LIVE`: how long the lease has left.
+    #[prost(uint64, tag = "2")]
+    pub lease_left_ms: u64,
+    #[prost(uint64, tag = "3")]
+    pub term: u64,
+    #[prost(message, optional, tag = "4")]
     pub last_log_id: Option<WireLogId>,
 }
 
@@ -315,4 +369,127 @@ pub(crate) fn snapshot_response_from_wire(
     Ok(InstallSnapshotResponse {
         vote: vote_field(wire.vote, "snapshot response")?,
     })
+}
+
+pub(crate) fn pre_vote_request_to_wire(request: &PreVoteRequest) -> WirePreVoteRequest {
+    WirePreVoteRequest {
+        candidate: request.candidate,
+        term: request.term,
+        last_log_id: opt_log_id_to_wire(request.last_log_id.as_ref()),
+    }
+}
+
+pub(crate) fn pre_vote_request_from_wire(wire: WirePreVoteRequest) -> PreVoteRequest {
+    PreVoteRequest {
+        candidate: wire.candidate,
+        term: wire.term,
+        last_log_id: opt_log_id_from_wire(wire.last_log_id.as_ref()),
+    }
+}
+
+pub(crate) fn pre_vote_response_to_wire(response: &PreVoteResponse) -> WirePreVoteResponse {
+    let (answer, lease_left) = match response.answer {
+        PreVoteAnswer::Granted => (PRE_VOTE_GRANTED, Duration::ZERO),
+        PreVoteAnswer::NotVoter => (PRE_VOTE_NOT_VOTER, Duration::ZERO),
+        PreVoteAnswer::ShorterLog => (PRE_VOTE_SHORTER_LOG, Duration::ZERO),
+        PreVoteAnswer::Leader => (PRE_VOTE_LEADER, Duration::ZERO),
+        PreVoteAnswer::LeaderLive { lease_left } => (PRE_VOTE_LEADER_LIVE, lease_left),
+    };
+    WirePreVoteResponse {
+        answer,
+        lease_left_ms: u64::try_from(lease_left.as_millis()).unwrap_or(u64::MAX),
+        term: response.term,
+        last_log_id: opt_log_id_to_wire(response.last_log_id.as_ref()),
+    }
+}
+
+pub(crate) fn pre_vote_response_from_wire(
+    wire: WirePreVoteResponse,
+) -> Result<PreVoteResponse, CodecError> {
+    let answer = match wire.answer {
+        PRE_VOTE_GRANTED => PreVoteAnswer::Granted,
+        PRE_VOTE_NOT_VOTER => PreVoteAnswer::NotVoter,
+        PRE_VOTE_SHORTER_LOG => PreVoteAnswer::ShorterLog,
+        PRE_VOTE_LEADER => PreVoteAnswer::Leader,
+        PRE_VOTE_LEADER_LIVE => PreVoteAnswer::LeaderLive {
+            lease_left: Duration::from_millis(wire.lease_left_ms),
+        },
+        _ => {
+            return Err(CodecError::Invalid {
+                what: "pre-vote response",
+                reason: "unknown answer",
+            })
+        }
+    };
+    Ok(PreVoteResponse {
+        answer,
+        term: wire.term,
+        last_log_id: opt_log_id_from_wire(wire.last_log_id.as_ref()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+    use crate::cluster::types::LogId;
+
+    #[test]
+    fn pre_votes_cross_the_wire_unchanged() {
+        let request = PreVoteRequest {
+            candidate: 3,
+            term: 7,
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(6, 1), 42)),
+        };
+        let bytes = PeerFrame::new(Body::PreVoteRequest(pre_vote_request_to_wire(&request)))
+            .encode_to_vec();
+        match PeerFrame::decode_frame(&bytes).unwrap() {
+            Body::PreVoteRequest(wire) => {
+                assert_eq!(pre_vote_request_from_wire(wire), request)
+            }
+            other => panic!("decoded as {other:?}"),
+        }
+        for answer in [
+            PreVoteAnswer::Granted,
+            PreVoteAnswer::NotVoter,
+            PreVoteAnswer::ShorterLog,
+            PreVoteAnswer::Leader,
+            PreVoteAnswer::LeaderLive {
+                lease_left: Duration::from_millis(120),
+            },
+        ] {
+            let response = PreVoteResponse {
+                answer,
+                term: 6,
+                last_log_id: None,
+            };
+            let wire = pre_vote_response_to_wire(&response);
+            assert_eq!(pre_vote_response_from_wire(wire).unwrap(), response);
+        }
+    }
+
+    #[test]
+    fn an_unknown_pre_vote_answer_is_an_error_not_a_grant() {
+        let wire = WirePreVoteResponse {
+            answer: 99,
+            lease_left_ms: 0,
+            term: 1,
+            last_log_id: None,
+        };
+        assert!(pre_vote_response_from_wire(wire).is_err());
+    }
+
+    #[test]
+    fn a_welcome_from_a_node_older_than_revisions_reads_as_revision_0() {
+        // What such a node sends: the node id alone.
+        #[derive(Clone, PartialEq, Message)]
+        struct OldWelcome {
+            #[prost(uint64, tag = "1")]
+            node_id: NodeId,
+        }
+        let bytes = OldWelcome { node_id: 2 }.encode_to_vec();
+        let welcome = Welcome::decode(bytes.as_slice()).unwrap();
+        assert_eq!((welcome.node_id, welcome.revision), (2, 0));
+    }
 }

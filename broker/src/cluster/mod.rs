@@ -36,6 +36,7 @@
 //!   rebuilt from the store, which `apply` has kept current.
 
 mod codec;
+mod election;
 mod frame;
 mod log_store;
 mod membership;
@@ -43,6 +44,7 @@ mod network;
 mod node;
 mod peer;
 mod peer_tls;
+mod pre_vote;
 mod settings;
 mod state_machine;
 mod status;

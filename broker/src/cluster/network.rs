@@ -2,7 +2,10 @@
 //! `RaftNetwork` over TCP (TLS with mutual authentication when configured,
 //! see `peer_tls`), one connection per target, opened on demand,
 //! handshaken, and dropped (to be reopened by the next call) after any
-//! error or timeout.
+//! error or timeout. The same dialing carries pre-votes
+//! ([`PreVoteNetwork`]), one fresh connection per question: they are asked
+//! only while no leader is live, and a connection kept between elections
+//! would mostly be found dead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +23,11 @@ use prost::Message;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use super::frame::{self, Body, Hello, PeerFrame, PROTOCOL_VERSION};
+use super::frame::{
+    self, Body, Hello, PeerFrame, WirePreVoteRequest, PRE_VOTE_REVISION, PROTOCOL_VERSION,
+};
 use super::peer_tls::{BoxedIo, PeerTls};
+use super::pre_vote::{PreVoteNetwork, PreVoteRequest, PreVoteResponse};
 use super::settings::ClusterSettings;
 use super::types::{Member, NodeId, TypeConfig};
 
@@ -38,6 +44,7 @@ pub(crate) fn codec(max_frame_size: usize) -> LengthDelimitedCodec {
 pub(crate) type PeerStream = Framed<BoxedIo, LengthDelimitedCodec>;
 
 /// Makes one [`PeerClient`] per target.
+#[derive(Clone)]
 pub(crate) struct TcpNetwork {
     cluster_id: String,
     node_id: NodeId,
@@ -68,6 +75,33 @@ impl RaftNetworkFactory<TypeConfig> for TcpNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerClient {
+        self.client(target, node)
+    }
+}
+
+impl PreVoteNetwork for TcpNetwork {
+    async fn pre_vote(
+        &self,
+        target: NodeId,
+        member: Member,
+        request: PreVoteRequest,
+        ttl: Duration,
+    ) -> Result<Option<PreVoteResponse>, String> {
+        let client = self.client(target, &member);
+        let wire = frame::pre_vote_request_to_wire(&request);
+        match tokio::time::timeout(ttl, client.pre_vote(wire)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!(
+                "no answer from node {target} in {}ms",
+                ttl.as_millis()
+            )),
+        }
+    }
+}
+
+impl TcpNetwork {
+    fn client(&self, target: NodeId, node: &Member) -> PeerClient {
         // This node's configuration wins over the Raft membership for the
         // members it lists: the membership holds the addresses of the
         // configuration of whichever node formed the cluster, and how one
@@ -117,7 +151,9 @@ pub(crate) struct PeerClient {
 }
 
 impl PeerClient {
-    async fn connect(&self) -> Result<PeerStream, CallError> {
+    /// Opens and handshakes a connection; returns it with the listener's
+    /// revision (`frame::REVISION`).
+    async fn connect(&self) -> Result<(PeerStream, u32), CallError> {
         let stream = TcpStream::connect(&self.addr).await.map_err(|e| {
             CallError::Unreachable(std::io::Error::new(
                 e.kind(),
@@ -148,7 +184,9 @@ impl PeerClient {
             .await
             .map_err(CallError::Unreachable)?
         {
-            Body::Welcome(welcome) if welcome.node_id == self.target => Ok(framed),
+            Body::Welcome(welcome) if welcome.node_id == self.target => {
+                Ok((framed, welcome.revision))
+            }
             Body::Refused(refused) => Err(CallError::Unreachable(std::io::Error::other(format!(
                 "node {} at {} refused us: {}",
                 self.target, self.addr, refused.reason
@@ -157,6 +195,47 @@ impl PeerClient {
                 "node {} at {} answered the handshake with something else",
                 self.target, self.addr
             )))),
+        }
+    }
+
+    async fn connect_in_time(&self) -> Result<PeerStream, CallError> {
+        let (framed, _revision) = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+            .await
+            .map_err(|_| {
+                CallError::Unreachable(std::io::Error::other(format!(
+                    "connecting to node {} at {} timed out",
+                    self.target, self.addr
+                )))
+            })??;
+        Ok(framed)
+    }
+
+    /// Asks for a pre-vote on a connection of its own; `None` when the
+    /// listener's revision predates the pre-vote (it is not asked).
+    async fn pre_vote(
+        &self,
+        request: WirePreVoteRequest,
+    ) -> std::io::Result<Option<PreVoteResponse>> {
+        let error = |e: CallError| match e {
+            CallError::Unreachable(e) | CallError::Network(e) => e,
+            CallError::Timeout(_) | CallError::TooLarge => {
+                std::io::Error::other("the pre-vote did not fit or time out")
+            }
+        };
+        let (mut framed, revision) = self.connect().await.map_err(error)?;
+        if revision < PRE_VOTE_REVISION {
+            return Ok(None);
+        }
+        framed
+            .send(bytes::Bytes::from(
+                PeerFrame::new(Body::PreVoteRequest(request)).encode_to_vec(),
+            ))
+            .await?;
+        match read_body(&mut framed).await? {
+            Body::PreVoteResponse(wire) => frame::pre_vote_response_from_wire(wire)
+                .map(Some)
+                .map_err(std::io::Error::other),
+            other => Err(error(unexpected("pre-vote", &other))),
         }
     }
 
@@ -169,14 +248,7 @@ impl PeerClient {
         let result = tokio::time::timeout(ttl, async {
             let mut framed = match self.connection.take() {
                 Some(framed) => framed,
-                None => tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
-                    .await
-                    .map_err(|_| {
-                        CallError::Unreachable(std::io::Error::other(format!(
-                            "connecting to node {} at {} timed out",
-                            self.target, self.addr
-                        )))
-                    })??,
+                None => self.connect_in_time().await?,
             };
             framed
                 .send(bytes::Bytes::from(bytes))

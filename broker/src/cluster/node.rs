@@ -1,6 +1,7 @@
 //! A running cluster node: opens the Raft log and state machine, starts
-//! openraft and the peer listener, forms the cluster on first start, and
-//! implements [`Replicator`] (proposals, role, leader, fencing, status).
+//! openraft, our election timer (`election`) and the peer listener, forms
+//! the cluster on first start, and implements [`Replicator`] (proposals,
+//! role, leader, fencing, status).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,10 +14,12 @@ use openraft::RaftMetrics;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::election;
 use super::log_store::{self, LogStore, OpenLogError};
 use super::network::TcpNetwork;
 use super::peer::PeerListener;
 use super::peer_tls::PeerTls;
+use super::pre_vote::PreVoteNetwork;
 use super::settings::ClusterSettings;
 use super::state_machine::StateMachine;
 use super::status::{role_of, ClusterStatus, LeaderInfo, Role, RoleCounters};
@@ -118,15 +121,15 @@ impl ClusterNode {
         Ok(node)
     }
 
-    /// Starts a node over any openraft network (the TCP one, or the
-    /// in-memory one of the tests).
+    /// Starts a node over any openraft network that also carries
+    /// pre-votes (the TCP one, or the in-memory one of the tests).
     pub(crate) async fn start_with<N>(
         settings: ClusterSettings,
         apply: Arc<dyn ApplyLog>,
         network: N,
     ) -> Result<ClusterNode, StartError>
     where
-        N: RaftNetworkFactory<TypeConfig>,
+        N: RaftNetworkFactory<TypeConfig> + PreVoteNetwork,
     {
         let config = Arc::new(settings.raft_config()?);
         let path = settings.dir.display().to_string();
@@ -153,16 +156,25 @@ impl ClusterNode {
             path,
             reason: format!("the opening task failed: {e}"),
         })??;
-        let raft = Raft::new(settings.node_id, config, network, log, machine)
+        let raft = Raft::new(settings.node_id, config, network.clone(), log, machine)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
         let shutdown = CancellationToken::new();
+        let counters = Arc::new(RoleCounters::default());
+        // openraft's own election timer is off (`raft_config`): ours asks
+        // for pre-votes before it lets openraft campaign.
+        election::spawn(
+            raft.clone(),
+            network,
+            &settings,
+            counters.clone(),
+            shutdown.clone(),
+        );
         form_cluster(&raft, &settings, &shutdown).await?;
 
         let (submit, submissions) = mpsc::channel(settings.max_in_flight.max(1));
         let in_flight = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
         let (lease_tx, lease) = watch::channel(Lease::default());
-        let counters = Arc::new(RoleCounters::default());
         tokio::spawn(run_submissions(raft.clone(), submissions));
         tokio::spawn(watch_lease(
             raft.clone(),

@@ -1,6 +1,7 @@
 //! The listening side of peer traffic (`cluster.listen`, default
 //! 127.0.0.1:61630): accepts peers, checks their handshake (our cluster id,
-//! our node id, a known member), then serves their Raft RPCs one at a time.
+//! our node id, a known member), then serves their Raft RPCs and pre-votes
+//! (`pre_vote`) one at a time.
 //!
 //! Anything wrong closes that one connection and is logged; the cluster is
 //! unharmed: a refused TLS handshake (no client certificate, or one the CA
@@ -22,10 +23,13 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, Body, Failure, Hello, PeerFrame, Refused, Welcome, PROTOCOL_VERSION};
+use super::frame::{
+    self, Body, Failure, Hello, PeerFrame, Refused, Welcome, PROTOCOL_VERSION, REVISION,
+};
 use super::network::{codec, PeerStream};
 use super::node::StartError;
 use super::peer_tls::{BoxedIo, PeerTls};
+use super::pre_vote;
 use super::types::{Member, NodeId, Raft};
 
 /// Peer connections served at once; more are closed on accept. A cluster
@@ -206,6 +210,7 @@ async fn serve_connection(
         &mut framed,
         Body::Welcome(Welcome {
             node_id: policy.node_id,
+            revision: REVISION,
         }),
     )
     .await?;
@@ -244,6 +249,13 @@ async fn answer(raft: &Raft, request: Body) -> Result<Body, String> {
             match raft.install_snapshot(request).await {
                 Ok(response) => Body::SnapshotResponse(frame::snapshot_response_to_wire(&response)),
                 Err(e) => failure(&e),
+            }
+        }
+        Body::PreVoteRequest(wire) => {
+            let request = frame::pre_vote_request_from_wire(wire);
+            match pre_vote::answer(raft, &request).await {
+                Ok(response) => Body::PreVoteResponse(frame::pre_vote_response_to_wire(&response)),
+                Err(reason) => failure(&reason),
             }
         }
         _ => return Err("a frame that is not a request".into()),

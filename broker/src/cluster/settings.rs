@@ -25,8 +25,10 @@ pub struct ClusterSettings {
     pub dir: PathBuf,
     /// How often the leader sends heartbeats.
     pub heartbeat: Duration,
-    /// A follower that hears nothing for `election_timeout_max` plus a
-    /// random time in this range starts an election.
+    /// A follower that hears nothing for `election_timeout_max` plus this
+    /// plus a random time in `[0, max - min)` asks for pre-votes; an election that
+    /// elected nobody is tried again after `election_timeout_min` plus such
+    /// a time (`election`).
     pub election_timeout_min: Duration,
     /// See `election_timeout_min`.
     pub election_timeout_max: Duration,
@@ -50,14 +52,17 @@ impl ClusterSettings {
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         openraft::Config {
             cluster_name: self.cluster_id.clone(),
-            // openraft 0.9 checks its election timer on a tick of 1.5
-            // heartbeats, and uses election_timeout_max as a follower's
-            // lease on its leader: a follower campaigns only after
-            // max + rand(min, max) without hearing from it, which is most
-            // of a failover's time (config/src/cluster.rs has the numbers).
+            // openraft 0.9 uses election_timeout_max as a voter's lease on
+            // its leader (no vote granted within it). Its own election
+            // timer is off: it campaigns after max + rand(min, max), checked
+            // every 1.5 heartbeats, lets the follower with the shorter log
+            // campaign first and be refused, and then delays the other by
+            // 2 x max. `election` campaigns after max + min + rand(0, max -
+            // min), and only with a quorum's pre-vote.
             heartbeat_interval: millis(self.heartbeat),
             election_timeout_min: millis(self.election_timeout_min),
             election_timeout_max: millis(self.election_timeout_max),
+            enable_elect: false,
             // A snapshot chunk or a log batch must cross a loaded machine
             // in time: allow as long as an election takes.
             install_snapshot_timeout: millis(self.election_timeout_max),
@@ -77,7 +82,9 @@ impl ClusterSettings {
     /// lease), and a follower heard the last acknowledged request at or
     /// after the time the leader counts from (the request's send time). So
     /// no other leader exists before `election_timeout_max` has passed
-    /// since then. One heartbeat less leaves room for noticing it (the
+    /// since then. Our election timer (`election`) does not change this: it
+    /// only decides when to ask openraft to campaign, and the campaign still
+    /// needs those votes. One heartbeat less leaves room for noticing it (the
     /// lease watcher ticks every half heartbeat, the leadership task every
     /// 50 ms). The longer this is, the longer an overloaded machine may
     /// delay acknowledgements before a healthy leader fences itself, which

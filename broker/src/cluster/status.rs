@@ -97,13 +97,25 @@ pub struct ClusterStatus {
     /// Terms this node has seen begin since it started: each new term is
     /// one election (won, lost or split).
     pub elections: u64,
+    /// Elections this node started since it started (each after a
+    /// quorum's pre-vote, see `election`).
+    #[serde(default)]
+    pub campaigns: u64,
+    /// Rounds of pre-votes this node asked for and did not get a quorum
+    /// of (a shorter log, a live leader, unreachable peers).
+    #[serde(default)]
+    pub pre_votes_refused: u64,
 }
 
-/// Counts role changes and new terms, as the node's watcher sees them.
+/// Counts role changes and new terms, as the node's watcher sees them, and
+/// this node's own campaigns and refused pre-votes, as its election timer
+/// counts them.
 #[derive(Debug, Default)]
 pub(crate) struct RoleCounters {
     role_changes: AtomicU64,
     elections: AtomicU64,
+    campaigns: AtomicU64,
+    pre_votes_refused: AtomicU64,
 }
 
 impl RoleCounters {
@@ -113,6 +125,14 @@ impl RoleCounters {
 
     pub(crate) fn terms_began(&self, terms: u64) {
         self.elections.fetch_add(terms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn campaigned(&self) {
+        self.campaigns.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn pre_vote_refused(&self) {
+        self.pre_votes_refused.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -180,6 +200,8 @@ impl ClusterStatus {
             followers,
             role_changes: counters.role_changes.load(Ordering::Relaxed),
             elections: counters.elections.load(Ordering::Relaxed),
+            campaigns: counters.campaigns.load(Ordering::Relaxed),
+            pre_votes_refused: counters.pre_votes_refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -228,6 +250,8 @@ mod tests {
             }],
             role_changes: 3,
             elections: 2,
+            campaigns: 1,
+            pre_votes_refused: 4,
         };
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["role"], "leader");

@@ -1,6 +1,6 @@
-//! An in-memory openraft network whose links the test controls: each
-//! directed link is up, cut (fails at once), blackholed (no answer until the
-//! RPC's timeout) or delayed.
+//! An in-memory openraft network (and pre-vote carrier) whose links the
+//! test controls: each directed link is up, cut (fails at once), blackholed
+//! (no answer until the RPC's timeout) or delayed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +13,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 
+use crate::cluster::pre_vote::{self, PreVoteNetwork, PreVoteRequest, PreVoteResponse};
 use crate::cluster::types::{Member, NodeId, Raft, TypeConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +77,7 @@ impl MemRouter {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct MemNetwork {
     from: NodeId,
     router: MemRouter,
@@ -90,6 +92,25 @@ impl RaftNetworkFactory<TypeConfig> for MemNetwork {
             to: target,
             router: self.router.clone(),
         }
+    }
+}
+
+impl PreVoteNetwork for MemNetwork {
+    async fn pre_vote(
+        &self,
+        target: NodeId,
+        _member: Member,
+        request: PreVoteRequest,
+        ttl: Duration,
+    ) -> Result<Option<PreVoteResponse>, String> {
+        pass(self.router.link(self.from, target), ttl).await?;
+        let raft = self
+            .router
+            .node(target)
+            .ok_or_else(|| format!("node {target} is down"))?;
+        let response = pre_vote::answer(&raft, &request).await?;
+        pass(self.router.link(target, self.from), ttl).await?;
+        Ok(Some(response))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Three Raft nodes over the in-memory network: leader crash, an isolated
 //! leader (cut, and blackholed with proposals racing the partition), a
-//! rejoining follower, a wiped follower.
+//! rejoining follower, a wiped follower, a leader crash after the follower
+//! with the shorter log timed out first (the longer log wins in one round).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -402,5 +403,56 @@ async fn a_fresh_cluster_forms_even_if_its_first_member_is_down() {
     })
     .await;
     assert_eq!(cluster.nodes[&1].0.status().members.len(), 3);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longer_log_wins_the_first_round_when_the_shorter_log_times_out_first() {
+    let mut cluster = MemCluster::start(no_tuning).await;
+    let old = cluster.leader().await;
+    let old_id = old.node_id();
+    let term = old.status().term;
+    let mut followers = IDS.into_iter().filter(|&id| id != old_id);
+    let (short, long) = (followers.next().unwrap(), followers.next().unwrap());
+    // `short` stops hearing from the leader: its log falls behind, and its
+    // election timer runs out long before `long`'s.
+    cluster.router.set(old_id, short, Link::Cut);
+    cluster.router.set(short, old_id, Link::Cut);
+    let payloads: Vec<_> = (0..5).map(|i| payload("long-only", i)).collect();
+    let committed = propose_committed(std::slice::from_ref(&old), &payloads).await;
+    assert_eq!(committed.len(), 5, "the leader and `long` commit");
+    let short_node = cluster.nodes[&short].0.clone();
+    let long_node = cluster.nodes[&long].0.clone();
+    // It asked while the leader lived and was refused (`long` still hears
+    // from the leader): it did not campaign, so no term was spent.
+    wait_for("the shorter log's pre-vote to be refused", || {
+        (short_node.status().pre_votes_refused > 0).then_some(())
+    })
+    .await;
+    assert_eq!(short_node.status().campaigns, 0);
+    assert_eq!(short_node.status().term, term);
+    assert!(short_node.status().last_log_index < long_node.status().last_log_index);
+
+    cluster.crash(old_id).await;
+    let live = cluster.live();
+    let new = wait_for("a new leader", || serving_leader(&live)).await;
+    assert_eq!(new.node_id(), long, "the longer log is elected");
+    // One round: one term past the old leader's, one campaign in all.
+    assert_eq!(new.status().term, term + 1, "{:?}", new.status());
+    assert_eq!(long_node.status().campaigns, 1, "{:?}", long_node.status());
+    assert_eq!(
+        short_node.status().campaigns,
+        0,
+        "{:?}",
+        short_node.status()
+    );
+    let after = propose_committed(&live, &[payload("after", 0)]).await;
+    assert_eq!(after.len(), 1);
+    let everything: Vec<_> = committed.iter().chain(&after).cloned().collect();
+    let toy = cluster.toy(short);
+    wait_for("the shorter log to catch up from the new leader", || {
+        in_order(&toy.payloads(), &everything).then_some(())
+    })
+    .await;
     cluster.stop().await;
 }
