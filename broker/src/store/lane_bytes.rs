@@ -6,7 +6,7 @@
 //! live byte total counts, so the lanes add up to it). The apply step adds
 //! a record's size when it indexes a message and takes it off when the
 //! message's records go (ack, purge, delete, expiry, a dead-letter move:
-//! every removal is an ack in the log), and writes one `B` record per lane
+//! every removal is an ack in the log), and writes one `V` record per lane
 //! it touched, next to the lane's `C` count ([`super::record`]). So a
 //! restart reads these records, not the messages, and every node of a
 //! cluster, applying the same batches, holds the same figures.
@@ -16,7 +16,7 @@
 //! apply (the log writer on a single node, [`super::replicated`] in
 //! cluster mode). Only the lanes a batch changed are republished.
 //!
-//! A format-3 store written before `B` records existed has lane counts
+//! A format-3 store written before `V` records existed has lane counts
 //! without them: recovery sums those lanes once from their queue order
 //! and seq index (a read per stored message of those lanes only), and the
 //! next batch touching a lane writes its record.
@@ -64,7 +64,7 @@ impl LaneBytes {
         }
     }
 
-    /// Writes the `B` records of the lanes in `touched` (sorted, without
+    /// Writes the `V` records of the lanes in `touched` (sorted, without
     /// repeats), removing those now empty: once per batch, with the lane
     /// counts.
     pub fn write(&mut self, touched: &[Vec<u8>], records: &mut impl Records) {
@@ -81,8 +81,8 @@ impl LaneBytes {
         }
     }
 
-    /// Reads the `B` records; `counted` are the lanes holding live
-    /// messages (the `C` records). A counted lane without a `B` record is
+    /// Reads the `V` records; `counted` are the lanes holding live
+    /// messages (the `C` records). A counted lane without a `V` record is
     /// summed from its records (see the module doc).
     pub fn recover<'a>(
         tree: &sled::Tree,

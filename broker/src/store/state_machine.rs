@@ -204,7 +204,7 @@ pub struct StateMachine {
     lanes: BTreeMap<Vec<u8>, u64>,
     /// Live bodies per body file (the `B` records, mirrored).
     bodies: BodyCounts,
-    /// Bytes of their records per lane (the `B` records, mirrored).
+    /// Bytes of their records per lane (the `V` records, mirrored).
     lane_bytes: LaneBytes,
     /// Log batches still kept: `(batch number, bytes)`, oldest first.
     log: VecDeque<(u64, u64)>,
