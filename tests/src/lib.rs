@@ -425,6 +425,22 @@ impl Broker {
         c
     }
 
+    /// A STOMP 1.2 session with a `client-id` (durable subscriptions are
+    /// named within one).
+    pub fn client_with_id(&self, client_id: &str) -> Client {
+        let mut c = self.raw();
+        let reply = c.handshake(
+            Command::Connect,
+            &[
+                ("accept-version", "1.2"),
+                ("host", "/"),
+                ("client-id", client_id),
+            ],
+        );
+        assert_eq!(reply.command, Command::Connected, "{reply:?}");
+        c
+    }
+
     /// A raw connection to the STOMP port, nothing sent yet.
     pub fn raw(&self) -> Client {
         Client::connect(self.stomp)

@@ -354,20 +354,6 @@ fn memory_stays_bounded_while_a_backlog_far_larger_than_the_window_is_written_an
     );
 }
 
-/// A STOMP 1.2 session with `client-id` (durable subscriptions need one).
-fn connect_as(broker: &Broker, client_id: &str) -> Client {
-    let mut c = broker.raw();
-    c.send(
-        Frame::new(Command::Connect)
-            .header("accept-version", "1.2")
-            .header("host", "/")
-            .header("client-id", client_id),
-    );
-    assert_eq!(c.recv().command, Command::Connected);
-    c.set_version(ferromq_protocol::stomp::Version::V1_2);
-    c
-}
-
 /// Subscribes to the durable subscription `name` on `topic`, client-
 /// individual acks, prefetch 100; waits for the receipt.
 fn subscribe_durable(c: &mut Client, topic: &str, name: &str) {
@@ -434,7 +420,7 @@ fn durable_queue(broker: &Broker, client_id: &str, name: &str) -> serde_json::Va
 fn an_offline_durable_subscriber_gets_a_deep_backlog_complete_and_in_order_from_a_window() {
     let n = knob("FERROMQ_DEEP_COUNT", 1500);
     let broker = Broker::start_with(Some(&config("")), &["--admin", "127.0.0.1:0"]);
-    let mut c = connect_as(&broker, "deep-app");
+    let mut c = broker.client_with_id("deep-app");
     subscribe_durable(&mut c, "/topic/deep-t", "s");
     leave(c);
     let mut p = broker.client();
@@ -449,7 +435,7 @@ fn an_offline_durable_subscriber_gets_a_deep_backlog_complete_and_in_order_from_
         held < (WINDOW * 4 * 1024) as u64,
         "{held} bytes held in memory for {n} waiting messages"
     );
-    let mut c = connect_as(&broker, "deep-app");
+    let mut c = broker.client_with_id("deep-app");
     subscribe_durable(&mut c, "/topic/deep-t", "s");
     let got = receive_acking(&mut c, n);
     let want: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
@@ -461,14 +447,14 @@ fn an_offline_durable_subscriber_gets_a_deep_backlog_complete_and_in_order_from_
 fn a_durable_subscription_s_deep_backlog_survives_kill9_in_order() {
     let n = knob("FERROMQ_DEEP_COUNT", 1500);
     let mut broker = Broker::start_with(Some(&config("")), &[]);
-    let mut c = connect_as(&broker, "crash-app");
+    let mut c = broker.client_with_id("crash-app");
     subscribe_durable(&mut c, "/topic/deep-crash", "s");
     leave(c);
     let mut p = broker.client();
     produce(&mut p, n, |i| send("/topic/deep-crash", format!("m{i}")));
     // The subscriber takes a third (acked, the last ack receipted) and is
     // still connected, with a prefetch of unacked deliveries, at the kill.
-    let mut c = connect_as(&broker, "crash-app");
+    let mut c = broker.client_with_id("crash-app");
     subscribe_durable(&mut c, "/topic/deep-crash", "s");
     let first = receive_acking(&mut c, n / 3);
     assert_eq!(
@@ -479,7 +465,7 @@ fn a_durable_subscription_s_deep_backlog_survives_kill9_in_order() {
     broker.kill9();
     drop(c);
     let broker = broker.restart();
-    let mut c = connect_as(&broker, "crash-app");
+    let mut c = broker.client_with_id("crash-app");
     subscribe_durable(&mut c, "/topic/deep-crash", "s");
     // Nothing receipted is lost, nothing acked comes back, in order.
     let rest = receive_acking(&mut c, n - n / 3);

@@ -10,8 +10,8 @@
 mod native_common;
 
 use base64::Engine as _;
-use ferromq_protocol::stomp::{Command, Frame, Version};
-use ferromq_tests::{hash_password, http_get, metric, Broker, Client};
+use ferromq_protocol::stomp::{Command, Frame};
+use ferromq_tests::{hash_password, http_get, metric, Broker};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -112,19 +112,6 @@ impl Api {
         );
         a.json
     }
-}
-
-fn connect_with_client_id(broker: &Broker, client_id: &str) -> Client {
-    let mut c = broker.raw();
-    c.send(
-        Frame::new(Command::Connect)
-            .header("accept-version", "1.2")
-            .header("host", "/")
-            .header("client-id", client_id),
-    );
-    assert_eq!(c.recv().command, Command::Connected);
-    c.set_version(Version::V1_2);
-    c
 }
 
 /// The id of the only open connection with `subscriptions` subscriptions.
@@ -262,7 +249,7 @@ fn every_route_answers_json() {
     assert!(busy.json["error"].as_str().unwrap().contains("consumer"));
 
     // Durable subscriptions: list, refuse while active, delete when away.
-    let mut d = connect_with_client_id(&broker, "app1");
+    let mut d = broker.client_with_id("app1");
     d.send(
         Frame::new(Command::Subscribe)
             .header("id", "d")

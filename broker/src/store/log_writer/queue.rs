@@ -125,6 +125,16 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Publishes the pager's gauges (both writers, after each batch).
+    pub(super) fn publish_paging(&self, pager: &crate::store::paging::Pager) {
+        self.resident_bytes
+            .store(pager.resident_bytes(), std::sync::atomic::Ordering::Relaxed);
+        self.paged_messages.store(
+            pager.paged_messages() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Takes everything queued as the next batch, once no hold is taken: a
     /// hold taken while the writer gathered is waited out, so that a
     /// transaction is never split across batches. Both writers (local and

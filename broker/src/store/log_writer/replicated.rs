@@ -229,12 +229,7 @@ fn complete(
     // body paged out has its record in the store (see `replicated`).
     if let Some(changes) = index.and_then(|index| state.take_changes(index)) {
         pager.after_apply(&entries, &changes);
-        shared
-            .resident_bytes
-            .store(pager.resident_bytes(), Ordering::Relaxed);
-        shared
-            .paged_messages
-            .store(pager.paged_messages() as u64, Ordering::Relaxed);
+        shared.publish_paging(pager);
     }
 }
 

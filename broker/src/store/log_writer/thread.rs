@@ -182,12 +182,7 @@ pub(super) fn run(
             .live_bytes
             .store(state.live_bytes() + state.body_bytes(), Ordering::Relaxed);
         shared.destination_bytes.publish(state.lane_bytes_mut());
-        shared
-            .resident_bytes
-            .store(pager.resident_bytes(), Ordering::Relaxed);
-        shared
-            .paged_messages
-            .store(pager.paged_messages() as u64, Ordering::Relaxed);
+        shared.publish_paging(&pager);
         if let Err(e) = &result {
             error!(error = %e, "store write failed; refusing persistent messages from now on");
             shared.lock().broken = Some(e.clone());
