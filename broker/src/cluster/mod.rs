@@ -149,6 +149,14 @@ impl Proposal {
     pub(crate) fn ready(result: Result<LogIndex, ReplicateError>) -> Proposal {
         Proposal(Box::pin(std::future::ready(result)))
     }
+
+    /// A proposal resolved by `future` (tests that hold a proposal open).
+    #[cfg(test)]
+    pub(crate) fn from_future(
+        future: impl Future<Output = Result<LogIndex, ReplicateError>> + Send + 'static,
+    ) -> Proposal {
+        Proposal(Box::pin(future))
+    }
 }
 
 impl Future for Proposal {

@@ -31,11 +31,12 @@ use super::lane_bytes::DestinationBytes;
 use super::paging::Pager;
 use super::state_machine::StateMachine;
 use super::{Commit, Handoff, LogEntry, LogHold, StoreError};
+use crate::cluster::{Replicator, Role};
 use ferromq_config::StoreSync;
 use queue::{Queue, Shared};
 pub use replicated::Replication;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -106,6 +107,9 @@ pub struct LogWriter {
     /// proposals are Raft's futures), so an appender waiting for space
     /// must not hold a runtime worker (see `push`).
     needs_runtime: bool,
+    /// Cluster mode: the node whose leadership an early answer needs (see
+    /// [`LogWriter::may_answer_early`]); `None` on a single node.
+    cluster: Option<Arc<OnceLock<Arc<dyn Replicator>>>>,
 }
 
 impl LogWriter {
@@ -149,6 +153,7 @@ impl LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),
             needs_runtime: false,
+            cluster: None,
         })
     }
 
@@ -177,6 +182,7 @@ impl LogWriter {
             settings,
         });
         let s = shared.clone();
+        let cluster = Some(replication.replicator.clone());
         let thread = std::thread::Builder::new()
             .name("ferromq-log-writer".into())
             .spawn(move || replicated::run(s, state, replication, pager))?;
@@ -184,7 +190,27 @@ impl LogWriter {
             shared,
             thread: Mutex::new(Some(thread)),
             needs_runtime: true,
+            cluster,
         })
+    }
+
+    /// Whether a consumer's ack may answer a producer's receipt before the
+    /// message's batch is committed (store-and-dispatch). Always on a single
+    /// node. In cluster mode only while this node leads and holds its lease:
+    /// a leader stopped (SIGSTOP, a long pause) or cut off past the election
+    /// timeout still has its consumers connected when it runs again, and
+    /// their acks would otherwise receipt SENDs that a deposed leader took
+    /// (seen in `cluster_pause` under load). Such a receipt is a late
+    /// success from a node that no longer accepts writes, which issue 16's
+    /// contract forbids; its enqueue's proposal fails instead (fenced, or not
+    /// the leader), and so does the receipt.
+    fn may_answer_early(&self) -> bool {
+        match &self.cluster {
+            None => true,
+            Some(node) => node
+                .get()
+                .is_some_and(|node| node.role() == Role::Leader && !node.is_fenced()),
+        }
     }
 
     /// Live message bytes, resident body bytes, paged messages and flush
@@ -225,6 +251,10 @@ impl LogWriter {
             .filter(|e| matches!(e, LogEntry::Enqueue { .. }))
             .map(|e| e.queued_bytes() as u64)
             .sum();
+        let acks_only = entries.iter().all(|e| matches!(e, LogEntry::Ack { .. }));
+        // Asked before the queue's lock is taken: the lease is another
+        // lock (a watch channel's), never taken inside this one.
+        let answer_early = acks_only && self.may_answer_early();
         let mut q = self.shared.lock();
         if enqueue_bytes > 0 {
             let stored = self.shared.live_bytes.load(Ordering::Relaxed) + q.enqueue_bytes;
@@ -284,9 +314,11 @@ impl LogWriter {
         // "consumed and acknowledged" (and the pair is elided from the disk
         // when it meets in one batch). Only an append of nothing but acks
         // does this: a dead-letter move also acks, but its message is not
-        // consumed until the copy is durable.
+        // consumed until the copy is durable. In cluster mode only a leader
+        // holding its lease answers early; otherwise the receipt waits for
+        // its enqueue's proposal, which fails (see `may_answer_early`).
         let mut early = Vec::new();
-        if entries.iter().all(|e| matches!(e, LogEntry::Ack { .. })) {
+        if answer_early {
             for e in &entries {
                 if let LogEntry::Ack { seq, .. } = e {
                     if let Some(w) = q.by_seq.remove(seq) {

@@ -501,6 +501,79 @@ mod tests {
         store.close();
     }
 
+    /// Holds every proposal open until `release` turns true, then commits
+    /// it (applied nowhere) or fails it as a fenced leader's.
+    struct Held {
+        fenced: bool,
+        release: tokio::sync::watch::Receiver<bool>,
+    }
+
+    impl Replicator for Held {
+        fn propose(&self, _batch: Bytes) -> Proposal {
+            let (mut release, fenced) = (self.release.clone(), self.fenced);
+            Proposal::from_future(async move {
+                let _ = release.wait_for(|released| *released).await;
+                if fenced {
+                    Err(ReplicateError::Fenced)
+                } else {
+                    Ok(1)
+                }
+            })
+        }
+        fn role(&self) -> Role {
+            Role::Leader
+        }
+        fn leader(&self) -> Option<LeaderInfo> {
+            None
+        }
+        fn is_fenced(&self) -> bool {
+            self.fenced
+        }
+        fn status(&self) -> ClusterStatus {
+            unimplemented!("not used by the writer")
+        }
+    }
+
+    /// A consumer's ack of a message whose batch is still proposed answers
+    /// the producer at once on a leader holding its lease
+    /// (store-and-dispatch), and never on a fenced one: there the receipt
+    /// waits for the proposal and fails with it. Before this, a leader
+    /// continued after SIGSTOP receipted SENDs taken while it was deposed
+    /// through its consumers' acks (`cluster_pause`).
+    #[test]
+    fn an_ack_answers_a_receipt_early_only_on_a_leader_holding_its_lease() {
+        for fenced in [false, true] {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let (release, held) = tokio::sync::watch::channel(false);
+            let fake = Arc::new(Held {
+                fenced,
+                release: held,
+            });
+            let (store, _state) = open_on(dir.path(), &runtime, 1 << 30, fake);
+            let mut sent = Box::pin(store.append(vec![enqueue(1)]).wait());
+            let _ack = store.append(vec![LogEntry::Ack {
+                destination: "/queue/a".into(),
+                seq: 1,
+            }]);
+            let wait = Duration::from_millis(if fenced { 300 } else { 10_000 });
+            let early = runtime.block_on(async { tokio::time::timeout(wait, &mut sent).await });
+            if fenced {
+                assert!(early.is_err(), "a fenced leader answered early: {early:?}");
+                release.send_replace(true);
+                let late = runtime.block_on(sent);
+                assert!(
+                    matches!(&late, Err(StoreError::NotCommitted(reason)) if reason.contains("fenced")),
+                    "{late:?}"
+                );
+            } else {
+                assert!(matches!(early, Ok(Ok(()))), "{early:?}");
+                release.send_replace(true);
+            }
+            store.close();
+        }
+    }
+
     /// Like the real node in the one respect that matters here: a
     /// proposal needs a runtime worker (a task applies it). The first
     /// proposal waits a moment, so producers fill the writer's queue
