@@ -8,7 +8,8 @@
 #
 #   bench-client/scripts/body-files.sh BASE_BIN NEW_BIN OUTDIR [bytes|large|small|all]
 #   BASE_BIN/NEW_BIN: directories holding a release `ferromq` each; the
-#   client is NEW_BIN/ferromq-bench for every run.
+#   client is NEW_BIN/ferromq-bench for every run. BASE_BIN `-`: NEW (and
+#   ActiveMQ in phase `large`) only, alternated as before.
 #   env: ROUNDS=3  PORT=62973 ADMIN_PORT=62983 (must be free)
 #        INLINE_MAX=4KiB: phase `bytes` also runs NEW_BIN with
 #        store.body_inline_max set to it (build label `inline`), after `new`
@@ -56,6 +57,8 @@ for p in "$port" "$admin_port"; do
 done
 
 commit_of() { cat "$1/COMMIT" 2>/dev/null || echo "?"; }
+# The build labels of a round in the given order, without base when BASE_BIN is -.
+labels() { if [ "$base" = - ]; then echo "${*//base/}"; else echo "$*"; fi; }
 {
   echo "{\"base\": \"$(commit_of "$base")\", \"new\": \"$(commit_of "$new")\", \"client\": \"$bench\", \"rounds\": $rounds, \"inline_max\": \"${INLINE_MAX:-}\", \"started\": \"$(date -u +%FT%TZ)\"}"
 } > "$out/run-$phase.json"
@@ -128,7 +131,7 @@ if [ "$phase" = large ] || [ "$phase" = all ]; then
          --warm-up-count 1 --sample-count 5 --drain-timeout 2000)
   for round in $(seq "$rounds"); do
     order="base new activemq"; if [ $((round % 2)) = 0 ]; then order="activemq new base"; fi
-    for label in $order; do
+    for label in $(labels $order); do
       if [ "$label" = activemq ]; then
         load="$(cat /proc/loadavg)"
         timeout 120 "$bench" run --url "$amq" "${flags[@]}" --broker-name activemq \

@@ -24,6 +24,7 @@ pub mod reload;
 pub mod router;
 pub mod selector;
 pub mod server;
+pub mod spliced;
 pub mod stomp;
 pub mod store;
 pub mod tls;

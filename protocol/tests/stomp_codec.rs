@@ -372,3 +372,49 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_sized_body_says_how_many_bytes_it_still_wants() {
+    let mut d = decoder(Version::V1_2);
+    let head = b"SEND\ndestination:/queue/a\ncontent-length:1000\n\n";
+    let mut buf = BytesMut::from(&head[..head.len() - 1]);
+    assert_eq!(d.decode(&mut buf).unwrap(), None);
+    assert_eq!(d.bytes_wanted(buf.len()), None, "the head is not complete");
+    buf.extend_from_slice(b"\n");
+    buf.extend_from_slice(&[b'x'; 300]);
+    assert_eq!(d.decode(&mut buf).unwrap(), None);
+    // 700 more body bytes and the NUL.
+    assert_eq!(d.bytes_wanted(buf.len()), Some(701));
+    buf.extend_from_slice(&[b'x'; 700]);
+    buf.extend_from_slice(b"\0");
+    let frame = d.decode(&mut buf).unwrap().unwrap();
+    assert_eq!(frame.body.len(), 1000);
+    assert_eq!(d.bytes_wanted(buf.len()), None, "the next frame is unknown");
+    // Without a content-length nothing is known in advance.
+    let mut buf = BytesMut::from(&b"SEND\ndestination:/queue/a\n\nabc"[..]);
+    assert_eq!(d.decode(&mut buf).unwrap(), None);
+    assert_eq!(d.bytes_wanted(buf.len()), None);
+}
+
+#[test]
+fn a_head_finished_apart_from_its_body_is_the_same_frame() {
+    let body = vec![b'z'; 70_000];
+    for version in Version::ALL {
+        let mut whole = BytesMut::new();
+        let mut w = FrameWriter::begin(&mut whole, Command::Message, version);
+        w.header("destination", "/queue/a");
+        w.finish(&body);
+        let mut apart = BytesMut::new();
+        let mut w = FrameWriter::begin(&mut apart, Command::Message, version);
+        w.header("destination", "/queue/a");
+        w.finish_head(body.len());
+        apart.extend_from_slice(&body);
+        apart.extend_from_slice(FRAME_END);
+        assert_eq!(whole, apart, "{version:?}");
+        let frames = decode_all(&apart, version).unwrap();
+        assert_eq!(frames[0].body.len(), body.len());
+    }
+    let mut empty = BytesMut::new();
+    FrameWriter::begin(&mut empty, Command::Message, Version::V1_2).finish_head(0);
+    assert_eq!(&empty[..], b"MESSAGE\n\n", "no content-length for no body");
+}

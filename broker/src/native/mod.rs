@@ -19,7 +19,6 @@ pub mod link;
 pub mod outgoing;
 pub mod produce;
 pub mod session;
-pub mod spliced;
 pub mod writer;
 
 pub use connection::serve;

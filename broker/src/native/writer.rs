@@ -10,11 +10,11 @@
 use super::book::{DeliveryBook, Unsettled};
 use super::convert;
 use super::outgoing::{Outbox, Outgoing};
-use super::spliced::{SplicedBuffer, SPLICE_MIN};
 use super::ChannelMap;
 use crate::outbox::ItemEncoder;
 use crate::registry::ConnectionInfo;
 use crate::router::{AckMode, Consumer, Delivery, Router};
+use crate::spliced::{SplicedBuffer, SPLICE_MIN};
 use crate::store::{Commit, StoreError};
 use ferromq_protocol::native::lean::{encode_transfer, encode_transfer_head, TransferParts};
 use ferromq_protocol::native::{

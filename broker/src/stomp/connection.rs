@@ -148,8 +148,15 @@ pub async fn serve<R, W>(
             accepted.elapsed(),
             frame_started.map(|t| t.elapsed()),
         );
-        if buf.capacity() - buf.len() < 8 * 1024 {
-            buf.reserve(64 * 1024);
+        match decoder.bytes_wanted(buf.len()) {
+            // A body of known length: room for all of it at once (no
+            // regrowth copying what arrived, no allocation twice its size
+            // held by the message). Memory: at most max_frame_size per
+            // connection, as the frame itself; a peer that stops sending
+            // is cut off by the frame timeout (read_deadline).
+            Some(wanted) if wanted > 64 * 1024 => buf.reserve(wanted),
+            _ if buf.capacity() - buf.len() < 8 * 1024 => buf.reserve(64 * 1024),
+            _ => {}
         }
         let read = tokio::select! {
             r = tokio::time::timeout(deadline, reader.read_buf(&mut buf)) => r,

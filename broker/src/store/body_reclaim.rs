@@ -146,6 +146,12 @@ impl BodyFiles {
         ))
     }
 
+    /// `store.body_inline_max`: the log writer bounds the bodies queued for
+    /// body files apart from its records ([`super::body_segments::goes_to_file`]).
+    pub fn inline_max(&self) -> u64 {
+        self.writer.settings().inline_max
+    }
+
     /// The read side, for paged bodies.
     pub fn reader(&self) -> Arc<BodyReader> {
         self.reader.clone()

@@ -122,6 +122,12 @@ impl BodySettings {
     }
 }
 
+/// Whether a body of `len` bytes goes to a body file with
+/// `store.body_inline_max` = `inline_max` (empty bodies never do).
+pub fn goes_to_file(len: usize, inline_max: u64) -> bool {
+    len > 0 && len as u64 > inline_max
+}
+
 /// The file of segment `id` in `dir`.
 pub fn segment_path(dir: &Path, id: u32) -> PathBuf {
     dir.join(format!("{id:010}.body"))
@@ -183,7 +189,7 @@ impl SegmentWriter {
 
     /// Whether a body of `len` bytes goes to a body file.
     pub fn takes(&self, len: usize) -> bool {
-        len > 0 && len as u64 > self.settings.inline_max
+        goes_to_file(len, self.settings.inline_max)
     }
 
     /// Durability ordering, step 1: appends the body of every enqueue in

@@ -897,6 +897,35 @@ mod tests {
         assert!(read_all(&store, &rec).is_empty());
     }
 
+    /// A large body acked while it waits for the writer leaves the queue
+    /// with its ack: the ack needs no write (done at once), the producer's
+    /// receipt is released, and the body is never written; the other body
+    /// queued with it is.
+    #[test]
+    fn a_large_body_acked_while_queued_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = with_files(&dir);
+        let (store, _) = SledStore::open(s.clone()).unwrap();
+        let hold = store.hold();
+        let Commit::Pending(mut first) = store.append(vec![enqueue(1, 120_000)]) else {
+            panic!("a pending commit expected");
+        };
+        let kept = store.append(vec![enqueue(2, 120_000)]);
+        let acked = store.append(vec![ack(1)]);
+        assert!(matches!(acked, Commit::Done), "the ack waits for a write");
+        assert_eq!(first.try_recv(), Ok(Ok(())), "receipt not released");
+        drop(hold);
+        wait(kept).unwrap();
+        let m = store.metrics().unwrap();
+        assert_eq!((m.messages_written, m.messages_elided), (1, 1));
+        assert_eq!(body_file_bytes(&s), 120_000, "one body written, once");
+        store.close();
+        drop(store);
+        let (store, rec) = SledStore::open(s).unwrap();
+        let seqs: Vec<u64> = read_all(&store, &rec).iter().map(|(m, _)| m.seq).collect();
+        assert_eq!(seqs, vec![2]);
+    }
+
     /// A live record whose body file was cut short: the store refuses to
     /// open, naming the file, instead of delivering a wrong body later.
     #[test]

@@ -123,6 +123,19 @@ impl Decoder {
         self.limits
     }
 
+    /// How many more bytes the frame at the front needs, once its head is
+    /// complete and carried a `content-length` (`buffered`: the bytes in the
+    /// read buffer now). The caller reserves them in one step, so a large
+    /// body is read into one allocation of its size instead of one that
+    /// doubles (and copies what it holds) every time it fills. At most
+    /// `max_frame_size`: the head was checked against it.
+    pub fn bytes_wanted(&self, buffered: usize) -> Option<usize> {
+        match self.progress {
+            Progress::Sized { total } => Some(total.saturating_sub(buffered)),
+            _ => None,
+        }
+    }
+
     /// Removes one frame from the front of `buf`.
     ///
     /// Returns `Ok(None)` when `buf` holds only heart-beat EOLs or part of a

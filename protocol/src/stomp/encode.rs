@@ -90,6 +90,17 @@ impl<'a> FrameWriter<'a> {
         self.buf.put_slice(FRAME_END);
     }
 
+    /// [`FrameWriter::finish`] without the body: writes `content-length`
+    /// (when `body_len` is not 0) and the blank line. The caller then sends
+    /// the `body_len` bytes of the body and [`FRAME_END`] itself, so a large
+    /// body can go to the socket without being copied into `buf`.
+    pub fn finish_head(mut self, body_len: usize) {
+        if body_len != 0 {
+            self.header_u64("content-length", body_len as u64);
+        }
+        self.buf.put_u8(b'\n');
+    }
+
     fn put_escaped(&mut self, text: &str) {
         let special = |b: u8| matches!(b, b'\\' | b'\n' | b':' | b'\r');
         if !text.bytes().any(special) {

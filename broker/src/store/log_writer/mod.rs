@@ -26,6 +26,7 @@ mod replicated;
 mod thread;
 
 use super::body_reclaim::BodyFiles;
+use super::body_segments::goes_to_file;
 use super::compact::Online;
 use super::lane_bytes::DestinationBytes;
 use super::paging::Pager;
@@ -51,6 +52,17 @@ use tracing::{error, warn};
 /// at 437 MB, at about the same rate (BENCHMARKS.md, "Deep queues"). 1 MiB
 /// still gathers ~800 1 KiB messages per fsync.
 const MAX_QUEUE_BYTES: usize = 1 << 20;
+/// Bytes of bodies bound for body files (`store.body_inline_max`) the
+/// queue holds before their producers wait for the writer; their records
+/// count against [`MAX_QUEUE_BYTES`] as any other. Kept apart because
+/// neither reason for that bound applies to them: they never enter sled's
+/// batch, and the queue holds no copy (each is the router's `Bytes`, already
+/// counted against the store's body budget once appended). Under the 1 MiB
+/// bound one 10 MB body filled the queue, so each batch carried one body,
+/// one write and two fsyncs, and the other producers waited (holding their
+/// runtime workers) through all of it: 12-39 msg/s with 10 producers
+/// (BENCHMARKS.md, "Body files"). Six 10 MB bodies fit.
+const MAX_QUEUE_FILE_BYTES: usize = 64 << 20;
 /// A `batch` group is written early once it holds this much: as soon as
 /// the queue is full (producers wait for the writer from then on).
 const BATCH_BYTES: usize = MAX_QUEUE_BYTES;
@@ -110,6 +122,10 @@ pub struct LogWriter {
     /// Cluster mode: the node whose leadership an early answer needs (see
     /// [`LogWriter::may_answer_early`]); `None` on a single node.
     cluster: Option<Arc<OnceLock<Arc<dyn Replicator>>>>,
+    /// `store.body_inline_max` when bodies above it go to body files (a
+    /// single node's store; cluster mode keeps bodies inline): such bodies
+    /// are bounded by [`MAX_QUEUE_FILE_BYTES`] instead of [`MAX_QUEUE_BYTES`].
+    body_inline_max: Option<u64>,
 }
 
 impl LogWriter {
@@ -130,6 +146,7 @@ impl LogWriter {
                  received in the last second before a crash WILL BE LOST (benchmarks and tests only)"
             );
         }
+        let body_inline_max = Some(bodies.inline_max());
         let destination_bytes = DestinationBytes::default();
         destination_bytes.replace(state.lane_bytes_mut());
         let shared = Arc::new(Shared {
@@ -154,6 +171,7 @@ impl LogWriter {
             thread: Mutex::new(Some(thread)),
             needs_runtime: false,
             cluster: None,
+            body_inline_max,
         })
     }
 
@@ -191,6 +209,7 @@ impl LogWriter {
             thread: Mutex::new(Some(thread)),
             needs_runtime: true,
             cluster,
+            body_inline_max: None,
         })
     }
 
@@ -240,12 +259,29 @@ impl LogWriter {
     /// [`LogWriter::append`]; with `dispatching`, also counts a publish
     /// under way (in the same critical section, so the writer cannot start
     /// a batch between the two).
-    fn push(&self, entries: Vec<LogEntry>, dispatching: bool) -> Commit {
+    fn push(&self, mut entries: Vec<LogEntry>, dispatching: bool) -> Commit {
         if entries.is_empty() {
             return Commit::Done;
         }
         let settings = &self.shared.settings;
-        let bytes: usize = entries.iter().map(LogEntry::queued_bytes).sum();
+        let file_body = |e: &LogEntry| match (e, self.body_inline_max) {
+            (LogEntry::Enqueue { message, .. }, Some(inline_max))
+                if goes_to_file(message.body.len(), inline_max) =>
+            {
+                Some((message.seq, message.body.len()))
+            }
+            _ => None,
+        };
+        let file_bytes: usize = entries
+            .iter()
+            .filter_map(file_body)
+            .map(|(_, len)| len)
+            .sum();
+        let mut bytes: usize = entries
+            .iter()
+            .map(LogEntry::queued_bytes)
+            .sum::<usize>()
+            .saturating_sub(file_bytes);
         let enqueue_bytes: u64 = entries
             .iter()
             .filter(|e| matches!(e, LogEntry::Enqueue { .. }))
@@ -272,9 +308,7 @@ impl LogWriter {
         // Not while a hold is open: its holder may be the caller, and the
         // writer waits for it (a held transaction is bounded by
         // max_transaction_bytes, so the queue overshoots by that at most).
-        let full = |q: &Queue| {
-            q.bytes >= MAX_QUEUE_BYTES && q.holds == 0 && !q.closed && q.broken.is_none()
-        };
+        let full = |q: &Queue| q.must_wait(file_bytes);
         if full(&q) {
             let wait = move || {
                 while full(&q) {
@@ -287,7 +321,12 @@ impl LogWriter {
             // the peer links): with every worker waiting here no proposal
             // would ever resolve (seen: 10 producers of async sends froze a
             // leader). The wait gives up its worker to the runtime first.
-            q = if self.needs_runtime && on_multi_thread_runtime() {
+            // So does a wait for room for a file body: it lasts a write and
+            // fsync of tens of megabytes, during which the worker's other
+            // connections (consumers taking and acking the bodies queued)
+            // would stand still; with two workers, two such producers
+            // stalled every delivery.
+            q = if (self.needs_runtime || file_bytes > 0) && on_multi_thread_runtime() {
                 tokio::task::block_in_place(wait)
             } else {
                 wait()
@@ -300,6 +339,9 @@ impl LogWriter {
             return Commit::Failed(StoreError::Closed);
         }
         for e in &entries {
+            if let Some((seq, len)) = file_body(e) {
+                q.file_seqs.insert(seq, len);
+            }
             if let LogEntry::Enqueue { message, .. } = e {
                 q.enqueued.insert(message.seq);
                 // Before the message is visible (appends precede publishing):
@@ -333,6 +375,35 @@ impl LogWriter {
                     q.in_hand.remove(seq);
                 }
             }
+            // A large body consumed while it waits for the writer leaves
+            // the queue now, with its ack, rather than when the batch is
+            // taken (where `entry::build` would elide the pair): its bytes
+            // stop counting against MAX_QUEUE_FILE_BYTES and its memory
+            // goes. So while consumers keep up, producers of large bodies
+            // are not held by a write of bodies nobody will read back (the
+            // writer spends ~100 ms per 10 MB body in fdatasync here).
+            if !q.file_seqs.is_empty() {
+                let elided = q.elide_consumed(&mut entries);
+                if elided > 0 {
+                    self.shared
+                        .elided
+                        .fetch_add(elided as u64, Ordering::Relaxed);
+                    bytes = entries.iter().map(LogEntry::queued_bytes).sum();
+                    if entries.is_empty() {
+                        // Nothing left to write for these acks: their
+                        // messages never reach the disk.
+                        let wake = q.wakes_writer();
+                        drop(q);
+                        if wake {
+                            self.shared.work.notify_one();
+                        }
+                        for w in early {
+                            let _ = w.send(Ok(()));
+                        }
+                        return Commit::Done;
+                    }
+                }
+            }
         }
         let single = match entries.as_slice() {
             [LogEntry::Enqueue { message, .. }] => Some(message.seq),
@@ -340,6 +411,7 @@ impl LogWriter {
         };
         q.entries.extend(entries);
         q.bytes += bytes;
+        q.file_bytes += file_bytes;
         q.enqueue_bytes += enqueue_bytes;
         if dispatching {
             q.dispatching += 1;

@@ -6,7 +6,7 @@
 //! destination lock (`hand_off`), never the other way round, and nothing
 //! is called while it is held but the queue's own bookkeeping.
 
-use super::{WriterSettings, BATCH_BYTES};
+use super::{WriterSettings, BATCH_BYTES, MAX_QUEUE_BYTES, MAX_QUEUE_FILE_BYTES};
 use crate::store::lane_bytes::DestinationBytes;
 use crate::store::{Handoff, LogEntry, StoreError};
 use std::collections::{HashMap, HashSet};
@@ -30,8 +30,14 @@ pub(super) struct Queue {
     /// Seqs of the messages enqueued in `entries`: a delivery record of one
     /// of them is flushed with the message itself, so it needs no wait.
     pub(super) enqueued: HashSet<u64>,
-    /// Bytes of `entries` (bounded by [`super::MAX_QUEUE_BYTES`]).
+    /// Bytes of `entries` (bounded by [`super::MAX_QUEUE_BYTES`]), but for
+    /// the bodies bound for body files, which are `file_bytes`.
     pub(super) bytes: usize,
+    /// Bytes of the bodies in `entries` that go to body files (bounded by
+    /// [`super::MAX_QUEUE_FILE_BYTES`]).
+    pub(super) file_bytes: usize,
+    /// Seq and body length of those enqueues (see [`Queue::elide_consumed`]).
+    pub(super) file_seqs: HashMap<u64, usize>,
     /// Bytes of the enqueues among them (for the disk limit).
     pub(super) enqueue_bytes: u64,
     /// Enqueues in `entries` already handed to a consumer and not acked
@@ -74,11 +80,76 @@ pub(super) enum WriterWait {
 
 impl Queue {
     /// Whether what just changed is what the writer is waiting for.
+    /// Whether an append carrying `file_bytes` of bodies for body files
+    /// must wait for the writer to take the queue (backpressure, see
+    /// `LogWriter::push`). Bodies for body files wait only for their own
+    /// bound, so a 1 KiB message is not held behind a 10 MB one's write,
+    /// nor the reverse. Not while a hold is open (its holder may be the
+    /// caller), nor once the store is closed or broken (the append fails).
+    pub(super) fn must_wait(&self, file_bytes: usize) -> bool {
+        let over = self.bytes >= MAX_QUEUE_BYTES
+            || (file_bytes > 0 && self.file_bytes >= MAX_QUEUE_FILE_BYTES);
+        over && self.holds == 0 && !self.closed && self.broken.is_none()
+    }
+
+    /// Takes out of the queue every enqueue with a body for body files that
+    /// `acks` (all of them [`LogEntry::Ack`]) consumes, with its delivery
+    /// marks, and those acks out of `acks`: the pair `entry::build` would
+    /// elide once the batch is taken, elided now so that its body's bytes
+    /// and memory go at once. Returns how many messages it elided.
+    pub(super) fn elide_consumed(&mut self, acks: &mut Vec<LogEntry>) -> usize {
+        let mut gone = HashSet::new();
+        for e in acks.iter() {
+            if let LogEntry::Ack { seq, .. } = e {
+                if let Some(len) = self.file_seqs.remove(seq) {
+                    self.file_bytes = self.file_bytes.saturating_sub(len);
+                    gone.insert(*seq);
+                }
+            }
+        }
+        if gone.is_empty() {
+            return 0;
+        }
+        let (mut bytes, mut enqueue_bytes) = (0, 0);
+        self.entries.retain(|e| {
+            let seq = match e {
+                LogEntry::Enqueue { message, .. } => message.seq,
+                LogEntry::Delivered { seq, .. } => *seq,
+                _ => return true,
+            };
+            if !gone.contains(&seq) {
+                return true;
+            }
+            if let LogEntry::Enqueue { message, .. } = e {
+                // Its record's share of `bytes`; the body was `file_bytes`.
+                bytes += e.queued_bytes() - message.body.len();
+                enqueue_bytes += e.queued_bytes() as u64;
+            } else {
+                bytes += e.queued_bytes();
+            }
+            false
+        });
+        self.bytes = self.bytes.saturating_sub(bytes);
+        self.enqueue_bytes = self.enqueue_bytes.saturating_sub(enqueue_bytes);
+        for seq in &gone {
+            self.enqueued.remove(seq);
+            self.in_hand.remove(seq);
+        }
+        acks.retain(|e| !matches!(e, LogEntry::Ack { seq, .. } if gone.contains(seq)));
+        gone.len()
+    }
+
+    /// `batch`: whether the group is big enough to write before its
+    /// deadline (either bound of the queue reached).
+    pub(super) fn batch_full(&self) -> bool {
+        self.bytes >= BATCH_BYTES || self.file_bytes >= MAX_QUEUE_FILE_BYTES
+    }
+
     pub(super) fn wakes_writer(&self) -> bool {
         match self.writer {
             WriterWait::Busy => false,
             WriterWait::Idle => true,
-            WriterWait::Batching => self.bytes >= BATCH_BYTES,
+            WriterWait::Batching => self.batch_full(),
             WriterWait::Gathering => {
                 self.dispatching == 0 && self.in_hand.is_empty() && self.receipts >= self.expect
             }
@@ -153,6 +224,8 @@ impl Shared {
         q.in_hand.clear();
         q.receipts = 0;
         q.bytes = 0;
+        q.file_bytes = 0;
+        q.file_seqs.clear();
         // Taken enqueues count as stored from now on (until the writer
         // publishes the exact figure after applying them).
         self.live_bytes
@@ -160,5 +233,36 @@ impl Shared {
         q.enqueue_bytes = 0;
         self.space.notify_all();
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_bodies_and_records_wait_for_their_own_bound() {
+        let mut q = Queue {
+            // Ten 10 MB bodies' worth would not fit; three do.
+            file_bytes: 3 * 10_000_000,
+            bytes: 4096,
+            ..Queue::default()
+        };
+        assert!(!q.must_wait(0), "a record waits only for records");
+        assert!(!q.must_wait(10_000_000), "a body fits under its bound");
+        q.file_bytes = MAX_QUEUE_FILE_BYTES;
+        assert!(q.must_wait(10_000_000), "bodies over their bound wait");
+        assert!(!q.must_wait(0), "records do not wait for bodies");
+        q.file_bytes = 0;
+        q.bytes = MAX_QUEUE_BYTES;
+        assert!(
+            q.must_wait(0) && q.must_wait(1),
+            "records over theirs hold everyone"
+        );
+        q.holds = 1;
+        assert!(!q.must_wait(1), "never while a hold is open");
+        q.holds = 0;
+        q.closed = true;
+        assert!(!q.must_wait(0), "a closed store fails the append instead");
     }
 }

@@ -6,7 +6,7 @@
 //! way ([`gather`]).
 
 use super::queue::{Queue, Shared, WriterWait};
-use super::{BATCH_BYTES, NEVER_FLUSH_EVERY};
+use super::NEVER_FLUSH_EVERY;
 use crate::store::body_reclaim::BodyFiles;
 use crate::store::checkpoint::{self, Checkpoint, Decision};
 use crate::store::compact::Online;
@@ -92,7 +92,7 @@ pub(super) fn run(
                 // enqueue/ack pairs meet inside one batch and are elided.
                 q.writer = WriterWait::Batching;
                 let deadline = last_flush + settings.batch_delay;
-                while !q.closed && q.bytes < BATCH_BYTES {
+                while !q.closed && !q.batch_full() {
                     let (woken, late) = wait_until(shared, q, deadline);
                     q = woken;
                     if late {
