@@ -33,9 +33,11 @@ use std::time::{Duration, Instant};
 const BATCH_BYTES: usize = 32 * 1024;
 /// Messages buffered before a write when sending unpaced.
 const BATCH_MESSAGES: usize = 128;
-/// How long a stamped producer's writes and its last receipted SEND may
-/// take once the run stops.
-const TAIL_WAIT: Duration = Duration::from_secs(5);
+/// How long a stamped producer's last writes, and then its last receipted
+/// SEND, may each take once the run stops: twice this stays under the
+/// runner's 10 s for clients to finish, since a producer abandoned there
+/// would leave no manifest line (and its messages would count as a stranger's).
+const TAIL_WAIT: Duration = Duration::from_secs(4);
 
 /// What one producer does.
 #[derive(Debug, Clone)]
