@@ -6,33 +6,37 @@
 # messages or the three data directories together reach MAX_DATA_MB; every
 # node's VmRSS is sampled every second throughout, with the load average.
 # Then kill -9 of the leader, the time until another node serves and
-# delivers a queued message, and 10 consumers drain the backlog from the
-# new leader.
+# delivers a queued message, and 10 consumers drain the backlog through the
+# failover list (drain-backlog.sh: repeated runs until empty, with the
+# per-producer order check against the fill's manifest).
 #
 #   COUNT=500000 bench-client/scripts/cluster-deep-queue.sh OUT_DIR
 #
 # Knobs: COUNT (default 500000), MAX_DATA_MB (default 2800, all three nodes'
 # data directories together: the disk budget), BIN (directory of the release
 # binaries, default target/release), BASE_PORT (scripts/cluster-local.sh's
-# port layout, default 63100), DRAIN_SAMPLES (default 20 one-second samples,
-# then the bench drains the rest until 5 s idle), MAX_ROUNDS (fill rounds of
+# port layout, default 63100), DRAIN_SAMPLES (default 20 one-second samples
+# per drain run, then the bench drains the rest until 5 s idle),
+# DRAIN_ROUNDS (drain runs at most, default 50), MAX_ROUNDS (fill rounds of
 # 10 s at most, default 30).
 # Writes into OUT_DIR: rss.tsv (unix time, phase, node id, role, VmRSS KiB,
-# 1-minute load average), fill-N.json and drain.json (ferromq-bench),
+# 1-minute load average), fill-N.json and drain-N.json (ferromq-bench),
+# manifest.jsonl, order-state.json and order.txt (the order check),
 # depth.tsv (unix time, messages queued, data MB of all nodes),
 # metrics-leader-after-fill.txt and metrics-new-leader.txt (store and queue
 # gauges), failover.txt, node*.log, summary.txt.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench-client/scripts/drain-backlog.sh
 OUT=${1:?usage: cluster-deep-queue.sh OUT_DIR}
 COUNT=${COUNT:-500000}
 MAX_DATA_MB=${MAX_DATA_MB:-2800}
 BIN=${BIN:-target/release}
-DRAIN_SAMPLES=${DRAIN_SAMPLES:-20}
 MAX_ROUNDS=${MAX_ROUNDS:-30}
 export BASE_PORT=${BASE_PORT:-63100}
 export FERROMQ_BIN="$BIN/ferromq"
 mkdir -p "$OUT"
+rm -f "$OUT/manifest.jsonl" "$OUT/order-state.json"
 DIR="$(mktemp -d /tmp/ferromq-cluster-deep.XXXXXX)"
 PHASE_FILE="$DIR/phase"
 echo idle > "$PHASE_FILE"
@@ -79,6 +83,9 @@ items = v if isinstance(v, list) else v.get("destinations", v.get("items", []))
 print(sum(d.get("messages", 0) for d in items if str(d.get("name", "")).startswith("/queue/")))'
 }
 
+# Messages queued on whichever node leads now.
+queued_on_leader() { queued "$(wait_leader)"; }
+
 data_mb() { du -sm "$DIR/cluster" | cut -f1; }
 
 gauges() {
@@ -111,7 +118,7 @@ while true; do
   # restarts itself), and the bench follows the refusals' leader header.
   "$BIN/ferromq-bench" run --url "$ALL" --mode queue --persistent \
     --async-send --producers 10 --consumers 0 --destinations 10 --size 1024 --samples 10 \
-    --warmup 0 --no-drain --out "$OUT/fill-$round.json" > /dev/null
+    --warmup 0 --no-drain --manifest "$OUT/manifest.jsonl" --out "$OUT/fill-$round.json" > /dev/null
   LEADER=$(wait_leader)
   n=$(queued "$LEADER")
   mb=$(data_mb)
@@ -157,19 +164,17 @@ cat "$OUT/failover.txt"
 
 echo drain > "$PHASE_FILE"
 drain_started=$(date +%s.%N)
-"$BIN/ferromq-bench" run --url "stomp://127.0.0.1:$(port "$LEADER" 0)" --mode queue \
-  --producers 0 --consumers 10 --destinations 10 --size 1024 --samples "$DRAIN_SAMPLES" --warmup 0 \
-  --drain-timeout 5000 --out "$OUT/drain.json" > /dev/null || true
+# The failover list: the leader may change during the drain.
+drain_backlog "$ALL" "$filled" queued_on_leader
 drain_ended=$(date +%s.%N)
-# The leader may have changed during the drain.
-LEADER=$(wait_leader)
-left=$(queued "$LEADER") || left=unknown
+left=$DRAIN_LEFT
 {
   echo "count knob: $COUNT, disk budget: $MAX_DATA_MB MB (three data directories)"
   echo "filled: $filled messages in $(python3 -c "print(round($fill_ended - $fill_started, 1))") s"
   echo "data directories after the fill: $(tail -1 "$OUT/depth.tsv" | cut -f3) MB"
   cat "$OUT/failover.txt"
   echo "left after the drain: $left of $filled messages; drain took $(python3 -c "print(round($drain_ended - $drain_started, 1))") s"
+  cat "$OUT/order.txt"
   echo "peak RSS KiB by phase and node (role at the sample):"
   awk -F'\t' '{ k = $2 " node" $3 " " $4; if ($5 > peak[k]) peak[k] = $5 } END { for (k in peak) print "  " k ": " peak[k] }' "$OUT/rss.tsv" | sort
   echo "load average (1 min) min/max: $(cut -f6 "$OUT/rss.tsv" | sort -n | sed -n '1p;$p' | paste -sd/)"

@@ -4,7 +4,9 @@
 # messages (or the data directory reaches MAX_DATA_MB); the broker's VmRSS is
 # sampled every second throughout. Then kill -9, restart, and the time from
 # the restart to the first delivery of a queued message; then 10 consumers
-# drain everything.
+# drain everything (drain-backlog.sh), checking per producer that nothing
+# receipted is lost, nothing duplicated and nothing out of order against the
+# fill's manifest (the fill's producers stamp their messages).
 #
 #   COUNT=1000000 bench-client/scripts/deep-queue.sh OUT_DIR
 #
@@ -16,9 +18,11 @@
 # Writes into OUT_DIR: rss.tsv (unix time, phase, VmRSS KiB, 1-minute load
 # average), fill-N.json and drain-N.json (ferromq-bench; the drain is
 # repeated until the queues are empty or a round drains nothing), depth.tsv
-# (time, messages queued, data directory MB), restart.txt, broker-*.log,
-# summary.txt.
+# (time, messages queued, data directory MB), manifest.jsonl (what each fill
+# producer sent and had receipted), order-state.json and order.txt (the
+# order check), restart.txt, broker-*.log, summary.txt.
 set -euo pipefail
+. "$(dirname "$0")/drain-backlog.sh"
 OUT=${1:?usage: deep-queue.sh OUT_DIR}
 COUNT=${COUNT:-1000000}
 MAX_DATA_MB=${MAX_DATA_MB:-2800}
@@ -28,12 +32,16 @@ STOMP=127.0.0.1:61953
 ADMIN=127.0.0.1:18193
 mkdir -p "$OUT"
 rm -rf "$DATA"
+rm -f "$OUT/manifest.jsonl" "$OUT/order-state.json"
 PHASE_FILE=$(mktemp)
 PID_FILE=$(mktemp)
 echo fill > "$PHASE_FILE"
 
 start_broker() {
+  # Only the listeners it uses: the others default to fixed ports that
+  # another broker on this machine may hold.
   "$BIN/ferromq" ${CONFIG:+-c "$CONFIG"} --stomp "$STOMP" --admin "$ADMIN" --data-dir "$DATA" \
+    --native "" --websocket "" \
     > "$OUT/broker-$1.log" 2>&1 &
   BROKER=$!
   echo "$BROKER" > "$PID_FILE"
@@ -80,7 +88,7 @@ while true; do
   round=$((round + 1))
   "$BIN/ferromq-bench" run --url "stomp://$STOMP" --mode queue --persistent --async-send \
     --producers 10 --consumers 0 --destinations 10 --size 1024 --samples 10 --warmup 0 \
-    --no-drain --out "$OUT/fill-$round.json" > /dev/null
+    --no-drain --manifest "$OUT/manifest.jsonl" --out "$OUT/fill-$round.json" > /dev/null
   n=$(queued)
   mb=$(data_mb)
   printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$n" "$mb" >> "$OUT/depth.tsv"
@@ -137,34 +145,43 @@ wait "$PROBE"
 # What the store recovered (its log line).
 recovered=$(grep -m1 'store opened' "$OUT/broker-2.log" | grep -o ' messages=[0-9]*' | cut -d= -f2)
 echo "recovered after the restart: $recovered messages (async sends still in the writer's queue at the kill may be lost)" >> "$OUT/restart.txt"
+# Full recovery: the store open (its log line's elapsed_ms) and the broker
+# ready (its 'ferromq started' line), from the restart.
+python3 - "$OUT/broker-2.log" "$restart_began" >> "$OUT/restart.txt" << 'EOF'
+import datetime, re, sys
+began = float(sys.argv[2])
+opened = started = None
+for line in open(sys.argv[1], errors="replace"):
+    if opened is None and "store opened" in line:
+        m = re.search(r"elapsed_ms=(\d+)", line)
+        opened = int(m.group(1)) if m else None
+    if "ferromq started" in line:
+        t = datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
+        started = t.timestamp() - began
+        break
+if started is None:
+    print(f"full recovery: store opened in {opened} ms; no 'ferromq started' line")
+else:
+    print(f"full recovery: store opened in {opened} ms (its log line), broker started "
+          f"{started:.3f} s after the restart began")
+EOF
 sleep 5
 echo "RSS 5 s after the restart: $(awk '/^VmRSS:/ {print $2}' "/proc/$BROKER/status") KiB" >> "$OUT/restart.txt"
 cat "$OUT/restart.txt"
 
-# Drain everything: one bench run drains until its consumers sit idle for
-# --drain-timeout, which a slow read-back (or a checkpoint's pause) can end
-# early, so it is repeated until the queues are empty or a run drains
-# nothing (at most 50 runs).
+# Drain everything, with the order check (drain-backlog.sh).
 echo drain > "$PHASE_FILE"
 drain_started=$(date +%s.%N)
-for drain_round in $(seq 50); do
-  "$BIN/ferromq-bench" run --url "stomp://$STOMP" --mode queue \
-    --producers 0 --consumers 10 --destinations 10 --size 1024 --samples 20 --warmup 0 \
-    --drain-timeout 5000 --out "$OUT/drain-$drain_round.json" > /dev/null || true
-  before=${left:-$filled}
-  left=$(queued)
-  printf '%s\t%s\t%s\n' "$(date +%s.%N)" "$left" "$(data_mb)" >> "$OUT/depth.tsv"
-  echo "drain round $drain_round: $left messages left"
-  if [ "$left" -eq 0 ] || [ "$left" -ge "$before" ]; then break; fi
-done
+drain_backlog "stomp://$STOMP" "${recovered:-$filled}" queued
 drain_ended=$(date +%s.%N)
-left=$(queued)
+left=$DRAIN_LEFT
 {
   echo "count knob: $COUNT, disk budget: $MAX_DATA_MB MB"
   echo "filled: $filled messages in $(python3 -c "print(round($fill_ended - $fill_started, 1))") s"
   echo "data directory after the fill: $fill_mb MB"
   cat "$OUT/restart.txt"
-  echo "drained: $((recovered - left)) messages in $(python3 -c "print(round($drain_ended - $drain_started, 1))") s (left: $left)"
+  echo "drained: $((${recovered:-$filled} - left)) messages in $(python3 -c "print(round($drain_ended - $drain_started, 1))") s (left: $left)"
+  cat "$OUT/order.txt"
   echo "peak RSS KiB by phase:"
   awk -F'\t' '{ if ($3 > peak[$2]) peak[$2] = $3 } END { for (p in peak) print "  " p ": " peak[p] }' "$OUT/rss.tsv"
 } | tee "$OUT/summary.txt"

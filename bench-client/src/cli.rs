@@ -179,6 +179,21 @@ pub struct RunArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Stamp every message with its producer's id and a sequence number,
+    /// and append what each producer sent and had receipted to this
+    /// manifest (JSON lines; several fill runs share one file).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+    /// Check, per producer, the order and completeness of what this run
+    /// receives against a manifest: lost, duplicated, out of order, in the
+    /// results file's `order`. Needs one consumer per destination.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+    /// Carry the order check's state across runs: read from this file if
+    /// it exists, written after every scenario (a drain in several runs).
+    /// Turns the check on without `--expect` (totals only).
+    #[arg(long, value_name = "FILE")]
+    pub order_state: Option<PathBuf>,
 }
 
 /// `report`.

@@ -7,14 +7,20 @@ use crate::driver::stomp::{StompDriver, StompOptions};
 use crate::driver::transport::{tls_config, TlsOptions};
 use crate::driver::{Driver, DriverError};
 use crate::matrix::{self, MatrixLimits};
+use crate::order::checker::{OrderState, StateError};
+use crate::order::manifest::{self, ManifestEntry, ManifestError};
+use crate::order::SharedOrder;
 use crate::progress::{latency, rate, Progress};
-use crate::report::json::{BenchmarkSettings, LatencyHdr, Report, ReportFileError, ScenarioReport};
+use crate::report::json::{
+    BenchmarkSettings, LatencyHdr, Report, ReportFileError, ScenarioReport, StampedReport,
+};
 use crate::report::{html, table};
 use crate::runner::{self, RunSettings, ScenarioOutcome};
 use crate::scenario::{AckMode, Mode, Scenario};
 use crate::stats::{median, percentile_curve, LatencySummary};
 use crate::url::{BrokerUrl, Protocol, UrlError};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -36,6 +42,12 @@ pub enum CommandError {
     /// The broker could not be reached at all.
     #[error("{0}")]
     Scenario(#[from] crate::runner::ScenarioError),
+    /// The order check's manifest could not be read or written.
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    /// The order check's state could not be read or written.
+    #[error("{0}")]
+    OrderState(#[from] StateError),
     /// Writing the HTML report failed.
     #[error("{path}: {source}")]
     Write {
@@ -198,6 +210,25 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
         display_errors: args.display_errors,
         ..RunSettings::default()
     };
+    if args.manifest.is_some() {
+        if let Some(s) = scenarios
+            .iter()
+            .find(|s| s.producers > crate::order::MAX_PRODUCERS)
+        {
+            return Err(CommandError::Usage(format!(
+                "--manifest: {} has {} producers; stamped runs take at most {}",
+                s.name(),
+                s.producers,
+                crate::order::MAX_PRODUCERS
+            )));
+        }
+    }
+    let order = OrderCheck::open(args)?;
+    let settings = RunSettings {
+        stamp_run: args.manifest.as_ref().map(|_| crate::order::run_id()),
+        order: order.as_ref().map(|o| o.state.clone()),
+        ..settings
+    };
     let connect_timeout = Duration::from_secs(10);
     match url.protocol() {
         Protocol::Stomp => {
@@ -209,7 +240,7 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
                 connect_timeout,
                 tls,
             }));
-            run_with(driver, args, &url, &scenarios, &settings).await
+            run_with(driver, args, &url, &scenarios, &settings, order.as_ref()).await
         }
         Protocol::Native => {
             let driver = Arc::new(NativeDriver::new(NativeOptions {
@@ -219,8 +250,44 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
                 connect_timeout,
                 tls,
             }));
-            run_with(driver, args, &url, &scenarios, &settings).await
+            run_with(driver, args, &url, &scenarios, &settings, order.as_ref()).await
         }
+    }
+}
+
+/// The order check of a run that receives (`--expect`, `--order-state`).
+struct OrderCheck {
+    state: SharedOrder,
+    expected: Option<HashMap<u64, ManifestEntry>>,
+}
+
+impl OrderCheck {
+    /// `None` unless asked for; reads the manifest and any saved state.
+    fn open(args: &RunArgs) -> Result<Option<OrderCheck>, CommandError> {
+        if args.expect.is_none() && args.order_state.is_none() {
+            return Ok(None);
+        }
+        let expected = args.expect.as_deref().map(manifest::load).transpose()?;
+        let state = match &args.order_state {
+            Some(path) => OrderState::load(path)?,
+            None => OrderState::default(),
+        };
+        Ok(Some(OrderCheck {
+            state: Arc::new(Mutex::new(state)),
+            expected,
+        }))
+    }
+
+    /// Saves the state (if asked) and gives the verdict so far.
+    fn finish_scenario(
+        &self,
+        args: &RunArgs,
+    ) -> Result<crate::order::checker::OrderReport, CommandError> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(path) = &args.order_state {
+            state.save(path)?;
+        }
+        Ok(state.verdict(self.expected.as_ref()))
     }
 }
 
@@ -234,6 +301,7 @@ async fn run_with<D: Driver>(
     url: &BrokerUrl,
     scenarios: &[Scenario],
     settings: &RunSettings,
+    order: Option<&OrderCheck>,
 ) -> Result<(), CommandError> {
     let quick = args.selection.quick;
     let mut report = if args.out.exists() {
@@ -318,7 +386,23 @@ async fn run_with<D: Driver>(
             }
             Err(e) => return Err(e.into()),
         };
-        let entry = scenario_report(scenario, outcome);
+        let stamped = (!outcome.manifest.is_empty()).then(|| StampedReport {
+            producers: outcome.manifest.len() as u64,
+            sent: outcome.manifest.iter().map(|e| e.sent).sum(),
+            receipted: outcome.manifest.iter().map(|e| e.receipted).sum(),
+        });
+        if let Some(path) = &args.manifest {
+            // Written before the results file: a fill whose manifest is
+            // missing lines would make the drain report losses that are not.
+            manifest::append(path, &outcome.manifest)?;
+        }
+        let mut entry = scenario_report(scenario, outcome);
+        entry.stamped = stamped;
+        if let Some(order) = order {
+            let verdict = order.finish_scenario(args)?;
+            eprintln!("{}", verdict.summary());
+            entry.order = Some(verdict);
+        }
         progress.end(&summary_line(&entry));
         report.scenarios.push(entry);
         report.save(&args.out)?;
@@ -383,5 +467,7 @@ pub fn scenario_report(scenario: &Scenario, outcome: ScenarioOutcome) -> Scenari
         errors_outside_samples: Some(outcome.errors_outside_samples),
         last_error: outcome.last_error,
         failover: outcome.failover,
+        order: None,
+        stamped: None,
     }
 }

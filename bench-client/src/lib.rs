@@ -10,6 +10,7 @@
 //! - [`stats`], [`clock`]: counters, histograms, the shared clock.
 //! - [`report`], [`progress`]: results file, HTML, terminal output.
 //! - [`url`]: broker URLs and failover lists.
+//! - [`order`]: the per-producer order and completeness check of a drain.
 
 pub mod cli;
 pub mod client;
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod commands;
 pub mod driver;
 pub mod matrix;
+pub mod order;
 pub mod progress;
 pub mod report;
 pub mod runner;

@@ -9,6 +9,8 @@ use crate::client::producer::{self, ProducerPlan};
 use crate::client::ScenarioShared;
 use crate::clock;
 use crate::driver::{ConsumerLink, ConsumerSpec, Driver, ProducerSpec};
+use crate::order::manifest::ManifestEntry;
+use crate::order::{self, SharedOrder};
 use crate::report::json::{FailoverReport, GapReport};
 use crate::scenario::{AckMode, Mode, Scenario};
 use crate::stats::{IntervalCounts, SampleSeries};
@@ -42,6 +44,11 @@ pub struct RunSettings {
     pub reconnect_delay: Duration,
     /// Print errors as they happen.
     pub display_errors: bool,
+    /// Stamp producers' messages for the order check with this run id
+    /// ([`order::producer_id`]).
+    pub stamp_run: Option<u64>,
+    /// Check the order of everything consumers and the drain receive.
+    pub order: Option<SharedOrder>,
 }
 
 impl Default for RunSettings {
@@ -58,6 +65,8 @@ impl Default for RunSettings {
             prefetch: 1000,
             reconnect_delay: Duration::from_secs(1),
             display_errors: false,
+            stamp_run: None,
+            order: None,
         }
     }
 }
@@ -104,6 +113,8 @@ pub struct ScenarioOutcome {
     /// Receipt gaps and reconnects (`None` with neither receipts nor
     /// redirects).
     pub failover: Option<FailoverReport>,
+    /// What the stamped producers sent (empty unless stamping).
+    pub manifest: Vec<ManifestEntry>,
 }
 
 impl ScenarioOutcome {
@@ -116,6 +127,7 @@ impl ScenarioOutcome {
             errors_outside_samples: 1,
             last_error: Some(reason),
             failover: None,
+            manifest: Vec::new(),
         }
     }
 }
@@ -128,10 +140,10 @@ pub async fn run_scenario<D: Driver>(
     settings: &RunSettings,
     tick: &mut (dyn FnMut(SampleTick) + Send),
 ) -> Result<ScenarioOutcome, ScenarioError> {
-    let shared = Arc::new(ScenarioShared::new(
-        settings.reconnect_delay,
-        settings.display_errors,
-    ));
+    let shared = Arc::new(
+        ScenarioShared::new(settings.reconnect_delay, settings.display_errors)
+            .with_order(settings.order.clone()),
+    );
     let body: Arc<[u8]> = payload(scenario.message_size).into();
     let mut tasks = JoinSet::new();
     for plan in consumer_plans(scenario, settings) {
@@ -237,6 +249,7 @@ pub async fn run_scenario<D: Driver>(
         errors_outside_samples: outside,
         last_error: shared.last_error(),
         failover: failover_report(&shared, gaps),
+        manifest: shared.take_manifest(),
     })
 }
 
@@ -399,6 +412,7 @@ fn producer_plans(
             rate: share,
             stop_at_midpoint: scenario.staging,
             own_thread: false,
+            stamp_id: settings.stamp_run.map(|run| order::producer_id(run, i)),
         })
         .collect()
 }
@@ -449,12 +463,17 @@ async fn drain<D: Driver>(driver: &D, scenario: &Scenario, settings: &RunSetting
                 Err(_) => return 0u64,
             }
         };
-        let mut stamps = Vec::with_capacity(4096);
+        let mut received = Vec::with_capacity(4096);
         let mut total = 0u64;
         loop {
-            stamps.clear();
-            match tokio::time::timeout(settings.drain_timeout, link.receive(&mut stamps)).await {
-                Ok(Ok(n)) => total += n as u64,
+            received.clear();
+            match tokio::time::timeout(settings.drain_timeout, link.receive(&mut received)).await {
+                Ok(Ok(n)) => {
+                    total += n as u64;
+                    if let Some(o) = &settings.order {
+                        order::observe_all(o, &spec.destination, &received);
+                    }
+                }
                 Ok(Err(_)) | Err(_) => break,
             }
         }

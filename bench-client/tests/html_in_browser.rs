@@ -71,6 +71,8 @@ fn synthetic_run(name: &str, seed: u64, speed: u64) -> Report {
             errors_outside_samples: None,
             last_error: None,
             failover: None,
+            order: None,
+            stamped: None,
         });
     }
     r
@@ -203,6 +205,8 @@ fn adhoc_run(name: &str, scale: u64) -> Report {
             errors_outside_samples: None,
             last_error: None,
             failover: None,
+            order: None,
+            stamped: None,
         });
     }
     r

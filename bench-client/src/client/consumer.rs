@@ -6,7 +6,7 @@
 use super::failover::Reconnect;
 use super::ScenarioShared;
 use crate::clock;
-use crate::driver::{ConsumerLink, ConsumerSpec, Driver, DriverError};
+use crate::driver::{ConsumerLink, ConsumerSpec, Delivery, Driver, DriverError};
 use crate::scenario::AckMode;
 use crate::stats::LatencyBatch;
 use std::sync::atomic::Ordering;
@@ -86,13 +86,13 @@ async fn consume<L: ConsumerLink>(
     let tx_size = plan.tx_size;
     let mut in_tx = 0u32;
     let mut current_tx = 0u64;
-    let mut stamps: Vec<u64> = Vec::with_capacity(4096);
+    let mut received: Vec<Delivery> = Vec::with_capacity(4096);
     let mut latencies = LatencyBatch::default();
     loop {
-        stamps.clear();
+        received.clear();
         let n = if in_tx > 0 {
             tokio::select! {
-                r = link.receive(&mut stamps) => r?,
+                r = link.receive(&mut received) => r?,
                 _ = tokio::time::sleep(IDLE_COMMIT) => {
                     link.push_commit(current_tx);
                     link.flush().await?;
@@ -103,12 +103,15 @@ async fn consume<L: ConsumerLink>(
             }
         } else {
             tokio::select! {
-                r = link.receive(&mut stamps) => r?,
+                r = link.receive(&mut received) => r?,
                 _ = shared.stopped() => return Ok(()),
             }
         };
+        // Checked as received, before the acks: a message whose ack is
+        // lost with the link comes again, flagged redelivered.
+        shared.check_order(&plan.spec.destination, &received);
         let mut now = clock::now_ns();
-        for (i, &stamp) in stamps.iter().enumerate() {
+        for (i, &Delivery { stamp, .. }) in received.iter().enumerate() {
             if stamp != 0 {
                 let latency = now.saturating_sub(stamp);
                 shared.counters.observe_max_latency(latency);

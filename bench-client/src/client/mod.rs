@@ -8,7 +8,9 @@ pub mod consumer;
 pub mod failover;
 pub mod producer;
 
-use crate::driver::{Driver, DriverError};
+use crate::driver::{Delivery, Driver, DriverError};
+use crate::order::manifest::ManifestEntry;
+use crate::order::SharedOrder;
 use crate::stats::{Counters, SharedHistogram};
 use failover::{ReceiptGaps, Reconnect};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -55,6 +57,10 @@ pub struct ScenarioShared {
     pub reconnect_delay: Duration,
     /// Print every error as it happens.
     pub display_errors: bool,
+    /// The order check every received message goes through, if on.
+    pub order: Option<SharedOrder>,
+    /// What each stamped producer sent, for the manifest.
+    manifest: Mutex<Vec<ManifestEntry>>,
 }
 
 impl ScenarioShared {
@@ -77,6 +83,34 @@ impl ScenarioShared {
             last_redirect: Mutex::new(None),
             reconnect_delay,
             display_errors,
+            order: None,
+            manifest: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Checks every received message's order with `order`.
+    pub fn with_order(mut self, order: Option<SharedOrder>) -> ScenarioShared {
+        self.order = order;
+        self
+    }
+
+    /// A stamped producer's manifest line, once it has finished.
+    pub fn manifest_entry(&self, entry: ManifestEntry) {
+        self.manifest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(entry);
+    }
+
+    /// Every manifest line so far, by producer index order of finishing.
+    pub fn take_manifest(&self) -> Vec<ManifestEntry> {
+        std::mem::take(&mut *self.manifest.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Passes `received` (from `destination`) to the order check, if on.
+    pub fn check_order(&self, destination: &str, received: &[Delivery]) {
+        if let Some(order) = &self.order {
+            crate::order::observe_all(order, destination, received);
         }
     }
 

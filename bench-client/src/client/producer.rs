@@ -9,6 +9,12 @@
 //! `unconfirmed` and not resent (the broker rolled it back or committed it;
 //! the client cannot tell which).
 //!
+//! With the order check on ([`crate::order`]), each message also carries the
+//! producer's id and its sequence number (a resent SEND keeps its number),
+//! and the producer reports what it sent and what was receipted for the
+//! manifest. An async producer ends with one receipted SEND, so the
+//! manifest can say how far the broker confirmed it.
+//!
 //! Fixed-rate producers stamp each message with its *intended* send time
 //! (start + k / rate), so a broker that stalls the producer is charged for the
 //! whole delay: no coordinated omission.
@@ -17,6 +23,8 @@ use super::failover::Reconnect;
 use super::ScenarioShared;
 use crate::clock;
 use crate::driver::{Driver, DriverError, ProducerLink, ProducerSpec};
+use crate::order::manifest::ManifestEntry;
+use crate::order::Origin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +33,11 @@ use std::time::{Duration, Instant};
 const BATCH_BYTES: usize = 32 * 1024;
 /// Messages buffered before a write when sending unpaced.
 const BATCH_MESSAGES: usize = 128;
+/// How long a stamped producer's last writes, and then its last receipted
+/// SEND, may each take once the run stops: twice this stays under the
+/// runner's 10 s for clients to finish, since a producer abandoned there
+/// would leave no manifest line (and its messages would count as a stranger's).
+const TAIL_WAIT: Duration = Duration::from_secs(4);
 
 /// What one producer does.
 #[derive(Debug, Clone)]
@@ -44,6 +57,9 @@ pub struct ProducerPlan {
     /// Runs alone on a dedicated thread ([`spawn_on_own_thread`]), so pacing
     /// may block the thread.
     pub own_thread: bool,
+    /// The producer id to stamp on every message with a sequence number
+    /// (the order check), if any.
+    pub stamp_id: Option<u64>,
 }
 
 /// Runs a producer on a dedicated OS thread with its own single-threaded
@@ -90,6 +106,8 @@ pub async fn run<D: Driver>(driver: Arc<D>, plan: ProducerPlan, shared: Arc<Scen
         start: Instant::now(),
         in_flight: None,
         committing: 0,
+        seq: 0,
+        receipted: 0,
     };
     while !shared.is_stopping() {
         let link = tokio::select! {
@@ -126,6 +144,15 @@ pub async fn run<D: Driver>(driver: Arc<D>, plan: ProducerPlan, shared: Arc<Scen
             }
         }
     }
+    if let Some(id) = plan.stamp_id {
+        shared.manifest_entry(ManifestEntry {
+            producer: id,
+            destination: plan.spec.destination.clone(),
+            first: 1,
+            sent: state.seq,
+            receipted: state.receipted,
+        });
+    }
 }
 
 /// Survives reconnects, so a fixed-rate schedule keeps its origin.
@@ -135,10 +162,26 @@ struct ProducerState {
     /// Messages sent on the fixed-rate schedule so far.
     sent: u64,
     start: Instant,
-    /// The stamp of the SEND awaiting its RECEIPT (sync sends).
-    in_flight: Option<u64>,
+    /// The stamps of the SEND awaiting its RECEIPT (sync sends).
+    in_flight: Option<(u64, Option<Origin>)>,
     /// Messages of the COMMIT awaiting its RECEIPT.
     committing: u64,
+    /// The last sequence number given to a message (order check).
+    seq: u64,
+    /// The last sequence number a RECEIPT covers.
+    receipted: u64,
+}
+
+impl ProducerState {
+    /// The next message's origin stamp, if stamping.
+    fn next_origin(&mut self, plan: &ProducerPlan) -> Option<Origin> {
+        let producer = plan.stamp_id?;
+        self.seq += 1;
+        Some(Origin {
+            producer,
+            seq: self.seq,
+        })
+    }
 }
 
 /// Sends until stopped; `Err` means the link is broken.
@@ -154,14 +197,17 @@ async fn produce<L: ProducerLink>(
     let mut in_tx = 0u64;
     let mut current_tx = 0u64;
     let mut unflushed = 0u64;
-    if let (true, Some(stamp)) = (plan.sync_send, state.in_flight) {
+    if let (true, Some((stamp, origin))) = (plan.sync_send, state.in_flight) {
         shared.resent.fetch_add(1, Ordering::Relaxed);
-        if !send_confirmed(link, shared, state, stamp).await? {
+        if !send_confirmed(link, shared, state, stamp, origin).await? {
             return Ok(());
         }
     }
     loop {
         if shared.is_stopping() || (plan.stop_at_midpoint && shared.past_midpoint()) {
+            if plan.stamp_id.is_some() && !plan.sync_send && tx_size == 0 {
+                confirm_tail(link, plan, state).await?;
+            }
             return Ok(());
         }
         let count = match plan.rate {
@@ -204,7 +250,8 @@ async fn produce<L: ProducerLink>(
                     state.next_tx += 1;
                     link.push_begin(current_tx);
                 }
-                link.push_send(stamp, Some(current_tx), None);
+                let origin = state.next_origin(plan);
+                link.push_send(stamp, origin, Some(current_tx), None);
                 unflushed += 1;
                 in_tx += 1;
                 if in_tx == tx_size {
@@ -223,24 +270,42 @@ async fn produce<L: ProducerLink>(
                         return Ok(());
                     }
                     state.committing = 0;
+                    state.receipted = state.seq;
                     let now = clock::now_ns();
                     shared.receipt.record_all(&[now.saturating_sub(stamp)]);
                     shared.gaps.receipt(now, tx_size);
                 }
             } else if plan.sync_send {
-                state.in_flight = Some(stamp);
-                if !send_confirmed(link, shared, state, stamp).await? {
+                let origin = state.next_origin(plan);
+                state.in_flight = Some((stamp, origin));
+                if !send_confirmed(link, shared, state, stamp, origin).await? {
                     return Ok(());
                 }
             } else {
-                link.push_send(stamp, None, None);
+                let origin = state.next_origin(plan);
+                link.push_send(stamp, origin, None, None);
                 unflushed += 1;
             }
         }
         if link.buffered() > 0 {
-            tokio::select! {
-                r = link.flush() => r?,
-                _ = shared.stopped() => return Ok(()),
+            if plan.stamp_id.is_some() {
+                // Not cut short by the stop: a write abandoned half way
+                // would be written again whole by the next flush, and
+                // the manifest's numbers must be what the link carried.
+                let stalled = async {
+                    shared.stopped().await;
+                    tokio::time::sleep(TAIL_WAIT).await;
+                };
+                tokio::select! {
+                    r = link.flush() => r?,
+                    // The link is left as it is (an error: not closed).
+                    _ = stalled => return Err(tail_timeout("the last writes")),
+                }
+            } else {
+                tokio::select! {
+                    r = link.flush() => r?,
+                    _ = shared.stopped() => return Ok(()),
+                }
             }
         }
         if unflushed > 0 && tx_size == 0 {
@@ -266,20 +331,61 @@ async fn send_confirmed<L: ProducerLink>(
     shared: &ScenarioShared,
     state: &mut ProducerState,
     stamp: u64,
+    origin: Option<Origin>,
 ) -> Result<bool, DriverError> {
     let receipt = state.next_receipt;
     state.next_receipt += 1;
-    link.push_send(stamp, None, Some(receipt));
+    link.push_send(stamp, origin, None, Some(receipt));
     link.flush().await?;
     if !await_receipt(link, receipt, shared).await? {
         return Ok(false);
     }
     state.in_flight = None;
+    if let Some(o) = origin {
+        state.receipted = o.seq;
+    }
     let now = clock::now_ns();
     shared.receipt.record_all(&[now.saturating_sub(stamp)]);
     shared.gaps.receipt(now, 1);
     shared.counters.produced.fetch_add(1, Ordering::Relaxed);
     Ok(true)
+}
+
+/// An async stamped producer's last message, sent with a RECEIPT once the
+/// run stops: the broker persists one producer's messages in order, so its
+/// RECEIPT covers every message before it, and the manifest's `receipted`
+/// says how far. Not counted as produced (the samples are over). A broker
+/// that does not answer within [`TAIL_WAIT`] fails the link (and leaves
+/// `receipted` as it was).
+async fn confirm_tail<L: ProducerLink>(
+    link: &mut L,
+    plan: &ProducerPlan,
+    state: &mut ProducerState,
+) -> Result<(), DriverError> {
+    let origin = state.next_origin(plan);
+    let receipt = state.next_receipt;
+    state.next_receipt += 1;
+    link.push_send(clock::now_ns(), origin, None, Some(receipt));
+    let confirm = async {
+        link.flush().await?;
+        link.wait_receipt(receipt).await
+    };
+    tokio::time::timeout(TAIL_WAIT, confirm)
+        .await
+        .map_err(|_| tail_timeout("the RECEIPT of the last stamped SEND"))??;
+    if let Some(o) = origin {
+        state.receipted = o.seq;
+    }
+    Ok(())
+}
+
+/// A stamped producer's link that did not finish within [`TAIL_WAIT`] of
+/// the stop (the broker holds it: flow control, a stall).
+fn tail_timeout(what: &'static str) -> DriverError {
+    DriverError::Timeout {
+        endpoint: "producer link".into(),
+        what,
+    }
 }
 
 /// Waits for a receipt unless the scenario stops first (then `Ok(false)`).

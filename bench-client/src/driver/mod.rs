@@ -10,6 +10,7 @@ pub mod native;
 pub mod stomp;
 pub mod transport;
 
+use crate::order::Origin;
 use crate::scenario::AckMode;
 use std::future::Future;
 use std::sync::Arc;
@@ -114,6 +115,17 @@ pub struct ConsumerSpec {
     pub prefetch: u32,
 }
 
+/// What the bench reads of a received message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivery {
+    /// The send stamp (ns on the run's clock), 0 when the message has none.
+    pub stamp: u64,
+    /// Its producer and sequence number, when stamped with them.
+    pub origin: Option<Origin>,
+    /// The broker flagged it as given out before (STOMP `redelivered`).
+    pub redelivered: bool,
+}
+
 /// A protocol that can open producer and consumer links to one endpoint.
 pub trait Driver: Send + Sync + 'static {
     /// A connected producer.
@@ -156,9 +168,16 @@ impl DriverError {
 
 /// A producer connection.
 pub trait ProducerLink: Send {
-    /// Buffers one message stamped with `stamp_ns` (see [`crate::clock`]),
+    /// Buffers one message stamped with `stamp_ns` (see [`crate::clock`])
+    /// and, if given, its producer and sequence number ([`crate::order`]),
     /// inside transaction `tx` if given, asking for RECEIPT `receipt` if given.
-    fn push_send(&mut self, stamp_ns: u64, tx: Option<u64>, receipt: Option<u64>);
+    fn push_send(
+        &mut self,
+        stamp_ns: u64,
+        origin: Option<Origin>,
+        tx: Option<u64>,
+        receipt: Option<u64>,
+    );
     /// Buffers a BEGIN.
     fn push_begin(&mut self, tx: u64);
     /// Buffers a COMMIT, asking for RECEIPT `receipt` if given.
@@ -178,13 +197,13 @@ pub trait ProducerLink: Send {
 
 /// A consumer connection.
 pub trait ConsumerLink: Send {
-    /// Waits for at least one message and appends the stamp of every message
-    /// now available to `stamps` (0 when the message carries none). Returns
-    /// how many were appended. The messages can then be acknowledged by index
-    /// (0-based within this call) until the next call. Cancel-safe.
+    /// Waits for at least one message and appends what the bench reads of
+    /// every message now available to `out`. Returns how many were
+    /// appended. The messages can then be acknowledged by index (0-based
+    /// within this call) until the next call. Cancel-safe.
     fn receive(
         &mut self,
-        stamps: &mut Vec<u64>,
+        out: &mut Vec<Delivery>,
     ) -> impl Future<Output = Result<usize, DriverError>> + Send;
     /// Buffers an acknowledgement of message `index` of the last `receive`
     /// (cumulatively for `ack:client`), inside transaction `tx` if given.

@@ -141,6 +141,8 @@ mod tests {
                 resent: 1,
                 unconfirmed: 0,
             }),
+            order: None,
+            stamped: None,
         });
         let page = render("gaps", &[("cluster".into(), r)]);
         assert!(page.contains("\"longest_gap_ms\":2345.5"), "data embedded");

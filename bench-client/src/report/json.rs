@@ -8,6 +8,7 @@
 //! The file is rewritten (atomically) after every scenario, and a run given an
 //! existing file skips the scenarios already in it.
 
+use crate::order::checker::OrderReport;
 use crate::stats::LatencySummary;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -119,6 +120,24 @@ pub struct ScenarioReport {
     /// (ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<FailoverReport>,
+    /// The order check's verdict after this scenario, over every drain run
+    /// sharing its state (ours; `--expect`, `--order-state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<OrderReport>,
+    /// What the stamped producers sent (ours; `--manifest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamped: Option<StampedReport>,
+}
+
+/// What a stamping run's producers sent, in all (the manifest has each).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StampedReport {
+    /// Producers that stamped their messages.
+    pub producers: u64,
+    /// Messages they handed to their links.
+    pub sent: u64,
+    /// Of those, covered by a RECEIPT.
+    pub receipted: u64,
 }
 
 /// What a failover cost the producers of one scenario (warm-up, samples
@@ -270,6 +289,8 @@ mod tests {
             errors_outside_samples: None,
             last_error: None,
             failover: None,
+            order: None,
+            stamped: None,
         });
         r
     }

@@ -110,6 +110,8 @@ mod tests {
             errors_outside_samples: None,
             last_error: None,
             failover: None,
+            order: None,
+            stamped: None,
         });
         let t = render(&r);
         let lines: Vec<&str> = t.lines().collect();

@@ -5,7 +5,8 @@
 
 use super::connection::{Connection, CHANNEL};
 use super::{Decimal, NativeOptions, STAMP_HEADER};
-use crate::driver::{ConsumerLink, ConsumerSpec, DriverError};
+use crate::driver::{ConsumerLink, ConsumerSpec, Delivery, DriverError};
+use crate::order::{Origin, PRODUCER_HEADER, SEQ_HEADER};
 use crate::scenario::AckMode;
 use bytes::{Buf, BytesMut};
 use ferromq_protocol::native::view::TransferView;
@@ -45,8 +46,8 @@ pub struct NativeConsumer {
     unacked_from: Option<u64>,
     /// Acknowledgements not yet encoded (merged while consecutive).
     acks: Option<AckRange>,
-    /// A split message's stamp, from its first piece.
-    split_stamp: Option<u64>,
+    /// A split message's stamps, from its first piece.
+    split_first: Option<Delivery>,
 }
 
 impl NativeConsumer {
@@ -100,13 +101,17 @@ impl NativeConsumer {
             ids: Vec::new(),
             unacked_from: None,
             acks: None,
-            split_stamp: None,
+            split_first: None,
         })
     }
 
     /// Takes the transfers (and any other frame) at the front of the read
     /// buffer, up to `room` messages. Returns how many were taken.
-    fn take_buffered(&mut self, stamps: &mut Vec<u64>, room: usize) -> Result<usize, DriverError> {
+    fn take_buffered(
+        &mut self,
+        out: &mut Vec<Delivery>,
+        room: usize,
+    ) -> Result<usize, DriverError> {
         let mut taken = 0;
         while taken < room {
             let Some(len) = self.conn.front_frame_len()? else {
@@ -116,17 +121,25 @@ impl NativeConsumer {
                 .map_err(|e| self.conn.protocol_error(e))?;
             match view {
                 Some(t) if t.handle == HANDLE && t.channel == CHANNEL => {
-                    let stamp = match self.split_stamp.take() {
-                        Some(stamp) => stamp,
-                        None => t
-                            .header(STAMP_HEADER)
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0),
+                    let number = |name| t.header(name).and_then(|v| v.parse::<u64>().ok());
+                    let delivery = match self.split_first.take() {
+                        Some(first) => first,
+                        None => Delivery {
+                            stamp: number(STAMP_HEADER).unwrap_or(0),
+                            origin: match (number(PRODUCER_HEADER), number(SEQ_HEADER)) {
+                                (Some(producer), Some(seq)) => Some(Origin { producer, seq }),
+                                _ => None,
+                            },
+                            // The transfer view does not read properties:
+                            // the order check counts a native redelivery
+                            // of a message already seen as a duplicate.
+                            redelivered: false,
+                        },
                     };
                     if t.more {
-                        self.split_stamp = Some(stamp);
+                        self.split_first = Some(delivery);
                     } else {
-                        stamps.push(stamp);
+                        out.push(delivery);
                         self.ids.push(t.delivery_id);
                         self.unacked_from.get_or_insert(t.delivery_id);
                         self.received = self.received.wrapping_add(1);
@@ -230,10 +243,10 @@ async fn await_echo(conn: &mut Connection) -> Result<(), DriverError> {
 }
 
 impl ConsumerLink for NativeConsumer {
-    async fn receive(&mut self, stamps: &mut Vec<u64>) -> Result<usize, DriverError> {
+    async fn receive(&mut self, out: &mut Vec<Delivery>) -> Result<usize, DriverError> {
         self.ids.clear();
         loop {
-            let got = self.take_buffered(stamps, MAX_BATCH)?;
+            let got = self.take_buffered(out, MAX_BATCH)?;
             if got > 0 {
                 return Ok(got);
             }

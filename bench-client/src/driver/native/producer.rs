@@ -6,6 +6,7 @@
 use super::connection::{Connection, CHANNEL};
 use super::{Decimal, NativeOptions, STAMP_HEADER};
 use crate::driver::{DriverError, ProducerLink, ProducerSpec};
+use crate::order::{Origin, PRODUCER_HEADER, SEQ_HEADER};
 use bytes::Bytes;
 use ferromq_protocol::native::lean::{encode_transfer_head, PropertiesRef, TransferParts};
 use ferromq_protocol::native::{
@@ -158,7 +159,13 @@ impl NativeProducer {
     /// A transfer too large for one frame: built as a prost Transfer and
     /// split (allocates, but only messages above the broker's frame size
     /// get here).
-    fn push_split(&mut self, delivery_id: u64, stamp: &str, settled: bool, tx: Option<u64>) {
+    fn push_split(
+        &mut self,
+        delivery_id: u64,
+        headers: &[(&str, &str)],
+        settled: bool,
+        tx: Option<u64>,
+    ) {
         let txn_id = tx.map(|t| self.txn(t).to_string());
         let transfer = Transfer {
             handle: HANDLE,
@@ -169,7 +176,10 @@ impl NativeProducer {
                     persistent: true,
                     ..Properties::default()
                 }),
-                application_headers: BTreeMap::from([(STAMP_HEADER.into(), stamp.into())]),
+                application_headers: headers
+                    .iter()
+                    .map(|&(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
                 body: Bytes::copy_from_slice(&self.spec.body),
             }),
             txn_id,
@@ -193,7 +203,13 @@ impl NativeProducer {
 }
 
 impl ProducerLink for NativeProducer {
-    fn push_send(&mut self, stamp_ns: u64, tx: Option<u64>, receipt: Option<u64>) {
+    fn push_send(
+        &mut self,
+        stamp_ns: u64,
+        origin: Option<Origin>,
+        tx: Option<u64>,
+        receipt: Option<u64>,
+    ) {
         let delivery_id = self.next_delivery;
         self.next_delivery += 1;
         let settled = receipt.is_none();
@@ -205,7 +221,14 @@ impl ProducerLink for NativeProducer {
         if let Some(t) = tx {
             self.txn(t);
         }
-        let headers = [(STAMP_HEADER, stamp.as_str())];
+        let producer = Decimal::new(origin.map_or(0, |o| o.producer));
+        let seq = Decimal::new(origin.map_or(0, |o| o.seq));
+        let all = [
+            (STAMP_HEADER, stamp.as_str()),
+            (PRODUCER_HEADER, producer.as_str()),
+            (SEQ_HEADER, seq.as_str()),
+        ];
+        let headers = &all[..if origin.is_some() { 3 } else { 1 }];
         let parts = TransferParts {
             channel: CHANNEL,
             handle: HANDLE,
@@ -224,7 +247,7 @@ impl ProducerLink for NativeProducer {
         match encode_transfer_head(&parts, body.len(), limit, &mut self.conn.wbuf) {
             Ok(_) if body.len() > SPLICE_BODY => self.conn.splice(body.clone()),
             Ok(_) => self.conn.wbuf.extend_from_slice(body),
-            Err(_) => self.push_split(delivery_id, stamp.as_str(), settled, tx),
+            Err(_) => self.push_split(delivery_id, headers, settled, tx),
         }
     }
 

@@ -10,7 +10,10 @@
 mod connection;
 pub mod scan;
 
-use super::{ConsumerLink, ConsumerSpec, Driver, DriverError, ProducerLink, ProducerSpec};
+use super::{
+    ConsumerLink, ConsumerSpec, Delivery, Driver, DriverError, ProducerLink, ProducerSpec,
+};
+use crate::order::{Origin, PRODUCER_HEADER, SEQ_HEADER};
 use crate::scenario::AckMode;
 use crate::url::BrokerUrl;
 use bytes::Buf;
@@ -139,7 +142,13 @@ pub struct StompProducer {
 }
 
 impl ProducerLink for StompProducer {
-    fn push_send(&mut self, stamp_ns: u64, tx: Option<u64>, receipt: Option<u64>) {
+    fn push_send(
+        &mut self,
+        stamp_ns: u64,
+        origin: Option<Origin>,
+        tx: Option<u64>,
+        receipt: Option<u64>,
+    ) {
         let conn = &mut self.conn;
         let body = &self.spec.body;
         let splice = body.len() > SPLICE_BODY;
@@ -154,6 +163,10 @@ impl ProducerLink for StompProducer {
             w.header("persistent", "true");
         }
         w.header_u64(STAMP_HEADER, stamp_ns);
+        if let Some(o) = origin {
+            w.header_u64(PRODUCER_HEADER, o.producer)
+                .header_u64(SEQ_HEADER, o.seq);
+        }
         if let Some(tx) = tx {
             w.header_u64("transaction", tx);
         }
@@ -225,7 +238,11 @@ pub struct StompConsumer {
 impl StompConsumer {
     /// Takes the MESSAGE frames (and any other frame) at the front of the
     /// read buffer, up to `room` messages. Returns how many were taken.
-    fn take_buffered(&mut self, stamps: &mut Vec<u64>, room: usize) -> Result<usize, DriverError> {
+    fn take_buffered(
+        &mut self,
+        out: &mut Vec<Delivery>,
+        room: usize,
+    ) -> Result<usize, DriverError> {
         let ack_key = if self.conn.version >= Version::V1_2 {
             "ack"
         } else {
@@ -254,9 +271,18 @@ impl StompConsumer {
                 source,
             })?;
             match scan {
-                scan::Scan::Message { len, stamp } => {
+                scan::Scan::Message {
+                    len,
+                    stamp,
+                    origin,
+                    redelivered,
+                } => {
                     self.conn.rbuf.advance(len);
-                    stamps.push(stamp);
+                    out.push(Delivery {
+                        stamp,
+                        origin,
+                        redelivered,
+                    });
                     if self.ack != AckMode::Auto {
                         self.ack_ranges.push((start, self.ack_ids.len()));
                     }
@@ -278,11 +304,11 @@ impl StompConsumer {
 }
 
 impl ConsumerLink for StompConsumer {
-    async fn receive(&mut self, stamps: &mut Vec<u64>) -> Result<usize, DriverError> {
+    async fn receive(&mut self, out: &mut Vec<Delivery>) -> Result<usize, DriverError> {
         self.ack_ids.clear();
         self.ack_ranges.clear();
         loop {
-            let got = self.take_buffered(stamps, MAX_BATCH)?;
+            let got = self.take_buffered(out, MAX_BATCH)?;
             if got > 0 {
                 return Ok(got);
             }

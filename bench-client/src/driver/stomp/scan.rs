@@ -8,6 +8,7 @@
 //! [`scan_receipt`] does the same for a persistent producer's RECEIPTs. Every
 //! other command is left to the shared decoder.
 
+use crate::order::{Origin, PRODUCER_HEADER, SEQ_HEADER};
 use ferromq_protocol::stomp::{FrameError, Version};
 
 /// What is at the front of the buffer.
@@ -20,6 +21,10 @@ pub enum Scan {
         len: usize,
         /// Value of the stamp header.
         stamp: u64,
+        /// The producer and sequence number headers, when both are there.
+        origin: Option<Origin>,
+        /// `redelivered:true`.
+        redelivered: bool,
     },
     /// Some other command: hand the buffer to the shared decoder.
     Other,
@@ -68,11 +73,20 @@ pub fn scan_message(
 ) -> Result<Scan, FrameError> {
     let ack_len_before = ack_out.as_ref().map_or(0, |s| s.len());
     let mut stamp: Option<u64> = None;
+    let mut producer: Option<Option<u64>> = None;
+    let mut seq: Option<Option<u64>> = None;
+    let mut redelivered: Option<bool> = None;
     let mut ack_seen = false;
     // STOMP: the first occurrence of a repeated header wins.
     let found = walk_frame(buf, b"MESSAGE", max_frame, |name, value| {
         if name == stamp_key.as_bytes() && stamp.is_none() {
             stamp = Some(parse_u64(value).unwrap_or(0));
+        } else if name == PRODUCER_HEADER.as_bytes() && producer.is_none() {
+            producer = Some(parse_u64(value));
+        } else if name == SEQ_HEADER.as_bytes() && seq.is_none() {
+            seq = Some(parse_u64(value));
+        } else if name == b"redelivered" && redelivered.is_none() {
+            redelivered = Some(value == b"true");
         } else if name == ack_key.as_bytes() && !ack_seen {
             ack_seen = true;
             if let Some(out) = ack_out.as_deref_mut() {
@@ -85,6 +99,11 @@ pub fn scan_message(
         Walk::Frame(len) => Scan::Message {
             len,
             stamp: stamp.unwrap_or(0),
+            origin: match (producer.flatten(), seq.flatten()) {
+                (Some(producer), Some(seq)) => Some(Origin { producer, seq }),
+                _ => None,
+            },
+            redelivered: redelivered.unwrap_or(false),
         },
         Walk::Other => Scan::Other,
         Walk::Incomplete => {
@@ -286,7 +305,9 @@ mod tests {
             scan(&b, &mut out).unwrap(),
             Scan::Message {
                 len: b.len(),
-                stamp: 123456789
+                stamp: 123456789,
+                origin: None,
+                redelivered: false,
             }
         );
         assert_eq!(out, "ID:host-1:2", "\\c unescaped back to ':'");
@@ -296,6 +317,35 @@ mod tests {
         assert!(matches!(
             scan(&b, &mut out).unwrap(),
             Scan::Message { stamp: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn reads_the_order_stamp_and_the_redelivered_flag() {
+        let raw = b"MESSAGE\nack:1\nbench-producer:77\nbench-seq:5\nredelivered:true\n\n\0";
+        let mut out = String::new();
+        assert_eq!(
+            scan(raw, &mut out).unwrap(),
+            Scan::Message {
+                len: raw.len(),
+                stamp: 0,
+                origin: Some(Origin {
+                    producer: 77,
+                    seq: 5
+                }),
+                redelivered: true,
+            }
+        );
+        // A producer without a number (or a number that is not one) is no
+        // stamp at all.
+        let raw = b"MESSAGE\nack:1\nbench-producer:77\nbench-seq:x\n\n\0";
+        assert!(matches!(
+            scan(raw, &mut out).unwrap(),
+            Scan::Message {
+                origin: None,
+                redelivered: false,
+                ..
+            }
         ));
     }
 
@@ -324,7 +374,9 @@ mod tests {
             scan(&two, &mut out).unwrap(),
             Scan::Message {
                 len: b.len(),
-                stamp: 42
+                stamp: 42,
+                origin: None,
+                redelivered: false,
             }
         );
         assert_eq!(heartbeat_len(&two[b.len()..]), 1);
@@ -336,7 +388,12 @@ mod tests {
         let mut out = String::new();
         assert_eq!(
             scan(raw, &mut out).unwrap(),
-            Scan::Message { len: 48, stamp: 9 },
+            Scan::Message {
+                len: 48,
+                stamp: 9,
+                origin: None,
+                redelivered: false
+            },
             "CRLF lines, first repeated header wins"
         );
         assert_eq!(out, "5");
