@@ -149,6 +149,14 @@ impl Proposal {
     pub(crate) fn ready(result: Result<LogIndex, ReplicateError>) -> Proposal {
         Proposal(Box::pin(std::future::ready(result)))
     }
+
+    /// A proposal that resolves when `future` does (tests' replicators).
+    #[cfg(test)]
+    pub(crate) fn pending(
+        future: impl Future<Output = Result<LogIndex, ReplicateError>> + Send + 'static,
+    ) -> Proposal {
+        Proposal(Box::pin(future))
+    }
 }
 
 impl Future for Proposal {
