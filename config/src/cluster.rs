@@ -40,6 +40,10 @@ pub struct ClusterConfig {
     pub keep_behind_snapshot: u64,
     /// Group-commit batches proposed and not yet committed, at most.
     pub max_in_flight: u32,
+    /// Memory for the page cache of the Raft log's database (sled's cache
+    /// of `<data_dir>/raft`); the store's own cache is separate
+    /// (`store.memory_limit`).
+    pub log_cache: ByteSize,
     /// This node joins a running cluster instead of forming one: it never
     /// proposes the initial membership, it waits until the leader adds it
     /// (`ferromq cluster add`, which gives its addresses to every member).
@@ -88,6 +92,11 @@ impl Default for ClusterConfig {
             snapshot_every: 10_000,
             keep_behind_snapshot: 1_000,
             max_in_flight: 64,
+            // The log's working set is the entries not yet replicated and
+            // applied (up to max_in_flight batches) and the ones kept
+            // behind a snapshot; sled's default (1 GiB) let every node of
+            // a deep-queue run grow to 0.8-0.9 GB (BENCHMARKS.md).
+            log_cache: ByteSize::mib(64),
             join: false,
             tls_cert: None,
             tls_key: None,
@@ -121,6 +130,33 @@ pub struct ClusterMember {
     pub native_tls: String,
     /// Its admin HTTP listener; `""` = none.
     pub admin: String,
+    /// With TLS on peer links: the name its certificate must carry, as a
+    /// DNS or IP subject alternative name or as the subject's common name
+    /// (e.g. `"node2.broker.example"`). A peer that says it is this member
+    /// is refused unless its certificate names it, and this node dials the
+    /// member expecting it. `""` = the host of `cluster` (its IP address or
+    /// name), what the dialing side has always checked.
+    pub tls_name: String,
+}
+
+impl ClusterMember {
+    /// The name its certificate must carry on peer links: `tls_name`, else
+    /// the host of its cluster address.
+    pub fn peer_name(&self) -> &str {
+        if self.tls_name.is_empty() {
+            address_host(&self.cluster)
+        } else {
+            &self.tls_name
+        }
+    }
+}
+
+/// The host of a `host:port` address (`[::1]:61630` gives `::1`).
+pub fn address_host(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 /// The files of TLS on peer links, each with the key that named it (for

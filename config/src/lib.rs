@@ -22,7 +22,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use access::{AclRule, AuthConfig, User, UsersFile};
-pub use cluster::{ClusterConfig, ClusterMember, PeerTlsFiles};
+pub use cluster::{address_host, ClusterConfig, ClusterMember, PeerTlsFiles};
 pub use error::ConfigError;
 pub use policy::{
     DestinationsConfig, DurableSubscriptionPolicy, LimitsConfig, LogConfig, LogFormat, NackPolicy,

@@ -82,6 +82,7 @@ fn the_fixture_parses_to_exactly_its_values() {
         snapshot_every: 5000,
         keep_behind_snapshot: 500,
         max_in_flight: 16,
+        log_cache: ByteSize::mib(16),
         join: true,
         tls_cert: Some("certs/node2.crt".into()),
         tls_key: Some("certs/node2.key".into()),
@@ -122,6 +123,7 @@ fn defaults_fill_the_keys_left_out() {
     assert_eq!(cluster.election_timeout_min, Millis(750));
     assert_eq!(cluster.election_timeout_max, Millis(1250));
     assert!(!cluster.join);
+    assert_eq!(cluster.log_cache, ByteSize::mib(64));
     assert_eq!(cluster.peer_tls(&config.tls), None);
 }
 
@@ -240,6 +242,11 @@ fn timing_is_consistent() {
         &cluster_toml("max_frame_size = \"1KiB\"", None),
         "cluster.max_frame_size",
         "at least",
+    );
+    rejects(
+        &cluster_toml("log_cache = \"64KiB\"", None),
+        "cluster.log_cache",
+        "at least 1048576 bytes",
     );
 }
 
@@ -398,4 +405,66 @@ native_tls = "broker1.example:61621"
             "not an address",
         );
     }
+}
+
+#[test]
+fn members_may_name_the_identity_their_peer_certificate_carries() {
+    let tls = "tls_cert = \"n.crt\"\ntls_key = \"n.key\"\ntls_ca = \"ca.crt\"";
+    let named = r#"
+[[cluster.members]]
+id = 1
+cluster = "127.0.0.1:61630"
+tls_name = "node1.broker.example"
+[[cluster.members]]
+id = 2
+cluster = "10.0.0.2:61630"
+[[cluster.members]]
+id = 3
+cluster = "127.0.0.1:61632"
+tls_name = "10.0.0.3"
+"#;
+    let cluster = parse(&cluster_toml(tls, Some(named)))
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!(cluster.members[0].tls_name, "node1.broker.example");
+    assert_eq!(cluster.members[0].peer_name(), "node1.broker.example");
+    // Not given: the host of its cluster address.
+    assert_eq!(cluster.members[1].tls_name, "");
+    assert_eq!(cluster.members[1].peer_name(), "10.0.0.2");
+    assert_eq!(cluster.members[2].peer_name(), "10.0.0.3");
+
+    // Without TLS on peer links there is no certificate to name.
+    rejects(
+        &cluster_toml("", Some(named)),
+        "cluster.members[0].tls_name",
+        "only used with TLS on peer links",
+    );
+    // Not a name a certificate can carry.
+    for bad in ["node 1", "-node1.example", "node1..example", "nödé"] {
+        let member = format!(
+            "[[cluster.members]]\nid = 1\ncluster = \"127.0.0.1:61630\"\ntls_name = \"{bad}\"\n"
+        );
+        rejects(
+            &cluster_toml(tls, Some(&member)),
+            "cluster.members[0].tls_name",
+            "is not a DNS name",
+        );
+    }
+    // One name for two nodes would let either claim the other's id.
+    let twice = r#"
+[[cluster.members]]
+id = 1
+cluster = "127.0.0.1:61630"
+tls_name = "node.broker.example"
+[[cluster.members]]
+id = 2
+cluster = "127.0.0.1:61631"
+tls_name = "NODE.broker.example"
+"#;
+    rejects(
+        &cluster_toml(tls, Some(twice)),
+        "cluster.members[1].tls_name",
+        "also the tls_name of cluster.members[0]",
+    );
 }

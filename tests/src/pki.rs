@@ -1,6 +1,7 @@
 //! A test PKI for the TLS listeners: a CA and a server certificate for
 //! `localhost`/127.0.0.1 made with rcgen, written as PEM files (`ca.crt`,
-//! `server.crt`, `server.key`) into a temporary directory.
+//! `server.crt`, `server.key`) into a temporary directory; more
+//! certificates of the same CA on demand ([`Pki::issue`]).
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use rustls::pki_types::CertificateDer;
@@ -12,6 +13,7 @@ pub struct Pki {
     dir: TempDir,
     /// The CA certificate clients trust.
     pub ca: CertificateDer<'static>,
+    issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Pki {
@@ -47,7 +49,24 @@ impl Pki {
         Pki {
             dir,
             ca: ca.der().clone(),
+            issuer: ca,
         }
+    }
+
+    /// A certificate of this CA for DNS name `name` (also its common
+    /// name), written as `<name>.crt` and `<name>.key`; their paths.
+    pub fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.signed_by(&key, &self.issuer).expect("certificate");
+        let (crt, key_path) = (
+            self.path(&format!("{name}.crt")),
+            self.path(&format!("{name}.key")),
+        );
+        std::fs::write(&crt, cert.pem()).expect("write certificate");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+        (crt, key_path)
     }
 
     /// The directory holding the PEM files.

@@ -41,10 +41,23 @@ pub struct OpenLogError {
     pub source: sled::Error,
 }
 
+/// Opens (creating if needed) the cluster's sled database at `dir` with
+/// the default cache (`cluster.log_cache`'s default).
+#[cfg(test)]
+pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, OpenLogError> {
+    open_db_with_cache(dir, 64 << 20)
+}
+
 /// Opens (creating if needed) the cluster's sled database at `dir`. Its
 /// timer flusher is off: every write that must be durable flushes itself.
-pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, OpenLogError> {
-    let config = sled::Config::new().path(dir).flush_every_ms(None);
+/// Its page cache holds at most `cache_bytes` (`cluster.log_cache`):
+/// sled's own default is 1 GiB, which a busy log fills with entries that
+/// were replicated, applied and purged long ago.
+pub(crate) fn open_db_with_cache(dir: &Path, cache_bytes: u64) -> Result<sled::Db, OpenLogError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .cache_capacity(cache_bytes);
     // sled's file lock outlives a dropped `Db` for a moment (its IO threads
     // still hold the file), which matters when a node restarts within one
     // process: retry a lock conflict briefly before reporting it.

@@ -150,9 +150,9 @@ impl Proposal {
         Proposal(Box::pin(std::future::ready(result)))
     }
 
-    /// A proposal resolved by `future` (tests that hold a proposal open).
+    /// A proposal that resolves when `future` does (tests' replicators).
     #[cfg(test)]
-    pub(crate) fn from_future(
+    pub(crate) fn pending(
         future: impl Future<Output = Result<LogIndex, ReplicateError>> + Send + 'static,
     ) -> Proposal {
         Proposal(Box::pin(future))

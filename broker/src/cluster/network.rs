@@ -52,6 +52,8 @@ pub(crate) struct TcpNetwork {
     tls: Option<Arc<PeerTls>>,
     /// The peer addresses of this node's own `[cluster]` members.
     configured: std::collections::BTreeMap<NodeId, String>,
+    /// The names their certificates must carry (TLS only).
+    peer_names: std::collections::BTreeMap<NodeId, String>,
 }
 
 impl TcpNetwork {
@@ -67,6 +69,7 @@ impl TcpNetwork {
                 .iter()
                 .map(|(id, member)| (*id, member.cluster.clone()))
                 .collect(),
+            peer_names: settings.peer_names.clone(),
         }
     }
 }
@@ -112,9 +115,13 @@ impl TcpNetwork {
             .get(&target)
             .unwrap_or(&node.cluster)
             .clone();
+        // Who must answer there: the listener's certificate must name the
+        // member we mean to reach (see `peer_tls`).
+        let tls_name = super::peer_tls::expected_name(&self.peer_names, target, &addr);
         PeerClient {
             target,
             addr,
+            tls_name,
             hello: Hello {
                 protocol: PROTOCOL_VERSION,
                 cluster_id: self.cluster_id.clone(),
@@ -144,6 +151,8 @@ enum CallError {
 pub(crate) struct PeerClient {
     target: NodeId,
     addr: String,
+    /// The name the target's certificate must carry (TLS only).
+    tls_name: String,
     hello: Hello,
     max_frame_size: usize,
     tls: Option<Arc<PeerTls>>,
@@ -164,12 +173,12 @@ impl PeerClient {
         stream.set_nodelay(true).map_err(CallError::Unreachable)?;
         let io: BoxedIo = match &self.tls {
             None => Box::new(stream),
-            Some(tls) => tls.connect(&self.addr, stream).await.map_err(|e| {
+            Some(tls) => tls.connect(&self.tls_name, stream).await.map_err(|e| {
                 CallError::Unreachable(std::io::Error::new(
                     e.kind(),
                     format!(
-                        "TLS handshake with node {} at {}: {e}",
-                        self.target, self.addr
+                        "TLS handshake with node {} at {} (its certificate must name `{}`): {e}",
+                        self.target, self.addr, self.tls_name
                     ),
                 ))
             })?,
@@ -405,7 +414,9 @@ mod tests {
             keep_behind_snapshot: 10,
             max_in_flight: 8,
             join: false,
+            log_cache: 16 << 20,
             tls: None,
+            peer_names: BTreeMap::new(),
         }
     }
 

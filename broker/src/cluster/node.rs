@@ -140,8 +140,9 @@ impl ClusterNode {
         // Opening sled (and restoring the store from a snapshot) blocks:
         // keep it off the runtime's worker threads.
         let dir = settings.dir.clone();
+        let log_cache = settings.log_cache;
         let (log, machine) = tokio::task::spawn_blocking(move || {
-            let db = log_store::open_db(&dir)?;
+            let db = log_store::open_db_with_cache(&dir, log_cache)?;
             let storage = |reason: String| StartError::Storage {
                 path: dir.display().to_string(),
                 reason,
@@ -244,6 +245,7 @@ impl ClusterNode {
                 .max(Duration::from_secs(5)),
             join: self.inner.settings.join,
             tls,
+            peer_names: self.inner.settings.peer_names.clone(),
         }
     }
 

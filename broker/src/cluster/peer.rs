@@ -6,11 +6,12 @@
 //! Anything wrong closes that one connection and is logged; the cluster is
 //! unharmed: a refused TLS handshake (no client certificate, or one the CA
 //! did not sign, when peer TLS is on), a refused Raft handshake (another
-//! cluster, an unknown node), a frame longer than `cluster.max_frame_size`,
+//! cluster, an unknown node, or, with TLS, a certificate that does not name
+//! the node the peer says it is: `peer_tls`), a frame longer than `cluster.max_frame_size`,
 //! bytes that do not decode, a handshake that does not arrive in time.
 //! Connections are capped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use openraft::RaftMetrics;
 use prost::Message;
+use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::codec::Framed;
@@ -28,7 +30,7 @@ use super::frame::{
 };
 use super::network::{codec, PeerStream};
 use super::node::StartError;
-use super::peer_tls::{BoxedIo, PeerTls};
+use super::peer_tls::{self, BoxedIo, PeerTls};
 use super::pre_vote;
 use super::types::{Member, NodeId, Raft};
 
@@ -54,6 +56,8 @@ pub(crate) struct PeerPolicy {
     pub join: bool,
     /// TLS with mutual authentication, when configured.
     pub tls: Option<Arc<PeerTls>>,
+    /// The name each configured member's certificate must carry (TLS).
+    pub peer_names: BTreeMap<NodeId, String>,
 }
 
 impl PeerPolicy {
@@ -88,6 +92,40 @@ impl PeerPolicy {
             return Some(format!("node {} is not a member", hello.from));
         }
         None
+    }
+
+    /// With TLS: why `cert` does not prove that its holder is node `from`,
+    /// if it does not. Checked after [`PeerPolicy::refusal`], so `from` is
+    /// a member (or the leader adding a joining node).
+    fn certificate_refusal(
+        &self,
+        from: NodeId,
+        cert: Option<&CertificateDer<'_>>,
+    ) -> Option<String> {
+        self.tls.as_ref()?;
+        let Some(cert) = cert else {
+            return Some("no client certificate".into());
+        };
+        let addr = {
+            let metrics = self.metrics.borrow();
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&from)
+                .map(|m| m.cluster.clone())
+        };
+        let name = match addr {
+            Some(addr) => peer_tls::expected_name(&self.peer_names, from, &addr),
+            None => match self.peer_names.get(&from) {
+                Some(name) => name.clone(),
+                // A joining node, still without a membership, reached by a
+                // node it has no address of (the leader adding it): the
+                // CA's signature is all there is to check; the membership
+                // it receives names every member from then on.
+                None => return None,
+            },
+        };
+        peer_tls::names(cert, &name).err()
     }
 }
 
@@ -182,8 +220,8 @@ async fn serve_connection(
     stream
         .set_nodelay(true)
         .map_err(|e| format!("setting TCP_NODELAY: {e}"))?;
-    let io: BoxedIo = match &policy.tls {
-        None => Box::new(stream),
+    let (io, cert): (BoxedIo, _) = match &policy.tls {
+        None => (Box::new(stream), None),
         Some(tls) => tokio::time::timeout(policy.handshake_timeout, tls.accept(stream))
             .await
             .map_err(|_| "refused: no TLS handshake in time".to_owned())?
@@ -195,7 +233,10 @@ async fn serve_connection(
         Some(_) => return Err("the first frame is not a handshake".into()),
         None => return Ok(()),
     };
-    if let Some(reason) = policy.refusal(&hello) {
+    let refusal = policy
+        .refusal(&hello)
+        .or_else(|| policy.certificate_refusal(hello.from, cert.as_ref()));
+    if let Some(reason) = refusal {
         // Best effort: the dialer learns why; it is refused either way.
         let _ = write(
             &mut framed,

@@ -43,8 +43,15 @@ pub struct ClusterSettings {
     pub max_in_flight: usize,
     /// This node joins a running cluster: it never forms one.
     pub join: bool,
+    /// The page cache of the cluster's sled database (the Raft log), bytes.
+    pub log_cache: u64,
     /// TLS with mutual authentication on peer links, when configured.
     pub tls: Option<PeerTlsFiles>,
+    /// With peer TLS, the name each configured member's certificate must
+    /// carry (its `tls_name`, else the host of its cluster address). A
+    /// member known only from the Raft membership is held to the host of
+    /// its cluster address there (`peer_tls::expected_name`).
+    pub peer_names: BTreeMap<NodeId, String>,
 }
 
 impl ClusterSettings {
@@ -137,7 +144,13 @@ impl ClusterSettings {
             keep_behind_snapshot: cluster.keep_behind_snapshot,
             max_in_flight: cluster.max_in_flight as usize,
             join: cluster.join,
+            log_cache: cluster.log_cache.get(),
             tls: cluster.peer_tls(&config.tls),
+            peer_names: cluster
+                .members
+                .iter()
+                .map(|m| (m.id, m.peer_name().to_owned()))
+                .collect(),
         })
     }
 }
@@ -178,7 +191,9 @@ cluster = "127.0.0.1:61632"
         assert_eq!(settings.dir, Path::new("/var/lib/ferromq/raft"));
         assert_eq!(settings.members.len(), 3);
         assert_eq!(settings.members[&1].stomp, "127.0.0.1:61613");
+        assert_eq!(settings.peer_names[&3], "127.0.0.1");
         assert_eq!(settings.heartbeat, Duration::from_millis(250));
+        assert_eq!(settings.log_cache, 64 << 20);
         let raft = settings.raft_config().unwrap();
         assert_eq!(raft.heartbeat_interval, 250);
         assert_eq!(

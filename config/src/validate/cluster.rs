@@ -1,7 +1,8 @@
 //! Rules for `[cluster]`: identity set, this node among the members, ids
 //! and peer addresses unique, timing consistent with openraft's needs, and
 //! `store.sync = "always"` (a receipt in a cluster promises a majority's
-//! disk), and TLS on peer links complete (certificate, key and a CA).
+//! disk), and TLS on peer links complete (certificate, key and a CA), with
+//! each member's certificate name (`tls_name`) well formed and its own.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -71,7 +72,34 @@ fn cluster_member(
     ] {
         client_address(check, value, key(field))?;
     }
-    client_address(check, &member.admin, key("admin"))
+    client_address(check, &member.admin, key("admin"))?;
+    check.ensure(
+        member.tls_name.is_empty() || is_certificate_name(&member.tls_name),
+        key("tls_name"),
+        format!(
+            "`{}` is not a DNS name such as \"node2.broker.example\" or an IP address (\"\" = the host of cluster.members[{index}].cluster)",
+            member.tls_name
+        ),
+    )
+}
+
+/// A name a certificate can carry for a peer: an IP address, or a DNS
+/// name (labels of letters, digits, `-` and `_`, 1-63 characters, not
+/// starting or ending with `-`; 253 characters at most).
+fn is_certificate_name(name: &str) -> bool {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 pub(super) fn cluster(
@@ -124,6 +152,7 @@ pub(super) fn cluster(
         "cluster.max_frame_size",
     )?;
     check.positive(cluster.snapshot_every, "cluster.snapshot_every")?;
+    check.min_size(cluster.log_cache, ByteSize::mib(1), "cluster.log_cache")?;
     check.ensure(
         (1..=4096).contains(&cluster.max_in_flight),
         "cluster.max_in_flight",
@@ -178,6 +207,30 @@ pub(super) fn peer_tls(
             ))
         }
         _ => {}
+    }
+    let named = cluster
+        .members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !m.tls_name.is_empty());
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (index, member) in named {
+        let key = format!("cluster.members[{index}].tls_name");
+        check.ensure(
+            cluster.peer_tls(tls).is_some(),
+            key.clone(),
+            "is only used with TLS on peer links: set cluster.tls_cert and cluster.tls_key (or tls.cert and tls.key) and a CA",
+        )?;
+        // DNS names compare without case.
+        if let Some(other) = names.insert(member.tls_name.to_ascii_lowercase(), index) {
+            return Err(check.fail(
+                key,
+                format!(
+                    "`{}` is also the tls_name of cluster.members[{other}]: a certificate must name one node",
+                    member.tls_name
+                ),
+            ));
+        }
     }
     match cluster.peer_tls(tls) {
         None => check.ensure(

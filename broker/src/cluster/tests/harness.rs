@@ -32,7 +32,9 @@ pub(super) fn settings(
         keep_behind_snapshot: 100,
         max_in_flight: 64,
         join: false,
+        log_cache: 16 << 20,
         tls: None,
+        peer_names: BTreeMap::new(),
     }
 }
 

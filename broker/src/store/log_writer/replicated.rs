@@ -63,6 +63,18 @@ struct Slots {
 }
 
 impl Slots {
+    /// Waits until fewer than `max` are used (without taking one).
+    fn wait_free(&self, max: usize) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= max {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn is_free(&self, max: usize) -> bool {
+        *self.used.lock().unwrap_or_else(|e| e.into_inner()) < max
+    }
+
     fn take(&self, max: usize) {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         while *used >= max {
@@ -112,11 +124,29 @@ pub(super) fn run(
     loop {
         let (entries, waiters, handoffs, closing) = {
             let mut q = shared.lock();
-            q.writer = WriterWait::Idle;
-            while (q.entries.is_empty() && q.handoffs.is_empty() || q.holds > 0) && !q.closed {
-                q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
+            loop {
+                q.writer = WriterWait::Idle;
+                while (q.entries.is_empty() && q.handoffs.is_empty() || q.holds > 0) && !q.closed {
+                    q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+                q.writer = WriterWait::Busy;
+                // Entries to propose wait for a free slot *before* the
+                // batch is taken, so that everything queued meanwhile goes
+                // into it: openraft 0.9 writes and fsyncs each proposal on
+                // its own, one after the other in its core task (it awaits
+                // each append's flush), so a proposal per handful of
+                // messages costs a leader fsync each and delays the commit
+                // of all later ones; one batch per free slot is the group
+                // commit. (Taking first and waiting after, as before, sent
+                // small batches and left the rest queued behind them.)
+                // Deliveries without entries need no slot.
+                if q.closed || q.entries.is_empty() || slots.is_free(max_in_flight) {
+                    break;
+                }
+                drop(q);
+                slots.wait_free(max_in_flight);
+                q = shared.lock();
             }
-            q.writer = WriterWait::Busy;
             q = gather(&shared, q, shared.settings.ack_gather);
             let b = shared.take_batch(q);
             (b.entries, b.waiters, b.handoffs, b.closing)
@@ -142,6 +172,8 @@ pub(super) fn run(
                     )),
                     Some(replicator) => {
                         max_seq = built.max_seq;
+                        // Free (waited for above) unless the batch was
+                        // taken while closing: only this thread takes.
                         slots.take(max_in_flight);
                         // The entry's position in the log is fixed here, so
                         // batches commit in the order they were taken.
@@ -362,6 +394,25 @@ mod tests {
         body_budget: u64,
         fake: Arc<dyn Replicator>,
     ) -> (SledStore, Arc<ReplicatedState>) {
+        open_with(dir, runtime, body_budget, fake, 4)
+    }
+
+    fn open_on_with_slots(
+        dir: &std::path::Path,
+        runtime: &tokio::runtime::Runtime,
+        fake: Arc<dyn Replicator>,
+        max_in_flight: usize,
+    ) -> (SledStore, Arc<ReplicatedState>) {
+        open_with(dir, runtime, 1 << 30, fake, max_in_flight)
+    }
+
+    fn open_with(
+        dir: &std::path::Path,
+        runtime: &tokio::runtime::Runtime,
+        body_budget: u64,
+        fake: Arc<dyn Replicator>,
+        max_in_flight: usize,
+    ) -> (SledStore, Arc<ReplicatedState>) {
         let replicator: Arc<OnceLock<Arc<dyn Replicator>>> = Arc::new(OnceLock::new());
         let settings = StoreSettings {
             path: dir.to_path_buf(),
@@ -382,7 +433,7 @@ mod tests {
             Replication {
                 replicator: replicator.clone(),
                 runtime: runtime.handle().clone(),
-                max_in_flight: 4,
+                max_in_flight,
             },
         )
         .unwrap();
@@ -501,6 +552,96 @@ mod tests {
         store.close();
     }
 
+    /// Holds its first proposal until `release` fires; commits every
+    /// proposal in order, applying it as it resolves.
+    struct Gated {
+        state: OnceLock<Arc<ReplicatedState>>,
+        next: AtomicU64,
+        release: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+    }
+
+    impl Replicator for Gated {
+        fn propose(&self, batch: Bytes) -> Proposal {
+            let index = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+            let gate = match index {
+                1 => self.release.lock().unwrap().take(),
+                _ => None,
+            };
+            let state = self.state.get().cloned();
+            Proposal::pending(async move {
+                if let Some(gate) = gate {
+                    let _ = gate.await;
+                }
+                match state {
+                    Some(state) => state.apply(index, &batch).map(|_| index),
+                    None => Ok(index),
+                }
+                .map_err(|e| ReplicateError::Stopped(e.to_string()))
+            })
+        }
+        fn role(&self) -> Role {
+            Role::Leader
+        }
+        fn leader(&self) -> Option<LeaderInfo> {
+            None
+        }
+        fn is_fenced(&self) -> bool {
+            false
+        }
+        fn status(&self) -> ClusterStatus {
+            unimplemented!("not used by the writer")
+        }
+    }
+
+    /// With every slot in flight, what is appended meanwhile waits in the
+    /// queue and goes out as one proposal once a slot frees, not as a
+    /// small batch taken early and a remainder queued behind it.
+    #[test]
+    fn appends_made_while_every_slot_is_in_flight_become_one_proposal() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (release, gate) = tokio::sync::oneshot::channel();
+        let fake = Arc::new(Gated {
+            state: OnceLock::new(),
+            next: AtomicU64::new(0),
+            release: Mutex::new(Some(gate)),
+        });
+        let (store, state) = open_on_with_slots(dir.path(), &runtime, fake.clone(), 1);
+        let _ = fake.state.set(state.clone());
+        let first = store.append(vec![enqueue(1)]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while fake.next.load(Ordering::SeqCst) < 1 {
+            assert!(std::time::Instant::now() < deadline, "nothing proposed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The one slot is taken: these wait in the writer's queue.
+        let later: Vec<_> = (2..=10)
+            .map(|seq| {
+                let commit = store.append(vec![enqueue(seq)]);
+                std::thread::sleep(Duration::from_millis(5));
+                commit
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            fake.next.load(Ordering::SeqCst),
+            1,
+            "proposed past the slot"
+        );
+        release.send(()).unwrap();
+        runtime.block_on(first.wait()).unwrap();
+        for commit in later {
+            runtime.block_on(commit.wait()).unwrap();
+        }
+        assert_eq!(
+            fake.next.load(Ordering::SeqCst),
+            2,
+            "the nine later appends went out in one proposal"
+        );
+        assert_eq!(live_seqs(&store, &state), (1..=10).collect::<Vec<u64>>());
+        store.close();
+    }
+
     /// Holds every proposal open until `release` turns true, then commits
     /// it (applied nowhere) or fails it as a fenced leader's.
     struct Held {
@@ -511,7 +652,7 @@ mod tests {
     impl Replicator for Held {
         fn propose(&self, _batch: Bytes) -> Proposal {
             let (mut release, fenced) = (self.release.clone(), self.fenced);
-            Proposal::from_future(async move {
+            Proposal::pending(async move {
                 let _ = release.wait_for(|released| *released).await;
                 if fenced {
                     Err(ReplicateError::Fenced)
