@@ -3,8 +3,17 @@
 //!
 //! Durability ordering (the contract the quorum rests on, see Jepsen's NATS
 //! 2.12.1 analysis): an appended entry is reported durable to openraft (the
-//! `LogFlushed` callback) only after `flush_async` has returned, and a vote
-//! is saved only once it is flushed. openraft counts a follower's
+//! `LogFlushed` callback) only after the log's flush has returned, and a
+//! vote is saved only once it is flushed.
+//!
+//! Flushes run on tokio's blocking threads ([`flush`]), not with sled
+//! 0.34's `flush_async`: that one runs the flush on sled's own I/O pool,
+//! which adds threads only once more than seven tasks are queued, while the
+//! flush waits for log writes and file truncations queued on that same pool
+//! (a purge frees segments at the file's end, which queues truncations).
+//! Flushes that occupy the pool's threads could then wait for work that
+//! no thread takes (sled issues 1241 and 1308: concurrent `flush_async`
+//! deadlocks in 0.34.x, fixed only in unreleased sled). openraft counts a follower's
 //! acknowledgement, and the leader's own copy, toward the commit quorum only
 //! after that callback, so "committed" means "fsynced on a majority".
 
@@ -148,6 +157,17 @@ impl LogStore {
     }
 }
 
+/// Flushes `tree` (its whole database) on a blocking thread (module doc:
+/// why not sled's `flush_async`).
+async fn flush(tree: &sled::Tree) -> Result<(), std::io::Error> {
+    let tree = tree.clone();
+    match tokio::task::spawn_blocking(move || tree.flush()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(std::io::Error::other(e)),
+        Err(e) => Err(std::io::Error::other(format!("the flush task failed: {e}"))),
+    }
+}
+
 fn index_key(bound: Bound<&u64>) -> Bound<[u8; 8]> {
     match bound {
         Bound::Included(i) => Bound::Included(i.to_be_bytes()),
@@ -200,8 +220,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_vote(&e))?;
         // Durability: a vote must survive a crash before it is acted on, or
         // a restarted node could vote twice in one term.
-        self.meta
-            .flush_async()
+        flush(&self.meta)
             .await
             .map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
@@ -259,11 +278,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // Durability ordering: flush, then report. The callback is what lets
         // openraft count this copy toward the commit quorum.
-        let flushed = self.log.flush_async().await;
+        let flushed = flush(&self.log).await;
         callback.log_io_completed(
-            flushed
-                .map(|_| ())
-                .map_err(|e| std::io::Error::other(format!("flushing the cluster log: {e}"))),
+            flushed.map_err(|e| std::io::Error::other(format!("flushing the cluster log: {e}"))),
         );
         Ok(())
     }
