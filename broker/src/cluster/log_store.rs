@@ -3,8 +3,17 @@
 //!
 //! Durability ordering (the contract the quorum rests on, see Jepsen's NATS
 //! 2.12.1 analysis): an appended entry is reported durable to openraft (the
-//! `LogFlushed` callback) only after `flush_async` has returned, and a vote
-//! is saved only once it is flushed. openraft counts a follower's
+//! `LogFlushed` callback) only after the log's flush has returned, and a
+//! vote is saved only once it is flushed.
+//!
+//! Flushes run on tokio's blocking threads ([`flush`]), not with sled
+//! 0.34's `flush_async`: that one runs the flush on sled's own I/O pool,
+//! which adds threads only once more than seven tasks are queued, while the
+//! flush waits for log writes and file truncations queued on that same pool
+//! (a purge frees segments at the file's end, which queues truncations).
+//! Flushes that occupy the pool's threads could then wait for work that
+//! no thread takes (sled issues 1241 and 1308: concurrent `flush_async`
+//! deadlocks in 0.34.x, fixed only in unreleased sled). openraft counts a follower's
 //! acknowledgement, and the leader's own copy, toward the commit quorum only
 //! after that callback, so "committed" means "fsynced on a majority".
 
@@ -15,6 +24,8 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader, StorageIOError};
@@ -84,7 +95,19 @@ pub(crate) fn open_db_with_cache(dir: &Path, cache_bytes: u64) -> Result<sled::D
 pub(crate) struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
+    /// One more than the index purged up to (0: nothing purged); entries
+    /// at or below that index may still be in the tree until the purge
+    /// thread removed them, and are never read.
+    purged_below: Arc<AtomicU64>,
+    /// The purge thread's queue: the index to remove entries up to.
+    purges: mpsc::SyncSender<u64>,
 }
+
+/// Entries the purge thread removes per sled batch.
+const PURGE_BATCH: usize = 1024;
+/// Purges waiting for the thread, at most; one more is dropped, since the
+/// next one removes everything below it too.
+const PURGE_QUEUE: usize = 4;
 
 impl LogStore {
     /// Opens the log of a node that is starting (see
@@ -94,10 +117,26 @@ impl LogStore {
             db.open_tree(name)
                 .map_err(|e| StorageError::from(StorageIOError::read(&e)))
         };
+        let log = open(LOG_TREE)?;
+        let meta = open(META_TREE)?;
+        let (purges, queued) = mpsc::sync_channel(PURGE_QUEUE);
         let store = LogStore {
-            log: open(LOG_TREE)?,
-            meta: open(META_TREE)?,
+            purged_below: Arc::new(AtomicU64::new(0)),
+            log: log.clone(),
+            meta,
+            purges,
         };
+        if let Some(purged) = store.read_log_id(KEY_PURGED)? {
+            store
+                .purged_below
+                .store(purged.index.saturating_add(1), Ordering::Release);
+            // Entries a crash left below the marker go too.
+            let _ = store.purges.try_send(purged.index);
+        }
+        std::thread::Builder::new()
+            .name("ferromq-raft-purge".into())
+            .spawn(move || remove_purged(&log, queued))
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         store.forget_leadership()?;
         Ok(store)
     }
@@ -161,6 +200,56 @@ impl LogStore {
     }
 }
 
+/// Flushes `tree` (its whole database) on a blocking thread (module doc:
+/// why not sled's `flush_async`).
+async fn flush(tree: &sled::Tree) -> Result<(), std::io::Error> {
+    let tree = tree.clone();
+    match tokio::task::spawn_blocking(move || tree.flush()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(std::io::Error::other(e)),
+        Err(e) => Err(std::io::Error::other(format!("the flush task failed: {e}"))),
+    }
+}
+
+/// The purge thread: removes the entries at or below each index it is
+/// sent, a batch at a time, until every `LogStore` handle is gone.
+///
+/// Why a thread: removing a purge's entries (10,000 at the default
+/// `snapshot_every`) in the call took openraft's core task over a second
+/// on this loaded machine, in which it sent no heartbeat and handled no
+/// answer, so the leader's lease ran out and it fenced itself right after
+/// its first snapshot (failover-snapshots-2026-12-08: purge_log at
+/// 01:50:29.018, the core's next line 0.85 s later, fenced at 30.080).
+/// Lock ordering: none; the thread shares only sled's own locks.
+fn remove_purged(log: &sled::Tree, queued: mpsc::Receiver<u64>) {
+    while let Ok(upto) = queued.recv() {
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut removed = 0;
+            for item in log.range(..=upto.to_be_bytes()).keys().take(PURGE_BATCH) {
+                match item {
+                    Ok(key) => {
+                        batch.remove(key);
+                        removed += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cluster: reading the log to purge it");
+                        break;
+                    }
+                }
+            }
+            if removed == 0 {
+                break;
+            }
+            if let Err(e) = log.apply_batch(batch) {
+                // Left for the next purge, which removes these too.
+                tracing::warn!(error = %e, "cluster: removing purged log entries");
+                break;
+            }
+        }
+    }
+}
+
 fn index_key(bound: Bound<&u64>) -> Bound<[u8; 8]> {
     match bound {
         Bound::Included(i) => Bound::Included(i.to_be_bytes()),
@@ -175,10 +264,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let keys = (index_key(range.start_bound()), index_key(range.end_bound()));
+        let purged_below = self.purged_below.load(Ordering::Acquire);
         let mut entries = Vec::new();
         for item in self.log.range::<[u8; 8], _>(keys) {
             let (_, bytes) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            entries.push(codec::decode_entry(&bytes).map_err(|e| StorageIOError::read_logs(&e))?);
+            let entry = codec::decode_entry(&bytes).map_err(|e| StorageIOError::read_logs(&e))?;
+            // Purged, not removed yet (`remove_purged`).
+            if entry.log_id.index < purged_below {
+                continue;
+            }
+            entries.push(entry);
         }
         Ok(entries)
     }
@@ -197,8 +292,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             ),
             None => None,
         };
+        // Entries the purge thread has not removed yet are below the
+        // marker: the last log id is never below it.
+        let last_log_id = match (last, last_purged_log_id) {
+            (Some(last), Some(purged)) if last.index <= purged.index => Some(purged),
+            (last, purged) => last.or(purged),
+        };
         Ok(LogState {
-            last_log_id: last.or(last_purged_log_id),
+            last_log_id,
             last_purged_log_id,
         })
     }
@@ -213,8 +314,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_vote(&e))?;
         // Durability: a vote must survive a crash before it is acted on, or
         // a restarted node could vote twice in one term.
-        self.meta
-            .flush_async()
+        flush(&self.meta)
             .await
             .map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
@@ -272,11 +372,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // Durability ordering: flush, then report. The callback is what lets
         // openraft count this copy toward the commit quorum.
-        let flushed = self.log.flush_async().await;
+        let flushed = flush(&self.log).await;
         callback.log_io_completed(
-            flushed
-                .map(|_| ())
-                .map_err(|e| std::io::Error::other(format!("flushing the cluster log: {e}"))),
+            flushed.map_err(|e| std::io::Error::other(format!("flushing the cluster log: {e}"))),
         );
         Ok(())
     }
@@ -300,21 +398,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // The purge marker goes first: should a crash come between the two
-        // writes, the state says "purged up to here" and the leftover entries
-        // below it are never read.
+        // Only the marker is written here; the entries behind it are
+        // removed by the purge thread (`remove_purged`: why) and are never
+        // read meanwhile. Not flushed: sled persists in write order, so the
+        // next append's flush makes it durable, and a marker lost in a
+        // crash only leaves entries openraft purges again.
         self.meta
             .insert(KEY_PURGED, codec::encode_log_id(&log_id))
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        let to = log_id.index.to_be_bytes();
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(..=to) {
-            let (key, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.remove(key);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        self.purged_below
+            .fetch_max(log_id.index.saturating_add(1), Ordering::AcqRel);
+        // A full queue already holds a purge, and each removes everything
+        // at or below its index: this one is covered by the next.
+        let _ = self.purges.try_send(log_id.index);
         Ok(())
     }
 }
@@ -340,5 +436,59 @@ mod tests {
         // An uncommitted vote is kept as it is.
         let mut again = LogStore::open(&db).unwrap();
         assert_eq!(again.read_vote().await.unwrap(), Some(Vote::new(7, 2)));
+    }
+
+    /// Writes entries 1..=n of term 1 as `append` does (openraft's flush
+    /// callback cannot be made outside it).
+    fn append_n(store: &LogStore, n: u64) {
+        use openraft::{CommittedLeaderId, EntryPayload};
+        for index in 1..=n {
+            let entry = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+                payload: EntryPayload::Blank,
+            };
+            store
+                .log
+                .insert(index.to_be_bytes(), codec::encode_entry(&entry).unwrap())
+                .unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_purge_hides_its_entries_at_once_and_the_thread_removes_them() {
+        use openraft::CommittedLeaderId;
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(dir.path()).unwrap();
+        let mut store = LogStore::open(&db).unwrap();
+        append_n(&store, 5000);
+        let upto = LogId::new(CommittedLeaderId::new(1, 1), 4000);
+        store.purge(upto).await.unwrap();
+        // Never read again, whether or not removed yet.
+        let left = store.try_get_log_entries(0..=5000).await.unwrap();
+        assert_eq!(left.len(), 1000);
+        assert_eq!(left[0].log_id.index, 4001);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(upto));
+        assert_eq!(state.last_log_id.map(|id| id.index), Some(5000));
+        // The thread removes them (bounded wait: 30 s).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while store.log.len() > 1000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} left",
+                store.log.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            store.log.first().unwrap().map(|(k, _)| k.to_vec()),
+            Some(4001u64.to_be_bytes().to_vec())
+        );
+        // Purging everything: the last log id is the marker's.
+        let all = LogId::new(CommittedLeaderId::new(1, 1), 5000);
+        store.purge(all).await.unwrap();
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(all));
+        assert!(store.try_get_log_entries(0..).await.unwrap().is_empty());
     }
 }

@@ -21,8 +21,8 @@
 //! this runs):
 //! - The store implements [`ApplyLog`] on every node
 //!   (`store::replicated::ReplicatedState`): `apply` decodes one
-//!   batch and applies it (idempotent per index), `snapshot` encodes the
-//!   live records, `install_snapshot` replaces them, `last_applied` is the
+//!   batch and applies it (idempotent per index), `snapshot` writes the
+//!   live records to a file in frames, `install_snapshot` replaces them, `last_applied` is the
 //!   index the store will still have after a restart.
 //! - The store's log writer (`store::log_writer::replicated`), on the leader,
 //!   calls [`Replicator::propose`]
@@ -46,6 +46,7 @@ mod peer;
 mod peer_tls;
 mod pre_vote;
 mod settings;
+mod snapshot_files;
 mod state_machine;
 mod status;
 mod types;
@@ -79,14 +80,22 @@ pub trait ApplyLog: Send + Sync + 'static {
     /// the store would disagree otherwise).
     fn apply(&self, index: LogIndex, payload: &[u8]) -> Result<(), ApplyError>;
 
-    /// The whole state as of [`ApplyLog::last_applied`], to ship to a
-    /// follower that is too far behind (or wiped) and to keep as the base
-    /// the log is purged behind.
-    fn snapshot(&self) -> Result<Bytes, ApplyError>;
+    /// Writes the whole state as of [`ApplyLog::last_applied`] to `out`,
+    /// to ship to a follower that is too far behind (or wiped) and to keep
+    /// as the base the log is purged behind. `out` is a file: write it in
+    /// bounded pieces, never the whole image from memory. Called on a
+    /// blocking thread, never on the runtime's workers.
+    fn snapshot(&self, out: &mut dyn std::io::Write) -> Result<(), ApplyError>;
 
-    /// Replaces the whole state with `data` (from [`ApplyLog::snapshot`] on
-    /// some node); afterwards [`ApplyLog::last_applied`] is `index`.
-    fn install_snapshot(&self, index: LogIndex, data: &[u8]) -> Result<(), ApplyError>;
+    /// Replaces the whole state with the image `data` (written by
+    /// [`ApplyLog::snapshot`] on some node), read in bounded pieces;
+    /// afterwards [`ApplyLog::last_applied`] is `index`. Called on a
+    /// blocking thread.
+    fn install_snapshot(
+        &self,
+        index: LogIndex,
+        data: &mut dyn std::io::Read,
+    ) -> Result<(), ApplyError>;
 
     /// The highest index applied that the store will still have after a
     /// restart (it need not be flushed on every apply: the cluster

@@ -149,7 +149,7 @@ impl ClusterNode {
             };
             let log = LogStore::open(&db).map_err(|e| storage(e.to_string()))?;
             let machine =
-                StateMachine::open(&db, &log, apply).map_err(|e| storage(e.to_string()))?;
+                StateMachine::open(&db, &log, apply, &dir).map_err(|e| storage(e.to_string()))?;
             Ok::<_, StartError>((log, machine))
         })
         .await

@@ -4,7 +4,6 @@
 //! is ours.
 
 use std::fmt;
-use std::io::Cursor;
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -82,6 +81,7 @@ openraft::declare_raft_types!(
         R = (),
         NodeId = NodeId,
         Node = Member,
+        SnapshotData = tokio::fs::File,
 );
 
 pub(crate) type Raft = openraft::Raft<TypeConfig>;
@@ -93,4 +93,5 @@ pub(crate) type Membership = openraft::Membership<NodeId, Member>;
 pub(crate) type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
 pub(crate) type Snapshot = openraft::Snapshot<TypeConfig>;
 pub(crate) type StorageError = openraft::StorageError<NodeId>;
-pub(crate) type SnapshotData = Cursor<Vec<u8>>;
+/// A snapshot's data: a file (`snapshot_files`), read and written in chunks.
+pub(crate) type SnapshotData = tokio::fs::File;

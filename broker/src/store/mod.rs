@@ -124,6 +124,7 @@ pub mod paging;
 pub mod record;
 pub mod replicated;
 pub mod sled_store;
+pub mod snapshot_image;
 pub mod state_machine;
 pub mod upgrade;
 

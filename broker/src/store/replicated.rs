@@ -78,10 +78,10 @@ use super::record::{
     self, COUNT_PREFIX, DELIVERED_PREFIX, LANE_BYTES_PREFIX, LOG_PREFIX, MESSAGE_PREFIX,
     META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
 };
-use super::state_machine::{Applied as Changes, LogKeep, Records, SledRecords, StateMachine};
+use super::snapshot_image;
+use super::state_machine::{Applied as Changes, LogKeep, SledRecords, StateMachine};
 use super::Recovered;
 use crate::cluster::{ApplyError, ApplyLog, LogIndex};
-use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -93,6 +93,10 @@ pub const RAFT_APPLIED_KEY: &[u8] = b"\x00raft_applied";
 /// writer has at most `cluster.max_in_flight` proposals unresolved, far
 /// fewer; older ones are dropped (their bodies are then not counted).
 const KEPT_CHANGES: usize = 1024;
+
+/// Keys removed per sled batch when a snapshot install clears the store
+/// (one batch for a deep store would hold every key in memory).
+const REMOVALS_PER_BATCH: usize = 4096;
 
 /// The store's state in cluster mode, shared by the cluster's apply task
 /// (which changes it) and the writer and leader startup (which read it).
@@ -259,23 +263,37 @@ impl ApplyLog for ReplicatedState {
         Ok(())
     }
 
-    fn snapshot(&self) -> Result<Bytes, ApplyError> {
+    fn snapshot(&self, out: &mut dyn std::io::Write) -> Result<(), ApplyError> {
+        // Under `state`: no apply runs while the image is read, so it is
+        // the state at `index`. Written frame by frame (snapshot_image).
         let applied = self.lock();
-        let image = applied
-            .machine
-            .snapshot(&self.db)
-            .map_err(|e| ApplyError::new(format!("store snapshot: {e}")))?;
-        Ok(Bytes::from(image.to_bytes()))
+        snapshot_image::write(&self.db, applied.machine.max_seq(), out)
+            .map(|_| ())
+            .map_err(|e| ApplyError::new(format!("store snapshot: {e}")))
     }
 
-    fn install_snapshot(&self, index: LogIndex, data: &[u8]) -> Result<(), ApplyError> {
+    fn install_snapshot(
+        &self,
+        index: LogIndex,
+        data: &mut dyn std::io::Read,
+    ) -> Result<(), ApplyError> {
         let mut applied = self.lock();
         let fail = |e: String| ApplyError::new(format!("snapshot install at index {index}: {e}"));
-        // The removals go through the same records as the apply, whose
-        // reads then see the store empty.
-        let mut batch = SledRecords::new(&self.db);
+        // Durability ordering: the applied index goes first, in a write of
+        // its own. The install takes several sled batches (memory stays
+        // bounded by one frame), and sled recovers writes in order, so a
+        // crash part way leaves a store with no applied index, which the
+        // cluster restores from its persisted snapshot again on open
+        // (`cluster::state_machine`); never a half-installed store that
+        // claims an index.
+        self.db
+            .remove(RAFT_APPLIED_KEY)
+            .map_err(|e| fail(e.to_string()))?;
+        applied.index = None;
         // Everything the state consists of goes; the snapshot's records
-        // (written to the same batch after the removals) replace it.
+        // replace it.
+        let mut removals = sled::Batch::default();
+        let mut pending = 0;
         for prefix in [
             LOG_PREFIX,
             MESSAGE_PREFIX,
@@ -288,7 +306,14 @@ impl ApplyLog for ReplicatedState {
         ] {
             for item in self.db.scan_prefix([prefix]) {
                 let (key, _) = item.map_err(|e| fail(e.to_string()))?;
-                batch.remove(&key);
+                removals.remove(key);
+                pending += 1;
+                if pending >= REMOVALS_PER_BATCH {
+                    self.db
+                        .apply_batch(std::mem::take(&mut removals))
+                        .map_err(|e| fail(e.to_string()))?;
+                    pending = 0;
+                }
             }
         }
         for key in [
@@ -297,13 +322,23 @@ impl ApplyLog for ReplicatedState {
             record::MAX_SEQ_KEY,
             record::LIVE_KEY,
         ] {
-            batch.remove(key);
+            removals.remove(key);
         }
-        let mut machine = StateMachine::default();
-        machine.apply_encoded(data, &mut batch).map_err(fail)?;
-        batch.insert(RAFT_APPLIED_KEY, &index.to_be_bytes());
         self.db
-            .apply_batch(batch.into_batch())
+            .apply_batch(removals)
+            .map_err(|e| fail(e.to_string()))?;
+        // The image's frames are applied in order, each in its own batch,
+        // as the single batch they stand for would have been.
+        let mut machine = StateMachine::default();
+        while let Some(frame) = snapshot_image::read_frame(data).map_err(fail)? {
+            let mut batch = SledRecords::new(&self.db);
+            machine.apply_encoded(&frame, &mut batch).map_err(fail)?;
+            self.db
+                .apply_batch(batch.into_batch())
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        self.db
+            .insert(RAFT_APPLIED_KEY, &index.to_be_bytes())
             .map_err(|e| fail(e.to_string()))?;
         // Durability ordering: the log behind the snapshot may be purged, so
         // the installed state is on disk before this returns.
@@ -326,6 +361,7 @@ mod tests {
     use crate::message::BodySource;
     use crate::store::cursor::{self, BacklogRead};
     use crate::store::entry::{self, Ack, EncodedBatch, Entry, Kind, StoredMessage};
+    use bytes::Bytes;
     use std::sync::Arc;
 
     struct NoBodies;
@@ -378,17 +414,24 @@ mod tests {
         })
     }
 
-    /// The live messages a snapshot holds.
-    fn snapshot_messages(data: &[u8]) -> Result<Vec<StoredMessage>, String> {
-        let batch = EncodedBatch::from_bytes(data)?;
-        Ok(batch
-            .entries
-            .into_iter()
-            .filter_map(|e| match e.kind {
+    /// The live messages a snapshot image holds.
+    fn snapshot_messages(mut data: &[u8]) -> Result<Vec<StoredMessage>, String> {
+        let mut messages = Vec::new();
+        while let Some(frame) = snapshot_image::read_frame(&mut data)? {
+            let batch = EncodedBatch::from_bytes(&frame)?;
+            messages.extend(batch.entries.into_iter().filter_map(|e| match e.kind {
                 Some(Kind::Enqueue(m)) => Some(m),
                 _ => None,
-            })
-            .collect())
+            }));
+        }
+        Ok(messages)
+    }
+
+    /// The image [`ApplyLog::snapshot`] writes, in memory.
+    fn image(state: &ReplicatedState) -> Vec<u8> {
+        let mut image = Vec::new();
+        state.snapshot(&mut image).unwrap();
+        image
     }
 
     fn open(dir: &std::path::Path) -> ReplicatedState {
@@ -478,7 +521,7 @@ mod tests {
                 ),
             )
             .unwrap();
-        let image = leader.snapshot().unwrap();
+        let image = image(&leader);
         assert_eq!(snapshot_messages(&image).unwrap().len(), 1);
         let follower = open(b.path());
         // State the snapshot does not have must go.
@@ -488,7 +531,7 @@ mod tests {
             .apply(1, &batch(vec![Kind::Enqueue(other)], 9))
             .unwrap();
         assert!(follower.destination_bytes().get("/queue/z") > 0);
-        follower.install_snapshot(3, &image).unwrap();
+        follower.install_snapshot(3, &mut &image[..]).unwrap();
         assert_eq!(follower.last_applied(), Some(3));
         let (seqs, recovered) = restored(&follower);
         assert_eq!(seqs, vec![2]);
@@ -520,6 +563,117 @@ mod tests {
         assert_eq!(reopened.last_applied(), Some(3));
         assert_eq!(reopened.destination_bytes().get("/queue/a"), stored);
         assert_eq!(reopened.destination_bytes().get("/queue/z"), 0);
+    }
+
+    /// A writer that keeps only a count and the largest single write: the
+    /// image builder must hand over bounded pieces, not the whole image.
+    #[derive(Default)]
+    struct Measured {
+        bytes: usize,
+        largest: usize,
+        data: Vec<u8>,
+    }
+
+    impl std::io::Write for Measured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.bytes += buf.len();
+            self.largest = self.largest.max(buf.len());
+            self.data.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A reader that hands out at most 1000 bytes per call, like a file
+    /// read in small pieces.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(1000).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_snapshot_larger_than_a_frame_round_trips_in_bounded_pieces() {
+        const MESSAGES: u64 = 3000;
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let leader = open(a.path());
+        let body = Bytes::from(vec![7u8; 1024]);
+        for chunk in 0..MESSAGES / 100 {
+            let kinds = (1..=100)
+                .map(|i| {
+                    let mut m = message(chunk * 100 + i);
+                    m.body = body.clone();
+                    Kind::Enqueue(m)
+                })
+                .collect();
+            leader
+                .apply(chunk + 1, &batch(kinds, (chunk + 1) * 100))
+                .unwrap();
+        }
+        // Some delivery counts, interleaved with the messages' order.
+        let delivered = (1..=MESSAGES)
+            .step_by(7)
+            .map(|seq| Kind::Delivered(entry::Delivered { seq, count: 2 }))
+            .collect();
+        leader.apply(100, &batch(delivered, MESSAGES)).unwrap();
+        let mut out = Measured::default();
+        leader.snapshot(&mut out).unwrap();
+        // ~3 MB of bodies: several frames, and no write near the image's
+        // size (each write is one frame or its length).
+        assert!(out.bytes > 2 * snapshot_image::FRAME_BYTES, "{}", out.bytes);
+        assert!(
+            out.largest <= snapshot_image::FRAME_BYTES + 2048,
+            "largest write {} of {}",
+            out.largest,
+            out.bytes
+        );
+        let follower = open(b.path());
+        follower
+            .install_snapshot(100, &mut Trickle(&out.data))
+            .unwrap();
+        assert_eq!(follower.last_applied(), Some(100));
+        let recovered = follower.recovered().unwrap();
+        assert_eq!(recovered.backlog[0].messages, MESSAGES);
+        assert_eq!(recovered.next_seq, MESSAGES + 1);
+        // Read back in pages, as the leader's cursor does.
+        let (mut got, mut position) = (Vec::new(), 0);
+        for _ in 0..MESSAGES {
+            let read = read_lane(&follower, position);
+            if read.messages.is_empty() {
+                break;
+            }
+            assert!(read
+                .messages
+                .iter()
+                .all(|m| m.message.body.len() == body.len()));
+            position = read.position;
+            got.extend(seqs(&read));
+        }
+        assert_eq!(got, (1..=MESSAGES).collect::<Vec<_>>());
+        let counts = |db: &sled::Db| -> Vec<Vec<u8>> {
+            db.scan_prefix([DELIVERED_PREFIX])
+                .values()
+                .map(|v| v.unwrap().to_vec())
+                .collect()
+        };
+        assert_eq!(counts(&follower.db).len() as u64, MESSAGES.div_ceil(7));
+        assert_eq!(
+            follower.destination_bytes().get("/queue/a"),
+            leader.destination_bytes().get("/queue/a")
+        );
+        // A truncated image is refused, and the store is left with no
+        // applied index (the cluster restores it from its snapshot file).
+        let cut = &out.data[..out.data.len() / 2];
+        assert!(follower.install_snapshot(200, &mut Trickle(cut)).is_err());
+        assert_eq!(follower.last_applied(), None);
     }
 
     #[test]

@@ -19,7 +19,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Sle
         let dir = tempfile::tempdir().unwrap();
         let db = open_db(dir.path()).unwrap();
         let log = LogStore::open(&db).unwrap();
-        let machine = StateMachine::open(&db, &log, Arc::new(Toy::default()))?;
+        let machine = StateMachine::open(&db, &log, Arc::new(Toy::default()), dir.path())?;
         Ok((dir, log, machine))
     }
 }

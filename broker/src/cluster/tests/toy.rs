@@ -4,8 +4,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use bytes::Bytes;
-
 use crate::cluster::{ApplyError, ApplyLog, LogIndex};
 
 #[derive(Default)]
@@ -43,15 +41,18 @@ impl ApplyLog for Toy {
         Ok(())
     }
 
-    fn snapshot(&self) -> Result<Bytes, ApplyError> {
+    fn snapshot(&self, out: &mut dyn std::io::Write) -> Result<(), ApplyError> {
         let state = self.state.lock().unwrap();
-        serde_json::to_vec(&state.payloads)
-            .map(Bytes::from)
+        serde_json::to_writer(out, &state.payloads)
             .map_err(|e| ApplyError::new(format!("encoding the toy snapshot: {e}")))
     }
 
-    fn install_snapshot(&self, index: LogIndex, data: &[u8]) -> Result<(), ApplyError> {
-        let payloads: Vec<Vec<u8>> = serde_json::from_slice(data)
+    fn install_snapshot(
+        &self,
+        index: LogIndex,
+        data: &mut dyn std::io::Read,
+    ) -> Result<(), ApplyError> {
+        let payloads: Vec<Vec<u8>> = serde_json::from_reader(data)
             .map_err(|e| ApplyError::new(format!("decoding the toy snapshot: {e}")))?;
         let mut state = self.state.lock().unwrap();
         state.payloads = payloads;
