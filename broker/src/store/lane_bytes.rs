@@ -6,30 +6,28 @@
 //! live byte total counts, so the lanes add up to it). The apply step adds
 //! a record's size when it indexes a message and takes it off when the
 //! message's records go (ack, purge, delete, expiry, a dead-letter move:
-//! every removal is an ack in the log), and writes one `V` record per lane
-//! it touched, next to the lane's `C` count ([`super::record`]). So a
-//! restart reads these records, not the messages, and every node of a
-//! cluster, applying the same batches, holds the same figures.
+//! every removal is an ack in the log), and writes each touched lane's
+//! bytes in its `C` record, with its count ([`super::record::LaneCount`]):
+//! one record per lane and batch. So a restart reads these records, not
+//! the messages, and every node of a cluster, applying the same batches,
+//! holds the same figures.
 //!
 //! [`DestinationBytes`] is what readers see: the lanes summed per
 //! destination, published by whoever owns the state machine after each
 //! apply (the log writer on a single node, [`super::replicated`] in
 //! cluster mode). Only the lanes a batch changed are republished.
 //!
-//! A format-3 store written before `V` records existed has lane counts
-//! without them: recovery sums those lanes once from their queue order
-//! and seq index (a read per stored message of those lanes only), and the
-//! next batch touching a lane writes its record.
+//! Format 4 kept these bytes in `V` records of their own, and format 3 had
+//! none: [`super::upgrade`] folds or sums them into the `C` records.
 
-use super::record::{self, SeqEntry, LANE_BYTES_PREFIX, QUEUE_PREFIX, SEQ_PREFIX};
-use super::state_machine::Records;
+use super::record;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bytes of live message records per lane ([`record::lane`]).
 #[derive(Debug, Clone, Default)]
 pub struct LaneBytes {
-    /// Lanes holding live records; a lane at 0 is removed.
+    /// Lanes holding live records; an emptied lane is removed.
     lanes: BTreeMap<Vec<u8>, u64>,
     /// Lanes written since the last publication (bounded by the lanes in
     /// use; drained by [`DestinationBytes::publish`]).
@@ -64,43 +62,24 @@ impl LaneBytes {
         }
     }
 
-    /// Writes the `V` records of the lanes in `touched` (sorted, without
-    /// repeats), removing those now empty: once per batch, with the lane
-    /// counts.
-    pub fn write(&mut self, touched: &[Vec<u8>], records: &mut impl Records) {
-        for lane in touched {
-            let key = record::lane_key(LANE_BYTES_PREFIX, lane, None);
-            match self.lanes.get(lane) {
-                Some(&n) if n > 0 => records.put(&key, &n.to_be_bytes()),
-                _ => {
-                    self.lanes.remove(lane);
-                    records.remove(&key);
-                }
-            }
-            self.changed.insert(lane.clone());
-        }
+    /// The bytes of `lane` (0 when it has none), for its `C` record.
+    pub fn of_lane(&self, lane: &[u8]) -> u64 {
+        self.lanes.get(lane).copied().unwrap_or(0)
     }
 
-    /// Reads the `V` records; `counted` are the lanes holding live
-    /// messages (the `C` records). A counted lane without a `V` record is
-    /// summed from its records (see the module doc).
-    pub fn recover<'a>(
-        tree: &sled::Tree,
-        counted: impl Iterator<Item = &'a Vec<u8>>,
-    ) -> Result<LaneBytes, String> {
-        let mut out = LaneBytes::default();
-        for item in tree.scan_prefix([LANE_BYTES_PREFIX]) {
-            let (k, v) = item.map_err(|e| format!("lane bytes: {e}"))?;
-            let bytes = record::decode_u64(&v).ok_or("malformed lane bytes")?;
-            out.lanes.insert(k[1..].to_vec(), bytes);
+    /// `lane`'s bytes as its `C` record says (recovery).
+    pub fn set(&mut self, lane: &[u8], bytes: u64) {
+        self.lanes.insert(lane.to_vec(), bytes);
+    }
+
+    /// The lanes in `touched` had their `C` records written in this batch;
+    /// those in `emptied` hold no message any more and are dropped. Once
+    /// per batch.
+    pub fn written(&mut self, touched: &[Vec<u8>], emptied: &[Vec<u8>]) {
+        for lane in emptied {
+            self.lanes.remove(lane);
         }
-        for lane in counted {
-            if !out.lanes.contains_key(lane) {
-                let bytes = sum_lane(tree, lane)?;
-                out.lanes.insert(lane.clone(), bytes);
-            }
-        }
-        Ok(out)
+        self.changed.extend(touched.iter().cloned());
     }
 
     /// Bytes of live records of `destination`, all priorities.
@@ -114,28 +93,6 @@ impl LaneBytes {
     pub fn total(&self) -> u64 {
         self.lanes.values().sum()
     }
-}
-
-/// The bytes of `lane`'s records, from its queue order (`Q`: each value
-/// starts with the seq) and the seq index (`S`: each entry has its size).
-fn sum_lane(tree: &sled::Tree, lane: &[u8]) -> Result<u64, String> {
-    let mut sum = 0u64;
-    for item in tree.scan_prefix(record::lane_key(QUEUE_PREFIX, lane, None)) {
-        let (_, v) = item.map_err(|e| format!("queue order: {e}"))?;
-        let seq = v
-            .get(..8)
-            .and_then(record::decode_u64)
-            .ok_or("malformed queue order record")?;
-        if let Some(raw) = tree
-            .get(record::key(SEQ_PREFIX, seq))
-            .map_err(|e| format!("seq index of {seq}: {e}"))?
-        {
-            let entry = SeqEntry::decode(&raw).ok_or("malformed seq index record")?;
-            let body_len = entry.body_file.map_or(0, |(_, len)| len);
-            sum += u64::from(entry.bytes) + body_len;
-        }
-    }
-    Ok(sum)
 }
 
 /// Stored bytes per destination, as readers (the admin API) see them.
@@ -195,7 +152,6 @@ impl DestinationBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn lane(d: &str, p: u8) -> Vec<u8> {
         record::lane(d, p)
@@ -204,7 +160,6 @@ mod tests {
     #[test]
     fn lanes_sum_per_destination_and_only_changes_are_republished() {
         let mut b = LaneBytes::default();
-        let mut records = BTreeMap::new();
         b.add(&lane("/queue/a", 4), 100);
         b.add(&lane("/queue/a", 9), 50);
         b.add(&lane("/queue/ab", 4), 7);
@@ -213,8 +168,9 @@ mod tests {
             lane("/queue/a", 9),
             lane("/queue/ab", 4),
         ];
-        b.write(&touched, &mut records);
+        b.written(&touched, &[]);
         assert_eq!(b.of_destination("/queue/a"), 150);
+        assert_eq!(b.of_lane(&lane("/queue/a", 9)), 50);
         assert_eq!(b.of_destination("/queue/ab"), 7, "a longer name is apart");
         assert_eq!(b.total(), 157);
         let view = DestinationBytes::default();
@@ -224,14 +180,16 @@ mod tests {
         b.remove(&lane("/queue/a", 9), 50);
         view.publish(&mut b);
         assert_eq!(view.get("/queue/a"), 150);
-        b.write(&[lane("/queue/a", 9)], &mut records);
+        b.written(&[lane("/queue/a", 9)], &[lane("/queue/a", 9)]);
         view.publish(&mut b);
         assert_eq!(view.get("/queue/a"), 100);
-        let key = record::lane_key(LANE_BYTES_PREFIX, &lane("/queue/a", 9), None);
-        assert!(!records.contains_key(&key), "an empty lane's record goes");
+        assert!(
+            !b.lanes.contains_key(&lane("/queue/a", 9)),
+            "an emptied lane goes"
+        );
         // Emptying a destination removes it from the view.
         b.remove(&lane("/queue/ab", 4), 7);
-        b.write(&[lane("/queue/ab", 4)], &mut records);
+        b.written(&[lane("/queue/ab", 4)], &[lane("/queue/ab", 4)]);
         view.publish(&mut b);
         assert_eq!(view.get("/queue/ab"), 0);
         assert!(!view.lock().contains_key("/queue/ab"));
@@ -241,40 +199,15 @@ mod tests {
     }
 
     #[test]
-    fn records_are_read_back_and_missing_ones_summed_from_the_lane() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+    fn recovered_lanes_replace_the_view() {
         let mut b = LaneBytes::default();
-        let mut records = BTreeMap::new();
-        b.add(&lane("/queue/a", 4), 300);
-        b.write(&[lane("/queue/a", 4)], &mut records);
-        for (k, v) in &records {
-            db.insert(k, v.as_slice()).unwrap();
-        }
-        // Lane /queue/b,4 has two messages (seqs 5 and 6, 40 and 2 bytes)
-        // but no B record: written before they existed.
-        let b_lane = lane("/queue/b", 4);
-        for (seq, index, bytes) in [(5u64, 10u64, 40u32), (6, 11, 2)] {
-            let mut order = seq.to_be_bytes().to_vec();
-            order.push(0);
-            db.insert(record::lane_key(QUEUE_PREFIX, &b_lane, Some(index)), order)
-                .unwrap();
-            let entry = SeqEntry {
-                index,
-                bytes,
-                lane: b_lane.clone(),
-                body_file: None,
-            };
-            db.insert(record::key(SEQ_PREFIX, seq), entry.encode())
-                .unwrap();
-        }
-        let counted = [lane("/queue/a", 4), b_lane.clone()];
-        let got = LaneBytes::recover(&db, counted.iter()).unwrap();
-        assert_eq!(got.of_destination("/queue/a"), 300);
-        assert_eq!(got.of_destination("/queue/b"), 42);
-        let mut got = got;
+        b.set(&lane("/queue/a", 4), 300);
+        b.set(&lane("/queue/b", 4), 40);
+        b.set(&lane("/queue/b", 0), 2);
         let view = DestinationBytes::default();
-        view.replace(&mut got);
+        view.publish(&mut b);
+        assert_eq!(view.get("/queue/a"), 0, "nothing changed by a batch");
+        view.replace(&mut b);
         assert_eq!((view.get("/queue/a"), view.get("/queue/b")), (300, 42));
     }
 }

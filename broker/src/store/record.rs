@@ -15,9 +15,8 @@
 //! | `'D'` + log index (u64 BE) | its delivery count, u32 BE |
 //! | `'S'` + seq (u64 BE) | where the live message `seq` is: [`SeqEntry`] (with its body file's segment and the body's length when it is in one) |
 //! | `'Q'` + [`lane`] + log index (u64 BE) | the queue order: the message's seq (u64 BE) and whether the router left it to the store (1) or held it (0) |
-//! | `'C'` + [`lane`] | live messages in that lane, u64 BE |
+//! | `'C'` + [`lane`] | that lane's live messages and the bytes of their records (bodies in body files included): [`LaneCount`], u64 BE each ([`super::lane_bytes`]) |
 //! | `'B'` + segment (u32 BE) | a body file holding live bodies: their count, bytes, and the end of the bytes referred to (u64 BE each; [`super::body_counts`]) |
-//! | `'V'` + [`lane`] | bytes of their records, u64 BE ([`super::lane_bytes`]) |
 //! | `'K'` + utf8 name | router metadata, opaque bytes |
 //!
 //! `L` is the log; the rest is the read layout the apply step derives from
@@ -25,8 +24,8 @@
 //! the order they were published; `Q` keys sort by destination, priority
 //! and log index, which is the order a queue's cursor reads its backlog in
 //! ([`super::cursor`]). `S` lets an ack find its records without an index
-//! in memory, and `C` lets recovery count a queue without reading it; `B`
-//! does the same for the body files.
+//! in memory, and `C` lets recovery count a queue (and its bytes) without
+//! reading it; `B` does the same for the body files.
 //! Any change to this layout or
 //! to the entry encoding bumps [`FORMAT`]; an unknown format is refused,
 //! never guessed.
@@ -35,14 +34,22 @@
 //! numbered apart since store format 4: body files changed what a message
 //! record may hold (and added `B`), not what a batch of the log, or a
 //! cluster's entry, holds.
+//!
+//! Format 4 kept a lane's bytes in a `'V'` + [`lane`] record of its own
+//! beside the `C` count: two records per lane touched by every group
+//! commit. Format 5 folds them into one `C` value; [`super::upgrade`]
+//! rewrites a format-4 (or 3) store's `C` records and removes the `V` ones.
 
-/// The store format this build writes: 4, message records whose body may
-/// be in a body file, and the `B` records. A format-3 store is a format-4
-/// store without body files: it is opened as it is and its marker
-/// rewritten ([`FORMAT_3`]); format 2 is upgraded ([`super::upgrade`]).
-pub const FORMAT: u32 = 4;
+/// The store format this build writes: 5, a lane's count and bytes in one
+/// `C` record. Formats 4 (`C` and `V` apart), 3 (no body files, no `V`)
+/// and 2 (no read layout) are upgraded in place ([`super::upgrade`]).
+pub const FORMAT: u32 = 5;
 
-/// The store format before body files: read as format 4, marker rewritten.
+/// The store format with a lane's bytes in a `V` record of their own.
+pub const FORMAT_4: u32 = 4;
+
+/// The store format before body files and lane bytes: a format-4 store
+/// without body files and without `V` records.
 pub const FORMAT_3: u32 = 3;
 
 /// Key of the format version.
@@ -71,7 +78,8 @@ pub const QUEUE_PREFIX: u8 = b'Q';
 pub const COUNT_PREFIX: u8 = b'C';
 /// Prefix of body file counts.
 pub const BODY_PREFIX: u8 = b'B';
-/// Prefix of lane bytes.
+/// Prefix of format 4's lane bytes records (folded into `C` since format
+/// 5: only the upgrade reads them, and a snapshot install removes any).
 pub const LANE_BYTES_PREFIX: u8 = b'V';
 
 /// The part of a `Q` or `C` key naming one priority lane of one
@@ -105,6 +113,39 @@ pub fn lane_key(prefix: u8, lane: &[u8], index: Option<u64>) -> Vec<u8> {
         k.extend_from_slice(&index.to_be_bytes());
     }
     k
+}
+
+/// The value of a `C` key: a lane's live messages and the bytes of their
+/// records (with their bodies in body files, as [`super::lane_bytes`]
+/// counts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneCount {
+    /// Live messages in the lane.
+    pub messages: u64,
+    /// Bytes of their records.
+    pub bytes: u64,
+}
+
+impl LaneCount {
+    /// Its encoding: messages, then bytes, u64 BE each.
+    pub fn encode(&self) -> [u8; 16] {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&self.messages.to_be_bytes());
+        v[8..].copy_from_slice(&self.bytes.to_be_bytes());
+        v
+    }
+
+    /// Reads an encoding made by [`LaneCount::encode`]; `None` for
+    /// anything else (a format-4 count alone is 8 bytes: not this).
+    pub fn decode(raw: &[u8]) -> Option<LaneCount> {
+        if raw.len() != 16 {
+            return None;
+        }
+        Some(LaneCount {
+            messages: decode_u64(&raw[..8])?,
+            bytes: decode_u64(&raw[8..])?,
+        })
+    }
 }
 
 /// The value of an `S` key: where a live message's records are.
@@ -231,5 +272,19 @@ mod tests {
         let raw = e.encode();
         assert_eq!(SeqEntry::decode(&raw), Some(e));
         assert_eq!(SeqEntry::decode(&raw[..raw.len() - 1]), None, "a cut tail");
+    }
+
+    #[test]
+    fn lane_counts_hold_messages_and_bytes() {
+        let c = LaneCount {
+            messages: 3,
+            bytes: 1 << 40,
+        };
+        assert_eq!(LaneCount::decode(&c.encode()), Some(c));
+        assert_eq!(
+            LaneCount::decode(&3u64.to_be_bytes()),
+            None,
+            "format 4's count"
+        );
     }
 }

@@ -22,7 +22,7 @@ use super::cursor::{self, BacklogRead};
 use super::entry::StoredMessage;
 use super::log_writer::{LogWriter, Replication, WriterSettings};
 use super::paging::Pager;
-use super::record::{self, FORMAT, FORMAT_3, FORMAT_KEY, MESSAGE_PREFIX};
+use super::record::{self, FORMAT, FORMAT_3, FORMAT_4, FORMAT_KEY, MESSAGE_PREFIX};
 use super::replicated::ReplicatedState;
 use super::state_machine::{LogKeep, StateMachine};
 use super::upgrade;
@@ -445,8 +445,8 @@ pub(super) fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenE
     }
 }
 
-/// Accepts a store written in [`FORMAT`], upgrades one written in format 2
-/// in place ([`upgrade`]), initialises an empty one, refuses anything else
+/// Accepts a store written in [`FORMAT`], upgrades one written in format
+/// 4, 3 or 2 in place ([`upgrade`]), initialises an empty one, refuses anything else
 /// (format 1, unknown formats, a store without a marker).
 pub(super) fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> {
     let corrupt = |reason: String| OpenError::Corrupt {
@@ -456,16 +456,15 @@ pub(super) fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> 
     match db.get(FORMAT_KEY).map_err(|e| corrupt(e.to_string()))? {
         Some(v) => match record::decode_u32(&v) {
             Some(FORMAT) => Ok(()),
-            // Format 4 without body files: only the marker changes (an older
-            // ferromq must not open a store that may refer to body files).
-            Some(FORMAT_3) => db
-                .insert(FORMAT_KEY, &FORMAT.to_be_bytes())
-                .and_then(|_| db.flush())
-                .map(|_| info!(path = %path.display(), from = FORMAT_3, to = FORMAT, "store format marker upgraded"))
-                .map_err(|e| OpenError::Directory {
-                    path: path.to_path_buf(),
-                    reason: format!("cannot upgrade its format marker: {e}"),
-                }),
+            // A lane's count alone in its `C` record: the bytes are folded
+            // in (an older ferromq must not open the result).
+            Some(from @ (FORMAT_4 | FORMAT_3)) => {
+                upgrade::from_format_4(db, from).map(|_| ()).map_err(|e| {
+                    corrupt(format!(
+                        "upgrading it from format {from} to {FORMAT} failed: {e}"
+                    ))
+                })
+            }
             Some(upgrade::FROM) => upgrade::from_format_2(db).map(|_| ()).map_err(|e| {
                 corrupt(format!(
                     "upgrading it from format {} to {FORMAT} failed: {e}",
@@ -944,22 +943,31 @@ mod tests {
         assert!(e.to_string().contains(&file.display().to_string()), "{e}");
     }
 
-    /// Format 3 (no body files) is read as it is: its marker is rewritten
-    /// to 4 and its messages come back.
+    /// Format 3 (no body files, a lane's count alone in its `C` record) is
+    /// upgraded: its lanes' bytes are summed, its marker rewritten, and its
+    /// messages come back.
     #[test]
-    fn a_format_3_store_is_opened_and_its_marker_rewritten() {
+    fn a_format_3_store_is_upgraded_and_its_messages_come_back() {
         let dir = tempfile::tempdir().unwrap();
         let s = with_files(&dir);
-        {
+        let before = {
             let (store, _) = SledStore::open(s.clone()).unwrap();
             wait(store.append(vec![enqueue(1, 10)])).unwrap();
             store.close();
-        }
-        {
+            drop(store);
             let db = sled::open(&s.path).unwrap();
+            let counts: Vec<(sled::IVec, sled::IVec)> = db
+                .scan_prefix([record::COUNT_PREFIX])
+                .map(|kv| kv.unwrap())
+                .collect();
+            assert_eq!(counts.len(), 1);
+            for (k, v) in &counts {
+                db.insert(k, &v[..8]).unwrap(); // the count alone
+            }
             db.insert(FORMAT_KEY, &FORMAT_3.to_be_bytes()).unwrap();
             db.flush().unwrap();
-        }
+            counts
+        };
         let (store, rec) = SledStore::open(s.clone()).unwrap();
         assert_eq!(read_all(&store, &rec).len(), 1);
         store.close();
@@ -967,6 +975,10 @@ mod tests {
         let db = sled::open(&s.path).unwrap();
         let marker = db.get(FORMAT_KEY).unwrap().unwrap();
         assert_eq!(record::decode_u32(&marker), Some(FORMAT));
-        assert_eq!(FORMAT, 4);
+        let after: Vec<(sled::IVec, sled::IVec)> = db
+            .scan_prefix([record::COUNT_PREFIX])
+            .map(|kv| kv.unwrap())
+            .collect();
+        assert_eq!(after, before, "the bytes summed are the ones applied");
     }
 }

@@ -7,7 +7,7 @@
 //! keeps the batch itself as a log record (`L`, as many as its [`LogKeep`]
 //! says: none on a single node), and derives the read layout: message
 //! records (`M`), delivery counts (`D`), the seq index (`S`), the queue
-//! order (`Q`) with its lane counts (`C`) and bytes (`B`,
+//! order (`Q`) with its lane counts and bytes (`C`,
 //! [`super::lane_bytes`]), and metadata (`K`), all written
 //! through [`Records`] (one `sled::Batch` per group commit, applied
 //! atomically before the flush).
@@ -31,8 +31,8 @@ use super::body_counts::BodyCounts;
 use super::entry::{EncodedBatch, Entry, Kind, StoredMessage, FORMAT};
 use super::lane_bytes::LaneBytes;
 use super::record::{
-    self, SeqEntry, COUNT_PREFIX, DELIVERED_PREFIX, LIVE_KEY, LOG_PREFIX, MESSAGE_PREFIX,
-    META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
+    self, LaneCount, SeqEntry, COUNT_PREFIX, DELIVERED_PREFIX, LIVE_KEY, LOG_PREFIX,
+    MESSAGE_PREFIX, META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
 };
 use prost::Message as _;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -199,12 +199,12 @@ pub struct StateMachine {
     max_seq: u64,
     live_messages: u64,
     live_bytes: u64,
-    /// Live messages per lane (the `C` records, mirrored): one entry per
-    /// destination and priority in use, not per message.
+    /// Live messages per lane (the `C` records' counts, mirrored): one
+    /// entry per destination and priority in use, not per message.
     lanes: BTreeMap<Vec<u8>, u64>,
     /// Live bodies per body file (the `B` records, mirrored).
     bodies: BodyCounts,
-    /// Bytes of their records per lane (the `V` records, mirrored).
+    /// Bytes of their records per lane (the `C` records' bytes, mirrored).
     lane_bytes: LaneBytes,
     /// Log batches still kept: `(batch number, bytes)`, oldest first.
     log: VecDeque<(u64, u64)>,
@@ -269,18 +269,18 @@ impl StateMachine {
         let mut lanes = Vec::new();
         for item in tree.scan_prefix([COUNT_PREFIX]) {
             let (k, v) = item.map_err(|e| e.to_string())?;
-            let count = record::decode_u64(&v).ok_or("malformed lane count")?;
+            let count = LaneCount::decode(&v).ok_or("malformed lane count")?;
             let (destination, priority) =
                 record::parse_lane(&k[1..]).ok_or("malformed lane count key")?;
-            sm.lanes.insert(k[1..].to_vec(), count);
+            sm.lanes.insert(k[1..].to_vec(), count.messages);
+            sm.lane_bytes.set(&k[1..], count.bytes);
             lanes.push(Lane {
                 destination,
                 priority,
-                messages: count,
+                messages: count.messages,
             });
         }
         sm.bodies = BodyCounts::recover(tree)?;
-        sm.lane_bytes = LaneBytes::recover(tree, sm.lanes.keys())?;
         let mut meta = Vec::new();
         for item in tree.scan_prefix([META_PREFIX]) {
             let (k, v) = item.map_err(|e| e.to_string())?;
@@ -468,9 +468,9 @@ impl StateMachine {
         self.live_bytes += bytes;
     }
 
-    /// Writes the `C` records of the lanes in `touched` (removing those
-    /// now empty), the `B` records of its body files, and the live totals:
-    /// once per batch.
+    /// Writes the `C` records (count and bytes) of the lanes in `touched`
+    /// (removing those now empty), the `B` records of its body files, and
+    /// the live totals: once per batch.
     pub(super) fn write_counts(&mut self, touched: Touched, records: &mut impl Records) {
         let Touched {
             mut lanes,
@@ -479,17 +479,22 @@ impl StateMachine {
         self.bodies.write(segments, records);
         lanes.sort();
         lanes.dedup();
-        self.lane_bytes.write(&lanes, records);
-        for lane in lanes {
-            let key = record::lane_key(COUNT_PREFIX, &lane, None);
-            match self.lanes.get(&lane) {
-                Some(&n) if n > 0 => records.put(&key, &n.to_be_bytes()),
+        let mut emptied = Vec::new();
+        for lane in &lanes {
+            let key = record::lane_key(COUNT_PREFIX, lane, None);
+            match self.lanes.get(lane) {
+                Some(&messages) if messages > 0 => {
+                    let bytes = self.lane_bytes.of_lane(lane);
+                    records.put(&key, &LaneCount { messages, bytes }.encode());
+                }
                 _ => {
-                    self.lanes.remove(&lane);
+                    self.lanes.remove(lane);
                     records.remove(&key);
+                    emptied.push(lane.clone());
                 }
             }
         }
+        self.lane_bytes.written(&lanes, &emptied);
         let mut live = [0u8; 16];
         live[..8].copy_from_slice(&self.live_messages.to_be_bytes());
         live[8..].copy_from_slice(&self.live_bytes.to_be_bytes());
@@ -779,7 +784,7 @@ mod tests {
         // The last messages gone: the destination's records go too.
         apply(&mut sm, &db, vec![ack(1), ack(4), ack(3)]);
         assert_eq!(sm.lane_bytes_mut().total(), 0);
-        assert_eq!(db.scan_prefix([record::LANE_BYTES_PREFIX]).count(), 0);
+        assert_eq!(db.scan_prefix([COUNT_PREFIX]).count(), 0);
         let (mut empty, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
         assert_eq!(empty.lane_bytes_mut().of_destination("/queue/a"), 0);
     }

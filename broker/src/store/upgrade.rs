@@ -1,6 +1,17 @@
-//! The in-place upgrade of a store written in format 2 (the release before
-//! the seq index, queue order and lane counts) to [`FORMAT`].
+//! The in-place upgrades of stores written by earlier formats to
+//! [`FORMAT`] (5): from format 2 (the release before the seq index, queue
+//! order and lane counts), and from formats 4 and 3 (a lane's count alone
+//! in its `C` record).
 //!
+//! **From 4 and 3** ([`from_format_4`]): each `C` record gets its lane's
+//! bytes, from the lane's `V` record (format 4) or, where there is none
+//! (format 3 had no `V`), summed from the lane's queue order and seq index
+//! (a read per stored message of those lanes only); the `V` records go.
+//! Format 3 is format 4 without body files and without `V` records, so one
+//! function does both. It reads one record per lane (plus, for a format-3
+//! store, the lane's messages), whatever the backlog of a format-4 store.
+//!
+//! **From 2** ([`from_format_2`]):
 //! A format-2 store holds the message records (`M`), delivery counts (`D`),
 //! metadata (`K`) and the applied/batch/max-seq markers, all still valid in
 //! format 3 (a missing `backlog` field decodes as false: the router held
@@ -10,23 +21,91 @@
 //! the state machine applies an enqueue with
 //! (`StateMachine::index_message`, `StateMachine::write_counts`), so
 //! the upgraded store holds the records the state machine would have
-//! written had it applied those enqueues in format 3. Format 2 had no body
-//! files: every body stays inline, and the marker written is the current
-//! store format ([`FORMAT`], 4), of which format 3 is a subset.
+//! written had it applied those enqueues. Format 2 had no body files:
+//! every body stays inline, and the marker written is the current store
+//! format ([`FORMAT`]).
 //!
-//! Durability ordering: the derived records and the new format marker are
-//! one `sled::Batch`, applied atomically and then flushed. A crash before
-//! the flush leaves the marker at 2 (or, if sled persisted the batch, at 3
-//! with all its records), so the upgrade is either redone whole or done.
+//! Durability ordering, both upgrades: the rewritten records and the new
+//! format marker are one `sled::Batch`, applied atomically and then
+//! flushed. A crash before the flush leaves the old marker with the old
+//! records (or, if sled persisted the batch, the new marker with all the
+//! new records), so an upgrade is either redone whole or done.
 
 use super::entry::StoredMessage;
-use super::record::{self, FORMAT, FORMAT_KEY, MESSAGE_PREFIX};
+use super::record::{
+    self, LaneCount, SeqEntry, COUNT_PREFIX, FORMAT, FORMAT_KEY, LANE_BYTES_PREFIX, MESSAGE_PREFIX,
+    QUEUE_PREFIX, SEQ_PREFIX,
+};
 use super::state_machine::{LogKeep, SledRecords, StateMachine, Touched};
 use std::time::Instant;
 use tracing::info;
 
-/// The format this module upgrades from.
+/// The oldest format this module upgrades from (the read layout is
+/// derived).
 pub const FROM: u32 = 2;
+
+/// Upgrades the format-4 or format-3 (`from`) store in `tree` to
+/// [`FORMAT`]: every `C` record gets its lane's bytes (see the module
+/// doc) and the `V` records go, with the new marker in one batch, then a
+/// flush. Returns the number of lanes rewritten. Fails (writing nothing)
+/// when a record cannot be read.
+pub fn from_format_4(db: &sled::Db, from: u32) -> Result<u64, String> {
+    let started = Instant::now();
+    let mut batch = sled::Batch::default();
+    let mut lanes = 0u64;
+    for item in db.scan_prefix([COUNT_PREFIX]) {
+        let (k, v) = item.map_err(|e| format!("lane counts: {e}"))?;
+        let messages = record::decode_u64(&v).ok_or("malformed format-4 lane count")?;
+        let lane = &k[1..];
+        let bytes = match db
+            .get(record::lane_key(LANE_BYTES_PREFIX, lane, None))
+            .map_err(|e| format!("lane bytes: {e}"))?
+        {
+            Some(raw) => record::decode_u64(&raw).ok_or("malformed lane bytes")?,
+            None => sum_lane(db, lane)?,
+        };
+        batch.insert(&*k, &LaneCount { messages, bytes }.encode()[..]);
+        lanes += 1;
+    }
+    for item in db.scan_prefix([LANE_BYTES_PREFIX]) {
+        let (k, _) = item.map_err(|e| format!("lane bytes: {e}"))?;
+        batch.remove(k);
+    }
+    batch.insert(FORMAT_KEY, &FORMAT.to_be_bytes());
+    db.apply_batch(batch)
+        .map_err(|e| format!("cannot write the upgraded lane counts: {e}"))?;
+    db.flush()
+        .map_err(|e| format!("cannot flush the upgraded lane counts: {e}"))?;
+    info!(
+        lanes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store upgraded from format {from} to format {FORMAT}"
+    );
+    Ok(lanes)
+}
+
+/// The bytes of `lane`'s records, from its queue order (`Q`: each value
+/// starts with the seq) and the seq index (`S`: each entry has its size
+/// and its body file's length), as the state machine counts them.
+fn sum_lane(tree: &sled::Tree, lane: &[u8]) -> Result<u64, String> {
+    let mut sum = 0u64;
+    for item in tree.scan_prefix(record::lane_key(QUEUE_PREFIX, lane, None)) {
+        let (_, v) = item.map_err(|e| format!("queue order: {e}"))?;
+        let seq = v
+            .get(..8)
+            .and_then(record::decode_u64)
+            .ok_or("malformed queue order record")?;
+        if let Some(raw) = tree
+            .get(record::key(SEQ_PREFIX, seq))
+            .map_err(|e| format!("seq index of {seq}: {e}"))?
+        {
+            let entry = SeqEntry::decode(&raw).ok_or("malformed seq index record")?;
+            let body_len = entry.body_file.map_or(0, |(_, len)| len);
+            sum += u64::from(entry.bytes) + body_len;
+        }
+    }
+    Ok(sum)
+}
 
 /// Upgrades the format-2 store in `tree` to [`FORMAT`]: derives the `S`,
 /// `Q` and `C` records and the live totals, writes them with the new
@@ -317,5 +396,61 @@ mod tests {
         let mut want = 8u64.to_be_bytes().to_vec();
         want.push(0);
         assert_eq!(order, Some(want));
+    }
+
+    /// A format-4 store (lane bytes in `V` records) and one lane without
+    /// its `V` record (counted before they existed) upgrade to the `C`
+    /// records the state machine writes, with no `V` left.
+    #[test]
+    fn a_format_4_stores_lane_bytes_are_folded_into_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut sm = StateMachine::empty(LogKeep::NONE);
+        let mut big = stored(3, "/queue/b", 4);
+        big.body = Bytes::from(vec![b'z'; 3000]);
+        let batch = EncodedBatch {
+            format: crate::store::entry::FORMAT,
+            max_seq: 4,
+            entries: [
+                stored(1, "/queue/a", 4),
+                stored(2, "/queue/a", 9),
+                big,
+                stored(4, "/queue/b", 4),
+            ]
+            .into_iter()
+            .map(|m| Entry {
+                kind: Some(Kind::Enqueue(m)),
+            })
+            .collect(),
+        };
+        let mut records = SledRecords::new(&db);
+        sm.apply(&batch, &batch.to_bytes(), &mut records).unwrap();
+        db.apply_batch(records.into_batch()).unwrap();
+        let counts = |db: &sled::Db| -> Vec<(Vec<u8>, Vec<u8>)> {
+            db.scan_prefix([record::COUNT_PREFIX])
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                .collect()
+        };
+        let applied = counts(&db);
+        assert_eq!(applied.len(), 3);
+        // Back to format 4: counts alone, bytes in `V` but for one lane.
+        for (n, (k, v)) in applied.iter().enumerate() {
+            let c = LaneCount::decode(v).unwrap();
+            db.insert(k, &c.messages.to_be_bytes()).unwrap();
+            if n != 1 {
+                let key = record::lane_key(LANE_BYTES_PREFIX, &k[1..], None);
+                db.insert(key, &c.bytes.to_be_bytes()).unwrap();
+            }
+        }
+        db.insert(FORMAT_KEY, &4u32.to_be_bytes()).unwrap();
+
+        assert_eq!(from_format_4(&db, 4).unwrap(), 3);
+        assert_eq!(counts(&db), applied);
+        assert_eq!(db.scan_prefix([LANE_BYTES_PREFIX]).count(), 0);
+        let marker = db.get(FORMAT_KEY).unwrap().unwrap();
+        assert_eq!(record::decode_u32(&marker), Some(FORMAT));
+        let (mut recovered, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
+        assert_eq!(recovered, sm);
+        assert!(recovered.lane_bytes_mut().of_destination("/queue/b") > 3000);
     }
 }
