@@ -139,10 +139,11 @@ fn a_drain_in_two_runs_after_a_crash_finds_every_receipted_message_in_order() {
     let received = n(order, "received");
     assert_eq!(received, sent - n(order, "unconfirmed_missing"), "{order}");
     assert!(received >= receipted, "{order}");
-    assert!(
-        received > n(&first["order"], "received"),
-        "the state carried"
-    );
+    // The state carried from run to run: the first run received some
+    // (asserted above) and the last run, which alone may have received
+    // none of them (a quiet machine drains all in the first run), reports
+    // none lost: it counted the first run's too.
+    assert!(received >= n(&first["order"], "received"), "{order}");
 
     // Five messages receipted to a producer that sent nothing: lost, exactly.
     std::fs::OpenOptions::new()
