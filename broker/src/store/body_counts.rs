@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn counts_follow_adds_and_removes_and_empty_segments_lose_their_record() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::test_db::open(dir.path());
         let mut counts = BodyCounts::default();
         let mut records = crate::store::state_machine::SledRecords::new(&db);
         let mut touched = Vec::new();
@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn a_malformed_record_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::test_db::open(dir.path());
         db.insert(key(3), &b"short"[..]).unwrap();
         let e = BodyCounts::recover(&db).unwrap_err();
         assert!(e.contains("malformed body file count"), "{e}");

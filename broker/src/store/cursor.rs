@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn a_lane_is_read_in_log_order_a_page_at_a_time_skipping_what_the_router_holds() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::test_db::open(dir.path());
         let bodies: Arc<dyn BodySource> = Arc::new(NoBodies);
         let mut sm = StateMachine::empty(LogKeep::NONE);
         // Seqs 1-2 held by the router, 3-7 left to the store, 8 on
@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn large_bodies_stay_on_disk_and_delivery_counts_come_back() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::test_db::open(dir.path());
         let bodies: Arc<dyn BodySource> = Arc::new(NoBodies);
         let mut sm = StateMachine::empty(LogKeep::NONE);
         apply(

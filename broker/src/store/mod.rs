@@ -126,6 +126,8 @@ pub mod replicated;
 pub mod sled_store;
 pub mod snapshot_image;
 pub mod state_machine;
+#[cfg(test)]
+pub mod test_db;
 pub mod upgrade;
 
 use crate::message::Message;

@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn bodies_beyond_the_budget_are_paged_newest_first_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::test_db::open(dir.path());
         let source: Arc<dyn BodySource> = Arc::new(TreeBodies(db.clone()));
         let mut pager = Pager::new(250, source.clone());
         let mut sm = StateMachine::empty(LogKeep::TAIL);

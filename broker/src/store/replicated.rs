@@ -435,21 +435,7 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> ReplicatedState {
-        // sled 0.34 releases its file lock when its last background task
-        // (a log write queued on its I/O pool) lets go of the database,
-        // which can be a moment after the drop under load: seen once as
-        // "could not acquire lock" on the reopen below.
-        let mut tries = 0;
-        let db = loop {
-            match sled::open(dir) {
-                Ok(db) => break db,
-                Err(e) if tries < 100 && e.to_string().contains("could not acquire lock") => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => panic!("open {}: {e}", dir.display()),
-            }
-        };
+        let db = crate::store::test_db::open(dir);
         let (machine, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
         ReplicatedState::new(db, machine).unwrap()
     }

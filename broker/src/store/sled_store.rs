@@ -626,7 +626,7 @@ mod tests {
     fn another_format_is_refused_naming_the_path() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::store::test_db::open(dir.path());
             db.insert(FORMAT_KEY, &99u32.to_be_bytes()).unwrap();
             db.flush().unwrap();
         }
@@ -643,7 +643,7 @@ mod tests {
     fn a_format_1_store_is_refused_naming_both_versions() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::store::test_db::open(dir.path());
             db.insert(FORMAT_KEY, &1u32.to_be_bytes()).unwrap();
             db.insert(record::key(MESSAGE_PREFIX, 1), &b"\x01old record"[..])
                 .unwrap();
@@ -663,7 +663,7 @@ mod tests {
     fn a_sled_database_without_our_marker_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::store::test_db::open(dir.path());
             db.insert(b"something", &b"else"[..]).unwrap();
             db.flush().unwrap();
         }
@@ -955,7 +955,7 @@ mod tests {
             wait(store.append(vec![enqueue(1, 10)])).unwrap();
             store.close();
             drop(store);
-            let db = sled::open(&s.path).unwrap();
+            let db = crate::store::test_db::open(&s.path);
             let counts: Vec<(sled::IVec, sled::IVec)> = db
                 .scan_prefix([record::COUNT_PREFIX])
                 .map(|kv| kv.unwrap())
@@ -972,7 +972,7 @@ mod tests {
         assert_eq!(read_all(&store, &rec).len(), 1);
         store.close();
         drop(store);
-        let db = sled::open(&s.path).unwrap();
+        let db = crate::store::test_db::open(&s.path);
         let marker = db.get(FORMAT_KEY).unwrap().unwrap();
         assert_eq!(record::decode_u32(&marker), Some(FORMAT));
         let after: Vec<(sled::IVec, sled::IVec)> = db

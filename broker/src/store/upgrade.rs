@@ -200,7 +200,7 @@ mod tests {
     /// index, batch number and max seq, `M` records keyed by log index and
     /// `D` counts; no `S`, `Q`, `C` or live totals.
     fn write_format_2(path: &Path, messages: &[(u64, StoredMessage, u32)]) {
-        let db = sled::open(path).unwrap();
+        let db = crate::store::test_db::open(path);
         db.insert(FORMAT_KEY, &FROM.to_be_bytes()).unwrap();
         let last = messages.iter().map(|(i, _, _)| *i).max().unwrap_or(0);
         let max_seq = messages.iter().map(|(_, m, _)| m.seq).max().unwrap_or(0);
@@ -311,7 +311,7 @@ mod tests {
         assert_eq!(got, vec![a(4, 1, 0), a(4, 3, 0), b(6, 0)]);
         assert_eq!(rec.backlog.len(), 2, "the emptied lane has no count left");
         drop(store);
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::test_db::open(dir.path());
         let marker = db.get(FORMAT_KEY).unwrap().unwrap();
         assert_eq!(record::decode_u32(&marker), Some(FORMAT));
     }
@@ -325,7 +325,7 @@ mod tests {
             (3, stored(3, "/queue/a", 4), 0),
         ];
         write_format_2(dir.path(), &old);
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::test_db::open(dir.path());
         assert_eq!(from_format_2(&db).unwrap(), 3);
 
         // The same enqueues applied by the state machine, as one batch.
@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn a_format_4_stores_lane_bytes_are_folded_into_its_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::test_db::open(dir.path());
         let mut sm = StateMachine::empty(LogKeep::NONE);
         let mut big = stored(3, "/queue/b", 4);
         big.body = Bytes::from(vec![b'z'; 3000]);
