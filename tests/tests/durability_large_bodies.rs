@@ -46,15 +46,10 @@ async fn ten_mb_bodies_cross_protocols_intact_across_a_kill_9() {
         .send_and_wait(OutgoingMessage::new(body('n')).persistent(true))
         .await
         .unwrap();
-    b.broker.kill9();
+    let restarted = b.kill9_restart();
     drop((conn, stomp));
-    let dir = b.dir;
-    let restarted = b.broker.restart();
 
-    let addr = restarted.listener("native").unwrap();
-    let conn = Connection::connect(&format!("ferromq://{addr}"))
-        .await
-        .unwrap();
+    let conn = Connection::connect(&url(&restarted)).await.unwrap();
     let options = ReceiverOptions {
         credit: 2,
         settle_mode: SettleMode::Unsettled,
@@ -81,5 +76,4 @@ async fn ten_mb_bodies_cross_protocols_intact_across_a_kill_9() {
     assert_eq!(m.body.len(), BODY);
     assert!(m.body[..] == body('n')[..], "the native body changed");
     assert_eq!(m.get("persistent"), Some("true"));
-    drop(dir);
 }

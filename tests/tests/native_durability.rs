@@ -35,14 +35,9 @@ async fn accepted_persistent_transfers_survive_kill_9() {
         .send_and_wait(OutgoingMessage::text("volatile"))
         .await
         .unwrap();
-    b.broker.kill9();
+    let b = b.kill9_restart();
     drop(conn);
-    let dir = b.dir;
-    let restarted = b.broker.restart();
-    let addr = restarted.listener("native").unwrap();
-    let conn = Connection::connect(&format!("ferromq://{addr}"))
-        .await
-        .unwrap();
+    let conn = Connection::connect(&url(&b)).await.unwrap();
     let options = ReceiverOptions {
         credit: 50,
         settle_mode: SettleMode::Unsettled,
@@ -62,7 +57,6 @@ async fn accepted_persistent_transfers_survive_kill_9() {
         timeout(Duration::from_millis(500), r.recv()).await.is_err(),
         "the non-persistent message came back"
     );
-    drop(dir);
 }
 
 /// Bodies paged out to the store (1 MiB budget, 6 MiB sent) reach a native

@@ -27,6 +27,18 @@ impl std::ops::Deref for NativeBroker {
     }
 }
 
+impl NativeBroker {
+    /// kill -9 and start again on the same directory: what was stored
+    /// before the kill is what the restarted broker has.
+    pub fn kill9_restart(mut self) -> NativeBroker {
+        self.broker.kill9();
+        NativeBroker {
+            broker: self.broker.restart(),
+            dir: self.dir,
+        }
+    }
+}
+
 /// A broker with the native listener on an ephemeral port (STOMP too).
 pub fn broker() -> NativeBroker {
     broker_with("", &[])
