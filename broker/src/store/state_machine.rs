@@ -35,7 +35,7 @@ use super::record::{
     MESSAGE_PREFIX, META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
 };
 use prost::Message as _;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// How many applied log batches the store keeps as `L` records: the tail a
 /// follower a little behind could catch up from without a snapshot. Older
@@ -100,8 +100,10 @@ impl Records for BTreeMap<Vec<u8>, Vec<u8>> {
 pub struct SledRecords {
     tree: sled::Tree,
     batch: sled::Batch,
-    /// What this batch wrote (`None`: removed), for reads.
-    written: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// What this batch wrote (`None`: removed), for reads. The same
+    /// `IVec`s as the batch holds: a value longer than sled's inline size
+    /// is shared (reference counted), not copied a second time.
+    written: HashMap<sled::IVec, Option<sled::IVec>>,
 }
 
 impl SledRecords {
@@ -127,18 +129,20 @@ impl SledRecords {
 
 impl Records for SledRecords {
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.batch.insert(key, value);
-        self.written.insert(key.to_vec(), Some(value.to_vec()));
+        let (key, value) = (sled::IVec::from(key), sled::IVec::from(value));
+        self.batch.insert(key.clone(), value.clone());
+        self.written.insert(key, Some(value));
     }
 
     fn remove(&mut self, key: &[u8]) {
-        self.batch.remove(key);
-        self.written.insert(key.to_vec(), None);
+        let key = sled::IVec::from(key);
+        self.batch.remove(key.clone());
+        self.written.insert(key, None);
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
         if let Some(v) = self.written.get(key) {
-            return Ok(v.clone());
+            return Ok(v.as_ref().map(|v| v.to_vec()));
         }
         self.tree
             .get(key)
@@ -151,7 +155,9 @@ impl Records for SledRecords {
 /// its end ([`StateMachine::write_counts`]).
 #[derive(Debug, Default)]
 pub(super) struct Touched {
-    lanes: Vec<Vec<u8>>,
+    /// A set, not a list: a batch touches a few lanes many times each, and
+    /// a lane's key is copied only the first time.
+    lanes: BTreeSet<Vec<u8>>,
     segments: Vec<u32>,
 }
 
@@ -457,13 +463,19 @@ impl StateMachine {
         if let Some(r) = &message.body_ref {
             self.bodies.add(r, &mut touched.segments);
         }
-        *self.lanes.entry(entry.lane.clone()).or_insert(0) += 1;
+        // Counted without copying the lane's key unless it is a new lane.
+        match self.lanes.get_mut(&entry.lane) {
+            Some(n) => *n += 1,
+            None => {
+                self.lanes.insert(entry.lane.clone(), 1);
+            }
+        }
         // A body in a body file is the destination's too: its bytes count
         // with the record's.
         let body_len = entry.body_file.map_or(0, |(_, len)| len);
         self.lane_bytes
             .add(&entry.lane, u64::from(entry.bytes) + body_len);
-        touched.lanes.push(entry.lane);
+        touched.lanes.insert(entry.lane);
         self.live_messages += 1;
         self.live_bytes += bytes;
     }
@@ -472,13 +484,10 @@ impl StateMachine {
     /// (removing those now empty), the `B` records of its body files, and
     /// the live totals: once per batch.
     pub(super) fn write_counts(&mut self, touched: Touched, records: &mut impl Records) {
-        let Touched {
-            mut lanes,
-            segments,
-        } = touched;
+        let Touched { lanes, segments } = touched;
         self.bodies.write(segments, records);
-        lanes.sort();
-        lanes.dedup();
+        // In key order (the set's), each lane once.
+        let lanes: Vec<Vec<u8>> = lanes.into_iter().collect();
         let mut emptied = Vec::new();
         for lane in &lanes {
             let key = record::lane_key(COUNT_PREFIX, lane, None);
@@ -530,7 +539,9 @@ impl StateMachine {
         if let Some(n) = self.lanes.get_mut(&live.lane) {
             *n = n.saturating_sub(1);
         }
-        touched.lanes.push(live.lane.clone());
+        if !touched.lanes.contains(&live.lane) {
+            touched.lanes.insert(live.lane.clone());
+        }
         let body_len = live.body_file.map_or(0, |(_, len)| len);
         self.lane_bytes
             .remove(&live.lane, u64::from(live.bytes) + body_len);
