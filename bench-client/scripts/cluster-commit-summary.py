@@ -29,6 +29,7 @@ STAGES = ["gather", "encode", "propose", "leader_write", "leader_flush", "send",
           "commit", "apply", "respond", "receipt", "total"]
 FOLLOWER_STAGES = ["log_write", "log_flush", "rpc_append"]
 LINE = re.compile(r'^ferromq_raft_stage_seconds_bucket\{stage="([a-z_]+)",le="([^"]+)"\} (\d+)$')
+SUM = re.compile(r'^ferromq_raft_stage_seconds_sum\{stage="([a-z_]+)"\} (\S+)$')
 
 
 def buckets(path):
@@ -42,6 +43,10 @@ def buckets(path):
             if m:
                 le = float("inf") if m.group(2) == "+Inf" else float(m.group(2))
                 out.setdefault(m.group(1), []).append((le, int(m.group(3))))
+            m = SUM.match(line.strip())
+            if m:
+                # The sum rides as a pseudo-bucket "sum" (seconds).
+                out.setdefault(m.group(1), []).append(("sum", float(m.group(2))))
     return out
 
 
@@ -55,7 +60,7 @@ def add(total, after, before):
 
 def quantile(rows, q):
     """rows: {le: cumulative count}; linear within the bucket."""
-    pairs = sorted(rows.items())
+    pairs = sorted((le, c) for le, c in rows.items() if le != "sum")
     n = pairs[-1][1] if pairs else 0
     if n <= 0:
         return None
@@ -69,6 +74,15 @@ def quantile(rows, q):
             return lo_le + (le - lo_le) * ((rank - lo_count) / width if width else 1)
         lo_le, lo_count = le, count
     return pairs[-1][0]
+
+
+def count(rows):
+    return rows.get(float("inf"), 0)
+
+
+def mean(rows):
+    n = count(rows)
+    return rows.get("sum", 0.0) / n if n else None
 
 
 def ms(seconds):
@@ -133,16 +147,16 @@ def stages(out, config):
                 add(leader_total if node == leader else follower_total, after, before)
         if not leader_total:
             continue
-        lines.append(f"| stage ({c}) | where | count | median ms | p99 ms |")
-        lines.append("|---|---|---|---|---|")
+        lines.append(f"| stage ({c}) | where | count | median ms | p99 ms | mean ms |")
+        lines.append("|---|---|---|---|---|---|")
         for stage in STAGES:
             rows = leader_total.get(stage, {})
-            n = max(rows.values()) if rows else 0
-            lines.append(f"| {stage} | leader | {n:,} | {ms(quantile(rows, 0.5))} | {ms(quantile(rows, 0.99))} |")
+            n = count(rows)
+            lines.append(f"| {stage} | leader | {n:,} | {ms(quantile(rows, 0.5))} | {ms(quantile(rows, 0.99))} | {ms(mean(rows))} |")
         for stage in FOLLOWER_STAGES:
             rows = follower_total.get(stage, {})
-            n = max(rows.values()) if rows else 0
-            lines.append(f"| {stage} | followers | {n:,} | {ms(quantile(rows, 0.5))} | {ms(quantile(rows, 0.99))} |")
+            n = count(rows)
+            lines.append(f"| {stage} | followers | {n:,} | {ms(quantile(rows, 0.5))} | {ms(quantile(rows, 0.99))} | {ms(mean(rows))} |")
     return lines
 
 
