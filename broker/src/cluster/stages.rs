@@ -10,9 +10,10 @@
 //! - `leader_write`: the sled write of the leader's append;
 //! - `leader_flush`: the leader's fsync of it;
 //! - `send`: flushed -> the first AppendEntries carrying it goes out;
-//! - `follower`: that RPC's round trip to the first follower that answers
-//!   (network, the follower's append and fsync): in a 3-node cluster the
-//!   first answer makes the quorum;
+//! - `follower`: that first send until the first successful answer to an
+//!   AppendEntries carrying it, from any follower (network, the follower's
+//!   append and fsync): in a 3-node cluster the first answer makes the
+//!   quorum;
 //! - `commit`: that answer -> the leader's state machine starts applying it;
 //! - `apply`: the leader's apply into the store;
 //! - `respond`: applied -> the writer's completer sees the proposal resolved
@@ -67,7 +68,7 @@ pub enum Stage {
     LeaderFlush,
     /// Leader flushed -> first AppendEntries with the entry sent.
     Send,
-    /// That RPC's round trip to the first follower answering.
+    /// First send -> first successful answer, from any follower.
     Follower,
     /// First follower answer -> the leader's apply begins.
     Commit,
