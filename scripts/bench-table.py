@@ -20,6 +20,8 @@ between), and `check` regenerates them all:
                                               admin-api-timing.sh runs (timings.jsonl)
     scripts/bench-table.py body-files bytes|large|small DIR
                                               body-files.sh runs (bytes.jsonl; large.jsonl, large-*.json; small-*.json)
+    scripts/bench-table.py cluster-commit rates|stages-base|stages-new DIR
+                                              bench-client/scripts/cluster-commit.sh runs (cluster-commit-summary.py)
     scripts/bench-table.py check [--write]    regenerate every table and diff (exit 1)
     scripts/bench-table.py A.json B.json ...  summary, a blank line, rows
 
@@ -617,6 +619,8 @@ def generate(args):
         return cmd_store_layout(os.path.join(ROOT, args[1]))
     if args and args[0] == "body-files" and len(args) == 3 and args[1] in ("bytes", "large", "small"):
         return cmd_body_files(args[1], os.path.join(ROOT, args[2]))
+    if args and args[0] == "cluster-commit" and len(args) == 3:
+        return cmd_cluster_commit(args[1], os.path.join(ROOT, args[2]))
     command = "all"
     if args and args[0] in BROKER_COMMANDS:
         command = args.pop(0)
@@ -630,6 +634,22 @@ def generate(args):
     if command == "all":
         return cmd_summary(runs, only) + [""] + cmd_rows(runs, only)
     return BROKER_COMMANDS[command](runs, only)
+
+
+def cmd_cluster_commit(table, directory):
+    """bench-client/scripts/cluster-commit.sh: its summary script's tables
+    (one implementation, loaded from beside the script)."""
+    import importlib.util
+
+    path = os.path.join(ROOT, "bench-client", "scripts", "cluster-commit-summary.py")
+    spec = importlib.util.spec_from_file_location("cluster_commit_summary", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if table == "rates":
+        return module.rates(directory)
+    if table in ("stages-base", "stages-new"):
+        return module.stages(directory, table.split("-", 1)[1])
+    sys.exit(f"cluster-commit: unknown table {table}")
 
 
 def _span(values, fmt):

@@ -13,6 +13,7 @@
 //! has none.
 
 use crate::auth::Authenticator;
+use crate::cluster::stages::{self, Stage, StageSnapshot};
 use crate::cluster::{ClusterStatus, Role};
 use crate::router::{Destination, DestinationKind, Router};
 use crate::server::Admission;
@@ -462,6 +463,35 @@ pub fn raft(out: &mut String, status: &ClusterStatus) {
         family(out, name, "counter", help);
         let _ = writeln!(out, "{name} {value}");
     }
+    raft_stages(out, &stages::snapshot());
+}
+
+/// `ferromq_raft_stage_seconds`: where a replicated commit's time goes, one
+/// histogram per stage (`cluster::stages` says what each one spans).
+fn raft_stages(out: &mut String, snapshot: &[(Stage, StageSnapshot)]) {
+    let name = "ferromq_raft_stage_seconds";
+    family(
+        out,
+        name,
+        "histogram",
+        "Time of each stage of a replicated commit, from the writer taking a batch to its receipts.",
+    );
+    for (stage, h) in snapshot {
+        let stage = stage.name();
+        for (bound, count) in &h.buckets {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{stage=\"{stage}\",le=\"{bound}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{stage=\"{stage}\",le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(out, "{name}_sum{{stage=\"{stage}\"}} {}", h.sum_seconds);
+        let _ = writeln!(out, "{name}_count{{stage=\"{stage}\"}} {}", h.count);
+    }
 }
 
 /// Keeps the `limit` rows holding the most messages (then by name), in
@@ -507,6 +537,32 @@ mod tests {
         let names: Vec<_> = rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["b", "c"]);
         assert_eq!(cap(&mut rows, 10), 0);
+    }
+
+    #[test]
+    fn raft_stages_are_one_histogram_labelled_by_stage() {
+        let h = StageSnapshot {
+            buckets: vec![(0.001, 2), (0.005, 3)],
+            count: 4,
+            sum_seconds: 1.5,
+        };
+        let mut out = String::new();
+        raft_stages(
+            &mut out,
+            &[(Stage::LeaderFlush, h.clone()), (Stage::Follower, h)],
+        );
+        let has = |line: &str| out.lines().any(|l| l == line);
+        for line in [
+            "# TYPE ferromq_raft_stage_seconds histogram",
+            "ferromq_raft_stage_seconds_bucket{stage=\"leader_flush\",le=\"0.001\"} 2",
+            "ferromq_raft_stage_seconds_bucket{stage=\"follower\",le=\"0.005\"} 3",
+            "ferromq_raft_stage_seconds_bucket{stage=\"follower\",le=\"+Inf\"} 4",
+            "ferromq_raft_stage_seconds_sum{stage=\"leader_flush\"} 1.5",
+            "ferromq_raft_stage_seconds_count{stage=\"follower\"} 4",
+        ] {
+            assert!(has(line), "missing {line} in\n{out}");
+        }
+        assert_eq!(out.matches("# TYPE").count(), 1);
     }
 
     #[test]

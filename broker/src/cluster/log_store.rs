@@ -31,6 +31,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader, StorageIOError};
 
 use super::codec;
+use super::stages::{self, Event, Stage};
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// The tree of log entries, keyed by big-endian index (so sled's order is
@@ -359,20 +360,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
+        let mut indexes: Option<(u64, u64)> = None;
         for entry in entries {
             let bytes = codec::encode_entry(&entry)
                 .map_err(|e| StorageIOError::write_log_entry(entry.log_id, &e))?;
-            batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
+            let index = entry.log_id.index;
+            indexes = Some(indexes.map_or((index, index), |(first, _)| (first, index)));
+            batch.insert(&index.to_be_bytes(), bytes);
         }
         // Readable as soon as `apply_batch` returns (openraft may read them
         // back for replication before they are durable; that is allowed).
         self.log
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(&e))?;
+        let written = std::time::Instant::now();
         // Durability ordering: flush, then report. The callback is what lets
         // openraft count this copy toward the commit quorum.
         let flushed = flush(&self.log).await;
+        let done = std::time::Instant::now();
+        stages::record(Stage::LogWrite, written - started);
+        stages::record(Stage::LogFlush, done - written);
+        if let Some((first, last)) = indexes {
+            stages::note(first, last, Event::AppendStart, started);
+            stages::note(first, last, Event::AppendWritten, written);
+            stages::note(first, last, Event::AppendFlushed, done);
+        }
         callback.log_io_completed(
             flushed.map_err(|e| std::io::Error::other(format!("flushing the cluster log: {e}"))),
         );

@@ -47,6 +47,7 @@ mod peer_tls;
 mod pre_vote;
 mod settings;
 mod snapshot_files;
+pub mod stages;
 mod state_machine;
 mod status;
 mod types;

@@ -29,6 +29,7 @@ use super::frame::{
 use super::peer_tls::{BoxedIo, PeerTls};
 use super::pre_vote::{PreVoteNetwork, PreVoteRequest, PreVoteResponse};
 use super::settings::ClusterSettings;
+use super::stages::{self, Event};
 use super::types::{Member, NodeId, TypeConfig};
 
 /// How long opening a connection (TCP plus handshake) may take.
@@ -328,6 +329,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         let entries = rpc.entries.len();
+        // The indexes carried, for the commit's stages (`stages`); a
+        // heartbeat carries none.
+        let carried = rpc
+            .entries
+            .first()
+            .zip(rpc.entries.last())
+            .map(|(first, last)| (first.log_id.index, last.log_id.index));
+        if let Some((first, last)) = carried {
+            stages::note(first, last, Event::Sent, std::time::Instant::now());
+        }
         let action = RPCTypes::AppendEntries;
         let result = async {
             let wire = frame::append_request_to_wire(&rpc).map_err(malformed)?;
@@ -342,6 +353,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             }
         }
         .await;
+        if let (Some((first, last)), Ok(AppendEntriesResponse::Success)) = (carried, &result) {
+            stages::note(first, last, Event::Acked, std::time::Instant::now());
+        }
         result.map_err(|e| self.rpc_error(e, action, entries))
     }
 

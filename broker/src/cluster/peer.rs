@@ -32,6 +32,7 @@ use super::network::{codec, PeerStream};
 use super::node::StartError;
 use super::peer_tls::{self, BoxedIo, PeerTls};
 use super::pre_vote;
+use super::stages::{self, Stage};
 use super::types::{Member, NodeId, Raft};
 
 /// Peer connections served at once; more are closed on accept. A cluster
@@ -273,10 +274,16 @@ async fn answer(raft: &Raft, request: Body) -> Result<Body, String> {
     Ok(match request {
         Body::AppendRequest(wire) => {
             let request = frame::append_request_from_wire(wire).map_err(|e| e.to_string())?;
-            match raft.append_entries(request).await {
+            let carries_entries = !request.entries.is_empty();
+            let started = std::time::Instant::now();
+            let answer = match raft.append_entries(request).await {
                 Ok(response) => Body::AppendResponse(frame::append_response_to_wire(&response)),
                 Err(e) => failure(&e),
+            };
+            if carries_entries {
+                stages::record(Stage::RpcAppend, started.elapsed());
             }
+            answer
         }
         Body::VoteRequest(wire) => {
             let request = frame::vote_request_from_wire(wire).map_err(|e| e.to_string())?;

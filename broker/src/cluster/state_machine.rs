@@ -29,6 +29,7 @@ use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{EntryPayload, StorageIOError};
@@ -37,6 +38,7 @@ use tokio::io::AsyncWriteExt;
 use super::codec;
 use super::log_store::LogStore;
 use super::snapshot_files::{PublishError, SnapshotFiles};
+use super::stages::{self, Event};
 use super::types::{
     Entry, LogId, Snapshot, SnapshotData, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
@@ -336,6 +338,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut responses = Vec::new();
         for entry in entries {
+            let index = entry.log_id.index;
+            stages::note(index, index, Event::ApplyStart, Instant::now());
             match &entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(batch) => self
@@ -350,6 +354,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
             self.last_applied = Some(entry.log_id);
+            stages::note(index, index, Event::ApplyEnd, Instant::now());
             responses.push(());
         }
         Ok(responses)

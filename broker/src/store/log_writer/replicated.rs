@@ -15,6 +15,7 @@
 
 use super::queue::{Shared, Waiter, WriterWait};
 use super::thread::gather;
+use crate::cluster::stages::{self, Stage};
 use crate::cluster::{Proposal, ReplicateError, Replicator};
 use crate::store::entry;
 use crate::store::paging::Pager;
@@ -22,7 +23,7 @@ use crate::store::replicated::ReplicatedState;
 use crate::store::{Handoff, LogEntry, StoreError};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{error, info};
 
 /// How long the completer waits for one proposal before it gives up on it
@@ -51,6 +52,10 @@ struct InFlight {
     enqueued: Vec<u64>,
     /// The entries proposed: the pager's, once applied.
     entries: Vec<LogEntry>,
+    /// When the writer took the batch and when it proposed it: the ends of
+    /// the commit's stages (`cluster::stages`).
+    taken: Instant,
+    proposed: Instant,
 }
 
 /// Counts batches in flight; the writer waits for a free slot before it
@@ -147,10 +152,13 @@ pub(super) fn run(
                 slots.wait_free(max_in_flight);
                 q = shared.lock();
             }
+            let gathering = Instant::now();
             q = gather(&shared, q, shared.settings.ack_gather);
+            stages::record(Stage::Gather, gathering.elapsed());
             let b = shared.take_batch(q);
             (b.entries, b.waiters, b.handoffs, b.closing)
         };
+        let taken = Instant::now();
         let nothing_taken = entries.is_empty();
         if !entries.is_empty() || !waiters.is_empty() || !handoffs.is_empty() {
             let enqueued = entries
@@ -183,12 +191,16 @@ pub(super) fn run(
             };
             match proposal {
                 Ok(Some(proposal)) => {
+                    let proposed = Instant::now();
+                    stages::record(Stage::Encode, proposed - taken);
                     let batch = InFlight {
                         proposal,
                         waiters,
                         handoffs,
                         enqueued,
                         entries,
+                        taken,
+                        proposed,
                     };
                     if let Err(unsent) = to_completer.send(batch) {
                         slots.give();
@@ -231,6 +243,8 @@ fn complete(
         handoffs,
         enqueued,
         entries,
+        taken,
+        proposed,
     } = batch;
     let outcome = runtime.block_on(async {
         match tokio::time::timeout(PROPOSAL_TIMEOUT, proposal).await {
@@ -252,10 +266,17 @@ fn complete(
             (Err(e), None)
         }
     };
+    let resolved = Instant::now();
     shared
         .live_bytes
         .store(state.live_bytes(), Ordering::Relaxed);
     resolve_now(shared, waiters, handoffs, enqueued, result);
+    if let Some(index) = index {
+        let answered = Instant::now();
+        stages::record_commit(index, proposed, resolved);
+        stages::record(Stage::Receipt, answered - resolved);
+        stages::record(Stage::Total, answered - taken);
+    }
     // After the receipts: paging is memory bookkeeping, no receipt waits
     // for it. The batch is applied here (the proposal resolved), so every
     // body paged out has its record in the store (see `replicated`).
