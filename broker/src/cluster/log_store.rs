@@ -6,7 +6,9 @@
 //! `LogFlushed` callback) only after the log's flush has returned, and a
 //! vote is saved only once it is flushed.
 //!
-//! Flushes run on tokio's blocking threads ([`flush`]), not with sled
+//! Appends (their write and flush together) and the other flushes run on
+//! tokio's blocking threads ([`flush`]), never on a runtime worker, and not
+//! with sled
 //! 0.34's `flush_async`: that one runs the flush on sled's own I/O pool,
 //! which adds threads only once more than seven tasks are queued, while the
 //! flush waits for log writes and file truncations queued on that same pool
@@ -26,6 +28,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::Instant;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader, StorageIOError};
@@ -360,7 +363,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         let mut indexes: Option<(u64, u64)> = None;
         for entry in entries {
@@ -370,16 +372,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             indexes = Some(indexes.map_or((index, index), |(first, _)| (first, index)));
             batch.insert(&index.to_be_bytes(), bytes);
         }
-        // Readable as soon as `apply_batch` returns (openraft may read them
-        // back for replication before they are durable; that is allowed).
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        let written = std::time::Instant::now();
-        // Durability ordering: flush, then report. The callback is what lets
-        // openraft count this copy toward the commit quorum.
-        let flushed = flush(&self.log).await;
-        let done = std::time::Instant::now();
+        // The write and its flush run together on a blocking thread: a
+        // sled write can wait on sled's locks while another flush runs, and
+        // on a runtime worker that wait stalls every session. openraft
+        // 0.9's core awaits the flush before it goes on either way.
+        // Durability ordering: written, flushed, then reported. The callback
+        // is what lets openraft count this copy toward the commit quorum.
+        let log = self.log.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            log.apply_batch(batch)?;
+            let written = Instant::now();
+            log.flush()?;
+            Ok::<_, sled::Error>((started, written, Instant::now()))
+        })
+        .await;
+        let (started, written, done) = match written {
+            Ok(Ok(times)) => times,
+            Ok(Err(e)) => return Err(StorageIOError::write_logs(&e).into()),
+            Err(e) => {
+                let e = std::io::Error::other(format!("the cluster log's write task failed: {e}"));
+                return Err(StorageIOError::write_logs(&e).into());
+            }
+        };
+        // Readable from here on (openraft may read them back for
+        // replication).
         stages::record(Stage::LogWrite, written - started);
         stages::record(Stage::LogFlush, done - written);
         if let Some((first, last)) = indexes {
@@ -387,9 +404,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             stages::note(first, last, Event::AppendWritten, written);
             stages::note(first, last, Event::AppendFlushed, done);
         }
-        callback.log_io_completed(
-            flushed.map_err(|e| std::io::Error::other(format!("flushing the cluster log: {e}"))),
-        );
+        callback.log_io_completed(Ok(()));
         Ok(())
     }
 

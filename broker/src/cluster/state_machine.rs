@@ -16,8 +16,8 @@
 //! chunks into a file of its own, which the store then reads back in
 //! frames.
 //!
-//! Nothing here blocks a runtime worker: the image, the file work and
-//! every sled flush run on blocking threads (`spawn_blocking`). sled
+//! Nothing here blocks a runtime worker: the applies, the image, the file
+//! work and every sled flush run on blocking threads (`spawn_blocking`). sled
 //! 0.34's `flush_async` is not used: it runs the flush on sled's own small
 //! I/O pool, whose queued log writes the flush itself waits for.
 
@@ -336,28 +336,45 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut responses = Vec::new();
-        for entry in entries {
-            let index = entry.log_id.index;
-            stages::note(index, index, Event::ApplyStart, Instant::now());
-            match &entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(batch) => self
-                    .apply
-                    .apply(entry.log_id.index, &batch.0)
-                    .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
-                EntryPayload::Membership(membership) => {
-                    let stored = StoredMembership::new(Some(entry.log_id), membership.clone());
-                    let (memberships, recorded) = (self.memberships.clone(), stored.clone());
-                    blocking(move || record_membership(&memberships, &recorded, false)).await?;
-                    self.membership = stored;
+        // The store's apply is a sled batch, and a sled write can wait on
+        // sled's own locks and I/O buffers while a flush or a cursor read
+        // runs: on a runtime worker that wait stalled every session and
+        // the admin endpoint with it (one of two workers). So the whole
+        // run of entries is applied on a blocking thread, in log order.
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let count = entries.len();
+        let (apply, memberships) = (self.apply.clone(), self.memberships.clone());
+        let (last_applied, membership) = blocking(move || {
+            let mut last_applied = None;
+            let mut membership = None;
+            for entry in entries {
+                let index = entry.log_id.index;
+                stages::note(index, index, Event::ApplyStart, Instant::now());
+                match &entry.payload {
+                    EntryPayload::Blank => {}
+                    EntryPayload::Normal(batch) => apply
+                        .apply(index, &batch.0)
+                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
+                    EntryPayload::Membership(m) => {
+                        let stored = StoredMembership::new(Some(entry.log_id), m.clone());
+                        record_membership(&memberships, &stored, false)?;
+                        membership = Some(stored);
+                    }
                 }
+                last_applied = Some(entry.log_id);
+                stages::note(index, index, Event::ApplyEnd, Instant::now());
             }
-            self.last_applied = Some(entry.log_id);
-            stages::note(index, index, Event::ApplyEnd, Instant::now());
-            responses.push(());
+            Ok((last_applied, membership))
+        })
+        .await?;
+        if let Some(m) = membership {
+            self.membership = m;
         }
-        Ok(responses)
+        if last_applied.is_some() {
+            self.last_applied = last_applied;
+        }
+        // openraft wants one response per entry (ours carry nothing).
+        Ok(vec![(); count])
     }
 
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
