@@ -25,8 +25,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing::info;
 
-/// What sled appends per removed message: the deletes of its `M`, `S`, `Q`
-/// and `D` keys, each a small log fragment with a header, and a share of
+/// What sled appends per removed message: the deletes of its `Q`, `S` and
+/// `D` keys (an `M` key too before store format 6; not re-measured since), each a small log fragment with a header, and a share of
 /// the leaves rewritten when their fragments are consolidated.
 pub const REMOVAL_BYTES: u64 = 256;
 

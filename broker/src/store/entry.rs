@@ -220,8 +220,8 @@ impl StoredMessage {
     }
 
     /// The message again. Its body is copied into memory, or with
-    /// `paged = Some((source, index))` left on disk and read back from
-    /// `source` at log `index` when needed. A body in a body file must be
+    /// `paged = Some((source, seq))` left on disk and read back from
+    /// `source` by its `seq` when needed. A body in a body file must be
     /// paged: without `paged` it would be empty.
     pub fn into_message(self, paged: Option<(Arc<dyn BodySource>, u64)>) -> Message {
         let len = usize::try_from(self.body_len()).unwrap_or(usize::MAX);
@@ -235,7 +235,7 @@ impl StoredMessage {
                 body.mark_stored();
                 body
             }
-            Some((source, index)) => Body::paged(len, source, index),
+            Some((source, seq)) => Body::paged(len, source, seq),
         };
         Message {
             seq: self.seq,
