@@ -14,7 +14,8 @@
 # disk budget), BIN (directory of release binaries, default target/release),
 # DATA (data directory, default /tmp/ferromq-deep-queue, deleted at the end),
 # CONFIG (a configuration file for the broker; default none: the embedded
-# defaults).
+# defaults), STOMP and ADMIN (the broker's listen addresses, default
+# 127.0.0.1:61953 and 127.0.0.1:18193: two runs at once need their own).
 # Writes into OUT_DIR: rss.tsv (unix time, phase, VmRSS KiB, 1-minute load
 # average), fill-N.json and drain-N.json (ferromq-bench; the drain is
 # repeated until the queues are empty or a round drains nothing), depth.tsv
@@ -28,8 +29,8 @@ COUNT=${COUNT:-1000000}
 MAX_DATA_MB=${MAX_DATA_MB:-2800}
 BIN=${BIN:-target/release}
 DATA=${DATA:-/tmp/ferromq-deep-queue}
-STOMP=127.0.0.1:61953
-ADMIN=127.0.0.1:18193
+STOMP=${STOMP:-127.0.0.1:61953}
+ADMIN=${ADMIN:-127.0.0.1:18193}
 mkdir -p "$OUT"
 rm -rf "$DATA"
 rm -f "$OUT/manifest.jsonl" "$OUT/order-state.json"

@@ -25,9 +25,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing::info;
 
-/// What sled appends per removed message: the deletes of its `M`, `S`, `Q`
-/// and `D` keys, each a small log fragment with a header, and a share of
-/// the leaves rewritten when their fragments are consolidated.
+/// What sled appends per removed message: the deletes of its `Q`, `S` and
+/// `D` keys (an `M` key too before store format 6; not re-measured since),
+/// each a small log fragment with a header, and a share of the leaves
+/// rewritten when their fragments are consolidated.
 pub const REMOVAL_BYTES: u64 = 256;
 
 /// A reopen's cost grows with the backlog, not only with what it replays:
