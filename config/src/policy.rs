@@ -152,8 +152,9 @@ pub struct StoreConfig {
     /// (written once, not rewritten with sled's pages).
     pub body_inline_max: ByteSize,
     /// Reopen the store's database after about this many bytes have been
-    /// written to it, so that a restart replays at most that much of sled's
-    /// log (sled 0.34 snapshots only when it opens).
+    /// written to it, so that a restart replays little of sled's log (sled
+    /// 0.34 snapshots only when it opens): at most twice this much, when
+    /// reopens are spaced out because they take long.
     pub checkpoint_every: ByteSize,
 }
 

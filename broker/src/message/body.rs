@@ -21,16 +21,17 @@ use thiserror::Error;
 
 /// Reads paged-out bodies back. Implemented by the durable store.
 pub trait BodySource: Send + Sync {
-    /// The body of the message record at log `index`.
-    fn read_body(&self, index: u64) -> Result<Bytes, String>;
+    /// The body of the stored message `seq` (the store finds its record
+    /// through its seq index).
+    fn read_body(&self, seq: u64) -> Result<Bytes, String>;
 }
 
 /// A paged body could not be read back.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("cannot read a paged message body from the store (log index {index}): {reason}")]
+#[error("cannot read a paged message body from the store (message {seq}): {reason}")]
 pub struct PageError {
-    /// The record's log index.
-    pub index: u64,
+    /// The message's seq.
+    pub seq: u64,
     /// What the store said.
     pub reason: String,
 }
@@ -50,7 +51,8 @@ enum Location {
     Resident(Bytes),
     Paged {
         source: Arc<dyn BodySource>,
-        index: u64,
+        /// The message's seq, what the source finds the body by.
+        seq: u64,
     },
 }
 
@@ -66,11 +68,11 @@ impl Body {
 
     /// A body of `len` bytes that only the store holds (recovered beyond
     /// the budget).
-    pub fn paged(len: usize, source: Arc<dyn BodySource>, index: u64) -> Body {
+    pub fn paged(len: usize, source: Arc<dyn BodySource>, seq: u64) -> Body {
         Body {
             len,
             stored: AtomicBool::new(true),
-            where_: Mutex::new(Location::Paged { source, index }),
+            where_: Mutex::new(Location::Paged { source, seq }),
         }
     }
 
@@ -91,9 +93,9 @@ impl Body {
             Location::Resident(bytes) => Ok(bytes),
             // The read happens outside the lock: a slow disk delays only
             // this reader.
-            Location::Paged { source, index } => source
-                .read_body(index)
-                .map_err(|reason| PageError { index, reason }),
+            Location::Paged { source, seq } => source
+                .read_body(seq)
+                .map_err(|reason| PageError { seq, reason }),
         }
     }
 
@@ -119,17 +121,18 @@ impl Body {
         self.stored.load(Ordering::Relaxed)
     }
 
-    /// Drops the in-memory copy; later reads go to `source` at `index`.
+    /// Drops the in-memory copy; later reads go to `source` for the message
+    /// `seq`.
     /// Called by the store's writer once the record is applied, so every
     /// read after this finds it. Returns the bytes freed (0 if already
     /// paged).
-    pub fn page_out(&self, source: &Arc<dyn BodySource>, index: u64) -> usize {
+    pub fn page_out(&self, source: &Arc<dyn BodySource>, seq: u64) -> usize {
         let mut at = self.where_.lock().unwrap_or_else(|e| e.into_inner());
         match *at {
             Location::Resident(_) => {
                 *at = Location::Paged {
                     source: source.clone(),
-                    index,
+                    seq,
                 };
                 self.len
             }
@@ -183,12 +186,12 @@ mod tests {
     }
 
     impl BodySource for Disk {
-        fn read_body(&self, index: u64) -> Result<Bytes, String> {
+        fn read_body(&self, seq: u64) -> Result<Bytes, String> {
             self.reads.fetch_add(1, Ordering::Relaxed);
             if self.fail {
                 return Err("disk on fire".into());
             }
-            Ok(Bytes::from(format!("body-{index}")))
+            Ok(Bytes::from(format!("body-{seq}")))
         }
     }
 
@@ -215,10 +218,10 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_read_names_the_index() {
+    fn a_failed_read_names_the_message() {
         let body = Body::paged(3, disk(true), 42);
         let e = body.get().unwrap_err();
-        assert_eq!(e.index, 42);
+        assert_eq!(e.seq, 42);
         assert!(e.to_string().contains("disk on fire"), "{e}");
         assert!(body.is_stored());
     }

@@ -7,7 +7,7 @@
 //! and sled keeps its files at their high-water mark. A body appended to a
 //! file is written once, and its space goes back to the file system whole,
 //! by unlink, once no live message refers to it. sled stays the log and the
-//! index: the message record (`M`) holds a [`BodyRef`] instead of the body,
+//! index: the message record (in its `Q` value) holds a [`BodyRef`] instead of the body,
 //! and the seq index (`S`) and the per-segment counts (`B`) say which
 //! segment it is in ([`super::body_counts`]); which files go, and when, is
 //! [`super::body_reclaim`]'s.

@@ -4,15 +4,23 @@
 //! database, and its open reads every log segment written since that
 //! snapshot (`Config::snapshot_after_ops` is a no-op in this version). So a
 //! store that was written for a long time since the broker started takes the
-//! longer to open after a crash the more was written: 1.25 s for the 2 GB of
-//! a 1.1M-message backlog (BENCHMARKS.md, "Deep queues"), and it would grow
-//! with a 10M one. The log writer therefore closes and reopens the database
-//! once about `store.checkpoint_every` bytes were written since it was last
-//! opened ([`Checkpoint`]): the reopen replays that much, writes a fresh
-//! snapshot, and the next open (after a crash too) starts from there. A
-//! reopen also costs time in proportion to the backlog (sled's page table),
-//! so checkpoints are spaced to keep that under 5% of the writer's time
-//! ([`PAUSE_FACTOR`]).
+//! longer to open after a crash the more was written. The log writer
+//! therefore closes and reopens the database once about
+//! `store.checkpoint_every` bytes were written since it was last opened
+//! ([`Checkpoint`]): the reopen replays that much, writes a fresh snapshot,
+//! and the next open (after a crash too) starts from there.
+//!
+//! A reopen also costs time in proportion to the backlog (sled loads its
+//! page table, one entry per tree node), and every persistent producer and
+//! every ack waits for it. So checkpoints are spaced to keep that under 5%
+//! of the writer's time ([`PAUSE_FACTOR`]), but never so far apart that the
+//! next open would replay more than [`MAX_REPLAY_FACTOR`] times
+//! `checkpoint_every`: what an open replays is bounded whatever the
+//! backlog. (Until 2026-12-08 a checkpoint was skipped while the backlog
+//! was deep, predicting a long pause; a 4M-message fill then skipped every
+//! checkpoint after the first 235k messages, and the open after a `kill -9`
+//! replayed all 7.6 GB the fill had written: 40.7 s, BENCHMARKS.md "Deep
+//! queues".)
 //!
 //! What the writer counts is an estimate of what sled appends to its log,
 //! not a measure of it (sled does not expose its log position): the encoded
@@ -25,27 +33,25 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tracing::info;
 
-/// What sled appends per removed message: the deletes of its `M`, `S`, `Q`
-/// and `D` keys, each a small log fragment with a header, and a share of
-/// the leaves rewritten when their fragments are consolidated.
+/// What sled appends per removed message: the deletes of its `Q`, `S` and
+/// `D` keys (an `M` key too before store format 6; not re-measured since),
+/// each a small log fragment with a header, and a share of the leaves
+/// rewritten when their fragments are consolidated.
 pub const REMOVAL_BYTES: u64 = 256;
 
-/// A reopen's cost grows with the backlog, not only with what it replays:
-/// sled reads, rewrites and loads its whole page table at every open (0.8 s
-/// at 1M messages, 8-20 s at 2.3-5M, measured under load 13-21), and every
-/// persistent producer and every ack waits for it. So a checkpoint is
-/// skipped when the last open's cost, scaled to the messages live now,
-/// predicts a pause over [`MAX_PAUSE`] (with a deep backlog the open is the
-/// page table's anyway, and a bounded replay saves little of it), and the
-/// next one waits at least [`PAUSE_FACTOR`] times as long as the last
-/// reopen took (at most 5% of the writer's time).
-pub const MAX_PAUSE: Duration = Duration::from_millis(500);
-/// See [`MAX_PAUSE`].
+/// A reopen's cost grows with the backlog, not only with what it replays
+/// (sled loads its whole page table at every open), and every persistent
+/// producer and every ack waits for it. So the next checkpoint waits at
+/// least [`PAUSE_FACTOR`] times as long as the last reopen took (at most 5%
+/// of the writer's time)...
 pub const PAUSE_FACTOR: u32 = 20;
-/// Below this many live messages an open's cost is taken as fixed (sled's
-/// own start, the files' headers), and a checkpoint is never skipped; above
-/// it, as proportional to the messages.
-pub const SCALE_FROM: u64 = 100_000;
+/// ...unless waiting would let the bytes written since the last open (what
+/// the next open replays) pass this many times `checkpoint_every`: then the
+/// reopen is due however long it takes. With the default 256 MiB that is
+/// 512 MiB of log at most: sled replayed 5.6 GB in 17-19 s at open
+/// (bench-client/results/sled-open-2026-12-08), so about 1.5 s on top of
+/// loading the page table.
+pub const MAX_REPLAY_FACTOR: u64 = 2;
 
 /// What the writer decides after a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,32 +60,27 @@ pub enum Decision {
     Wait,
     /// Reopen now.
     Reopen,
-    /// Enough written, but the reopen would pause the store too long:
-    /// start counting again.
-    Skip,
 }
 
 /// Counts the bytes written since the database was last opened, how long
-/// ago that was, and what that open cost for how many live messages.
+/// ago that was, and what that open cost.
 #[derive(Debug)]
 pub struct Checkpoint {
     every: u64,
     since_open: u64,
     opened: Instant,
     last_cost: Duration,
-    last_live: u64,
 }
 
 impl Checkpoint {
     /// A checkpoint after every `every` bytes written; the store's own open
-    /// took `open_cost` with `live` messages.
-    pub fn new(every: u64, open_cost: Duration, live: u64) -> Checkpoint {
+    /// took `open_cost`.
+    pub fn new(every: u64, open_cost: Duration) -> Checkpoint {
         Checkpoint {
             every,
             since_open: 0,
             opened: Instant::now(),
             last_cost: open_cost,
-            last_live: live,
         }
     }
 
@@ -92,29 +93,21 @@ impl Checkpoint {
             .saturating_add((removed as u64).saturating_mul(REMOVAL_BYTES));
     }
 
-    /// Whether to reopen now, with `live` messages in the store.
-    pub fn decide(&self, live: u64) -> Decision {
-        self.decide_at(Instant::now(), live)
+    /// Whether to reopen now.
+    pub fn decide(&self) -> Decision {
+        self.decide_at(Instant::now())
     }
 
-    fn decide_at(&self, now: Instant, live: u64) -> Decision {
-        if self.since_open < self.every
-            || now.saturating_duration_since(self.opened) < self.last_cost * PAUSE_FACTOR
-        {
+    fn decide_at(&self, now: Instant) -> Decision {
+        if self.since_open < self.every {
             return Decision::Wait;
         }
-        if live > SCALE_FROM && self.predicted_cost(live) > MAX_PAUSE {
-            Decision::Skip
-        } else {
+        let spaced = now.saturating_duration_since(self.opened) >= self.last_cost * PAUSE_FACTOR;
+        if spaced || self.since_open >= self.every.saturating_mul(MAX_REPLAY_FACTOR) {
             Decision::Reopen
+        } else {
+            Decision::Wait
         }
-    }
-
-    /// The last open's cost scaled to `live` messages (see [`SCALE_FROM`]);
-    /// never less than the last cost.
-    fn predicted_cost(&self, live: u64) -> Duration {
-        let ratio = live as f64 / self.last_live.max(SCALE_FROM) as f64;
-        self.last_cost.mul_f64(ratio.clamp(1.0, 1e6))
     }
 
     /// Bytes counted since the database was opened.
@@ -122,18 +115,11 @@ impl Checkpoint {
         self.since_open
     }
 
-    /// A reopen was skipped: count from zero, keeping the last cost.
-    pub fn skipped(&mut self) {
-        self.since_open = 0;
-    }
-
-    /// The database was reopened with `live` messages, which took `cost`:
-    /// count from zero.
-    pub fn done(&mut self, cost: Duration, live: u64) {
+    /// The database was reopened, which took `cost`: count from zero.
+    pub fn done(&mut self, cost: Duration) {
         self.since_open = 0;
         self.opened = Instant::now();
         self.last_cost = cost;
-        self.last_live = live;
     }
 }
 
@@ -174,29 +160,29 @@ mod tests {
 
     #[test]
     fn a_checkpoint_is_due_after_the_configured_bytes_and_counts_from_zero_after_it() {
-        let mut c = Checkpoint::new(10_000, Duration::ZERO, 0);
-        assert_eq!(c.decide(0), Decision::Wait);
+        let mut c = Checkpoint::new(10_000, Duration::ZERO);
+        assert_eq!(c.decide(), Decision::Wait);
         c.count(9_000, 0);
-        assert_eq!(c.decide(0), Decision::Wait);
+        assert_eq!(c.decide(), Decision::Wait);
         c.count(500, 2);
         assert_eq!(
-            c.decide(0),
+            c.decide(),
             Decision::Reopen,
             "9,500 bytes of records and two removals are over 10,000"
         );
-        c.done(Duration::ZERO, 0);
-        assert_eq!(c.decide(0), Decision::Wait);
+        c.done(Duration::ZERO);
+        assert_eq!(c.decide(), Decision::Wait);
         // A drain writes little record data but removes many messages:
         // 36 acks of 20 bytes and one removal each are 9,936 bytes.
         for _ in 0..36 {
             c.count(20, 1);
         }
-        assert_eq!(c.decide(0), Decision::Wait);
+        assert_eq!(c.decide(), Decision::Wait);
         c.count(64, 0);
-        assert_eq!(c.decide(0), Decision::Reopen, "exactly 10,000");
+        assert_eq!(c.decide(), Decision::Reopen, "exactly 10,000");
         c.count(usize::MAX, usize::MAX);
         assert_eq!(
-            c.decide(0),
+            c.decide(),
             Decision::Reopen,
             "saturates instead of wrapping"
         );
@@ -204,44 +190,50 @@ mod tests {
 
     #[test]
     fn a_reopen_that_took_long_delays_the_next_one_by_twenty_times_as_long() {
-        let mut c = Checkpoint::new(100, Duration::ZERO, 0);
-        c.done(Duration::from_millis(200), 1000);
+        let mut c = Checkpoint::new(1_000, Duration::ZERO);
+        c.done(Duration::from_millis(200));
         c.count(1_000, 0);
         let opened = c.opened;
         let early = opened + Duration::from_millis(3_999);
-        assert_eq!(
-            c.decide_at(early, 1000),
-            Decision::Wait,
-            "written, but too soon"
-        );
+        assert_eq!(c.decide_at(early), Decision::Wait, "written, but too soon");
         let later = opened + Duration::from_secs(4);
-        assert_eq!(c.decide_at(later, 1000), Decision::Reopen);
+        assert_eq!(c.decide_at(later), Decision::Reopen);
     }
 
     #[test]
-    fn a_reopen_predicted_to_pause_too_long_for_the_backlog_is_skipped() {
-        // The open took 300 ms with 100,000 messages: 200,000 would take
-        // about 600 ms, over MAX_PAUSE; 150,000 about 450 ms, under it.
-        let mut c = Checkpoint::new(100, Duration::from_millis(300), 100_000);
-        c.count(1_000, 0);
-        let later = c.opened + Duration::from_secs(60);
-        assert_eq!(c.decide_at(later, 150_000), Decision::Reopen);
-        assert_eq!(c.decide_at(later, 200_000), Decision::Skip);
-        c.skipped();
-        assert_eq!(
-            c.decide_at(later, 200_000),
-            Decision::Wait,
-            "counts from zero"
+    fn what_the_next_open_replays_stays_bounded_however_slow_the_last_reopen() {
+        // A deep store whose reopens take 30 s (spacing them 10 minutes
+        // apart), written 1 MiB per batch with the clock standing still:
+        // the spacing alone would never allow a reopen, and the rule before
+        // 2026-12-08 skipped them all for a deep backlog, so the open after
+        // a crash replayed everything written since the broker started.
+        let every = 64 << 20;
+        let mut c = Checkpoint::new(every, Duration::from_secs(30));
+        let now = c.opened;
+        let batch = 1 << 20;
+        let (mut reopens, mut most_unreplayed) = (0, 0);
+        for _ in 0..4096 {
+            c.count(batch, 10);
+            most_unreplayed = most_unreplayed.max(c.since_open());
+            if c.decide_at(now) == Decision::Reopen {
+                reopens += 1;
+                c.done(Duration::from_secs(30));
+            }
+        }
+        assert!(reopens >= 30, "4 GiB written, 128 MiB apart: {reopens}");
+        let bound = every * MAX_REPLAY_FACTOR + batch as u64 + 10 * REMOVAL_BYTES;
+        assert!(
+            most_unreplayed <= bound,
+            "at most {bound} bytes to replay, found {most_unreplayed}"
         );
-        // Fewer live messages than at the last open predict no less than it.
-        assert_eq!(c.predicted_cost(10), Duration::from_millis(300));
-        // A fresh store that took long to open (a loaded machine) is still
-        // checkpointed while its backlog is shallow.
-        let mut c = Checkpoint::new(100, Duration::from_secs(2), 0);
-        c.count(1_000, 0);
-        let later = c.opened + Duration::from_secs(60);
-        assert_eq!(c.decide_at(later, 50_000), Decision::Reopen);
-        assert_eq!(c.decide_at(later, 100_001), Decision::Skip);
+        // Below the bound the spacing still holds the reopen back.
+        let mut c = Checkpoint::new(every, Duration::from_secs(30));
+        c.count(every as usize * 3 / 2, 0);
+        assert_eq!(c.decide_at(c.opened), Decision::Wait);
+        assert_eq!(
+            c.decide_at(c.opened + Duration::from_secs(600)),
+            Decision::Reopen
+        );
     }
 
     #[test]

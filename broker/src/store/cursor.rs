@@ -1,10 +1,11 @@
 //! The store side of a queue's cursor: reading one priority lane of a
 //! destination back in order, from a position, a page at a time.
 //!
-//! The apply step writes a `Q` record for every stored message, keyed by
-//! destination, priority and log index ([`super::record`]), so a lane is
-//! one ordered key range and a read is a range scan from just after the
-//! last index the router read: O(page), whatever the queue's depth. The
+//! The apply step writes every stored message's record under a `Q` key,
+//! by destination, priority and log index ([`super::record`]), so a lane
+//! is one ordered key range and a read is a range scan from just after the
+//! last index the router read, which returns the records themselves:
+//! O(page), whatever the queue's depth. The
 //! router decides which messages it keeps in memory and which it leaves in
 //! the store (`LogEntry::Enqueue::backlog`), and keeps its own position per
 //! lane; the store only answers "the next records of this lane after that
@@ -26,7 +27,7 @@
 //! a read comes back short (see `router::destination::backlog`).
 
 use super::entry::StoredMessage;
-use super::record::{self, DELIVERED_PREFIX, MESSAGE_PREFIX, QUEUE_PREFIX};
+use super::record::{self, QueueValue, DELIVERED_PREFIX, QUEUE_PREFIX};
 use crate::message::{BodySource, Message};
 use std::sync::Arc;
 
@@ -90,20 +91,12 @@ pub fn read(
             .and_then(record::decode_u64)
             .ok_or_else(|| format!("malformed queue order key in {destination}"))?;
         out.position = index;
-        let left_to_store = value.get(8).is_some_and(|flag| *flag == 1);
-        if index >= boot_index && !left_to_store {
+        let value = QueueValue::decode(&value)
+            .ok_or_else(|| format!("message at log index {index}: malformed queue value"))?;
+        if index >= boot_index && !value.left_to_store {
             continue; // held by the router since it was published
         }
-        // The order record and the message record are written in one
-        // atomic batch, and removed in one: a missing record was acked
-        // between the two reads and is skipped.
-        let Some(raw) = tree
-            .get(record::key(MESSAGE_PREFIX, index))
-            .map_err(|e| format!("message at log index {index}: {e}"))?
-        else {
-            continue;
-        };
-        let stored = StoredMessage::decode_record(&raw)
+        let stored = StoredMessage::decode_record(value.record)
             .map_err(|e| format!("message at log index {index}: {e}"))?;
         let delivered = match tree
             .get(record::key(DELIVERED_PREFIX, index))
@@ -115,7 +108,7 @@ pub fn read(
         // A body in a body file is always left there (one pread when
         // delivered): a read-back window holds no large body.
         let on_disk = stored.body_ref.is_some() || stored.body.len() > RESIDENT_BODY_MAX;
-        let paged = on_disk.then(|| (bodies.clone(), index));
+        let paged = on_disk.then(|| (bodies.clone(), stored.seq));
         out.messages.push(BacklogMessage {
             index,
             message: Arc::new(stored.into_message(paged)),

@@ -109,7 +109,7 @@ pub struct StoredMessage {
     pub backlog: bool,
     /// Where the body is when it is not inline: set only by the node that
     /// wrote it to its own body file ([`super::body_segments`]), in the
-    /// batch it applies and the message record (`M`) that keeps it. A
+    /// batch it applies and the message record (its `Q` value) that keeps it. A
     /// replicated log carries bodies inline: a body file is a node's local
     /// layout.
     #[prost(message, optional, tag = "9")]
@@ -220,8 +220,8 @@ impl StoredMessage {
     }
 
     /// The message again. Its body is copied into memory, or with
-    /// `paged = Some((source, index))` left on disk and read back from
-    /// `source` at log `index` when needed. A body in a body file must be
+    /// `paged = Some((source, seq))` left on disk and read back from
+    /// `source` by its `seq` when needed. A body in a body file must be
     /// paged: without `paged` it would be empty.
     pub fn into_message(self, paged: Option<(Arc<dyn BodySource>, u64)>) -> Message {
         let len = usize::try_from(self.body_len()).unwrap_or(usize::MAX);
@@ -235,7 +235,7 @@ impl StoredMessage {
                 body.mark_stored();
                 body
             }
-            Some((source, index)) => Body::paged(len, source, index),
+            Some((source, seq)) => Body::paged(len, source, seq),
         };
         Message {
             seq: self.seq,

@@ -110,16 +110,16 @@ impl Pager {
             else {
                 continue;
             };
-            let Some(&index) = stored.get(&message.seq) else {
+            if !stored.contains_key(&message.seq) {
                 continue; // never written (elided)
-            };
+            }
             let Some(r) = self.bodies.get_mut(&message.seq) else {
                 continue;
             };
             if r.paged || r.resident == 0 {
                 continue;
             }
-            message.body.page_out(&self.source, index);
+            message.body.page_out(&self.source, message.seq);
             self.resident_bytes -= r.resident.min(self.resident_bytes);
             r.resident = 0;
             r.paged = true;
@@ -145,7 +145,7 @@ mod tests {
     use super::*;
     use crate::message::Message;
     use crate::store::entry::{self, StoredMessage};
-    use crate::store::record::{self, MESSAGE_PREFIX};
+    use crate::store::record::{self, QueueValue, SeqEntry, QUEUE_PREFIX, SEQ_PREFIX};
     use crate::store::state_machine::{LogKeep, SledRecords, StateMachine};
     use bytes::Bytes;
     use ferromq_protocol::Headers;
@@ -154,13 +154,17 @@ mod tests {
     struct TreeBodies(sled::Db);
 
     impl BodySource for TreeBodies {
-        fn read_body(&self, index: u64) -> Result<Bytes, String> {
-            let raw = self
+        fn read_body(&self, seq: u64) -> Result<Bytes, String> {
+            let at = self
                 .0
-                .get(record::key(MESSAGE_PREFIX, index))
+                .get(record::key(SEQ_PREFIX, seq))
                 .map_err(|e| e.to_string())?
                 .ok_or("gone")?;
-            StoredMessage::decode_record(&raw).map(|m| m.body)
+            let at = SeqEntry::decode(&at).ok_or("bad seq entry")?;
+            let key = record::lane_key(QUEUE_PREFIX, &at.lane, Some(at.index));
+            let raw = self.0.get(key).map_err(|e| e.to_string())?.ok_or("gone")?;
+            let value = QueueValue::decode(&raw).ok_or("bad queue value")?;
+            StoredMessage::decode_record(value.record).map(|m| m.body)
         }
     }
 

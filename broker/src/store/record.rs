@@ -11,20 +11,19 @@
 //! | `0x00 "max_seq"` | highest message sequence number used, u64 BE |
 //! | `'L'` + batch number (u64 BE) | an encoded log batch ([`super::entry::EncodedBatch`]); the latest few, if the store keeps any ([`super::state_machine::LogKeep`]) |
 //! | `0x00 "live"` | live messages (u64 BE) and the bytes of their records (u64 BE) |
-//! | `'M'` + log index (u64 BE) | a live message record ([`super::entry::StoredMessage`]); its body inline, or a reference into a body file ([`super::entry::BodyRef`]) |
-//! | `'D'` + log index (u64 BE) | its delivery count, u32 BE |
-//! | `'S'` + seq (u64 BE) | where the live message `seq` is: [`SeqEntry`] (with its body file's segment and the body's length when it is in one) |
-//! | `'Q'` + [`lane`] + log index (u64 BE) | the queue order: the message's seq (u64 BE) and whether the router left it to the store (1) or held it (0) |
+//! | `'Q'` + [`lane`] + log index (u64 BE) | a live message, in queue order: its seq (u64 BE), whether the router left it to the store (1) or held it (0), then its record ([`super::entry::StoredMessage`]; its body inline, or a reference into a body file, [`super::entry::BodyRef`]): [`QueueValue`] |
+//! | `'S'` + seq (u64 BE) | where the live message `seq` is: [`SeqEntry`] (its lane and log index, so its `Q` key; with its body file's segment and the body's length when it is in one) |
+//! | `'D'` + log index (u64 BE) | its delivery count, u32 BE; only for a message delivered at least once |
 //! | `'C'` + [`lane`] | that lane's live messages and the bytes of their records (bodies in body files included): [`LaneCount`], u64 BE each ([`super::lane_bytes`]) |
 //! | `'B'` + segment (u32 BE) | a body file holding live bodies: their count, bytes, and the end of the bytes referred to (u64 BE each; [`super::body_counts`]) |
 //! | `'K'` + utf8 name | router metadata, opaque bytes |
 //!
 //! `L` is the log; the rest is the read layout the apply step derives from
-//! it. Keys of messages sort by log index, so a scan returns messages in
-//! the order they were published; `Q` keys sort by destination, priority
-//! and log index, which is the order a queue's cursor reads its backlog in
-//! ([`super::cursor`]). `S` lets an ack find its records without an index
-//! in memory, and `C` lets recovery count a queue (and its bytes) without
+//! it. `Q` keys sort by destination, priority and log index, which is the
+//! order a queue's cursor reads its backlog in ([`super::cursor`]): one
+//! range scan returns the records themselves. `S` lets an ack, a delivery
+//! count and a paged body's read find a message by its seq without an
+//! index in memory, and `C` lets recovery count a queue (and its bytes) without
 //! reading it; `B` does the same for the body files.
 //! Any change to this layout or
 //! to the entry encoding bumps [`FORMAT`]; an unknown format is refused,
@@ -35,15 +34,28 @@
 //! record may hold (and added `B`), not what a batch of the log, or a
 //! cluster's entry, holds.
 //!
+//! **Keys per stored message.** Two, `Q` (with the record) and `S`, plus
+//! `D` once delivered; per lane touched by a batch, one `C`. Format 5 and
+//! earlier kept the record under `'M'` + log index apart from its `Q`
+//! order entry: three keys per message, and sled 0.34 keeps an in-memory
+//! page table entry per tree node, which grows with the keys (the page
+//! table is what grew a deep store's RSS and open time per message).
+//! [`super::upgrade`] moves format 5's `M` records into their `Q` values.
+//!
 //! Format 4 kept a lane's bytes in a `'V'` + [`lane`] record of its own
 //! beside the `C` count: two records per lane touched by every group
 //! commit. Format 5 folds them into one `C` value; [`super::upgrade`]
 //! rewrites a format-4 (or 3) store's `C` records and removes the `V` ones.
 
-/// The store format this build writes: 5, a lane's count and bytes in one
-/// `C` record. Formats 4 (`C` and `V` apart), 3 (no body files, no `V`)
-/// and 2 (no read layout) are upgraded in place ([`super::upgrade`]).
-pub const FORMAT: u32 = 5;
+/// The store format this build writes: 6, a message's record in its `Q`
+/// value. Formats 5 (records under `M`), 4 (`C` and `V` apart), 3 (no
+/// body files, no `V`) and 2 (no read layout) are upgraded in place
+/// ([`super::upgrade`]).
+pub const FORMAT: u32 = 6;
+
+/// The store format with records under `M` and a lane's count and bytes
+/// in one `C` record.
+pub const FORMAT_5: u32 = 5;
 
 /// The store format with a lane's bytes in a `V` record of their own.
 pub const FORMAT_4: u32 = 4;
@@ -62,7 +74,9 @@ pub const BATCH_KEY: &[u8] = b"\x00batch";
 pub const MAX_SEQ_KEY: &[u8] = b"\x00max_seq";
 /// Prefix of log batches.
 pub const LOG_PREFIX: u8 = b'L';
-/// Prefix of message records.
+/// Prefix of format 5's (and earlier) message records, by log index: only
+/// the upgrades read them (since format 6 the record is in the `Q` value),
+/// and a snapshot install removes any.
 pub const MESSAGE_PREFIX: u8 = b'M';
 /// Prefix of delivery counts.
 pub const DELIVERED_PREFIX: u8 = b'D';
@@ -115,6 +129,42 @@ pub fn lane_key(prefix: u8, lane: &[u8], index: Option<u64>) -> Vec<u8> {
     k
 }
 
+/// A `Q` value: a live message in its lane's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueValue<'a> {
+    /// The message's seq.
+    pub seq: u64,
+    /// The router left it to the store (read back by the cursor even in
+    /// the run that wrote it).
+    pub left_to_store: bool,
+    /// Its record ([`super::entry::StoredMessage`], encoded).
+    pub record: &'a [u8],
+}
+
+/// Bytes of a `Q` value before the record.
+const QUEUE_VALUE_HEAD: usize = 9;
+
+impl<'a> QueueValue<'a> {
+    /// Its encoding: seq (u64 BE), the flag (one byte, 1 or 0), the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(QUEUE_VALUE_HEAD + self.record.len());
+        v.extend_from_slice(&self.seq.to_be_bytes());
+        v.push(u8::from(self.left_to_store));
+        v.extend_from_slice(self.record);
+        v
+    }
+
+    /// Reads an encoding made by [`QueueValue::encode`]. A format-5 `Q`
+    /// value (seq and flag, no record) decodes with an empty record.
+    pub fn decode(raw: &'a [u8]) -> Option<QueueValue<'a>> {
+        Some(QueueValue {
+            seq: decode_u64(raw.get(..8)?)?,
+            left_to_store: *raw.get(8)? == 1,
+            record: raw.get(QUEUE_VALUE_HEAD..)?,
+        })
+    }
+}
+
 /// The value of a `C` key: a lane's live messages and the bytes of their
 /// records (with their bodies in body files, as [`super::lane_bytes`]
 /// counts them).
@@ -151,7 +201,7 @@ impl LaneCount {
 /// The value of an `S` key: where a live message's records are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeqEntry {
-    /// Log index of its enqueue (its `M`, `D` and `Q` keys).
+    /// Log index of its enqueue (its `Q` and `D` keys).
     pub index: u64,
     /// Size of its record, for the live byte count.
     pub bytes: u32,
@@ -203,8 +253,8 @@ impl SeqEntry {
     }
 }
 
-/// The key of a log batch, message record or delivery count numbered
-/// `index`.
+/// The key of a log batch or delivery count numbered `index` (or of a
+/// format-5 message record).
 pub fn key(prefix: u8, index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = prefix;
@@ -272,6 +322,20 @@ mod tests {
         let raw = e.encode();
         assert_eq!(SeqEntry::decode(&raw), Some(e));
         assert_eq!(SeqEntry::decode(&raw[..raw.len() - 1]), None, "a cut tail");
+    }
+
+    #[test]
+    fn queue_values_hold_the_record() {
+        let v = QueueValue {
+            seq: 9,
+            left_to_store: true,
+            record: b"rec",
+        };
+        let raw = v.encode();
+        assert_eq!(QueueValue::decode(&raw), Some(v));
+        let old = QueueValue::decode(&raw[..9]).unwrap();
+        assert!(old.record.is_empty(), "format 5's order entry");
+        assert_eq!(QueueValue::decode(&raw[..8]), None);
     }
 
     #[test]

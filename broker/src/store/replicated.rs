@@ -33,8 +33,8 @@
 //! 2. The writer proposes batches in the order it takes them
 //!    (`log_writer::replicated`); the Raft log keeps that order.
 //! 3. Each node applies a committed batch here, under `state`: its records
-//!    (the message `M`, its queue-order `Q` key with the backlog flag, the
-//!    lane count `C`) and the Raft index, in one `sled::Batch`. Entries get
+//!    (the message's queue-order `Q` key with the backlog flag and its
+//!    record, the lane count `C`) and the Raft index, in one `sled::Batch`. Entries get
 //!    their store log index in apply order, so an index is never handed out
 //!    below one already applied.
 //! 4. The router's cursor reads a lane after the last index it looked at

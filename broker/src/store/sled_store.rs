@@ -22,7 +22,10 @@ use super::cursor::{self, BacklogRead};
 use super::entry::StoredMessage;
 use super::log_writer::{LogWriter, Replication, WriterSettings};
 use super::paging::Pager;
-use super::record::{self, FORMAT, FORMAT_3, FORMAT_4, FORMAT_KEY, MESSAGE_PREFIX};
+use super::record::{
+    self, QueueValue, SeqEntry, FORMAT, FORMAT_3, FORMAT_4, FORMAT_5, FORMAT_KEY, QUEUE_PREFIX,
+    SEQ_PREFIX,
+};
 use super::replicated::ReplicatedState;
 use super::state_machine::{LogKeep, StateMachine};
 use super::upgrade;
@@ -92,15 +95,35 @@ impl SledStore {
         if meta.permissions().readonly() {
             return Err(dir_error("it is read-only".into()));
         }
+        // Each step of the open is timed and logged: sled's own open (its
+        // snapshot, the log written since, its page table) is apart from
+        // our recovery, and a deep store's open is mostly sled's.
         let mut db = open_sled(&path, settings.cache_bytes)?;
+        let sled_open = started.elapsed();
+        info!(
+            path = %path.display(),
+            elapsed_ms = sled_open.as_millis() as u64,
+            "store open: sled opened (its snapshot and the log written since)"
+        );
         check_format(&path, &db)?;
+        let format_checked = started.elapsed();
         let (state, backlog, meta) =
             StateMachine::recover(&db, LogKeep::NONE).map_err(|reason| OpenError::Corrupt {
                 path: path.clone(),
                 reason,
             })?;
+        let recovered_at = started.elapsed();
         let (files, opened) = BodyFiles::open(settings.bodies.clone(), state.body_counts())
             .map_err(|e| body_error(&settings.bodies, e))?;
+        let bodies_opened = started.elapsed();
+        info!(
+            messages = state.live_messages(),
+            lanes = backlog.len(),
+            format_ms = (format_checked - sled_open).as_millis() as u64,
+            recover_ms = (recovered_at - format_checked).as_millis() as u64,
+            body_files_ms = (bodies_opened - recovered_at).as_millis() as u64,
+            "store open: state recovered (format check, lane counts, body files)"
+        );
         let bodies = Arc::new(SledBodies::new(files.reader()));
         let pager = Pager::new(settings.body_budget, bodies.clone());
         let boot_index = state.next_index();
@@ -132,6 +155,7 @@ impl SledStore {
             body_file_bytes = state.body_bytes(),
             body_files_deleted = opened.deleted,
             body_file_tails_cut = opened.cut,
+            sled_open_ms = sled_open.as_millis() as u64,
             elapsed_ms = started.elapsed().as_millis() as u64,
             sync = ?settings.writer.sync,
             "store opened"
@@ -345,14 +369,21 @@ impl SledBodies {
 }
 
 impl BodySource for SledBodies {
-    fn read_body(&self, index: u64) -> Result<bytes::Bytes, String> {
+    fn read_body(&self, seq: u64) -> Result<bytes::Bytes, String> {
         let db = self.db.read().unwrap_or_else(|e| e.into_inner());
         let db = db.as_ref().ok_or("the store is not open")?;
-        let raw = db
-            .get(record::key(MESSAGE_PREFIX, index))
+        // The seq index names the record's lane and log index: its `Q` key.
+        let at = db
+            .get(record::key(SEQ_PREFIX, seq))
             .map_err(|e| e.to_string())?
             .ok_or("its record is gone")?;
-        let message = StoredMessage::decode_record(&raw)?;
+        let at = SeqEntry::decode(&at).ok_or("its seq index entry is malformed")?;
+        let raw = db
+            .get(record::lane_key(QUEUE_PREFIX, &at.lane, Some(at.index)))
+            .map_err(|e| e.to_string())?
+            .ok_or("its record is gone")?;
+        let value = QueueValue::decode(&raw).ok_or("its queue value is malformed")?;
+        let message = StoredMessage::decode_record(value.record)?;
         match &message.body_ref {
             Some(r) => self.files.read(r).map_err(|e| e.to_string()),
             None => Ok(message.body),
@@ -446,8 +477,8 @@ pub(super) fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, OpenE
 }
 
 /// Accepts a store written in [`FORMAT`], upgrades one written in format
-/// 4, 3 or 2 in place ([`upgrade`]), initialises an empty one, refuses anything else
-/// (format 1, unknown formats, a store without a marker).
+/// 5, 4, 3 or 2 in place ([`upgrade`]), initialises an empty one, refuses
+/// anything else (format 1, unknown formats, a store without a marker).
 pub(super) fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> {
     let corrupt = |reason: String| OpenError::Corrupt {
         path: path.to_path_buf(),
@@ -456,14 +487,24 @@ pub(super) fn check_format(path: &Path, db: &sled::Db) -> Result<(), OpenError> 
     match db.get(FORMAT_KEY).map_err(|e| corrupt(e.to_string()))? {
         Some(v) => match record::decode_u32(&v) {
             Some(FORMAT) => Ok(()),
-            // A lane's count alone in its `C` record: the bytes are folded
-            // in (an older ferromq must not open the result).
-            Some(from @ (FORMAT_4 | FORMAT_3)) => {
-                upgrade::from_format_4(db, from).map(|_| ()).map_err(|e| {
-                    corrupt(format!(
-                        "upgrading it from format {from} to {FORMAT} failed: {e}"
-                    ))
-                })
+            // Formats 4 and 3 (a lane's count alone in its `C` record) get
+            // their lanes' bytes (format 5); then the records move into
+            // their queue order (format 6). An older ferromq must not
+            // open the result.
+            Some(from @ (FORMAT_4 | FORMAT_3 | FORMAT_5)) => {
+                let upgraded = if from == FORMAT_5 {
+                    Ok(0)
+                } else {
+                    upgrade::from_format_4(db, from)
+                };
+                upgraded
+                    .and_then(|_| upgrade::from_format_5(db))
+                    .map(|_| ())
+                    .map_err(|e| {
+                        corrupt(format!(
+                            "upgrading it from format {from} to {FORMAT} failed: {e}"
+                        ))
+                    })
             }
             Some(upgrade::FROM) => upgrade::from_format_2(db).map(|_| ()).map_err(|e| {
                 corrupt(format!(
@@ -645,8 +686,11 @@ mod tests {
         {
             let db = crate::store::test_db::open(dir.path());
             db.insert(FORMAT_KEY, &1u32.to_be_bytes()).unwrap();
-            db.insert(record::key(MESSAGE_PREFIX, 1), &b"\x01old record"[..])
-                .unwrap();
+            db.insert(
+                record::key(record::MESSAGE_PREFIX, 1),
+                &b"\x01old record"[..],
+            )
+            .unwrap();
             db.flush().unwrap();
         }
         let e = SledStore::open(settings(dir.path(), 1 << 30)).unwrap_err();

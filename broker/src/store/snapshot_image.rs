@@ -6,22 +6,26 @@
 //! The image is a sequence of frames, each a big-endian `u32` length and
 //! an [`EncodedBatch`] of at most [`FRAME_ENTRIES`] entries or about
 //! [`FRAME_BYTES`] bytes (one larger message makes a frame of its own),
-//! ended by a zero-length frame. The entries are the live messages in log
-//! order, each followed by its delivery count when it has one, then the
-//! router metadata: the same entries as the single batch the image used to
-//! be, so installing it is applying those batches in order. The end marker
+//! ended by a zero-length frame. The entries are the live messages in
+//! queue order (lane by lane, each lane in log order: one scan of the `Q`
+//! records, which hold the records since store format 6), each followed by
+//! its delivery count when it has one, then the router metadata; installing
+//! it is applying those batches in order. A lane's order is all a queue's
+//! cursor reads back, so the order between lanes is not kept (the
+//! installed store numbers the messages afresh either way). The end marker
 //! is what tells a complete image from a truncated one.
 //!
-//! Memory: writing holds one frame (the store is read with two ordered
-//! scans, merged, not collected); reading holds one frame. Neither grows
-//! with the number of messages stored.
+//! Memory: writing holds one frame (the store is read with one ordered
+//! scan and a point read of each message's delivery count, not collected);
+//! reading holds one frame. Neither grows with the number of messages
+//! stored.
 
 use std::io::{Read, Write};
 
 use prost::Message as _;
 
 use super::entry::{Delivered, EncodedBatch, Entry, Kind, Put, StoredMessage, FORMAT};
-use super::record::{self, DELIVERED_PREFIX, MESSAGE_PREFIX, META_PREFIX};
+use super::record::{self, QueueValue, DELIVERED_PREFIX, META_PREFIX, QUEUE_PREFIX};
 
 /// Entries per frame, at most.
 pub const FRAME_ENTRIES: usize = 512;
@@ -103,13 +107,17 @@ pub fn write(tree: &sled::Tree, max_seq: u64, out: &mut dyn Write) -> Result<Ima
         pending: 0,
         stats: ImageStats::default(),
     };
-    // Delivery counts and messages are both keyed by log index: walk the
-    // two scans side by side instead of loading the counts.
-    let mut counts = tree.scan_prefix([DELIVERED_PREFIX]).peekable();
-    for item in tree.scan_prefix([MESSAGE_PREFIX]) {
+    for item in tree.scan_prefix([QUEUE_PREFIX]) {
         let (key, value) = item.map_err(|e| format!("reading the store: {e}"))?;
-        let index = record::index_of(&key).ok_or("malformed message key")?;
-        let message = StoredMessage::decode_record(&value)
+        // A `Q` key ends with the message's log index.
+        let index = key
+            .len()
+            .checked_sub(8)
+            .and_then(|at| record::decode_u64(&key[at..]))
+            .ok_or("malformed queue order key")?;
+        let value = QueueValue::decode(&value)
+            .ok_or_else(|| format!("message at log index {index}: malformed queue value"))?;
+        let message = StoredMessage::decode_record(value.record)
             .map_err(|e| format!("message at log index {index}: {e}"))?;
         let seq = message.seq;
         if message.body_ref.is_some() {
@@ -119,21 +127,15 @@ pub fn write(tree: &sled::Tree, max_seq: u64, out: &mut dyn Write) -> Result<Ima
                 "message {seq} has its body in a body file: a snapshot carries bodies inline"
             ));
         }
-        let mut delivered = 0;
-        while let Some(next) = counts.peek() {
-            let (count_key, count) = match next {
-                Ok((k, v)) => (k.clone(), v.clone()),
-                Err(e) => return Err(format!("reading the store: {e}")),
-            };
-            let at = record::index_of(&count_key).ok_or("malformed delivery-count key")?;
-            if at > index {
-                break;
-            }
-            if at == index {
-                delivered = record::decode_u32(&count).ok_or("malformed delivery count")?;
-            }
-            counts.next();
-        }
+        // Delivery counts are keyed by log index too, but the `Q` scan is
+        // in lane order, not log order: one point read per message.
+        let delivered = match tree
+            .get(record::key(DELIVERED_PREFIX, index))
+            .map_err(|e| format!("reading the store: {e}"))?
+        {
+            Some(count) => record::decode_u32(&count).ok_or("malformed delivery count")?,
+            None => 0,
+        };
         frames.push(Entry {
             kind: Some(Kind::Enqueue(message)),
         })?;

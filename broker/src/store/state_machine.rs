@@ -6,8 +6,8 @@
 //! order reaches the same state (the same records, byte for byte). It
 //! keeps the batch itself as a log record (`L`, as many as its [`LogKeep`]
 //! says: none on a single node), and derives the read layout: message
-//! records (`M`), delivery counts (`D`), the seq index (`S`), the queue
-//! order (`Q`) with its lane counts and bytes (`C`,
+//! records in their queue order (`Q`), delivery counts (`D`), the seq
+//! index (`S`), lane counts and bytes (`C`,
 //! [`super::lane_bytes`]), and metadata (`K`), all written
 //! through [`Records`] (one `sled::Batch` per group commit, applied
 //! atomically before the flush).
@@ -31,8 +31,8 @@ use super::body_counts::BodyCounts;
 use super::entry::{EncodedBatch, Entry, Kind, StoredMessage, FORMAT};
 use super::lane_bytes::LaneBytes;
 use super::record::{
-    self, LaneCount, SeqEntry, COUNT_PREFIX, DELIVERED_PREFIX, LIVE_KEY, LOG_PREFIX,
-    MESSAGE_PREFIX, META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
+    self, LaneCount, QueueValue, SeqEntry, COUNT_PREFIX, DELIVERED_PREFIX, LIVE_KEY, LOG_PREFIX,
+    META_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
 };
 use prost::Message as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -308,10 +308,18 @@ impl StateMachine {
             counts.insert(index, count);
         }
         let mut records = Vec::new();
-        for item in tree.scan_prefix([MESSAGE_PREFIX]) {
+        // `Q` keys sort by lane: the records are put back in log order
+        // below (they are all in memory anyway).
+        for item in tree.scan_prefix([QUEUE_PREFIX]) {
             let (k, v) = item.map_err(|e| e.to_string())?;
-            let index = record::index_of(&k).ok_or("malformed message key")?;
-            let message = StoredMessage::decode_record(&v)
+            let index = k
+                .len()
+                .checked_sub(8)
+                .and_then(|at| record::decode_u64(&k[at..]))
+                .ok_or("malformed queue order key")?;
+            let value = QueueValue::decode(&v)
+                .ok_or_else(|| format!("message at log index {index}: malformed queue value"))?;
+            let message = StoredMessage::decode_record(value.record)
                 .map_err(|e| format!("message at log index {index}: {e}"))?;
             records.push(RecoveredRecord {
                 index,
@@ -319,6 +327,7 @@ impl StateMachine {
                 delivered: counts.get(&index).copied().unwrap_or(0),
             });
         }
+        records.sort_by_key(|r| r.index);
         Ok(records)
     }
 
@@ -400,8 +409,7 @@ impl StateMachine {
                     self.forget(message.seq, &old, records, touched);
                 }
                 let raw = message.encode_to_vec();
-                records.put(&record::key(MESSAGE_PREFIX, index), &raw);
-                self.index_message(message, index, raw.len() as u64, records, touched);
+                self.index_message(message, index, &raw, records, touched);
                 applied.stored.push((message.seq, index));
             }
             Some(Kind::Ack(ack)) => {
@@ -432,9 +440,9 @@ impl StateMachine {
         Ok(())
     }
 
-    /// Writes the seq index (`S`) and queue order (`Q`) of a message whose
-    /// record (`bytes` long) is at log index `index`, and counts it in its
-    /// lane and the totals. The lane's `C` record and the totals are written
+    /// Writes a message's record `raw` in its queue order (`Q`, at log
+    /// index `index`) and its seq index (`S`), and counts it in its lane
+    /// and the totals. The lane's `C` record and the totals are written
     /// by [`StateMachine::write_counts`] for every lane in `touched`.
     /// Applying an enqueue and upgrading a format-2 store
     /// ([`super::upgrade`]) both go through here, so both write the same
@@ -443,16 +451,22 @@ impl StateMachine {
         &mut self,
         message: &StoredMessage,
         index: u64,
-        bytes: u64,
+        raw: &[u8],
         records: &mut impl Records,
         touched: &mut Touched,
     ) {
+        let bytes = raw.len() as u64;
         let priority = u8::try_from(message.priority.min(9)).unwrap_or(9);
         let lane = record::lane(&message.destination, priority);
-        let mut order = [0u8; 9];
-        order[..8].copy_from_slice(&message.seq.to_be_bytes());
-        order[8] = u8::from(message.backlog);
-        records.put(&record::lane_key(QUEUE_PREFIX, &lane, Some(index)), &order);
+        let value = QueueValue {
+            seq: message.seq,
+            left_to_store: message.backlog,
+            record: raw,
+        };
+        records.put(
+            &record::lane_key(QUEUE_PREFIX, &lane, Some(index)),
+            &value.encode(),
+        );
         let entry = SeqEntry {
             index,
             bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
@@ -528,7 +542,6 @@ impl StateMachine {
         records: &mut impl Records,
         touched: &mut Touched,
     ) {
-        records.remove(&record::key(MESSAGE_PREFIX, live.index));
         records.remove(&record::key(DELIVERED_PREFIX, live.index));
         records.remove(&record::key(SEQ_PREFIX, seq));
         records.remove(&record::lane_key(
@@ -552,7 +565,7 @@ impl StateMachine {
         self.live_bytes -= u64::from(live.bytes).min(self.live_bytes);
     }
 
-    /// A snapshot of the live state built from the read layout (`M`, `D`,
+    /// A snapshot of the live state built from the read layout (`Q`, `D`,
     /// `K` records): one batch that, applied to an empty store, brings back
     /// every live message in log order with its delivery count, and the
     /// metadata. What a follower too far behind the kept log receives.
@@ -831,7 +844,8 @@ mod tests {
     #[test]
     fn corrupt_record_is_reported_with_its_index() {
         let (_dir, db) = temp_db();
-        db.insert(record::key(MESSAGE_PREFIX, 7), &b"\x01garbage"[..])
+        let key = record::lane_key(QUEUE_PREFIX, &record::lane("/queue/a", 4), Some(7));
+        db.insert(key, &b"\0\0\0\0\0\0\0\x01\x01garbage"[..])
             .unwrap();
         let e = StateMachine::live_records(&db).unwrap_err();
         assert!(e.contains("log index 7"), "{e}");

@@ -1,7 +1,19 @@
 //! The in-place upgrades of stores written by earlier formats to
-//! [`FORMAT`] (5): from format 2 (the release before the seq index, queue
-//! order and lane counts), and from formats 4 and 3 (a lane's count alone
-//! in its `C` record).
+//! [`FORMAT`] (6): from format 5 (message records under `M`, apart from
+//! their queue order), from formats 4 and 3 (a lane's count alone in its
+//! `C` record, then as format 5), and from format 2 (the release before
+//! the seq index, queue order and lane counts).
+//!
+//! **From 5** ([`from_format_5`]): each message's record moves from its
+//! `M` key into its `Q` value (the order entry already names its log
+//! index), in batches of [`MOVE_CHUNK`] messages so that a deep store's
+//! upgrade holds a bounded batch in memory. It reads and writes every
+//! message once. Durability ordering: each chunk rewrites its `Q` values
+//! and removes their `M` records in one atomic `sled::Batch`; the marker is
+//! written after the last chunk, then flushed. A crash in between leaves
+//! marker 5 with some `Q` values holding their record already: the next
+//! open redoes the upgrade and skips those (a format-5 `Q` value has no
+//! record), so every message is moved exactly once.
 //!
 //! **From 4 and 3** ([`from_format_4`]): each `C` record gets its lane's
 //! bytes, from the lane's `V` record (format 4) or, where there is none
@@ -10,6 +22,7 @@
 //! Format 3 is format 4 without body files and without `V` records, so one
 //! function does both. It reads one record per lane (plus, for a format-3
 //! store, the lane's messages), whatever the backlog of a format-4 store.
+//! It writes marker 5; the caller then moves the records ([`from_format_5`]).
 //!
 //! **From 2** ([`from_format_2`]):
 //! A format-2 store holds the message records (`M`), delivery counts (`D`),
@@ -17,7 +30,8 @@
 //! format 3 (a missing `backlog` field decodes as false: the router held
 //! it). What it lacks is the read layout derived from the messages: the
 //! `S`, `Q` and `C` records and the live totals. They are derived here in
-//! one pass over the `M` records in log order, through the very functions
+//! one pass over the `M` records in log order (each record moving into its
+//! `Q` value), through the very functions
 //! the state machine applies an enqueue with
 //! (`StateMachine::index_message`, `StateMachine::write_counts`), so
 //! the upgraded store holds the records the state machine would have
@@ -25,7 +39,7 @@
 //! every body stays inline, and the marker written is the current store
 //! format ([`FORMAT`]).
 //!
-//! Durability ordering, both upgrades: the rewritten records and the new
+//! Durability ordering of these two: the rewritten records and the new
 //! format marker are one `sled::Batch`, applied atomically and then
 //! flushed. A crash before the flush leaves the old marker with the old
 //! records (or, if sled persisted the batch, the new marker with all the
@@ -33,10 +47,10 @@
 
 use super::entry::StoredMessage;
 use super::record::{
-    self, LaneCount, SeqEntry, COUNT_PREFIX, FORMAT, FORMAT_KEY, LANE_BYTES_PREFIX, MESSAGE_PREFIX,
-    QUEUE_PREFIX, SEQ_PREFIX,
+    self, LaneCount, QueueValue, SeqEntry, COUNT_PREFIX, FORMAT, FORMAT_5, FORMAT_KEY,
+    LANE_BYTES_PREFIX, MESSAGE_PREFIX, QUEUE_PREFIX, SEQ_PREFIX,
 };
-use super::state_machine::{LogKeep, SledRecords, StateMachine, Touched};
+use super::state_machine::{LogKeep, Records, SledRecords, StateMachine, Touched};
 use std::time::Instant;
 use tracing::info;
 
@@ -44,8 +58,81 @@ use tracing::info;
 /// derived).
 pub const FROM: u32 = 2;
 
+/// Messages moved per sled batch by [`from_format_5`]: a batch holds its
+/// records in memory (~5 MiB of 1 KiB messages).
+pub const MOVE_CHUNK: usize = 4096;
+
+/// Upgrades the format-5 store in `db` to [`FORMAT`]: moves every `M`
+/// record into its `Q` value, [`MOVE_CHUNK`] messages per batch, then
+/// writes the marker and flushes (see the module doc). Returns the number
+/// of messages moved. Fails when a record cannot be read or an order entry
+/// has no record (the store is damaged: format 5 wrote and removed both in
+/// one batch); what was moved stays moved and is skipped next time.
+pub fn from_format_5(db: &sled::Db) -> Result<u64, String> {
+    move_records(db, MOVE_CHUNK)
+}
+
+fn move_records(db: &sled::Db, chunk: usize) -> Result<u64, String> {
+    let started = Instant::now();
+    let mut moved = 0u64;
+    let mut batch = sled::Batch::default();
+    let mut in_batch = 0usize;
+    for item in db.scan_prefix([QUEUE_PREFIX]) {
+        let (k, v) = item.map_err(|e| format!("queue order: {e}"))?;
+        let value = QueueValue::decode(&v).ok_or("malformed queue order record")?;
+        if !value.record.is_empty() {
+            continue; // moved by an upgrade a crash interrupted
+        }
+        let index = k
+            .len()
+            .checked_sub(8)
+            .and_then(|at| record::decode_u64(&k[at..]))
+            .ok_or("malformed queue order key")?;
+        let old = record::key(MESSAGE_PREFIX, index);
+        let raw = db
+            .get(old)
+            .map_err(|e| format!("message at log index {index}: {e}"))?
+            .ok_or_else(|| format!("the record of the message at log index {index} is missing"))?;
+        let moved_value = QueueValue {
+            record: &raw,
+            ..value
+        };
+        batch.insert(&*k, moved_value.encode());
+        batch.remove(&old[..]);
+        moved += 1;
+        in_batch += 1;
+        if in_batch >= chunk {
+            db.apply_batch(std::mem::take(&mut batch))
+                .map_err(|e| format!("cannot write moved records: {e}"))?;
+            in_batch = 0;
+        }
+    }
+    db.apply_batch(std::mem::take(&mut batch))
+        .map_err(|e| format!("cannot write moved records: {e}"))?;
+    // Records without an order entry are not read by anything (format 5
+    // wrote and removed the two together): dead weight, removed.
+    let mut orphans = 0u64;
+    for item in db.scan_prefix([MESSAGE_PREFIX]) {
+        let (k, _) = item.map_err(|e| format!("message records: {e}"))?;
+        batch.remove(k);
+        orphans += 1;
+    }
+    batch.insert(FORMAT_KEY, &FORMAT.to_be_bytes());
+    db.apply_batch(batch)
+        .map_err(|e| format!("cannot write moved records: {e}"))?;
+    db.flush()
+        .map_err(|e| format!("cannot flush the moved records: {e}"))?;
+    info!(
+        messages = moved,
+        orphans,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store upgraded from format {FORMAT_5} to format {FORMAT}"
+    );
+    Ok(moved)
+}
+
 /// Upgrades the format-4 or format-3 (`from`) store in `tree` to
-/// [`FORMAT`]: every `C` record gets its lane's bytes (see the module
+/// format 5: every `C` record gets its lane's bytes (see the module
 /// doc) and the `V` records go, with the new marker in one batch, then a
 /// flush. Returns the number of lanes rewritten. Fails (writing nothing)
 /// when a record cannot be read.
@@ -71,7 +158,7 @@ pub fn from_format_4(db: &sled::Db, from: u32) -> Result<u64, String> {
         let (k, _) = item.map_err(|e| format!("lane bytes: {e}"))?;
         batch.remove(k);
     }
-    batch.insert(FORMAT_KEY, &FORMAT.to_be_bytes());
+    batch.insert(FORMAT_KEY, &FORMAT_5.to_be_bytes());
     db.apply_batch(batch)
         .map_err(|e| format!("cannot write the upgraded lane counts: {e}"))?;
     db.flush()
@@ -79,7 +166,7 @@ pub fn from_format_4(db: &sled::Db, from: u32) -> Result<u64, String> {
     info!(
         lanes,
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "store upgraded from format {from} to format {FORMAT}"
+        "store upgraded from format {from} to format {FORMAT_5}"
     );
     Ok(lanes)
 }
@@ -91,10 +178,9 @@ fn sum_lane(tree: &sled::Tree, lane: &[u8]) -> Result<u64, String> {
     let mut sum = 0u64;
     for item in tree.scan_prefix(record::lane_key(QUEUE_PREFIX, lane, None)) {
         let (_, v) = item.map_err(|e| format!("queue order: {e}"))?;
-        let seq = v
-            .get(..8)
-            .and_then(record::decode_u64)
-            .ok_or("malformed queue order record")?;
+        let seq = QueueValue::decode(&v)
+            .ok_or("malformed queue order record")?
+            .seq;
         if let Some(raw) = tree
             .get(record::key(SEQ_PREFIX, seq))
             .map_err(|e| format!("seq index of {seq}: {e}"))?
@@ -123,7 +209,9 @@ pub fn from_format_2(db: &sled::Db) -> Result<u64, String> {
         let index = record::index_of(&k).ok_or("malformed message key")?;
         let message = StoredMessage::decode_record(&v)
             .map_err(|e| format!("message at log index {index}: {e}"))?;
-        sm.index_message(&message, index, v.len() as u64, &mut records, &mut touched);
+        sm.index_message(&message, index, &v, &mut records, &mut touched);
+        // The record now lives in its `Q` value.
+        records.remove(&k);
         messages += 1;
     }
     sm.write_counts(touched, &mut records);
@@ -355,11 +443,11 @@ mod tests {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
         };
+        assert_eq!(db.scan_prefix([MESSAGE_PREFIX]).count(), 0, "records moved");
         for prefix in [
             record::SEQ_PREFIX,
             record::QUEUE_PREFIX,
             record::COUNT_PREFIX,
-            MESSAGE_PREFIX,
         ] {
             let got = derived(prefix);
             assert!(!got.is_empty(), "prefix {}", prefix as char);
@@ -392,10 +480,10 @@ mod tests {
                 &record::lane("/queue/a", 4),
                 Some(1),
             ))
-            .cloned();
-        let mut want = 8u64.to_be_bytes().to_vec();
-        want.push(0);
-        assert_eq!(order, Some(want));
+            .unwrap();
+        let order = QueueValue::decode(order).unwrap();
+        assert_eq!((order.seq, order.left_to_store), (8, false));
+        assert!(!order.record.is_empty());
     }
 
     /// A format-4 store (lane bytes in `V` records) and one lane without
@@ -448,9 +536,70 @@ mod tests {
         assert_eq!(counts(&db), applied);
         assert_eq!(db.scan_prefix([LANE_BYTES_PREFIX]).count(), 0);
         let marker = db.get(FORMAT_KEY).unwrap().unwrap();
-        assert_eq!(record::decode_u32(&marker), Some(FORMAT));
+        assert_eq!(record::decode_u32(&marker), Some(FORMAT_5));
         let (mut recovered, _, _) = StateMachine::recover(&db, LogKeep::NONE).unwrap();
         assert_eq!(recovered, sm);
         assert!(recovered.lane_bytes_mut().of_destination("/queue/b") > 3000);
+    }
+
+    /// A format-5 store (records under `M`, order entries without them)
+    /// ends with every record in its `Q` value and no `M` key, as applying
+    /// its messages writes; an interrupted upgrade (some records moved)
+    /// finishes the same way, moving each record once.
+    #[test]
+    fn format_5_records_move_into_their_queue_order_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let mut sm = StateMachine::empty(LogKeep::NONE);
+        let entries: Vec<Entry> = (1..=7)
+            .map(|seq| {
+                let mut m = stored(seq, if seq % 2 == 0 { "/queue/a" } else { "/queue/b" }, 4);
+                m.backlog = seq > 4;
+                Entry {
+                    kind: Some(Kind::Enqueue(m)),
+                }
+            })
+            .collect();
+        let batch = EncodedBatch {
+            format: crate::store::entry::FORMAT,
+            max_seq: 7,
+            entries,
+        };
+        let mut records = SledRecords::new(&db);
+        sm.apply(&batch, &batch.to_bytes(), &mut records).unwrap();
+        db.apply_batch(records.into_batch()).unwrap();
+        let all = |db: &sled::Db| -> Vec<(Vec<u8>, Vec<u8>)> {
+            db.iter()
+                .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                .filter(|(k, _)| k.as_slice() != FORMAT_KEY)
+                .collect()
+        };
+        let applied = all(&db);
+        // Back to format 5, but for seq 1's record: moved before a crash.
+        let mut in_m = 0;
+        for (k, v) in applied.iter().filter(|(k, _)| k[0] == QUEUE_PREFIX) {
+            let value = QueueValue::decode(v).unwrap();
+            let index = record::decode_u64(&k[k.len() - 8..]).unwrap();
+            if value.seq == 1 {
+                continue;
+            }
+            db.insert(record::key(MESSAGE_PREFIX, index), value.record)
+                .unwrap();
+            db.insert(k, &v[..9]).unwrap();
+            in_m += 1;
+        }
+        assert_eq!(in_m, 6);
+        db.insert(FORMAT_KEY, &FORMAT_5.to_be_bytes()).unwrap();
+
+        assert_eq!(move_records(&db, 4).unwrap(), 6, "two chunks and a rest");
+        assert_eq!(all(&db), applied);
+        let marker = db.get(FORMAT_KEY).unwrap().unwrap();
+        assert_eq!(record::decode_u32(&marker), Some(FORMAT));
+        assert_eq!(move_records(&db, 4).unwrap(), 0, "nothing left to move");
+        // An order entry whose record is gone is damage, reported.
+        let (k, v) = applied.iter().find(|(k, _)| k[0] == QUEUE_PREFIX).unwrap();
+        db.insert(k, &v[..9]).unwrap();
+        let e = move_records(&db, 4).unwrap_err();
+        assert!(e.contains("is missing"), "{e}");
     }
 }

@@ -36,7 +36,6 @@ pub(super) fn run(
     let mut checkpoint = Checkpoint::new(
         settings.checkpoint_bytes,
         online.as_ref().map_or(Duration::ZERO, |o| o.open_cost),
-        state.live_messages(),
     );
     loop {
         let (entries, waiters, handoffs, closing) = {
@@ -216,19 +215,12 @@ pub(super) fn run(
         // Durability ordering, part 3: a checkpoint only after the flush
         // above and with no batch under way, so the reopened database holds
         // everything any commit was told about. Commits queued meanwhile
-        // wait for the reopen (tens of milliseconds for a shallow store; see
-        // `checkpoint::MAX_PAUSE` for a deep one).
+        // wait for the reopen (tens of milliseconds for a shallow store,
+        // seconds for a deep one: `checkpoint::PAUSE_FACTOR` spaces them).
         let decision = match (&result, unflushed, online.as_ref()) {
-            (Ok(()), false, Some(_)) => checkpoint.decide(state.live_messages()),
+            (Ok(()), false, Some(_)) => checkpoint.decide(),
             _ => Decision::Wait,
         };
-        if decision == Decision::Skip {
-            info!(
-                live_messages = state.live_messages(),
-                "store checkpoint skipped (the reopen would pause the store too long with this backlog)"
-            );
-            checkpoint.skipped();
-        }
         if let (Decision::Reopen, Some(o)) = (decision, online.as_ref()) {
             let started = Instant::now();
             let written = checkpoint.since_open();
@@ -244,7 +236,7 @@ pub(super) fn run(
                 }
             }
             totals.checkpoints += 1;
-            checkpoint.done(started.elapsed(), state.live_messages());
+            checkpoint.done(started.elapsed());
         }
     }
     info!(
