@@ -24,7 +24,7 @@ fn body(tag: char) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_mb_bodies_cross_protocols_intact_across_a_kill_9() {
-    let mut b = broker();
+    let b = broker();
     // Over STOMP, with a receipt: stored once the RECEIPT is back.
     let mut stomp = b.client();
     tokio::task::block_in_place(|| {

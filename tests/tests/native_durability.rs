@@ -12,7 +12,7 @@ use tokio::time::timeout;
 
 #[tokio::test]
 async fn accepted_persistent_transfers_survive_kill_9() {
-    let mut b = broker();
+    let b = broker();
     let conn = Connection::connect(&url(&b)).await.unwrap();
     let sender = conn
         .open_sender("/queue/durable", SettleMode::Unsettled)
