@@ -37,9 +37,9 @@ export BASE_PORT="${BASE_PORT:-62800}"
 mkdir -p "$out"
 data="$(mktemp -d /tmp/cluster-commit.XXXXXX)"
 port() { echo $((BASE_PORT + 10 * $1 + $2)); }
-single_pid=""
+. bench-client/scripts/single-node.sh
 cleanup() {
-  if [ -n "$single_pid" ]; then kill "$single_pid" 2>/dev/null || true; wait "$single_pid" 2>/dev/null || true; fi
+  stop_single_node
   FERROMQ_BIN="$new_bin" scripts/cluster-local.sh stop "$data/cluster" >/dev/null 2>&1 || true
   rm -rf "$data"
 }
@@ -94,42 +94,13 @@ run_cluster() { # ROUND CONFIG BIN
 }
 
 run_single() { # ROUND
-  local dir="$data/single" l0
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  cat >"$dir/ferromq.toml" <<TOML
-[broker]
-data_dir = "$dir/data"
-
-[stomp]
-listen = "127.0.0.1:$(port 1 0)"
-
-[websocket]
-listen = ""
-tls_listen = ""
-
-[native]
-listen = "127.0.0.1:$(port 1 1)"
-
-[admin]
-listen = "127.0.0.1:$(port 1 2)"
-
-[store]
-sync = "always"
-TOML
-  "$new_bin" --config "$dir/ferromq.toml" >"$dir/ferromq.log" 2>&1 &
-  single_pid=$!
-  for _ in $(seq 100); do # bounded: 10 s
-    [ "$(curl -s --max-time 1 "http://127.0.0.1:$(port 1 2)/healthz")" != "" ] && break
-    sleep 0.1
-  done
+  local l0
+  start_single_node "$data/single" "$new_bin" "$(port 1 0)" "$(port 1 1)" "$(port 1 2)"
   l0="$(load)"
   persistent "stomp://127.0.0.1:$(port 1 0)" "ferromq single node" "$out/single-r$1.json"
   printf '%s\tsingle\t-\t%s\t%s\n' "$1" "$l0" "$(load)" >>"$out/runs.tsv"
-  kill "$single_pid" 2>/dev/null || true
-  wait "$single_pid" 2>/dev/null || true
-  single_pid=""
-  rm -rf "$dir"
+  stop_single_node
+  rm -rf "$data/single"
 }
 
 for round in $(seq "$rounds"); do

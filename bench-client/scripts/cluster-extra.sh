@@ -36,23 +36,16 @@ export FERROMQ_BIN="${FERROMQ_BIN:-target/release/ferromq}"
 mkdir -p "$out"
 data="$(mktemp -d /tmp/cluster-extra.XXXXXX)"
 port() { echo $((BASE_PORT + 10 * $1 + $2)); }
-single_pid=""
+. bench-client/scripts/single-node.sh
 pollers=()
 stop_pollers() {
   local p
   for p in "${pollers[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   pollers=()
 }
-stop_single() {
-  if [ -n "$single_pid" ]; then
-    kill "$single_pid" 2>/dev/null || true
-    wait "$single_pid" 2>/dev/null || true
-    single_pid=""
-  fi
-}
 cleanup() {
   stop_pollers
-  stop_single
+  stop_single_node
   scripts/cluster-local.sh stop "$data/cluster" >/dev/null 2>&1 || true
   rm -rf "$data"
 }
@@ -134,41 +127,11 @@ run_cluster() { # ROUND
 }
 
 run_single() { # ROUND
-  local dir="$data/single"
-  rm -rf "$dir"
-  mkdir -p "$dir"
-  cat >"$dir/ferromq.toml" <<TOML
-[broker]
-data_dir = "$dir/data"
-
-[stomp]
-listen = "127.0.0.1:$(port 1 0)"
-
-[websocket]
-listen = ""
-tls_listen = ""
-
-[native]
-listen = "127.0.0.1:$(port 1 1)"
-
-[admin]
-listen = "127.0.0.1:$(port 1 2)"
-
-[store]
-sync = "always"
-TOML
-  "$FERROMQ_BIN" --config "$dir/ferromq.toml" >"$dir/ferromq.log" 2>&1 &
-  single_pid=$!
-  # Bounded: 100 x 0.1 s.
-  for _ in $(seq 100); do
-    [ "$(curl -s --max-time 1 "http://127.0.0.1:$(port 1 2)/healthz")" != "" ] && break
-    sleep 0.1
-  done
-  kill -0 "$single_pid" || { echo "single node did not start:" >&2; cat "$dir/ferromq.log" >&2; exit 1; }
+  start_single_node "$data/single" "$FERROMQ_BIN" "$(port 1 0)" "$(port 1 1)" "$(port 1 2)"
   echo "round $1 single: $(uptime)" | tee -a "$out/load.txt"
   run_scenarios "stomp://127.0.0.1:$(port 1 0)" "ferromq single node" "single-r$1" "single:$single_pid"
-  stop_single
-  rm -rf "$dir"
+  stop_single_node
+  rm -rf "$data/single"
 }
 
 for round in $(seq "$rounds"); do
