@@ -350,6 +350,26 @@ mod tests {
     use ferromq_protocol::Headers;
     use std::sync::atomic::AtomicU64;
 
+    /// The parts of [`Replicator`] the writer reads besides `propose`, as
+    /// every fake here answers them: this node leads and names no other;
+    /// `$fenced` says whether its lease ran out.
+    macro_rules! leading {
+        ($fenced:expr) => {
+            fn role(&self) -> Role {
+                Role::Leader
+            }
+            fn leader(&self) -> Option<LeaderInfo> {
+                None
+            }
+            fn is_fenced(&self) -> bool {
+                ($fenced)(self)
+            }
+            fn status(&self) -> ClusterStatus {
+                unimplemented!("not used by the writer")
+            }
+        };
+    }
+
     /// Commits every batch at once (a one-node "majority") and applies it,
     /// or refuses every batch as a follower would.
     struct Fake {
@@ -370,18 +390,7 @@ mod tests {
             };
             Proposal::ready(applied.map_err(|e| ReplicateError::Stopped(e.to_string())))
         }
-        fn role(&self) -> Role {
-            Role::Leader
-        }
-        fn leader(&self) -> Option<LeaderInfo> {
-            None
-        }
-        fn is_fenced(&self) -> bool {
-            !self.leader
-        }
-        fn status(&self) -> ClusterStatus {
-            unimplemented!("not used by the writer")
-        }
+        leading!(|fake: &Self| !fake.leader);
     }
 
     fn open(
@@ -600,18 +609,7 @@ mod tests {
                 .map_err(|e| ReplicateError::Stopped(e.to_string()))
             })
         }
-        fn role(&self) -> Role {
-            Role::Leader
-        }
-        fn leader(&self) -> Option<LeaderInfo> {
-            None
-        }
-        fn is_fenced(&self) -> bool {
-            false
-        }
-        fn status(&self) -> ClusterStatus {
-            unimplemented!("not used by the writer")
-        }
+        leading!(|_: &Self| false);
     }
 
     /// With every slot in flight, what is appended meanwhile waits in the
@@ -682,18 +680,7 @@ mod tests {
                 }
             })
         }
-        fn role(&self) -> Role {
-            Role::Leader
-        }
-        fn leader(&self) -> Option<LeaderInfo> {
-            None
-        }
-        fn is_fenced(&self) -> bool {
-            self.fenced
-        }
-        fn status(&self) -> ClusterStatus {
-            unimplemented!("not used by the writer")
-        }
+        leading!(|held: &Self| held.fenced);
     }
 
     /// A consumer's ack of a message whose batch is still proposed answers
@@ -767,18 +754,7 @@ mod tests {
             };
             Proposal::ready(applied)
         }
-        fn role(&self) -> Role {
-            Role::Leader
-        }
-        fn leader(&self) -> Option<LeaderInfo> {
-            None
-        }
-        fn is_fenced(&self) -> bool {
-            false
-        }
-        fn status(&self) -> ClusterStatus {
-            unimplemented!("not used by the writer")
-        }
+        leading!(|_: &Self| false);
     }
 
     /// Producers (sessions appending on the runtime's workers) faster than
